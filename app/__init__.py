@@ -1,0 +1,87 @@
+"""Pointpass: loyalty programs on the phone wallets customers already have."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from apiflask import APIFlask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from app import config as config_module
+from app.extensions import db, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
+    """Build the service. ``config`` overrides defaults and ``POINTPASS_*`` variables."""
+    instance_path = (config or {}).get("INSTANCE_PATH")
+    app = APIFlask(
+        __name__,
+        title="Pointpass API",
+        version="1",
+        spec_path="/api/openapi.json",
+        docs_path="/api/docs",
+        template_folder=str(ROOT / "templates"),
+        instance_path=str(instance_path) if instance_path else str(ROOT / "instance"),
+    )
+    config_module.load(app, config)
+    app.config["SPEC_FORMAT"] = "json"
+    app.config["INFO"] = {
+        "description": "Issue wallet loyalty cards, keep the points store, push updates.",
+    }
+    _configure_logging(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _sqlite_transactions(db.engine)
+
+    from app import jobs, problems
+
+    problems.init_app(app)
+    jobs.init_app(app)
+
+    from app.auth import models as _auth_models  # noqa: F401 - register the tables
+    from app.loyalty import models as _loyalty_models  # noqa: F401
+    from app.loyalty.api import bp as loyalty_api
+    from app.web.views import bp as web
+
+    app.register_blueprint(loyalty_api)
+    app.register_blueprint(web)
+    return app
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Serialize SQLite writers with ``BEGIN IMMEDIATE`` and enable WAL and foreign keys.
+
+    pysqlite's own transaction handling starts transactions lazily, so a transaction that
+    reads before it writes can fail with "database is locked" instead of waiting. Taking the
+    write lock at ``BEGIN`` makes every transaction wait its turn (up to the busy timeout).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _configure_logging(app: APIFlask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )

@@ -1,0 +1,36 @@
+"""Bearer-token authentication for the API, with one role per key."""
+
+from __future__ import annotations
+
+from apiflask import HTTPTokenAuth
+
+from app.auth import keys
+from app.auth.models import ApiKey, Role
+
+auth = HTTPTokenAuth(scheme="Bearer", description="An API key from `pointpass create-key`.")
+
+
+@auth.verify_token
+def _verify(token: str) -> ApiKey | None:
+    return keys.authenticate(token) if token else None
+
+
+@auth.get_user_roles
+def _roles(key: ApiKey) -> list[str]:
+    return [key.role.value]
+
+
+def current_key() -> ApiKey:
+    """The key that authenticated the current request."""
+    key = auth.current_user
+    if key is None:
+        raise RuntimeError("current_key() called outside an authenticated request")
+    return key  # type: ignore[no-any-return]
+
+
+def actor() -> str:
+    """How the ledger records the caller of the current request."""
+    return f"api_key:{current_key().id}"
+
+
+ALL_ROLES = [r.value for r in Role]

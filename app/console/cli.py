@@ -1,0 +1,84 @@
+"""The ``pointpass`` command: Flask's CLI with the app factory, plus our commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from app import create_app
+from app.auth import keys
+from app.auth.models import Role
+
+
+@click.group(cls=FlaskGroup, create_app=create_app)
+def cli() -> None:
+    """Pointpass: loyalty cards on Apple Wallet and Google Wallet."""
+
+
+@cli.command("create-key")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--name", required=True, help="Who or what uses the key, e.g. 'till 3'.")
+@with_appcontext
+def create_key(role: str, name: str) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    key, plaintext = keys.create(name, role)
+    click.echo(f"Created {key.role.value} key #{key.id} '{key.name}'. It will not be shown again:",
+               err=True)
+    click.echo(plaintext)
+
+
+@cli.command("dev-certs")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
+def dev_certs(directory: Path, overwrite: bool) -> None:
+    """Write development stand-in certificates and keys into DIRECTORY (never for production)."""
+    from passes.devcerts import write_dev_certs
+
+    written = write_dev_certs(directory, overwrite=overwrite)
+    for name, path in written.items():
+        click.echo(f"{name}: {path}")
+    click.echo("These are stand-ins signed by a development CA: Apple and Google will not accept "
+               "them. See certs.example/README.md for the real files.", err=True)
+
+
+@cli.command("demo")
+@with_appcontext
+def demo() -> None:
+    """Create (or reuse) a demo program with rewards and tiers; print keys and a sample card."""
+    from app.console.demo import create_demo
+
+    result = create_demo()
+    click.echo(f"Demo program: {result.program.name} (id {result.program.id}, "
+               f"/{result.program.slug})")
+    for role, key in result.keys.items():
+        click.echo(f"  {role:<9} key: {key}")
+    click.echo(f"Sample card: {result.card.serial_number} — {result.card.member.name}, "
+               f"{result.card.balance} {result.program.points_label}")
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@with_appcontext
+def worker(burst: bool) -> None:
+    """Run an rq worker for the app's queues (needs POINTPASS_REDIS_URL)."""
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        raise click.ClickException(
+            "POINTPASS_REDIS_URL is not set: without it jobs run in-process, no worker needed."
+        )
+    connection = Redis.from_url(url)
+    queue = Queue(current_app.config["RQ_QUEUE"], connection=connection)
+    # SimpleWorker runs jobs in this process, which already holds the app context and the
+    # database pool; a forking worker would share pooled connections with its children.
+    SimpleWorker([queue], connection=connection).work(burst=burst)
+
+
+def main() -> None:
+    sys.exit(cli.main())

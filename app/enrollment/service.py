@@ -1,0 +1,125 @@
+"""Enrolling members: a member, their card and, where they were referred, the referrer's bonus."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app import jobs
+from app.errors import Conflict, Unprocessable
+from app.extensions import db
+from app.loyalty import ledger
+from app.loyalty.models import LANGUAGES, Card, Member, Program
+
+# No 0/O or 1/I: referral codes are read aloud and typed on phones.
+REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+REFERRAL_CODE_LENGTH = 8
+
+
+@dataclass
+class Enrollment:
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    language: str | None = None
+    birthday: date | None = None
+    referral_code: str | None = None
+    consent_marketing: bool = False
+    consent_terms: bool = False
+
+
+def new_serial_number() -> str:
+    return secrets.token_hex(10).upper()
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+
+
+def new_card(program: Program, member: Member) -> Card:
+    return Card(
+        program=program,
+        member=member,
+        serial_number=new_serial_number(),
+        authentication_token=secrets.token_urlsafe(24),
+        barcode_secret=secrets.token_urlsafe(32),
+    )
+
+
+def enroll(program: Program, data: Enrollment) -> Card:
+    """Create a member and their card in ``program`` and commit.
+
+    Raises ``Conflict`` when the e-mail address is already enrolled in the program and
+    ``Unprocessable`` for an unknown referral code or language.
+    """
+    language = data.language or program.default_language
+    if language not in LANGUAGES:
+        raise Unprocessable(f"Unsupported language {language!r}.")
+    email = data.email.strip().lower() if data.email else None
+    if email and db.session.scalar(
+        select(Member.id).where(Member.program_id == program.id, Member.email == email)
+    ):
+        raise Conflict("This e-mail address is already enrolled in the program.")
+
+    referrer = None
+    if data.referral_code:
+        referrer = db.session.scalar(
+            select(Member).where(
+                Member.program_id == program.id,
+                Member.referral_code == data.referral_code.strip().upper(),
+            )
+        )
+        if referrer is None:
+            raise Unprocessable(
+                "Unknown referral code.",
+                errors=[{"location": "json", "field": "referral_code",
+                         "message": "No member of this program has this code."}],
+            )
+
+    member = Member(
+        program=program,
+        name=data.name.strip(),
+        email=email,
+        phone=data.phone,
+        language=language,
+        birthday=data.birthday,
+        consent_marketing=data.consent_marketing,
+        consent_terms=data.consent_terms,
+        referral_code=new_referral_code(),
+        referred_by_id=referrer.id if referrer else None,
+    )
+    card = new_card(program, member)
+    card.tier = ledger.tier_for(list(program.tiers), 0)
+    db.session.add_all([member, card])
+    if referrer is not None and program.referral_bonus_points > 0:
+        db.session.flush()
+        jobs.enqueue_after_commit(credit_referral, member.id)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        # A concurrent enrollment with the same e-mail won the race.
+        raise Conflict("This e-mail address is already enrolled in the program.") from exc
+    return card
+
+
+def credit_referral(member_id: int) -> None:
+    """Give the referrer of ``member_id`` the program's referral bonus, once (a job)."""
+    member = db.session.get(Member, member_id)
+    if member is None or member.referred_by_id is None:
+        return
+    referrer = db.session.get(Member, member.referred_by_id)
+    program = member.program
+    if referrer is None or referrer.card is None or program.referral_bonus_points <= 0:
+        return
+    ledger.earn(
+        referrer.card.serial_number,
+        points=program.referral_bonus_points,
+        actor="job:referral",
+        reference=f"referral:{member.referral_code}",
+        idempotency_key=f"referral:{member_id}",
+    )

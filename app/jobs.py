@@ -1,0 +1,143 @@
+"""Background jobs, started only once the transaction that asked for them has committed.
+
+With ``POINTPASS_REDIS_URL`` set, jobs go to an ``rq`` queue drained by ``pointpass worker``;
+unset, they run on a small in-process thread pool. Either way a job is a plain importable
+function taking plain arguments, run inside an application context: it only translates the job
+into a call to a domain service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+_PENDING = "pointpass.pending_jobs"
+EXTENSION = "pointpass.jobs"
+
+Job = Callable[..., Any]
+
+
+def enqueue_after_commit(func: Job, *args: Any) -> None:
+    """Run ``func(*args)`` in the background after the current transaction commits.
+
+    Nothing runs if the transaction rolls back.
+    """
+    db.session().info.setdefault(_PENDING, []).append((func, args))
+
+
+def dispatcher() -> Dispatcher:
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def job_path(func: Job) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+class Dispatcher:
+    """Where committed jobs go."""
+
+    def submit(self, func: Job, args: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float = 30) -> None:
+        """Block until in-process jobs submitted so far have finished (tests, CLI)."""
+
+    def shutdown(self) -> None:
+        pass
+
+
+class InProcessDispatcher(Dispatcher):
+    """Runs jobs on a thread pool inside this process, each in its own app context."""
+
+    def __init__(self, app: Flask, workers: int = 2) -> None:
+        self._app = app
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pointpass-job")
+        self._futures: set[Future[None]] = set()
+        self._lock = threading.Lock()
+
+    def _run(self, func: Job, args: tuple[Any, ...]) -> None:
+        with self._app.app_context():
+            try:
+                func(*args)
+            except Exception:
+                log.exception("job %s%r failed", job_path(func), args)
+                db.session.rollback()
+
+    def submit(self, func: Job, args: tuple[Any, ...]) -> None:
+        future = self._pool.submit(self._run, func, args)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def wait(self, timeout: float = 30) -> None:
+        with self._lock:
+            pending = set(self._futures)
+        wait(pending, timeout=timeout)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class RQDispatcher(Dispatcher):
+    """Sends jobs to an ``rq`` queue; falls back to in-process if Redis cannot be reached."""
+
+    def __init__(self, app: Flask, redis_url: str, queue_name: str) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        self.connection = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+        self.queue = Queue(queue_name, connection=self.connection)
+        self._fallback = InProcessDispatcher(app, workers=1)
+
+    def submit(self, func: Job, args: tuple[Any, ...]) -> None:
+        from redis.exceptions import RedisError
+        from rq import Retry
+
+        try:
+            self.queue.enqueue(job_path(func), *args, retry=Retry(max=5, interval=[1, 5, 30, 120]))
+        except RedisError as exc:
+            log.warning("Redis unreachable (%s); running job %s in-process", exc, job_path(func))
+            self._fallback.submit(func, args)
+
+    def wait(self, timeout: float = 30) -> None:
+        self._fallback.wait(timeout)
+
+    def shutdown(self) -> None:
+        self._fallback.shutdown()
+
+
+@event.listens_for(Session, "after_commit")
+def _dispatch_committed(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        target = dispatcher()
+        for func, args in pending:
+            target.submit(func, args)
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def init_app(app: Flask) -> None:
+    redis_url = app.config.get("REDIS_URL")
+    if redis_url:
+        app.extensions[EXTENSION] = RQDispatcher(app, redis_url, app.config["RQ_QUEUE"])
+    else:
+        app.extensions[EXTENSION] = InProcessDispatcher(app)

@@ -1,0 +1,162 @@
+"""The loyalty API: programs, rewards, tiers, members, cards, earning and adjusting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+
+from app.auth.security import ALL_ROLES, actor, auth
+from app.enrollment import service as enrollment
+from app.loyalty import ledger, programs
+from app.loyalty.models import Card, Member, Program
+from app.loyalty.schemas import (
+    AdjustIn,
+    CardDetailOut,
+    EarnIn,
+    IdempotencyHeader,
+    MemberIn,
+    MemberOut,
+    PostingOut,
+    ProgramIn,
+    ProgramList,
+    ProgramOut,
+    RewardIn,
+    RewardOut,
+    TierIn,
+    TierOut,
+)
+
+bp = APIBlueprint("loyalty", __name__, url_prefix="/api/v1", tag="Loyalty")
+
+
+def card_body(card: Card) -> dict[str, Any]:
+    """What the API says about a card: the links are filled in by the wallet modules."""
+    return {
+        "serial_number": card.serial_number,
+        "status": card.status.value,
+        "balance": card.balance,
+        "lifetime_points": card.lifetime_points,
+        "tier": card.tier.name if card.tier else None,
+        "program_id": card.program_id,
+        "apple_pass_url": None,
+        "google_save_url": None,
+    }
+
+
+def _posting_body(posting: ledger.Posting) -> dict[str, Any]:
+    card = posting.card
+    return {
+        "serial_number": card.serial_number,
+        "balance": card.balance,
+        "lifetime_points": card.lifetime_points,
+        "tier": card.tier.name if card.tier else None,
+        "entry": posting.entry,
+    }
+
+
+def _posting_response(posting: ledger.Posting) -> tuple[dict[str, Any], int, dict[str, str]]:
+    headers = {"Idempotent-Replayed": "true"} if posting.replayed else {}
+    return _posting_body(posting), 201, headers
+
+
+@bp.post("/programs")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(ProgramIn, arg_name="data")
+@bp.output(ProgramOut, status_code=201)
+@bp.doc(summary="Create a program", responses=[401, 403, 409, 422])
+def create_program(data: dict[str, Any]) -> Program:
+    return programs.create(**data)
+
+
+@bp.get("/programs")
+@bp.auth_required(auth, roles=ALL_ROLES)
+@bp.output(ProgramList)
+@bp.doc(summary="List programs", responses=[401])
+def list_programs() -> dict[str, Any]:
+    return {"programs": programs.all_programs()}
+
+
+@bp.get("/programs/<int:program_id>")
+@bp.auth_required(auth, roles=ALL_ROLES)
+@bp.output(ProgramOut)
+@bp.doc(summary="Get a program", responses=[401, 404])
+def get_program(program_id: int) -> Program:
+    return programs.get(program_id)
+
+
+@bp.post("/programs/<int:program_id>/rewards")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(RewardIn, arg_name="data")
+@bp.output(RewardOut, status_code=201)
+@bp.doc(summary="Add a reward", responses=[401, 403, 404, 422])
+def create_reward(program_id: int, data: dict[str, Any]) -> Any:
+    return programs.add_reward(programs.get(program_id), **data)
+
+
+@bp.post("/programs/<int:program_id>/tiers")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(TierIn, arg_name="data")
+@bp.output(TierOut, status_code=201)
+@bp.doc(summary="Add a tier", responses=[401, 403, 404, 409, 422])
+def create_tier(program_id: int, data: dict[str, Any]) -> Any:
+    return programs.add_tier(programs.get(program_id), **data)
+
+
+@bp.post("/programs/<int:program_id>/members")
+@bp.auth_required(auth, roles=["admin", "marketer", "pos"])
+@bp.input(MemberIn, arg_name="data")
+@bp.output(MemberOut, status_code=201)
+@bp.doc(summary="Enroll a member and issue their card", responses=[401, 403, 404, 409, 422])
+def enroll_member(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    card = enrollment.enroll(programs.get(program_id), enrollment.Enrollment(**data))
+    member: Member = card.member
+    return {
+        "id": member.id,
+        "name": member.name,
+        "email": member.email,
+        "language": member.language,
+        "referral_code": member.referral_code,
+        "card": card_body(card),
+    }
+
+
+@bp.get("/cards/<serial>")
+@bp.auth_required(auth, roles=ALL_ROLES)
+@bp.output(CardDetailOut)
+@bp.doc(summary="Get a card with its recent ledger entries", responses=[401, 404])
+def get_card(serial: str) -> dict[str, Any]:
+    card = ledger.get_card(serial)
+    return {
+        **card_body(card),
+        "member_name": card.member.name,
+        "recent_entries": ledger.recent_entries(card),
+    }
+
+
+@bp.post("/cards/<serial>/earn")
+@bp.auth_required(auth, roles=["pos", "admin"])
+@bp.input(IdempotencyHeader, location="headers", arg_name="headers")
+@bp.input(EarnIn, arg_name="data")
+@bp.output(PostingOut, status_code=201)
+@bp.doc(summary="Credit points for a purchase or a number of points",
+        description="Send an `Idempotency-Key` header: a retried request with the same key "
+        "credits once and answers with the first result (`Idempotent-Replayed: true`).",
+        responses=[401, 403, 404, 410, 422])
+def earn(serial: str, headers: dict[str, Any], data: dict[str, Any]) -> Any:
+    posting = ledger.earn(serial, actor=actor(), idempotency_key=headers.get("idempotency_key"),
+                          **data)
+    return _posting_response(posting)
+
+
+@bp.post("/cards/<serial>/adjust")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(IdempotencyHeader, location="headers", arg_name="headers")
+@bp.input(AdjustIn, arg_name="data")
+@bp.output(PostingOut, status_code=201)
+@bp.doc(summary="Add or remove points by hand, with a reason",
+        responses=[401, 403, 404, 409, 410, 422])
+def adjust(serial: str, headers: dict[str, Any], data: dict[str, Any]) -> Any:
+    posting = ledger.adjust(serial, actor=actor(), idempotency_key=headers.get("idempotency_key"),
+                            **data)
+    return _posting_response(posting)

@@ -1,0 +1,204 @@
+"""The points store: programs, their rewards and tiers, members, cards and the ledger."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.timeutil import UTCDateTime, utcnow
+
+LANGUAGES = ("en", "id", "th", "ms")
+CURRENCIES = {"IDR": 2, "THB": 2, "MYR": 2, "USD": 2}  # ISO 4217 minor-unit exponents
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint: portable and easy to read in psql.
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=16,
+                values_callable=lambda e: [m.value for m in e])
+
+
+class Program(db.Model):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    organization_name: Mapped[str] = mapped_column(String(120))
+    background_color: Mapped[str] = mapped_column(String(7), default="#1F2937")
+    foreground_color: Mapped[str] = mapped_column(String(7), default="#FFFFFF")
+    label_color: Mapped[str] = mapped_column(String(7), default="#D1D5DB")
+    points_label: Mapped[str] = mapped_column(String(32), default="Points")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    # Earn rate as an integer ratio: ``earn_points`` points per ``earn_amount`` minor units.
+    earn_points: Mapped[int] = mapped_column(default=1)
+    earn_amount: Mapped[int] = mapped_column(BigInteger, default=100)
+    default_language: Mapped[str] = mapped_column(String(2), default="en")
+    referral_bonus_points: Mapped[int] = mapped_column(default=0)
+    support_contact: Mapped[str | None] = mapped_column(String(200))
+    terms: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    rewards: Mapped[list[Reward]] = relationship(
+        back_populates="program", order_by="Reward.points_cost"
+    )
+    tiers: Mapped[list[Tier]] = relationship(
+        back_populates="program", order_by="Tier.threshold"
+    )
+
+    __table_args__ = (
+        CheckConstraint("earn_points >= 0", name="earn_points_non_negative"),
+        CheckConstraint("earn_amount > 0", name="earn_amount_positive"),
+        CheckConstraint("referral_bonus_points >= 0", name="referral_bonus_non_negative"),
+    )
+
+
+class Reward(db.Model):
+    __tablename__ = "rewards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    points_cost: Mapped[int] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    program: Mapped[Program] = relationship(back_populates="rewards")
+
+    __table_args__ = (CheckConstraint("points_cost > 0", name="points_cost_positive"),)
+
+
+class Tier(db.Model):
+    __tablename__ = "tiers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[int] = mapped_column(BigInteger)  # lifetime points earned
+    # Earn multiplier in percent (150 = 1.5×), so points stay integers.
+    multiplier_percent: Mapped[int] = mapped_column(default=100)
+
+    program: Mapped[Program] = relationship(back_populates="tiers")
+
+    __table_args__ = (
+        UniqueConstraint("program_id", "threshold"),
+        CheckConstraint("threshold >= 0", name="threshold_non_negative"),
+        CheckConstraint("multiplier_percent >= 100", name="multiplier_at_least_100"),
+    )
+
+
+class Member(db.Model):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    birthday: Mapped[date | None]
+    consent_marketing: Mapped[bool] = mapped_column(default=False)
+    consent_terms: Mapped[bool] = mapped_column(default=False)
+    referral_code: Mapped[str] = mapped_column(String(16))
+    referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    program: Mapped[Program] = relationship()
+    card: Mapped[Card] = relationship(back_populates="member", uselist=False)
+
+    __table_args__ = (
+        UniqueConstraint("program_id", "referral_code"),
+        # One member per e-mail address in a program (NULLs are distinct on both databases).
+        UniqueConstraint("program_id", "email"),
+    )
+
+
+class CardStatus(enum.StrEnum):
+    ACTIVE = "active"
+    VOIDED = "voided"
+
+
+class Card(db.Model):
+    __tablename__ = "cards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    serial_number: Mapped[str] = mapped_column(String(32), unique=True)
+    authentication_token: Mapped[str] = mapped_column(String(64))
+    barcode_secret: Mapped[str] = mapped_column(String(64))
+    barcode_version: Mapped[int] = mapped_column(default=1)
+    status: Mapped[CardStatus] = mapped_column(
+        _enum(CardStatus, "card_status"), default=CardStatus.ACTIVE
+    )
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
+    # Bumped with every change to what the card's passes show, in the same transaction.
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    program: Mapped[Program] = relationship()
+    member: Mapped[Member] = relationship(back_populates="card")
+    tier: Mapped[Tier | None] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("member_id", "program_id"),
+        # The last line of defence: no code path, however concurrent, can overdraw a card.
+        CheckConstraint("balance >= 0", name="balance_non_negative"),
+        CheckConstraint("lifetime_points >= 0", name="lifetime_non_negative"),
+    )
+
+
+class EntryKind(enum.StrEnum):
+    EARN = "earn"
+    REDEEM = "redeem"
+    ADJUST = "adjust"
+    EXPIRE = "expire"
+    REVERSE = "reverse"
+
+
+class LedgerEntry(db.Model):
+    """One balance change. Append-only: rows are never updated or deleted."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
+    kind: Mapped[EntryKind] = mapped_column(_enum(EntryKind, "entry_kind"))
+    points: Mapped[int] = mapped_column(BigInteger)  # signed
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    # Who or what caused it: "api_key:<id>", "job:referral", "cli", ...
+    actor: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # Hash of the request that used the idempotency key, to refuse a reused key with another body.
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    amount: Mapped[int | None] = mapped_column(BigInteger)  # purchase amount, minor units
+    currency: Mapped[str | None] = mapped_column(String(3))
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    card: Mapped[Card] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("card_id", "idempotency_key"),
+        Index("ix_ledger_entries_card_id_id", "card_id", "id"),
+        CheckConstraint("points <> 0", name="points_non_zero"),
+        CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
+    )
+

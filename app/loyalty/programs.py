@@ -1,0 +1,74 @@
+"""Programs, their rewards and tiers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import Conflict, NotFound
+from app.extensions import db
+from app.loyalty.models import Program, Reward, Tier
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:64] or "program"
+
+
+def get(program_id: int) -> Program:
+    program = db.session.get(Program, program_id)
+    if program is None:
+        raise NotFound(f"No program with id {program_id}.")
+    return program
+
+
+def get_by_slug(slug: str) -> Program:
+    program = db.session.scalar(select(Program).where(Program.slug == slug))
+    if program is None:
+        raise NotFound(f"No program {slug!r}.")
+    return program
+
+
+def create(
+    *, tiers: list[dict[str, Any]] | None = None, rewards: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Program:
+    """Create a program, with optional tiers and rewards, and commit."""
+    fields.setdefault("slug", slugify(fields["name"]))
+    fields.setdefault("organization_name", fields["name"])
+    program = Program(**fields)
+    program.tiers = [Tier(**t) for t in tiers or []]
+    program.rewards = [Reward(**r) for r in rewards or []]
+    db.session.add(program)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise Conflict(f"A program with slug {fields['slug']!r} already exists.") from exc
+    return program
+
+
+def add_reward(program: Program, *, name: str, points_cost: int, active: bool = True) -> Reward:
+    reward = Reward(program=program, name=name, points_cost=points_cost, active=active)
+    db.session.add(reward)
+    db.session.commit()
+    return reward
+
+
+def add_tier(program: Program, *, name: str, threshold: int, multiplier_percent: int = 100) -> Tier:
+    tier = Tier(program=program, name=name, threshold=threshold,
+                multiplier_percent=multiplier_percent)
+    db.session.add(tier)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise Conflict(f"The program already has a tier at {threshold} points.") from exc
+    return tier
+
+
+def all_programs() -> list[Program]:
+    return list(db.session.scalars(select(Program).order_by(Program.id)))

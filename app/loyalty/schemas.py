@@ -1,0 +1,178 @@
+"""Request and response schemas for programs, members, cards and the ledger."""
+
+from __future__ import annotations
+
+from apiflask import fields, validators
+from apiflask.schemas import Schema
+from marshmallow import ValidationError, validates_schema
+
+from app.loyalty.ledger import MAX_AMOUNT, MAX_POINTS
+from app.loyalty.models import CURRENCIES, LANGUAGES, EntryKind
+from app.schemas import HEX_COLOR, InputSchema, StrictBoolean, StrictInteger, text
+
+POINTS = validators.Range(min=1, max=MAX_POINTS)
+COUNT = validators.Range(min=0, max=MAX_POINTS)
+
+
+class TierIn(InputSchema):
+    name = text(64, required=True)
+    threshold = StrictInteger(required=True, validate=COUNT)
+    multiplier_percent = StrictInteger(load_default=100, validate=validators.Range(100, 1000))
+
+
+class RewardIn(InputSchema):
+    name = text(120, required=True)
+    points_cost = StrictInteger(required=True, validate=POINTS)
+    active = StrictBoolean(load_default=True)
+
+
+class ProgramIn(InputSchema):
+    name = text(120, required=True)
+    slug = fields.String(validate=[validators.Regexp(r"^[a-z0-9]+(-[a-z0-9]+)*$"),
+                                   validators.Length(max=64)])
+    organization_name = text(120)
+    background_color = fields.String(validate=HEX_COLOR)
+    foreground_color = fields.String(validate=HEX_COLOR)
+    label_color = fields.String(validate=HEX_COLOR)
+    points_label = text(32)
+    currency = fields.String(validate=validators.OneOf(sorted(CURRENCIES)))
+    earn_points = StrictInteger(validate=validators.Range(0, 1_000_000))
+    earn_amount = StrictInteger(validate=validators.Range(1, MAX_AMOUNT))
+    default_language = fields.String(validate=validators.OneOf(LANGUAGES))
+    referral_bonus_points = StrictInteger(validate=COUNT)
+    support_contact = text(200)
+    terms = text(5000)
+    tiers = fields.List(fields.Nested(TierIn), validate=validators.Length(max=20))
+    rewards = fields.List(fields.Nested(RewardIn), validate=validators.Length(max=100))
+
+
+class TierOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    threshold = fields.Integer()
+    multiplier_percent = fields.Integer()
+
+
+class RewardOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    points_cost = fields.Integer()
+    active = fields.Boolean()
+
+
+class ProgramOut(Schema):
+    id = fields.Integer()
+    slug = fields.String()
+    name = fields.String()
+    organization_name = fields.String()
+    background_color = fields.String()
+    foreground_color = fields.String()
+    label_color = fields.String()
+    points_label = fields.String()
+    currency = fields.String()
+    earn_points = fields.Integer()
+    earn_amount = fields.Integer(metadata={"description": "minor units per earn_points"})
+    default_language = fields.String()
+    referral_bonus_points = fields.Integer()
+    support_contact = fields.String(allow_none=True)
+    terms = fields.String(allow_none=True)
+    tiers = fields.List(fields.Nested(TierOut))
+    rewards = fields.List(fields.Nested(RewardOut))
+
+
+class ProgramList(Schema):
+    programs = fields.List(fields.Nested(ProgramOut))
+
+
+class MemberIn(InputSchema):
+    name = text(120, required=True)
+    email = fields.Email(validate=validators.Length(max=254))
+    phone = fields.String(validate=validators.Regexp(r"^\+?[0-9 ()-]{5,32}$"))
+    language = fields.String(validate=validators.OneOf(LANGUAGES))
+    birthday = fields.Date()
+    referral_code = fields.String(validate=validators.Length(min=4, max=16))
+    consent_marketing = StrictBoolean(load_default=False)
+    consent_terms = StrictBoolean(load_default=False)
+
+
+class LedgerEntryOut(Schema):
+    id = fields.Integer()
+    kind = fields.Enum(EntryKind, by_value=True)
+    points = fields.Integer()
+    balance_after = fields.Integer()
+    reference = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    amount = fields.Integer(allow_none=True)
+    currency = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class CardOut(Schema):
+    serial_number = fields.String()
+    status = fields.String()
+    balance = fields.Integer()
+    lifetime_points = fields.Integer()
+    tier = fields.String(allow_none=True)
+    program_id = fields.Integer()
+    apple_pass_url = fields.String(allow_none=True)
+    google_save_url = fields.String(allow_none=True)
+
+
+class CardDetailOut(CardOut):
+    member_name = fields.String()
+    recent_entries = fields.List(fields.Nested(LedgerEntryOut))
+
+
+class MemberOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    email = fields.String(allow_none=True)
+    language = fields.String()
+    referral_code = fields.String()
+    card = fields.Nested(CardOut)
+
+
+class EarnIn(InputSchema):
+    points = StrictInteger(validate=POINTS)
+    amount = StrictInteger(validate=validators.Range(1, MAX_AMOUNT),
+                           metadata={"description": "purchase amount in minor units"})
+    currency = fields.String(validate=validators.OneOf(sorted(CURRENCIES)))
+    reference = text(128)
+
+    @validates_schema
+    def _points_or_amount(self, data: dict, **kwargs: object) -> None:
+        if ("points" in data) == ("amount" in data):
+            raise ValidationError("Give either points or amount (with currency), not both.")
+        if "amount" in data and "currency" not in data:
+            raise ValidationError("An amount needs its currency.", "currency")
+        if "currency" in data and "amount" not in data:
+            raise ValidationError("A currency goes with an amount.", "currency")
+
+
+class AdjustIn(InputSchema):
+    points = StrictInteger(required=True,
+                           validate=validators.Range(-MAX_POINTS, MAX_POINTS),
+                           metadata={"description": "signed; non-zero"})
+    reason = text(500, required=True)
+
+    @validates_schema
+    def _non_zero(self, data: dict, **kwargs: object) -> None:
+        if data.get("points") == 0:
+            raise ValidationError("An adjustment cannot be zero.", "points")
+
+
+class PostingOut(Schema):
+    serial_number = fields.String()
+    balance = fields.Integer()
+    lifetime_points = fields.Integer()
+    tier = fields.String(allow_none=True)
+    entry = fields.Nested(LedgerEntryOut)
+
+
+class IdempotencyHeader(InputSchema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key", validate=validators.Length(min=1, max=128)
+    )
+
+    class Meta:
+        unknown = "exclude"  # other headers are none of our business

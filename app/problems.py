@@ -1,0 +1,121 @@
+"""RFC 9457 problem details for every error the service answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from apiflask import APIFlask, HTTPError
+from apiflask.fields import Integer, List, Nested, String
+from apiflask.schemas import Schema
+from flask import Response, json, request
+from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from app.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:pointpass:problem:"
+
+
+class FieldErrorSchema(Schema):
+    location = String(metadata={"description": "json, query, headers, path or form"})
+    field = String(metadata={"description": "dotted path of the field at fault"})
+    message = String()
+
+
+class ProblemSchema(Schema):
+    type = String(metadata={"example": "urn:pointpass:problem:insufficient-points"})
+    title = String()
+    status = Integer()
+    detail = String()
+    instance = String()
+    errors = List(Nested(FieldErrorSchema))
+
+
+def problem(
+    status: int,
+    *,
+    code: str | None = None,
+    title: str | None = None,
+    detail: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """Build a ``application/problem+json`` response."""
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + code if code else "about:blank",
+        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.path
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _flatten(detail: Any, location: str, path: str = "") -> Iterator[dict[str, str]]:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            yield from _flatten(value, location, f"{path}.{key}" if path else str(key))
+    elif isinstance(detail, list) and all(isinstance(m, str) for m in detail):
+        for message in detail:
+            yield {"location": location, "field": path or "_schema", "message": message}
+    elif isinstance(detail, list):
+        for item in detail:
+            yield from _flatten(item, location, path)
+    else:
+        yield {"location": location, "field": path or "_schema", "message": str(detail)}
+
+
+def _http_error(error: HTTPError) -> Response:
+    headers = dict(error.headers or {})
+    if error.status_code == 422 and isinstance(error.detail, dict):
+        # Schema validation: ``{location: {field: [messages]}}``.
+        errors = [e for loc, d in error.detail.items() for e in _flatten(d, loc)]
+        return problem(422, code="validation", title="Validation failed",
+                       detail="The request did not pass validation.", errors=errors,
+                       headers=headers)
+    title = HTTP_STATUS_CODES.get(error.status_code, "Error")
+    detail = error.message if isinstance(error.message, str) and error.message != title else None
+    return problem(error.status_code, title=title, detail=detail, headers=headers)
+
+
+def init_app(app: APIFlask) -> None:
+    """Route every error, from schemas, auth, Werkzeug and services, through problem JSON."""
+    app.config["HTTP_ERROR_SCHEMA"] = ProblemSchema
+    app.config["VALIDATION_ERROR_SCHEMA"] = ProblemSchema
+    app.error_processor(_http_error)
+
+    @app.errorhandler(HTTPException)
+    def _werkzeug_error(error: HTTPException) -> Response:
+        # Replaces APIFlask's handler, which drops the description (e.g. why JSON failed).
+        status = error.code or 500
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        code = None
+        detail = error.description
+        if isinstance(error, BadRequest) and "JSON" in (detail or ""):
+            code, detail = "malformed-json", "The request body is not valid JSON."
+        return problem(status, code=code, detail=detail, headers=headers)
+
+    @app.errorhandler(DomainError)
+    def _domain_error(error: DomainError) -> Response:
+        return problem(error.status, code=error.code, title=error.title, detail=error.detail,
+                       **error.extra)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        if isinstance(error, HTTPError):
+            return _http_error(error)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, detail="An unexpected error occurred; it has been logged.")

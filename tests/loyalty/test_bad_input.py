@@ -1,0 +1,131 @@
+"""Bad input gets a 4xx RFC 9457 problem response and writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.loyalty.models import Card, LedgerEntry, Member, Program, Reward
+
+BIG = 10**30
+
+# (description, role, method, path template, body, extra headers, expected status)
+CASES = [
+    ("no auth", None, "POST", "/api/v1/cards/{serial}/earn", {"points": 5}, {}, 401),
+    ("bad key", "bogus", "POST", "/api/v1/cards/{serial}/earn", {"points": 5}, {}, 401),
+    ("wrong role: staff earns", "staff", "POST", "/api/v1/cards/{serial}/earn",
+     {"points": 5}, {}, 403),
+    ("wrong role: pos adjusts", "pos", "POST", "/api/v1/cards/{serial}/adjust",
+     {"points": 5, "reason": "x"}, {}, 403),
+    ("wrong role: pos creates program", "pos", "POST", "/api/v1/programs", {"name": "X"}, {}, 403),
+    ("unknown serial", "pos", "POST", "/api/v1/cards/NOPE/earn", {"points": 5}, {}, 404),
+    ("unknown program", "admin", "POST", "/api/v1/programs/999/members", {"name": "A"}, {}, 404),
+    ("points as string", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": "5"}, {}, 422),
+    ("points as float", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": 5.5}, {}, 422),
+    ("points as bool", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": True}, {}, 422),
+    ("negative earn", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": -5}, {}, 422),
+    ("zero earn", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": 0}, {}, 422),
+    ("huge points", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": BIG}, {}, 422),
+    ("huge amount", "pos", "POST", "/api/v1/cards/{serial}/earn",
+     {"amount": BIG, "currency": "IDR"}, {}, 422),
+    ("amount without currency", "pos", "POST", "/api/v1/cards/{serial}/earn",
+     {"amount": 5000}, {}, 422),
+    ("points and amount", "pos", "POST", "/api/v1/cards/{serial}/earn",
+     {"points": 1, "amount": 5000, "currency": "IDR"}, {}, 422),
+    ("unknown currency", "pos", "POST", "/api/v1/cards/{serial}/earn",
+     {"amount": 5000, "currency": "EUR"}, {}, 422),
+    ("unknown field", "pos", "POST", "/api/v1/cards/{serial}/earn",
+     {"points": 5, "bonus": 1000}, {}, 422),
+    ("empty body", "pos", "POST", "/api/v1/cards/{serial}/earn", {}, {}, 422),
+    ("body is a list", "pos", "POST", "/api/v1/cards/{serial}/earn", [1, 2], {}, 422),
+    ("idempotency key too long", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": 5},
+     {"Idempotency-Key": "k" * 129}, 422),
+    ("adjust without reason", "admin", "POST", "/api/v1/cards/{serial}/adjust",
+     {"points": 5}, {}, 422),
+    ("adjust zero", "admin", "POST", "/api/v1/cards/{serial}/adjust",
+     {"points": 0, "reason": "x"}, {}, 422),
+    ("adjust huge", "admin", "POST", "/api/v1/cards/{serial}/adjust",
+     {"points": -BIG, "reason": "x"}, {}, 422),
+    ("overdraw", "admin", "POST", "/api/v1/cards/{serial}/adjust",
+     {"points": -1, "reason": "x"}, {}, 409),
+    ("member without name", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"email": "a@b.co"}, {}, 422),
+    ("member bad email", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "A", "email": "not-an-email"}, {}, 422),
+    ("member bad language", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "A", "language": "fr"}, {}, 422),
+    ("member name too long", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "A" * 121}, {}, 422),
+    ("program bad colour", "admin", "POST", "/api/v1/programs",
+     {"name": "X", "background_color": "red"}, {}, 422),
+    ("program nested tier bad", "admin", "POST", "/api/v1/programs",
+     {"name": "X", "tiers": [{"name": "T", "threshold": -1}]}, {}, 422),
+    ("reward cost zero", "marketer", "POST", "/api/v1/programs/{program}/rewards",
+     {"name": "R", "points_cost": 0}, {}, 422),
+    ("reward unknown field", "marketer", "POST", "/api/v1/programs/{program}/rewards",
+     {"name": "R", "points_cost": 5, "price": 1}, {}, 422),
+]
+
+
+def _counts(app: Any) -> dict[str, int]:
+    with app.app_context():
+        counts = {m.__tablename__: db.session.scalar(select(func.count()).select_from(m))
+                  for m in (Program, Reward, Member, Card, LedgerEntry)}
+        counts["balance"] = db.session.scalar(select(func.coalesce(func.sum(Card.balance), 0)))
+        db.session.rollback()
+        return counts
+
+
+@pytest.mark.parametrize(("role", "method", "path", "body", "headers", "status"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_a_problem_and_writes_nothing(
+    app: Any, api: Any, keys: dict[str, str], program: dict[str, Any], card: dict[str, Any],
+    role: str | None, method: str, path: str, body: Any, headers: dict[str, str], status: int,
+) -> None:
+    before = _counts(app)
+    key = keys.get(role, role) if role else None
+    url = path.format(serial=card["serial_number"], program=program["id"])
+    response = api.as_(key).request(method, url, json=body, headers=headers)
+
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.content_type == "application/problem+json"
+    problem = response.json
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["type"]
+    assert problem["instance"] == url
+    if status == 422 and problem["type"].endswith(":validation"):
+        assert problem["errors"], "validation problems name the fields at fault"
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert _counts(app) == before
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [("{not json", "application/json", 400), ("x" * 100_000, "application/json", 413)],
+    ids=["malformed JSON", "oversized body"],
+)
+def test_unparseable_bodies(app: Any, api: Any, card: dict[str, Any], data: str,
+                            content_type: str, status: int) -> None:
+    before = _counts(app)
+    response = api.client.post(
+        f"/api/v1/cards/{card['serial_number']}/adjust", data=data,
+        headers={"Authorization": f"Bearer {api.key}", "Content-Type": content_type},
+    )
+    assert response.status_code == status
+    assert response.content_type == "application/problem+json"
+    assert response.json["status"] == status
+    assert _counts(app) == before
+
+
+def test_unknown_route_and_method_are_problems(app: Any, api: Any) -> None:
+    missing = api.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.content_type == "application/problem+json"
+    wrong_method = api.request("DELETE", "/api/v1/programs")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json["status"] == 405
