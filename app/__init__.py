@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     """Build the service. ``config`` overrides defaults and ``POINTPASS_*`` variables."""
-    instance_path = (config or {}).get("INSTANCE_PATH")
+    # Read before the app exists, since Flask fixes the instance folder at construction.
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get(
+        "POINTPASS_INSTANCE_PATH"
+    )
     app = APIFlask(
         __name__,
         title="Pointpass API",

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.extensions import db
 
@@ -33,7 +33,12 @@ def enqueue_after_commit(func: Job, *args: Any) -> None:
 
     Nothing runs if the transaction rolls back.
     """
-    db.session().info.setdefault(_PENDING, []).append((func, args))
+    session = db.session()
+    if not session.in_transaction():
+        # Start the (lazy, connection-less) transaction the job belongs to, so that a rollback
+        # with nothing else done still discards it.
+        session.begin()
+    session.info.setdefault(_PENDING, []).append((func, args))
 
 
 def dispatcher() -> Dispatcher:
@@ -130,9 +135,12 @@ def _dispatch_committed(session: Session) -> None:
             target.submit(func, args)
 
 
-@event.listens_for(Session, "after_rollback")
-def _discard_rolled_back(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _discard_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    # "soft": fires even when no database transaction had begun yet; only the outermost
+    # transaction owns the pending jobs (a rolled-back savepoint does not drop them).
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def init_app(app: Flask) -> None:

@@ -212,3 +212,16 @@ def ledger_state(app: Any, serial: str) -> tuple[int, int, int]:
         ).one()
         db.session.rollback()
         return int(row[0]), int(row[1]), int(row[2])
+
+
+@pytest.fixture
+def free_port() -> Any:
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on."""
+    import socket
+
+    def pick() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    return pick

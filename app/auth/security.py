@@ -5,22 +5,23 @@ from __future__ import annotations
 from apiflask import HTTPTokenAuth
 
 from app.auth import keys
-from app.auth.models import ApiKey, Role
+from app.auth.keys import Principal
+from app.auth.models import Role
 
 auth = HTTPTokenAuth(scheme="Bearer", description="An API key from `pointpass create-key`.")
 
 
 @auth.verify_token
-def _verify(token: str) -> ApiKey | None:
+def _verify(token: str) -> Principal | None:
     return keys.authenticate(token) if token else None
 
 
 @auth.get_user_roles
-def _roles(key: ApiKey) -> list[str]:
+def _roles(key: Principal) -> list[str]:
     return [key.role.value]
 
 
-def current_key() -> ApiKey:
+def current_key() -> Principal:
     """The key that authenticated the current request."""
     key = auth.current_user
     if key is None:

@@ -38,7 +38,10 @@ def dev_certs(directory: Path, overwrite: bool) -> None:
     """Write development stand-in certificates and keys into DIRECTORY (never for production)."""
     from passes.devcerts import write_dev_certs
 
-    written = write_dev_certs(directory, overwrite=overwrite)
+    try:
+        written = write_dev_certs(directory, overwrite=overwrite)
+    except FileExistsError as exc:
+        raise click.ClickException(f"{exc} Pass --overwrite to replace them.") from exc
     for name, path in written.items():
         click.echo(f"{name}: {path}")
     click.echo("These are stand-ins signed by a development CA: Apple and Google will not accept "

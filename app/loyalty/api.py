@@ -44,20 +44,9 @@ def card_body(card: Card) -> dict[str, Any]:
     }
 
 
-def _posting_body(posting: ledger.Posting) -> dict[str, Any]:
-    card = posting.card
-    return {
-        "serial_number": card.serial_number,
-        "balance": card.balance,
-        "lifetime_points": card.lifetime_points,
-        "tier": card.tier.name if card.tier else None,
-        "entry": posting.entry,
-    }
-
-
-def _posting_response(posting: ledger.Posting) -> tuple[dict[str, Any], int, dict[str, str]]:
+def _posting_response(posting: ledger.Posting) -> tuple[ledger.Posting, int, dict[str, str]]:
     headers = {"Idempotent-Replayed": "true"} if posting.replayed else {}
-    return _posting_body(posting), 201, headers
+    return posting, 201, headers
 
 
 @bp.post("/programs")

@@ -1,19 +1,29 @@
 """The points ledger: the only code that changes a card's balance.
 
-Every posting locks the card row, checks the idempotency key, applies a guarded relative
-``UPDATE`` (``balance = balance + :points WHERE balance + :points >= 0``) and appends its ledger
-entry, all in one transaction. The ``balance >= 0`` CHECK constraint backs the guard, so no
-interleaving of requests, on SQLite or PostgreSQL, can overdraw a card or credit a key twice.
+A posting is one transaction of four statements: lock the card row (finding any earlier entry
+with the same idempotency key in the same query), a guarded relative update
+(``balance = balance + :points WHERE balance + :points >= 0``), the ledger insert, commit. The
+``balance >= 0`` CHECK constraint backs the guard, so no interleaving of requests, on SQLite
+or PostgreSQL, can overdraw a card.
+
+Idempotency keys are unique per card. The key lookup in the locking query serves plain retries
+cheaply, but on PostgreSQL (READ COMMITTED) that statement's snapshot predates the wait for the
+lock, so it cannot see an entry committed by the request it waited for. The ledger insert is
+therefore ``ON CONFLICT DO NOTHING``: a conflict means a concurrent request with the same key
+won, and this transaction rolls back and answers with that request's entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.errors import (
     CardVoided,
@@ -31,12 +41,55 @@ MAX_AMOUNT = 10**15  # minor units
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A ledger entry as the API shows it."""
+
+    id: int
+    kind: EntryKind
+    points: int
+    balance_after: int
+    reference: str | None
+    reason: str | None
+    amount: int | None
+    currency: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Posting:
     """The outcome of a posting; ``replayed`` when an idempotency key returned an earlier one."""
 
-    entry: LedgerEntry
-    card: Card
+    serial_number: str
+    balance: int
+    lifetime_points: int
+    tier: str | None
+    entry: Entry
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class TierRule:
+    id: int
+    name: str
+    threshold: int
+    multiplier_percent: int
+
+
+@dataclass(frozen=True)
+class LockedCard:
+    """A card's row as read under its lock, with what earning needs from its program."""
+
+    id: int
+    serial_number: str
+    status: CardStatus
+    balance: int
+    lifetime_points: int
+    tier_id: int | None
+    program_id: int
+    currency: str
+    earn_points: int
+    earn_amount: int
+    replay_entry_id: int | None
 
 
 def fingerprint(**request: Any) -> str:
@@ -44,29 +97,58 @@ def fingerprint(**request: Any) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def points_for_amount(program: Program, tier: Tier | None, amount: int) -> int:
-    """Points earned for a purchase of ``amount`` minor units (rounded down), tier included."""
-    multiplier = tier.multiplier_percent if tier else 100
-    return amount * program.earn_points * multiplier // (program.earn_amount * 100)
+def points_for_amount(earn_points: int, earn_amount: int, multiplier_percent: int,
+                      amount: int) -> int:
+    """Points earned for a purchase of ``amount`` minor units, rounded down."""
+    return amount * earn_points * multiplier_percent // (earn_amount * 100)
 
 
-def tier_for(tiers: list[Tier], lifetime_points: int) -> Tier | None:
-    """The highest tier whose threshold ``lifetime_points`` has reached."""
+def tier_for(tiers: list[Any], lifetime_points: int) -> Any:
+    """The highest tier (``Tier`` or ``TierRule``) whose threshold ``lifetime_points`` reached."""
     reached = [t for t in tiers if t.threshold <= lifetime_points]
     return max(reached, key=lambda t: t.threshold) if reached else None
 
 
-def lock_card(serial_number: str) -> Card:
-    """Load a card and lock its row until the transaction ends (SQLite: the write lock)."""
-    card = db.session.scalar(
-        select(Card)
-        .where(Card.serial_number == serial_number)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+def _tier_rules(program_id: int) -> list[TierRule]:
+    rows = db.session.execute(
+        select(Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent).where(
+            Tier.program_id == program_id
+        )
+    ).all()
+    return [TierRule(*row) for row in rows]
+
+
+def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedCard:
+    """Lock a card's row until the transaction ends (SQLite: the database write lock).
+
+    The same statement looks up an earlier entry with ``idempotency_key``; with the row locked
+    and keys unique per card, the answer cannot change before this transaction ends.
+    """
+    replay = (
+        select(LedgerEntry.id)
+        .where(and_(LedgerEntry.card_id == Card.id,
+                    LedgerEntry.idempotency_key == idempotency_key))
+        .scalar_subquery()
+        if idempotency_key
+        else None
     )
-    if card is None:
+    columns = [Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
+               Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
+               Program.earn_amount]
+    stmt = (
+        select(*columns, replay.label("replay") if replay is not None else None)
+        if replay is not None
+        else select(*columns)
+    )
+    row = db.session.execute(
+        stmt.join(Program, Program.id == Card.program_id)
+        .where(Card.serial_number == serial_number)
+        .with_for_update(of=Card)
+    ).one_or_none()
+    if row is None:
+        db.session.rollback()
         raise NotFound(f"No card with serial number {serial_number!r}.")
-    return card
+    return LockedCard(*row[:10], replay_entry_id=row[10] if replay is not None else None)
 
 
 def earn(
@@ -82,29 +164,34 @@ def earn(
     """Credit points, given directly or computed from a purchase amount, then commit."""
     request_fp = fingerprint(op="earn", points=points, amount=amount, currency=currency,
                              reference=reference)
-    card = lock_card(serial_number)
-    if (replay := _replay(card, idempotency_key, request_fp)) is not None:
-        return replay
+    card = lock_card(serial_number, idempotency_key)
+    if card.replay_entry_id is not None:
+        return _replay(card, request_fp)
+    tiers = _tier_rules(card.program_id)
     if amount is not None:
-        program = card.program
-        if currency != program.currency:
+        if currency != card.currency:
+            db.session.rollback()
             raise Unprocessable(
-                f"This program earns in {program.currency}; the purchase is in {currency}.",
+                f"This program earns in {card.currency}; the purchase is in {currency}.",
                 errors=[{"location": "json", "field": "currency",
-                         "message": f"Must be {program.currency}."}],
+                         "message": f"Must be {card.currency}."}],
             )
-        points = points_for_amount(program, card.tier, amount)
+        tier = next((t for t in tiers if t.id == card.tier_id), None)
+        points = points_for_amount(card.earn_points, card.earn_amount,
+                                   tier.multiplier_percent if tier else 100, amount)
         if points <= 0:
+            db.session.rollback()
             raise Unprocessable(
                 f"A purchase of {amount} minor units earns no points at this program's rate.",
                 errors=[{"location": "json", "field": "amount",
                          "message": "Too small to earn a point."}],
             )
     if points is None or points <= 0:
+        db.session.rollback()
         raise Unprocessable("Earn needs a positive number of points or a purchase amount.")
-    return _post(card, EntryKind.EARN, points, actor=actor, reference=reference,
-                 idempotency_key=idempotency_key, request_fp=request_fp, amount=amount,
-                 currency=currency)
+    return post(card, EntryKind.EARN, points, actor=actor, tiers=tiers, reference=reference,
+                idempotency_key=idempotency_key, request_fp=request_fp, amount=amount,
+                currency=currency)
 
 
 def adjust(
@@ -117,38 +204,45 @@ def adjust(
 ) -> Posting:
     """Add or remove points by hand (signed), with a reason, then commit."""
     request_fp = fingerprint(op="adjust", points=points, reason=reason)
-    card = lock_card(serial_number)
-    if (replay := _replay(card, idempotency_key, request_fp)) is not None:
-        return replay
-    return _post(card, EntryKind.ADJUST, points, actor=actor, reason=reason,
-                 idempotency_key=idempotency_key, request_fp=request_fp)
+    card = lock_card(serial_number, idempotency_key)
+    if card.replay_entry_id is not None:
+        return _replay(card, request_fp)
+    return post(card, EntryKind.ADJUST, points, actor=actor, reason=reason,
+                idempotency_key=idempotency_key, request_fp=request_fp)
 
 
-def _replay(card: Card, idempotency_key: str | None, request_fp: str) -> Posting | None:
-    # Safe without a race: the card row is locked, and keys are unique per card.
-    if not idempotency_key:
-        return None
-    entry = db.session.scalar(
-        select(LedgerEntry).where(
-            LedgerEntry.card_id == card.id, LedgerEntry.idempotency_key == idempotency_key
-        )
-    )
-    if entry is None:
-        return None
+def _replay(card: LockedCard, request_fp: str) -> Posting:
+    entry = db.session.get(LedgerEntry, card.replay_entry_id)
+    tiers = _tier_rules(card.program_id)
     db.session.rollback()  # release the lock; nothing was written
+    assert entry is not None
     if entry.request_fingerprint != request_fp:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request on this card."
         )
-    return Posting(entry=entry, card=entry.card, replayed=True)
+    tier = next((t for t in tiers if t.id == card.tier_id), None)
+    return Posting(
+        serial_number=card.serial_number,
+        balance=entry.balance_after,
+        lifetime_points=card.lifetime_points,
+        tier=tier.name if tier else None,
+        entry=_entry_view(entry),
+        replayed=True,
+    )
 
 
-def _post(
-    card: Card,
+def _entry_view(entry: LedgerEntry) -> Entry:
+    return Entry(entry.id, entry.kind, entry.points, entry.balance_after, entry.reference,
+                 entry.reason, entry.amount, entry.currency, entry.created_at)
+
+
+def post(
+    card: LockedCard,
     kind: EntryKind,
     points: int,
     *,
     actor: str,
+    tiers: list[TierRule] | None = None,
     reference: str | None = None,
     reason: str | None = None,
     idempotency_key: str | None = None,
@@ -156,6 +250,7 @@ def _post(
     amount: int | None = None,
     currency: str | None = None,
 ) -> Posting:
+    """Apply ``points`` to a card locked with :func:`lock_card`, append the entry, commit."""
     if card.status is CardStatus.VOIDED:
         db.session.rollback()
         raise CardVoided(f"Card {card.serial_number} is voided.")
@@ -163,50 +258,84 @@ def _post(
         db.session.rollback()
         raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
 
+    now = utcnow()
     values: dict[str, Any] = {
         "balance": Card.balance + points,
         "version": Card.version + 1,
-        "updated_at": utcnow(),
+        "updated_at": now,
     }
+    lifetime = card.lifetime_points
+    tier_id = card.tier_id
+    if tiers is None:
+        tiers = _tier_rules(card.program_id)
     if kind is EntryKind.EARN:
-        # The row is locked, so the stored lifetime is current: the new tier can be chosen here.
-        lifetime = card.lifetime_points + points
+        # The row is locked, so the stored lifetime is current: the new tier is chosen here.
+        lifetime += points
         values["lifetime_points"] = Card.lifetime_points + points
-        new_tier = tier_for(list(card.program.tiers), lifetime)
-        values["tier_id"] = new_tier.id if new_tier else None
+        new_tier = tier_for(tiers, lifetime)
+        tier_id = new_tier.id if new_tier else None
+        values["tier_id"] = tier_id
 
-    row = db.session.execute(
+    balance = db.session.execute(
         update(Card)
         .where(Card.id == card.id, Card.balance + points >= 0)
         .values(**values)
         .returning(Card.balance)
         .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if row is None:
-        balance = card.balance
+    ).scalar_one_or_none()
+    if balance is None:
+        if idempotency_key and (earlier := _entry_id_for_key(card.id, idempotency_key)):
+            return _replay(replace(card, replay_entry_id=earlier), request_fp or "")
         db.session.rollback()
         raise InsufficientPoints(
-            f"Card {card.serial_number} has {balance} points; {-points} are needed.",
-            balance=balance,
+            f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
+            balance=card.balance,
         )
 
-    entry = LedgerEntry(
-        card_id=card.id,
-        kind=kind,
-        points=points,
-        balance_after=row.balance,
-        actor=actor,
-        reference=reference,
-        reason=reason,
-        idempotency_key=idempotency_key or None,
-        request_fingerprint=request_fp if idempotency_key else None,
-        amount=amount,
-        currency=currency,
-    )
-    db.session.add(entry)
+    entry_values = {
+        "card_id": card.id,
+        "kind": kind,
+        "points": points,
+        "balance_after": balance,
+        "actor": actor,
+        "reference": reference,
+        "reason": reason,
+        "idempotency_key": idempotency_key or None,
+        "request_fingerprint": request_fp if idempotency_key else None,
+        "amount": amount,
+        "currency": currency,
+        "created_at": now,
+    }
+    entry_id = db.session.execute(
+        _insert_entry().values(**entry_values).returning(LedgerEntry.id)
+    ).scalar_one_or_none()
+    if entry_id is None:  # a concurrent request with the same key committed first
+        earlier = _entry_id_for_key(card.id, idempotency_key or "")
+        return _replay(replace(card, replay_entry_id=earlier), request_fp or "")
     db.session.commit()
-    db.session.refresh(card)
-    return Posting(entry=entry, card=card)
+    tier = next((t for t in tiers if t.id == tier_id), None)
+    return Posting(
+        serial_number=card.serial_number,
+        balance=balance,
+        lifetime_points=lifetime,
+        tier=tier.name if tier else None,
+        entry=Entry(entry_id, kind, points, balance, reference, reason, amount, currency, now),
+    )
+
+
+def _insert_entry() -> Any:
+    insert_for = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+    dialect = db.session.get_bind().dialect.name
+    return insert_for[dialect](LedgerEntry).on_conflict_do_nothing(
+        index_elements=["card_id", "idempotency_key"]
+    )
+
+
+def _entry_id_for_key(card_id: int, idempotency_key: str) -> int | None:
+    return db.session.scalar(
+        select(LedgerEntry.id).where(LedgerEntry.card_id == card_id,
+                                     LedgerEntry.idempotency_key == idempotency_key)
+    )
 
 
 def recent_entries(card: Card, limit: int = 10) -> list[LedgerEntry]:

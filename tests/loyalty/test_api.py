@@ -166,3 +166,19 @@ def test_openapi_document_describes_the_api(app: Any) -> None:
     assert any(p["name"] == "Idempotency-Key" for p in earn["parameters"])
     assert "BearerAuth" in spec["components"]["securitySchemes"]
     assert spec["components"]["schemas"]["EarnIn"]["additionalProperties"] is False
+
+
+def test_revoked_key_is_refused(api: Any, app: Any, keys: dict[str, str],
+                                program: dict[str, Any]) -> None:
+    from sqlalchemy import select
+
+    from app.auth import keys as api_keys
+    from app.auth.models import ApiKey
+    from app.extensions import db
+
+    pos = api.as_(keys["pos"])
+    assert pos.get(f"/api/v1/programs/{program['id']}").status_code == 200
+    with app.app_context():
+        key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.name == "test pos"))
+        api_keys.revoke(key_id)
+    assert pos.get(f"/api/v1/programs/{program['id']}").status_code == 401

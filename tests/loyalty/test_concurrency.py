@@ -85,3 +85,24 @@ def test_same_idempotency_key_in_parallel_credits_once(
     assert {status for status, _ in results} == {201}
     assert len({entry_id for _, entry_id in results}) == 1
     assert ledger_state(app, serial) == (25, 25, 1)
+
+
+def test_same_key_spend_in_parallel_replays_instead_of_refusing(
+    app: Any, keys: dict[str, str], card: dict[str, Any]
+) -> None:
+    serial = card["serial_number"]
+    client = app.test_client()
+    client.post(f"/api/v1/cards/{serial}/earn", json={"points": 30},
+                headers={"Authorization": f"Bearer {keys['pos']}"})
+
+    def spend(_: int) -> tuple[int, Any]:
+        r = app.test_client().post(
+            f"/api/v1/cards/{serial}/adjust", json={"points": -25, "reason": "redeem"},
+            headers={"Authorization": f"Bearer {keys['admin']}", "Idempotency-Key": "spend-1"},
+        )
+        return r.status_code, r.json.get("entry", {}).get("id")
+
+    results = _run_parallel(20, spend)
+    assert {status for status, _ in results} == {201}, results
+    assert len({entry_id for _, entry_id in results}) == 1
+    assert ledger_state(app, serial) == (5, 5, 2)

@@ -1,0 +1,154 @@
+"""Earn requests per second through gunicorn on PostgreSQL, against the bare transaction.
+
+Baseline, measured in the same run: the same four statements (lock the card and look up the
+idempotency key, read the tiers, guarded update, ledger insert) and commit, issued directly
+with psycopg by the same number of concurrent clients, with no HTTP, Flask or ORM in between.
+
+    python benchmarks/bench_earn.py [--clients 32] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import itertools
+import json
+import os
+import random
+import sys
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+
+from benchmarks.common import gunicorn, machine, run_load, scratch_postgres
+
+CARDS = 1000
+
+
+def seed(url: str) -> tuple[list[str], str]:
+    from app import create_app
+    from app.auth import keys
+    from app.enrollment import service as enrollment
+    from app.extensions import db
+    from app.loyalty import programs
+
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "ENV": "development",
+            "INSTANCE_PATH": "/tmp/pointpass-bench-instance",
+        }
+    )
+    with app.app_context():
+        program = programs.create(
+            name="Bench",
+            tiers=[{"name": "Base", "threshold": 0}, {"name": "Gold", "threshold": 10**6}],
+        )
+        serials = [
+            enrollment.enroll(program, enrollment.Enrollment(name=f"M{i}")).serial_number
+            for i in range(CARDS)
+        ]
+        key = keys.create("bench", "pos")[1]
+        db.engine.dispose()
+    return serials, key
+
+
+def http_worker(port: int, key: str, serials: list[str]):  # type: ignore[no-untyped-def]
+    def make(i: int):  # type: ignore[no-untyped-def]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        rng = random.Random(i)
+        counter = itertools.count()
+        body = json.dumps({"points": 5, "reference": "bench"})
+
+        def op() -> bool:
+            serial = rng.choice(serials)
+            conn.request(
+                "POST",
+                f"/api/v1/cards/{serial}/earn",
+                body=body,
+                headers={
+                    "Authorization": f"Bearer {key}",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"h{i}-{next(counter)}",
+                },
+            )
+            response = conn.getresponse()
+            response.read()
+            return response.status == 201
+
+        return op
+
+    return make
+
+
+def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def]
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+
+    def make(i: int):  # type: ignore[no-untyped-def]
+        conn = psycopg.connect(dsn)
+        rng = random.Random(1000 + i)
+        counter = itertools.count()
+
+        def op() -> bool:
+            serial = rng.choice(serials)
+            key = f"p{i}-{next(counter)}"
+            with conn.transaction():
+                card_id, program_id, _replay = conn.execute(
+                    "SELECT c.id, c.program_id, (SELECT l.id FROM ledger_entries l WHERE "
+                    "l.card_id = c.id AND l.idempotency_key = %s) FROM cards c JOIN programs p "
+                    "ON p.id = c.program_id WHERE c.serial_number = %s FOR UPDATE OF c",
+                    (key, serial)).fetchone()
+                conn.execute("SELECT id, name, threshold, multiplier_percent FROM tiers "
+                             "WHERE program_id = %s", (program_id,)).fetchall()
+                (balance,) = conn.execute(
+                    "UPDATE cards SET balance = balance + 5, lifetime_points = lifetime_points "
+                    "+ 5, version = version + 1, updated_at = now() WHERE id = %s AND "
+                    "balance + 5 >= 0 RETURNING balance", (card_id,)).fetchone()
+                conn.execute(
+                    "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
+                    "reference, idempotency_key, request_fingerprint, created_at) VALUES "
+                    "(%s, 'earn', 5, %s, 'bench', 'bench', %s, %s, now()) "
+                    "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
+                    (card_id, balance, key, uuid.uuid4().hex)).fetchone()
+            return True
+
+        return op
+
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+
+    print(f"# earn benchmark — {dt.date.today()} — {machine()}")
+    print(
+        f"# {args.clients} concurrent clients, {args.seconds:.0f} s measured each, "
+        f"{CARDS} cards, PostgreSQL"
+    )
+    with scratch_postgres() as url:
+        serials, key = seed(url)
+        floor = run_load(args.clients, args.seconds, psycopg_worker(url, serials))
+        env = {
+            "POINTPASS_DATABASE_URL": url,
+            "POINTPASS_SECRET_KEY": "bench" * 10,
+            "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
+        }
+        with gunicorn(env, workers=args.workers, threads=8) as port:
+            service = run_load(args.clients, args.seconds, http_worker(port, key, serials))
+    print(floor.line("floor: psycopg transaction, no HTTP"))
+    print(service.line(f"service: gunicorn {args.workers}x8 gthread"))
+    print(f"ratio service/floor: {service.rate / floor.rate:.2f}")
+    if service.errors or floor.errors:
+        sys.exit("errors during the run")
+
+
+if __name__ == "__main__":
+    main()

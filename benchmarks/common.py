@@ -1,0 +1,176 @@
+"""Helpers shared by the benchmarks: a scratch PostgreSQL database, gunicorn, a load loop."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+POSTGRES_ADMIN_URL = os.environ.get(
+    "POINTPASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()}: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+@contextmanager
+def scratch_postgres() -> Iterator[str]:
+    """A fresh PostgreSQL database, migrated, dropped afterwards. Yields its URL."""
+    name = f"pointpass_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    try:
+        env = {
+            **os.environ,
+            "POINTPASS_DATABASE_URL": url,
+            "POINTPASS_ENV": "development",
+            "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
+        }
+        subprocess.run(
+            [BIN / "pointpass", "db", "upgrade"], env=env, check=True, capture_output=True
+        )
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], workers: int, threads: int) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            BIN / "gunicorn",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--worker-class",
+            "gthread",
+            "--keep-alive",
+            "30",
+            "wsgi:app",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def line(self, label: str) -> str:
+        return (
+            f"{label:<38} {self.rate:9.0f}/s  p50 {self.percentile(50):6.2f} ms  "
+            f"p99 {self.percentile(99):6.2f} ms  median {statistics.median(self.latencies_ms):6.2f}"
+            f" ms  ({self.requests} ok, {self.errors} errors)"
+        )
+
+
+def run_load(
+    clients: int,
+    seconds: float,
+    make_worker: Callable[[int], Callable[[], bool]],
+    warmup: float = 1.0,
+) -> LoadResult:
+    """Run ``clients`` threads, each calling its operation in a loop; count the measured window."""
+    stop = threading.Event()
+    measuring = threading.Event()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    counts = {"ok": 0, "errors": 0}
+
+    def loop(i: int) -> None:
+        op = make_worker(i)
+        local: list[float] = []
+        ok = errors = 0
+        while not stop.is_set():
+            start = time.perf_counter()
+            success = op()
+            if measuring.is_set():
+                local.append((time.perf_counter() - start) * 1000)
+                if success:
+                    ok += 1
+                else:
+                    errors += 1
+        with lock:
+            latencies.extend(local)
+            counts["ok"] += ok
+            counts["errors"] += errors
+
+    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(warmup)
+    measuring.set()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    measuring.clear()
+    elapsed = time.perf_counter() - began
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    return LoadResult(counts["ok"], counts["errors"], elapsed, latencies)

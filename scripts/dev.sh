@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything and run Pointpass on its embedded defaults: SQLite, jobs in-process,
+# generated development certificates and a demo program.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# shellcheck disable=SC1091
+. .venv/bin/activate
+
+export POINTPASS_ENV="${POINTPASS_ENV:-development}"
+port="${PORT:-8000}"
+export POINTPASS_BASE_URL="${POINTPASS_BASE_URL:-http://127.0.0.1:$port}"
+certs=instance/dev-certs
+[ -f "$certs/pass.pem" ] || pointpass dev-certs "$certs"
+pointpass db upgrade
+pointpass demo
+
+echo
+echo "Pointpass is running at http://127.0.0.1:$port/  (API docs: /api/docs; Ctrl-C stops it)"
+exec gunicorn --bind "127.0.0.1:$port" --workers 1 --threads 8 --access-logfile - wsgi:app

@@ -1,0 +1,104 @@
+"""Background jobs: after commit only; in-process without Redis; a real rq worker with it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue
+
+from app import jobs
+from app.extensions import db
+from tests.conftest import REDIS_URL, ApiClient, _make_app, ledger_state
+
+BIN = Path(sys.executable).parent
+
+
+def _refer(api: ApiClient, program: dict[str, Any]) -> tuple[str, str]:
+    """Enroll a referrer and a member they referred; return the referrer's serial and code."""
+    referrer = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Referrer"})
+    code = referrer.json["referral_code"]
+    referred = api.post(f"/api/v1/programs/{program['id']}/members",
+                        json={"name": "Friend", "referral_code": code.lower()})
+    assert referred.status_code == 201, referred.json
+    return referrer.json["card"]["serial_number"], code
+
+
+def test_in_process_job_runs_after_commit(app: Any, api: ApiClient,
+                                          program: dict[str, Any]) -> None:
+    serial, _ = _refer(api, program)
+    with app.app_context():
+        jobs.dispatcher().wait()
+    assert ledger_state(app, serial) == (50, 50, 1)
+    entries = api.get(f"/api/v1/cards/{serial}").json["recent_entries"]
+    assert entries[0]["reference"].startswith("referral:")
+
+
+def test_job_is_dropped_when_the_transaction_rolls_back(app: Any) -> None:
+    ran: list[int] = []
+    with app.app_context():
+        jobs.enqueue_after_commit(ran.append, 1)
+        db.session.rollback()
+        db.session.commit()  # a later commit must not run the discarded job
+        jobs.dispatcher().wait()
+        jobs.enqueue_after_commit(ran.append, 2)
+        db.session.commit()
+        jobs.dispatcher().wait()
+    assert ran == [2]
+
+
+@pytest.fixture
+def rq_app(database: Any, tmp_path: Path) -> Any:
+    queue = f"pointpass-test-{uuid.uuid4().hex[:8]}"
+    yield from _make_app(database, tmp_path, REDIS_URL=REDIS_URL, RQ_QUEUE=queue)
+    Queue(queue, connection=Redis.from_url(REDIS_URL)).delete(delete_jobs=True)
+
+
+@pytest.mark.redis
+def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) -> None:
+    from app.auth import keys
+
+    with rq_app.app_context():
+        admin = keys.create("admin", "admin")[1]
+    api = ApiClient(rq_app.test_client(), admin)
+    from tests.conftest import PROGRAM
+
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial, _ = _refer(api, program)
+
+    queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
+    assert queue.count == 1
+    assert ledger_state(rq_app, serial) == (0, 0, 0)  # nothing ran in the web process
+
+    env = {**os.environ,
+           "POINTPASS_ENV": "testing",
+           "POINTPASS_DATABASE_URL": rq_app.config["DATABASE_URL"],
+           "POINTPASS_REDIS_URL": REDIS_URL,
+           "POINTPASS_RQ_QUEUE": rq_app.config["RQ_QUEUE"],
+           "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker-instance")}
+    result = subprocess.run([BIN / "pointpass", "worker", "--burst"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert queue.count == 0
+    assert ledger_state(rq_app, serial) == (50, 50, 1)
+
+
+def test_unreachable_redis_falls_back_to_in_process(database: Any, tmp_path: Path) -> None:
+    for app in _make_app(database, tmp_path, REDIS_URL="redis://127.0.0.1:1/0"):
+        from app.auth import keys
+
+        with app.app_context():
+            api = ApiClient(app.test_client(), keys.create("admin", "admin")[1])
+        from tests.conftest import PROGRAM
+
+        program = api.post("/api/v1/programs", json=PROGRAM).json
+        serial, _ = _refer(api, program)
+        with app.app_context():
+            jobs.dispatcher().wait()
+        assert ledger_state(app, serial) == (50, 50, 1)
