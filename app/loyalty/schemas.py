@@ -26,6 +26,16 @@ class RewardIn(InputSchema):
     active = StrictBoolean(load_default=True)
 
 
+# Schemas nested in programs are subclasses of their own: APIFlask does not notice schemas that
+# the spec already holds as nested, and would register TierIn a second time as "TierIn1".
+class ProgramTierIn(TierIn):
+    pass
+
+
+class ProgramRewardIn(RewardIn):
+    pass
+
+
 class ProgramIn(InputSchema):
     name = text(120, required=True)
     slug = fields.String(validate=[validators.Regexp(r"^[a-z0-9]+(-[a-z0-9]+)*$"),
@@ -42,8 +52,8 @@ class ProgramIn(InputSchema):
     referral_bonus_points = StrictInteger(validate=COUNT)
     support_contact = text(200)
     terms = text(5000)
-    tiers = fields.List(fields.Nested(TierIn), validate=validators.Length(max=20))
-    rewards = fields.List(fields.Nested(RewardIn), validate=validators.Length(max=100))
+    tiers = fields.List(fields.Nested(ProgramTierIn), validate=validators.Length(max=20))
+    rewards = fields.List(fields.Nested(ProgramRewardIn), validate=validators.Length(max=100))
 
 
 class TierOut(Schema):
@@ -58,6 +68,14 @@ class RewardOut(Schema):
     name = fields.String()
     points_cost = fields.Integer()
     active = fields.Boolean()
+
+
+class ProgramTierOut(TierOut):
+    pass
+
+
+class ProgramRewardOut(RewardOut):
+    pass
 
 
 class ProgramOut(Schema):
@@ -76,8 +94,8 @@ class ProgramOut(Schema):
     referral_bonus_points = fields.Integer()
     support_contact = fields.String(allow_none=True)
     terms = fields.String(allow_none=True)
-    tiers = fields.List(fields.Nested(TierOut))
-    rewards = fields.List(fields.Nested(RewardOut))
+    tiers = fields.List(fields.Nested(ProgramTierOut))
+    rewards = fields.List(fields.Nested(ProgramRewardOut))
 
 
 class ProgramList(Schema):
