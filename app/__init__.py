@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
+from flask import has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -51,13 +52,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     problems.init_app(app)
     jobs.init_app(app)
+    from app.wallet.apple import setup as apple_setup
+
+    apple_setup.init_app(app)
 
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.loyalty import models as _loyalty_models  # noqa: F401
     from app.loyalty.api import bp as loyalty_api
+    from app.wallet.apple.views import bp as apple_passes
     from app.web.views import bp as web
 
     app.register_blueprint(loyalty_api)
+    app.register_blueprint(apple_passes)
     app.register_blueprint(web)
     return app
 
@@ -67,7 +73,8 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     pysqlite's own transaction handling starts transactions lazily, so a transaction that
     reads before it writes can fail with "database is locked" instead of waiting. Taking the
-    write lock at ``BEGIN`` makes every transaction wait its turn (up to the busy timeout).
+    write lock at ``BEGIN`` makes every writing transaction wait its turn (up to the busy
+    timeout); GET and HEAD requests, which must not write, read in WAL mode alongside them.
     """
 
     @event.listens_for(engine, "connect")
@@ -81,7 +88,9 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # GET and HEAD never write, so they read without queueing behind writers.
+        reading = has_request_context() and request.method in ("GET", "HEAD")
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 def _configure_logging(app: APIFlask) -> None:

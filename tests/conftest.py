@@ -30,7 +30,8 @@ REDIS_URL = os.environ.get("POINTPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/1
 def _migrate(url: str, instance: Path) -> None:
     from flask_migrate import upgrade
 
-    app = create_app({"DATABASE_URL": url, "ENV": "testing", "INSTANCE_PATH": instance})
+    app = create_app({"DATABASE_URL": url, "ENV": "testing", "INSTANCE_PATH": instance,
+                      **apple_settings()})
     with app.app_context():
         upgrade()
         db.engine.dispose()
@@ -93,6 +94,23 @@ def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Post
     database.close()
 
 
+_dev_certs: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Development certificates (``pointpass dev-certs``), made once per test session."""
+    from passes.devcerts import write_dev_certs
+
+    _dev_certs.update(write_dev_certs(tmp_path_factory.mktemp("dev-certs")))
+    return _dev_certs
+
+
+def apple_settings() -> dict[str, Any]:
+    return {"APPLE_CERT": str(_dev_certs["pass_cert"]), "APPLE_KEY": str(_dev_certs["pass_key"]),
+            "APPLE_WWDR_CERT": str(_dev_certs["wwdr"])}
+
+
 def _make_app(database: Any, tmp_path: Path, **overrides: Any) -> Iterator[Any]:
     config = {
         "DATABASE_URL": database.url_for(tmp_path),
@@ -100,6 +118,7 @@ def _make_app(database: Any, tmp_path: Path, **overrides: Any) -> Iterator[Any]:
         "TESTING": True,
         "INSTANCE_PATH": tmp_path / "instance",
         "BASE_URL": "https://pointpass.test",
+        **apple_settings(),
         **overrides,
     }
     app = create_app(config)

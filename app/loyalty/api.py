@@ -8,13 +8,16 @@ from apiflask import APIBlueprint
 
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
-from app.loyalty import ledger, programs
+from app.loyalty import cards, ledger, programs
 from app.loyalty.models import Card, Member, Program
 from app.loyalty.schemas import (
     AdjustIn,
     CardDetailOut,
+    CardOut,
     EarnIn,
     IdempotencyHeader,
+    LocationIn,
+    LocationOut,
     MemberIn,
     MemberOut,
     PostingOut,
@@ -25,7 +28,9 @@ from app.loyalty.schemas import (
     RewardOut,
     TierIn,
     TierOut,
+    VoidIn,
 )
+from app.wallet.apple import passes as apple_passes
 
 bp = APIBlueprint("loyalty", __name__, url_prefix="/api/v1", tag="Loyalty")
 
@@ -39,7 +44,7 @@ def card_body(card: Card) -> dict[str, Any]:
         "lifetime_points": card.lifetime_points,
         "tier": card.tier.name if card.tier else None,
         "program_id": card.program_id,
-        "apple_pass_url": None,
+        "apple_pass_url": apple_passes.pass_url(card),
         "google_save_url": None,
     }
 
@@ -92,6 +97,16 @@ def create_tier(program_id: int, data: dict[str, Any]) -> Any:
     return programs.add_tier(programs.get(program_id), **data)
 
 
+@bp.post("/programs/<int:program_id>/locations")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(LocationIn, arg_name="data")
+@bp.output(LocationOut, status_code=201)
+@bp.doc(summary="Add a store location (passes show the first ten)",
+        responses=[401, 403, 404, 422])
+def create_location(program_id: int, data: dict[str, Any]) -> Any:
+    return programs.add_location(programs.get(program_id), **data)
+
+
 @bp.post("/programs/<int:program_id>/members")
 @bp.auth_required(auth, roles=["admin", "marketer", "pos"])
 @bp.input(MemberIn, arg_name="data")
@@ -136,6 +151,16 @@ def earn(serial: str, headers: dict[str, Any], data: dict[str, Any]) -> Any:
     posting = ledger.earn(serial, actor=actor(), idempotency_key=headers.get("idempotency_key"),
                           **data)
     return _posting_response(posting)
+
+
+@bp.post("/cards/<serial>/void")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(VoidIn, arg_name="data")
+@bp.output(CardOut)
+@bp.doc(summary="Void a card: its passes show it as voided and it can no longer change",
+        responses=[401, 403, 404, 410, 422])
+def void_card(serial: str, data: dict[str, Any]) -> dict[str, Any]:
+    return card_body(cards.void(serial, reason=data["reason"], actor=actor()))
 
 
 @bp.post("/cards/<serial>/adjust")

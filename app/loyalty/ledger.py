@@ -33,6 +33,7 @@ from app.errors import (
     Unprocessable,
 )
 from app.extensions import db
+from app.loyalty import changes
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program, Tier
 from app.timeutil import utcnow
 
@@ -259,11 +260,7 @@ def post(
         raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
 
     now = utcnow()
-    values: dict[str, Any] = {
-        "balance": Card.balance + points,
-        "version": Card.version + 1,
-        "updated_at": now,
-    }
+    values: dict[str, Any] = {"balance": Card.balance + points, **changes.bump(now)}
     lifetime = card.lifetime_points
     tier_id = card.tier_id
     if tiers is None:

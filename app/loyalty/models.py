@@ -57,6 +57,9 @@ class Program(db.Model):
     tiers: Mapped[list[Tier]] = relationship(
         back_populates="program", order_by="Tier.threshold"
     )
+    locations: Mapped[list[ProgramLocation]] = relationship(
+        back_populates="program", order_by="ProgramLocation.id"
+    )
 
     __table_args__ = (
         CheckConstraint("earn_points >= 0", name="earn_points_non_negative"),
@@ -96,6 +99,26 @@ class Tier(db.Model):
         UniqueConstraint("program_id", "threshold"),
         CheckConstraint("threshold >= 0", name="threshold_non_negative"),
         CheckConstraint("multiplier_percent >= 100", name="multiplier_at_least_100"),
+    )
+
+
+class ProgramLocation(db.Model):
+    """A store; passes show ``relevant_text`` on the lock screen near it (Wallet uses ten)."""
+
+    __tablename__ = "program_locations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    latitude: Mapped[float]
+    longitude: Mapped[float]
+    relevant_text: Mapped[str | None] = mapped_column(String(200))
+
+    program: Mapped[Program] = relationship(back_populates="locations")
+
+    __table_args__ = (
+        CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
+        CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
     )
 
 
@@ -146,9 +169,15 @@ class Card(db.Model):
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_points: Mapped[int] = mapped_column(BigInteger, default=0)
     tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
-    # Bumped with every change to what the card's passes show, in the same transaction.
+    # Bumped with every change to what the card's passes show, in the same transaction
+    # (see app.loyalty.changes). ``last_modified`` is the pass's Last-Modified in epoch seconds:
+    # it increases with every version, even when two changes fall in the same second.
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_modified: Mapped[int] = mapped_column(
+        BigInteger, default=lambda: int(utcnow().timestamp())
+    )
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     program: Mapped[Program] = relationship()

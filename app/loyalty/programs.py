@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.loyalty.models import Program, Reward, Tier
+from app.loyalty import changes
+from app.loyalty.models import Card, Program, ProgramLocation, Reward, Tier
 
 
 def slugify(name: str) -> str:
@@ -52,22 +53,49 @@ def create(
 
 
 def add_reward(program: Program, *, name: str, points_cost: int, active: bool = True) -> Reward:
+    """Add a reward; every card's pass changes (progress toward the next reward). Commits."""
     reward = Reward(program=program, name=name, points_cost=points_cost, active=active)
     db.session.add(reward)
+    db.session.flush()
+    changes.touch_cards(Card.program_id == program.id)
     db.session.commit()
     return reward
 
 
 def add_tier(program: Program, *, name: str, threshold: int, multiplier_percent: int = 100) -> Tier:
+    """Add a tier and move every card to the tier its lifetime points now reach. Commits."""
     tier = Tier(program=program, name=name, threshold=threshold,
                 multiplier_percent=multiplier_percent)
     db.session.add(tier)
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError as exc:
         db.session.rollback()
         raise Conflict(f"The program already has a tier at {threshold} points.") from exc
+    reached = (
+        select(Tier.id)
+        .where(Tier.program_id == program.id, Tier.threshold <= Card.lifetime_points)
+        .order_by(Tier.threshold.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    db.session.execute(
+        update(Card).where(Card.program_id == program.id).values(tier_id=reached)
+        .execution_options(synchronize_session=False)
+    )
+    changes.touch_cards(Card.program_id == program.id)
+    db.session.commit()
     return tier
+
+
+def add_location(program: Program, **fields: Any) -> ProgramLocation:
+    """Add a store location; passes show the first ten. Commits."""
+    location = ProgramLocation(program=program, **fields)
+    db.session.add(location)
+    db.session.flush()
+    changes.touch_cards(Card.program_id == program.id)
+    db.session.commit()
+    return location
 
 
 def all_programs() -> list[Program]:

@@ -102,6 +102,25 @@ class ProgramList(Schema):
     programs = fields.List(fields.Nested(ProgramOut))
 
 
+class LocationIn(InputSchema):
+    name = text(120, required=True)
+    latitude = fields.Float(required=True, validate=validators.Range(-90, 90))
+    longitude = fields.Float(required=True, validate=validators.Range(-180, 180))
+    relevant_text = text(200, metadata={"description": "shown on the lock screen nearby"})
+
+
+class LocationOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    latitude = fields.Float()
+    longitude = fields.Float()
+    relevant_text = fields.String(allow_none=True)
+
+
+class VoidIn(InputSchema):
+    reason = text(500, required=True)
+
+
 class MemberIn(InputSchema):
     name = text(120, required=True)
     email = fields.Email(validate=validators.Length(max=254))

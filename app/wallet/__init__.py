@@ -1,0 +1,1 @@
+"""Wallet integrations: Apple Wallet and Google Wallet."""

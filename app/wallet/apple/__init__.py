@@ -1,0 +1,1 @@
+"""Apple Wallet: passes, the PassKit web service and APNs pushes."""

@@ -1,0 +1,181 @@
+"""Apple passes for cards: what they show, their signed bytes and their download link."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import bindparam, select
+
+from app.errors import NotFound
+from app.extensions import db
+from app.loyalty import ledger
+from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
+from app.wallet.apple.setup import AppleWallet, apple_wallet
+from passes.apple import (
+    DEFAULT_POINTS_LABEL,
+    Barcode,
+    Brand,
+    Location,
+    RewardProgress,
+    StoreCardContent,
+)
+from passes.apple import (
+    LedgerEntry as PassLedgerEntry,
+)
+from passes.barcode import make_code
+
+# Bump when what a pass shows changes shape, so passes stored by an older release are rebuilt.
+PASS_FORMAT = 1
+LEDGER_LINES = 5
+
+HOW_TO_REDEEM = {
+    "en": "Show this card's QR code at the till and choose your reward. Points are deducted "
+          "when the staff confirm.",
+    "id": "Tunjukkan kode QR kartu ini di kasir dan pilih hadiah Anda. Poin dipotong setelah "
+          "staf mengonfirmasi.",
+    "th": "แสดงคิวอาร์โค้ดของบัตรนี้ที่แคชเชียร์และเลือกของรางวัล ระบบจะหักแต้มเมื่อพนักงานยืนยัน",
+    "ms": "Tunjukkan kod QR kad ini di kaunter dan pilih ganjaran anda. Mata ditolak selepas "
+          "kakitangan mengesahkan.",
+}
+ENTRY_WORDS = {
+    EntryKind.EARN: "Earned",
+    EntryKind.REDEEM: "Redeemed",
+    EntryKind.ADJUST: "Adjusted",
+    EntryKind.EXPIRE: "Expired",
+    EntryKind.REVERSE: "Reversed",
+}
+
+
+@dataclass(frozen=True)
+class SignedPass:
+    data: bytes
+    last_modified: int  # epoch seconds
+
+
+def download_token(serial_number: str) -> str:
+    """The unguessable part of a card's pass URL: an HMAC of its serial with the secret key."""
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"apple-pass:{serial_number}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def pass_url(card: Card) -> str | None:
+    """Where the card's ``.pkpass`` downloads from, or ``None`` when Apple Wallet is off."""
+    if apple_wallet() is None:
+        return None
+    base = current_app.config["BASE_URL"]
+    return f"{base}/wallet/apple/{card.serial_number}/{download_token(card.serial_number)}.pkpass"
+
+
+def redemption_code(card: Card) -> str:
+    """The signed code in the card's barcode, for its current code version."""
+    return make_code(current_app.config["REDEMPTION_CODE_KEY"], card.serial_number,
+                     card.barcode_version)
+
+
+def next_reward(program: Program, balance: int) -> RewardProgress | None:
+    """Progress toward the cheapest active reward the balance cannot yet pay for."""
+    costs = sorted((r.points_cost, r.name) for r in program.rewards if r.active)
+    if not costs:
+        return None
+    cost, name = next(((c, n) for c, n in costs if c > balance), costs[-1])
+    return RewardProgress(points=balance, target=cost, reward_name=name)
+
+
+def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
+    """What the card's pass shows, from the points store."""
+    program = card.program
+    entries = ledger.recent_entries(card, LEDGER_LINES)
+    return StoreCardContent(
+        pass_type_identifier=wallet.pass_type_id,
+        team_identifier=wallet.team_id,
+        serial_number=card.serial_number,
+        organization_name=program.organization_name,
+        description=f"{program.name} loyalty card",
+        brand=_brand(program),
+        balance=card.balance,
+        barcode=Barcode(redemption_code(card), alt_text=card.serial_number[-8:]),
+        member_name=card.member.name,
+        tier=card.tier.name if card.tier else None,
+        # The default label reads in the phone's language; a program's own label as written.
+        points_label=(program.points_label if program.points_label != "Points"
+                      else dict(DEFAULT_POINTS_LABEL)),
+        terms=program.terms,
+        how_to_redeem=HOW_TO_REDEEM,
+        ledger=[_ledger_line(e) for e in entries],
+        support_contact=program.support_contact,
+        web_service_url=wallet.web_service_url,
+        authentication_token=card.authentication_token,
+        allow_insecure_web_service=wallet.allow_insecure_web_service,
+        sharing_prohibited=True,
+        voided=card.status is CardStatus.VOIDED,
+        expiration_date=card.expires_at,
+        locations=[Location(loc.latitude, loc.longitude, loc.relevant_text)
+                   for loc in program.locations[:10]],
+    )
+
+
+def _brand(program: Program) -> Brand:
+    return Brand(
+        program_name=program.name[:64],
+        background_color=program.background_color,
+        foreground_color=program.foreground_color,
+        label_color=program.label_color,
+        logo_text=program.organization_name[:64],
+    )
+
+
+def _ledger_line(entry: LedgerEntry) -> PassLedgerEntry:
+    words = ENTRY_WORDS[entry.kind]
+    detail = entry.reason or entry.reference
+    return PassLedgerEntry(entry.created_at, f"{words}: {detail}" if detail else words,
+                           entry.points)
+
+
+def signed_pass(serial_number: str, token: str) -> SignedPass:
+    """The card's signed pass for its current version; signs only if this version is new.
+
+    Raises ``NotFound`` for an unknown serial, a wrong token, or when Apple Wallet is off.
+    """
+    wallet = apple_wallet()
+    if wallet is None or not hmac.compare_digest(token, download_token(serial_number)):
+        raise NotFound("No such pass.")
+    # The hot path reads two columns on a plain connection (a third of the ORM session's
+    # cost); the whole card is loaded only to build a new version.
+    with db.engine.connect() as connection:
+        row = connection.execute(_VERSION_QUERY, {"serial": serial_number}).one_or_none()
+    if row is None:
+        raise NotFound("No such pass.")
+    key = _store_key(serial_number, row.version, wallet)
+    data = wallet.store.get(key)
+    if data is not None:
+        return SignedPass(data, row.last_modified)
+    card = db.session.scalar(select(Card).where(Card.serial_number == serial_number))
+    assert card is not None
+    return pass_for(card, wallet)
+
+
+_VERSION_QUERY = select(Card.version, Card.last_modified).where(
+    Card.serial_number == bindparam("serial")
+)
+
+
+def _store_key(serial_number: str, version: int, wallet: AppleWallet) -> str:
+    return f"{serial_number}-{version}-{PASS_FORMAT}-{wallet.signer_fingerprint}"
+
+
+def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
+    """The signed pass of ``card`` as it is now, from the store or freshly signed."""
+    from passes.apple import build_pkpass
+
+    def build() -> bytes:
+        content = content_for(card, wallet)
+        images = wallet.renderer.render(content.brand, next_reward(card.program, card.balance))
+        wallet.signatures += 1
+        return build_pkpass(content, images, wallet.signer)
+
+    key = _store_key(card.serial_number, card.version, wallet)
+    data = wallet.store.get_or_build(key, f"{card.serial_number}-", build)
+    return SignedPass(data, card.last_modified)

@@ -1,0 +1,106 @@
+"""Signed passes, kept per card version so an unchanged card is never signed twice.
+
+The store is shared by every process of the service: Redis when ``POINTPASS_REDIS_URL`` is
+set, otherwise files in the instance folder. :meth:`PassStore.get_or_build` holds a lock per
+key while it builds, so concurrent fetches of a new version, from any process, sign once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+TTL_SECONDS = 30 * 24 * 3600
+
+
+class PassStore:
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        raise NotImplementedError
+        yield
+
+    def get_or_build(self, key: str, prefix: str, build: Callable[[], bytes]) -> bytes:
+        """The bytes stored under ``key``, building and storing them first if absent.
+
+        ``prefix`` names the card's other versions, which the new one replaces.
+        """
+        data = self.get(key)
+        if data is not None:
+            return data
+        with self.lock(prefix):
+            data = self.get(key)  # another process may have built it while we waited
+            if data is None:
+                data = build()
+                self.put(key, data, prefix)
+        return data
+
+    @staticmethod
+    def for_app(app: Flask) -> PassStore:
+        if app.config.get("REDIS_URL"):
+            return RedisPassStore(app.config["REDIS_URL"])
+        return FilePassStore(Path(app.instance_path) / "pass-cache")
+
+
+class FilePassStore(PassStore):
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        (directory / "locks").mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.pkpass"
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
+        for old in self.directory.glob(f"{replaces_prefix}*.pkpass"):
+            old.unlink(missing_ok=True)
+        tmp = self._path(key).with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(self._path(key))  # readers see the whole file or none of it
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        # One lock file per card, never deleted: deleting it would let a process waiting on the
+        # old file and one opening a new file hold "the" lock at once. Each open() gets its own
+        # flock, so this serializes threads of one process as well as processes.
+        with open(self.directory / "locks" / name, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class RedisPassStore(PassStore):
+    def __init__(self, url: str) -> None:
+        from redis import Redis
+
+        self.redis: Any = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+
+    def get(self, key: str) -> bytes | None:
+        return self.redis.get(f"pointpass:pkpass:{key}")  # type: ignore[no-any-return]
+
+    def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
+        self.redis.set(f"pointpass:pkpass:{key}", data, ex=TTL_SECONDS)
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        with self.redis.lock(f"pointpass:pkpass-lock:{name}", timeout=30, blocking_timeout=30):
+            yield

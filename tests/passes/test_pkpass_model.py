@@ -1,0 +1,135 @@
+"""Content validation: every bad field raises PassValidationError naming that field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from passes.apple import (
+    MAX_LOCATIONS,
+    Barcode,
+    Brand,
+    LedgerEntry,
+    Location,
+    PassValidationError,
+    RewardProgress,
+    StoreCardContent,
+)
+from passes.apple.localization import escape_strings_literal, localize, render_strings_file
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"pass_type_identifier": "com.example.loyalty"}, "pass_type_identifier"),
+        ({"team_identifier": "short"}, "team_identifier"),
+        ({"serial_number": "has space"}, "serial_number"),
+        ({"serial_number": ""}, "serial_number"),
+        ({"organization_name": "  "}, "organization_name"),
+        ({"description": ""}, "description"),
+        ({"balance": "120"}, "balance"),
+        ({"balance": True}, "balance"),
+        ({"authentication_token": "too-short"}, "authentication_token"),
+        ({"authentication_token": "has spaces in it, sixteen+"}, "authentication_token"),
+        ({"authentication_token": None}, "authentication_token"),
+        ({"web_service_url": None}, "web_service_url"),
+        ({"web_service_url": "http://pointpass.example.com/apple"}, "web_service_url"),
+        ({"web_service_url": "https://x.example.com/a?b=c"}, "web_service_url"),
+        ({"web_service_url": "not a url"}, "web_service_url"),
+        ({"expiration_date": dt.datetime(2026, 1, 1)}, "expiration_date"),
+        ({"expiration_date": dt.date(2026, 1, 1)}, "expiration_date"),
+        ({"locations": [Location(1, 2)] * (MAX_LOCATIONS + 1)}, "locations"),
+        ({"locations": [(1, 2)]}, "locations[0]"),
+        ({"ledger": [("2025-01-01", "x", 1)]}, "ledger[0].when"),
+        ({"ledger": [(dt.date(2025, 1, 1), "x", 1.5)]}, "ledger[0].points"),
+        ({"ledger": "not a list"}, "ledger"),
+        ({"points_label": {"th": "แต้ม"}}, "points_label"),
+        ({"points_label": {"en": "Points", "fr": "Points"}}, "points_label"),
+        ({"points_label": {"en": "Points", "th": ""}}, "points_label['th']"),
+        ({"terms": ""}, "terms"),
+        ({"terms": 42}, "terms"),
+        ({"member_name": ""}, "member_name"),
+        ({"tier": "x" * 41}, "tier"),
+        ({"balance_placement": "footer"}, "balance_placement"),
+        ({"voided": "yes"}, "voided"),
+        ({"brand": "Kopi"}, "brand"),
+    ],
+)
+def test_bad_content_names_the_field(
+    make_content: Callable[..., StoreCardContent], overrides: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(PassValidationError) as info:
+        make_content(**overrides)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_ten_locations_are_fine(make_content: Callable[..., StoreCardContent]) -> None:
+    content = make_content(locations=[Location(1, 2)] * MAX_LOCATIONS)
+    assert len(content.pass_dict()["locations"]) == MAX_LOCATIONS
+
+
+def test_http_web_service_only_when_allowed(make_content: Callable[..., StoreCardContent]) -> None:
+    content = make_content(
+        web_service_url="http://192.0.2.10:5000/apple", allow_insecure_web_service=True
+    )
+    assert content.pass_dict()["webServiceURL"].startswith("http://")
+
+
+@pytest.mark.parametrize(
+    ("factory", "field"),
+    [
+        (lambda: Brand("Kopi", background_color="red"), "brand.background_color"),
+        (lambda: Brand("Kopi", foreground_color="#12345"), "brand.foreground_color"),
+        (lambda: Brand("Kopi", label_color="#GGGGGG"), "brand.label_color"),
+        (lambda: Brand(""), "brand.program_name"),
+        (lambda: Brand("Kopi", initials="ABCD"), "brand.initials"),
+        (lambda: Brand("Kopi", logo_image=b"not an image"), "brand.logo_image"),
+        (lambda: Barcode("สวัสดี"), "barcode.message"),
+        (lambda: Barcode(""), "barcode.message"),
+        (lambda: Location(91, 0), "location.latitude"),
+        (lambda: Location(0, -181), "location.longitude"),
+        (lambda: Location(float("nan"), 0), "location.latitude"),
+        (lambda: RewardProgress(1, 0, "x"), "progress.target"),
+        (lambda: RewardProgress(1, 10, ""), "progress.reward_name"),
+        (lambda: LedgerEntry(dt.date(2025, 1, 1), "", 1), "ledger.description"),
+    ],
+)
+def test_bad_parts_name_the_field(factory: Callable[[], object], field: str) -> None:
+    with pytest.raises(PassValidationError) as info:
+        factory()
+    assert info.value.field == field
+
+
+def test_colours_become_rgb_strings() -> None:
+    brand = Brand("Kopi", background_color="#abc", foreground_color="000000")
+    assert brand.background_rgb == (0xAA, 0xBB, 0xCC)
+    assert brand.foreground_rgb == (0, 0, 0)
+
+
+def test_initials_skip_thai_leading_vowels() -> None:
+    assert Brand("Kopi Kenangan").initials == "KK"
+    assert Brand("เซเว่น อีเลฟเว่น").initials == "ซอ"
+    assert Brand("ร้านกาแฟ").initials == "ร"
+
+
+def test_latin1_barcode_message_is_fine() -> None:
+    assert Barcode("Café-123").as_dict()["messageEncoding"] == "iso-8859-1"
+
+
+def test_ledger_datetime_is_shown_as_a_date() -> None:
+    entry = LedgerEntry(dt.datetime(2025, 5, 1, 23, 0, tzinfo=dt.UTC), "Big   order\n", 1200)
+    assert entry.render() == "2025-05-01 · Big order · +1200"
+
+
+def test_localize_fills_missing_languages_from_english() -> None:
+    assert localize("x", {"en": "Points", "th": "แต้ม"}) == ("Points", "Points", "แต้ม", "Points")
+    assert localize("x", "Same") == ("Same",) * 4
+
+
+def test_strings_escaping() -> None:
+    assert escape_strings_literal('a"b\\c\nd\te') == 'a\\"b\\\\c\\nd\\te'
+    assert render_strings_file([('k"ey', 'v"al')]) == b'"k\\"ey" = "v\\"al";\n'
