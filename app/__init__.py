@@ -59,11 +59,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.loyalty import models as _loyalty_models  # noqa: F401
     from app.loyalty.api import bp as loyalty_api
+    from app.wallet import models as _wallet_models  # noqa: F401
+    from app.wallet.api import bp as updates_api
+    from app.wallet.apple import models as _apple_models  # noqa: F401
     from app.wallet.apple.views import bp as apple_passes
+    from app.wallet.apple.webservice import bp as passkit
     from app.web.views import bp as web
 
     app.register_blueprint(loyalty_api)
+    app.register_blueprint(updates_api)
     app.register_blueprint(apple_passes)
+    app.register_blueprint(passkit)
     app.register_blueprint(web)
     return app
 

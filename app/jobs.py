@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -28,17 +29,32 @@ EXTENSION = "pointpass.jobs"
 Job = Callable[..., Any]
 
 
-def enqueue_after_commit(func: Job, *args: Any) -> None:
+def enqueue_after_commit(func: Job, *args: Any, coalesce: str | None = None) -> None:
     """Run ``func(*args)`` in the background after the current transaction commits.
 
-    Nothing runs if the transaction rolls back.
+    Nothing runs if the transaction rolls back. With ``coalesce``, at most one such job waits
+    to start at a time: asking again while one waits adds nothing (one that has started does
+    not count, so work committed while it runs gets a run of its own).
     """
     session = db.session()
     if not session.in_transaction():
         # Start the (lazy, connection-less) transaction the job belongs to, so that a rollback
         # with nothing else done still discards it.
         session.begin()
-    session.info.setdefault(_PENDING, []).append((func, args))
+    pending = session.info.setdefault(_PENDING, [])
+    if coalesce is None or all(key != coalesce for _, _, key in pending):
+        pending.append((func, args, coalesce))
+
+
+def run_coalesced(key: str, path: str, *args: Any) -> Any:
+    """The rq entry point of a coalesced job: free its key, then run it."""
+    import importlib
+
+    target = dispatcher()
+    if isinstance(target, RQDispatcher):
+        target.connection.delete(target.coalesce_key(key))
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 def dispatcher() -> Dispatcher:
@@ -52,7 +68,7 @@ def job_path(func: Job) -> str:
 class Dispatcher:
     """Where committed jobs go."""
 
-    def submit(self, func: Job, args: tuple[Any, ...]) -> None:
+    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
         raise NotImplementedError
 
     def wait(self, timeout: float = 30) -> None:
@@ -69,9 +85,13 @@ class InProcessDispatcher(Dispatcher):
         self._app = app
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pointpass-job")
         self._futures: set[Future[None]] = set()
+        self._waiting: set[str] = set()
         self._lock = threading.Lock()
 
-    def _run(self, func: Job, args: tuple[Any, ...]) -> None:
+    def _run(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
+        if coalesce is not None:
+            with self._lock:
+                self._waiting.discard(coalesce)
         with self._app.app_context():
             try:
                 func(*args)
@@ -79,9 +99,13 @@ class InProcessDispatcher(Dispatcher):
                 log.exception("job %s%r failed", job_path(func), args)
                 db.session.rollback()
 
-    def submit(self, func: Job, args: tuple[Any, ...]) -> None:
-        future = self._pool.submit(self._run, func, args)
+    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
         with self._lock:
+            if coalesce is not None:
+                if coalesce in self._waiting:
+                    return
+                self._waiting.add(coalesce)
+            future = self._pool.submit(self._run, func, args, coalesce)
             self._futures.add(future)
         future.add_done_callback(self._forget)
 
@@ -90,9 +114,14 @@ class InProcessDispatcher(Dispatcher):
             self._futures.discard(future)
 
     def wait(self, timeout: float = 30) -> None:
-        with self._lock:
-            pending = set(self._futures)
-        wait(pending, timeout=timeout)
+        # Jobs may submit jobs (a drain that finds more work): wait until none is left.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = set(self._futures)
+            if not pending:
+                return
+            wait(pending, timeout=max(0.0, deadline - time.monotonic()))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
@@ -107,17 +136,26 @@ class RQDispatcher(Dispatcher):
 
         self.connection = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.queue = Queue(queue_name, connection=self.connection)
+        self.queue_name = queue_name
         self._fallback = InProcessDispatcher(app, workers=1)
 
-    def submit(self, func: Job, args: tuple[Any, ...]) -> None:
+    def coalesce_key(self, key: str) -> str:
+        return f"pointpass:{self.queue_name}:waiting:{key}"
+
+    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
         from redis.exceptions import RedisError
         from rq import Retry
 
+        retry = Retry(max=5, interval=[1, 5, 30, 120])
         try:
-            self.queue.enqueue(job_path(func), *args, retry=Retry(max=5, interval=[1, 5, 30, 120]))
+            if coalesce is None:
+                self.queue.enqueue(job_path(func), *args, retry=retry)
+            # The key expires, so a job lost with a killed worker does not block the next one.
+            elif self.connection.set(self.coalesce_key(coalesce), 1, nx=True, ex=60):
+                self.queue.enqueue(run_coalesced, coalesce, job_path(func), *args, retry=retry)
         except RedisError as exc:
             log.warning("Redis unreachable (%s); running job %s in-process", exc, job_path(func))
-            self._fallback.submit(func, args)
+            self._fallback.submit(func, args, coalesce)
 
     def wait(self, timeout: float = 30) -> None:
         self._fallback.wait(timeout)
@@ -131,8 +169,8 @@ def _dispatch_committed(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if pending:
         target = dispatcher()
-        for func, args in pending:
-            target.submit(func, args)
+        for func, args, coalesce in pending:
+            target.submit(func, args, coalesce)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -26,6 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 DEFAULT_PASS_TYPE_ID = "pass.dev.pointpass.loyalty"  # noqa: S105 - an identifier
 DEFAULT_TEAM_ID = "DEVTEAM123"
 DEV_WWDR_COMMON_NAME = "Pointpass Development WWDR G4 (NOT APPLE)"
+# Every CA these helpers make carries this in its name; the service recognizes stand-ins by it.
+DEV_CA_MARKER = "(NOT APPLE)"
 DEV_ORGANIZATION = "Pointpass Development"
 DEV_SERVICE_ACCOUNT_EMAIL = "pointpass-dev@pointpass-dev.iam.gserviceaccount.com"
 DEV_GOOGLE_PROJECT_ID = "pointpass-dev"

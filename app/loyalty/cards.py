@@ -26,6 +26,7 @@ def void(serial_number: str, *, reason: str, actor: str) -> Card:
         .values(status=CardStatus.VOIDED, **changes.bump(utcnow()))
         .execution_options(synchronize_session=False)
     )
+    changes.announce([card.id])
     db.session.commit()
     log.info("card %s voided by %s: %s", serial_number, actor, reason)
     return ledger.get_card(serial_number)

@@ -2,20 +2,56 @@
 
 Every change (a ledger entry, a tier change, a reward or design change, a message, voiding)
 goes through :func:`bump` or :func:`touch_cards` in the same transaction as the change itself,
-so a pass's version, update time and Last-Modified can never lag behind what it shows.
+and :func:`announce` writes the outbox rows that tell the wallets. So a pass's version,
+Last-Modified and "updated since" stamp never lag behind what it shows, and no change goes
+unannounced when Redis or a worker is down.
+
+The stamp answers Apple's "which passes changed since tag T". Sequences and clocks commit out
+of order on PostgreSQL, so a change could become visible with a stamp below a tag already
+handed out, and that device would never fetch it. Instead a change records its transaction id
+(``pg_current_xact_id()``) and the tag handed out is the snapshot's ``xmin``: every
+transaction below it has finished, so nothing can later appear under an older tag. SQLite
+runs one writer at a time, so a counter does the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, update
+from sqlalchemy import BigInteger, Text, case, cast, func, insert, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 from app.loyalty.models import Card
 from app.timeutil import utcnow
+
+CHANNELS = ("apple",)
+
+
+def _is_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def stamp_expression() -> Any:
+    """The ``change_stamp`` for a change made by the current transaction."""
+    if _is_postgres():
+        return cast(cast(func.pg_current_xact_id(), Text), BigInteger)
+    stamps = select(func.coalesce(func.max(Card.change_stamp), 0) + 1).scalar_subquery()
+    return stamps
+
+
+def horizon() -> int:
+    """The tag for "updated since": every change with a smaller stamp is visible now."""
+    if _is_postgres():
+        return int(db.session.execute(
+            select(cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text),
+                        BigInteger))
+        ).scalar_one())
+    return int(db.session.execute(
+        select(func.coalesce(func.max(Card.change_stamp), 0) + 1)
+    ).scalar_one())
 
 
 def bump(now: datetime) -> dict[str, Any]:
@@ -25,13 +61,47 @@ def bump(now: datetime) -> dict[str, Any]:
     next_modified = case(
         (Card.last_modified + 1 > seconds, Card.last_modified + 1), else_=seconds
     )
-    return {"version": Card.version + 1, "updated_at": now, "last_modified": next_modified}
+    return {
+        "version": Card.version + 1,
+        "updated_at": now,
+        "last_modified": next_modified,
+        "change_stamp": stamp_expression(),
+    }
 
 
-def touch_cards(where: ColumnElement[bool]) -> int:
-    """Record a change on every card matching ``where`` (not committed). Returns the count."""
+def announce(card_ids: Iterable[int] | Any, update_id: int | None = None) -> None:
+    """Write outbox rows for ``card_ids`` (ids, or a select of ids) on every channel.
+
+    Not committed; the wallets are told after the transaction commits.
+    """
+    from app.wallet import outbox
+    from app.wallet.models import OutboxEntry
+
+    now = utcnow()
+    if isinstance(card_ids, list | tuple | set):
+        rows = [{"card_id": card_id, "channel": channel, "update_id": update_id,
+                 "attempts": 0, "available_at": now, "created_at": now}
+                for card_id in card_ids for channel in CHANNELS]
+        if rows:
+            db.session.execute(insert(OutboxEntry), rows)
+    else:
+        ids = card_ids.subquery()
+        for channel in CHANNELS:
+            db.session.execute(insert(OutboxEntry).from_select(
+                ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
+                select(ids.c[0], literal(channel), literal(update_id), literal(0),
+                       literal(now, type_=OutboxEntry.available_at.type),
+                       literal(now, type_=OutboxEntry.created_at.type)),
+            ))
+    outbox.drain_after_commit()
+
+
+def touch_cards(where: ColumnElement[bool], update_id: int | None = None,
+                **values: Any) -> int:
+    """Record a change on every card matching ``where`` and announce it (not committed)."""
     result = db.session.execute(
-        update(Card).where(where).values(**bump(utcnow()))
+        update(Card).where(where).values(**values, **bump(utcnow()))
         .execution_options(synchronize_session=False)
     )
+    announce(select(Card.id).where(where), update_id)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,8 +1,9 @@
 """The points ledger: the only code that changes a card's balance.
 
-A posting is one transaction of four statements: lock the card row (finding any earlier entry
-with the same idempotency key in the same query), a guarded relative update
-(``balance = balance + :points WHERE balance + :points >= 0``), the ledger insert, commit. The
+A posting is one transaction: lock the card row (finding any earlier entry with the same
+idempotency key in the same query), read the program's tiers, a guarded relative update
+(``balance = balance + :points WHERE balance + :points >= 0``), the ledger insert, the outbox
+row that tells the wallets, commit. The
 ``balance >= 0`` CHECK constraint backs the guard, so no interleaving of requests, on SQLite
 or PostgreSQL, can overdraw a card.
 
@@ -309,6 +310,7 @@ def post(
     if entry_id is None:  # a concurrent request with the same key committed first
         earlier = _entry_id_for_key(card.id, idempotency_key or "")
         return _replay(replace(card, replay_entry_id=earlier), request_fp or "")
+    changes.announce([card.id])
     db.session.commit()
     tier = next((t for t in tiers if t.id == tier_id), None)
     return Posting(

@@ -178,6 +178,11 @@ class Card(db.Model):
         BigInteger, default=lambda: int(utcnow().timestamp())
     )
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which transaction last changed the pass (PostgreSQL: its xid8; SQLite: a counter), for
+    # the PassKit "passes updated since" tag; see app.loyalty.changes.
+    change_stamp: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    # The marketer's latest message, shown on the back of the pass.
+    message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     program: Mapped[Program] = relationship()

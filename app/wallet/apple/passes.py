@@ -106,6 +106,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         how_to_redeem=HOW_TO_REDEEM,
         ledger=[_ledger_line(e) for e in entries],
         support_contact=program.support_contact,
+        marketer_message=card.message,
         web_service_url=wallet.web_service_url,
         authentication_token=card.authentication_token,
         allow_insecure_web_service=wallet.allow_insecure_web_service,

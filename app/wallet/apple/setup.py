@@ -39,6 +39,9 @@ class AppleWallet:
     web_service_url: str
     allow_insecure_web_service: bool
     signer_fingerprint: str
+    cert_path: str
+    key_path: str
+    development_certificate: bool  # signed by a `pointpass dev-certs` CA, unknown to Apple
     signatures: int = 0  # passes signed by this process, for tests and metrics
 
 
@@ -51,6 +54,15 @@ def _dev_cert_files(app: Flask) -> dict[str, str]:
         log.info("wrote development stand-in certificates to %s", directory)
     return {"APPLE_CERT": str(directory / "pass.pem"), "APPLE_KEY": str(directory / "pass.key"),
             "APPLE_WWDR_CERT": str(directory / "wwdr.pem")}
+
+
+def _is_development_certificate(wwdr_path: str) -> bool:
+    from cryptography import x509
+
+    from passes.devcerts import DEV_CA_MARKER
+
+    wwdr = x509.load_pem_x509_certificate(Path(wwdr_path).read_bytes())
+    return DEV_CA_MARKER in wwdr.subject.rfc4514_string()
 
 
 def init_app(app: Flask) -> None:
@@ -86,6 +98,9 @@ def init_app(app: Flask) -> None:
         store=PassStore.for_app(app),
         web_service_url=f"{base_url}/passkit",
         signer_fingerprint=hashlib.sha256(Path(given["APPLE_CERT"]).read_bytes()).hexdigest()[:12],
+        cert_path=given["APPLE_CERT"],
+        key_path=given["APPLE_KEY"],
+        development_certificate=_is_development_certificate(given["APPLE_WWDR_CERT"]),
         allow_insecure_web_service=not base_url.startswith("https://"),
     )
     app.config["REDEMPTION_CODE_KEY"] = derive_key(

@@ -1,0 +1,83 @@
+"""Marketer API: trigger an update of every matching card's passes, and follow it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint, fields, validators
+from apiflask.schemas import Schema
+from flask import url_for
+
+from app.auth.security import actor, auth
+from app.loyalty import programs
+from app.loyalty.models import LANGUAGES
+from app.schemas import InputSchema, text
+from app.wallet import updates
+from app.wallet.models import PassUpdate
+
+bp = APIBlueprint("wallet_updates", __name__, url_prefix="/api/v1", tag="Pass updates")
+
+
+class SegmentIn(InputSchema):
+    tier = text(64, metadata={"description": "only cards in the tier with this name"})
+    language = fields.String(validate=validators.OneOf(LANGUAGES),
+                             metadata={"description": "only members with this language"})
+
+
+class UpdateIn(InputSchema):
+    message = text(500, metadata={"description": "shown on the pass back and announced on "
+                                                 "the lock screen"})
+    segment = fields.Nested(SegmentIn)
+
+
+class UpdateOut(Schema):
+    id = fields.Integer()
+    program_id = fields.Integer()
+    status = fields.String(metadata={"description": "queued, marking, pushing or done"})
+    message = fields.String(allow_none=True)
+    cards_total = fields.Integer()
+    cards_done = fields.Integer()
+    devices_pushed = fields.Integer()
+    failures = fields.Integer()
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    url = fields.String()
+
+
+def _body(pass_update: PassUpdate) -> dict[str, Any]:
+    return {
+        "id": pass_update.id,
+        "program_id": pass_update.program_id,
+        "status": pass_update.status.value,
+        "message": pass_update.message,
+        "cards_total": pass_update.cards_total,
+        "cards_done": pass_update.cards_done,
+        "devices_pushed": pass_update.devices_pushed,
+        "failures": pass_update.failures,
+        "created_at": pass_update.created_at,
+        "finished_at": pass_update.finished_at,
+        "url": url_for("wallet_updates.get_update", update_id=pass_update.id),
+    }
+
+
+@bp.post("/programs/<int:program_id>/updates")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(UpdateIn, arg_name="data")
+@bp.output(UpdateOut, status_code=202)
+@bp.doc(summary="Update every matching card's passes, optionally with a message",
+        responses=[401, 403, 404, 422])
+def create_update(program_id: int, data: dict[str, Any]) -> Any:
+    segment = data.get("segment", {})
+    pass_update = updates.request_update(
+        programs.get(program_id), actor=actor(), message=data.get("message"),
+        tier=segment.get("tier"), language=segment.get("language"))
+    body = _body(pass_update)
+    return body, 202, {"Location": body["url"]}
+
+
+@bp.get("/updates/<int:update_id>")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.output(UpdateOut)
+@bp.doc(summary="Progress of a pass update", responses=[401, 403, 404])
+def get_update(update_id: int) -> dict[str, Any]:
+    return _body(updates.get(update_id))

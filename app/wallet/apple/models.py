@@ -1,0 +1,41 @@
+"""Devices that hold Apple passes, and which cards they registered for updates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.loyalty.models import Card
+from app.timeutil import UTCDateTime, utcnow
+
+
+class Device(db.Model):
+    """A device's Wallet, as Apple identifies it, with the push token it last gave us."""
+
+    __tablename__ = "apple_devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    library_identifier: Mapped[str] = mapped_column(String(128), unique=True)
+    push_token: Mapped[str] = mapped_column(String(200), index=True)
+    # When the push token was last given: a 410 older than this does not remove the device.
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Registration(db.Model):
+    """A device asked to be told when a card's pass changes."""
+
+    __tablename__ = "apple_registrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("apple_devices.id", ondelete="CASCADE"))
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    device: Mapped[Device] = relationship()
+    card: Mapped[Card] = relationship()
+
+    __table_args__ = (UniqueConstraint("device_id", "card_id"),)

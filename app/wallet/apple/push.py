@@ -1,0 +1,117 @@
+"""Pushing pass updates to the devices registered for changed cards, through APNs.
+
+Wallet fetches every changed pass of a pass type after a single push to a device, so a batch
+sends one push per distinct push token, however many of its cards changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from flask import Flask, current_app
+from sqlalchemy import delete, select
+
+from app.extensions import db
+from app.wallet.apple.apns import APNS_URL, APNsClient, Outcome, PushResult
+from app.wallet.apple.models import Device, Registration
+from app.wallet.apple.setup import AppleWallet, apple_wallet
+from app.wallet.outbox import Claimed, Delivery
+
+log = logging.getLogger("pointpass.apple.push")
+
+EXTENSION = "pointpass.apns"
+_client_lock = threading.Lock()
+
+
+def client_for(app: Flask, wallet: AppleWallet) -> APNsClient | None:
+    """The process's APNs client, or ``None`` when pushes cannot go anywhere real.
+
+    Development stand-in certificates cannot authenticate to Apple, so with them pushes are
+    skipped (with a log line) unless ``POINTPASS_APNS_URL`` names another server, such as a
+    local test server.
+    """
+    state = app.extensions.setdefault(EXTENSION, {})
+    if "client" in state:
+        return state["client"]  # type: ignore[no-any-return]
+    with _client_lock:
+        if "client" in state:
+            return state["client"]  # type: ignore[no-any-return]
+        url = app.config.get("APNS_URL")
+        client = None
+        if wallet.development_certificate and not url:
+            log.warning("APNs pushes skipped: the Apple certificates are development "
+                        "stand-ins, which Apple's servers refuse. Set POINTPASS_APNS_URL to "
+                        "push to another server.")
+        else:
+            client = APNsClient(
+                cert_path=wallet.cert_path,
+                key_path=wallet.key_path,
+                key_password=app.config.get("APPLE_KEY_PASSWORD") or None,
+                topic=wallet.pass_type_id,
+                url=url or APNS_URL,
+                ca_file=app.config.get("APNS_CA_FILE") or None,
+                max_concurrent_streams=int(app.config.get("APNS_MAX_STREAMS", 1000)),
+                retries=int(app.config.get("APNS_RETRIES", 3)),
+                backoff_base=float(app.config.get("APNS_BACKOFF_SECONDS", 0.2)),
+            )
+        state["client"] = client
+        return client
+
+
+def deliver(rows: list[Claimed], outcome: Delivery) -> None:
+    """Push every device registered for the cards in ``rows`` (one push per token)."""
+    wallet = apple_wallet()
+    if wallet is None:
+        return  # Apple Wallet is off: nothing to tell
+    client = client_for(current_app._get_current_object(), wallet)  # type: ignore[attr-defined]
+    card_rows: dict[int, list[Claimed]] = defaultdict(list)
+    for row in rows:
+        card_rows[row.card_id].append(row)
+    targets = db.session.execute(
+        select(Device.push_token, Registration.card_id)
+        .join(Registration, Registration.device_id == Device.id)
+        .where(Registration.card_id.in_(list(card_rows)))
+    ).all()
+    db.session.rollback()
+    if not targets or client is None:
+        return
+    cards_of: dict[str, set[int]] = defaultdict(set)
+    for token, card_id in targets:
+        cards_of[token].add(card_id)
+
+    results = client.push_many(list(cards_of))
+    for result in results:
+        cards = cards_of[result.token]
+        updates = {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
+        if result.outcome is Outcome.DELIVERED:
+            for update_id in updates:
+                outcome.devices_pushed[update_id] += 1
+            continue
+        for update_id in updates:
+            outcome.failures[update_id] += 1
+        if result.outcome is Outcome.RETRY_EXHAUSTED:
+            outcome.retry.update(r.id for c in cards for r in card_rows[c])
+        elif result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
+            forget_token(result)
+    db.session.commit()
+
+
+def forget_token(result: PushResult) -> None:
+    """Drop the registrations of a token APNs says is dead (not committed).
+
+    After a 410, a device that registered again after Apple's timestamp keeps its
+    registrations: its token was given anew and is live.
+    """
+    devices = select(Device.id).where(Device.push_token == result.token)
+    if result.outcome is Outcome.UNREGISTERED and result.timestamp_ms is not None:
+        gone_at = datetime.fromtimestamp(result.timestamp_ms / 1000, UTC)
+        devices = devices.where(Device.registered_at < gone_at)
+    ids = list(db.session.scalars(devices))
+    if ids:
+        db.session.execute(delete(Registration).where(Registration.device_id.in_(ids)))
+        db.session.execute(delete(Device).where(Device.id.in_(ids)))
+        log.info("APNs said %s for a token: removed %d device(s)", result.outcome.value,
+                 len(ids))

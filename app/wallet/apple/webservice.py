@@ -1,0 +1,203 @@
+"""Apple's PassKit web service: the endpoints Wallet calls under the pass's webServiceURL.
+
+Paths, methods, headers and status codes follow Apple's web service reference exactly; each
+detail below silently stops updates on real phones when it is wrong:
+
+- the serial-number list carries no ``Authorization`` header, so it is never answered 401;
+- ``lastUpdated`` is a JSON string, and the list holds *every* serial changed since the tag;
+- registering again answers 200 and stores the new push token; unregistering answers 200;
+- Wallet also sends ``HEAD`` for the pass; ``Last-Modified`` is a real HTTP date that
+  increases with every version.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, request
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.loyalty import changes
+from app.loyalty.models import Card
+from app.problems import problem
+from app.timeutil import utcnow
+from app.wallet.apple import passes
+from app.wallet.apple.models import Device, Registration
+from app.wallet.apple.setup import apple_wallet
+from passes.apple import PKPASS_MIME_TYPE
+
+bp = Blueprint("passkit", __name__, url_prefix="/passkit/v1")
+log = logging.getLogger("pointpass.apple.webservice")
+device_log = logging.getLogger("pointpass.apple.device_log")
+
+_DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_PUSH_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
+MAX_LOG_MESSAGES = 100
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+@bp.errorhandler(_Refused)
+def _refused(error: _Refused) -> Response:
+    return error.response
+
+
+def _pass_type(pass_type_id: str) -> None:
+    wallet = apple_wallet()
+    if wallet is None or pass_type_id != wallet.pass_type_id:
+        raise _Refused(problem(404, code="unknown-pass-type",
+                               detail="This server issues no passes of that type."))
+
+
+def _authorized_card(serial_number: str) -> Card:
+    card = db.session.scalar(select(Card).where(Card.serial_number == serial_number))
+    if card is None:
+        raise _Refused(problem(404, code="unknown-pass", detail="No pass with that serial."))
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme != "ApplePass" or not hmac.compare_digest(token.strip(),
+                                                        card.authentication_token):
+        raise _Refused(problem(401, detail="Authorization must be 'ApplePass <token>'.",
+                               headers={"WWW-Authenticate": "ApplePass"}))
+    return card
+
+
+def _device_id(device_id: str) -> str:
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise _Refused(problem(400, code="bad-device", detail="Malformed device identifier."))
+    return device_id
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise _Refused(problem(400, code="malformed-json",
+                               detail="The body must be a JSON object."))
+    return body
+
+
+@bp.post("/devices/<device_id>/registrations/<pass_type_id>/<serial_number>")
+def register(device_id: str, pass_type_id: str, serial_number: str) -> Response:
+    """Register a device to receive pushes for a pass: 201 new, 200 already registered."""
+    _device_id(device_id)
+    _pass_type(pass_type_id)
+    card = _authorized_card(serial_number)
+    push_token = _json_object().get("pushToken")
+    if not isinstance(push_token, str) or not _PUSH_TOKEN.fullmatch(push_token):
+        return problem(400, code="bad-push-token",
+                       detail="pushToken must be the device's hexadecimal push token.")
+    now = utcnow()
+    device = db.session.scalar(select(Device).where(Device.library_identifier == device_id))
+    if device is None:
+        device = Device(library_identifier=device_id, push_token=push_token, registered_at=now)
+        db.session.add(device)
+    else:
+        # Registering again gives the current push token: store it, and its time (a later
+        # 410 with an older timestamp must not remove this device).
+        device.push_token = push_token
+        device.registered_at = now
+    db.session.flush()
+    exists = db.session.scalar(select(Registration.id).where(
+        Registration.device_id == device.id, Registration.card_id == card.id))
+    if exists is None:
+        db.session.add(Registration(device_id=device.id, card_id=card.id))
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same device registered the same pass concurrently
+        db.session.rollback()
+        return Response(status=200)
+    return Response(status=200 if exists else 201)
+
+
+@bp.delete("/devices/<device_id>/registrations/<pass_type_id>/<serial_number>")
+def unregister(device_id: str, pass_type_id: str, serial_number: str) -> Response:
+    """Stop pushes for a pass on a device: 200, whether or not it was registered."""
+    _device_id(device_id)
+    _pass_type(pass_type_id)
+    card = _authorized_card(serial_number)
+    device_pk = db.session.scalar(select(Device.id).where(Device.library_identifier == device_id))
+    if device_pk is not None:
+        db.session.execute(delete(Registration).where(
+            Registration.device_id == device_pk, Registration.card_id == card.id))
+        if db.session.scalar(select(Registration.id).where(
+                Registration.device_id == device_pk).limit(1)) is None:
+            db.session.execute(delete(Device).where(Device.id == device_pk))
+    db.session.commit()
+    return Response(status=200)
+
+
+@bp.get("/devices/<device_id>/registrations/<pass_type_id>")
+def updated_serials(device_id: str, pass_type_id: str) -> Response:
+    """Serials of the device's passes changed since ``passesUpdatedSince``: 200, or 204.
+
+    No Authorization header comes with this request, so none is checked.
+    """
+    _device_id(device_id)
+    _pass_type(pass_type_id)
+    since_text = request.args.get("passesUpdatedSince")
+    since = None
+    if since_text:
+        if not since_text.isdigit() or len(since_text) > 20:
+            return problem(400, code="bad-tag",
+                           detail="passesUpdatedSince must be a tag this server gave.")
+        since = int(since_text)
+    tag = changes.horizon()
+    query = (
+        select(Card.serial_number)
+        .join(Registration, Registration.card_id == Card.id)
+        .join(Device, Device.id == Registration.device_id)
+        .where(Device.library_identifier == device_id)
+        .order_by(Card.serial_number)
+    )
+    if since is not None:
+        query = query.where(Card.change_stamp >= since)
+    serials = list(db.session.scalars(query))
+    if not serials:
+        return Response(status=204)
+    return _json({"serialNumbers": serials, "lastUpdated": str(tag)})
+
+
+@bp.get("/passes/<pass_type_id>/<serial_number>")
+def latest_pass(pass_type_id: str, serial_number: str) -> Response:
+    """The latest version of a pass: 200 with Last-Modified, 304 if unchanged (also HEAD)."""
+    _pass_type(pass_type_id)
+    card = _authorized_card(serial_number)
+    wallet = apple_wallet()
+    assert wallet is not None
+    last_modified = datetime.fromtimestamp(card.last_modified, UTC)
+    since = request.if_modified_since
+    if since is not None and last_modified <= since:
+        response = Response(status=304)
+        response.last_modified = last_modified
+        return response
+    signed = passes.pass_for(card, wallet)
+    response = Response(signed.data, mimetype=PKPASS_MIME_TYPE)
+    response.last_modified = datetime.fromtimestamp(signed.last_modified, UTC)
+    response.headers["Cache-Control"] = "no-cache, private"
+    return response
+
+
+@bp.post("/log")
+def device_logs() -> Response:
+    """Messages Wallet reports about our passes (problems it met), written to our log."""
+    logs = _json_object().get("logs")
+    if not isinstance(logs, list) or not all(isinstance(m, str) for m in logs):
+        return problem(400, code="bad-logs", detail="logs must be a list of strings.")
+    for message in logs[:MAX_LOG_MESSAGES]:
+        device_log.warning("Wallet: %s", message[:1000])
+    return Response(status=200)
+
+
+def _json(body: dict[str, Any]) -> Response:
+    from flask import json
+
+    return Response(json.dumps(body), status=200, mimetype="application/json")

@@ -1,0 +1,68 @@
+"""The outbox of pass changes still to announce, and marketer-triggered updates."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.timeutil import UTCDateTime, utcnow
+
+
+class UpdateStatus(enum.StrEnum):
+    QUEUED = "queued"
+    MARKING = "marking"
+    PUSHING = "pushing"
+    DONE = "done"
+
+
+class PassUpdate(db.Model):
+    """A marketer's update of every matching card: optional message, progress counters."""
+
+    __tablename__ = "pass_updates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    message: Mapped[str | None] = mapped_column(Text)
+    segment_tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
+    segment_language: Mapped[str | None] = mapped_column(String(2))
+    status: Mapped[UpdateStatus] = mapped_column(
+        Enum(UpdateStatus, name="pass_update_status", native_enum=False, create_constraint=True,
+             length=16, values_callable=lambda e: [m.value for m in e]),
+        default=UpdateStatus.QUEUED,
+    )
+    cards_total: Mapped[int] = mapped_column(default=0)
+    cards_done: Mapped[int] = mapped_column(default=0)
+    devices_pushed: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[int] = mapped_column(default=0)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxEntry(db.Model):
+    """A card whose passes changed and whose holders have not been told yet.
+
+    Written in the transaction that changed the card, so no change is lost when Redis or the
+    worker is down. A drain leases rows by moving ``available_at`` forward; rows whose
+    drain died become available again when the lease runs out.
+    """
+
+    __tablename__ = "pass_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"),
+                                    primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"))
+    # Which wallet to tell: "apple" (push to registered devices) or "google" (patch object).
+    channel: Mapped[str] = mapped_column(String(8), default="apple")
+    update_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pass_updates.id", ondelete="SET NULL"), index=True
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_pass_outbox_available_at_id", "available_at", "id"),)

@@ -1,0 +1,163 @@
+"""Draining the outbox of pass changes: telling every wallet that holds a changed card.
+
+Changes write outbox rows in their own transaction (``app.loyalty.changes.announce``); after
+commit a drain is asked for (coalesced: many changes, one waiting drain). A drain leases a
+batch of rows by moving their ``available_at`` past the lease, delivers them channel by
+channel, and deletes what was delivered. Rows a dead drain had leased become available again
+when the lease runs out, and the periodic sweep drains them: nothing is lost when Redis, the
+worker or the process dies, only delayed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from app import jobs
+from app.extensions import db
+from app.timeutil import utcnow
+from app.wallet.models import OutboxEntry, PassUpdate, UpdateStatus
+
+log = logging.getLogger("pointpass.outbox")
+
+DRAIN_KEY = "outbox-drain"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    card_id: int
+    channel: str
+    update_id: int | None
+    attempts: int
+
+
+@dataclass
+class Delivery:
+    """What a channel did with a batch: rows to retry, and per-update counts."""
+
+    retry: set[int] = field(default_factory=set)  # outbox ids
+    devices_pushed: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    failures: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass
+class DrainStats:
+    rows: int = 0
+    retried: int = 0
+    batches: int = 0
+
+
+def drain_after_commit() -> None:
+    """Ask for a drain once the current transaction commits."""
+    jobs.enqueue_after_commit(drain, coalesce=DRAIN_KEY)
+
+
+def _settings() -> tuple[int, int]:
+    config = current_app.config
+    return int(config.get("OUTBOX_BATCH", 2000)), int(config.get("OUTBOX_LEASE_SECONDS", 60))
+
+
+def claim(limit: int, lease_seconds: int) -> list[Claimed]:
+    """Lease up to ``limit`` available rows and commit; other drains skip them."""
+    now = utcnow()
+    available = (
+        select(OutboxEntry.id)
+        .where(OutboxEntry.available_at <= now)
+        .order_by(OutboxEntry.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = db.session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.id.in_(available.scalar_subquery()))
+        .values(available_at=now + timedelta(seconds=lease_seconds),
+                attempts=OutboxEntry.attempts + 1)
+        .returning(OutboxEntry.id, OutboxEntry.card_id, OutboxEntry.channel,
+                   OutboxEntry.update_id, OutboxEntry.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.commit()
+    return [Claimed(*row) for row in rows]
+
+
+def drain() -> DrainStats:
+    """Deliver every available outbox row (the job behind every push and sync)."""
+    from app.wallet.apple import push as apple_push
+
+    channels = {"apple": apple_push.deliver}
+    limit, lease = _settings()
+    stats = DrainStats()
+    while True:
+        batch = claim(limit, lease)
+        if not batch:
+            return stats
+        stats.batches += 1
+        by_channel: dict[str, list[Claimed]] = defaultdict(list)
+        for row in batch:
+            by_channel[row.channel].append(row)
+        outcome = Delivery()
+        for channel, rows in by_channel.items():
+            deliver = channels.get(channel)
+            if deliver is None:
+                log.error("outbox rows for unknown channel %r dropped", channel)
+                continue
+            deliver(rows, outcome)
+        _finish(batch, outcome)
+        stats.rows += len(batch)
+        stats.retried += len(outcome.retry)
+
+
+def _finish(batch: list[Claimed], outcome: Delivery) -> None:
+    done = [row.id for row in batch if row.id not in outcome.retry]
+    if done:
+        db.session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(done)))
+    now = utcnow()
+    for row in batch:
+        if row.id in outcome.retry:
+            # 2, 4, 8 ... seconds, at most ten minutes: a host that stays down is not hammered.
+            delay = min(2 ** min(row.attempts, 10), 600)
+            db.session.execute(update(OutboxEntry).where(OutboxEntry.id == row.id)
+                               .values(available_at=now + timedelta(seconds=delay)))
+    _count_updates(batch, outcome)
+    db.session.commit()
+
+
+def _count_updates(batch: list[Claimed], outcome: Delivery) -> None:
+    finished_cards: dict[int, int] = defaultdict(int)
+    for row in batch:
+        if row.update_id is not None and row.id not in outcome.retry:
+            finished_cards[row.update_id] += 1
+    for update_id in set(finished_cards) | set(outcome.devices_pushed) | set(outcome.failures):
+        db.session.execute(
+            update(PassUpdate).where(PassUpdate.id == update_id).values(
+                cards_done=PassUpdate.cards_done + finished_cards.get(update_id, 0),
+                devices_pushed=PassUpdate.devices_pushed
+                + outcome.devices_pushed.get(update_id, 0),
+                failures=PassUpdate.failures + outcome.failures.get(update_id, 0),
+            )
+        )
+    if finished_cards:
+        close_finished_updates(list(finished_cards))
+
+
+def close_finished_updates(update_ids: list[int]) -> None:
+    still_queued = select(OutboxEntry.update_id).where(OutboxEntry.update_id.in_(update_ids))
+    db.session.execute(
+        update(PassUpdate)
+        .where(PassUpdate.id.in_(update_ids), PassUpdate.status == UpdateStatus.PUSHING,
+               PassUpdate.id.not_in(still_queued))
+        .values(status=UpdateStatus.DONE, finished_at=utcnow())
+    )
+
+
+def pending() -> int:
+    """How many outbox rows are waiting (leased or not)."""
+    from sqlalchemy import func
+
+    return int(db.session.scalar(select(func.count(OutboxEntry.id))) or 0)
