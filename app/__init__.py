@@ -70,6 +70,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(updates_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
+
+    if not app.config.get("REDIS_URL") and not app.testing:
+        # Jobs run in this process, so the periodic outbox sweep does too (with rq, the
+        # workers run it: `pointpass worker`).
+        from app.wallet import outbox
+
+        outbox.start_sweeper(app)
     app.register_blueprint(web)
     return app
 

@@ -164,6 +164,26 @@ class RQDispatcher(Dispatcher):
         self._fallback.shutdown()
 
 
+class Sweeper(threading.Thread):
+    """Every ``interval`` seconds, submit ``func`` as a coalesced job (a periodic sweep)."""
+
+    def __init__(self, app: Flask, func: Job, key: str, interval: float) -> None:
+        super().__init__(name=f"pointpass-sweep-{key}", daemon=True)
+        self._app, self._func, self._key, self._interval = app, func, key, interval
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                with self._app.app_context():
+                    dispatcher().submit(self._func, (), self._key)
+            except Exception:
+                log.exception("periodic %s could not be submitted", self._key)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 @event.listens_for(Session, "after_commit")
 def _dispatch_committed(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)

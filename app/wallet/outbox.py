@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import delete, select, update
 
 from app import jobs
@@ -56,6 +56,14 @@ class DrainStats:
 def drain_after_commit() -> None:
     """Ask for a drain once the current transaction commits."""
     jobs.enqueue_after_commit(drain, coalesce=DRAIN_KEY)
+
+
+def start_sweeper(app: Flask) -> jobs.Sweeper:
+    """Drain periodically too: rows a dead drain had leased, retries whose time has come."""
+    sweeper = jobs.Sweeper(app, drain, DRAIN_KEY,
+                           float(app.config.get("OUTBOX_SWEEP_SECONDS", 30)))
+    sweeper.start()
+    return sweeper
 
 
 def _settings() -> tuple[int, int]:

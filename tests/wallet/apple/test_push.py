@@ -1,0 +1,411 @@
+"""Balance changes reach every registered iPhone: PassKit + outbox + APNs over HTTP/2 + TLS.
+
+A local APNs test server (tests/apns_server.py) requires a client certificate chained to the
+development CA, as APNs requires the Pass Type ID certificate.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from redis import Redis
+from rq import Queue
+from sqlalchemy import func, select, update
+
+from app import jobs
+from app.auth import keys as api_keys
+from app.extensions import db
+from app.loyalty.models import Card
+from app.timeutil import utcnow
+from app.wallet import outbox
+from app.wallet.apple.models import Device
+from app.wallet.models import OutboxEntry
+from tests.apns_server import APNsTestServer, write_server_certificate
+from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def apns_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_server_certificate(tmp_path_factory.mktemp("apns-server"))
+
+
+@pytest.fixture
+def apns(apns_certs: dict[str, Path]) -> Iterator[APNsTestServer]:
+    server = APNsTestServer(apns_certs["cert"], apns_certs["key"], _dev_certs["wwdr"]).start()
+    yield server
+    server.stop()
+
+
+def _apns_settings(apns: APNsTestServer, certs: dict[str, Path]) -> dict[str, Any]:
+    return {"APNS_URL": apns.url, "APNS_CA_FILE": str(certs["ca"]),
+            "APNS_BACKOFF_SECONDS": 0.01}
+
+
+@pytest.fixture
+def push_app(database: Any, tmp_path: Path, apns: APNsTestServer,
+             apns_certs: dict[str, Path]) -> Iterator[Flask]:
+    yield from _make_app(database, tmp_path, **_apns_settings(apns, apns_certs))
+
+
+class Phone:
+    """An iPhone's Wallet: adds cards, registers for pushes, lists and fetches passes."""
+
+    def __init__(self, app: Flask, token: str | None = None) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.device = uuid.uuid4().hex
+        self.token = token or uuid.uuid4().hex * 2
+        self.pass_type = app.extensions["pointpass.apple"].pass_type_id
+        self.tag: str | None = None
+
+    def auth(self, serial: str) -> dict[str, str]:
+        with self.app.app_context():
+            token = db.session.scalar(select(Card.authentication_token)
+                                      .where(Card.serial_number == serial))
+            db.session.rollback()
+        return {"Authorization": f"ApplePass {token}"}
+
+    def add(self, serial: str) -> None:
+        response = self.client.post(
+            f"/passkit/v1/devices/{self.device}/registrations/{self.pass_type}/{serial}",
+            json={"pushToken": self.token}, headers=self.auth(serial))
+        assert response.status_code in (200, 201)
+
+    def changed(self) -> list[str]:
+        query = f"?passesUpdatedSince={self.tag}" if self.tag else ""
+        response = self.client.get(
+            f"/passkit/v1/devices/{self.device}/registrations/{self.pass_type}{query}")
+        if response.status_code == 204:
+            return []
+        self.tag = response.json["lastUpdated"]
+        return list(response.json["serialNumbers"])
+
+    def fetch_files(self, serial: str) -> dict[str, bytes]:
+        response = self.client.get(f"/passkit/v1/passes/{self.pass_type}/{serial}",
+                                   headers=self.auth(serial))
+        assert response.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+
+    def fetch(self, serial: str) -> dict[str, Any]:
+        return json.loads(self.fetch_files(serial)["pass.json"])  # type: ignore[no-any-return]
+
+
+def _api(app: Flask) -> ApiClient:
+    with app.app_context():
+        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
+
+
+def _enroll(api: ApiClient, program: dict[str, Any], **member: Any) -> str:
+    response = api.post(f"/api/v1/programs/{program['id']}/members",
+                        json={"name": "Ayu", **member})
+    assert response.status_code == 201, response.json
+    return str(response.json["card"]["serial_number"])
+
+
+def _settle(app: Flask) -> None:
+    with app.app_context():
+        jobs.dispatcher().wait()
+
+
+def _devices(app: Flask) -> int:
+    with app.app_context():
+        count = db.session.scalar(select(func.count(Device.id))) or 0
+        db.session.rollback()
+        return count
+
+
+def test_earning_pushes_the_phone_which_fetches_the_new_balance(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = _enroll(api, program)
+    phone = Phone(push_app)
+    phone.add(serial)
+    assert phone.changed() == [serial]  # the first list call returns every pass
+    _settle(push_app)
+    apns.reset()
+
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 42}).status_code == 201
+    _settle(push_app)
+
+    pushes = apns.requests_for(phone.token)
+    assert len(pushes) == 1
+    push = pushes[0]
+    assert push.topic == push_app.extensions["pointpass.apple"].pass_type_id
+    assert push.path == f"/3/device/{phone.token}"
+    assert json.loads(push.body) == {}
+    assert phone.changed() == [serial]
+    pass_json = phone.fetch(serial)
+    assert pass_json["storeCard"]["headerFields"][0]["value"] == 42
+    assert phone.changed() == []
+    with push_app.app_context():
+        assert outbox.pending() == 0
+
+
+def test_a_changed_pass_is_signed_once_however_many_phones_fetch_it(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = _enroll(api, program)
+    phones = [Phone(push_app) for _ in range(3)]
+    for phone in phones:
+        phone.add(serial)
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 3})
+    _settle(push_app)
+    wallet = push_app.extensions["pointpass.apple"]
+    before = wallet.signatures
+    balances = {phone.fetch(serial)["storeCard"]["headerFields"][0]["value"] for phone in phones}
+    assert balances == {3}
+    assert wallet.signatures == before + 1
+    assert all(len(apns.requests_for(phone.token)) == 1 for phone in phones)
+
+
+def test_410_removes_the_device_unless_it_registered_again_later(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    gone, back = Phone(push_app), Phone(push_app)
+    gone_serial, back_serial = _enroll(api, program), _enroll(api, program)
+    gone.add(gone_serial)
+    back.add(back_serial)
+    _settle(push_app)
+    now_ms = int(time.time() * 1000)
+    apns.respond(gone.token, 410, "Unregistered", timestamp_ms=now_ms + 60_000)
+    apns.respond(back.token, 410, "Unregistered", timestamp_ms=now_ms - 60_000)
+
+    api.post(f"/api/v1/cards/{gone_serial}/earn", json={"points": 1})
+    api.post(f"/api/v1/cards/{back_serial}/earn", json={"points": 1})
+    _settle(push_app)
+    assert len(apns.requests_for(gone.token)) == 1
+    with push_app.app_context():
+        tokens = set(db.session.scalars(select(Device.push_token)))
+    assert tokens == {back.token}  # registered after Apple's timestamp: kept
+
+
+def test_bad_device_token_is_removed_and_429_is_retried(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    bad, busy = Phone(push_app), Phone(push_app)
+    bad_serial, busy_serial = _enroll(api, program), _enroll(api, program)
+    bad.add(bad_serial)
+    busy.add(busy_serial)
+    _settle(push_app)
+    apns.respond(bad.token, 400, "BadDeviceToken")
+    apns.respond(busy.token, 429, "TooManyRequests", times=2)
+
+    api.post(f"/api/v1/cards/{bad_serial}/earn", json={"points": 1})
+    api.post(f"/api/v1/cards/{busy_serial}/earn", json={"points": 1})
+    _settle(push_app)
+    assert len(apns.requests_for(busy.token)) == 3  # two 429s, then delivered
+    with push_app.app_context():
+        assert set(db.session.scalars(select(Device.push_token))) == {busy.token}
+        assert outbox.pending() == 0
+        counters = push_app.extensions["pointpass.apns"]["client"].counters
+    assert counters["delivered"] >= 1 and counters["bad_token"] == 1
+
+
+def test_marketer_update_pushes_each_token_once_and_reports_progress(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    phone = Phone(push_app)
+    serials = [_enroll(api, program, language="th") for _ in range(3)]
+    other = _enroll(api, program, language="id")
+    for serial in serials:
+        phone.add(serial)
+    phone.changed()
+    _settle(push_app)
+    apns.reset()
+
+    response = api.post(f"/api/v1/programs/{program['id']}/updates",
+                        json={"message": "Promo 2.2: double points!",
+                              "segment": {"language": "th"}})
+    assert response.status_code == 202
+    assert response.headers["Location"] == response.json["url"]
+    _settle(push_app)
+
+    assert len(apns.requests_for(phone.token)) == 1  # one push for three changed cards
+    progress = api.get(response.json["url"]).json
+    assert progress["status"] == "done"
+    assert (progress["cards_total"], progress["cards_done"]) == (3, 3)
+    assert progress["devices_pushed"] == 1 and progress["failures"] == 0
+    assert sorted(phone.changed()) == sorted(serials)
+
+    files = phone.fetch_files(serials[0])
+    back = json.loads(files["pass.json"])["storeCard"]["backFields"]
+    message = next(f for f in back if f["value"] == "Promo 2.2: double points!")
+    # changeMessage is a key; each language's pass.strings gives the text with %@.
+    for lang in ("en", "id", "th", "ms"):
+        strings = files[f"{lang}.lproj/pass.strings"].decode()
+        key = f'"{message["changeMessage"]}"'
+        assert "%@" in next(x for x in strings.splitlines() if x.startswith(key))
+    staff = api.get(f"/api/v1/cards/{other}").json
+    assert staff["serial_number"] == other  # outside the segment: untouched
+    with push_app.app_context():
+        assert db.session.scalar(select(Card.message).where(Card.serial_number == other)) is None
+
+
+def test_marketer_update_bad_input(push_app: Flask) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    path = f"/api/v1/programs/{program['id']}/updates"
+    assert api.post(path, json={"segment": {"tier": "Diamond"}}).status_code == 422
+    assert api.post(path, json={"segment": {"language": "fr"}}).status_code == 422
+    assert api.post(path, json={"message": ""}).status_code == 422
+    assert api.post(path, json={"message": "x" * 501}).status_code == 422
+    assert api.post(path, json={"colour": "red"}).status_code == 422
+    assert api.post("/api/v1/programs/999/updates", json={}).status_code == 404
+    assert api.get("/api/v1/updates/999").status_code == 404
+    with push_app.app_context():
+        from app.wallet.models import PassUpdate
+
+        assert db.session.scalar(select(func.count(PassUpdate.id))) == 0
+        key = api_keys.create("pos", "pos")[1]
+    assert api.as_(key).post(path, json={}).status_code == 403
+
+
+def test_unreachable_apns_keeps_the_change_until_it_can_be_sent(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = _enroll(api, program)
+    phone = Phone(push_app)
+    phone.add(serial)
+    _settle(push_app)
+    apns.respond(phone.token, 503, "ServiceUnavailable", times=4)  # one drain: 1 + 3 retries
+
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1})
+    _settle(push_app)
+    with push_app.app_context():
+        assert outbox.pending() == 1  # kept, to be retried later
+        db.session.execute(update(OutboxEntry).values(available_at=utcnow()))
+        db.session.commit()
+        outbox.drain()
+        assert outbox.pending() == 0
+    assert len(apns.requests_for(phone.token)) == 4 + 1  # 1 + 3 retries, then delivered
+
+
+def test_development_certificates_skip_pushes_with_a_log_line(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="pointpass.apple.push")
+    api = _api(app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = _enroll(api, program)
+    Phone(app).add(serial)
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1})
+    _settle(app)
+    assert "APNs pushes skipped" in caplog.text
+    with app.app_context():
+        assert outbox.pending() == 0
+
+
+@pytest.fixture
+def rq_push_app(database: Any, tmp_path: Path, apns: APNsTestServer,
+                apns_certs: dict[str, Path]) -> Iterator[Flask]:
+    queue_name = f"pointpass-test-{uuid.uuid4().hex[:8]}"
+    settings = {**_apns_settings(apns, apns_certs), "REDIS_URL": REDIS_URL,
+                "RQ_QUEUE": queue_name, "OUTBOX_LEASE_SECONDS": 2}
+    for app in _make_app(database, tmp_path, **settings):
+        app.config["TEST_WORKER_ENV"] = {
+            **os.environ, "POINTPASS_ENV": "testing",
+            "POINTPASS_DATABASE_URL": app.config["DATABASE_URL"],
+            "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker"),
+            "POINTPASS_BASE_URL": app.config["BASE_URL"],
+            "POINTPASS_OUTBOX_SWEEP_SECONDS": "0.5",
+            **{f"POINTPASS_{k}": str(v) for k, v in settings.items()},
+            **{f"POINTPASS_{k}": v for k, v in _apple_env().items()},
+        }
+        yield app
+    Queue(queue_name, connection=Redis.from_url(REDIS_URL)).delete(delete_jobs=True)
+
+
+@pytest.mark.redis
+def test_killed_worker_and_redis_outage_delay_pushes_but_lose_none(
+    rq_push_app: Flask, apns: APNsTestServer
+) -> None:
+    app = rq_push_app
+    env = app.config["TEST_WORKER_ENV"]
+    api = _api(app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = _enroll(api, program)
+    phone = Phone(app)
+    phone.add(serial)
+
+    # 1. The worker takes the push, APNs stalls, the worker is killed mid-push.
+    apns.latency = 30
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5})
+    worker = _start_worker(env)
+    _wait(lambda: apns.requests_for(phone.token), "the push to reach APNs")
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+    assert _pending(app) == 1  # leased by the dead worker, not lost
+
+    # 2. A new worker's sweep sends it once the lease has run out.
+    apns.latency = 0
+    apns.reset()
+    worker = _start_worker(env)
+    try:
+        _wait(lambda: apns.requests_for(phone.token), "the push after the restart")
+        _wait(lambda: _pending(app) == 0, "the outbox to empty")
+    finally:
+        worker.terminate()
+        worker.wait(10)
+
+    # 3. Redis goes away: the change still reaches the phone.
+    dispatcher = app.extensions["pointpass.jobs"]
+    dispatcher.connection = Redis.from_url("redis://127.0.0.1:1/0")
+    dispatcher.queue = Queue(app.config["RQ_QUEUE"], connection=dispatcher.connection)
+    apns.reset()
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 6})
+    _settle(app)
+    assert len(apns.requests_for(phone.token)) == 1
+    assert _pending(app) == 0
+    assert phone.fetch(serial)["storeCard"]["headerFields"][0]["value"] == 11
+
+
+def _apple_env() -> dict[str, str]:
+    return {"APPLE_CERT": str(_dev_certs["pass_cert"]), "APPLE_KEY": str(_dev_certs["pass_key"]),
+            "APPLE_WWDR_CERT": str(_dev_certs["wwdr"])}
+
+
+def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([BIN / "pointpass", "worker"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _pending(app: Flask) -> int:
+    with app.app_context():
+        count = outbox.pending()
+        db.session.rollback()
+        return count
+
+
+def _wait(condition: Callable[[], Any], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
