@@ -53,8 +53,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     problems.init_app(app)
     jobs.init_app(app)
     from app.wallet.apple import setup as apple_setup
+    from app.wallet.google import setup as google_setup
 
     apple_setup.init_app(app)
+    google_setup.init_app(app)
 
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.loyalty import models as _loyalty_models  # noqa: F401
@@ -70,6 +72,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(updates_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
+
+    from app.web import pages
+
+    pages.init_app(app)
 
     if not app.config.get("REDIS_URL") and not app.testing:
         # Jobs run in this process, so the periodic outbox sweep does too (with rq, the

@@ -6,13 +6,14 @@ Every public setting is an environment variable ``POINTPASS_<NAME>`` read with F
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+
+from passes.barcode import derive_key
 
 DEFAULTS: dict[str, Any] = {
     # "production" unless told otherwise: a forgotten setting must fail closed.
@@ -46,6 +47,9 @@ def load(app: Flask, overrides: Mapping[str, Any] | None) -> None:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
     app.config["SECRET_KEY"] = _secret_key(app)
+    app.config["REDEMPTION_CODE_KEY"] = derive_key(
+        app.config.get("BARCODE_KEY") or app.config["SECRET_KEY"]
+    )
 
 
 def is_development(app: Flask) -> bool:
@@ -85,7 +89,3 @@ def _secret_key(app: Flask) -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-def env_flag(name: str) -> str | None:
-    return os.environ.get(f"POINTPASS_{name}")

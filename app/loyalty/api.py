@@ -31,6 +31,7 @@ from app.loyalty.schemas import (
     VoidIn,
 )
 from app.wallet.apple import passes as apple_passes
+from app.wallet.google import links as google_links
 
 bp = APIBlueprint("loyalty", __name__, url_prefix="/api/v1", tag="Loyalty")
 
@@ -45,7 +46,7 @@ def card_body(card: Card) -> dict[str, Any]:
         "tier": card.tier.name if card.tier else None,
         "program_id": card.program_id,
         "apple_pass_url": apple_passes.pass_url(card),
-        "google_save_url": None,
+        "google_save_url": google_links.save_url(card),
     }
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, select
 from app.errors import NotFound
 from app.extensions import db
 from app.loyalty import ledger
+from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
 from passes.apple import (
@@ -25,7 +26,6 @@ from passes.apple import (
 from passes.apple import (
     LedgerEntry as PassLedgerEntry,
 )
-from passes.barcode import make_code
 
 # Bump when what a pass shows changes shape, so passes stored by an older release are rebuilt.
 PASS_FORMAT = 1
@@ -67,12 +67,6 @@ def pass_url(card: Card) -> str | None:
         return None
     base = current_app.config["BASE_URL"]
     return f"{base}/wallet/apple/{card.serial_number}/{download_token(card.serial_number)}.pkpass"
-
-
-def redemption_code(card: Card) -> str:
-    """The signed code in the card's barcode, for its current code version."""
-    return make_code(current_app.config["REDEMPTION_CODE_KEY"], card.serial_number,
-                     card.barcode_version)
 
 
 def next_reward(program: Program, balance: int) -> RewardProgress | None:

@@ -20,7 +20,6 @@ from flask import Flask, current_app
 from app.config import ConfigError, is_development
 from app.wallet.apple.store import PassStore
 from passes.apple import ImageRenderer, PassSigner, SigningConfigError
-from passes.barcode import derive_key
 
 log = logging.getLogger("pointpass.apple")
 EXTENSION = "pointpass.apple"
@@ -102,9 +101,6 @@ def init_app(app: Flask) -> None:
         key_path=given["APPLE_KEY"],
         development_certificate=_is_development_certificate(given["APPLE_WWDR_CERT"]),
         allow_insecure_web_service=not base_url.startswith("https://"),
-    )
-    app.config["REDEMPTION_CODE_KEY"] = derive_key(
-        app.config.get("BARCODE_KEY") or app.config["SECRET_KEY"]
     )
     log.info("Apple Wallet on: pass type %s, team %s", pass_type_id, team_id)
 

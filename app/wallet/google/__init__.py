@@ -1,0 +1,1 @@
+"""Google Wallet: loyalty classes and objects, save links, and Google's callbacks."""
