@@ -52,6 +52,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     problems.init_app(app)
     jobs.init_app(app)
+    from app import ratelimit
+
+    ratelimit.init_app(app)
     from app.wallet.apple import setup as apple_setup
     from app.wallet.google import setup as google_setup
 
@@ -61,6 +64,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.loyalty import models as _loyalty_models  # noqa: F401
     from app.loyalty.api import bp as loyalty_api
+    from app.redemption import models as _redemption_models  # noqa: F401
+    from app.redemption.api import bp as redemption_api
     from app.wallet import models as _wallet_models  # noqa: F401
     from app.wallet.api import bp as updates_api
     from app.wallet.apple import models as _apple_models  # noqa: F401
@@ -70,6 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(updates_api)
+    app.register_blueprint(redemption_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
 

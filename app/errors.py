@@ -52,3 +52,13 @@ class Unprocessable(DomainError):
 class IdempotencyKeyReused(Unprocessable):
     code = "idempotency-key-reused"
     title = "Idempotency key reused"
+
+
+class CodeAlreadyUsed(Conflict):
+    code = "code-already-used"
+    title = "Code already used"
+
+
+class InvalidCode(Unprocessable):
+    code = "invalid-code"
+    title = "Invalid code"

@@ -15,11 +15,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
+from tests.apns_server import APNsTestServer, write_server_certificate
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "POINTPASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -244,3 +246,30 @@ def free_port() -> Any:
             return int(sock.getsockname()[1])
 
     return pick
+
+
+# APNs: a local test server that requires the development client certificate.
+
+@pytest.fixture(scope="session")
+def apns_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_server_certificate(tmp_path_factory.mktemp("apns-server"))
+
+
+@pytest.fixture
+def apns(apns_certs: dict[str, Path]) -> Iterator[APNsTestServer]:
+    server = APNsTestServer(apns_certs["cert"], apns_certs["key"], _dev_certs["wwdr"]).start()
+    yield server
+    server.stop()
+
+
+def apns_settings(apns: APNsTestServer, certs: dict[str, Path]) -> dict[str, Any]:
+    return {"APNS_URL": apns.url, "APNS_CA_FILE": str(certs["ca"]),
+            "APNS_BACKOFF_SECONDS": 0.01}
+
+
+@pytest.fixture
+def push_app(database: Any, tmp_path: Path, apns: APNsTestServer,
+             apns_certs: dict[str, Path]) -> Iterator[Flask]:
+    yield from _make_app(database, tmp_path, **apns_settings(apns, apns_certs))
+
+

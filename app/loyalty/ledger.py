@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -91,6 +92,7 @@ class LockedCard:
     currency: str
     earn_points: int
     earn_amount: int
+    barcode_version: int
     replay_entry_id: int | None
 
 
@@ -136,7 +138,7 @@ def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedC
     )
     columns = [Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
                Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
-               Program.earn_amount]
+               Program.earn_amount, Card.barcode_version]
     stmt = (
         select(*columns, replay.label("replay") if replay is not None else None)
         if replay is not None
@@ -150,7 +152,7 @@ def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedC
     if row is None:
         db.session.rollback()
         raise NotFound(f"No card with serial number {serial_number!r}.")
-    return LockedCard(*row[:10], replay_entry_id=row[10] if replay is not None else None)
+    return LockedCard(*row[:11], replay_entry_id=row[11] if replay is not None else None)
 
 
 def earn(
@@ -168,7 +170,7 @@ def earn(
                              reference=reference)
     card = lock_card(serial_number, idempotency_key)
     if card.replay_entry_id is not None:
-        return _replay(card, request_fp)
+        return replay(card, request_fp)
     tiers = _tier_rules(card.program_id)
     if amount is not None:
         if currency != card.currency:
@@ -208,12 +210,13 @@ def adjust(
     request_fp = fingerprint(op="adjust", points=points, reason=reason)
     card = lock_card(serial_number, idempotency_key)
     if card.replay_entry_id is not None:
-        return _replay(card, request_fp)
+        return replay(card, request_fp)
     return post(card, EntryKind.ADJUST, points, actor=actor, reason=reason,
                 idempotency_key=idempotency_key, request_fp=request_fp)
 
 
-def _replay(card: LockedCard, request_fp: str) -> Posting:
+def replay(card: LockedCard, request_fp: str) -> Posting:
+    """The earlier posting made with the card's idempotency key (rolls back; see lock_card)."""
     entry = db.session.get(LedgerEntry, card.replay_entry_id)
     tiers = _tier_rules(card.program_id)
     db.session.rollback()  # release the lock; nothing was written
@@ -251,8 +254,14 @@ def post(
     request_fp: str | None = None,
     amount: int | None = None,
     currency: str | None = None,
+    extra_values: dict[str, Any] | None = None,
+    before_commit: Callable[[Entry], None] | None = None,
 ) -> Posting:
-    """Apply ``points`` to a card locked with :func:`lock_card`, append the entry, commit."""
+    """Apply ``points`` to a card locked with :func:`lock_card`, append the entry, commit.
+
+    ``extra_values`` are set on the card by the same guarded update; ``before_commit`` runs
+    with the new entry inside the transaction (to record what the posting was for).
+    """
     if card.status is CardStatus.VOIDED:
         db.session.rollback()
         raise CardVoided(f"Card {card.serial_number} is voided.")
@@ -261,7 +270,8 @@ def post(
         raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
 
     now = utcnow()
-    values: dict[str, Any] = {"balance": Card.balance + points, **changes.bump(now)}
+    values: dict[str, Any] = {"balance": Card.balance + points, **changes.bump(now),
+                              **(extra_values or {})}
     lifetime = card.lifetime_points
     tier_id = card.tier_id
     if tiers is None:
@@ -283,7 +293,7 @@ def post(
     ).scalar_one_or_none()
     if balance is None:
         if idempotency_key and (earlier := _entry_id_for_key(card.id, idempotency_key)):
-            return _replay(replace(card, replay_entry_id=earlier), request_fp or "")
+            return replay(replace(card, replay_entry_id=earlier), request_fp or "")
         db.session.rollback()
         raise InsufficientPoints(
             f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
@@ -309,7 +319,10 @@ def post(
     ).scalar_one_or_none()
     if entry_id is None:  # a concurrent request with the same key committed first
         earlier = _entry_id_for_key(card.id, idempotency_key or "")
-        return _replay(replace(card, replay_entry_id=earlier), request_fp or "")
+        return replay(replace(card, replay_entry_id=earlier), request_fp or "")
+    entry = Entry(entry_id, kind, points, balance, reference, reason, amount, currency, now)
+    if before_commit is not None:
+        before_commit(entry)
     changes.announce([card.id])
     db.session.commit()
     tier = next((t for t in tiers if t.id == tier_id), None)
@@ -318,7 +331,7 @@ def post(
         balance=balance,
         lifetime_points=lifetime,
         tier=tier.name if tier else None,
-        entry=Entry(entry_id, kind, points, balance, reference, reason, amount, currency, now),
+        entry=entry,
     )
 
 

@@ -6,7 +6,6 @@ development CA, as APNs requires the Pass Type ID certificate.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,77 +31,11 @@ from app.timeutil import utcnow
 from app.wallet import outbox
 from app.wallet.apple.models import Device
 from app.wallet.models import OutboxEntry
-from tests.apns_server import APNsTestServer, write_server_certificate
-from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app
+from tests.apns_server import APNsTestServer
+from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app, apns_settings
+from tests.phones import Phone
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="session")
-def apns_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_server_certificate(tmp_path_factory.mktemp("apns-server"))
-
-
-@pytest.fixture
-def apns(apns_certs: dict[str, Path]) -> Iterator[APNsTestServer]:
-    server = APNsTestServer(apns_certs["cert"], apns_certs["key"], _dev_certs["wwdr"]).start()
-    yield server
-    server.stop()
-
-
-def _apns_settings(apns: APNsTestServer, certs: dict[str, Path]) -> dict[str, Any]:
-    return {"APNS_URL": apns.url, "APNS_CA_FILE": str(certs["ca"]),
-            "APNS_BACKOFF_SECONDS": 0.01}
-
-
-@pytest.fixture
-def push_app(database: Any, tmp_path: Path, apns: APNsTestServer,
-             apns_certs: dict[str, Path]) -> Iterator[Flask]:
-    yield from _make_app(database, tmp_path, **_apns_settings(apns, apns_certs))
-
-
-class Phone:
-    """An iPhone's Wallet: adds cards, registers for pushes, lists and fetches passes."""
-
-    def __init__(self, app: Flask, token: str | None = None) -> None:
-        self.app = app
-        self.client = app.test_client()
-        self.device = uuid.uuid4().hex
-        self.token = token or uuid.uuid4().hex * 2
-        self.pass_type = app.extensions["pointpass.apple"].pass_type_id
-        self.tag: str | None = None
-
-    def auth(self, serial: str) -> dict[str, str]:
-        with self.app.app_context():
-            token = db.session.scalar(select(Card.authentication_token)
-                                      .where(Card.serial_number == serial))
-            db.session.rollback()
-        return {"Authorization": f"ApplePass {token}"}
-
-    def add(self, serial: str) -> None:
-        response = self.client.post(
-            f"/passkit/v1/devices/{self.device}/registrations/{self.pass_type}/{serial}",
-            json={"pushToken": self.token}, headers=self.auth(serial))
-        assert response.status_code in (200, 201)
-
-    def changed(self) -> list[str]:
-        query = f"?passesUpdatedSince={self.tag}" if self.tag else ""
-        response = self.client.get(
-            f"/passkit/v1/devices/{self.device}/registrations/{self.pass_type}{query}")
-        if response.status_code == 204:
-            return []
-        self.tag = response.json["lastUpdated"]
-        return list(response.json["serialNumbers"])
-
-    def fetch_files(self, serial: str) -> dict[str, bytes]:
-        response = self.client.get(f"/passkit/v1/passes/{self.pass_type}/{serial}",
-                                   headers=self.auth(serial))
-        assert response.status_code == 200
-        with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-
-    def fetch(self, serial: str) -> dict[str, Any]:
-        return json.loads(self.fetch_files(serial)["pass.json"])  # type: ignore[no-any-return]
 
 
 def _api(app: Flask) -> ApiClient:
@@ -327,7 +259,7 @@ def test_development_certificates_skip_pushes_with_a_log_line(
 def rq_push_app(database: Any, tmp_path: Path, apns: APNsTestServer,
                 apns_certs: dict[str, Path]) -> Iterator[Flask]:
     queue_name = f"pointpass-test-{uuid.uuid4().hex[:8]}"
-    settings = {**_apns_settings(apns, apns_certs), "REDIS_URL": REDIS_URL,
+    settings = {**apns_settings(apns, apns_certs), "REDIS_URL": REDIS_URL,
                 "RQ_QUEUE": queue_name, "OUTBOX_LEASE_SECONDS": 2}
     for app in _make_app(database, tmp_path, **settings):
         app.config["TEST_WORKER_ENV"] = {

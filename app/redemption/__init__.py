@@ -1,0 +1,1 @@
+"""Redemption: staff scan a card and redeem a reward."""

@@ -1,0 +1,127 @@
+"""Staff API: scan a card's code, redeem a reward, reverse a redemption."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint, fields, validators
+from apiflask.schemas import Schema
+from marshmallow import ValidationError, validates_schema
+
+from app.auth.security import actor, auth, current_key
+from app.loyalty.ledger import MAX_POINTS
+from app.loyalty.schemas import IdempotencyHeader
+from app.ratelimit import limiter, staff_limit
+from app.redemption import service
+from app.schemas import InputSchema, StrictInteger, text
+
+bp = APIBlueprint("redemption", __name__, url_prefix="/api/v1", tag="Redemption")
+
+ID = validators.Range(min=1, max=2**31 - 1)
+
+
+class ScanIn(InputSchema):
+    code = text(200, required=True, metadata={"description": "the text of the card's QR code"})
+
+
+class RewardOfferOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    points_cost = fields.Integer()
+
+
+class ScannedCardOut(Schema):
+    serial_number = fields.String()
+    member_first_name = fields.String()
+    balance = fields.Integer()
+    tier = fields.String(allow_none=True)
+    points_label = fields.String()
+
+
+class ScanOut(Schema):
+    scan_id = fields.String(metadata={"description": "use it to redeem, within expires_in s"})
+    expires_in = fields.Integer()
+    card = fields.Nested(ScannedCardOut)
+    rewards = fields.List(fields.Nested(RewardOfferOut),
+                          metadata={"description": "active rewards the balance can pay for"})
+
+
+class RedeemIn(InputSchema):
+    scan_id = text(500)
+    code = text(200)
+    reward_id = StrictInteger(validate=ID)
+    points = StrictInteger(validate=validators.Range(1, MAX_POINTS))
+    location_id = StrictInteger(validate=ID)
+
+    @validates_schema
+    def _one_of_each(self, data: dict, **kwargs: object) -> None:
+        if ("scan_id" in data) == ("code" in data):
+            raise ValidationError("Give either scan_id or code.")
+        if ("reward_id" in data) == ("points" in data):
+            raise ValidationError("Give either reward_id or points.")
+
+
+class RedemptionOut(Schema):
+    id = fields.Integer()
+    serial_number = fields.String()
+    reward_id = fields.Integer(allow_none=True)
+    reward_name = fields.String(allow_none=True)
+    points = fields.Integer()
+    balance = fields.Integer()
+    tier = fields.String(allow_none=True)
+    location_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class ReverseIn(InputSchema):
+    reason = text(500)
+
+
+class ReversalOut(Schema):
+    serial_number = fields.String()
+    balance = fields.Integer()
+    points = fields.Integer()
+
+
+@bp.post("/scans")
+@bp.auth_required(auth, roles=["staff", "admin"])
+@limiter.limit(staff_limit)
+@bp.input(ScanIn, arg_name="data")
+@bp.output(ScanOut)
+@bp.doc(summary="Check a scanned card code; returns the card and what it can redeem",
+        responses=[401, 403, 404, 409, 410, 422, 429])
+def scan(data: dict[str, Any]) -> dict[str, Any]:
+    result = service.scan(data["code"], staff=current_key())
+    return {
+        "scan_id": result.scan_id,
+        "expires_in": result.expires_in,
+        "card": result,
+        "rewards": result.rewards,
+    }
+
+
+@bp.post("/redemptions")
+@bp.auth_required(auth, roles=["staff", "admin"])
+@limiter.limit(staff_limit)
+@bp.input(IdempotencyHeader, location="headers", arg_name="headers")
+@bp.input(RedeemIn, arg_name="data")
+@bp.output(RedemptionOut, status_code=201)
+@bp.doc(summary="Redeem a reward (or points) from a scanned card",
+        description="The card's code rotates: the old code is refused from now on. Send an "
+        "`Idempotency-Key`; a retry with it redeems once and answers with the first result.",
+        responses=[401, 403, 404, 409, 410, 422, 429])
+def redeem(headers: dict[str, Any], data: dict[str, Any]) -> Any:
+    result = service.redeem(staff=current_key(), idempotency_key=headers.get("idempotency_key"),
+                            **data)
+    return result, 201, ({"Idempotent-Replayed": "true"} if result.replayed else {})
+
+
+@bp.post("/redemptions/<int:redemption_id>/reverse")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(ReverseIn, arg_name="data")
+@bp.output(ReversalOut, status_code=201)
+@bp.doc(summary="Give a redemption's points back", responses=[401, 403, 404, 409, 410, 422])
+def reverse(redemption_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    posting = service.reverse(redemption_id, actor=actor(), reason=data.get("reason"))
+    return {"serial_number": posting.serial_number, "balance": posting.balance,
+            "points": posting.entry.points}

@@ -1,0 +1,229 @@
+"""Scanning a card's code and redeeming rewards: the rules behind the staff API and page.
+
+A scan reads the code from the card's QR (a forged or malformed code is refused before the
+database is asked), checks it is the card's current code version (an older one was already
+used: a screenshot of a spent code), and hands out a short-lived signed ``scan_id`` for that
+card, so staff can redeem one or more rewards during the visit. A redemption spends the
+points with the ledger's guarded update and, in the same statement, rotates the card's code
+version; the new code reaches the card's passes through the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select, update
+
+from app.auth.keys import Principal
+from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFound, Unprocessable
+from app.extensions import db
+from app.loyalty import ledger
+from app.loyalty.models import Card, CardStatus, EntryKind, ProgramLocation, Reward
+from app.redemption.models import Redemption
+from app.timeutil import utcnow
+from passes.barcode import InvalidCode as InvalidCodeText
+from passes.barcode import read_code
+
+SCAN_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class RewardOffer:
+    id: int
+    name: str
+    points_cost: int
+
+
+@dataclass(frozen=True)
+class Scan:
+    scan_id: str
+    expires_in: int
+    serial_number: str
+    member_first_name: str
+    balance: int
+    tier: str | None
+    points_label: str
+    rewards: list[RewardOffer]  # the active rewards the balance can pay for
+
+
+@dataclass(frozen=True)
+class RedemptionResult:
+    id: int
+    serial_number: str
+    reward_id: int | None
+    reward_name: str | None
+    points: int
+    balance: int
+    tier: str | None
+    location_id: int | None
+    created_at: datetime
+    replayed: bool = False
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="pointpass-scan")
+
+
+def read(code: str) -> tuple[str, int]:
+    """``(serial, version)`` of a genuine code; ``InvalidCode`` (422) otherwise, no DB asked."""
+    try:
+        return read_code(current_app.config["REDEMPTION_CODE_KEY"], code)
+    except InvalidCodeText as exc:
+        raise InvalidCode(f"This is not a valid card code ({exc}).") from None
+
+
+def scan(code: str, *, staff: Principal) -> Scan:
+    """Check a scanned code and open a short redemption session for its card."""
+    serial, version = read(code)
+    card = db.session.scalar(select(Card).where(Card.serial_number == serial))
+    if card is None:
+        raise NotFound("No card with this code.")
+    if card.status is CardStatus.VOIDED:
+        raise CardVoided("This card is voided.")
+    if version != card.barcode_version:
+        raise CodeAlreadyUsed("This code was already used: ask the customer to open the card "
+                              "in their wallet again (it shows the new code).")
+    rewards = [RewardOffer(r.id, r.name, r.points_cost) for r in card.program.rewards
+               if r.active and r.points_cost <= card.balance]
+    scan_id = _serializer().dumps({"s": serial, "k": staff.id})
+    return Scan(
+        scan_id=scan_id,
+        expires_in=SCAN_SECONDS,
+        serial_number=serial,
+        member_first_name=card.member.name.split()[0] if card.member.name.split() else "",
+        balance=card.balance,
+        tier=card.tier.name if card.tier else None,
+        points_label=card.program.points_label,
+        rewards=rewards,
+    )
+
+
+def _serial_from_scan(scan_id: str, staff: Principal) -> str:
+    try:
+        data = _serializer().loads(scan_id, max_age=SCAN_SECONDS)
+    except SignatureExpired:
+        raise InvalidCode("This scan has expired: scan the card again.") from None
+    except BadSignature:
+        raise InvalidCode("This scan_id is not one this server issued.") from None
+    if not isinstance(data, dict) or data.get("k") != staff.id:
+        raise InvalidCode("This scan belongs to another staff key: scan the card again.")
+    return str(data["s"])
+
+
+def redeem(
+    *,
+    staff: Principal,
+    scan_id: str | None = None,
+    code: str | None = None,
+    reward_id: int | None = None,
+    points: int | None = None,
+    location_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> RedemptionResult:
+    """Spend a reward's cost (or ``points``) from a scanned card and rotate its code. Commits.
+
+    Raises ``InvalidCode`` (422) for a forged code or scan, ``NotFound`` (404),
+    ``CardVoided`` (410), ``CodeAlreadyUsed`` or ``InsufficientPoints`` (409).
+    """
+    if (scan_id is None) == (code is None):
+        raise Unprocessable("Give either scan_id or code.")
+    if (reward_id is None) == (points is None):
+        raise Unprocessable("Give either reward_id or points.")
+    version = None
+    if code is not None:
+        serial, version = read(code)
+    else:
+        serial = _serial_from_scan(scan_id or "", staff)
+    request_fp = ledger.fingerprint(op="redeem", serial=serial, reward_id=reward_id,
+                                    points=points, location_id=location_id, code=code)
+
+    card = ledger.lock_card(serial, idempotency_key)
+    if card.replay_entry_id is not None:
+        return _result_of(ledger.replay(card, request_fp))
+    if card.status is CardStatus.VOIDED:
+        db.session.rollback()
+        raise CardVoided("This card is voided.")
+    if version is not None and version != card.barcode_version:
+        db.session.rollback()
+        raise CodeAlreadyUsed("This code was already used.")
+
+    reward = None
+    if reward_id is not None:
+        reward = db.session.get(Reward, reward_id)
+        if reward is None or reward.program_id != card.program_id or not reward.active:
+            db.session.rollback()
+            raise Unprocessable("No such active reward in this card's program.", errors=[
+                {"location": "json", "field": "reward_id", "message": "Unknown reward."}])
+        points = reward.points_cost
+    if location_id is not None and db.session.scalar(select(ProgramLocation.program_id).where(
+            ProgramLocation.id == location_id)) != card.program_id:
+        db.session.rollback()
+        raise Unprocessable("No such location in this card's program.", errors=[
+            {"location": "json", "field": "location_id", "message": "Unknown location."}])
+    assert points is not None
+    reward_name = reward.name if reward else None
+    recorded: dict[str, Any] = {}
+
+    def record(entry: ledger.Entry) -> None:
+        redemption = Redemption(card_id=card.id, ledger_entry_id=entry.id, reward_id=reward_id,
+                                points=points, code_version=card.barcode_version,
+                                staff_key_id=staff.id, location_id=location_id,
+                                created_at=entry.created_at)
+        db.session.add(redemption)
+        db.session.flush()
+        recorded["id"] = redemption.id
+
+    posting = ledger.post(
+        card, EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",
+        reference=f"reward:{reward_id}" if reward_id else None, reason=reward_name,
+        idempotency_key=idempotency_key, request_fp=request_fp,
+        extra_values={"barcode_version": Card.barcode_version + 1}, before_commit=record,
+    )
+    if posting.replayed:  # a concurrent request with the same key won
+        return _result_of(posting)
+    return RedemptionResult(
+        id=recorded["id"], serial_number=serial, reward_id=reward_id, reward_name=reward_name,
+        points=points, balance=posting.balance, tier=posting.tier, location_id=location_id,
+        created_at=posting.entry.created_at,
+    )
+
+
+def _result_of(posting: ledger.Posting) -> RedemptionResult:
+    redemption = db.session.scalar(select(Redemption).where(
+        Redemption.ledger_entry_id == posting.entry.id))
+    if redemption is None:
+        raise Conflict("This Idempotency-Key was used for another kind of request.")
+    reward = db.session.get(Reward, redemption.reward_id) if redemption.reward_id else None
+    return RedemptionResult(
+        id=redemption.id, serial_number=posting.serial_number, reward_id=redemption.reward_id,
+        reward_name=reward.name if reward else None, points=redemption.points,
+        balance=posting.balance, tier=posting.tier, location_id=redemption.location_id,
+        created_at=redemption.created_at, replayed=True,
+    )
+
+
+def reverse(redemption_id: int, *, actor: str, reason: str | None = None) -> ledger.Posting:
+    """Give a redemption's points back with a ledger entry. Commits. 409 if already reversed."""
+    redemption = db.session.get(Redemption, redemption_id)
+    if redemption is None:
+        raise NotFound(f"No redemption with id {redemption_id}.")
+    serial = db.session.scalar(select(Card.serial_number).where(Card.id == redemption.card_id))
+    card = ledger.lock_card(str(serial))
+    # Re-read under the card's lock: two reversals of one redemption cannot both pass.
+    reversed_at = db.session.scalar(select(Redemption.reversed_at).where(
+        Redemption.id == redemption_id))
+    if reversed_at is not None:
+        db.session.rollback()
+        raise Conflict("This redemption was already reversed.")
+
+    def mark(entry: ledger.Entry) -> None:
+        db.session.execute(update(Redemption).where(Redemption.id == redemption_id).values(
+            reversed_at=utcnow(), reversal_entry_id=entry.id))
+
+    return ledger.post(card, EntryKind.REVERSE, redemption.points, actor=actor,
+                       reference=f"redemption:{redemption_id}",
+                       reason=reason or "Redemption reversed", before_commit=mark)

@@ -1,0 +1,268 @@
+"""Scanning and redeeming through the staff API: codes rotate, nothing is spent twice."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.loyalty.models import Card, LedgerEntry
+from app.redemption.models import Redemption
+from passes.barcode import derive_key, make_code
+from tests.conftest import PROGRAM, ApiClient, ledger_state
+
+
+def _code(app: Any, serial: str) -> str:
+    from app.loyalty.codes import redemption_code
+
+    with app.app_context():
+        card = db.session.scalar(select(Card).where(Card.serial_number == serial))
+        code = redemption_code(card)
+        db.session.rollback()
+        return code
+
+
+@pytest.fixture
+def staff(api: ApiClient, keys: dict[str, str]) -> ApiClient:
+    return api.as_(keys["staff"])
+
+
+@pytest.fixture
+def funded(api: ApiClient, card: dict[str, Any]) -> dict[str, Any]:
+    assert api.post(f"/api/v1/cards/{card['serial_number']}/earn",
+                    json={"points": 250}).status_code == 201
+    return card
+
+
+def _counts(app: Any) -> tuple[int, int]:
+    with app.app_context():
+        result = (db.session.scalar(select(func.count(LedgerEntry.id))) or 0,
+                  db.session.scalar(select(func.count(Redemption.id))) or 0)
+        db.session.rollback()
+        return result
+
+
+def test_scan_shows_card_and_affordable_rewards(app: Any, api: ApiClient, staff: ApiClient,
+                                                program: dict[str, Any],
+                                                funded: dict[str, Any]) -> None:
+    api.post(f"/api/v1/programs/{program['id']}/rewards", json={"name": "Cake", "points_cost": 400})
+    response = staff.post("/api/v1/scans", json={"code": _code(app, funded["serial_number"])})
+    assert response.status_code == 200
+    body = response.json
+    assert body["card"] == {"serial_number": funded["serial_number"], "member_first_name": "Siti",
+                            "balance": 250, "tier": "Bronze", "points_label": "Points"}
+    assert [r["name"] for r in body["rewards"]] == ["Coffee"]  # Cake costs 400
+    assert body["expires_in"] == 300 and body["scan_id"]
+
+
+def test_redeem_rotates_the_code_and_records_who_where_when(
+    app: Any, api: ApiClient, staff: ApiClient, program: dict[str, Any], funded: dict[str, Any],
+) -> None:
+    serial = funded["serial_number"]
+    location = api.post(f"/api/v1/programs/{program['id']}/locations",
+                        json={"name": "Kemang", "latitude": -6.26, "longitude": 106.81}).json
+    old_code = _code(app, serial)
+    scan = staff.post("/api/v1/scans", json={"code": old_code}).json
+    reward = scan["rewards"][0]
+    response = staff.post("/api/v1/redemptions",
+                          json={"scan_id": scan["scan_id"], "reward_id": reward["id"],
+                                "location_id": location["id"]},
+                          headers={"Idempotency-Key": "till1-0001"})
+    assert response.status_code == 201, response.json
+    assert response.json["balance"] == 150
+    assert response.json["reward_name"] == "Coffee"
+    assert response.json["location_id"] == location["id"]
+    assert ledger_state(app, serial) == (150, 150, 2)
+
+    new_code = _code(app, serial)
+    assert new_code != old_code
+    used = staff.post("/api/v1/scans", json={"code": old_code})
+    assert used.status_code == 409
+    assert used.json["type"].endswith("code-already-used")
+    assert staff.post("/api/v1/redemptions", json={"code": old_code, "points": 10}
+                      ).status_code == 409
+    assert staff.post("/api/v1/scans", json={"code": new_code}).status_code == 200
+
+    with app.app_context():
+        redemption = db.session.scalar(select(Redemption))
+        assert redemption.location_id == location["id"]
+        assert redemption.code_version == 1
+        assert redemption.staff_key_id is not None and redemption.created_at is not None
+
+
+def test_same_scan_redeems_twice_and_refuses_the_third(app: Any, staff: ApiClient,
+                                                        funded: dict[str, Any]) -> None:
+    scan = staff.post("/api/v1/scans", json={"code": _code(app, funded["serial_number"])}).json
+    reward_id = scan["rewards"][0]["id"]
+    for expected in (150, 50):
+        r = staff.post("/api/v1/redemptions", json={"scan_id": scan["scan_id"],
+                                                    "reward_id": reward_id})
+        assert r.status_code == 201 and r.json["balance"] == expected
+    third = staff.post("/api/v1/redemptions", json={"scan_id": scan["scan_id"],
+                                                    "reward_id": reward_id})
+    assert third.status_code == 409
+    assert third.json["type"].endswith("insufficient-points")
+
+
+def test_idempotency_key_redeems_once(app: Any, staff: ApiClient,
+                                      funded: dict[str, Any]) -> None:
+    code = _code(app, funded["serial_number"])
+    body = {"code": code, "points": 100}
+    first = staff.post("/api/v1/redemptions", json=body, headers={"Idempotency-Key": "k-1"})
+    again = staff.post("/api/v1/redemptions", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["id"] == first.json["id"]
+    assert ledger_state(app, funded["serial_number"]) == (150, 150, 2)
+
+
+def test_reverse_gives_points_back_once(app: Any, api: ApiClient, staff: ApiClient,
+                                        funded: dict[str, Any]) -> None:
+    r = staff.post("/api/v1/redemptions", json={"code": _code(app, funded["serial_number"]),
+                                               "points": 100})
+    path = f"/api/v1/redemptions/{r.json['id']}/reverse"
+    assert staff.post(path, json={}).status_code == 403
+    reversed_ = api.post(path, json={"reason": "wrong item"})
+    assert reversed_.status_code == 201
+    assert reversed_.json == {"serial_number": funded["serial_number"], "balance": 250,
+                              "points": 100}
+    assert api.post(path, json={}).status_code == 409
+    assert api.post("/api/v1/redemptions/9999/reverse", json={}).status_code == 404
+    assert ledger_state(app, funded["serial_number"]) == (250, 250, 3)
+
+
+def test_voided_card_is_410(app: Any, api: ApiClient, staff: ApiClient,
+                            funded: dict[str, Any]) -> None:
+    code = _code(app, funded["serial_number"])
+    api.post(f"/api/v1/cards/{funded['serial_number']}/void", json={"reason": "stolen"})
+    assert staff.post("/api/v1/scans", json={"code": code}).status_code == 410
+    assert staff.post("/api/v1/redemptions", json={"code": code, "points": 5}).status_code == 410
+
+
+BAD = [
+    ("forged code", "staff", "/api/v1/scans", {"code": "PP1:ABCDEF:1:" + "A" * 24}, 422),
+    ("garbage code", "staff", "/api/v1/scans", {"code": "hello"}, 422),
+    ("code too long", "staff", "/api/v1/scans", {"code": "x" * 201}, 422),
+    ("no code", "staff", "/api/v1/scans", {}, 422),
+    ("pos may not scan", "pos", "/api/v1/scans", {"code": "x"}, 403),
+    ("no auth", None, "/api/v1/scans", {"code": "x"}, 401),
+    ("forged scan id", "staff", "/api/v1/redemptions", {"scan_id": "abc", "points": 5}, 422),
+    ("both scan and code", "staff", "/api/v1/redemptions",
+     {"scan_id": "abc", "code": "x", "points": 5}, 422),
+    ("neither reward nor points", "staff", "/api/v1/redemptions", {"code": "{code}"}, 422),
+    ("points as string", "staff", "/api/v1/redemptions", {"code": "{code}", "points": "5"}, 422),
+    ("negative points", "staff", "/api/v1/redemptions", {"code": "{code}", "points": -5}, 422),
+    ("huge points", "staff", "/api/v1/redemptions", {"code": "{code}", "points": 10**20}, 422),
+    ("unknown reward", "staff", "/api/v1/redemptions", {"code": "{code}", "reward_id": 999}, 422),
+    ("unknown location", "staff", "/api/v1/redemptions",
+     {"code": "{code}", "points": 5, "location_id": 999}, 422),
+    ("insufficient", "staff", "/api/v1/redemptions", {"code": "{code}", "points": 251}, 409),
+    ("unknown card, genuine signature", "staff", "/api/v1/scans", {"code": "{unknown}"}, 404),
+]
+
+
+@pytest.mark.parametrize(("role", "path", "body", "status"), [c[1:] for c in BAD],
+                         ids=[c[0] for c in BAD])
+def test_bad_input_changes_nothing(app: Any, api: ApiClient, keys: dict[str, str],
+                                   funded: dict[str, Any], role: str | None, path: str,
+                                   body: dict[str, Any], status: int) -> None:
+    code = _code(app, funded["serial_number"])
+    unknown = make_code(app.config["REDEMPTION_CODE_KEY"], "0000000000000000DEAD", 1)
+    filled = {k: (v.format(code=code, unknown=unknown) if isinstance(v, str) else v)
+              for k, v in body.items()}
+    before = _counts(app)
+    response = api.as_(keys[role] if role else None).post(path, json=filled)
+    assert response.status_code == status, response.json
+    assert response.content_type == "application/problem+json"
+    assert _counts(app) == before
+    assert _code(app, funded["serial_number"]) == code  # the code did not rotate
+
+
+def test_forged_code_with_another_key_is_refused(app: Any, staff: ApiClient,
+                                                 funded: dict[str, Any]) -> None:
+    forged = make_code(derive_key("not our secret"), funded["serial_number"], 1)
+    assert staff.post("/api/v1/scans", json={"code": forged}).status_code == 422
+
+
+def test_scans_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> None:
+    from app.auth import keys as api_keys
+    from tests.conftest import _make_app
+
+    for app in _make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
+        with app.app_context():
+            staff_a = api_keys.create("a", "staff")[1]
+            staff_b = api_keys.create("b", "staff")[1]
+        client = ApiClient(app.test_client(), staff_a)
+        statuses = [client.post("/api/v1/scans", json={"code": "x"}).status_code
+                    for _ in range(4)]
+        assert statuses == [422, 422, 422, 429]
+        limited = client.post("/api/v1/scans", json={"code": "x"})
+        assert limited.content_type == "application/problem+json"
+        assert "Retry-After" in limited.headers
+        assert client.as_(staff_b).post("/api/v1/scans", json={"code": "x"}).status_code == 422
+
+
+def test_contention_on_postgres_spends_exactly_what_balances_allow(pg_app: Any) -> None:
+    """200 concurrent redemptions on cards that can afford 30 of them: exactly 30 succeed."""
+    from app.auth import keys as api_keys
+
+    app = pg_app
+    app.config["STAFF_RATE_LIMIT"] = "10000/minute"  # one staff key makes all 220 requests
+    with app.app_context():
+        admin = api_keys.create("admin", "admin")[1]
+        staff_key = api_keys.create("staff", "staff")[1]
+    api = ApiClient(app.test_client(), admin)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    reward_id = program["rewards"][0]["id"]  # costs 100
+    serials = []
+    for i in range(10):
+        serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                          json={"name": f"M{i}"}).json["card"]["serial_number"]
+        api.post(f"/api/v1/cards/{serial}/earn", json={"points": 300})
+        serials.append(serial)
+    scans = {s: ApiClient(app.test_client(), staff_key).post(
+        "/api/v1/scans", json={"code": _code(app, s)}).json["scan_id"] for s in serials}
+
+    barrier = threading.Barrier(40)
+
+    def attempt(i: int) -> int:
+        serial = serials[i % 10]
+        if i < 40:
+            barrier.wait()
+        r = app.test_client().post(
+            "/api/v1/redemptions", json={"scan_id": scans[serial], "reward_id": reward_id},
+            headers={"Authorization": f"Bearer {staff_key}", "Idempotency-Key": f"a-{i}"})
+        return r.status_code
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(attempt, range(200)))
+    assert set(statuses) <= {201, 409}
+    assert statuses.count(201) == 30
+    assert statuses.count(409) == 170
+    for serial in serials:
+        balance, total, _ = ledger_state(app, serial)
+        assert balance == total == 0
+
+    # The same Idempotency-Key 20 times in parallel: one redemption.
+    serial = serials[0]
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1000})
+    scan_id = ApiClient(app.test_client(), staff_key).post(
+        "/api/v1/scans", json={"code": _code(app, serial)}).json["scan_id"]
+    same = threading.Barrier(20)
+
+    def same_key(_: int) -> tuple[int, int]:
+        same.wait()
+        r = app.test_client().post(
+            "/api/v1/redemptions", json={"scan_id": scan_id, "reward_id": reward_id},
+            headers={"Authorization": f"Bearer {staff_key}", "Idempotency-Key": "once"})
+        return r.status_code, r.json["id"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(same_key, range(20)))
+    assert {status for status, _ in results} == {201}
+    assert len({rid for _, rid in results}) == 1
+    assert ledger_state(app, serial)[0] == 900
