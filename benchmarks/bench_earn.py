@@ -1,8 +1,9 @@
 """Earn requests per second through gunicorn on PostgreSQL, against the bare transaction.
 
-Baseline, measured in the same run: the same four statements (lock the card and look up the
-idempotency key, read the tiers, guarded update, ledger insert) and commit, issued directly
-with psycopg by the same number of concurrent clients, with no HTTP, Flask or ORM in between.
+Baseline, measured in the same run: the same statements (lock the card and look up the
+idempotency key, read the tiers, guarded update, ledger insert, outbox insert) and commit,
+issued directly with psycopg by the same number of concurrent clients, with no HTTP, Flask or
+ORM in between.
 
     python benchmarks/bench_earn.py [--clients 32] [--seconds 8]
 """
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
 import itertools
-import json
 import os
 import random
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
 
-from benchmarks.common import gunicorn, machine, run_load, scratch_postgres
+from benchmarks.common import gunicorn, http_post_loop, machine, run_load, scratch_postgres
 
 CARDS = 1000
 
@@ -58,31 +58,13 @@ def seed(url: str) -> tuple[list[str], str]:
 
 
 def http_worker(port: int, key: str, serials: list[str]):  # type: ignore[no-untyped-def]
-    def make(i: int):  # type: ignore[no-untyped-def]
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        rng = random.Random(i)
-        counter = itertools.count()
-        body = json.dumps({"points": 5, "reference": "bench"})
+    rngs: dict[int, random.Random] = {}
 
-        def op() -> bool:
-            serial = rng.choice(serials)
-            conn.request(
-                "POST",
-                f"/api/v1/cards/{serial}/earn",
-                body=body,
-                headers={
-                    "Authorization": f"Bearer {key}",
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": f"h{i}-{next(counter)}",
-                },
-            )
-            response = conn.getresponse()
-            response.read()
-            return response.status == 201
+    def request_for(i: int, _n: int) -> tuple[str, dict[str, object]]:
+        rng = rngs.setdefault(i, random.Random(i))
+        return f"/api/v1/cards/{rng.choice(serials)}/earn", {"points": 5, "reference": "bench"}
 
-        return op
-
-    return make
+    return http_post_loop(port, key, request_for)
 
 
 def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def]
@@ -106,14 +88,20 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
                              "WHERE program_id = %s", (program_id,)).fetchall()
                 (balance,) = conn.execute(
                     "UPDATE cards SET balance = balance + 5, lifetime_points = lifetime_points "
-                    "+ 5, version = version + 1, updated_at = now() WHERE id = %s AND "
-                    "balance + 5 >= 0 RETURNING balance", (card_id,)).fetchone()
+                    "+ 5, version = version + 1, updated_at = now(), last_modified = CASE WHEN "
+                    "last_modified + 1 > %s THEN last_modified + 1 ELSE %s END, change_stamp = "
+                    "pg_current_xact_id()::text::bigint WHERE id = %s AND balance + 5 >= 0 "
+                    "RETURNING balance", (int(time.time()), int(time.time()), card_id)
+                ).fetchone()
                 conn.execute(
                     "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
                     "reference, idempotency_key, request_fingerprint, created_at) VALUES "
                     "(%s, 'earn', 5, %s, 'bench', 'bench', %s, %s, now()) "
                     "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
                     (card_id, balance, key, uuid.uuid4().hex)).fetchone()
+                conn.execute(
+                    "INSERT INTO pass_outbox (card_id, channel, attempts, available_at, "
+                    "created_at) VALUES (%s, 'apple', 0, now(), now())", (card_id,))
             return True
 
         return op

@@ -174,3 +174,31 @@ def run_load(
     for t in threads:
         t.join(timeout=30)
     return LoadResult(counts["ok"], counts["errors"], elapsed, latencies)
+
+
+def http_post_loop(port: int, key: str,
+                   request_for: Callable[[int, int], tuple[str, dict[str, object]]]
+                   ) -> Callable[[int], Callable[[], bool]]:
+    """A ``make_worker`` for :func:`run_load`: each client keeps one HTTP connection and POSTs
+    ``request_for(client, n)`` = (path, JSON body) with a fresh ``Idempotency-Key``."""
+    import http.client
+    import itertools
+    import json
+
+    def make(i: int) -> Callable[[], bool]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        counter = itertools.count()
+
+        def op() -> bool:
+            n = next(counter)
+            path, body = request_for(i, n)
+            conn.request("POST", path, body=json.dumps(body), headers={
+                "Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                "Idempotency-Key": f"c{i}-{n}"})
+            response = conn.getresponse()
+            response.read()
+            return response.status == 201
+
+        return op
+
+    return make

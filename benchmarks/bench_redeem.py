@@ -1,0 +1,175 @@
+"""Redemptions per second and p50/p99 latency through gunicorn on PostgreSQL.
+
+32 concurrent clients each redeem from their own scanned card (``POST /api/v1/redemptions``
+with the scan's ``scan_id``, 1 point, a fresh ``Idempotency-Key``). The floor, in the same
+run: the same database transaction issued directly with psycopg (lock the card and look up
+the idempotency key, read the tiers, the guarded update that also rotates the code version,
+the ledger insert, the redemption insert, the outbox insert, commit), no HTTP.
+Target: the service reaches at least 50% of the floor's rate with p99 under 50 ms.
+
+    python benchmarks/bench_redeem.py [--clients 32] [--seconds 8] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+
+from benchmarks.common import (
+    gunicorn,
+    http_post_loop,
+    machine,
+    run_load,
+    scratch_postgres,
+)
+
+BALANCE = 10_000_000
+
+
+def seed(url: str, cards: int) -> tuple[list[str], str, str]:
+    from app import create_app
+    from app.auth import keys
+    from app.enrollment import service as enrollment
+    from app.extensions import db
+    from app.loyalty import ledger, programs
+
+    app = create_app({"DATABASE_URL": url, "ENV": "development",
+                      "INSTANCE_PATH": "/tmp/pointpass-bench-instance"})
+    with app.app_context():
+        program = programs.create(name="Bench", tiers=[{"name": "Base", "threshold": 0}],
+                                  rewards=[{"name": "Coffee", "points_cost": 100}])
+        serials = []
+        for i in range(cards):
+            serial = enrollment.enroll(program, enrollment.Enrollment(name=f"M{i}")).serial_number
+            ledger.adjust(serial, points=BALANCE, reason="bench", actor="bench")
+            serials.append(serial)
+        staff = keys.create("bench staff", "staff")[1]
+        admin = keys.create("bench admin", "admin")[1]
+        db.engine.dispose()
+    return serials, staff, admin
+
+
+def scan_all(port: int, staff: str, codes: list[str]) -> list[str]:
+    scan_ids = []
+    for code in codes:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/scans", data=json.dumps({"code": code}).encode(),
+            headers={"Authorization": f"Bearer {staff}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as response:
+            scan_ids.append(json.loads(response.read())["scan_id"])
+    return scan_ids
+
+
+def codes_for(url: str, serials: list[str]) -> list[str]:
+    from app import create_app
+    from app.extensions import db
+    from app.loyalty.codes import redemption_code
+    from app.loyalty.models import Card
+
+    app = create_app({"DATABASE_URL": url, "ENV": "development", "SECRET_KEY": "bench" * 10,
+                      "INSTANCE_PATH": "/tmp/pointpass-bench-instance"})
+    with app.app_context():
+        codes = [redemption_code(db.session.query(Card).filter_by(serial_number=s).one())
+                 for s in serials]
+        db.engine.dispose()
+    return codes
+
+
+def psycopg_worker(url: str, serials: list[str], staff_key_id: int):  # type: ignore[no-untyped-def]
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+
+    def make(i: int):  # type: ignore[no-untyped-def]
+        conn = psycopg.connect(dsn)
+        counter = itertools.count()
+        serial = serials[i % len(serials)]
+
+        def op() -> bool:
+            key = f"p{i}-{next(counter)}"
+            now = int(time.time())
+            with conn.transaction():
+                card_id, program_id, _replay = conn.execute(
+                    "SELECT c.id, c.program_id, (SELECT l.id FROM ledger_entries l WHERE "
+                    "l.card_id = c.id AND l.idempotency_key = %s) FROM cards c JOIN programs p "
+                    "ON p.id = c.program_id WHERE c.serial_number = %s FOR UPDATE OF c",
+                    (key, serial)).fetchone()
+                conn.execute("SELECT id, name, threshold, multiplier_percent FROM tiers "
+                             "WHERE program_id = %s", (program_id,)).fetchall()
+                balance, version = conn.execute(
+                    "UPDATE cards SET balance = balance - 1, version = version + 1, "
+                    "updated_at = now(), last_modified = CASE WHEN last_modified + 1 > %s "
+                    "THEN last_modified + 1 ELSE %s END, change_stamp = "
+                    "pg_current_xact_id()::text::bigint, barcode_version = barcode_version + 1 "
+                    "WHERE id = %s AND balance - 1 >= 0 RETURNING balance, barcode_version",
+                    (now, now, card_id)).fetchone()
+                (entry_id,) = conn.execute(
+                    "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
+                    "idempotency_key, request_fingerprint, created_at) VALUES "
+                    "(%s, 'redeem', -1, %s, 'bench', %s, %s, now()) "
+                    "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
+                    (card_id, balance, key, uuid.uuid4().hex)).fetchone()
+                conn.execute(
+                    "INSERT INTO redemptions (card_id, ledger_entry_id, points, code_version, "
+                    "staff_key_id, created_at) VALUES (%s, %s, 1, %s, %s, now())",
+                    (card_id, entry_id, version - 1, staff_key_id))
+                conn.execute(
+                    "INSERT INTO pass_outbox (card_id, channel, attempts, available_at, "
+                    "created_at) VALUES (%s, 'apple', 0, now(), now())", (card_id,))
+            return True
+
+        return op
+
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+
+    print(f"# redemption benchmark — {dt.date.today()} — {machine()}")
+    print(f"# {args.clients} concurrent clients, {args.seconds:.0f} s measured each, "
+          f"PostgreSQL, one card per client")
+    with scratch_postgres() as url:
+        serials, staff, _admin = seed(url, args.clients)
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as conn:
+            (staff_id,) = conn.execute("SELECT id FROM api_keys WHERE role = 'staff'").fetchone()
+        floor = run_load(args.clients, args.seconds, psycopg_worker(url, serials, staff_id))
+        env = {"POINTPASS_DATABASE_URL": url, "POINTPASS_SECRET_KEY": "bench" * 10,
+               "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
+               "POINTPASS_STAFF_RATE_LIMIT": "1000000/minute"}
+        codes = codes_for(url, serials)
+        with gunicorn(env, workers=args.workers, threads=8) as port:
+            scan_ids = scan_all(port, staff, codes)
+
+            def request_for(i: int, _n: int) -> tuple[str, dict[str, object]]:
+                return "/api/v1/redemptions", {"scan_id": scan_ids[i % len(scan_ids)],
+                                               "points": 1}
+
+            service = run_load(args.clients, args.seconds, http_post_loop(port, staff,
+                                                                          request_for))
+    print(floor.line("floor: psycopg transaction, no HTTP"))
+    print(service.line(f"service: gunicorn {args.workers}x8 gthread"))
+    ratio = service.rate / floor.rate
+    print(f"ratio service/floor: {ratio:.2f} (target >= 0.50); service p99 "
+          f"{service.percentile(99):.1f} ms (target < 50 ms)")
+    if service.errors or floor.errors:
+        sys.exit("errors during the run")
+
+
+if __name__ == "__main__":
+    main()
