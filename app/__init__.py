@@ -71,6 +71,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from app.wallet.apple import models as _apple_models  # noqa: F401
     from app.wallet.apple.views import bp as apple_passes
     from app.wallet.apple.webservice import bp as passkit
+    from app.wallet.google import models as _google_models  # noqa: F401
+    from app.wallet.google.views import bp as google_wallet
     from app.web.views import bp as web
 
     app.register_blueprint(loyalty_api)
@@ -78,6 +80,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(redemption_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
+    app.register_blueprint(google_wallet)
 
     from app.web import pages
 

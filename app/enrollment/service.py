@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from app import jobs
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
-from app.loyalty import ledger
+from app.loyalty import changes, ledger
 from app.loyalty.models import LANGUAGES, Card, Member, Program
+from app.wallet.google import sync as google_sync
 
 # No 0/O or 1/I: referral codes are read aloud and typed on phones.
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -98,12 +99,15 @@ def enroll(program: Program, data: Enrollment) -> Card:
     if referrer is not None and program.referral_bonus_points > 0:
         db.session.flush()
         jobs.enqueue_after_commit(credit_referral, member.id)
+    db.session.flush()
+    changes.announce([card.id])  # the wallets learn of the new card (Google: its object)
     try:
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
         # A concurrent enrollment with the same e-mail won the race.
         raise Conflict("This e-mail address is already enrolled in the program.") from exc
+    google_sync.sync_now(card)  # so its save link works when first shown
     return card
 
 

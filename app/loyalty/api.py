@@ -14,6 +14,7 @@ from app.loyalty.schemas import (
     AdjustIn,
     CardDetailOut,
     CardOut,
+    DesignIn,
     EarnIn,
     IdempotencyHeader,
     LocationIn,
@@ -78,6 +79,16 @@ def list_programs() -> dict[str, Any]:
 @bp.doc(summary="Get a program", responses=[401, 404])
 def get_program(program_id: int) -> Program:
     return programs.get(program_id)
+
+
+@bp.patch("/programs/<int:program_id>")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(DesignIn, arg_name="data")
+@bp.output(ProgramOut)
+@bp.doc(summary="Change a program's design; every card's passes follow",
+        responses=[401, 403, 404, 422])
+def update_program(program_id: int, data: dict[str, Any]) -> Program:
+    return programs.update_design(programs.get(program_id), **data)
 
 
 @bp.post("/programs/<int:program_id>/rewards")

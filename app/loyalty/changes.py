@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import BigInteger, Text, case, cast, func, insert, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,7 +28,16 @@ from app.extensions import db
 from app.loyalty.models import Card
 from app.timeutil import utcnow
 
-CHANNELS = ("apple",)
+
+def channels() -> tuple[str, ...]:
+    """The wallets to tell about changes: those configured (Google only when it syncs)."""
+    extensions = current_app.extensions
+    google = extensions.get("pointpass.google")
+    return tuple(
+        name for name, on in (("apple", extensions.get("pointpass.apple") is not None),
+                              ("google", google is not None and google.sync_enabled))
+        if on
+    )
 
 
 def _is_postgres() -> bool:
@@ -81,12 +91,12 @@ def announce(card_ids: Iterable[int] | Any, update_id: int | None = None) -> Non
     if isinstance(card_ids, list | tuple | set):
         rows = [{"card_id": card_id, "channel": channel, "update_id": update_id,
                  "attempts": 0, "available_at": now, "created_at": now}
-                for card_id in card_ids for channel in CHANNELS]
+                for card_id in card_ids for channel in channels()]
         if rows:
             db.session.execute(insert(OutboxEntry), rows)
     else:
         ids = card_ids.subquery()
-        for channel in CHANNELS:
+        for channel in channels():
             db.session.execute(insert(OutboxEntry).from_select(
                 ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
                 select(ids.c[0], literal(channel), literal(update_id), literal(0),

@@ -49,6 +49,9 @@ class Program(db.Model):
     referral_bonus_points: Mapped[int] = mapped_column(default=0)
     support_contact: Mapped[str | None] = mapped_column(String(200))
     terms: Mapped[str | None] = mapped_column(Text)
+    # Bumped by every change to how the program looks (name, colours, labels): the Google
+    # loyalty class is patched when it is behind.
+    design_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     rewards: Mapped[list[Reward]] = relationship(

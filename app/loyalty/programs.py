@@ -100,3 +100,19 @@ def add_location(program: Program, **fields: Any) -> ProgramLocation:
 
 def all_programs() -> list[Program]:
     return list(db.session.scalars(select(Program).order_by(Program.id)))
+
+
+DESIGN_FIELDS = ("name", "organization_name", "background_color", "foreground_color",
+                 "label_color", "points_label", "support_contact", "terms")
+
+
+def update_design(program: Program, **fields: Any) -> Program:
+    """Change how the program looks; every card's passes (and the Google class) follow."""
+    for name, value in fields.items():
+        if name not in DESIGN_FIELDS:
+            raise ValueError(f"{name} is not a design field")
+        setattr(program, name, value)
+    program.design_version = Program.design_version + 1
+    changes.touch_cards(Card.program_id == program.id)
+    db.session.commit()
+    return program

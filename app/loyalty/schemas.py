@@ -56,6 +56,22 @@ class ProgramIn(InputSchema):
     rewards = fields.List(fields.Nested(ProgramRewardIn), validate=validators.Length(max=100))
 
 
+class DesignIn(InputSchema):
+    name = text(120)
+    organization_name = text(120)
+    background_color = fields.String(validate=HEX_COLOR)
+    foreground_color = fields.String(validate=HEX_COLOR)
+    label_color = fields.String(validate=HEX_COLOR)
+    points_label = text(32)
+    support_contact = text(200)
+    terms = text(5000)
+
+    @validates_schema
+    def _something(self, data: dict, **kwargs: object) -> None:
+        if not data:
+            raise ValidationError("Give at least one field to change.")
+
+
 class TierOut(Schema):
     id = fields.Integer()
     name = fields.String()

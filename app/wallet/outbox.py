@@ -97,8 +97,9 @@ def claim(limit: int, lease_seconds: int) -> list[Claimed]:
 def drain() -> DrainStats:
     """Deliver every available outbox row (the job behind every push and sync)."""
     from app.wallet.apple import push as apple_push
+    from app.wallet.google import sync as google_sync
 
-    channels = {"apple": apple_push.deliver}
+    channels = {"apple": apple_push.deliver, "google": google_sync.deliver}
     limit, lease = _settings()
     stats = DrainStats()
     while True:

@@ -1,9 +1,132 @@
-"""Customer-facing pages: wiring for i18n, CSRF and their blueprints."""
+"""Customer-facing pages: wiring for i18n, CSRF, security headers and their blueprints.
+
+The JSON API (``/api/``), the PassKit web service (``/passkit/``) and pass downloads
+(``/wallet/``) authenticate with keys and tokens, never with cookies, so CSRF does not apply to
+them. Rather than list blueprints to exempt (and miss the next one someone adds), CSRF is off by
+default and the page views that take form posts call :data:`csrf` ``.protect()`` themselves.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import secrets
+from pathlib import Path
+
+from flask import Flask, Response, g, has_request_context, request
+from flask_babel import Babel, refresh
+from flask_wtf.csrf import CSRFProtect
+
+from app.loyalty.models import LANGUAGES
+
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
+DEFAULT_LANGUAGE = "en"
+LANGUAGE_COOKIE = "lang"
+LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
+# Each language named in itself, for the switcher and the form's language select.
+LANGUAGE_NAMES = {"en": "English", "id": "Bahasa Indonesia", "th": "ไทย", "ms": "Bahasa Melayu"}
+# Old Java and Android locales still say "in" for Indonesian.
+LEGACY_CODES = {"in": "id"}
+
+# Blueprints whose pages are translated, take the ``lang`` cookie and are not cached.
+PAGE_BLUEPRINTS = {"enrollment_pages"}
+
+csrf = CSRFProtect()
+babel = Babel()
+
+
+def select_locale() -> str:
+    """The page language: ``?lang=``, the ``lang`` cookie, the member's language (card page),
+    the best Accept-Language match, then the program's default language."""
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
+    for choice in (request.args.get("lang"), request.cookies.get(LANGUAGE_COOKIE),
+                   g.get("member_language")):
+        if choice in LANGUAGES:
+            return str(choice)
+    browser = browser_language()
+    if browser:
+        return browser
+    program_language = g.get("program_language")
+    return str(program_language) if program_language in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def browser_language() -> str | None:
+    """The visitor's most preferred language that the pages have, from Accept-Language.
+
+    Matched on the primary subtag, in the visitor's order: "th-TH, en;q=0.3" is Thai. (Werkzeug's
+    ``best_match`` would answer English there, since it prefers any exact match.)
+    """
+    for value, quality in request.accept_languages:  # highest quality first
+        primary = value.replace("_", "-").split("-", 1)[0].lower()
+        primary = LEGACY_CODES.get(primary, primary)
+        if quality > 0 and primary in LANGUAGES:
+            return primary
+    return None
+
+
+def use_languages(*, member: str | None = None, program: str | None = None) -> None:
+    """Tell the locale selector the member's and the program's languages for this request."""
+    g.member_language = member
+    g.program_language = program
+    # Flask-Babel caches the locale on first use; a form built earlier may already have asked.
+    refresh()
+
+
+def csp_nonce() -> str:
+    """This response's nonce for inline ``<style>`` elements (templates call it)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return str(g.csp_nonce)
+
+
+def _content_security_policy() -> str:
+    return "; ".join([
+        "default-src 'self'",
+        "img-src 'self' data:",
+        f"style-src 'self' 'nonce-{csp_nonce()}'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _page_headers(response: Response) -> Response:
+    # /api/docs is HTML too, but loads its viewer from a CDN: it keeps APIFlask's own headers.
+    if response.mimetype != "text/html" or request.path.startswith("/api/"):
+        return response
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", _content_security_policy())
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Card page URLs are secrets: never send them to Google's or anyone's servers. Not
+    # "no-referrer": over HTTPS, Flask-WTF refuses form posts without a same-origin Referer.
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
+    if request.blueprint in PAGE_BLUEPRINTS:
+        # Personal data and per-session CSRF tokens: no shared or back-button caches.
+        headers["Cache-Control"] = "no-store"
+        chosen = request.args.get("lang")
+        if chosen in LANGUAGES and request.cookies.get(LANGUAGE_COOKIE) != chosen:
+            response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=LANGUAGE_COOKIE_MAX_AGE,
+                                secure=request.is_secure, httponly=True, samesite="Lax")
+    return response
 
 
 def init_app(app: Flask) -> None:
     """Attach the page extensions and blueprints."""
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    babel.init_app(app, locale_selector=select_locale)
+
+    # Forced, not defaulted: turning it on would demand CSRF tokens from every API client.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    # The form is one step; a token that lasts a day lets members finish at their own pace.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 24 * 3600)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    csrf.init_app(app)
+
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.after_request(_page_headers)
+
+    from app.enrollment.views import bp as enrollment_pages
+
+    app.register_blueprint(enrollment_pages)

@@ -12,4 +12,10 @@ def save_url(card: Card) -> str | None:
     wallet = google_wallet()
     if wallet is None:
         return None
+    if wallet.sync_enabled:
+        from app.wallet.google.sync import object_synced
+
+        # The link is shown only once Google has the object it references.
+        if not object_synced(card):
+            return None
     return wallet.save_url(card)

@@ -47,6 +47,7 @@ def _enroll(api: ApiClient, program: dict[str, Any], **member: Any) -> str:
     response = api.post(f"/api/v1/programs/{program['id']}/members",
                         json={"name": "Ayu", **member})
     assert response.status_code == 201, response.json
+    _settle(api.client.application)  # the new card's own announcement, before any phone
     return str(response.json["card"]["serial_number"])
 
 
@@ -294,7 +295,8 @@ def test_killed_worker_and_redis_outage_delay_pushes_but_lose_none(
     _wait(lambda: apns.requests_for(phone.token), "the push to reach APNs")
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(10)
-    assert _pending(app) == 1  # leased by the dead worker, not lost
+    # The new card's row and the earn's row: leased by the dead worker, not lost.
+    assert _pending(app) == 2
 
     # 2. A new worker's sweep sends it once the lease has run out.
     apns.latency = 0

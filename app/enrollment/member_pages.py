@@ -1,0 +1,184 @@
+"""What the join and card pages do and show; the views in ``views.py`` only route."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from flask import current_app
+from flask_babel import gettext as _
+from markupsafe import Markup
+from sqlalchemy import select
+
+from app.enrollment import links
+from app.enrollment.forms import JoinForm
+from app.enrollment.service import Enrollment, enroll
+from app.errors import Conflict, NotFound, Unprocessable
+from app.extensions import db
+from app.loyalty import programs
+from app.loyalty.codes import redemption_code
+from app.loyalty.models import Card, CardStatus, Program
+from app.wallet.apple import passes as apple_passes
+from app.wallet.google import links as google_links
+from app.web.qr import qr_svg
+
+_HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+# The model's defaults, used should a stored colour not be a plain #RRGGBB (it goes into CSS).
+_DEFAULT_COLORS = ("#1F2937", "#FFFFFF", "#D1D5DB")
+
+
+class Device(enum.StrEnum):
+    """Which wallet buttons the visitor's device can use."""
+
+    IOS = "ios"
+    ANDROID = "android"
+    DESKTOP = "desktop"
+
+
+@dataclass(frozen=True)
+class Brand:
+    """A program's name and colours, safe to put in a style sheet."""
+
+    name: str
+    organization_name: str
+    background_color: str
+    foreground_color: str
+    label_color: str
+
+
+@dataclass(frozen=True)
+class CardView:
+    """Everything the card page shows."""
+
+    brand: Brand
+    first_name: str
+    balance: int
+    points_label: str
+    tier: str | None
+    voided: bool
+    qr: Markup
+    code_hint: str
+    device: Device
+    apple_url: str | None
+    google_url: str | None
+    page_url: str
+    page_qr: Markup | None  # desktop only: open the page on the phone
+    referral_code: str
+    referral_bonus_points: int
+    join_url: str
+
+
+def device_for(user_agent: str | None) -> Device:
+    """The visitor's platform from their User-Agent.
+
+    iPadOS Safari asks for desktop sites by default and says "Macintosh": it gets the desktop
+    page, which offers Apple Wallet too.
+    """
+    agent = user_agent or ""
+    if any(word in agent for word in ("iPhone", "iPad", "iPod")):
+        return Device.IOS
+    if "Android" in agent:
+        return Device.ANDROID
+    return Device.DESKTOP
+
+
+def brand_for(program: Program) -> Brand:
+    """The program's name and colours; any colour that is not ``#RRGGBB`` gets the default."""
+    colors = [
+        color if color and _HEX_COLOR.match(color) else default
+        for color, default in zip(
+            (program.background_color, program.foreground_color, program.label_color),
+            _DEFAULT_COLORS,
+            strict=True,
+        )
+    ]
+    return Brand(program.name, program.organization_name, *colors)
+
+
+def program_for_page(slug: str) -> Program:
+    """The program a join page is for. Raises ``NotFound``."""
+    return programs.get_by_slug(slug)
+
+
+def join(program: Program, form: JoinForm) -> Card | None:
+    """Enroll the visitor from a validated form and return their card.
+
+    When the service refuses (e-mail already enrolled, unknown referral code), nothing is
+    written: the refusal is put on the field at fault, in the page's language, and ``None``
+    is returned so the form is shown again.
+    """
+    try:
+        return enroll(program, Enrollment(
+            name=form.name.data or "",
+            email=form.email.data,
+            language=form.language.data,
+            referral_code=form.referral_code.data,
+            consent_terms=bool(form.consent_terms.data),
+            consent_marketing=bool(form.consent_marketing.data),
+        ))
+    except Conflict:
+        if form.email.data:
+            form.email.errors.append(_("This e-mail address is already a member. Please use "
+                                       "another one, or leave it empty."))
+        else:  # the rare clash of two new referral codes: trying again fixes it
+            form.form_errors.append(_("Something went wrong. Please try again."))
+    except Unprocessable as exc:
+        fields = {e.get("field") for e in exc.extra.get("errors", [])}
+        if "referral_code" in fields:
+            form.referral_code.errors.append(_("No member of this program has this code. "
+                                               "Please check it, or leave it empty."))
+        else:
+            form.language.errors.append(_("Please choose a language from the list."))
+    return None
+
+
+def card_for_page(serial_number: str, token: str) -> Card:
+    """The card a page link is for. Raises ``NotFound`` for a wrong token or unknown serial."""
+    # The token is checked first, so the database never answers an unsigned guess.
+    if not links.token_matches(serial_number, token):
+        raise NotFound("No such card.")
+    card = db.session.scalar(select(Card).where(Card.serial_number == serial_number))
+    if card is None:
+        raise NotFound("No such card.")
+    return card
+
+
+def first_name(name: str) -> str:
+    """The first word of a member's name, for the greeting."""
+    words = name.split()
+    return words[0] if words else name
+
+
+def points_label(program: Program) -> str:
+    """The program's word for points; the default one in the page's language."""
+    return _("Points") if program.points_label == "Points" else program.points_label
+
+
+def card_view(card: Card, user_agent: str | None) -> CardView:
+    """What the card page shows to a visitor with ``user_agent``."""
+    program = card.program
+    device = device_for(user_agent)
+    voided = card.status is CardStatus.VOIDED
+    page_url = links.card_page_url(card)
+    base = current_app.config["BASE_URL"]
+    return CardView(
+        brand=brand_for(program),
+        first_name=first_name(card.member.name),
+        balance=card.balance,
+        points_label=points_label(program),
+        tier=card.tier.name if card.tier else None,
+        voided=voided,
+        qr=qr_svg(redemption_code(card), label=_("Your card's QR code")),
+        code_hint=card.serial_number[-8:],
+        device=device,
+        # A voided card is not offered to wallets; its page only says so.
+        apple_url=None if voided else apple_passes.pass_url(card),
+        google_url=None if voided else google_links.save_url(card),
+        page_url=page_url,
+        page_qr=(qr_svg(page_url, label=_("QR code of this page"), css_class="qr qr-page")
+                 if device is Device.DESKTOP else None),
+        referral_code=card.member.referral_code,
+        referral_bonus_points=program.referral_bonus_points,
+        join_url=f"{base}/join/{program.slug}?ref={card.member.referral_code}",
+    )

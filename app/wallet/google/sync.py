@@ -1,0 +1,202 @@
+"""Keeping Google Wallet in step with the points store.
+
+Every card change reaches Google through the outbox's "google" channel: the program's loyalty
+class is created or patched when its design changed, and the card's object is inserted or
+patched with the new balance, tier, barcode and state. A balance change notifies the holder
+while the card has had fewer than three notifications in 24 hours (Google's limit); after that
+the update is silent. A marketer's message is added to the object, notifying if Google still
+allows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app.extensions import db
+from app.loyalty.codes import redemption_code
+from app.loyalty.models import Card, CardStatus, Program
+from app.timeutil import utcnow
+from app.wallet.google.models import GoogleClassState, GoogleNotification, GoogleObjectState
+from app.wallet.google.setup import GoogleWallet, google_wallet
+from app.wallet.models import PassUpdate
+from app.wallet.outbox import Claimed, Delivery
+from passes.google.payloads import (
+    DEFAULT_POINTS_LABEL,
+    LoyaltyClassContent,
+    LoyaltyObjectContent,
+    TextModule,
+    loyalty_class_body,
+    loyalty_object_body,
+    loyalty_object_patch_body,
+)
+
+log = logging.getLogger("pointpass.google.sync")
+NOTIFICATIONS_PER_DAY = 3
+
+
+def logo_url(wallet: GoogleWallet, program: Program) -> str:
+    return f"{wallet.base_url}/wallet/google/logo/{program.slug}.png"
+
+
+def class_content(wallet: GoogleWallet, program: Program) -> LoyaltyClassContent:
+    return LoyaltyClassContent(
+        issuer_id=wallet.issuer_id,
+        program_slug=program.slug,
+        issuer_name=program.organization_name[:100],
+        program_name=program.name[:100],
+        logo_url=logo_url(wallet, program),
+        background_color=program.background_color,
+        callback_url=f"{wallet.base_url}/wallet/google/callback",
+    )
+
+
+def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObjectContent:
+    program = card.program
+    modules = []
+    if card.message:
+        modules.append(TextModule(id="message", header=program.name[:100], body=card.message))
+    return LoyaltyObjectContent(
+        issuer_id=wallet.issuer_id,
+        serial=card.serial_number,
+        class_id=wallet.class_id(program.slug),
+        balance=card.balance,
+        barcode_value=redemption_code(card),
+        barcode_alternate_text=card.serial_number[-8:],
+        account_id=card.serial_number,
+        account_name=card.member.name[:100],
+        # The default label reads in the holder's language; a program's own label as written.
+        points_label=(program.points_label if program.points_label != "Points"
+                      else dict(DEFAULT_POINTS_LABEL)),
+        tier=card.tier.name if card.tier else None,
+        state="INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE",
+        text_modules=modules,
+        notify=notify,
+    )
+
+
+def _upsert(model: type, key: dict[str, Any], values: dict[str, Any]) -> None:
+    """Insert or update one sync-state row; concurrent syncs of one card both succeed."""
+    insert_for = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+    statement = insert_for[db.session.get_bind().dialect.name](model).values(**key, **values)
+    db.session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=values))
+
+
+def ensure_class(wallet: GoogleWallet, program: Program) -> None:
+    """Create or patch the program's class if Google has an older design (or none)."""
+    state = db.session.get(GoogleClassState, program.id)
+    if state is not None and state.synced_design_version >= program.design_version:
+        return
+    design_version = program.design_version
+    wallet.client().upsert_class(loyalty_class_body(class_content(wallet, program)))
+    _upsert(GoogleClassState, {"program_id": program.id},
+            {"synced_design_version": design_version, "synced_at": utcnow()})
+    db.session.commit()
+
+
+def _may_notify(card_id: int) -> bool:
+    since = utcnow() - timedelta(hours=24)
+    sent = db.session.scalar(select(func.count(GoogleNotification.id)).where(
+        GoogleNotification.card_id == card_id, GoogleNotification.sent_at > since)) or 0
+    return sent < NOTIFICATIONS_PER_DAY
+
+
+def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> None:
+    """Insert or patch the card's object (and class) on Google; add ``message`` if given."""
+    ensure_class(wallet, card.program)
+    state = db.session.get(GoogleObjectState, card.id)
+    if state is not None and state.synced_version >= card.version and not message:
+        return  # another sync already sent this version
+    balance_changed = state is not None and state.synced_balance != card.balance
+    notify = balance_changed and _may_notify(card.id)
+    content = object_content(wallet, card, notify)
+    version, balance = card.version, card.balance
+    client = wallet.client()
+    if state is None:
+        client.insert_object(loyalty_object_body(content))
+    else:
+        client.sync_object(loyalty_object_body(content), loyalty_object_patch_body(content))
+    _upsert(GoogleObjectState, {"card_id": card.id},
+            {"synced_version": version, "synced_balance": balance, "synced_at": utcnow()})
+    if notify:
+        db.session.add(GoogleNotification(card_id=card.id))
+    db.session.commit()
+    if message:
+        notify_message = _may_notify(card.id)
+        client.add_message(wallet.object_id(card.serial_number),
+                           {"header": card.program.name[:100], "body": message},
+                           notify=notify_message)
+        if notify_message:
+            db.session.add(GoogleNotification(card_id=card.id))
+            db.session.commit()
+
+
+def sync_now(card: Card) -> bool:
+    """Sync a new card at once, so its save link works when first shown. False if it could
+    not be (the outbox retries it); the link is then withheld until it is."""
+    wallet = google_wallet()
+    if wallet is None or not wallet.sync_enabled:
+        return False
+    from app.wallet.google.client import GoogleWalletError
+
+    try:
+        sync_card(wallet, card)
+        return True
+    except (GoogleWalletError, OSError) as exc:
+        db.session.rollback()
+        log.warning("Google object for %s not created yet (%s); will retry",
+                    card.serial_number, exc)
+        return False
+
+
+def deliver(rows: list[Claimed], outcome: Delivery) -> None:
+    """The outbox's "google" channel: sync each changed card once."""
+    from app.wallet.google.client import GoogleWalletError
+
+    wallet = google_wallet()
+    if wallet is None or not wallet.sync_enabled:
+        return
+    by_card: dict[int, list[Claimed]] = {}
+    for row in rows:
+        by_card.setdefault(row.card_id, []).append(row)
+    for card_id, card_rows in by_card.items():
+        card = db.session.get(Card, card_id)
+        if card is None:
+            continue
+        update_ids = {r.update_id for r in card_rows if r.update_id is not None}
+        message = None
+        if update_ids:
+            message = db.session.scalar(select(PassUpdate.message).where(
+                PassUpdate.id.in_(update_ids), PassUpdate.message.is_not(None))
+                .order_by(PassUpdate.id.desc()).limit(1))
+        try:
+            sync_card(wallet, card, message)
+        except GoogleWalletError as exc:
+            db.session.rollback()
+            for update_id in update_ids:
+                outcome.failures[update_id] += 1
+            if _retryable(exc):
+                outcome.retry.update(r.id for r in card_rows)
+            else:
+                log.error("Google refused the object of %s: %s", card.serial_number, exc)
+        except OSError as exc:
+            db.session.rollback()
+            outcome.retry.update(r.id for r in card_rows)
+            log.warning("Google unreachable for %s: %s", card.serial_number, exc)
+
+
+def _retryable(exc: Exception) -> bool:
+    from app.wallet.google.client import RETRYABLE_403_REASONS
+
+    status = getattr(exc, "status", 0)
+    return status in (0, 429) or status >= 500 or (
+        status == 403 and getattr(exc, "reason", None) in RETRYABLE_403_REASONS)
+
+
+def object_synced(card: Card) -> bool:
+    return db.session.get(GoogleObjectState, card.id) is not None

@@ -1,0 +1,70 @@
+"""Google Wallet's public endpoints: program logos and save/delete callbacks."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import NotFound
+from app.extensions import db
+from app.loyalty import programs
+from app.loyalty.models import Card
+from app.problems import problem
+from app.timeutil import utcnow
+from app.wallet.apple.passes import _brand
+from app.wallet.google.models import GoogleCallbackNonce, GoogleObjectState
+from app.wallet.google.setup import google_wallet
+from passes.google.callbacks import CallbackError
+from passes.google.images import program_logo_png
+
+bp = Blueprint("google_wallet", __name__, url_prefix="/wallet/google")
+log = logging.getLogger("pointpass.google.callbacks")
+
+
+@bp.get("/logo/<slug>.png")
+def logo(slug: str) -> Response:
+    """The program's logo at Google's size, for its loyalty class."""
+    program = programs.get_by_slug(slug)
+    response = Response(program_logo_png(_brand(program)), mimetype="image/png")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.post("/callback")
+def callback() -> Response:
+    """Google tells us a card was saved to or deleted from a wallet (signed ECv2SigningOnly)."""
+    wallet = google_wallet()
+    if wallet is None:
+        raise NotFound("Google Wallet is not configured.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return problem(400, code="malformed-json", detail="The body must be a JSON object.")
+    try:
+        event = wallet.callback_keys.verify(body, recipient_id=wallet.issuer_id,
+                                            sender_id=wallet.callback_sender_id)
+    except CallbackError as exc:
+        log.warning("refused a Google callback: %s", exc)
+        return problem(400, code="bad-callback", detail=str(exc))
+
+    db.session.add(GoogleCallbackNonce(nonce=event.nonce))
+    try:
+        db.session.flush()
+    except IntegrityError:  # delivered before: already recorded
+        db.session.rollback()
+        return Response(status=200)
+    prefix = f"{wallet.issuer_id}."
+    serial = event.object_id.removeprefix(prefix)
+    card_id = db.session.scalar(select(Card.id).where(Card.serial_number == serial))
+    if event.object_id.startswith(prefix) and card_id is not None:
+        state = db.session.get(GoogleObjectState, card_id)
+        if state is not None:
+            state.saved = event.event_type == "save"
+            state.saved_changed_at = utcnow()
+        log.info("Google Wallet %s of card %s", event.event_type, serial)
+    else:
+        log.warning("Google callback for an object we do not know: %s", event.object_id)
+    db.session.commit()
+    return Response(status=200)

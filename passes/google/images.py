@@ -1,0 +1,37 @@
+"""The program logo Google Wallet shows on a loyalty card (a square it crops to a circle)."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+from PIL import Image
+
+from passes.apple.images import FONT_CHAINS, _centered_text, _decode_logo, _fit_logo
+from passes.apple.model import Brand
+
+LOGO_SIZE = 660  # Google's recommended program logo size, in pixels
+
+
+def program_logo_png(brand: Brand, size: int = LOGO_SIZE) -> bytes:
+    """A ``size``×``size`` PNG: the brand's logo image, or its initials, on its colour."""
+    return _render(brand.background_rgb, brand.foreground_rgb, brand.initials or "?",
+                   brand.logo_image, size)
+
+
+@lru_cache(maxsize=64)
+def _render(background: tuple[int, int, int], foreground: tuple[int, int, int], initials: str,
+            logo: bytes | None, size: int) -> bytes:
+    image = Image.new("RGB", (size, size), background)
+    # Google crops to a circle: keep the content within the inscribed square's middle.
+    inset = size * 0.22
+    box = (inset, inset, size - inset, size - inset)
+    if logo is not None:
+        fitted = _fit_logo(_decode_logo(logo), (int(box[2] - box[0]), int(box[3] - box[1])))
+        image.paste(fitted, (int((size - fitted.width) / 2), int((size - fitted.height) / 2)),
+                    fitted if fitted.mode == "RGBA" else None)
+    else:
+        _centered_text(image, initials, box, foreground, FONT_CHAINS["bold"])
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,0 +1,288 @@
+"""The member pages in a real browser: headless Chromium, driven by Playwright.
+
+The app is served on 127.0.0.1 by Werkzeug in a thread. These tests run on SQLite only: the
+page code is the same on both databases, and test_pages.py covers PostgreSQL. Chromium is
+Debian's (``apt-get install -y chromium fonts-noto-core``); Playwright never downloads a browser
+here. A missing Chromium fails the tests, it does not skip them.
+
+Screenshots of the card page in every language go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import zxingcpp
+from PIL import Image, ImageChops
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from app.enrollment.links import card_page_path, card_page_url
+from app.extensions import db
+from app.loyalty.codes import redemption_code
+from app.loyalty.models import Card, Member
+from app.wallet.apple.passes import pass_url
+from app.wallet.google import links as google_links
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("POINTPASS_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+GOOGLE_SAVE = "https://pay.google.com/gp/v/save/browser-test"
+TIMEOUT_MS = 10_000
+
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
+ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/126.0.0.0 Mobile Safari/537.36")
+DESKTOP = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/126.0.0.0 Safari/537.36")
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
+         "is_mobile": True, "has_touch": True}
+DEVICES: dict[str, dict[str, Any]] = {
+    "iphone": {**PHONE, "user_agent": IPHONE},
+    "android": {**PHONE, "viewport": {"width": 412, "height": 915}, "user_agent": ANDROID},
+    "desktop": {"viewport": {"width": 1280, "height": 900}, "user_agent": DESKTOP},
+}
+
+
+def fake_save_url(card: Card) -> str:
+    """Stands in for app.wallet.google.links.save_url, built elsewhere."""
+    return f"{GOOGLE_SAVE}/{card.serial_number}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests need it. "
+                    "Install Debian's (apt-get install -y chromium fonts-noto-core) or set "
+                    "POINTPASS_TEST_CHROMIUM to a Chromium binary.", pytrace=False)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              headless=True, timeout=30_000)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def database(sqlite_database: Any) -> Any:
+    """SQLite only (overrides conftest's both-databases parameter for this module)."""
+    return sqlite_database
+
+
+@pytest.fixture
+def live_url(app: Any) -> Iterator[str]:
+    """The app served over HTTP on 127.0.0.1 for as long as the test runs."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def new_page(browser: Browser, device: str, **options: Any) -> tuple[BrowserContext, Page]:
+    context = browser.new_context(**DEVICES[device], **options)
+    context.set_default_timeout(TIMEOUT_MS)
+    # The pages must work offline: any request leaving 127.0.0.1 fails the test.
+    outside: list[str] = []
+    context.route(lambda url: not url.startswith("http://127.0.0.1:"),
+                  lambda route: (outside.append(route.request.url), route.abort()))
+    page = context.new_page()
+    page.outside_requests = outside  # type: ignore[attr-defined]
+    return context, page
+
+
+def card_path(app: Any, serial: str) -> str:
+    with app.app_context():
+        return card_page_path(serial)
+
+
+def decode_qr(page: Page, selector: str) -> str:
+    """Screenshot a QR code on the page and read it, as a phone's camera would."""
+    image = Image.open(io.BytesIO(page.locator(selector).screenshot()))
+    results = zxingcpp.read_barcodes(image)
+    assert len(results) == 1, f"no readable QR code in {selector}"
+    return str(results[0].text)
+
+
+def test_join_in_the_browser_and_land_on_the_card_page(app: Any, browser: Browser,
+                                                       live_url: str, program: dict) -> None:
+    context, page = new_page(browser, "desktop", locale="en-US")
+    try:
+        page.goto(f"{live_url}/join/kopi-test")
+        # Sent empty first: the server's messages come back in the page's language.
+        page.get_by_role("button", name="Get my card").click()
+        page.wait_for_url("**/join/kopi-test")
+        assert page.locator("#name-errors").inner_text() == "Please enter your name."
+
+        page.get_by_label("Your name").fill("Putri Wulandari")
+        page.get_by_label("E-mail (optional)").fill("putri@example.com")
+        page.get_by_label("Language", exact=True).select_option("en")
+        page.get_by_label("I accept the program's terms and conditions.").check()
+        page.get_by_label("Send me offers and news (optional).").check()
+        page.get_by_role("button", name="Get my card").click()
+        page.wait_for_url("**/card/**")
+
+        with app.app_context():
+            card = db.session.scalar(
+                select(Card).join(Member).where(Member.email == "putri@example.com"))
+            assert card is not None
+            expected_page = card_page_url(card)
+            apple = pass_url(card)
+            google = google_links.save_url(card)  # None while Google Wallet is not set up
+            code = redemption_code(card)
+        assert urlsplit(page.url).path == urlsplit(expected_page).path
+        assert page.locator("#balance").inner_text() == "0"
+        assert page.locator("#tier").inner_text() == "Bronze"
+        assert "Hi Putri!" in page.locator("main").inner_text()
+
+        apple_link = page.locator('a[data-wallet="apple"]')
+        assert apple_link.is_visible()
+        assert apple_link.get_attribute("href") == apple
+        assert apple_link.get_attribute("aria-label") == "Add to Apple Wallet"
+        google_link = page.locator('a[data-wallet="google"]')
+        if google is None:
+            assert google_link.count() == 0
+        else:
+            assert google_link.get_attribute("href") == google
+        assert decode_qr(page, "svg.qr >> nth=0") == code
+        assert decode_qr(page, "svg.qr-page") == expected_page  # open it on the phone
+        assert page.outside_requests == []  # type: ignore[attr-defined]
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("device, apple, google, page_qr", [
+    ("iphone", True, False, False),
+    ("android", False, True, False),
+    ("desktop", True, True, True),
+])
+def test_wallet_buttons_for_each_device(app: Any, browser: Browser, live_url: str, card: dict,
+                                        device: str, apple: bool, google: bool,
+                                        page_qr: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(google_links, "save_url", fake_save_url)
+    serial = card["serial_number"]
+    with app.app_context():
+        found = db.session.scalar(
+            select(Card).where(Card.serial_number == serial))
+        apple_url = pass_url(found)
+    context, page = new_page(browser, device)
+    try:
+        page.goto(live_url + card_path(app, serial))
+        apple_link = page.locator('a[data-wallet="apple"]')
+        google_link = page.locator('a[data-wallet="google"]')
+        assert apple_link.count() == int(apple)
+        assert google_link.count() == int(google)
+        if apple:
+            assert apple_link.is_visible()
+            assert apple_link.get_attribute("href") == apple_url
+            assert "Apple Wallet" in apple_link.inner_text()
+        if google:
+            assert google_link.is_visible()
+            assert google_link.get_attribute("href") == f"{GOOGLE_SAVE}/{serial}"
+            # The card fixture's member reads Indonesian.
+            assert google_link.inner_text().strip() == "Tambahkan ke Google Wallet"
+        assert page.locator("#open-on-phone").count() == int(page_qr)
+        # The badge is at least as tall as a thumb (and as Apple and Google ask: 48px+).
+        badge = (apple_link if apple else google_link).bounding_box()
+        assert badge is not None and badge["height"] >= 48
+        assert page.outside_requests == []  # type: ignore[attr-defined]
+    finally:
+        context.close()
+
+
+def test_card_page_screenshots_in_every_language(app: Any, browser: Browser, live_url: str,
+                                                 card: dict) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = card_path(app, card["serial_number"])
+    context, page = new_page(browser, "iphone")
+    titles = {}
+    try:
+        for language in ("en", "id", "th", "ms"):
+            page.goto(f"{live_url}{path}?lang={language}")
+            assert page.locator("html").get_attribute("lang") == language
+            page.evaluate("document.fonts.ready")
+            titles[language] = page.locator("#code-title").inner_text()
+            target = ARTIFACTS / f"card-{language}.png"
+            page.screenshot(path=str(target), full_page=True)
+            assert target.stat().st_size > 10_000
+    finally:
+        context.close()
+    assert titles == {
+        "en": "Show this code at the counter",
+        "id": "Tunjukkan kode ini di kasir",
+        "th": "แสดงโค้ดนี้ที่เคาน์เตอร์",
+        "ms": "Tunjukkan kod ini di kaunter",
+    }
+
+
+# Thai letters, each drawn differently. Missing glyphs would all be the same "tofu" box.
+THAI_LETTERS = ["ก", "ข", "ค", "ง", "ม"]
+# Unassigned in the Thai block: no font has them, so they draw the tofu box of the font in use.
+UNASSIGNED_THAI = ["\u0e7e", "\u0e7f"]
+
+_GLYPH_PROBE = """
+(letters) => {
+  const box = document.createElement('div');
+  box.id = 'glyph-probe';
+  box.style.cssText = 'position:absolute;left:0;top:0;background:#fff;color:#000;' +
+                      'font-size:40px;line-height:1;padding:4px';
+  for (const letter of letters) {
+    const span = document.createElement('span');
+    span.textContent = letter;
+    span.style.cssText = 'display:inline-block;width:60px;height:60px;text-align:center';
+    box.appendChild(span);
+  }
+  document.body.appendChild(box);
+}
+"""
+
+
+def test_thai_page_renders_thai_glyphs(app: Any, browser: Browser, live_url: str,
+                                       card: dict) -> None:
+    context, page = new_page(browser, "android")
+    try:
+        page.goto(f"{live_url}{card_path(app, card['serial_number'])}?lang=th")
+        page.evaluate("document.fonts.ready")
+        assert page.evaluate("document.fonts.check('16px \"Noto Sans Thai\"', 'ก')")
+
+        # Which fonts Chromium really drew the Thai heading with, from the DevTools protocol.
+        cdp = context.new_cdp_session(page)
+        cdp.send("DOM.enable")
+        cdp.send("CSS.enable")
+        root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+        heading = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#code-title"})
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": heading["nodeId"]})["fonts"]
+        thai_glyphs = sum(f["glyphCount"] for f in fonts if "Thai" in f["familyName"])
+        assert thai_glyphs >= len("แสดงโค้ดนี้ที่เคาน์เตอร์") - 2, (
+            f"Thai drawn without a Thai font ({fonts}): install fonts-noto-core")
+
+        # And in pixels: every letter looks different, and none looks like the tofu box.
+        page.evaluate(_GLYPH_PROBE, [*THAI_LETTERS, *UNASSIGNED_THAI])
+        spans = page.locator("#glyph-probe span")
+        images = [Image.open(io.BytesIO(spans.nth(i).screenshot())).convert("L")
+                  for i in range(spans.count())]
+        *letters, tofu, other_tofu = images
+        # The probe can see tofu: two different missing characters draw the same box.
+        assert ImageChops.difference(tofu, other_tofu).getbbox() is None
+        assert tofu.getextrema()[0] < 128  # and the box is drawn, not blank
+        for i, image in enumerate(letters):
+            assert ImageChops.difference(image, tofu).getbbox(), (
+                f"{THAI_LETTERS[i]!r} renders as tofu: install fonts-noto-core")
+            for j in range(i):
+                assert ImageChops.difference(image, letters[j]).getbbox(), (
+                    f"{THAI_LETTERS[i]!r} and {THAI_LETTERS[j]!r} render the same (tofu)")
+        assert page.outside_requests == []  # type: ignore[attr-defined]
+    finally:
+        context.close()

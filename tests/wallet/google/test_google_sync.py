@@ -1,0 +1,245 @@
+"""Google Wallet kept in step with the points store, through the real HTTP API and the
+local Google test server (OAuth token exchange, REST, schema validation)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from flask import Flask
+
+from app import jobs
+from app.auth import keys as api_keys
+from app.extensions import db
+from app.wallet.google.models import GoogleObjectState
+from tests.conftest import PROGRAM, ApiClient, _make_app
+from tests.google_callbacks import CallbackSigner, message
+from tests.google_server import GoogleWalletTestServer
+from tests.wallet.google.conftest import ISSUER_ID
+
+
+@pytest.fixture
+def google_app(database: Any, tmp_path: Path,
+               wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
+    yield from _make_app(
+        database, tmp_path,
+        GOOGLE_ISSUER_ID=ISSUER_ID,
+        GOOGLE_SERVICE_ACCOUNT=str(wallet_server.sa_file),  # type: ignore[attr-defined]
+        GOOGLE_API_URL=wallet_server.api_url,
+        GOOGLE_CALLBACK_KEYS_URL=wallet_server.keys_url,
+        GOOGLE_BACKOFF_SECONDS=0.01,
+    )
+
+
+def _api(app: Flask) -> ApiClient:
+    with app.app_context():
+        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
+
+
+def _settle(app: Flask) -> None:
+    with app.app_context():
+        jobs.dispatcher().wait()
+
+
+def _jwt_parts(url: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    token = url.removeprefix("https://pay.google.com/gp/v/save/")
+    header, payload, signature = token.split(".")
+
+    def decode(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    return (json.loads(decode(header)), json.loads(decode(payload)),
+            f"{header}.{payload}".encode(), decode(signature))
+
+
+def test_enrolment_creates_class_and_object_before_the_link(
+    google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    api = _api(google_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    card = api.post(f"/api/v1/programs/{program['id']}/members",
+                    json={"name": "Dewi Lestari", "language": "id"}).json["card"]
+    class_id = f"{ISSUER_ID}.{program['slug']}"
+    object_id = f"{ISSUER_ID}.{card['serial_number']}"
+    assert wallet_server.classes[class_id]["programName"] == "Kopi Test"
+    class_writes = [r for r in wallet_server.api_requests()
+                    if r.operation in ("insert", "patch", "update")
+                    and (r.resource_id == class_id or (r.body or {}).get("id") == class_id)]
+    assert class_writes
+    assert {r.body.get("reviewStatus") for r in class_writes} == {"UNDER_REVIEW"}
+    obj = wallet_server.objects[object_id]
+    assert obj["state"] == "ACTIVE"
+    assert obj["loyaltyPoints"]["balance"]["int"] == 0
+    assert obj["barcode"]["value"].startswith(f"PP1:{card['serial_number']}:1:")
+    assert obj["accountName"] == "Dewi Lestari"
+
+    url = card["google_save_url"]
+    assert url.startswith("https://pay.google.com/gp/v/save/") and len(url) < 1800
+    header, claims, signed, signature = _jwt_parts(url)
+    info = json.loads(Path(wallet_server.sa_file).read_text())  # type: ignore[attr-defined]
+    key = serialization.load_pem_private_key(info["private_key"].encode(), None)
+    key.public_key().verify(signature, signed, padding.PKCS1v15(),  # type: ignore[union-attr]
+                            hashes.SHA256())
+    assert header["alg"] == "RS256"
+    assert claims["iss"] == info["client_email"]
+    assert (claims["aud"], claims["typ"]) == ("google", "savetowallet")
+    assert claims["origins"] == ["https://pointpass.test"]
+    assert claims["payload"] == {"loyaltyObjects": [{"id": object_id}]}
+
+
+def test_balance_changes_patch_the_object_and_the_fourth_notification_is_silent(
+    google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    api = _api(google_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": "Ari"}).json["card"]["serial_number"]
+    object_id = f"{ISSUER_ID}.{serial}"
+    _settle(google_app)
+    before = len(wallet_server.api_requests("patch"))
+    wallet_server.fail("patch", object_id, 429, "rateLimitExceeded", times=1)
+
+    for points in (10, 20, 30, 40):
+        assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": points}
+                        ).status_code == 201
+        _settle(google_app)
+
+    assert wallet_server.objects[object_id]["loyaltyPoints"]["balance"]["int"] == 100
+    patches = [r for r in wallet_server.api_requests("patch")[before:]
+               if r.resource_id == object_id]
+    assert patches[0].status == 429 and patches[1].status == 200  # retried
+    delivered = [p for p in patches if p.status == 200]
+    assert [p.body.get("notifyPreference") for p in delivered] == \
+        ["NOTIFY_ON_UPDATE"] * 3 + ["NOTIFICATION_SETTINGS_FOR_UPDATES_UNSPECIFIED"]
+
+
+def test_redemption_patches_the_new_code_and_void_makes_it_inactive(
+    google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    api = _api(google_app)
+    with google_app.app_context():
+        staff = api.as_(api_keys.create("staff", "staff")[1])
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": "Ari"}).json["card"]["serial_number"]
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 150})
+    _settle(google_app)
+    object_id = f"{ISSUER_ID}.{serial}"
+    old_code = wallet_server.objects[object_id]["barcode"]["value"]
+    scan = staff.post("/api/v1/scans", json={"code": old_code}).json
+    assert staff.post("/api/v1/redemptions", json={"scan_id": scan["scan_id"],
+                                                   "points": 100}).status_code == 201
+    _settle(google_app)
+    obj = wallet_server.objects[object_id]
+    assert obj["loyaltyPoints"]["balance"]["int"] == 50
+    new_code = obj["barcode"]["value"]
+    assert new_code != old_code
+    assert staff.post("/api/v1/scans", json={"code": old_code}).status_code == 409
+    assert staff.post("/api/v1/scans", json={"code": new_code}).status_code == 200
+
+    api.post(f"/api/v1/cards/{serial}/void", json={"reason": "lost"})
+    _settle(google_app)
+    assert wallet_server.objects[object_id]["state"] == "INACTIVE"
+
+
+def test_marketer_message_notifies_then_falls_back_to_text(
+    google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    api = _api(google_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": "Ari"}).json["card"]["serial_number"]
+    object_id = f"{ISSUER_ID}.{serial}"
+    _settle(google_app)
+    wallet_server.fail("addMessage", object_id, 403, "quotaExceeded", times=1)
+    response = api.post(f"/api/v1/programs/{program['id']}/updates",
+                        json={"message": "Double points on Friday"})
+    assert response.status_code == 202
+    _settle(google_app)
+    messages = [r for r in wallet_server.api_requests("addMessage") if r.resource_id == object_id]
+    assert [(m.status, m.body["message"]["messageType"]) for m in messages] == \
+        [(403, "TEXT_AND_NOTIFY"), (200, "TEXT")]
+    assert messages[-1].body["message"]["body"] == "Double points on Friday"
+    assert api.get(response.json["url"]).json["status"] == "done"
+
+
+def test_design_change_patches_the_class(google_app: Flask,
+                                         wallet_server: GoogleWalletTestServer) -> None:
+    api = _api(google_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ari"})
+    _settle(google_app)
+    response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                           json={"name": "Kopi Test Plus", "background_color": "#112233"})
+    assert response.status_code == 200
+    _settle(google_app)
+    google_class = wallet_server.classes[f"{ISSUER_ID}.{program['slug']}"]
+    assert google_class["programName"] == "Kopi Test Plus"
+    assert google_class["hexBackgroundColor"].lower() == "#112233"
+    assert api.request("PATCH", f"/api/v1/programs/{program['id']}", json={}).status_code == 422
+
+
+def test_save_and_delete_callbacks_are_verified_and_recorded(
+    google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    api = _api(google_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": "Ari"}).json["card"]["serial_number"]
+    signer = CallbackSigner()
+    wallet_server.root_keys = signer.keys_json()
+    client = google_app.test_client()
+
+    def saved() -> bool:
+        with google_app.app_context():
+            state = db.session.get(GoogleObjectState, _card_id(serial))
+            db.session.rollback()
+            return bool(state and state.saved)
+
+    save = signer.callback(message(ISSUER_ID, "save", serial=serial, program=program["slug"]),
+                           recipient_id=ISSUER_ID)
+    assert client.post("/wallet/google/callback", json=save).status_code == 200
+    assert saved()
+    assert client.post("/wallet/google/callback", json=save).status_code == 200  # duplicate
+
+    tampered = dict(save, signedMessage=save["signedMessage"].replace("save", "del"))
+    assert client.post("/wallet/google/callback", json=tampered).status_code == 400
+    expired = signer.callback(message(ISSUER_ID, "del", serial=serial, program=program["slug"],
+                                      expires_ms=1000), recipient_id=ISSUER_ID)
+    assert client.post("/wallet/google/callback", json=expired).status_code == 400
+    assert saved()
+    assert client.post("/wallet/google/callback", data="{", content_type="application/json"
+                       ).status_code == 400
+
+    delete = signer.callback(message(ISSUER_ID, "del", serial=serial, program=program["slug"]),
+                             recipient_id=ISSUER_ID)
+    assert client.post("/wallet/google/callback", json=delete).status_code == 200
+    assert not saved()
+
+
+def test_program_logo_is_served_at_googles_size(google_app: Flask,
+                                                wallet_server: GoogleWalletTestServer) -> None:
+    from PIL import Image
+
+    api = _api(google_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    response = google_app.test_client().get(f"/wallet/google/logo/{program['slug']}.png")
+    assert response.status_code == 200
+    assert response.content_type == "image/png"
+    with Image.open(__import__("io").BytesIO(response.data)) as image:
+        assert image.size == (660, 660)
+    assert google_app.test_client().get("/wallet/google/logo/nope.png").status_code == 404
+
+
+def _card_id(serial: str) -> int:
+    from sqlalchemy import select
+
+    from app.loyalty.models import Card
+
+    return int(db.session.scalar(select(Card.id).where(Card.serial_number == serial)))
