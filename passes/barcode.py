@@ -64,3 +64,51 @@ def read_code(key: bytes, code: str) -> tuple[str, int]:
     if not hmac.compare_digest(mac, _mac(key, serial, version)):
         raise InvalidCode("the code's signature does not verify")
     return serial, version
+
+
+# Rotating codes (Google Wallet's rotating barcode): ``PPT:<serial>:<TOTP value>``, where
+# Google's app computes the value from a per-card key (RFC 6238, HMAC-SHA1) every period.
+
+ROTATING_PREFIX = "PPT"
+TOTP_DIGITS = 8
+TOTP_PERIOD_SECONDS = 30
+_ROTATING = re.compile(r"PPT:([0-9A-Z]{1,40}):([0-9]{8})")
+
+
+def totp_key(key: bytes, serial: str) -> bytes:
+    """The card's TOTP secret, derived from the service key: no database needed to check it."""
+    return hmac.new(key, f"{ROTATING_PREFIX}:{serial}".encode(), hashlib.sha256).digest()[:20]
+
+
+def totp_value(secret: bytes, counter: int, digits: int = TOTP_DIGITS) -> str:
+    """The RFC 4226 HOTP value for ``counter`` (RFC 6238 TOTP when counter = time // period)."""
+    digest = hmac.new(secret, counter.to_bytes(8, "big"), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    number = int.from_bytes(digest[offset:offset + 4], "big") & 0x7FFFFFFF
+    return str(number % 10**digits).zfill(digits)
+
+
+def rotating_pattern(serial: str) -> str:
+    """Google's ``valuePattern``: it substitutes ``{totp_value_0}`` on the phone."""
+    return f"{ROTATING_PREFIX}:{serial}:{{totp_value_0}}"
+
+
+def is_rotating(code: str) -> bool:
+    return isinstance(code, str) and code.strip().upper().startswith(f"{ROTATING_PREFIX}:")
+
+
+def read_rotating_code(key: bytes, code: str, now: float, window: int = 1) -> tuple[str, int]:
+    """``(serial, counter)`` of a rotating code valid within ``window`` periods of ``now``.
+
+    Raises :class:`InvalidCode` for a malformed code or a value no nearby period produces.
+    """
+    match = _ROTATING.fullmatch(code.strip().upper()) if isinstance(code, str) else None
+    if match is None:
+        raise InvalidCode("not a Pointpass rotating code")
+    serial, value = match.groups()
+    secret = totp_key(key, serial)
+    current = int(now // TOTP_PERIOD_SECONDS)
+    for counter in range(current - window, current + window + 1):
+        if hmac.compare_digest(value, totp_value(secret, counter)):
+            return serial, counter
+    raise InvalidCode("the rotating code is wrong or too old")

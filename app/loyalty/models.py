@@ -52,6 +52,8 @@ class Program(db.Model):
     # Bumped by every change to how the program looks (name, colours, labels): the Google
     # loyalty class is patched when it is behind.
     design_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # Google cards show Google's rotating (TOTP) barcode instead of the signed code.
+    google_rotating_barcode: Mapped[bool] = mapped_column(default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     rewards: Mapped[list[Reward]] = relationship(
@@ -184,6 +186,8 @@ class Card(db.Model):
     # Which transaction last changed the pass (PostgreSQL: its xid8; SQLite: a counter), for
     # the PassKit "passes updated since" tag; see app.loyalty.changes.
     change_stamp: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    # The last rotating (TOTP) code counter redeemed: that value and older ones are used up.
+    totp_last_counter: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The marketer's latest message, shown on the back of the pass.
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -103,7 +103,8 @@ def all_programs() -> list[Program]:
 
 
 DESIGN_FIELDS = ("name", "organization_name", "background_color", "foreground_color",
-                 "label_color", "points_label", "support_contact", "terms")
+                 "label_color", "points_label", "support_contact", "terms",
+                 "google_rotating_barcode")
 
 
 def update_design(program: Program, **fields: Any) -> Program:

@@ -52,6 +52,8 @@ class ProgramIn(InputSchema):
     referral_bonus_points = StrictInteger(validate=COUNT)
     support_contact = text(200)
     terms = text(5000)
+    google_rotating_barcode = StrictBoolean(
+        metadata={"description": "Google cards show a rotating (TOTP) barcode"})
     tiers = fields.List(fields.Nested(ProgramTierIn), validate=validators.Length(max=20))
     rewards = fields.List(fields.Nested(ProgramRewardIn), validate=validators.Length(max=100))
 
@@ -65,6 +67,7 @@ class DesignIn(InputSchema):
     points_label = text(32)
     support_contact = text(200)
     terms = text(5000)
+    google_rotating_barcode = StrictBoolean()
 
     @validates_schema
     def _something(self, data: dict, **kwargs: object) -> None:
@@ -110,6 +113,7 @@ class ProgramOut(Schema):
     referral_bonus_points = fields.Integer()
     support_contact = fields.String(allow_none=True)
     terms = fields.String(allow_none=True)
+    google_rotating_barcode = fields.Boolean()
     tiers = fields.List(fields.Nested(ProgramTierOut))
     rewards = fields.List(fields.Nested(ProgramRewardOut))
 

@@ -10,6 +10,7 @@ version; the new code reaches the card's passes through the outbox.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,11 +23,11 @@ from app.auth.keys import Principal
 from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import ledger
-from app.loyalty.models import Card, CardStatus, EntryKind, ProgramLocation, Reward
+from app.loyalty.models import Card, CardStatus, EntryKind, Program, ProgramLocation, Reward
 from app.redemption.models import Redemption
 from app.timeutil import utcnow
 from passes.barcode import InvalidCode as InvalidCodeText
-from passes.barcode import read_code
+from passes.barcode import is_rotating, read_code, read_rotating_code
 
 SCAN_SECONDS = 300
 
@@ -68,25 +69,52 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="pointpass-scan")
 
 
-def read(code: str) -> tuple[str, int]:
-    """``(serial, version)`` of a genuine code; ``InvalidCode`` (422) otherwise, no DB asked."""
+@dataclass(frozen=True)
+class Code:
+    """What a scanned code says: a signed code's version, or a rotating code's counter."""
+
+    serial: str
+    version: int | None = None
+    totp_counter: int | None = None
+
+
+def read(code: str) -> Code:
+    """The card a genuine code names; ``InvalidCode`` (422) otherwise, no database asked."""
+    key = current_app.config["REDEMPTION_CODE_KEY"]
     try:
-        return read_code(current_app.config["REDEMPTION_CODE_KEY"], code)
+        if is_rotating(code):
+            serial, counter = read_rotating_code(key, code, time.time())
+            return Code(serial, totp_counter=counter)
+        serial, version = read_code(key, code)
+        return Code(serial, version=version)
     except InvalidCodeText as exc:
         raise InvalidCode(f"This is not a valid card code ({exc}).") from None
 
 
+def _check_fresh(code: Code, barcode_version: int, totp_last_counter: int,
+                 rotating_enabled: bool) -> None:
+    """Refuse a code already used: an older signed version, or a redeemed rotating value."""
+    if code.totp_counter is not None:
+        if not rotating_enabled:
+            raise InvalidCode("This program does not use rotating codes.")
+        if code.totp_counter <= totp_last_counter:
+            raise CodeAlreadyUsed("This code was already used: wait for the next code.")
+    elif code.version != barcode_version:
+        raise CodeAlreadyUsed("This code was already used: ask the customer to open the card "
+                              "in their wallet again (it shows the new code).")
+
+
 def scan(code: str, *, staff: Principal) -> Scan:
     """Check a scanned code and open a short redemption session for its card."""
-    serial, version = read(code)
+    scanned = read(code)
+    serial = scanned.serial
     card = db.session.scalar(select(Card).where(Card.serial_number == serial))
     if card is None:
         raise NotFound("No card with this code.")
     if card.status is CardStatus.VOIDED:
         raise CardVoided("This card is voided.")
-    if version != card.barcode_version:
-        raise CodeAlreadyUsed("This code was already used: ask the customer to open the card "
-                              "in their wallet again (it shows the new code).")
+    _check_fresh(scanned, card.barcode_version, card.totp_last_counter,
+                 card.program.google_rotating_barcode)
     rewards = [RewardOffer(r.id, r.name, r.points_cost) for r in card.program.rewards
                if r.active and r.points_cost <= card.balance]
     scan_id = _serializer().dumps({"s": serial, "k": staff.id})
@@ -133,11 +161,8 @@ def redeem(
         raise Unprocessable("Give either scan_id or code.")
     if (reward_id is None) == (points is None):
         raise Unprocessable("Give either reward_id or points.")
-    version = None
-    if code is not None:
-        serial, version = read(code)
-    else:
-        serial = _serial_from_scan(scan_id or "", staff)
+    scanned = read(code) if code is not None else None
+    serial = scanned.serial if scanned else _serial_from_scan(scan_id or "", staff)
     request_fp = ledger.fingerprint(op="redeem", serial=serial, reward_id=reward_id,
                                     points=points, location_id=location_id, code=code)
 
@@ -147,9 +172,19 @@ def redeem(
     if card.status is CardStatus.VOIDED:
         db.session.rollback()
         raise CardVoided("This card is voided.")
-    if version is not None and version != card.barcode_version:
-        db.session.rollback()
-        raise CodeAlreadyUsed("This code was already used.")
+    rotation: dict[str, Any] = {"barcode_version": Card.barcode_version + 1}
+    if scanned is not None:
+        # Read under the card's lock: two redemptions of one code cannot both pass.
+        last_counter, rotating_enabled = db.session.execute(
+            select(Card.totp_last_counter, Program.google_rotating_barcode)
+            .join(Program, Program.id == Card.program_id).where(Card.id == card.id)).one()
+        try:
+            _check_fresh(scanned, card.barcode_version, last_counter, rotating_enabled)
+        except (CodeAlreadyUsed, InvalidCode):
+            db.session.rollback()
+            raise
+        if scanned.totp_counter is not None:
+            rotation["totp_last_counter"] = scanned.totp_counter
 
     reward = None
     if reward_id is not None:
@@ -181,7 +216,7 @@ def redeem(
         card, EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",
         reference=f"reward:{reward_id}" if reward_id else None, reason=reward_name,
         idempotency_key=idempotency_key, request_fp=request_fp,
-        extra_values={"barcode_version": Card.barcode_version + 1}, before_commit=record,
+        extra_values=rotation, before_commit=record,
     )
     if posting.replayed:  # a concurrent request with the same key won
         return _result_of(posting)

@@ -335,6 +335,11 @@ class LoyaltyObjectContent:
     tier: str | None = None
     tier_label: LocalizedText = field(default_factory=lambda: dict(DEFAULT_TIER_LABEL))
     barcode_alternate_text: str | None = None
+    # With a TOTP secret the card shows Google's rotating barcode instead: ``barcode_value``
+    # is then the value pattern (with ``{totp_value_0}``), the phone fills in the value.
+    rotating_totp_secret: bytes | None = field(default=None, repr=False)
+    rotating_period_seconds: int = 30
+    rotating_digits: int = 8
     state: ObjectState = "ACTIVE"
     text_modules: Sequence[TextModule] = ()
     links: Sequence[Link] = ()
@@ -388,7 +393,24 @@ class LoyaltyObjectContent:
             "balance": {"string": self.tier},
         }
 
+    def _barcode_field(self) -> str:
+        return "rotatingBarcode" if self.rotating_totp_secret is not None else "barcode"
+
     def _barcode(self) -> dict[str, Any]:
+        if self.rotating_totp_secret is not None:
+            rotating: dict[str, Any] = {
+                "type": "QR_CODE",
+                "valuePattern": self.barcode_value,
+                "totpDetails": {
+                    "periodMillis": str(self.rotating_period_seconds * 1000),
+                    "algorithm": "TOTP_SHA1",
+                    "parameters": [{"key": self.rotating_totp_secret.hex(),
+                                    "valueLength": self.rotating_digits}],
+                },
+            }
+            if self.barcode_alternate_text is not None:
+                rotating["alternateText"] = self.barcode_alternate_text
+            return rotating
         barcode: dict[str, Any] = {"type": "QR_CODE", "value": self.barcode_value}
         if self.barcode_alternate_text is not None:
             barcode["alternateText"] = self.barcode_alternate_text
@@ -440,7 +462,7 @@ def loyalty_object_body(content: LoyaltyObjectContent) -> dict[str, Any]:
         "classId": content.class_id,
         "state": content.state,
         "loyaltyPoints": content._loyalty_points(),
-        "barcode": content._barcode(),
+        content._barcode_field(): content._barcode(),
         "notifyPreference": content._notify_preference(),
     }
     if content.account_id is not None:
@@ -479,7 +501,7 @@ def loyalty_object_patch_body(
         if secondary is not None or previous is not None:
             body["secondaryLoyaltyPoints"] = secondary
     if previous is None or previous._barcode() != current._barcode():
-        body["barcode"] = current._barcode()
+        body[current._barcode_field()] = current._barcode()
     if previous is None or previous.state != current.state:
         body["state"] = current.state
     body["notifyPreference"] = current._notify_preference()

@@ -42,3 +42,33 @@ def test_bad_arguments() -> None:
         make_code(KEY, "lowercase", 1)
     with pytest.raises(ValueError):
         make_code(KEY, "ABC", -1)
+
+
+def test_totp_matches_rfc_6238_vectors() -> None:
+    from passes.barcode import totp_value
+
+    secret = b"12345678901234567890"  # RFC 6238 appendix B, SHA-1
+    assert totp_value(secret, 59 // 30) == "94287082"
+    assert totp_value(secret, 1111111109 // 30) == "07081804"
+    assert totp_value(secret, 2000000000 // 30) == "69279037"
+
+
+def test_rotating_code_accepts_a_small_clock_skew_only() -> None:
+    from passes.barcode import read_rotating_code, rotating_pattern, totp_key, totp_value
+
+    serial, now = "ABCDEF0123456789ABCD", 1_800_000_000.0
+    secret = totp_key(KEY, serial)
+
+    def code(at: float) -> str:
+        return rotating_pattern(serial).replace("{totp_value_0}", totp_value(secret,
+                                                                             int(at // 30)))
+
+    assert read_rotating_code(KEY, code(now), now) == (serial, int(now // 30))
+    assert read_rotating_code(KEY, code(now - 30), now)[1] == int(now // 30) - 1
+    assert read_rotating_code(KEY, code(now + 30), now)[1] == int(now // 30) + 1
+    for bad in (code(now - 90), code(now + 90), code(now)[:-1] + "X",
+                code(now).replace(serial, "ABCDEF0123456789ABCE")):
+        with pytest.raises(InvalidCode):
+            read_rotating_code(KEY, bad, now)
+    with pytest.raises(InvalidCode):
+        read_rotating_code(derive_key("other"), code(now), now)

@@ -14,6 +14,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,6 +27,7 @@ from app.wallet.google.models import GoogleClassState, GoogleNotification, Googl
 from app.wallet.google.setup import GoogleWallet, google_wallet
 from app.wallet.models import PassUpdate
 from app.wallet.outbox import Claimed, Delivery
+from passes.barcode import rotating_pattern, totp_key
 from passes.google.payloads import (
     DEFAULT_POINTS_LABEL,
     LoyaltyClassContent,
@@ -58,6 +60,7 @@ def class_content(wallet: GoogleWallet, program: Program) -> LoyaltyClassContent
 
 def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObjectContent:
     program = card.program
+    rotating = program.google_rotating_barcode
     modules = []
     if card.message:
         modules.append(TextModule(id="message", header=program.name[:100], body=card.message))
@@ -66,7 +69,10 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         serial=card.serial_number,
         class_id=wallet.class_id(program.slug),
         balance=card.balance,
-        barcode_value=redemption_code(card),
+        barcode_value=rotating_pattern(card.serial_number) if rotating
+        else redemption_code(card),
+        rotating_totp_secret=totp_key(current_app.config["REDEMPTION_CODE_KEY"],
+                                      card.serial_number) if rotating else None,
         barcode_alternate_text=card.serial_number[-8:],
         account_id=card.serial_number,
         account_name=card.member.name[:100],

@@ -243,3 +243,55 @@ def _card_id(serial: str) -> int:
     from app.loyalty.models import Card
 
     return int(db.session.scalar(select(Card.id).where(Card.serial_number == serial)))
+
+
+def test_rotating_barcode_is_computed_by_the_phone_and_used_once(
+    google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    import time
+
+    from passes.barcode import totp_value
+
+    api = _api(google_app)
+    with google_app.app_context():
+        staff = api.as_(api_keys.create("staff", "staff")[1])
+    program = api.post("/api/v1/programs",
+                       json={**PROGRAM, "google_rotating_barcode": True}).json
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": "Ari"}).json["card"]["serial_number"]
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 300})
+    _settle(google_app)
+
+    rotating = wallet_server.objects[f"{ISSUER_ID}.{serial}"]["rotatingBarcode"]
+    details = rotating["totpDetails"]
+    assert rotating["valuePattern"] == f"PPT:{serial}:{{totp_value_0}}"
+    period = int(details["periodMillis"]) // 1000
+
+    def phone_code(at: float) -> str:  # what Google Wallet renders at time ``at``
+        secret = bytes.fromhex(details["parameters"][0]["key"])
+        value = totp_value(secret, int(at // period), details["parameters"][0]["valueLength"])
+        return str(rotating["valuePattern"]).replace("{totp_value_0}", value)
+
+    now = time.time()
+    code = phone_code(now)
+    assert staff.post("/api/v1/scans", json={"code": code}).status_code == 200
+    redeemed = staff.post("/api/v1/redemptions", json={"code": code, "points": 100})
+    assert redeemed.status_code == 201
+    assert staff.post("/api/v1/scans", json={"code": code}).status_code == 409  # used
+    assert staff.post("/api/v1/redemptions", json={"code": code, "points": 100}
+                      ).status_code == 409
+    assert staff.post("/api/v1/scans", json={"code": phone_code(now - 5 * period)}
+                      ).status_code == 422  # too old
+    assert staff.post("/api/v1/scans", json={"code": phone_code(now + period)}
+                      ).status_code == 200  # the next value, within the skew window
+
+    # A program without rotating barcodes refuses them.
+    plain = api.post("/api/v1/programs", json={**PROGRAM, "slug": "plain"}).json
+    other = api.post(f"/api/v1/programs/{plain['id']}/members",
+                     json={"name": "Budi"}).json["card"]["serial_number"]
+    from passes.barcode import rotating_pattern, totp_key
+
+    secret = totp_key(google_app.config["REDEMPTION_CODE_KEY"], other)
+    forged_rotating = rotating_pattern(other).replace(
+        "{totp_value_0}", totp_value(secret, int(now // period)))
+    assert staff.post("/api/v1/scans", json={"code": forged_rotating}).status_code == 422
