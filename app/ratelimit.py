@@ -24,6 +24,7 @@ def staff_limit() -> str:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("STAFF_RATE_LIMIT", "120/minute")
+    app.config.setdefault("JOIN_RATE_LIMIT", "20/minute")  # sign-ups per address
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", f"pointpass:{app.config['RQ_QUEUE']}")
     limiter.init_app(app)

@@ -503,3 +503,19 @@ def test_translations_are_complete_and_compiled(language: str) -> None:
     compiled_strings = {m.id: m.string for m in compiled if m.id}
     assert compiled_strings == {k: m.string for k, m in entries.items()}, (
         "the .mo is stale: run pybabel compile -d app/translations")
+
+
+def test_join_posts_are_rate_limited_per_address(database: Any, tmp_path: Any) -> None:
+    from tests.conftest import PROGRAM, ApiClient, _make_app
+
+    for app in _make_app(database, tmp_path, JOIN_RATE_LIMIT="2/minute"):
+        from app.auth import keys as api_keys
+
+        with app.app_context():
+            admin = api_keys.create("admin", "admin")[1]
+        ApiClient(app.test_client(), admin).post("/api/v1/programs", json=PROGRAM)
+        client = app.test_client()
+        statuses = [client.post("/join/kopi-test", data={"name": ""}).status_code
+                    for _ in range(3)]
+        assert statuses[-1] == 429
+        assert client.get("/join/kopi-test").status_code == 200  # reading the form is free
