@@ -100,7 +100,7 @@ def enroll(program: Program, data: Enrollment) -> Card:
         db.session.flush()
         jobs.enqueue_after_commit(credit_referral, member.id)
     db.session.flush()
-    changes.announce([card.id])  # the wallets learn of the new card (Google: its object)
+    changes.announce([card.id], new_cards=True)  # Google: the outbox creates its object
     try:
         db.session.commit()
     except IntegrityError as exc:

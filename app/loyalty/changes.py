@@ -21,7 +21,19 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import BigInteger, Text, case, cast, func, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Text,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -79,31 +91,47 @@ def bump(now: datetime) -> dict[str, Any]:
     }
 
 
-def announce(card_ids: Iterable[int] | Any, update_id: int | None = None) -> None:
-    """Write outbox rows for ``card_ids`` (ids, or a select of ids) on every channel.
-
-    Not committed; the wallets are told after the transaction commits.
+def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
+             new_cards: bool = False) -> int:
+    """Write outbox rows for ``card_ids`` (ids, or a select of ids) on every channel that has
+    someone to tell: Apple when a device registered the card, Google once its object exists
+    (or, with ``new_cards``, to create it). Not committed; a drain is asked for after commit
+    if any row was written. Returns the number of rows.
     """
     from app.wallet import outbox
+    from app.wallet.apple.models import Registration
+    from app.wallet.google.models import GoogleObjectState
     from app.wallet.models import OutboxEntry
 
-    now = utcnow()
     if isinstance(card_ids, list | tuple | set):
-        rows = [{"card_id": card_id, "channel": channel, "update_id": update_id,
-                 "attempts": 0, "available_at": now, "created_at": now}
-                for card_id in card_ids for channel in channels()]
-        if rows:
-            db.session.execute(insert(OutboxEntry), rows)
+        ids: Any = list(card_ids)
+        if not ids:
+            return 0
     else:
-        ids = card_ids.subquery()
-        for channel in channels():
-            db.session.execute(insert(OutboxEntry).from_select(
-                ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
-                select(ids.c[0], literal(channel), literal(update_id), literal(0),
+        ids = card_ids.scalar_subquery()
+    now = utcnow()
+    audience = {
+        "apple": select(Registration.id).where(Registration.card_id == Card.id).exists(),
+        "google": None if new_cards else
+        select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == Card.id).exists(),
+    }
+    selects = []
+    for channel in channels():
+        query = select(Card.id, literal(channel), literal(update_id, type_=Integer), literal(0),
                        literal(now, type_=OutboxEntry.available_at.type),
-                       literal(now, type_=OutboxEntry.created_at.type)),
-            ))
-    outbox.drain_after_commit()
+                       literal(now, type_=OutboxEntry.created_at.type)).where(Card.id.in_(ids))
+        if audience[channel] is not None:
+            query = query.where(audience[channel])
+        selects.append(query)
+    if not selects:
+        return 0
+    result = db.session.execute(insert(OutboxEntry).from_select(
+        ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
+        selects[0] if len(selects) == 1 else union_all(*selects)))
+    written = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if written:
+        outbox.drain_after_commit()
+    return written
 
 
 def touch_cards(where: ColumnElement[bool], update_id: int | None = None,
