@@ -100,8 +100,10 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
                     "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
                     (card_id, balance, key, uuid.uuid4().hex)).fetchone()
                 conn.execute(
-                    "INSERT INTO pass_outbox (card_id, channel, attempts, available_at, "
-                    "created_at) VALUES (%s, 'apple', 0, now(), now())", (card_id,))
+                    "INSERT INTO pass_outbox (card_id, channel, update_id, attempts, "
+                    "available_at, created_at) SELECT c.id, 'apple', NULL, 0, now(), now() "
+                    "FROM cards c WHERE c.id IN (%s) AND EXISTS (SELECT 1 FROM "
+                    "apple_registrations r WHERE r.card_id = c.id)", (card_id,))
             return True
 
         return op

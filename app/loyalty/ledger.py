@@ -21,9 +21,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -113,46 +114,51 @@ def tier_for(tiers: list[Any], lifetime_points: int) -> Any:
     return max(reached, key=lambda t: t.threshold) if reached else None
 
 
-def _tier_rules(program_id: int) -> list[TierRule]:
-    rows = db.session.execute(
-        select(Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent).where(
-            Tier.program_id == program_id
+_TIER_RULES = select(Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent).where(
+    Tier.program_id == bindparam("program_id")
+)
+_LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
+                 Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
+                 Program.earn_amount, Card.barcode_version)
+
+
+@cache
+def _lock_statement(with_key: bool) -> Any:
+    """The locking read, built once: postings are the hot path."""
+    columns: list[Any] = list(_LOCK_COLUMNS)
+    if with_key:
+        columns.append(
+            select(LedgerEntry.id)
+            .where(and_(LedgerEntry.card_id == Card.id,
+                        LedgerEntry.idempotency_key == bindparam("key")))
+            .scalar_subquery()
+            .label("replay")
         )
-    ).all()
+    return (
+        select(*columns)
+        .join(Program, Program.id == Card.program_id)
+        .where(Card.serial_number == bindparam("serial"))
+        .with_for_update(of=Card)
+    )
+
+
+def _tier_rules(program_id: int) -> list[TierRule]:
+    rows = db.session.execute(_TIER_RULES, {"program_id": program_id}).all()
     return [TierRule(*row) for row in rows]
 
 
 def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedCard:
     """Lock a card's row until the transaction ends (SQLite: the database write lock).
 
-    The same statement looks up an earlier entry with ``idempotency_key``; with the row locked
-    and keys unique per card, the answer cannot change before this transaction ends.
+    The same statement looks up an earlier entry with ``idempotency_key``: a plain retry is
+    answered without writing (see the module docstring for the concurrent case).
     """
-    replay = (
-        select(LedgerEntry.id)
-        .where(and_(LedgerEntry.card_id == Card.id,
-                    LedgerEntry.idempotency_key == idempotency_key))
-        .scalar_subquery()
-        if idempotency_key
-        else None
-    )
-    columns = [Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
-               Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
-               Program.earn_amount, Card.barcode_version]
-    stmt = (
-        select(*columns, replay.label("replay") if replay is not None else None)
-        if replay is not None
-        else select(*columns)
-    )
-    row = db.session.execute(
-        stmt.join(Program, Program.id == Card.program_id)
-        .where(Card.serial_number == serial_number)
-        .with_for_update(of=Card)
-    ).one_or_none()
+    params = {"serial": serial_number, "key": idempotency_key}
+    row = db.session.execute(_lock_statement(bool(idempotency_key)), params).one_or_none()
     if row is None:
         db.session.rollback()
         raise NotFound(f"No card with serial number {serial_number!r}.")
-    return LockedCard(*row[:11], replay_entry_id=row[11] if replay is not None else None)
+    return LockedCard(*row[:11], replay_entry_id=row[11] if idempotency_key else None)
 
 
 def earn(
