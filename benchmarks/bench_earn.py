@@ -24,7 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
 
-from benchmarks.common import gunicorn, http_post_loop, machine, run_load, scratch_postgres
+from benchmarks.common import (
+    floor_announce,
+    floor_lock,
+    gunicorn,
+    http_post_loop,
+    machine,
+    run_load,
+    scratch_postgres,
+)
 
 CARDS = 1000
 
@@ -79,13 +87,7 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
             serial = rng.choice(serials)
             key = f"p{i}-{next(counter)}"
             with conn.transaction():
-                card_id, program_id, _replay = conn.execute(
-                    "SELECT c.id, c.program_id, (SELECT l.id FROM ledger_entries l WHERE "
-                    "l.card_id = c.id AND l.idempotency_key = %s) FROM cards c JOIN programs p "
-                    "ON p.id = c.program_id WHERE c.serial_number = %s FOR UPDATE OF c",
-                    (key, serial)).fetchone()
-                conn.execute("SELECT id, name, threshold, multiplier_percent FROM tiers "
-                             "WHERE program_id = %s", (program_id,)).fetchall()
+                card_id, _program_id = floor_lock(conn, serial, key)
                 (balance,) = conn.execute(
                     "UPDATE cards SET balance = balance + 5, lifetime_points = lifetime_points "
                     "+ 5, version = version + 1, updated_at = now(), last_modified = CASE WHEN "
@@ -99,11 +101,7 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
                     "(%s, 'earn', 5, %s, 'bench', 'bench', %s, %s, now()) "
                     "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
                     (card_id, balance, key, uuid.uuid4().hex)).fetchone()
-                conn.execute(
-                    "INSERT INTO pass_outbox (card_id, channel, update_id, attempts, "
-                    "available_at, created_at) SELECT c.id, 'apple', NULL, 0, now(), now() "
-                    "FROM cards c WHERE c.id IN (%s) AND EXISTS (SELECT 1 FROM "
-                    "apple_registrations r WHERE r.card_id = c.id)", (card_id,))
+                floor_announce(conn, card_id)
             return True
 
         return op

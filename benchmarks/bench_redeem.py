@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 
 from benchmarks.common import (
+    floor_announce,
+    floor_lock,
     gunicorn,
     http_post_loop,
     machine,
@@ -99,13 +101,7 @@ def psycopg_worker(url: str, serials: list[str], staff_key_id: int):  # type: ig
             key = f"p{i}-{next(counter)}"
             now = int(time.time())
             with conn.transaction():
-                card_id, program_id, _replay = conn.execute(
-                    "SELECT c.id, c.program_id, (SELECT l.id FROM ledger_entries l WHERE "
-                    "l.card_id = c.id AND l.idempotency_key = %s) FROM cards c JOIN programs p "
-                    "ON p.id = c.program_id WHERE c.serial_number = %s FOR UPDATE OF c",
-                    (key, serial)).fetchone()
-                conn.execute("SELECT id, name, threshold, multiplier_percent FROM tiers "
-                             "WHERE program_id = %s", (program_id,)).fetchall()
+                card_id, _program_id = floor_lock(conn, serial, key)
                 balance, version = conn.execute(
                     "UPDATE cards SET balance = balance - 1, version = version + 1, "
                     "updated_at = now(), last_modified = CASE WHEN last_modified + 1 > %s "
@@ -123,11 +119,7 @@ def psycopg_worker(url: str, serials: list[str], staff_key_id: int):  # type: ig
                     "INSERT INTO redemptions (card_id, ledger_entry_id, points, code_version, "
                     "staff_key_id, created_at) VALUES (%s, %s, 1, %s, %s, now())",
                     (card_id, entry_id, version - 1, staff_key_id))
-                conn.execute(
-                    "INSERT INTO pass_outbox (card_id, channel, update_id, attempts, "
-                    "available_at, created_at) SELECT c.id, 'apple', NULL, 0, now(), now() "
-                    "FROM cards c WHERE c.id IN (%s) AND EXISTS (SELECT 1 FROM "
-                    "apple_registrations r WHERE r.card_id = c.id)", (card_id,))
+                floor_announce(conn, card_id)
             return True
 
         return op

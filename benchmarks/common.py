@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -202,3 +203,26 @@ def http_post_loop(port: int, key: str,
         return op
 
     return make
+
+
+# The floors issue the service's own statements, as SQL, with psycopg.
+
+def floor_lock(conn: Any, serial: str, key: str) -> tuple[int, int]:
+    """Lock the card and look up the idempotency key; read the tiers. ``(card id, program)``."""
+    card_id, program_id, _replay = conn.execute(
+        "SELECT c.id, c.program_id, (SELECT l.id FROM ledger_entries l WHERE "
+        "l.card_id = c.id AND l.idempotency_key = %s) FROM cards c JOIN programs p "
+        "ON p.id = c.program_id WHERE c.serial_number = %s FOR UPDATE OF c",
+        (key, serial)).fetchone()
+    conn.execute("SELECT id, name, threshold, multiplier_percent FROM tiers "
+                 "WHERE program_id = %s", (program_id,)).fetchall()
+    return card_id, program_id
+
+
+def floor_announce(conn: Any, card_id: int) -> None:
+    """The outbox insert (only for wallets with someone to tell)."""
+    conn.execute(
+        "INSERT INTO pass_outbox (card_id, channel, update_id, attempts, available_at, "
+        "created_at) SELECT c.id, 'apple', NULL, 0, now(), now() FROM cards c WHERE c.id IN "
+        "(%s) AND EXISTS (SELECT 1 FROM apple_registrations r WHERE r.card_id = c.id)",
+        (card_id,))
