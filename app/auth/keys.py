@@ -80,3 +80,14 @@ def authenticate(plaintext: str) -> Principal | None:
             _cache.clear()
         _cache[digest] = (principal, now + CACHE_SECONDS)
     return principal
+
+
+def principal_by_id(key_id: int) -> Principal | None:
+    """The principal of active key ``key_id``, read now (not cached): for sessions, where a
+    revoked key must stop working on the next request."""
+    row = db.session.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked).where(ApiKey.id == key_id)
+    ).one_or_none()
+    if row is None or row.revoked:
+        return None
+    return Principal(row.id, row.name, row.role)

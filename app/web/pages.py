@@ -27,7 +27,7 @@ LANGUAGE_NAMES = {"en": "English", "id": "Bahasa Indonesia", "th": "ไทย", 
 LEGACY_CODES = {"in": "id"}
 
 # Blueprints whose pages are translated, take the ``lang`` cookie and are not cached.
-PAGE_BLUEPRINTS = {"enrollment_pages"}
+PAGE_BLUEPRINTS = {"enrollment_pages", "staff_pages"}
 
 csrf = CSRFProtect()
 babel = Babel()
@@ -128,5 +128,7 @@ def init_app(app: Flask) -> None:
     app.after_request(_page_headers)
 
     from app.enrollment.views import bp as enrollment_pages
+    from app.redemption.views import bp as staff_pages
 
     app.register_blueprint(enrollment_pages)
+    app.register_blueprint(staff_pages)

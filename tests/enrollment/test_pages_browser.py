@@ -11,10 +11,7 @@ Screenshots of the card page in every language go to ``test-artifacts/``.
 from __future__ import annotations
 
 import io
-import os
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +20,6 @@ import zxingcpp
 from PIL import Image, ImageChops
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from app.enrollment.links import card_page_path, card_page_url
 from app.extensions import db
@@ -31,24 +27,15 @@ from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, Member
 from app.wallet.apple.passes import pass_url
 from app.wallet.google import links as google_links
+from tests.browser import ARTIFACTS, PHONE, TIMEOUT_MS, launch, serve
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("POINTPASS_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 GOOGLE_SAVE = "https://pay.google.com/gp/v/save/browser-test"
-TIMEOUT_MS = 10_000
-
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
           "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
 ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/126.0.0.0 Mobile Safari/537.36")
 DESKTOP = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/126.0.0.0 Safari/537.36")
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
-         "is_mobile": True, "has_touch": True}
 DEVICES: dict[str, dict[str, Any]] = {
     "iphone": {**PHONE, "user_agent": IPHONE},
     "android": {**PHONE, "viewport": {"width": 412, "height": 915}, "user_agent": ANDROID},
@@ -63,13 +50,8 @@ def fake_save_url(card: Card) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests need it. "
-                    "Install Debian's (apt-get install -y chromium fonts-noto-core) or set "
-                    "POINTPASS_TEST_CHROMIUM to a Chromium binary.", pytrace=False)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                              headless=True, timeout=30_000)
+        launched = launch(playwright)
         yield launched
         launched.close()
 
@@ -83,12 +65,8 @@ def database(sqlite_database: Any) -> Any:
 @pytest.fixture
 def live_url(app: Any) -> Iterator[str]:
     """The app served over HTTP on 127.0.0.1 for as long as the test runs."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with serve(app) as url:
+        yield url
 
 
 def new_page(browser: Browser, device: str, **options: Any) -> tuple[BrowserContext, Page]:

@@ -1,0 +1,273 @@
+"""The staff scanner page: sign in with a staff key, scan a card's QR code, redeem a reward.
+
+The page is the phone-sized counterpart of the staff API (``/api/v1/scans`` and
+``/api/v1/redemptions``): its JSON endpoints call the same service functions and answer with
+the same shapes and problem types. They authenticate with the Flask session instead of a bearer
+key (the session holds the key's id, never the key), so they need CSRF protection: the page
+sends its token in the ``X-CSRFToken`` header. The key is looked up on every request, so
+revoking it signs its sessions out at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from apiflask import HTTPError
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_limiter import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError
+from marshmallow import ValidationError
+from wtforms import PasswordField
+from wtforms.validators import InputRequired, Length
+
+from app.auth import keys
+from app.auth.keys import Principal
+from app.auth.models import Role
+from app.loyalty.schemas import IdempotencyHeader
+from app.problems import problem
+from app.ratelimit import limiter, staff_limit
+from app.redemption import service
+from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
+from app.schemas import InputSchema, StrictInteger, text
+from app.web.pages import LANGUAGE_NAMES, csrf
+
+bp = Blueprint("staff_pages", __name__)
+
+STAFF_ROLES = frozenset({Role.STAFF, Role.ADMIN})
+SESSION_KEY_ID = "staff_key_id"
+SESSION_SINCE = "staff_since"
+# A lost or shared phone stays signed in for one long shift at most.
+DEFAULT_SESSION_SECONDS = 12 * 3600
+JSON_ENDPOINTS = frozenset({"staff_pages.scan", "staff_pages.redeem"})
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class LoginForm(FlaskForm):
+    """The sign-in form: one field, the staff member's API key."""
+
+    key = PasswordField(_l("Staff key"), validators=[
+        InputRequired(_l("Please enter your staff key.")), Length(max=100)])
+
+
+class StaffRedeemIn(InputSchema):
+    """What the page sends to redeem: the scan it holds and the reward tapped."""
+
+    scan_id = text(500, required=True)
+    reward_id = StrictInteger(required=True, validate=ID)
+
+
+@bp.context_processor
+def _page_context() -> dict[str, Any]:
+    return {"lang": str(get_locale() or "en"), "language_names": LANGUAGE_NAMES,
+            "language_url": _language_url}
+
+
+def _language_url(code: str) -> str:
+    """This page in another language."""
+    return url_for(request.endpoint or "staff_pages.scanner", lang=code)
+
+
+# --- Who is signed in ----------------------------------------------------------------------
+
+
+def _session_seconds() -> int:
+    return int(current_app.config.get("STAFF_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
+
+
+def signed_in_staff() -> Principal | None:
+    """The staff (or admin) key this session signed in with, if it is still active."""
+    key_id = session.get(SESSION_KEY_ID)
+    since = session.get(SESSION_SINCE)
+    if not isinstance(key_id, int) or not isinstance(since, int | float):
+        return None
+    if time.time() - since > _session_seconds():
+        return None
+    principal = keys.principal_by_id(key_id)
+    if principal is None or principal.role not in STAFF_ROLES:
+        return None
+    return principal
+
+
+def _json_endpoint(view: Callable[P, R]) -> Callable[P, R | Response]:
+    """Session auth, then CSRF, for the page's JSON endpoints; sets ``g.staff_principal``.
+
+    Applied outside ``limiter.limit(staff_limit)``, so the limit counts per staff key.
+    """
+
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+        principal = signed_in_staff()
+        if principal is None:
+            return problem(401, code="session-expired", title="Session expired",
+                           detail="Sign in again on /staff/login.")
+        g.staff_principal = principal
+        csrf.protect()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _load(schema: InputSchema, data: Any) -> dict[str, Any]:
+    """Validate with the API's schemas; failures answer exactly as the API's do (422)."""
+    try:
+        return schema.load(data)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise HTTPError(422, detail={"json": exc.messages}) from None
+
+
+# --- Pages ---------------------------------------------------------------------------------
+
+
+def _login_form(form: LoginForm, status: int) -> tuple[str, int]:
+    return render_template("staff_login.html", form=form), status
+
+
+@bp.route("/staff/login", methods=["GET", "POST"])
+@limiter.limit("10/minute", key_func=get_remote_address, methods=["POST"])
+def login() -> ResponseReturnValue:
+    """Show the sign-in form; on a valid staff key remember its id and open the scanner."""
+    if request.method == "POST":
+        csrf.protect()
+    form = LoginForm()
+    if request.method == "GET" or not form.validate():
+        return _login_form(form, 200 if request.method == "GET" else 422)
+    principal = keys.authenticate(form.key.data.strip())
+    if principal is None:
+        form.form_errors.append(_("This key was not accepted. Check it and try again."))
+        return _login_form(form, 422)
+    if principal.role not in STAFF_ROLES:
+        form.form_errors.append(_("This key cannot use the scanner: it needs a staff key."))
+        return _login_form(form, 403)
+    # A fresh session (and so a fresh CSRF token): nothing from before sign-in carries over.
+    session.clear()
+    session[SESSION_KEY_ID] = principal.id
+    session[SESSION_SINCE] = int(time.time())
+    return redirect(url_for(".scanner"), 303)
+
+
+@bp.post("/staff/logout")
+def logout() -> ResponseReturnValue:
+    """Forget the signed-in key and go back to the sign-in form."""
+    csrf.protect()
+    session.clear()
+    return redirect(url_for(".login"), 303)
+
+
+@bp.get("/staff")
+def scanner() -> ResponseReturnValue:
+    """The scanner page, or the sign-in form when no active staff key is signed in."""
+    principal = signed_in_staff()
+    if principal is None:
+        session.pop(SESSION_KEY_ID, None)
+        return redirect(url_for(".login"), 303)
+    return render_template("staff.html", staff=principal, messages=_page_messages())
+
+
+def _page_messages() -> dict[str, str]:
+    """Text the page's script shows, in the staff member's language."""
+    return {
+        "camera_starting": _("Starting the camera…"),
+        "camera_ready": _("Point the camera at the customer's QR code."),
+        "camera_denied": _("The camera is blocked. Type the card code below, or allow the "
+                           "camera in the browser's settings."),
+        "camera_unavailable": _("No camera is available. Type the card code below."),
+        "checking": _("Checking the card…"),
+        "redeemed": _("Redeemed: %(reward)s"),
+        "invalid_code": _("This is not a valid card code. Ask the customer to show their card "
+                          "again."),
+        "unknown_card": _("No card matches this code."),
+        "code_used": _("This code was already used. Ask the customer to open the card in their "
+                       "wallet again: it shows a new code."),
+        "insufficient": _("Not enough points for this reward."),
+        "voided": _("This card is voided and cannot be used. The customer can ask the shop for "
+                    "help."),
+        "scan_expired": _("This scan has expired. Scan the card again."),
+        "reward_unavailable": _("This reward is not available any more. Scan the card again."),
+        "rate_limited": _("Too many requests. Wait a moment and try again."),
+        "session_expired": _("Your session has expired. Sign in again."),
+        "sign_in": _("Sign in"),
+        "page_expired": _("This page has expired. Reload it and try again."),
+        "network": _("No connection to the server. Check the network and try again."),
+        "error": _("Something went wrong. Try again."),
+    }
+
+
+# --- The page's JSON endpoints -------------------------------------------------------------
+
+
+@bp.post("/staff/scan")
+@_json_endpoint
+@limiter.limit(staff_limit)
+def scan() -> ResponseReturnValue:
+    """Check a scanned code: the same answer as ``POST /api/v1/scans``."""
+    data = _load(ScanIn(), request.get_json())
+    result = service.scan(data["code"], staff=g.staff_principal)
+    return jsonify(ScanOut().dump({"scan_id": result.scan_id, "expires_in": result.expires_in,
+                                   "card": result, "rewards": result.rewards}))
+
+
+@bp.post("/staff/redeem")
+@_json_endpoint
+@limiter.limit(staff_limit)
+def redeem() -> ResponseReturnValue:
+    """Redeem a reward for the scanned card: the same answer as ``POST /api/v1/redemptions``."""
+    headers = _load(IdempotencyHeader(), dict(request.headers))
+    data = _load(StaffRedeemIn(), request.get_json())
+    result = service.redeem(staff=g.staff_principal,
+                            idempotency_key=headers.get("idempotency_key"), **data)
+    extra = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return jsonify(RedemptionOut().dump(result)), 201, extra
+
+
+@bp.after_request
+def _private(response: Response) -> Response:
+    # Members' names and balances, and per-session pages: never cached anywhere.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- Errors --------------------------------------------------------------------------------
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_failed(error: CSRFError) -> ResponseReturnValue:
+    if request.endpoint in JSON_ENDPOINTS:
+        return problem(400, code="csrf", title="CSRF check failed", detail=error.description)
+    if request.endpoint == "staff_pages.login":
+        # A stale or missing token (an old tab, cookies off): show the form to send again.
+        form = LoginForm()
+        form.form_errors.append(_("Your session expired. Please sign in again."))
+        return _login_form(form, 400)
+    return redirect(url_for(".scanner"), 303)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _rate_limited(error: RateLimitExceeded) -> ResponseReturnValue:
+    if request.endpoint == "staff_pages.login":
+        form = LoginForm()
+        form.form_errors.append(_("Too many sign-in attempts. Wait a minute and try again."))
+        return _login_form(form, 429)
+    # As the app answers the API's limits (Flask-Limiter adds Retry-After afterwards).
+    return problem(429, detail=error.description)

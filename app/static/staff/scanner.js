@@ -1,0 +1,319 @@
+/* The staff scanner: camera frames -> jsQR -> POST /staff/scan -> reward buttons ->
+ * POST /staff/redeem. The server decides everything (is the code genuine, current, can the
+ * card afford it); this script only shows its answers. Text comes translated from the page. */
+(function () {
+  "use strict";
+
+  const PROBLEM = "urn:pointpass:problem:";
+  const DECODE_EVERY_MS = 150;   // about 7 frames a second: quick to find, easy on old phones
+  const MAX_DECODE_WIDTH = 640;  // jsQR's time grows with pixels; 640 px reads a card well
+  const SAME_CODE_PAUSE_MS = 5000;  // a refused code held in view is not sent again at once
+
+  const $ = (id) => document.getElementById(id);
+  const app = $("scanner-app");
+  const text = JSON.parse($("staff-messages").textContent);
+  const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
+  const numbers = new Intl.NumberFormat(document.documentElement.lang || "en");
+  const video = $("camera");
+  const canvas = $("frame");
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+
+  let stream = null;
+  let decoding = false;
+  let timer = null;
+  let busy = false;
+  let current = null;        // the open scan: { scanId, pointsLabel, rewards }
+  let cameraStatus = "";     // what the line under the camera says while scanning
+  let refused = { code: null, until: 0 };
+  // Idempotency-Key of a tap whose answer never came (network loss): tapping the same reward
+  // again resends it with the same key, so the server redeems it at most once.
+  let pendingKeys = new Map();
+
+  function format(message, values) {
+    return message.replace(/%\((\w+)\)s/g, (_, name) => String(values[name] ?? ""));
+  }
+
+  function setState(state) { app.dataset.state = state; }
+
+  function showMessage(message, withSignIn) {
+    const box = $("message");
+    box.textContent = message;
+    if (withSignIn) {
+      const link = document.createElement("a");
+      link.href = app.dataset.loginUrl;
+      link.textContent = text.sign_in;
+      box.append(" ", link);
+    }
+    box.hidden = false;
+  }
+
+  function clearMessage() {
+    $("message").hidden = true;
+    $("message").textContent = "";
+  }
+
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    // crypto.randomUUID needs a secure context; getRandomValues does not.
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function post(url, body, headers) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json",
+                   "X-CSRFToken": csrfToken, ...(headers || {}) },
+        body: JSON.stringify(body),
+      });
+    } catch (error) {
+      return { ok: false, network: true, status: 0, data: {} };
+    }
+    let data = {};
+    try { data = await response.json(); } catch (error) { /* not JSON: a proxy's page */ }
+    return { ok: response.ok, network: false, status: response.status, data: data || {} };
+  }
+
+  /* The staff-facing sentence for a problem answer, and whether to offer signing in. */
+  function explain(result, during) {
+    if (result.network) return [text.network, false];
+    const type = String(result.data.type || "").replace(PROBLEM, "");
+    if (result.status === 401) return [text.session_expired, true];
+    if (result.status === 400 && type === "csrf") return [text.page_expired, false];
+    if (result.status === 429) return [text.rate_limited, false];
+    switch (type) {
+      case "invalid-code": return [during === "redeem" ? text.scan_expired : text.invalid_code, false];
+      case "code-already-used": return [text.code_used, false];
+      case "insufficient-points": return [text.insufficient, false];
+      case "card-voided": return [text.voided, false];
+      case "not-found": return [text.unknown_card, false];
+      case "unprocessable": return [text.reward_unavailable, false];
+      default: return [during === "scan" && result.status === 422 ? text.invalid_code : text.error,
+                       false];
+    }
+  }
+
+  // --- Camera ----------------------------------------------------------------------------
+
+  async function startCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      // Also the case on plain HTTP (other than localhost): browsers need HTTPS for cameras.
+      cameraFailed(text.camera_unavailable);
+      return;
+    }
+    $("camera-status").textContent = text.camera_starting;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        video: { facingMode: "environment" }, audio: false,
+      });
+    } catch (error) {
+      const denied = error && (error.name === "NotAllowedError" || error.name === "SecurityError");
+      cameraFailed(denied ? text.camera_denied : text.camera_unavailable);
+      return;
+    }
+    video.srcObject = stream;
+    $("viewfinder").hidden = false;
+    try { await video.play(); } catch (error) { /* autoplay of a muted stream: allowed */ }
+    app.dataset.camera = "on";
+    cameraStatus = text.camera_ready;
+    $("camera-status").textContent = cameraStatus;
+    resumeDecoding();
+  }
+
+  function stopCamera() {
+    if (stream) stream.getTracks().forEach((track) => track.stop());
+    stream = null;
+    pauseDecoding();
+  }
+
+  function cameraFailed(message) {
+    app.dataset.camera = "off";
+    $("viewfinder").hidden = true;
+    cameraStatus = message;
+    $("camera-status").textContent = message;
+    $("manual-code").focus();
+  }
+
+  function resumeDecoding() {
+    if (!stream || decoding || app.dataset.state !== "scanning") return;
+    decoding = true;
+    timer = setTimeout(decodeFrame, DECODE_EVERY_MS);
+  }
+
+  function pauseDecoding() {
+    decoding = false;
+    clearTimeout(timer);
+  }
+
+  function decodeFrame() {
+    if (!decoding) return;
+    if (video.readyState >= video.HAVE_CURRENT_DATA && video.videoWidth > 0) {
+      const scale = Math.min(1, MAX_DECODE_WIDTH / video.videoWidth);
+      const width = Math.round(video.videoWidth * scale);
+      const height = Math.round(video.videoHeight * scale);
+      if (canvas.width !== width) canvas.width = width;
+      if (canvas.height !== height) canvas.height = height;
+      context.drawImage(video, 0, 0, width, height);
+      const pixels = context.getImageData(0, 0, width, height);
+      // Wallet apps show dark modules on light: skipping the inverted pass halves the work.
+      const found = window.jsQR(pixels.data, width, height, { inversionAttempts: "dontInvert" });
+      const code = found && found.data ? found.data.trim() : "";
+      if (code && !busy && !(code === refused.code && Date.now() < refused.until)) {
+        if (navigator.vibrate) navigator.vibrate(40);
+        scan(code);
+        return;
+      }
+    }
+    timer = setTimeout(decodeFrame, DECODE_EVERY_MS);
+  }
+
+  // --- Scan and redeem -------------------------------------------------------------------
+
+  async function scan(code) {
+    if (busy) return;
+    busy = true;
+    pauseDecoding();
+    clearMessage();
+    setState("checking");
+    $("camera-status").textContent = text.checking;
+    const result = await post(app.dataset.scanUrl, { code });
+    busy = false;
+    if (!result.ok) {
+      const [message, signIn] = explain(result, "scan");
+      showMessage(message, signIn);
+      refused = { code, until: Date.now() + SAME_CODE_PAUSE_MS };
+      setState("scanning");
+      $("camera-status").textContent = cameraStatus;
+      if (!stream && $("manual-code").value) $("manual-code").select();  // ready to retype
+      resumeDecoding();
+      return;
+    }
+    showCard(result.data);
+  }
+
+  function showCard(data) {
+    current = { scanId: data.scan_id, pointsLabel: data.card.points_label, rewards: data.rewards };
+    pendingKeys = new Map();
+    $("member-name").textContent = data.card.member_first_name;
+    $("points-label").textContent = data.card.points_label;
+    $("balance").textContent = numbers.format(data.card.balance);
+    $("tier").textContent = data.card.tier || "";
+    $("tier-box").hidden = !data.card.tier;
+    $("redeemed").hidden = true;
+    renderRewards(data.rewards);
+    $("scan-step").hidden = true;
+    $("result-step").hidden = false;
+    $("manual-code").value = "";
+    setState("card");
+    $("member-name").scrollIntoView({ block: "start" });
+  }
+
+  function renderRewards(rewards) {
+    const list = $("rewards");
+    list.replaceChildren();
+    for (const reward of rewards) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "reward";
+      button.dataset.rewardId = String(reward.id);
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = reward.name;
+      const cost = document.createElement("span");
+      cost.className = "cost";
+      cost.textContent = `${numbers.format(reward.points_cost)} ${current.pointsLabel}`;
+      button.append(name, cost);
+      button.addEventListener("click", () => redeem(reward));
+      list.append(button);
+    }
+    $("no-rewards").hidden = rewards.length > 0;
+  }
+
+  function setRewardsDisabled(disabled) {
+    for (const button of $("rewards").querySelectorAll("button")) button.disabled = disabled;
+  }
+
+  async function redeem(reward) {
+    if (busy || !current) return;  // a second tap while the first is on its way does nothing
+    busy = true;
+    setRewardsDisabled(true);
+    clearMessage();
+    setState("redeeming");
+    let key = pendingKeys.get(reward.id);
+    if (!key) {
+      key = newKey();
+      pendingKeys.set(reward.id, key);
+    }
+    const result = await post(app.dataset.redeemUrl,
+                              { scan_id: current.scanId, reward_id: reward.id },
+                              { "Idempotency-Key": key });
+    busy = false;
+    if (result.ok) {
+      pendingKeys.delete(reward.id);
+      showRedeemed(result.data, reward);
+      return;
+    }
+    // Only an answer that says nothing was done frees the key; a lost answer keeps it.
+    if (!result.network && result.status < 500 && result.status !== 429) {
+      pendingKeys.delete(reward.id);
+    }
+    const [message, signIn] = explain(result, "redeem");
+    showMessage(message, signIn);
+    setState("card");
+    setRewardsDisabled(false);
+  }
+
+  function showRedeemed(data, reward) {
+    $("redeemed-reward").textContent = format(text.redeemed, { reward: data.reward_name || reward.name });
+    $("new-balance").textContent = numbers.format(data.balance);
+    $("new-balance-label").textContent = current.pointsLabel;
+    $("balance").textContent = numbers.format(data.balance);
+    $("tier").textContent = data.tier || "";
+    $("tier-box").hidden = !data.tier;
+    $("redeemed").hidden = false;
+    // The scan stays open for this visit: offer what the new balance still pays for (the
+    // server checks again on every tap).
+    current.rewards = current.rewards.filter((r) => r.points_cost <= data.balance);
+    renderRewards(current.rewards);
+    setState("redeemed");
+    $("redeemed").scrollIntoView({ block: "start" });
+  }
+
+  function scanNext() {
+    current = null;
+    pendingKeys = new Map();
+    clearMessage();
+    $("result-step").hidden = true;
+    $("scan-step").hidden = false;
+    setState("scanning");
+    $("camera-status").textContent = cameraStatus;
+    if (stream) {
+      resumeDecoding();
+    } else {
+      $("manual-code").focus();
+    }
+  }
+
+  // --- Wiring ----------------------------------------------------------------------------
+
+  $("manual").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const code = $("manual-code").value.trim();
+    if (code) scan(code);
+  });
+  $("next").addEventListener("click", scanNext);
+
+  // A phone in a pocket should not keep its camera on: stop it while the page is hidden.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      stopCamera();
+    } else if (app.dataset.camera === "on" && !stream) {
+      startCamera();
+    }
+  });
+
+  startCamera();
+})();
