@@ -10,8 +10,7 @@ scripts/setup.sh
 export POINTPASS_ENV="${POINTPASS_ENV:-development}"
 port="${PORT:-8000}"
 export POINTPASS_BASE_URL="${POINTPASS_BASE_URL:-http://127.0.0.1:$port}"
-certs=instance/dev-certs
-[ -f "$certs/pass.pem" ] || pointpass dev-certs "$certs"
+# In development the app writes stand-in certificates to instance/dev-certs on first start.
 pointpass db upgrade
 pointpass demo
 
