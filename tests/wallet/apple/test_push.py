@@ -292,7 +292,8 @@ def test_killed_worker_and_redis_outage_delay_pushes_but_lose_none(
     apns.latency = 30
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5})
     worker = _start_worker(env)
-    _wait(lambda: apns.requests_for(phone.token), "the push to reach APNs")
+    # A worker process imports and starts the whole app first: give it time on a busy box.
+    _wait(lambda: apns.requests_for(phone.token), "the push to reach APNs", timeout=120)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(10)
     assert _pending(app) == 1  # the earn's row: leased by the dead worker, not lost
@@ -302,8 +303,9 @@ def test_killed_worker_and_redis_outage_delay_pushes_but_lose_none(
     apns.reset()
     worker = _start_worker(env)
     try:
-        _wait(lambda: apns.requests_for(phone.token), "the push after the restart")
-        _wait(lambda: _pending(app) == 0, "the outbox to empty")
+        _wait(lambda: apns.requests_for(phone.token), "the push after the restart",
+              timeout=120)
+        _wait(lambda: _pending(app) == 0, "the outbox to empty", timeout=60)
     finally:
         worker.terminate()
         worker.wait(10)
