@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
 
     print(f"# redemption benchmark — {dt.date.today()} — {machine()}")
@@ -147,7 +148,7 @@ def main() -> None:
                "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
                "POINTPASS_STAFF_RATE_LIMIT": "1000000/minute"}
         codes = codes_for(url, serials)
-        with gunicorn(env, workers=args.workers, threads=8) as port:
+        with gunicorn(env, workers=args.workers, threads=args.threads) as port:
             scan_ids = scan_all(port, staff, codes)
 
             def request_for(i: int, _n: int) -> tuple[str, dict[str, object]]:
@@ -157,7 +158,7 @@ def main() -> None:
             service = run_load(args.clients, args.seconds, http_post_loop(port, staff,
                                                                           request_for))
     print(floor.line("floor: psycopg transaction, no HTTP"))
-    print(service.line(f"service: gunicorn {args.workers}x8 gthread"))
+    print(service.line(f"service: gunicorn {args.workers}x{args.threads} gthread"))
     ratio = service.rate / floor.rate
     print(f"ratio service/floor: {ratio:.2f} (target >= 0.50); service p99 "
           f"{service.percentile(99):.1f} ms (target < 50 ms)")
