@@ -25,9 +25,8 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app import dbutil
 from app.errors import (
     CardVoided,
     IdempotencyKeyReused,
@@ -342,9 +341,7 @@ def post(
 
 
 def _insert_entry() -> Any:
-    insert_for = {"postgresql": pg_insert, "sqlite": sqlite_insert}
-    dialect = db.session.get_bind().dialect.name
-    return insert_for[dialect](LedgerEntry).on_conflict_do_nothing(
+    return dbutil.insert(LedgerEntry).on_conflict_do_nothing(
         index_elements=["card_id", "idempotency_key"]
     )
 

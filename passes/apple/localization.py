@@ -17,13 +17,14 @@ from collections.abc import Iterable, Mapping
 
 from passes.apple.archive import PassFile
 from passes.apple.errors import PassValidationError
+from passes.labels import DEFAULT_POINTS_LABEL as DEFAULT_POINTS_LABEL
+from passes.labels import LocalizedText as LocalizedText
 
 #: Languages every pass is localized into, in the order texts are normalized to.
 SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "id", "th", "ms")
 FALLBACK_LANGUAGE = "en"
 
 #: A text that is the same in every language (``str``) or differs by language code.
-LocalizedText = str | Mapping[str, str]
 
 #: One text per :data:`SUPPORTED_LANGUAGES` entry, in that order.
 Texts = tuple[str, ...]
@@ -84,12 +85,6 @@ FIXED_STRINGS: Mapping[str, Mapping[str, str]] = {
     MESSAGE_CHANGE: {"en": "%@", "id": "%@", "th": "%@", "ms": "%@"},
 }
 
-DEFAULT_POINTS_LABEL: Mapping[str, str] = {
-    "en": "Points",
-    "id": "Poin",
-    "th": "แต้ม",
-    "ms": "Mata",
-}
 
 # {points} is the program's own word for points; %@ is where Wallet puts the new balance.
 _BALANCE_CHANGE_TEMPLATES: Mapping[str, str] = {

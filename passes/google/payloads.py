@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from passes.labels import DEFAULT_POINTS_LABEL as DEFAULT_POINTS_LABEL
+from passes.labels import LocalizedText as LocalizedText
+
 #: Languages every member-facing text is translated into, as BCP 47 tags.
 LANGUAGES: tuple[str, ...] = ("en", "id", "th", "ms")
 FALLBACK_LANGUAGE = "en"
 
 #: A text that is the same in every language (``str``) or differs by language code.
-LocalizedText = str | Mapping[str, str]
 
 ObjectState = Literal["ACTIVE", "INACTIVE"]
 MultipleDevicesAndHolders = Literal["MULTIPLE_HOLDERS", "ONE_USER_ALL_DEVICES",
@@ -39,8 +41,6 @@ MultipleDevicesAndHolders = Literal["MULTIPLE_HOLDERS", "ONE_USER_ALL_DEVICES",
 NOTIFY_ON_UPDATE = "NOTIFY_ON_UPDATE"
 NOTIFY_UNSPECIFIED = "NOTIFICATION_SETTINGS_FOR_UPDATES_UNSPECIFIED"
 
-DEFAULT_POINTS_LABEL: Mapping[str, str] = {"en": "Points", "id": "Poin", "th": "แต้ม",
-                                           "ms": "Mata"}
 DEFAULT_TIER_LABEL: Mapping[str, str] = {"en": "Tier", "id": "Tingkat", "th": "ระดับ",
                                          "ms": "Tahap"}
 DEFAULT_ACCOUNT_NAME_LABEL: Mapping[str, str] = {"en": "Member", "id": "Anggota",

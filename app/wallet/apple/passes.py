@@ -11,14 +11,12 @@ from sqlalchemy import bindparam, select
 
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty import ledger
+from app.loyalty import branding, ledger
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
 from passes.apple import (
-    DEFAULT_POINTS_LABEL,
     Barcode,
-    Brand,
     Location,
     RewardProgress,
     StoreCardContent,
@@ -88,14 +86,12 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         serial_number=card.serial_number,
         organization_name=program.organization_name,
         description=f"{program.name} loyalty card",
-        brand=_brand(program),
+        brand=branding.pass_brand(program),
         balance=card.balance,
         barcode=Barcode(redemption_code(card), alt_text=card.serial_number[-8:]),
         member_name=card.member.name,
         tier=card.tier.name if card.tier else None,
-        # The default label reads in the phone's language; a program's own label as written.
-        points_label=(program.points_label if program.points_label != "Points"
-                      else dict(DEFAULT_POINTS_LABEL)),
+        points_label=branding.points_label(program),
         terms=program.terms,
         how_to_redeem=HOW_TO_REDEEM,
         ledger=[_ledger_line(e) for e in entries],
@@ -109,16 +105,6 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         expiration_date=card.expires_at,
         locations=[Location(loc.latitude, loc.longitude, loc.relevant_text)
                    for loc in program.locations[:10]],
-    )
-
-
-def _brand(program: Program) -> Brand:
-    return Brand(
-        program_name=program.name[:64],
-        background_color=program.background_color,
-        foreground_color=program.foreground_color,
-        label_color=program.label_color,
-        logo_text=program.organization_name[:64],
     )
 
 

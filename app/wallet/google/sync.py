@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app import dbutil
 from app.extensions import db
+from app.loyalty import branding
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.timeutil import utcnow
@@ -29,7 +28,6 @@ from app.wallet.models import PassUpdate
 from app.wallet.outbox import Claimed, Delivery
 from passes.barcode import rotating_pattern, totp_key
 from passes.google.payloads import (
-    DEFAULT_POINTS_LABEL,
     LoyaltyClassContent,
     LoyaltyObjectContent,
     TextModule,
@@ -76,21 +74,12 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         barcode_alternate_text=card.serial_number[-8:],
         account_id=card.serial_number,
         account_name=card.member.name[:100],
-        # The default label reads in the holder's language; a program's own label as written.
-        points_label=(program.points_label if program.points_label != "Points"
-                      else dict(DEFAULT_POINTS_LABEL)),
+        points_label=branding.points_label(program),
         tier=card.tier.name if card.tier else None,
         state="INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE",
         text_modules=modules,
         notify=notify,
     )
-
-
-def _upsert(model: type, key: dict[str, Any], values: dict[str, Any]) -> None:
-    """Insert or update one sync-state row; concurrent syncs of one card both succeed."""
-    insert_for = {"postgresql": pg_insert, "sqlite": sqlite_insert}
-    statement = insert_for[db.session.get_bind().dialect.name](model).values(**key, **values)
-    db.session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=values))
 
 
 def ensure_class(wallet: GoogleWallet, program: Program) -> None:
@@ -100,7 +89,7 @@ def ensure_class(wallet: GoogleWallet, program: Program) -> None:
         return
     design_version = program.design_version
     wallet.client().upsert_class(loyalty_class_body(class_content(wallet, program)))
-    _upsert(GoogleClassState, {"program_id": program.id},
+    dbutil.upsert(GoogleClassState, {"program_id": program.id},
             {"synced_design_version": design_version, "synced_at": utcnow()})
     db.session.commit()
 
@@ -127,7 +116,7 @@ def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> N
         client.insert_object(loyalty_object_body(content))
     else:
         client.sync_object(loyalty_object_body(content), loyalty_object_patch_body(content))
-    _upsert(GoogleObjectState, {"card_id": card.id},
+    dbutil.upsert(GoogleObjectState, {"card_id": card.id},
             {"synced_version": version, "synced_balance": balance, "synced_at": utcnow()})
     if notify:
         db.session.add(GoogleNotification(card_id=card.id))

@@ -10,11 +10,10 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty import programs
+from app.loyalty import branding, programs
 from app.loyalty.models import Card
 from app.problems import problem
 from app.timeutil import utcnow
-from app.wallet.apple.passes import _brand
 from app.wallet.google.models import GoogleCallbackNonce, GoogleObjectState
 from app.wallet.google.setup import google_wallet
 from passes.google.callbacks import CallbackError
@@ -28,7 +27,7 @@ log = logging.getLogger("pointpass.google.callbacks")
 def logo(slug: str) -> Response:
     """The program's logo at Google's size, for its loyalty class."""
     program = programs.get_by_slug(slug)
-    response = Response(program_logo_png(_brand(program)), mimetype="image/png")
+    response = Response(program_logo_png(branding.pass_brand(program)), mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
