@@ -12,10 +12,20 @@ class DomainError(Exception):
     code = "bad-request"
     title = "Bad request"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, code: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        if code is not None:
+            self.code = code  # a more specific problem type than the class's
+        self.headers = headers or {}
         self.extra = extra
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
 
 
 class NotFound(DomainError):

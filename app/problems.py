@@ -111,7 +111,7 @@ def init_app(app: APIFlask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Response:
         return problem(error.status, code=error.code, title=error.title, detail=error.detail,
-                       **error.extra)
+                       headers=error.headers, **error.extra)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

@@ -19,16 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
+from app.errors import DomainError, NotFound, Unauthorized
 from app.extensions import db
-from app.loyalty import changes
 from app.loyalty.models import Card
 from app.problems import problem
-from app.timeutil import utcnow
-from app.wallet.apple import passes
-from app.wallet.apple.models import Device, Registration
+from app.wallet.apple import passes, registrations
 from app.wallet.apple.setup import apple_wallet
 from passes.apple import PKPASS_MIME_TYPE
 
@@ -41,47 +38,35 @@ _PUSH_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
 MAX_LOG_MESSAGES = 100
 
 
-class _Refused(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-@bp.errorhandler(_Refused)
-def _refused(error: _Refused) -> Response:
-    return error.response
-
-
 def _pass_type(pass_type_id: str) -> None:
     wallet = apple_wallet()
     if wallet is None or pass_type_id != wallet.pass_type_id:
-        raise _Refused(problem(404, code="unknown-pass-type",
-                               detail="This server issues no passes of that type."))
+        raise NotFound("This server issues no passes of that type.", code="unknown-pass-type")
 
 
 def _authorized_card(serial_number: str) -> Card:
     card = db.session.scalar(select(Card).where(Card.serial_number == serial_number))
     if card is None:
-        raise _Refused(problem(404, code="unknown-pass", detail="No pass with that serial."))
+        raise NotFound("No pass with that serial.", code="unknown-pass")
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme != "ApplePass" or not hmac.compare_digest(token.strip(),
                                                         card.authentication_token):
-        raise _Refused(problem(401, detail="Authorization must be 'ApplePass <token>'.",
-                               headers={"WWW-Authenticate": "ApplePass"}))
+        raise Unauthorized("Authorization must be 'ApplePass <token>'.",
+                           headers={"WWW-Authenticate": "ApplePass"})
     return card
 
 
 def _device_id(device_id: str) -> str:
     if not _DEVICE_ID.fullmatch(device_id):
-        raise _Refused(problem(400, code="bad-device", detail="Malformed device identifier."))
+        raise DomainError("Malformed device identifier.", code="bad-device")
     return device_id
 
 
 def _json_object() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise _Refused(problem(400, code="malformed-json",
-                               detail="The body must be a JSON object."))
+        raise DomainError("The body must be a JSON object.", code="malformed-json")
     return body
 
 
@@ -95,27 +80,8 @@ def register(device_id: str, pass_type_id: str, serial_number: str) -> Response:
     if not isinstance(push_token, str) or not _PUSH_TOKEN.fullmatch(push_token):
         return problem(400, code="bad-push-token",
                        detail="pushToken must be the device's hexadecimal push token.")
-    now = utcnow()
-    device = db.session.scalar(select(Device).where(Device.library_identifier == device_id))
-    if device is None:
-        device = Device(library_identifier=device_id, push_token=push_token, registered_at=now)
-        db.session.add(device)
-    else:
-        # Registering again gives the current push token: store it, and its time (a later
-        # 410 with an older timestamp must not remove this device).
-        device.push_token = push_token
-        device.registered_at = now
-    db.session.flush()
-    exists = db.session.scalar(select(Registration.id).where(
-        Registration.device_id == device.id, Registration.card_id == card.id))
-    if exists is None:
-        db.session.add(Registration(device_id=device.id, card_id=card.id))
-    try:
-        db.session.commit()
-    except IntegrityError:  # the same device registered the same pass concurrently
-        db.session.rollback()
-        return Response(status=200)
-    return Response(status=200 if exists else 201)
+    created = registrations.register(device_id, card, push_token)
+    return Response(status=201 if created else 200)
 
 
 @bp.delete("/devices/<device_id>/registrations/<pass_type_id>/<serial_number>")
@@ -124,14 +90,7 @@ def unregister(device_id: str, pass_type_id: str, serial_number: str) -> Respons
     _device_id(device_id)
     _pass_type(pass_type_id)
     card = _authorized_card(serial_number)
-    device_pk = db.session.scalar(select(Device.id).where(Device.library_identifier == device_id))
-    if device_pk is not None:
-        db.session.execute(delete(Registration).where(
-            Registration.device_id == device_pk, Registration.card_id == card.id))
-        if db.session.scalar(select(Registration.id).where(
-                Registration.device_id == device_pk).limit(1)) is None:
-            db.session.execute(delete(Device).where(Device.id == device_pk))
-    db.session.commit()
+    registrations.unregister(device_id, card)
     return Response(status=200)
 
 
@@ -150,17 +109,7 @@ def updated_serials(device_id: str, pass_type_id: str) -> Response:
             return problem(400, code="bad-tag",
                            detail="passesUpdatedSince must be a tag this server gave.")
         since = int(since_text)
-    tag = changes.horizon()
-    query = (
-        select(Card.serial_number)
-        .join(Registration, Registration.card_id == Card.id)
-        .join(Device, Device.id == Registration.device_id)
-        .where(Device.library_identifier == device_id)
-        .order_by(Card.serial_number)
-    )
-    if since is not None:
-        query = query.where(Card.change_stamp >= since)
-    serials = list(db.session.scalars(query))
+    serials, tag = registrations.updated_serials(device_id, since)
     if not serials:
         return Response(status=204)
     return _json({"serialNumbers": serials, "lastUpdated": str(tag)})

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app import dbutil
 from app.extensions import db
@@ -22,11 +23,17 @@ from app.loyalty import branding
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.timeutil import utcnow
-from app.wallet.google.models import GoogleClassState, GoogleNotification, GoogleObjectState
+from app.wallet.google.models import (
+    GoogleCallbackNonce,
+    GoogleClassState,
+    GoogleNotification,
+    GoogleObjectState,
+)
 from app.wallet.google.setup import GoogleWallet, google_wallet
 from app.wallet.models import PassUpdate
 from app.wallet.outbox import Claimed, Delivery
 from passes.barcode import rotating_pattern, totp_key
+from passes.google.callbacks import WalletCallback
 from passes.google.payloads import (
     LoyaltyClassContent,
     LoyaltyObjectContent,
@@ -195,3 +202,27 @@ def _retryable(exc: Exception) -> bool:
 
 def object_synced(card: Card) -> bool:
     return db.session.get(GoogleObjectState, card.id) is not None
+
+
+def record_callback(wallet: GoogleWallet, event: WalletCallback) -> bool:
+    """Record a verified save/delete callback and commit; ``False`` if its nonce was seen
+    (Google may deliver an event more than once)."""
+    db.session.add(GoogleCallbackNonce(nonce=event.nonce))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    prefix = f"{wallet.issuer_id}."
+    serial = event.object_id.removeprefix(prefix)
+    card_id = db.session.scalar(select(Card.id).where(Card.serial_number == serial))
+    if event.object_id.startswith(prefix) and card_id is not None:
+        state = db.session.get(GoogleObjectState, card_id)
+        if state is not None:
+            state.saved = event.event_type == "save"
+            state.saved_changed_at = utcnow()
+        log.info("Google Wallet %s of card %s", event.event_type, serial)
+    else:
+        log.warning("Google callback for an object we do not know: %s", event.object_id)
+    db.session.commit()
+    return True

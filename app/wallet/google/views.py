@@ -5,16 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, request
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from app.errors import NotFound
-from app.extensions import db
 from app.loyalty import branding, programs
-from app.loyalty.models import Card
 from app.problems import problem
-from app.timeutil import utcnow
-from app.wallet.google.models import GoogleCallbackNonce, GoogleObjectState
+from app.wallet.google import sync as google_sync
 from app.wallet.google.setup import google_wallet
 from passes.google.callbacks import CallbackError
 from passes.google.images import program_logo_png
@@ -48,22 +43,5 @@ def callback() -> Response:
         log.warning("refused a Google callback: %s", exc)
         return problem(400, code="bad-callback", detail=str(exc))
 
-    db.session.add(GoogleCallbackNonce(nonce=event.nonce))
-    try:
-        db.session.flush()
-    except IntegrityError:  # delivered before: already recorded
-        db.session.rollback()
-        return Response(status=200)
-    prefix = f"{wallet.issuer_id}."
-    serial = event.object_id.removeprefix(prefix)
-    card_id = db.session.scalar(select(Card.id).where(Card.serial_number == serial))
-    if event.object_id.startswith(prefix) and card_id is not None:
-        state = db.session.get(GoogleObjectState, card_id)
-        if state is not None:
-            state.saved = event.event_type == "save"
-            state.saved_changed_at = utcnow()
-        log.info("Google Wallet %s of card %s", event.event_type, serial)
-    else:
-        log.warning("Google callback for an object we do not know: %s", event.object_id)
-    db.session.commit()
+    google_sync.record_callback(wallet, event)
     return Response(status=200)
