@@ -67,6 +67,23 @@ CASES = [
      {"name": "R", "points_cost": 0}, {}, 422),
     ("reward unknown field", "marketer", "POST", "/api/v1/programs/{program}/rewards",
      {"name": "R", "points_cost": 5, "price": 1}, {}, 422),
+    ("tier negative threshold", "admin", "POST", "/api/v1/programs/{program}/tiers",
+     {"name": "T", "threshold": -5}, {}, 422),
+    ("tier threshold taken", "admin", "POST", "/api/v1/programs/{program}/tiers",
+     {"name": "T", "threshold": 500}, {}, 409),
+    ("tier by marketer", "marketer", "POST", "/api/v1/programs/{program}/tiers",
+     {"name": "T", "threshold": 50}, {}, 403),
+    ("location off the globe", "marketer", "POST", "/api/v1/programs/{program}/locations",
+     {"name": "L", "latitude": 91, "longitude": 0}, {}, 422),
+    ("location without name", "marketer", "POST", "/api/v1/programs/{program}/locations",
+     {"latitude": 1, "longitude": 1}, {}, 422),
+    ("design with nothing", "marketer", "PATCH", "/api/v1/programs/{program}", {}, {}, 422),
+    ("design bad colour", "marketer", "PATCH", "/api/v1/programs/{program}",
+     {"background_color": "blue"}, {}, 422),
+    ("design by pos", "pos", "PATCH", "/api/v1/programs/{program}", {"name": "X"}, {}, 403),
+    ("void without reason", "admin", "POST", "/api/v1/cards/{serial}/void", {}, {}, 422),
+    ("void unknown card", "admin", "POST", "/api/v1/cards/NOPE/void", {"reason": "x"}, {}, 404),
+    ("void by pos", "pos", "POST", "/api/v1/cards/{serial}/void", {"reason": "x"}, {}, 403),
 ]
 
 
