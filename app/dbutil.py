@@ -9,12 +9,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db
 
-_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 def insert(model: Any) -> Any:
     """An INSERT for the session's database that supports ``on_conflict_do_*``."""
-    return _INSERT[db.session.get_bind().dialect.name](model)
+    return INSERT[db.session.get_bind().dialect.name](model)
 
 
 def upsert(model: Any, key: dict[str, Any], values: dict[str, Any]) -> None:

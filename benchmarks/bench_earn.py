@@ -129,7 +129,7 @@ def main() -> None:
             "POINTPASS_SECRET_KEY": "bench" * 10,
             "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
         }
-        with gunicorn(env, workers=args.workers, threads=8) as port:
+        with gunicorn(env, workers=args.workers, threads=8) as (port, _pid):
             service = run_load(args.clients, args.seconds, http_worker(port, key, serials))
     print(floor.line("floor: psycopg transaction, no HTTP"))
     print(service.line(f"service: gunicorn {args.workers}x8 gthread"))

@@ -165,7 +165,7 @@ def main() -> None:
                                     stderr=subprocess.DEVNULL)
                    for _ in range(args.workers)]
         try:
-            with gunicorn(env, workers=1, threads=4) as port:
+            with gunicorn(env, workers=1, threads=4) as (port, _pid):
                 time.sleep(1.0)  # workers connected
                 request = urllib.request.Request(
                     f"http://127.0.0.1:{port}/api/v1/programs/{program_id}/updates",

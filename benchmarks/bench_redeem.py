@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 
 from benchmarks.common import (
+    CpuMeter,
     floor_announce,
     floor_lock,
     gunicorn,
@@ -148,17 +149,19 @@ def main() -> None:
                "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
                "POINTPASS_STAFF_RATE_LIMIT": "1000000/minute"}
         codes = codes_for(url, serials)
-        with gunicorn(env, workers=args.workers, threads=args.threads) as port:
+        with gunicorn(env, workers=args.workers, threads=args.threads) as (port, pid):
             scan_ids = scan_all(port, staff, codes)
 
             def request_for(i: int, _n: int) -> tuple[str, dict[str, object]]:
                 return "/api/v1/redemptions", {"scan_id": scan_ids[i % len(scan_ids)],
                                                "points": 1}
 
-            service = run_load(args.clients, args.seconds, http_post_loop(port, staff,
-                                                                          request_for))
+            service = run_load(args.clients, args.seconds,
+                               http_post_loop(port, staff, request_for), cpu=CpuMeter(pid))
     print(floor.line("floor: psycopg transaction, no HTTP"))
     print(service.line(f"service: gunicorn {args.workers}x{args.threads} gthread"))
+    for label, result in (("floor", floor), ("service", service)):
+        print(f"  CPU per {label} redemption: {result.cpu.per_op(result.requests)}")
     ratio = service.rate / floor.rate
     print(f"ratio service/floor: {ratio:.2f} (target >= 0.50); service p99 "
           f"{service.percentile(99):.1f} ms (target < 50 ms)")

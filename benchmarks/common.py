@@ -68,7 +68,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int, threads: int) -> Iterator[int]:
+def gunicorn(env: dict[str, str], workers: int, threads: int) -> Iterator[tuple[int, int]]:
+    """Start gunicorn on a free port; yields ``(port, master pid)``."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -100,10 +101,69 @@ def gunicorn(env: dict[str, str], workers: int, threads: int) -> Iterator[int]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") from None
                 time.sleep(0.1)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            for child in task.read_text().split():
+                found.extend(_descendants(int(child)))
+        except OSError:
+            pass
+    return found
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip().startswith("postgres"):
+                pids.append(int(stat.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by the load generator (this process), a server's process tree and
+    PostgreSQL, between :meth:`start` and :meth:`stop`; per operation in :meth:`per_op`."""
+
+    def __init__(self, server_pid: int | None = None) -> None:
+        self.server_pid = server_pid
+        self.used: dict[str, float] = {}
+        self._begin: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, float]:
+        sample = {"load generator": time.process_time(),
+                  "PostgreSQL": sum(_cpu_of(p) for p in _postgres_pids())}
+        if self.server_pid is not None:
+            sample["server"] = sum(_cpu_of(p) for p in _descendants(self.server_pid))
+        return sample
+
+    def start(self) -> None:
+        self._begin = self._sample()
+
+    def stop(self) -> None:
+        end = self._sample()
+        self.used = {name: end[name] - self._begin[name] for name in end}
+
+    def per_op(self, operations: int) -> str:
+        return ", ".join(f"{name} {seconds / max(operations, 1) * 1000:.2f} ms"
+                         for name, seconds in self.used.items())
 
 
 @dataclass
@@ -112,6 +172,7 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    cpu: CpuMeter | None = None
 
     @property
     def rate(self) -> float:
@@ -136,6 +197,7 @@ def run_load(
     seconds: float,
     make_worker: Callable[[int], Callable[[], bool]],
     warmup: float = 1.0,
+    cpu: CpuMeter | None = None,
 ) -> LoadResult:
     """Run ``clients`` threads, each calling its operation in a loop; count the measured window."""
     stop = threading.Event()
@@ -166,15 +228,18 @@ def run_load(
     for t in threads:
         t.start()
     time.sleep(warmup)
+    cpu = cpu or CpuMeter()
+    cpu.start()
     measuring.set()
     began = time.perf_counter()
     time.sleep(seconds)
     measuring.clear()
     elapsed = time.perf_counter() - began
+    cpu.stop()
     stop.set()
     for t in threads:
         t.join(timeout=30)
-    return LoadResult(counts["ok"], counts["errors"], elapsed, latencies)
+    return LoadResult(counts["ok"], counts["errors"], elapsed, latencies, cpu)
 
 
 def http_post_loop(port: int, key: str,

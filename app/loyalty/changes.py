@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -25,6 +26,7 @@ from sqlalchemy import (
     BigInteger,
     Integer,
     Text,
+    bindparam,
     case,
     cast,
     func,
@@ -53,12 +55,16 @@ def channels() -> tuple[str, ...]:
 
 
 def _is_postgres() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
+    return _dialect() == "postgresql"
 
 
-def stamp_expression() -> Any:
+def _dialect() -> str:
+    return str(db.session.get_bind().dialect.name)
+
+
+def stamp_expression(dialect: str | None = None) -> Any:
     """The ``change_stamp`` for a change made by the current transaction."""
-    if _is_postgres():
+    if (dialect or _dialect()) == "postgresql":
         return cast(cast(func.pg_current_xact_id(), Text), BigInteger)
     stamps = select(func.coalesce(func.max(Card.change_stamp), 0) + 1).scalar_subquery()
     return stamps
@@ -76,19 +82,65 @@ def horizon() -> int:
     ).scalar_one())
 
 
-def bump(now: datetime) -> dict[str, Any]:
-    """Column values for an ``UPDATE cards`` that records a change made at ``now``."""
-    seconds = int(now.timestamp())
+def _bump_values(now: Any, seconds: Any, dialect: str | None = None) -> dict[str, Any]:
+    cards = Card.__table__.c
     # Last-Modified has one-second resolution; two versions in one second still must differ.
-    next_modified = case(
-        (Card.last_modified + 1 > seconds, Card.last_modified + 1), else_=seconds
-    )
+    next_modified = case((cards.last_modified + 1 > seconds, cards.last_modified + 1),
+                         else_=seconds)
     return {
-        "version": Card.version + 1,
+        "version": cards.version + 1,
         "updated_at": now,
         "last_modified": next_modified,
-        "change_stamp": stamp_expression(),
+        "change_stamp": stamp_expression(dialect),
     }
+
+
+def bump(now: datetime) -> dict[str, Any]:
+    """Column values for an ``UPDATE cards`` that records a change made at ``now``."""
+    return _bump_values(now, int(now.timestamp()))
+
+
+def bump_template(dialect: str) -> dict[str, Any]:
+    """:func:`bump` for a statement built once: its values are the parameters ``changed_at``
+    and ``changed_at_seconds``, which :func:`bump_params` gives."""
+    return _bump_values(bindparam("changed_at", type_=Card.updated_at.type),
+                        bindparam("changed_at_seconds", type_=BigInteger), dialect)
+
+
+def bump_params(now: datetime) -> dict[str, Any]:
+    return {"changed_at": now, "changed_at_seconds": int(now.timestamp())}
+
+
+@lru_cache(maxsize=64)
+def _announce_ids(channels: tuple[str, ...], new_cards: bool) -> Any:
+    """The outbox insert for a list of card ids (parameter ``ids``), built once per shape:
+    announcing is on the hot path of every posting."""
+    return _announce_statement(channels, new_cards, bindparam("ids", expanding=True))
+
+
+def _announce_statement(channels: tuple[str, ...], new_cards: bool, ids: Any) -> Any:
+    """The outbox insert for ``channels`` and the cards ``ids`` (parameters ``now`` and
+    ``update_id``)."""
+    from app.wallet.apple.models import Registration
+    from app.wallet.google.models import GoogleObjectState
+    from app.wallet.models import OutboxEntry
+
+    audience = {
+        "apple": select(Registration.id).where(Registration.card_id == Card.id).exists(),
+        "google": None if new_cards else
+        select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == Card.id).exists(),
+    }
+    now = bindparam("now", type_=OutboxEntry.available_at.type)
+    selects = []
+    for channel in channels:
+        query = select(Card.id, literal(channel), bindparam("update_id", type_=Integer),
+                       literal(0), now, now).where(Card.id.in_(ids))
+        if audience[channel] is not None:
+            query = query.where(audience[channel])
+        selects.append(query)
+    return insert(OutboxEntry).from_select(
+        ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
+        selects[0] if len(selects) == 1 else union_all(*selects))
 
 
 def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
@@ -99,36 +151,20 @@ def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
     if any row was written. Returns the number of rows.
     """
     from app.wallet import outbox
-    from app.wallet.apple.models import Registration
-    from app.wallet.google.models import GoogleObjectState
-    from app.wallet.models import OutboxEntry
 
-    if isinstance(card_ids, list | tuple | set):
-        ids: Any = list(card_ids)
-        if not ids:
-            return 0
-    else:
-        ids = card_ids.scalar_subquery()
-    now = utcnow()
-    audience = {
-        "apple": select(Registration.id).where(Registration.card_id == Card.id).exists(),
-        "google": None if new_cards else
-        select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == Card.id).exists(),
-    }
-    selects = []
-    for channel in channels():
-        query = select(Card.id, literal(channel), literal(update_id, type_=Integer), literal(0),
-                       literal(now, type_=OutboxEntry.available_at.type),
-                       literal(now, type_=OutboxEntry.created_at.type)).where(Card.id.in_(ids))
-        if audience[channel] is not None:
-            query = query.where(audience[channel])
-        selects.append(query)
-    if not selects:
+    wallets = channels()
+    if not wallets:
         return 0
-    result = db.session.execute(insert(OutboxEntry).from_select(
-        ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
-        selects[0] if len(selects) == 1 else union_all(*selects)))
-    written = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    params: dict[str, Any] = {"now": utcnow(), "update_id": update_id}
+    if isinstance(card_ids, list | tuple | set):
+        if not card_ids:
+            return 0
+        params["ids"] = list(card_ids)
+        statement = _announce_ids(wallets, new_cards)
+    else:
+        statement = _announce_statement(wallets, new_cards, card_ids.scalar_subquery())
+    result = db.session.connection().execute(statement, params)
+    written = int(result.rowcount or 0)
     if written:
         outbox.drain_after_commit()
     return written

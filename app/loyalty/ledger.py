@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import BigInteger, Integer, and_, bindparam, func, select, update
 
 from app import dbutil
 from app.errors import (
@@ -93,6 +93,7 @@ class LockedCard:
     earn_points: int
     earn_amount: int
     barcode_version: int
+    tier_name: str | None
     replay_entry_id: int | None
 
 
@@ -118,7 +119,7 @@ _TIER_RULES = select(Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent
 )
 _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
                  Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
-                 Program.earn_amount, Card.barcode_version)
+                 Program.earn_amount, Card.barcode_version, Tier.name)
 
 
 @cache
@@ -136,6 +137,7 @@ def _lock_statement(with_key: bool) -> Any:
     return (
         select(*columns)
         .join(Program, Program.id == Card.program_id)
+        .outerjoin(Tier, Tier.id == Card.tier_id)
         .where(Card.serial_number == bindparam("serial"))
         .with_for_update(of=Card)
     )
@@ -153,11 +155,12 @@ def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedC
     answered without writing (see the module docstring for the concurrent case).
     """
     params = {"serial": serial_number, "key": idempotency_key}
-    row = db.session.execute(_lock_statement(bool(idempotency_key)), params).one_or_none()
+    row = db.session.connection().execute(_lock_statement(bool(idempotency_key)),
+                                          params).one_or_none()
     if row is None:
         db.session.rollback()
         raise NotFound(f"No card with serial number {serial_number!r}.")
-    return LockedCard(*row[:11], replay_entry_id=row[11] if idempotency_key else None)
+    return LockedCard(*row[:12], replay_entry_id=row[12] if idempotency_key else None)
 
 
 def earn(
@@ -223,19 +226,17 @@ def adjust(
 def replay(card: LockedCard, request_fp: str) -> Posting:
     """The earlier posting made with the card's idempotency key (rolls back; see lock_card)."""
     entry = db.session.get(LedgerEntry, card.replay_entry_id)
-    tiers = _tier_rules(card.program_id)
     db.session.rollback()  # release the lock; nothing was written
     assert entry is not None
     if entry.request_fingerprint != request_fp:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request on this card."
         )
-    tier = next((t for t in tiers if t.id == card.tier_id), None)
     return Posting(
         serial_number=card.serial_number,
         balance=entry.balance_after,
         lifetime_points=card.lifetime_points,
-        tier=tier.name if tier else None,
+        tier=card.tier_name,
         entry=_entry_view(entry),
         replayed=True,
     )
@@ -244,6 +245,44 @@ def replay(card: LockedCard, request_fp: str) -> Posting:
 def _entry_view(entry: LedgerEntry) -> Entry:
     return Entry(entry.id, entry.kind, entry.points, entry.balance_after, entry.reference,
                  entry.reason, entry.amount, entry.currency, entry.created_at)
+
+
+@cache
+def _posting_update(dialect: str) -> Any:
+    """The guarded update of every posting, built once (postings are the hot path).
+
+    Parameters: ``card_id``, ``points`` (signed), ``lifetime_delta``, ``new_tier_id``,
+    ``rotate`` (1 moves the card's code version on), ``totp_counter`` (or None) and
+    :func:`changes.bump_params`.
+    """
+    cards = Card.__table__
+    points = bindparam("points", type_=BigInteger)
+    return (
+        update(cards)
+        .where(cards.c.id == bindparam("card_id"), cards.c.balance + points >= 0)
+        .values(
+            balance=cards.c.balance + points,
+            lifetime_points=cards.c.lifetime_points
+            + bindparam("lifetime_delta", type_=BigInteger),
+            tier_id=bindparam("new_tier_id", type_=Integer),
+            barcode_version=cards.c.barcode_version + bindparam("rotate", type_=Integer),
+            totp_last_counter=func.coalesce(bindparam("totp_counter", type_=BigInteger),
+                                            cards.c.totp_last_counter),
+            **changes.bump_template(dialect),
+        )
+        .returning(cards.c.balance)
+    )
+
+
+@cache
+def _entry_insert(dialect: str) -> Any:
+    """The ledger insert; a concurrent request with the same key makes it insert nothing."""
+    entries = LedgerEntry.__table__
+    return (
+        dbutil.INSERT[dialect](entries)
+        .on_conflict_do_nothing(index_elements=["card_id", "idempotency_key"])
+        .returning(entries.c.id)
+    )
 
 
 def post(
@@ -259,13 +298,15 @@ def post(
     request_fp: str | None = None,
     amount: int | None = None,
     currency: str | None = None,
-    extra_values: dict[str, Any] | None = None,
+    rotate_code: bool = False,
+    totp_counter: int | None = None,
     before_commit: Callable[[Entry], None] | None = None,
 ) -> Posting:
     """Apply ``points`` to a card locked with :func:`lock_card`, append the entry, commit.
 
-    ``extra_values`` are set on the card by the same guarded update; ``before_commit`` runs
-    with the new entry inside the transaction (to record what the posting was for).
+    ``rotate_code`` moves the card's code version on in the same guarded update (and
+    ``totp_counter`` records the rotating code value used); ``before_commit`` runs with the
+    new entry inside the transaction (to record what the posting was for).
     """
     if card.status is CardStatus.VOIDED:
         db.session.rollback()
@@ -275,27 +316,25 @@ def post(
         raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
 
     now = utcnow()
-    values: dict[str, Any] = {"balance": Card.balance + points, **changes.bump(now),
-                              **(extra_values or {})}
     lifetime = card.lifetime_points
     tier_id = card.tier_id
-    if tiers is None:
-        tiers = _tier_rules(card.program_id)
+    tier_name = card.tier_name
     if kind is EntryKind.EARN:
         # The row is locked, so the stored lifetime is current: the new tier is chosen here.
+        if tiers is None:
+            tiers = _tier_rules(card.program_id)
         lifetime += points
-        values["lifetime_points"] = Card.lifetime_points + points
         new_tier = tier_for(tiers, lifetime)
         tier_id = new_tier.id if new_tier else None
-        values["tier_id"] = tier_id
+        tier_name = new_tier.name if new_tier else None
 
-    balance = db.session.execute(
-        update(Card)
-        .where(Card.id == card.id, Card.balance + points >= 0)
-        .values(**values)
-        .returning(Card.balance)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
+    connection = db.session.connection()
+    dialect = connection.dialect.name
+    balance = connection.execute(_posting_update(dialect), {
+        "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
+        "new_tier_id": tier_id, "rotate": int(rotate_code), "totp_counter": totp_counter,
+        **changes.bump_params(now),
+    }).scalar_one_or_none()
     if balance is None:
         if idempotency_key and (earlier := _entry_id_for_key(card.id, idempotency_key)):
             return replay(replace(card, replay_entry_id=earlier), request_fp or "")
@@ -305,7 +344,7 @@ def post(
             balance=card.balance,
         )
 
-    entry_values = {
+    entry_id = connection.execute(_entry_insert(dialect), {
         "card_id": card.id,
         "kind": kind,
         "points": points,
@@ -318,10 +357,7 @@ def post(
         "amount": amount,
         "currency": currency,
         "created_at": now,
-    }
-    entry_id = db.session.execute(
-        _insert_entry().values(**entry_values).returning(LedgerEntry.id)
-    ).scalar_one_or_none()
+    }).scalar_one_or_none()
     if entry_id is None:  # a concurrent request with the same key committed first
         earlier = _entry_id_for_key(card.id, idempotency_key or "")
         return replay(replace(card, replay_entry_id=earlier), request_fp or "")
@@ -330,19 +366,12 @@ def post(
         before_commit(entry)
     changes.announce([card.id])
     db.session.commit()
-    tier = next((t for t in tiers if t.id == tier_id), None)
     return Posting(
         serial_number=card.serial_number,
         balance=balance,
         lifetime_points=lifetime,
-        tier=tier.name if tier else None,
+        tier=tier_name,
         entry=entry,
-    )
-
-
-def _insert_entry() -> Any:
-    return dbutil.insert(LedgerEntry).on_conflict_do_nothing(
-        index_elements=["card_id", "idempotency_key"]
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from app.auth.keys import Principal
 from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFound, Unprocessable
@@ -30,6 +30,11 @@ from passes.barcode import InvalidCode as InvalidCodeText
 from passes.barcode import is_rotating, read_code, read_rotating_code
 
 SCAN_SECONDS = 300
+
+# Statements on every redemption, built once.
+_REWARD = select(Reward.program_id, Reward.active, Reward.points_cost, Reward.name).where(
+    Reward.id == bindparam("id"))
+_RECORD = insert(Redemption.__table__).returning(Redemption.__table__.c.id)
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,7 @@ def redeem(
     if card.status is CardStatus.VOIDED:
         db.session.rollback()
         raise CardVoided("This card is voided.")
-    rotation: dict[str, Any] = {"barcode_version": Card.barcode_version + 1}
+    totp_counter = None
     if scanned is not None:
         # Read under the card's lock: two redemptions of one code cannot both pass.
         last_counter, rotating_enabled = db.session.execute(
@@ -183,40 +188,36 @@ def redeem(
         except (CodeAlreadyUsed, InvalidCode):
             db.session.rollback()
             raise
-        if scanned.totp_counter is not None:
-            rotation["totp_last_counter"] = scanned.totp_counter
+        totp_counter = scanned.totp_counter
 
-    reward = None
+    reward_name = None
     if reward_id is not None:
-        reward = db.session.get(Reward, reward_id)
+        reward = db.session.connection().execute(_REWARD, {"id": reward_id}).one_or_none()
         if reward is None or reward.program_id != card.program_id or not reward.active:
             db.session.rollback()
             raise Unprocessable("No such active reward in this card's program.", errors=[
                 {"location": "json", "field": "reward_id", "message": "Unknown reward."}])
-        points = reward.points_cost
+        points, reward_name = reward.points_cost, reward.name
     if location_id is not None and db.session.scalar(select(ProgramLocation.program_id).where(
             ProgramLocation.id == location_id)) != card.program_id:
         db.session.rollback()
         raise Unprocessable("No such location in this card's program.", errors=[
             {"location": "json", "field": "location_id", "message": "Unknown location."}])
     assert points is not None
-    reward_name = reward.name if reward else None
     recorded: dict[str, Any] = {}
 
     def record(entry: ledger.Entry) -> None:
-        redemption = Redemption(card_id=card.id, ledger_entry_id=entry.id, reward_id=reward_id,
-                                points=points, code_version=card.barcode_version,
-                                staff_key_id=staff.id, location_id=location_id,
-                                created_at=entry.created_at)
-        db.session.add(redemption)
-        db.session.flush()
-        recorded["id"] = redemption.id
+        recorded["id"] = db.session.connection().execute(_RECORD, {
+            "card_id": card.id, "ledger_entry_id": entry.id, "reward_id": reward_id,
+            "points": points, "code_version": card.barcode_version, "staff_key_id": staff.id,
+            "location_id": location_id, "created_at": entry.created_at,
+        }).scalar_one()
 
     posting = ledger.post(
         card, EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",
         reference=f"reward:{reward_id}" if reward_id else None, reason=reward_name,
         idempotency_key=idempotency_key, request_fp=request_fp,
-        extra_values=rotation, before_commit=record,
+        rotate_code=True, totp_counter=totp_counter, before_commit=record,
     )
     if posting.replayed:  # a concurrent request with the same key won
         return _result_of(posting)
