@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from app import config as config_module
+from app import dbutil
 from app.extensions import db, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _sqlite_transactions(db.engine)
+        else:
+            dbutil.check_connections(db.engine)
 
     from app import jobs, problems
 

@@ -68,7 +68,9 @@ def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Writers wait for each other instead of failing with "database is locked".
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    # Dead connections are caught at checkout by app.dbutil.check_connections, not by a
+    # "pre-ping" round trip on every request.
+    return {"pool_size": 10, "max_overflow": 20}
 
 
 def _secret_key(app: Flask) -> str:
