@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -18,7 +18,7 @@ from app.enrollment.forms import JoinForm
 from app.enrollment.links import card_page_token
 from app.errors import NotFound
 from app.loyalty.models import Program
-from app.ratelimit import limiter
+from app.ratelimit import by_address, limit
 from app.web.pages import LANGUAGE_NAMES, csrf, use_languages
 
 bp = Blueprint("enrollment_pages", __name__)
@@ -46,7 +46,7 @@ def _join_form(program: Program, form: JoinForm, status: int) -> tuple[str, int]
 
 
 @bp.route("/join/<slug>", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["JOIN_RATE_LIMIT"], methods=["POST"])
+@limit("JOIN_RATE_LIMIT", key=by_address, methods=("POST",))
 def join(slug: str) -> ResponseReturnValue:
     """Show the join form; on a valid post enroll the visitor and go to their card page."""
     program = member_pages.program_for_page(slug)

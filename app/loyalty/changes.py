@@ -138,9 +138,11 @@ def _announce_statement(channels: tuple[str, ...], new_cards: bool, ids: Any) ->
         if audience[channel] is not None:
             query = query.where(audience[channel])
         selects.append(query)
+    # SQLAlchemy reports -1 rows for an INSERT unless asked to keep the driver's count.
     return insert(OutboxEntry).from_select(
         ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
-        selects[0] if len(selects) == 1 else union_all(*selects))
+        selects[0] if len(selects) == 1 else union_all(*selects),
+    ).execution_options(preserve_rowcount=True)
 
 
 def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,

@@ -11,7 +11,7 @@ from marshmallow import ValidationError, validates_schema
 from app.auth.security import actor, auth, current_key
 from app.loyalty.ledger import MAX_POINTS
 from app.loyalty.schemas import IdempotencyHeader
-from app.ratelimit import limiter, staff_limit
+from app.ratelimit import limit
 from app.redemption import service
 from app.schemas import InputSchema, StrictInteger, text
 
@@ -85,7 +85,7 @@ class ReversalOut(Schema):
 
 @bp.post("/scans")
 @bp.auth_required(auth, roles=["staff", "admin"])
-@limiter.limit(staff_limit)
+@limit("STAFF_RATE_LIMIT")
 @bp.input(ScanIn, arg_name="data")
 @bp.output(ScanOut)
 @bp.doc(summary="Check a scanned card code; returns the card and what it can redeem",
@@ -102,7 +102,7 @@ def scan(data: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/redemptions")
 @bp.auth_required(auth, roles=["staff", "admin"])
-@limiter.limit(staff_limit)
+@limit("STAFF_RATE_LIMIT")
 @bp.input(IdempotencyHeader, location="headers", arg_name="headers")
 @bp.input(RedeemIn, arg_name="data")
 @bp.output(RedemptionOut, status_code=201)

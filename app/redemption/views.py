@@ -32,8 +32,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_limiter import RateLimitExceeded
-from flask_limiter.util import get_remote_address
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
@@ -45,7 +43,7 @@ from app.auth.keys import Principal
 from app.auth.models import Role
 from app.loyalty.schemas import IdempotencyHeader
 from app.problems import problem
-from app.ratelimit import limiter, staff_limit
+from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
@@ -113,7 +111,7 @@ def signed_in_staff() -> Principal | None:
 def _json_endpoint(view: Callable[P, R]) -> Callable[P, R | Response]:
     """Session auth, then CSRF, for the page's JSON endpoints; sets ``g.staff_principal``.
 
-    Applied outside ``limiter.limit(staff_limit)``, so the limit counts per staff key.
+    Applied outside ``limit("STAFF_RATE_LIMIT")``, so the limit counts per staff key.
     """
 
     @wraps(view)
@@ -145,7 +143,7 @@ def _login_form(form: LoginForm, status: int) -> tuple[str, int]:
 
 
 @bp.route("/staff/login", methods=["GET", "POST"])
-@limiter.limit("10/minute", key_func=get_remote_address, methods=["POST"])
+@limit(fixed="10/minute", key=by_address, methods=("POST",))
 def login() -> ResponseReturnValue:
     """Show the sign-in form; on a valid staff key remember its id and open the scanner."""
     if request.method == "POST":
@@ -219,7 +217,7 @@ def _page_messages() -> dict[str, str]:
 
 @bp.post("/staff/scan")
 @_json_endpoint
-@limiter.limit(staff_limit)
+@limit("STAFF_RATE_LIMIT")
 def scan() -> ResponseReturnValue:
     """Check a scanned code: the same answer as ``POST /api/v1/scans``."""
     data = _load(ScanIn(), request.get_json())
@@ -230,7 +228,7 @@ def scan() -> ResponseReturnValue:
 
 @bp.post("/staff/redeem")
 @_json_endpoint
-@limiter.limit(staff_limit)
+@limit("STAFF_RATE_LIMIT")
 def redeem() -> ResponseReturnValue:
     """Redeem a reward for the scanned card: the same answer as ``POST /api/v1/redemptions``."""
     headers = _load(IdempotencyHeader(), dict(request.headers))
@@ -263,11 +261,12 @@ def _csrf_failed(error: CSRFError) -> ResponseReturnValue:
     return redirect(url_for(".scanner"), 303)
 
 
-@bp.errorhandler(RateLimitExceeded)
-def _rate_limited(error: RateLimitExceeded) -> ResponseReturnValue:
+@bp.errorhandler(RateLimited)
+def _rate_limited(error: RateLimited) -> ResponseReturnValue:
     if request.endpoint == "staff_pages.login":
         form = LoginForm()
         form.form_errors.append(_("Too many sign-in attempts. Wait a minute and try again."))
-        return _login_form(form, 429)
-    # As the app answers the API's limits (Flask-Limiter adds Retry-After afterwards).
-    return problem(429, detail=error.description)
+        body, status = _login_form(form, 429)
+        return body, status, error.headers
+    return problem(429, code=error.code, title=error.title, detail=error.detail,
+                   headers=error.headers)
