@@ -25,10 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 
 from benchmarks.common import (
+    CpuMeter,
     floor_announce,
     floor_lock,
     gunicorn,
-    http_post_loop,
+    http_load,
+    json_post,
     machine,
     run_load,
     scratch_postgres,
@@ -65,14 +67,16 @@ def seed(url: str) -> tuple[list[str], str]:
     return serials, key
 
 
-def http_worker(port: int, key: str, serials: list[str]):  # type: ignore[no-untyped-def]
+def requests(key: str, serials: list[str]):  # type: ignore[no-untyped-def]
     rngs: dict[int, random.Random] = {}
 
-    def request_for(i: int, _n: int) -> tuple[str, dict[str, object]]:
+    def request_for(i: int, n: int) -> bytes:
         rng = rngs.setdefault(i, random.Random(i))
-        return f"/api/v1/cards/{rng.choice(serials)}/earn", {"points": 5, "reference": "bench"}
+        return json_post(f"/api/v1/cards/{rng.choice(serials)}/earn",
+                         {"points": 5, "reference": "bench"},
+                         {"Authorization": f"Bearer {key}", "Idempotency-Key": f"c{i}-{n}"})
 
-    return http_post_loop(port, key, request_for)
+    return request_for
 
 
 def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def]
@@ -87,11 +91,13 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
             serial = rng.choice(serials)
             key = f"p{i}-{next(counter)}"
             with conn.transaction():
-                card_id, _program_id = floor_lock(conn, serial, key)
+                card_id, _program_id = floor_lock(conn, serial, key, read_tiers=True)
                 (balance,) = conn.execute(
-                    "UPDATE cards SET balance = balance + 5, lifetime_points = lifetime_points "
-                    "+ 5, version = version + 1, updated_at = now(), last_modified = CASE WHEN "
-                    "last_modified + 1 > %s THEN last_modified + 1 ELSE %s END, change_stamp = "
+                    "UPDATE cards SET barcode_version = barcode_version + 0, balance = balance "
+                    "+ 5, lifetime_points = lifetime_points + 5, tier_id = tier_id, "
+                    "totp_last_counter = COALESCE(NULL, totp_last_counter), version = version "
+                    "+ 1, updated_at = now(), last_modified = CASE WHEN last_modified + 1 > %s "
+                    "THEN last_modified + 1 ELSE %s END, change_stamp = "
                     "pg_current_xact_id()::text::bigint WHERE id = %s AND balance + 5 >= 0 "
                     "RETURNING balance", (int(time.time()), int(time.time()), card_id)
                 ).fetchone()
@@ -114,6 +120,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
 
     print(f"# earn benchmark — {dt.date.today()} — {machine()}")
@@ -129,10 +136,13 @@ def main() -> None:
             "POINTPASS_SECRET_KEY": "bench" * 10,
             "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
         }
-        with gunicorn(env, workers=args.workers, threads=8) as (port, _pid):
-            service = run_load(args.clients, args.seconds, http_worker(port, key, serials))
+        with gunicorn(env, workers=args.workers, threads=args.threads) as (port, pid):
+            service = http_load(port, args.clients, args.seconds, requests(key, serials),
+                                cpu=CpuMeter(pid))
     print(floor.line("floor: psycopg transaction, no HTTP"))
-    print(service.line(f"service: gunicorn {args.workers}x8 gthread"))
+    print(service.line(f"service: gunicorn {args.workers}x{args.threads} gthread"))
+    for label, result in (("floor", floor), ("service", service)):
+        print(f"  CPU per {label} earn: {result.cpu.per_op(result.requests)}")
     print(f"ratio service/floor: {service.rate / floor.rate:.2f}")
     if service.errors or floor.errors:
         sys.exit("errors during the run")

@@ -127,6 +127,12 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _machine_busy() -> float:
+    """CPU seconds all cores spent not idle (nor waiting for I/O) since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def _postgres_pids() -> list[int]:
     pids = []
     for stat in Path("/proc").glob("[0-9]*/comm"):
@@ -152,6 +158,7 @@ class CpuMeter:
                   "PostgreSQL": sum(_cpu_of(p) for p in _postgres_pids())}
         if self.server_pid is not None:
             sample["server"] = sum(_cpu_of(p) for p in _descendants(self.server_pid))
+        sample["whole machine"] = _machine_busy()
         return sample
 
     def start(self) -> None:
@@ -242,45 +249,152 @@ def run_load(
     return LoadResult(counts["ok"], counts["errors"], elapsed, latencies, cpu)
 
 
-def http_post_loop(port: int, key: str,
-                   request_for: Callable[[int, int], tuple[str, dict[str, object]]]
-                   ) -> Callable[[int], Callable[[], bool]]:
-    """A ``make_worker`` for :func:`run_load`: each client keeps one HTTP connection and POSTs
-    ``request_for(client, n)`` = (path, JSON body) with a fresh ``Idempotency-Key``."""
-    import http.client
-    import itertools
+def json_post(path: str, body: dict[str, object], headers: dict[str, str]) -> bytes:
+    """The bytes of an HTTP/1.1 POST of ``body`` as JSON, for :func:`http_load`."""
     import json
 
-    def make(i: int) -> Callable[[], bool]:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        counter = itertools.count()
+    payload = json.dumps(body).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n{head}\r\n").encode() + payload
 
-        def op() -> bool:
-            n = next(counter)
-            path, body = request_for(i, n)
-            conn.request("POST", path, body=json.dumps(body), headers={
-                "Authorization": f"Bearer {key}", "Content-Type": "application/json",
-                "Idempotency-Key": f"c{i}-{n}"})
-            response = conn.getresponse()
-            response.read()
-            return response.status == 201
 
-        return op
+def http_load(
+    port: int,
+    clients: int,
+    seconds: float,
+    request_for: Callable[[int, int], bytes],
+    *,
+    rate: float | None = None,
+    ok_status: int = 201,
+    warmup: float = 1.0,
+    cpu: CpuMeter | None = None,
+) -> LoadResult:
+    """Drive ``clients`` keep-alive connections from one thread with non-blocking sockets
+    (cheap on the CPU the server also needs). Client ``i`` sends ``request_for(i, n)`` for
+    its ``n``-th request, one at a time.
 
-    return make
+    Without ``rate`` (closed loop) each client sends its next request as soon as the last
+    is answered: the server's saturation rate. With ``rate`` (open loop) requests are due at
+    that many per second and go to the next idle client; a latency counts from when the
+    request was due, so time spent waiting for a free client counts (no coordinated
+    omission).
+    """
+    import selectors
+    from collections import deque
+
+    selector = selectors.DefaultSelector()
+    conns = []
+    for i in range(clients):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, i)
+        conns.append(sock)
+    sent = [0] * clients
+    due_at = [0.0] * clients
+    busy = [False] * clients
+    buffers = [b""] * clients
+    idle = deque(range(clients))
+    waiting: deque[float] = deque()
+    latencies: list[float] = []
+    counts = {"ok": 0, "errors": 0}
+    cpu = cpu or CpuMeter()
+
+    def send(i: int, due: float) -> None:
+        conns[i].sendall(request_for(i, sent[i]))
+        sent[i] += 1
+        due_at[i] = due
+        busy[i] = True
+
+    def complete(i: int) -> int | None:
+        """The status of client ``i``'s response once it is whole, else None."""
+        data = buffers[i]
+        head_end = data.find(b"\r\n\r\n")
+        if head_end < 0:
+            return None
+        head = data[:head_end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        if len(data) < head_end + 4 + length:
+            return None
+        buffers[i] = data[head_end + 4 + length:]
+        return int(head[0].split()[1])
+
+    began = time.perf_counter()
+    measure_from = began + warmup
+    measure_to = measure_from + seconds
+    measuring = False
+    next_due = began
+    if rate is None:
+        while idle:
+            send(idle.popleft(), began)
+    while True:
+        now = time.perf_counter()
+        if not measuring and now >= measure_from:
+            measuring = True
+            cpu.start()
+        if now >= measure_to:
+            break
+        if rate is not None:
+            while next_due <= now:
+                waiting.append(next_due)
+                next_due += 1.0 / rate
+            while waiting and idle:
+                send(idle.popleft(), waiting.popleft())
+            timeout = max(0.0, min(next_due, measure_to) - time.perf_counter())
+        else:
+            timeout = max(0.0, measure_to - now)
+        for key, _ in selector.select(timeout):
+            i = key.data
+            chunk = conns[i].recv(65536)
+            if not chunk:
+                raise RuntimeError("the server closed a connection")
+            buffers[i] += chunk
+            status = complete(i)
+            if status is None:
+                continue
+            done = time.perf_counter()
+            busy[i] = False
+            if measure_from <= done < measure_to:
+                latencies.append((done - due_at[i]) * 1000)
+                counts["ok" if status == ok_status else "errors"] += 1
+            if rate is None:
+                send(i, done)
+            else:
+                idle.append(i)
+    cpu.stop()
+    # Let requests in flight finish, so the next run starts on a quiet server.
+    deadline = time.perf_counter() + 10
+    while any(busy) and time.perf_counter() < deadline:
+        for key, _ in selector.select(0.5):
+            i = key.data
+            buffers[i] += conns[i].recv(65536)
+            if complete(i) is not None:
+                busy[i] = False
+    for sock in conns:
+        selector.unregister(sock)
+        sock.close()
+    return LoadResult(counts["ok"], counts["errors"], seconds, latencies, cpu)
 
 
 # The floors issue the service's own statements, as SQL, with psycopg.
 
-def floor_lock(conn: Any, serial: str, key: str) -> tuple[int, int]:
-    """Lock the card and look up the idempotency key; read the tiers. ``(card id, program)``."""
-    card_id, program_id, _replay = conn.execute(
-        "SELECT c.id, c.program_id, (SELECT l.id FROM ledger_entries l WHERE "
+def floor_lock(conn: Any, serial: str, key: str, *, read_tiers: bool) -> tuple[int, int]:
+    """Lock the card (with its program and tier name) and look up the idempotency key; read
+    the program's tiers when the posting may change the tier. ``(card id, program)``."""
+    card_id, program_id, _tier, _replay = conn.execute(
+        "SELECT c.id, c.program_id, t.name, (SELECT l.id FROM ledger_entries l WHERE "
         "l.card_id = c.id AND l.idempotency_key = %s) FROM cards c JOIN programs p "
-        "ON p.id = c.program_id WHERE c.serial_number = %s FOR UPDATE OF c",
+        "ON p.id = c.program_id LEFT JOIN tiers t ON t.id = c.tier_id "
+        "WHERE c.serial_number = %s FOR UPDATE OF c",
         (key, serial)).fetchone()
-    conn.execute("SELECT id, name, threshold, multiplier_percent FROM tiers "
-                 "WHERE program_id = %s", (program_id,)).fetchall()
+    if read_tiers:
+        conn.execute("SELECT id, name, threshold, multiplier_percent FROM tiers "
+                     "WHERE program_id = %s", (program_id,)).fetchall()
     return card_id, program_id
 
 
