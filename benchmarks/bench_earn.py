@@ -10,13 +10,10 @@ ORM in between.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import itertools
-import os
 import random
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -28,9 +25,11 @@ from benchmarks.common import (
     CpuMeter,
     floor_announce,
     floor_lock,
+    floor_post,
     gunicorn,
     http_load,
     json_post,
+    load_arguments,
     machine,
     run_load,
     scratch_postgres,
@@ -92,15 +91,7 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
             key = f"p{i}-{next(counter)}"
             with conn.transaction():
                 card_id, _program_id = floor_lock(conn, serial, key, read_tiers=True)
-                (balance,) = conn.execute(
-                    "UPDATE cards SET barcode_version = barcode_version + 0, balance = balance "
-                    "+ 5, lifetime_points = lifetime_points + 5, tier_id = tier_id, "
-                    "totp_last_counter = COALESCE(NULL, totp_last_counter), version = version "
-                    "+ 1, updated_at = now(), last_modified = CASE WHEN last_modified + 1 > %s "
-                    "THEN last_modified + 1 ELSE %s END, change_stamp = "
-                    "pg_current_xact_id()::text::bigint WHERE id = %s AND balance + 5 >= 0 "
-                    "RETURNING balance", (int(time.time()), int(time.time()), card_id)
-                ).fetchone()
+                balance, _version = floor_post(conn, card_id, 5, lifetime=5, rotate=0)
                 conn.execute(
                     "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
                     "reference, idempotency_key, request_fingerprint, created_at) VALUES "
@@ -116,12 +107,7 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--threads", type=int, default=4)
-    args = parser.parse_args()
+    args = load_arguments(__doc__)
 
     print(f"# earn benchmark — {dt.date.today()} — {machine()}")
     print(

@@ -17,14 +17,11 @@ due). Target: the service reaches at least 50% of the floor's rate with p99 unde
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import itertools
 import json
-import os
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -37,9 +34,11 @@ from benchmarks.common import (
     CpuMeter,
     floor_announce,
     floor_lock,
+    floor_post,
     gunicorn,
     http_load,
     json_post,
+    load_arguments,
     machine,
     run_load,
     scratch_postgres,
@@ -109,17 +108,9 @@ def psycopg_worker(url: str, serials: list[str], staff_key_id: int):  # type: ig
 
         def op() -> bool:
             key = f"p{i}-{next(counter)}"
-            now = int(time.time())
             with conn.transaction():
                 card_id, _program_id = floor_lock(conn, serial, key, read_tiers=False)
-                balance, version = conn.execute(
-                    "UPDATE cards SET barcode_version = barcode_version + 1, balance = balance "
-                    "- 1, lifetime_points = lifetime_points + 0, tier_id = tier_id, "
-                    "totp_last_counter = COALESCE(NULL, totp_last_counter), version = version "
-                    "+ 1, updated_at = now(), last_modified = CASE WHEN last_modified + 1 > %s "
-                    "THEN last_modified + 1 ELSE %s END, change_stamp = "
-                    "pg_current_xact_id()::text::bigint WHERE id = %s AND balance - 1 >= 0 "
-                    "RETURNING balance, barcode_version", (now, now, card_id)).fetchone()
+                balance, version = floor_post(conn, card_id, -1, lifetime=0, rotate=1)
                 (entry_id,) = conn.execute(
                     "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
                     "idempotency_key, request_fingerprint, created_at) VALUES "
@@ -139,12 +130,7 @@ def psycopg_worker(url: str, serials: list[str], staff_key_id: int):  # type: ig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--threads", type=int, default=4)
-    args = parser.parse_args()
+    args = load_arguments(__doc__)
 
     print(f"# redemption benchmark — {dt.date.today()} — {machine()}")
     print(f"# {args.clients} concurrent clients, {args.seconds:.0f} s measured each, "

@@ -398,6 +398,35 @@ def floor_lock(conn: Any, serial: str, key: str, *, read_tiers: bool) -> tuple[i
     return card_id, program_id
 
 
+def floor_post(conn: Any, card_id: int, points: int, *, lifetime: int, rotate: int
+               ) -> tuple[int, int]:
+    """The posting's guarded update, as the service issues it. ``(balance, code version)``."""
+    now = int(time.time())
+    row = conn.execute(
+        "UPDATE cards SET barcode_version = barcode_version + %(rotate)s, balance = balance "
+        "+ %(points)s, lifetime_points = lifetime_points + %(lifetime)s, tier_id = tier_id, "
+        "totp_last_counter = COALESCE(NULL, totp_last_counter), version = version + 1, "
+        "updated_at = now(), last_modified = CASE WHEN last_modified + 1 > %(now)s "
+        "THEN last_modified + 1 ELSE %(now)s END, change_stamp = "
+        "pg_current_xact_id()::text::bigint WHERE id = %(card)s AND balance + %(points)s >= 0 "
+        "RETURNING balance, barcode_version",
+        {"rotate": rotate, "points": points, "lifetime": lifetime, "now": now, "card": card_id},
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def load_arguments(description: str | None, threads: int = 4) -> Any:
+    """The options every gunicorn benchmark takes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=threads)
+    return parser.parse_args()
+
+
 def floor_announce(conn: Any, card_id: int) -> None:
     """The outbox insert (only for wallets with someone to tell)."""
     conn.execute(
