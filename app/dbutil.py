@@ -1,15 +1,18 @@
-"""Database helpers: statements that differ by database, and live pooled connections."""
+"""Database helpers: statements that differ by database, statements compiled once for the
+hot path, and live pooled connections."""
 
 from __future__ import annotations
 
 import select
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 
 from app.extensions import db
 
@@ -25,6 +28,120 @@ def upsert(model: Any, key: dict[str, Any], values: dict[str, Any]) -> None:
     """Insert a row or update it where ``key`` matches (not committed)."""
     statement = insert(model).values(**key, **values)
     db.session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=values))
+
+
+class Precompiled:
+    """A Core statement compiled once for a database, run on the session's DBAPI cursor.
+
+    For a short statement, SQLAlchemy's execution layer (execution context, parameter and
+    result objects, events) costs as much CPU as the driver's own work. The postings run the
+    same few statements on every request, so they are compiled here once and run straight on
+    the driver, inside the session's transaction. Parameters pass through the column types'
+    own bind processors and results through their result processors, so the values are the
+    ones SQLAlchemy would send and return. What SQLAlchemy adds at execution time is refused
+    when the statement is built: Python-side column defaults (give every column) and
+    expanding ``IN`` parameters.
+    """
+
+    def __init__(self, statement: Any, dialect: Dialect,
+                 column_keys: list[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            missing = [c.key for c in [*compiled.insert_prefetch, *compiled.update_prefetch]]
+            raise ValueError(f"give these columns, their Python defaults are not run: {missing}")
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            raise ValueError("expanding and literal-execute parameters need SQLAlchemy")
+        self.sql = str(compiled)
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        self._names = list(compiled.positiontup or []) if compiled.positional else list(by_name)
+        self.positional = bool(compiled.positional)
+        # (key in the caller's parameters, the bind itself, its type's bind processor)
+        self._binds = [
+            (by_name[name].key, by_name[name],
+             by_name[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in self._names
+        ]
+        self._results = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.exported_columns
+        ]
+
+    def _parameters(self, params: Mapping[str, Any]) -> Any:
+        values = []
+        for key, bind, process in self._binds:
+            if key in params:
+                value = params[key]
+            elif bind.required:
+                raise KeyError(f"no value for the statement's parameter {key!r}")
+            else:  # a value fixed in the statement, such as literal("apple")
+                value = bind.effective_value
+            values.append(process(value) if process else value)
+        return values if self.positional else dict(zip(self._names, values, strict=True))
+
+    def execute(self, cursor: Any, params: Mapping[str, Any]) -> int:
+        """Run the statement; the number of rows it matched or wrote."""
+        cursor.execute(self.sql, self._parameters(params))
+        return int(cursor.rowcount)
+
+    def first(self, cursor: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run the statement; its first row with results converted, or ``None``."""
+        cursor.execute(self.sql, self._parameters(params))
+        row = cursor.fetchone()
+        return None if row is None else self._row(row)
+
+    def all(self, cursor: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement; its rows with results converted."""
+        cursor.execute(self.sql, self._parameters(params))
+        return [self._row(row) for row in cursor.fetchall()]
+
+    def _row(self, row: Any) -> tuple[Any, ...]:
+        return tuple(process(value) if process else value
+                     for process, value in zip(self._results, row, strict=True))
+
+
+class Prebuilt:
+    """A statement built by ``build()`` and compiled once per kind of database, on first use.
+
+    ``prebuilt(dialect)`` gives the :class:`Precompiled` statement for that database.
+    """
+
+    def __init__(self, build: Callable[[], Any], column_keys: list[str] | None = None) -> None:
+        self._build = build
+        self._column_keys = column_keys
+        self._compiled: dict[str, Precompiled] = {}
+
+    def __call__(self, dialect: Dialect) -> Precompiled:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:  # two threads may both compile it: the same result either way
+            compiled = Precompiled(self._build(), dialect, self._column_keys)
+            self._compiled[dialect.name] = compiled
+        return compiled
+
+
+@dataclass(frozen=True)
+class Raw:
+    """The session's transaction at the driver: a DBAPI cursor, and the database's dialect.
+
+    Runs :class:`Prebuilt` statements. Valid until the session's transaction ends.
+    """
+
+    cursor: Any
+    dialect: Dialect
+
+    def first(self, statement: Prebuilt, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        return statement(self.dialect).first(self.cursor, params)
+
+    def all(self, statement: Prebuilt, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return statement(self.dialect).all(self.cursor, params)
+
+    def execute(self, statement: Prebuilt, params: Mapping[str, Any]) -> int:
+        return statement(self.dialect).execute(self.cursor, params)
+
+
+def raw() -> Raw:
+    """The session's transaction (begun if need be) at the driver level."""
+    connection = db.session.connection()
+    return Raw(connection.connection.cursor(), connection.dialect)
 
 
 # A connection idle in the pool longer than this is pinged before use (a firewall or NAT may

@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from app import dbutil
 from app.extensions import db
 from app.loyalty.models import Card
 from app.timeutil import utcnow
@@ -113,13 +114,21 @@ def bump_params(now: datetime) -> dict[str, Any]:
 
 @lru_cache(maxsize=64)
 def _announce_ids(channels: tuple[str, ...], new_cards: bool) -> Any:
-    """The outbox insert for a list of card ids (parameter ``ids``), built once per shape:
-    announcing is on the hot path of every posting."""
-    return _announce_statement(channels, new_cards, bindparam("ids", expanding=True))
+    """The outbox insert for a list of card ids (parameter ``ids``), built once per shape."""
+    return _announce_statement(channels, new_cards,
+                               Card.id.in_(bindparam("ids", expanding=True)))
 
 
-def _announce_statement(channels: tuple[str, ...], new_cards: bool, ids: Any) -> Any:
-    """The outbox insert for ``channels`` and the cards ``ids`` (parameters ``now`` and
+@lru_cache(maxsize=16)
+def _announce_one(channels: tuple[str, ...]) -> dbutil.Prebuilt:
+    """The outbox insert for one card (parameter ``card_id``): every posting runs it."""
+    return dbutil.Prebuilt(lambda: _announce_statement(channels, False,
+                                                       Card.id == bindparam("card_id")))
+
+
+def _announce_statement(channels: tuple[str, ...], new_cards: bool,
+                        cards: ColumnElement[bool]) -> Any:
+    """The outbox insert for ``channels`` and the ``cards`` matching (parameters ``now`` and
     ``update_id``)."""
     from app.wallet.apple.models import Registration
     from app.wallet.google.models import GoogleObjectState
@@ -134,7 +143,7 @@ def _announce_statement(channels: tuple[str, ...], new_cards: bool, ids: Any) ->
     selects = []
     for channel in channels:
         query = select(Card.id, literal(channel), bindparam("update_id", type_=Integer),
-                       literal(0), now, now).where(Card.id.in_(ids))
+                       literal(0), now, now).where(cards)
         if audience[channel] is not None:
             query = query.where(audience[channel])
         selects.append(query)
@@ -164,9 +173,25 @@ def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
         params["ids"] = list(card_ids)
         statement = _announce_ids(wallets, new_cards)
     else:
-        statement = _announce_statement(wallets, new_cards, card_ids.scalar_subquery())
+        statement = _announce_statement(wallets, new_cards,
+                                        Card.id.in_(card_ids.scalar_subquery()))
     result = db.session.connection().execute(statement, params)
     written = int(result.rowcount or 0)
+    if written:
+        outbox.drain_after_commit()
+    return written
+
+
+def announce_card(tx: dbutil.Raw, card_id: int) -> int:
+    """:func:`announce` for one card, run on the driver (see :class:`app.dbutil.Precompiled`).
+    """
+    from app.wallet import outbox
+
+    wallets = channels()
+    if not wallets:
+        return 0
+    written = tx.execute(_announce_one(wallets),
+                         {"card_id": card_id, "now": utcnow(), "update_id": None})
     if written:
         outbox.drain_after_commit()
     return written

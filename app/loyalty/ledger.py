@@ -19,9 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, and_, bindparam, func, select, update
@@ -95,6 +94,7 @@ class LockedCard:
     barcode_version: int
     tier_name: str | None
     replay_entry_id: int | None
+    tx: dbutil.Raw = field(repr=False, compare=False)  # the transaction holding the lock
 
 
 def fingerprint(**request: Any) -> str:
@@ -114,17 +114,16 @@ def tier_for(tiers: list[Any], lifetime_points: int) -> Any:
     return max(reached, key=lambda t: t.threshold) if reached else None
 
 
-_TIER_RULES = select(Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent).where(
-    Tier.program_id == bindparam("program_id")
-)
+_TIER_RULES = dbutil.Prebuilt(lambda: select(
+    Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent
+).where(Tier.program_id == bindparam("program_id")))
 _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
                  Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
                  Program.earn_amount, Card.barcode_version, Tier.name)
 
 
-@cache
 def _lock_statement(with_key: bool) -> Any:
-    """The locking read, built once: postings are the hot path."""
+    """The locking read (with the idempotency key lookup when a key is given)."""
     columns: list[Any] = list(_LOCK_COLUMNS)
     if with_key:
         columns.append(
@@ -143,9 +142,13 @@ def _lock_statement(with_key: bool) -> Any:
     )
 
 
-def _tier_rules(program_id: int) -> list[TierRule]:
-    rows = db.session.execute(_TIER_RULES, {"program_id": program_id}).all()
-    return [TierRule(*row) for row in rows]
+# The statements of every posting, compiled once per database (postings are the hot path).
+_LOCK = {with_key: dbutil.Prebuilt(lambda with_key=with_key: _lock_statement(with_key))
+         for with_key in (False, True)}
+
+
+def _tier_rules(tx: dbutil.Raw, program_id: int) -> list[TierRule]:
+    return [TierRule(*row) for row in tx.all(_TIER_RULES, {"program_id": program_id})]
 
 
 def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedCard:
@@ -154,13 +157,12 @@ def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedC
     The same statement looks up an earlier entry with ``idempotency_key``: a plain retry is
     answered without writing (see the module docstring for the concurrent case).
     """
-    params = {"serial": serial_number, "key": idempotency_key}
-    row = db.session.connection().execute(_lock_statement(bool(idempotency_key)),
-                                          params).one_or_none()
+    tx = dbutil.raw()
+    row = tx.first(_LOCK[bool(idempotency_key)], {"serial": serial_number, "key": idempotency_key})
     if row is None:
         db.session.rollback()
         raise NotFound(f"No card with serial number {serial_number!r}.")
-    return LockedCard(*row[:12], replay_entry_id=row[12] if idempotency_key else None)
+    return LockedCard(*row[:12], replay_entry_id=row[12] if idempotency_key else None, tx=tx)
 
 
 def earn(
@@ -179,7 +181,7 @@ def earn(
     card = lock_card(serial_number, idempotency_key)
     if card.replay_entry_id is not None:
         return replay(card, request_fp)
-    tiers = _tier_rules(card.program_id)
+    tiers = _tier_rules(card.tx, card.program_id)
     if amount is not None:
         if currency != card.currency:
             db.session.rollback()
@@ -247,9 +249,8 @@ def _entry_view(entry: LedgerEntry) -> Entry:
                  entry.reason, entry.amount, entry.currency, entry.created_at)
 
 
-@cache
 def _posting_update(dialect: str) -> Any:
-    """The guarded update of every posting, built once (postings are the hot path).
+    """The guarded update of every posting.
 
     Parameters: ``card_id``, ``points`` (signed), ``lifetime_delta``, ``new_tier_id``,
     ``rotate`` (1 moves the card's code version on), ``totp_counter`` (or None) and
@@ -274,7 +275,6 @@ def _posting_update(dialect: str) -> Any:
     )
 
 
-@cache
 def _entry_insert(dialect: str) -> Any:
     """The ledger insert; a concurrent request with the same key makes it insert nothing."""
     entries = LedgerEntry.__table__
@@ -283,6 +283,15 @@ def _entry_insert(dialect: str) -> Any:
         .on_conflict_do_nothing(index_elements=["card_id", "idempotency_key"])
         .returning(entries.c.id)
     )
+
+
+_ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
+                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
+_UPDATE = {dialect: dbutil.Prebuilt(lambda dialect=dialect: _posting_update(dialect))
+           for dialect in dbutil.INSERT}
+_INSERT_ENTRY = {dialect: dbutil.Prebuilt(lambda dialect=dialect: _entry_insert(dialect),
+                                          _ENTRY_COLUMNS)
+                 for dialect in dbutil.INSERT}
 
 
 def post(
@@ -322,20 +331,19 @@ def post(
     if kind is EntryKind.EARN:
         # The row is locked, so the stored lifetime is current: the new tier is chosen here.
         if tiers is None:
-            tiers = _tier_rules(card.program_id)
+            tiers = _tier_rules(card.tx, card.program_id)
         lifetime += points
         new_tier = tier_for(tiers, lifetime)
         tier_id = new_tier.id if new_tier else None
         tier_name = new_tier.name if new_tier else None
 
-    connection = db.session.connection()
-    dialect = connection.dialect.name
-    balance = connection.execute(_posting_update(dialect), {
+    tx = card.tx
+    updated = tx.first(_UPDATE[tx.dialect.name], {
         "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
         "new_tier_id": tier_id, "rotate": int(rotate_code), "totp_counter": totp_counter,
         **changes.bump_params(now),
-    }).scalar_one_or_none()
-    if balance is None:
+    })
+    if updated is None:
         if idempotency_key and (earlier := _entry_id_for_key(card.id, idempotency_key)):
             return replay(replace(card, replay_entry_id=earlier), request_fp or "")
         db.session.rollback()
@@ -344,7 +352,8 @@ def post(
             balance=card.balance,
         )
 
-    entry_id = connection.execute(_entry_insert(dialect), {
+    (balance,) = updated
+    inserted = tx.first(_INSERT_ENTRY[tx.dialect.name], {
         "card_id": card.id,
         "kind": kind,
         "points": points,
@@ -357,14 +366,14 @@ def post(
         "amount": amount,
         "currency": currency,
         "created_at": now,
-    }).scalar_one_or_none()
-    if entry_id is None:  # a concurrent request with the same key committed first
+    })
+    if inserted is None:  # a concurrent request with the same key committed first
         earlier = _entry_id_for_key(card.id, idempotency_key or "")
         return replay(replace(card, replay_entry_id=earlier), request_fp or "")
-    entry = Entry(entry_id, kind, points, balance, reference, reason, amount, currency, now)
+    entry = Entry(inserted[0], kind, points, balance, reference, reason, amount, currency, now)
     if before_commit is not None:
         before_commit(entry)
-    changes.announce([card.id])
+    changes.announce_card(tx, card.id)
     db.session.commit()
     return Posting(
         serial_number=card.serial_number,

@@ -13,12 +13,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import bindparam, insert, select, update
 
+from app import dbutil
 from app.auth.keys import Principal
 from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFound, Unprocessable
 from app.extensions import db
@@ -31,10 +33,14 @@ from passes.barcode import is_rotating, read_code, read_rotating_code
 
 SCAN_SECONDS = 300
 
-# Statements on every redemption, built once.
-_REWARD = select(Reward.program_id, Reward.active, Reward.points_cost, Reward.name).where(
-    Reward.id == bindparam("id"))
-_RECORD = insert(Redemption.__table__).returning(Redemption.__table__.c.id)
+# Statements of every redemption, compiled once per database (see app.dbutil.Precompiled).
+_REWARD = dbutil.Prebuilt(lambda: select(
+    Reward.program_id, Reward.active, Reward.points_cost, Reward.name
+).where(Reward.id == bindparam("id")))
+_RECORD = dbutil.Prebuilt(
+    lambda: insert(Redemption.__table__).returning(Redemption.__table__.c.id),
+    ["card_id", "ledger_entry_id", "reward_id", "points", "code_version", "staff_key_id",
+     "location_id", "created_at"])
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,12 @@ class RedemptionResult:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="pointpass-scan")
+    return _serializer_for(current_app.config["SECRET_KEY"])
+
+
+@lru_cache(maxsize=8)
+def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="pointpass-scan")
 
 
 @dataclass(frozen=True)
@@ -192,12 +203,12 @@ def redeem(
 
     reward_name = None
     if reward_id is not None:
-        reward = db.session.connection().execute(_REWARD, {"id": reward_id}).one_or_none()
-        if reward is None or reward.program_id != card.program_id or not reward.active:
+        reward = card.tx.first(_REWARD, {"id": reward_id})
+        if reward is None or reward[0] != card.program_id or not reward[1]:
             db.session.rollback()
             raise Unprocessable("No such active reward in this card's program.", errors=[
                 {"location": "json", "field": "reward_id", "message": "Unknown reward."}])
-        points, reward_name = reward.points_cost, reward.name
+        points, reward_name = reward[2], reward[3]
     if location_id is not None and db.session.scalar(select(ProgramLocation.program_id).where(
             ProgramLocation.id == location_id)) != card.program_id:
         db.session.rollback()
@@ -207,11 +218,11 @@ def redeem(
     recorded: dict[str, Any] = {}
 
     def record(entry: ledger.Entry) -> None:
-        recorded["id"] = db.session.connection().execute(_RECORD, {
+        (recorded["id"],) = card.tx.first(_RECORD, {
             "card_id": card.id, "ledger_entry_id": entry.id, "reward_id": reward_id,
             "points": points, "code_version": card.barcode_version, "staff_key_id": staff.id,
             "location_id": location_id, "created_at": entry.created_at,
-        }).scalar_one()
+        }) or ()
 
     posting = ledger.post(
         card, EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",

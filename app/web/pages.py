@@ -9,11 +9,15 @@ default and the page views that take form posts call :data:`csrf` ``.protect()``
 from __future__ import annotations
 
 import secrets
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel, refresh
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 
 from app.loyalty.models import LANGUAGES
 
@@ -111,6 +115,29 @@ def _page_headers(response: Response) -> Response:
     return response
 
 
+class SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signer built once per secret key rather than
+    on every request (every API call opens a session, mostly to find no cookie)."""
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if not app.secret_key:
+            return None
+        return _session_serializer(self, app.secret_key, tuple(
+            app.config["SECRET_KEY_FALLBACKS"] or ()))
+
+
+@lru_cache(maxsize=8)
+def _session_serializer(interface: SecureCookieSessionInterface, secret_key: Any,
+                        fallbacks: tuple[Any, ...]) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        [*fallbacks, secret_key],  # the current key last, as Flask gives it
+        salt=interface.salt,
+        serializer=interface.serializer,
+        signer_kwargs={"key_derivation": interface.key_derivation,
+                       "digest_method": interface.digest_method},
+    )
+
+
 def init_app(app: Flask) -> None:
     """Attach the page extensions and blueprints."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
@@ -122,6 +149,7 @@ def init_app(app: Flask) -> None:
     # The form is one step; a token that lasts a day lets members finish at their own pace.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 24 * 3600)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.session_interface = SessionCookies()
     csrf.init_app(app)
 
     app.jinja_env.globals["csp_nonce"] = csp_nonce

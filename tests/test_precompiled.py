@@ -1,0 +1,87 @@
+"""Statements compiled once and run on the driver (app.dbutil.Precompiled), on both databases:
+they send and return the values SQLAlchemy would, and run inside the session's transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, func, insert, literal, select
+
+from app import dbutil
+from app.extensions import db
+from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry
+
+ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
+                 "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
+INSERT_ENTRY = dbutil.Prebuilt(
+    lambda: insert(LedgerEntry.__table__).returning(LedgerEntry.__table__.c.id), ENTRY_COLUMNS)
+CARD = dbutil.Prebuilt(lambda: select(Card.id, Card.status, Card.updated_at, literal("fixed"))
+                       .where(Card.serial_number == bindparam("serial")))
+
+
+def _entry(card_id: int, created_at: datetime) -> dict[str, Any]:
+    return {"card_id": card_id, "kind": EntryKind.ADJUST, "points": 5, "balance_after": 5,
+            "actor": "test", "reference": None, "reason": "r", "idempotency_key": None,
+            "request_fingerprint": None, "amount": None, "currency": None,
+            "created_at": created_at}
+
+
+def test_values_go_in_and_come_out_as_sqlalchemy_would(app: Any, card: dict[str, Any]) -> None:
+    when = datetime(2026, 11, 24, 8, 30, 15, 123456, tzinfo=UTC)
+    with app.app_context():
+        tx = dbutil.raw()
+        card_id, status, updated_at, fixed = tx.first(CARD, {"serial": card["serial_number"]})
+        assert status is CardStatus.ACTIVE  # the Enum's result processor ran
+        assert isinstance(updated_at, datetime) and updated_at.tzinfo is not None
+        assert fixed == "fixed"  # a value fixed in the statement is sent as it is
+        (entry_id,) = tx.first(INSERT_ENTRY, _entry(card_id, when))
+        db.session.commit()
+
+        entry = db.session.get(LedgerEntry, entry_id)
+        assert entry is not None
+        assert entry.kind is EntryKind.ADJUST
+        assert entry.created_at == when
+        # ...and SQLAlchemy's own SQL compares with what was stored (same text on SQLite).
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry).where(
+            LedgerEntry.created_at == when, LedgerEntry.kind == EntryKind.ADJUST)) == 1
+
+
+def test_statements_run_in_the_sessions_transaction(app: Any, card: dict[str, Any]) -> None:
+    with app.app_context():
+        before = db.session.scalar(select(func.count()).select_from(LedgerEntry))
+        tx = dbutil.raw()
+        (card_id, *_) = tx.first(CARD, {"serial": card["serial_number"]})
+        tx.first(INSERT_ENTRY, _entry(card_id, datetime.now(UTC)))
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == before + 1
+        db.session.rollback()
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == before
+
+
+def test_no_row_is_none_and_rows_come_as_a_list(app: Any, card: dict[str, Any]) -> None:
+    with app.app_context():
+        tx = dbutil.raw()
+        assert tx.first(CARD, {"serial": "no-such-card"}) is None
+        rows = tx.all(CARD, {"serial": card["serial_number"]})
+        assert [row[1] for row in rows] == [CardStatus.ACTIVE]
+        db.session.rollback()
+
+
+def test_a_missing_parameter_is_an_error_not_a_null(app: Any) -> None:
+    with app.app_context():
+        with pytest.raises(KeyError, match="serial"):
+            dbutil.raw().first(CARD, {})
+        db.session.rollback()
+
+
+def test_what_needs_sqlalchemy_at_execution_is_refused_when_built(app: Any) -> None:
+    with app.app_context():
+        dialect = db.engine.dialect
+        # created_at has a Python default, which only SQLAlchemy's execution would run.
+        with pytest.raises(ValueError, match="created_at"):
+            dbutil.Precompiled(insert(LedgerEntry.__table__), dialect,
+                               [c for c in ENTRY_COLUMNS if c != "created_at"])
+        with pytest.raises(ValueError, match="expanding"):
+            dbutil.Precompiled(select(Card.id).where(
+                Card.id.in_(bindparam("ids", expanding=True))), dialect)
