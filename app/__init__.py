@@ -39,7 +39,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     config_module.load(app, config)
     app.config["SPEC_FORMAT"] = "json"
     app.config["INFO"] = {
-        "description": "Issue wallet loyalty cards, keep the points store, push updates.",
+        "description": "Issue wallet loyalty cards, keep the points store, push updates. "
+        "Errors are RFC 9457 problem details. Any endpoint may answer 503 "
+        "(`urn:pointpass:problem:database-unavailable`, with `Retry-After`) while the "
+        "database cannot be reached; retry with the same `Idempotency-Key`.",
     }
     _configure_logging(app)
 

@@ -70,7 +70,9 @@ def engine_options(url: str) -> dict[str, Any]:
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     # Dead connections are caught at checkout by app.dbutil.check_connections, not by a
     # "pre-ping" round trip on every request.
-    return {"pool_size": 10, "max_overflow": 20}
+    # An unreachable host fails within seconds (a 503 to the client) instead of after the
+    # operating system's TCP retries.
+    return {"pool_size": 10, "max_overflow": 20, "connect_args": {"connect_timeout": 5}}
 
 
 def _secret_key(app: Flask) -> str:

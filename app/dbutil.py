@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 from app.extensions import db
 
@@ -120,28 +120,54 @@ class Prebuilt:
 
 @dataclass(frozen=True)
 class Raw:
-    """The session's transaction at the driver: a DBAPI cursor, and the database's dialect.
+    """The session's transaction at the driver: runs :class:`Prebuilt` statements on a DBAPI
+    cursor. Valid until the session's transaction ends.
 
-    Runs :class:`Prebuilt` statements. Valid until the session's transaction ends.
+    Driver errors come out as SQLAlchemy's exceptions, as they would from
+    ``Session.execute``, and a lost connection is invalidated so that the session can still
+    roll back and the pool replaces it.
     """
 
+    connection: Connection
     cursor: Any
     dialect: Dialect
 
     def first(self, statement: Prebuilt, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        return statement(self.dialect).first(self.cursor, params)
+        compiled = statement(self.dialect)
+        try:
+            return compiled.first(self.cursor, params)
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self._failed(error, compiled, params) from error
 
     def all(self, statement: Prebuilt, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        return statement(self.dialect).all(self.cursor, params)
+        compiled = statement(self.dialect)
+        try:
+            return compiled.all(self.cursor, params)
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self._failed(error, compiled, params) from error
 
     def execute(self, statement: Prebuilt, params: Mapping[str, Any]) -> int:
-        return statement(self.dialect).execute(self.cursor, params)
+        compiled = statement(self.dialect)
+        try:
+            return compiled.execute(self.cursor, params)
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self._failed(error, compiled, params) from error
+
+    def _failed(self, error: Exception, compiled: Precompiled,
+                params: Mapping[str, Any]) -> Exception:
+        lost = self.dialect.is_disconnect(error, self.connection.connection.dbapi_connection,
+                                          self.cursor)
+        if lost:
+            self.connection.invalidate(error)
+        return exc.DBAPIError.instance(compiled.sql, dict(params), error,
+                                       self.dialect.loaded_dbapi.Error,
+                                       connection_invalidated=lost, dialect=self.dialect)
 
 
 def raw() -> Raw:
     """The session's transaction (begun if need be) at the driver level."""
     connection = db.session.connection()
-    return Raw(connection.connection.cursor(), connection.dialect)
+    return Raw(connection, connection.connection.cursor(), connection.dialect)
 
 
 # A connection idle in the pool longer than this is pinged before use (a firewall or NAT may

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 from apiflask import APIFlask, HTTPError
 from apiflask.fields import Integer, List, Nested, String
 from apiflask.schemas import Schema
 from flask import Response, json, request
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -91,6 +94,27 @@ def _http_error(error: HTTPError) -> Response:
     return problem(error.status_code, title=title, detail=detail, headers=headers)
 
 
+# How long a client should wait before retrying when the database cannot be reached.
+DATABASE_RETRY_SECONDS = 5
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database could not be reached or did not answer in time
+    (down, restarting, connection dropped, pool exhausted, SQLite write lock not granted),
+    as opposed to a bug in a statement."""
+    if isinstance(error, sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return True
+    original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(original, psycopg.OperationalError):
+        return True
+    if isinstance(original, sqlite3.OperationalError):
+        message = str(original)
+        return "locked" in message or "unable to open" in message
+    return False
+
+
 def init_app(app: APIFlask) -> None:
     """Route every error, from schemas, auth, Werkzeug and services, through problem JSON."""
     app.config["HTTP_ERROR_SCHEMA"] = ProblemSchema
@@ -117,5 +141,14 @@ def init_app(app: APIFlask) -> None:
     def _unexpected(error: Exception) -> Response:
         if isinstance(error, HTTPError):
             return _http_error(error)
+        if database_unavailable(error):
+            # Expected during an outage: one line, not a traceback per request.
+            log.error("database unavailable on %s %s: %s", request.method, request.path,
+                      str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return problem(
+                503, code="database-unavailable", title="Database unavailable",
+                detail="The database could not be reached. Retry shortly with the same "
+                "Idempotency-Key: a request that did go through is answered, not repeated.",
+                headers={"Retry-After": str(DATABASE_RETRY_SECONDS)})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, detail="An unexpected error occurred; it has been logged.")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import bindparam, func, insert, literal, select
 
 from app import dbutil
@@ -85,3 +86,11 @@ def test_what_needs_sqlalchemy_at_execution_is_refused_when_built(app: Any) -> N
         with pytest.raises(ValueError, match="expanding"):
             dbutil.Precompiled(select(Card.id).where(
                 Card.id.in_(bindparam("ids", expanding=True))), dialect)
+
+
+def test_driver_errors_come_out_as_sqlalchemys(app: Any) -> None:
+    with app.app_context():
+        with pytest.raises(sqlalchemy.exc.IntegrityError):  # no card 999999: foreign key
+            dbutil.raw().first(INSERT_ENTRY, _entry(999_999, datetime.now(UTC)))
+        db.session.rollback()  # and the session can go on
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
