@@ -11,7 +11,7 @@ import psycopg
 from apiflask import APIFlask, HTTPError
 from apiflask.fields import Integer, List, Nested, String
 from apiflask.schemas import Schema
-from flask import Response, json, request
+from flask import Response, json, render_template, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
@@ -115,6 +115,13 @@ def database_unavailable(error: BaseException) -> bool:
     return False
 
 
+def _wants_a_page() -> bool:
+    """A browser asking for a page: HTML preferred to JSON, outside the API."""
+    if request.path.startswith("/api/"):
+        return False
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
 def init_app(app: APIFlask) -> None:
     """Route every error, from schemas, auth, Werkzeug and services, through problem JSON."""
     app.config["HTTP_ERROR_SCHEMA"] = ProblemSchema
@@ -123,6 +130,10 @@ def init_app(app: APIFlask) -> None:
 
     @app.errorhandler(HTTPException)
     def _werkzeug_error(error: HTTPException) -> Response:
+        if error.code == 404 and _wants_a_page():
+            # A mistyped or truncated link opened in a browser: a page in the reader's
+            # language, not JSON.
+            return Response(render_template("404.html"), status=404, mimetype="text/html")
         # Replaces APIFlask's handler, which drops the description (e.g. why JSON failed).
         status = error.code or 500
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}

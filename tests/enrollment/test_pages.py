@@ -280,6 +280,26 @@ def test_invitation_link_fills_in_the_code_and_credits_the_referrer(
         assert referrer.balance == 50  # the program's referral bonus, by the job
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_mistyped_link_in_a_browser_is_a_page_in_the_readers_language(client: Any) -> None:
+    response = client.get("/joinn/kopi-test", headers={"Accept": BROWSER_ACCEPT,
+                                                       "Accept-Language": "th"})
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "ไม่พบหน้านี้" in response.get_data(as_text=True)  # "Page not found"
+    assert "Content-Security-Policy" in response.headers
+
+
+def test_machines_and_the_api_still_get_problem_json_for_unknown_urls(client: Any) -> None:
+    for path, accept in (("/joinn/kopi-test", "*/*"), ("/joinn/kopi-test", "application/json"),
+                         ("/api/v1/nope", BROWSER_ACCEPT), ("/passkit/v1/nope", "*/*")):
+        response = client.get(path, headers={"Accept": accept})
+        assert response.status_code == 404, path
+        assert response.mimetype == "application/problem+json", (path, accept)
+
+
 def test_unknown_program_is_an_html_404(client: Any, program: dict) -> None:
     response = client.get("/join/no-such-program", headers={"Accept-Language": "ms"})
     assert response.status_code == 404
