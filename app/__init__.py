@@ -33,8 +33,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         version="1",
         spec_path="/api/openapi.json",
         docs_path="/api/docs",
-        template_folder=str(ROOT / "templates"),
-        instance_path=str(instance_path) if instance_path else str(ROOT / "instance"),
+        # app/templates links to the checkout's templates/; a wheel carries the files.
+        template_folder="templates",
+        instance_path=str(instance_path) if instance_path else _default_instance_path(),
     )
     config_module.load(app, config)
     app.config["SPEC_FORMAT"] = "json"
@@ -100,6 +101,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         outbox.start_sweeper(app)
     app.register_blueprint(web)
     return app
+
+
+def _default_instance_path() -> str | None:
+    """``instance/`` in a checkout; Flask's ``<prefix>/var/app-instance`` when installed."""
+    return str(ROOT / "instance") if (ROOT / "pyproject.toml").is_file() else None
 
 
 def _sqlite_transactions(engine: Engine) -> None:
