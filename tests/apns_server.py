@@ -114,6 +114,7 @@ class _ServerProtocol(asyncio.Protocol):
         self._outgoing = ssl.MemoryBIO()
         self._tls = server._ssl.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._handshaken = False
+        self.blackholed = False  # drops whatever arrives, like a NAT that forgot the flow
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -121,7 +122,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.server._note_accepted(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing() or self.blackholed:
             return
         self._incoming.write(data)
         if not self._handshaken:
@@ -479,6 +480,20 @@ class APNsTestServer:
                 protocol.close(goaway)
 
         asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=5)
+
+    def blackhole_connections(self) -> None:
+        """From now on, ignore everything arriving on the connections open now, without
+        closing them: what a client sees when a NAT or firewall drops an idle flow. New
+        connections are served as usual."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def blackhole_all() -> None:
+            for protocol in list(self._protocols):
+                protocol.blackholed = True
+
+        asyncio.run_coroutine_threadsafe(blackhole_all(), loop).result(timeout=5)
 
     # -- called on the server's loop ---------------------------------------------------------
 

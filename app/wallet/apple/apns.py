@@ -189,6 +189,7 @@ class _Connection(asyncio.Protocol):
         self.abort_reason: Exception | None = None
         self.responses = 0
         self.last_read = self.busy_since = time.monotonic()
+        self.ping_sent: float | None = None  # when our unanswered PING went out
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -292,6 +293,12 @@ class _Connection(asyncio.Protocol):
         self.streams[stream_id] = _Stream(job)
         job.attempts += 1
 
+    def ping(self) -> None:
+        """Ask the server for a PING ACK: any answer proves the connection still works."""
+        self.h2.ping(os.urandom(8))
+        self.ping_sent = time.monotonic()
+        self.flush()
+
     def flush(self) -> None:
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
@@ -342,6 +349,7 @@ class _Engine:
         backoff_max: float,
         connect_timeout: float,
         request_timeout: float,
+        idle_ping: float,
         counters: dict[str, int],
     ) -> None:
         self.host = host
@@ -353,6 +361,7 @@ class _Engine:
         self.backoff_max = backoff_max
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
+        self.idle_ping = idle_ping
         self.counters = counters
         # Encoded once; only :path changes per push. The path is sent never-indexed so that
         # thousands of distinct tokens do not churn HPACK's dynamic table.
@@ -476,7 +485,7 @@ class _Engine:
             return
         self.connecting = None
         self.conn = conn
-        loop.call_later(self.request_timeout / 2, self._watch, conn)
+        loop.call_later(min(self.request_timeout, self.idle_ping) / 2, self._watch, conn)
         self._pump()
 
     def _connect_failed(self, exc: BaseException) -> None:
@@ -491,14 +500,31 @@ class _Engine:
             self._attempt_failed(job, None, reason, fatal=fatal)
 
     def _watch(self, conn: _Connection) -> None:
-        """Abort a connection whose in-flight streams got no answer for ``request_timeout``."""
+        """Abort a connection whose in-flight streams got no answer for ``request_timeout``,
+        or that did not answer a PING in that time.
+
+        A connection idle for ``idle_ping`` seconds is PINGed: a NAT or firewall that
+        forgot the flow drops packets without a word, and the next push would otherwise
+        wait ``request_timeout`` before going out again on a new connection.
+        """
         if conn.lost:
             return
-        silent = time.monotonic() - max(conn.last_read, conn.busy_since)
+        now = time.monotonic()
+        silent = now - max(conn.last_read, conn.busy_since)
         if conn.streams and silent > self.request_timeout:
             conn._abort(TimeoutError("no response from APNs"))
             return
-        asyncio.get_running_loop().call_later(self.request_timeout / 2, self._watch, conn)
+        if conn.ping_sent is not None and conn.last_read >= conn.ping_sent:
+            conn.ping_sent = None  # answered (any frame since the PING will do)
+        if conn.ping_sent is not None:
+            if now - conn.ping_sent > self.request_timeout:
+                log.info("APNs connection did not answer a PING; opening a new one when needed")
+                conn._abort(TimeoutError("no answer to PING from APNs"))
+                return
+        elif not conn.streams and conn.usable and now - conn.last_read > self.idle_ping:
+            conn.ping()
+        interval = min(self.request_timeout, self.idle_ping) / 2
+        asyncio.get_running_loop().call_later(interval, self._watch, conn)
 
     # -- responses ---------------------------------------------------------------------------
 
@@ -685,6 +711,9 @@ class APNsClient:
     ``max_concurrent_streams`` caps streams in flight (the server's SETTINGS may lower it).
     Pushes that meet 429, 5xx or a connection failure are retried ``retries`` times with
     exponential backoff from ``backoff_base`` seconds (capped at ``backoff_max``) plus jitter.
+    A push unanswered for ``request_timeout`` seconds is retried on a new connection; an idle
+    connection is PINGed every ``idle_ping`` seconds and replaced if the PING goes unanswered
+    for ``request_timeout`` (a NAT that dropped the flow says nothing).
 
     Use as a context manager or call :meth:`close`. Safe to call from several threads.
     """
@@ -704,6 +733,7 @@ class APNsClient:
         backoff_max: float = 10.0,
         connect_timeout: float = 10.0,
         request_timeout: float = 15.0,
+        idle_ping: float = 60.0,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
@@ -731,6 +761,7 @@ class APNsClient:
             "backoff_max": backoff_max,
             "connect_timeout": connect_timeout,
             "request_timeout": request_timeout,
+            "idle_ping": idle_ping,
         }
         self._counters: dict[str, int] = {outcome.value: 0 for outcome in Outcome}
         self._lock = threading.Lock()

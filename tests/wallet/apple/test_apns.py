@@ -400,6 +400,38 @@ def test_an_idle_connection_is_not_mistaken_for_a_silent_one(
     assert apns_server.connections == 1
 
 
+def test_an_idle_connection_answers_pings_and_is_kept(
+    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens
+) -> None:
+    client = make_client(request_timeout=0.4, idle_ping=0.1)
+    client.push_many(tokens(1))
+    time.sleep(1.5)  # several PINGs, each answered
+    (result,) = client.push_many(tokens(1, prefix=1))
+    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 1)
+    assert apns_server.connections == 1
+
+
+@pytest.mark.parametrize("idle_ping", [0.1, 60.0])
+def test_a_connection_a_nat_dropped_while_idle_is_replaced_before_the_next_push(
+    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens, idle_ping: float
+) -> None:
+    """With PINGs the dead connection is found while idle and the next push goes out at
+    once; without them (idle_ping longer than the test) the push waits out the timeout."""
+    client = make_client(request_timeout=1.0, idle_ping=idle_ping)
+    client.push_many(tokens(1))
+    apns_server.blackhole_connections()
+    time.sleep(2.0)  # idle: a PING is sent and goes unanswered for the request timeout
+    began = time.monotonic()
+    (result,) = client.push_many(tokens(1, prefix=1))
+    took = time.monotonic() - began
+    assert result.outcome == Outcome.DELIVERED
+    assert apns_server.connections == 2
+    if idle_ping < 1:
+        assert took < 0.5 and result.attempts == 1, (took, result.attempts)
+    else:
+        assert took >= 1.0 and result.attempts == 2
+
+
 def test_a_connection_that_runs_out_of_stream_ids_is_replaced(
     client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
