@@ -12,6 +12,10 @@ as soon as it has an answer: the ratio of their rates), then the service with re
 half the floor's rate, spread over the 32 clients (p50/p99 counted from when each request was
 due). Target: the service reaches at least 50% of the floor's rate with p99 under 50 ms.
 
+A fourth run, for reference: the floor's transaction behind a bare WSGI app under the same
+gunicorn (benchmarks/bare_redeem_wsgi.py: no Flask, validation, auth or SQLAlchemy), the
+ceiling of any WSGI stack here.
+
     python benchmarks/bench_redeem.py [--clients 32] [--seconds 8] [--workers 2] [--threads 4]
 """
 
@@ -23,7 +27,6 @@ import json
 import sys
 import tempfile
 import urllib.request
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,9 +35,7 @@ import psycopg
 
 from benchmarks.common import (
     CpuMeter,
-    floor_announce,
-    floor_lock,
-    floor_post,
+    floor_redeem,
     gunicorn,
     http_load,
     json_post,
@@ -107,21 +108,7 @@ def psycopg_worker(url: str, serials: list[str], staff_key_id: int):  # type: ig
         serial = serials[i % len(serials)]
 
         def op() -> bool:
-            key = f"p{i}-{next(counter)}"
-            with conn.transaction():
-                card_id, _program_id = floor_lock(conn, serial, key, read_tiers=False)
-                balance, version = floor_post(conn, card_id, -1, lifetime=0, rotate=1)
-                (entry_id,) = conn.execute(
-                    "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
-                    "idempotency_key, request_fingerprint, created_at) VALUES "
-                    "(%s, 'redeem', -1, %s, 'bench', %s, %s, now()) "
-                    "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
-                    (card_id, balance, key, uuid.uuid4().hex)).fetchone()
-                conn.execute(
-                    "INSERT INTO redemptions (card_id, ledger_entry_id, points, code_version, "
-                    "staff_key_id, created_at) VALUES (%s, %s, 1, %s, %s, now()) RETURNING id",
-                    (card_id, entry_id, version - 1, staff_key_id)).fetchone()
-                floor_announce(conn, card_id)
+            floor_redeem(conn, serial, f"p{i}-{next(counter)}", staff_key_id)
             return True
 
         return op
@@ -166,17 +153,28 @@ def main() -> None:
             target_rate = floor.rate / 2
             paced = http_load(port, args.clients, args.seconds, requests("paced"),
                               rate=target_rate, cpu=CpuMeter(pid))
+        # What gunicorn and psycopg alone reach: the floor's transaction, bare WSGI.
+        bare_env = {"BARE_DSN": dsn, "BARE_STAFF_KEY_ID": str(staff_id)}
+        with gunicorn(bare_env, workers=args.workers, threads=args.threads,
+                      app="benchmarks.bare_redeem_wsgi:app") as (port, pid):
+            def bare_request(i: int, n: int) -> bytes:
+                return json_post("/", {"serial": serials[i % len(serials)]},
+                                 {"Idempotency-Key": f"bare-{i}-{n}"})
+
+            bare = http_load(port, args.clients, args.seconds, bare_request, cpu=CpuMeter(pid))
     print(floor.line("floor: psycopg transaction, no HTTP"))
     print(service.line(f"service: gunicorn {args.workers}x{args.threads} gthread"))
     print(paced.line(f"service at half the floor's rate ({target_rate:.0f}/s)"))
-    for label, result in (("floor", floor), ("service", service)):
+    print(bare.line("ceiling: bare WSGI + psycopg"))
+    for label, result in (("floor", floor), ("service", service), ("ceiling", bare)):
         print(f"  CPU per {label} redemption: {result.cpu.per_op(result.requests)}")
     ratio = service.rate / floor.rate
     p99 = paced.percentile(99)
-    print(f"ratio service/floor at saturation: {ratio:.2f} (target >= 0.50)")
+    print(f"ratio service/floor at saturation: {ratio:.2f} (target >= 0.50); "
+          f"bare WSGI ceiling/floor: {bare.rate / floor.rate:.2f}")
     print(f"at {target_rate:.0f}/s offered: {paced.rate:.0f}/s served, p99 {p99:.1f} ms "
           f"(target < 50 ms)")
-    if service.errors or floor.errors or paced.errors:
+    if service.errors or floor.errors or paced.errors or bare.errors:
         sys.exit("errors during the run")
 
 

@@ -68,8 +68,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int, threads: int) -> Iterator[tuple[int, int]]:
-    """Start gunicorn on a free port; yields ``(port, master pid)``."""
+def gunicorn(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:app",
+             ) -> Iterator[tuple[int, int]]:
+    """Start gunicorn serving ``app`` on a free port; yields ``(port, master pid)``."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -84,7 +85,7 @@ def gunicorn(env: dict[str, str], workers: int, threads: int) -> Iterator[tuple[
             "gthread",
             "--keep-alive",
             "30",
-            "wsgi:app",
+            app,
         ],
         env={**os.environ, **env},
         cwd=ROOT,
@@ -434,3 +435,23 @@ def floor_announce(conn: Any, card_id: int) -> None:
         "created_at) SELECT c.id, 'apple', NULL, 0, now(), now() FROM cards c WHERE c.id IN "
         "(%s) AND EXISTS (SELECT 1 FROM apple_registrations r WHERE r.card_id = c.id)",
         (card_id,))
+
+
+def floor_redeem(conn: Any, serial: str, key: str, staff_key_id: int) -> int:
+    """The service's redemption transaction, statement for statement (1 point); the new
+    balance."""
+    with conn.transaction():
+        card_id, _program_id = floor_lock(conn, serial, key, read_tiers=False)
+        balance, version = floor_post(conn, card_id, -1, lifetime=0, rotate=1)
+        (entry_id,) = conn.execute(
+            "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
+            "idempotency_key, request_fingerprint, created_at) VALUES "
+            "(%s, 'redeem', -1, %s, 'bench', %s, %s, now()) "
+            "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
+            (card_id, balance, key, uuid.uuid4().hex)).fetchone()
+        conn.execute(
+            "INSERT INTO redemptions (card_id, ledger_entry_id, points, code_version, "
+            "staff_key_id, created_at) VALUES (%s, %s, 1, %s, %s, now()) RETURNING id",
+            (card_id, entry_id, version - 1, staff_key_id)).fetchone()
+        floor_announce(conn, card_id)
+    return balance
