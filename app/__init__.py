@@ -98,7 +98,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         # workers run it: `pointpass worker`).
         from app.wallet import outbox
 
-        outbox.start_sweeper(app)
+        app.extensions["pointpass.sweeper"] = outbox.start_sweeper(app)
     app.register_blueprint(web)
     return app
 

@@ -170,10 +170,10 @@ class Sweeper(threading.Thread):
     def __init__(self, app: Flask, func: Job, key: str, interval: float) -> None:
         super().__init__(name=f"pointpass-sweep-{key}", daemon=True)
         self._app, self._func, self._key, self._interval = app, func, key, interval
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stopping.wait(self._interval):
             try:
                 with self._app.app_context():
                     dispatcher().submit(self._func, (), self._key)
@@ -181,7 +181,7 @@ class Sweeper(threading.Thread):
                 log.exception("periodic %s could not be submitted", self._key)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
 
 @event.listens_for(Session, "after_commit")

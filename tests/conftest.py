@@ -32,8 +32,9 @@ REDIS_URL = os.environ.get("POINTPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/1
 def _migrate(url: str, instance: Path) -> None:
     from flask_migrate import upgrade
 
-    app = create_app({"DATABASE_URL": url, "ENV": "testing", "INSTANCE_PATH": instance,
-                      **apple_settings()})
+    # TESTING: no periodic outbox sweep, which would outlive the session's databases.
+    app = create_app({"DATABASE_URL": url, "ENV": "testing", "TESTING": True,
+                      "INSTANCE_PATH": instance, **apple_settings()})
     with app.app_context():
         upgrade()
         db.engine.dispose()

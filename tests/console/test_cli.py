@@ -44,8 +44,9 @@ def test_upgrade_create_key_demo(cli_env: dict[str, str], tmp_path: Path) -> Non
     # The printed keys work against the API.
     from app import create_app
 
+    # TESTING: no periodic outbox sweep left running after the test (and its database).
     app = create_app({"DATABASE_URL": cli_env["POINTPASS_DATABASE_URL"], "ENV": "testing",
-                      "INSTANCE_PATH": tmp_path / "instance"})
+                      "TESTING": True, "INSTANCE_PATH": tmp_path / "instance"})
     client = app.test_client()
     r = client.get(f"/api/v1/cards/{serial}", headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200

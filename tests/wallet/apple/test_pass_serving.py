@@ -172,7 +172,7 @@ def test_pass_barcode_decodes_from_a_rendered_qr(app: Any, card: dict[str, Any])
 
 def _app_with(tmp_path: Path, **settings: Any) -> Any:
     return create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "ENV": "testing",
-                       "INSTANCE_PATH": tmp_path, **settings})
+                       "TESTING": True, "INSTANCE_PATH": tmp_path, **settings})
 
 
 def test_missing_certificate_file_stops_start_up(tmp_path: Path) -> None:
@@ -227,5 +227,8 @@ def test_production_without_apple_settings_runs_without_apple(
     caplog.set_level("WARNING")
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "ENV": "production",
                       "SECRET_KEY": "k" * 40, "INSTANCE_PATH": tmp_path})
+    sweeper = app.extensions["pointpass.sweeper"]  # no jobs running into later tests
+    sweeper.stop()
+    sweeper.join(timeout=5)
     assert app.extensions["pointpass.apple"] is None
     assert "Apple Wallet is off" in caplog.text
