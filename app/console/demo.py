@@ -41,7 +41,8 @@ def create_demo() -> DemoResult:
             default_language="id",
             referral_bonus_points=50,
             support_contact="halo@kopinusantara.example",
-            terms="Points expire 12 months after they are earned. Not exchangeable for cash.",
+            # Pointpass does not expire points (yet): the terms must not promise it.
+            terms="Points have no cash value and cannot be transferred to another card.",
             tiers=[
                 {"name": "Bronze", "threshold": 0, "multiplier_percent": 100},
                 {"name": "Silver", "threshold": 500, "multiplier_percent": 125},
