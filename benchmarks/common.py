@@ -416,8 +416,9 @@ def floor_post(conn: Any, card_id: int, points: int, *, lifetime: int, rotate: i
     return int(row[0]), int(row[1])
 
 
-def load_arguments(description: str | None, threads: int = 4) -> Any:
-    """The options every gunicorn benchmark takes."""
+def load_arguments(description: str | None, threads: int = 4, rounds: int | None = None,
+                   ) -> Any:
+    """The options every gunicorn benchmark takes (and ``--rounds`` when given a default)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -425,6 +426,9 @@ def load_arguments(description: str | None, threads: int = 4) -> Any:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=threads)
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds,
+                            help="interleaved rounds; the median round is reported")
     return parser.parse_args()
 
 
