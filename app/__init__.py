@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
             _sqlite_transactions(db.engine)
         else:
             dbutil.check_connections(db.engine)
+    app.teardown_appcontext(dbutil.end_open_transactions)
 
     from app import jobs, problems
 

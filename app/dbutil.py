@@ -6,13 +6,13 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from flask import g
 from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Dialect, Engine
 
 from app.extensions import db
 
@@ -118,56 +118,123 @@ class Prebuilt:
         return compiled
 
 
-@dataclass(frozen=True)
 class Raw:
-    """The session's transaction at the driver: runs :class:`Prebuilt` statements on a DBAPI
-    cursor. Valid until the session's transaction ends.
+    """A transaction driven at the driver: runs :class:`Prebuilt` statements on a DBAPI
+    cursor, then :meth:`commit` or :meth:`rollback`.
 
-    Driver errors come out as SQLAlchemy's exceptions, as they would from
-    ``Session.execute``, and a lost connection is invalidated so that the session can still
-    roll back and the pool replaces it.
+    On PostgreSQL it holds a pooled connection of its own, outside the Session (the Session's
+    bookkeeping costs more than the statements of a short posting). On SQLite it shares the
+    Session's transaction: a request that already used the Session holds the database's
+    write lock, which a second connection would wait for. Driver errors come out as
+    SQLAlchemy's exceptions, as they would from ``Session.execute``, and a lost connection is
+    invalidated so the pool replaces it. A transaction still open when the application
+    context ends (an error escaped) is rolled back then.
     """
 
-    connection: Connection
-    cursor: Any
-    dialect: Dialect
+    def __init__(self, connection: Any, dialect: Dialect, *, session: Any = None) -> None:
+        # The pool's proxy of the DBAPI connection; ``session``: the Session's Connection
+        # holding it, when the transaction is the Session's.
+        self.connection = connection
+        self.session_connection = session
+        self.session_bound = session is not None
+        self.cursor = connection.cursor()
+        self.dialect = dialect
+        self.done = False
+        self._on_commit: list[Callable[[], None]] = []
 
     def first(self, statement: Prebuilt, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         compiled = statement(self.dialect)
         try:
             return compiled.first(self.cursor, params)
         except self.dialect.loaded_dbapi.Error as error:
-            raise self._failed(error, compiled, params) from error
+            raise self._failed(error, compiled.sql, params) from error
 
     def all(self, statement: Prebuilt, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         compiled = statement(self.dialect)
         try:
             return compiled.all(self.cursor, params)
         except self.dialect.loaded_dbapi.Error as error:
-            raise self._failed(error, compiled, params) from error
+            raise self._failed(error, compiled.sql, params) from error
 
     def execute(self, statement: Prebuilt, params: Mapping[str, Any]) -> int:
         compiled = statement(self.dialect)
         try:
             return compiled.execute(self.cursor, params)
         except self.dialect.loaded_dbapi.Error as error:
-            raise self._failed(error, compiled, params) from error
+            raise self._failed(error, compiled.sql, params) from error
 
-    def _failed(self, error: Exception, compiled: Precompiled,
-                params: Mapping[str, Any]) -> Exception:
-        lost = self.dialect.is_disconnect(error, self.connection.connection.dbapi_connection,
-                                          self.cursor)
-        if lost:
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed (not if it rolls back)."""
+        self._on_commit.append(callback)
+
+    def commit(self) -> None:
+        if self.session_bound:
+            db.session.commit()
+        else:
+            try:
+                self.connection.commit()
+            except self.dialect.loaded_dbapi.Error as error:
+                failure = self._failed(error, "COMMIT", {})
+                if not self.done:
+                    self._release()
+                raise failure from error
+            self._release()
+        self.done = True
+        callbacks, self._on_commit = self._on_commit, []
+        for callback in callbacks:
+            callback()
+
+    def rollback(self) -> None:
+        self._on_commit.clear()
+        if self.done:
+            return
+        if self.session_bound:
+            self.done = True
+            db.session.rollback()
+            return
+        try:
+            self.connection.rollback()
+        except self.dialect.loaded_dbapi.Error as error:
+            self._failed(error, "ROLLBACK", {})  # invalidates a lost connection
+        if not self.done:
+            self._release()
+
+    def _release(self) -> None:
+        self.done = True
+        self.connection.close()  # back to the pool (or discarded, if invalidated)
+
+    def _failed(self, error: Any, sql: str, params: Mapping[str, Any]) -> Exception:
+        lost = (not self.done and self.dialect.is_disconnect(
+            error, self.connection.dbapi_connection, self.cursor))
+        if lost and self.session_bound:
+            self.session_connection.invalidate(error)  # the Session's rollback then skips it
+        elif lost:
             self.connection.invalidate(error)
-        return exc.DBAPIError.instance(compiled.sql, dict(params), error,
-                                       self.dialect.loaded_dbapi.Error,
+            self._release()  # nothing left to roll back: the server ended the transaction
+        return exc.DBAPIError.instance(sql, dict(params), error, self.dialect.loaded_dbapi.Error,
                                        connection_invalidated=lost, dialect=self.dialect)
 
 
-def raw() -> Raw:
-    """The session's transaction (begun if need be) at the driver level."""
-    connection = db.session.connection()
-    return Raw(connection, connection.connection.cursor(), connection.dialect)
+_OPEN = "pointpass.raw_transactions"
+
+
+def begin() -> Raw:
+    """Begin a transaction for a posting (see :class:`Raw`)."""
+    engine = db.engine
+    if engine.dialect.name == "sqlite":
+        connection = db.session.connection()  # BEGIN IMMEDIATE: see create_app
+        tx = Raw(connection.connection, connection.dialect, session=connection)
+    else:
+        tx = Raw(engine.raw_connection(), engine.dialect)
+    g.setdefault(_OPEN, []).append(tx)
+    return tx
+
+
+def end_open_transactions(_error: BaseException | None = None) -> None:
+    """Roll back what an escaped error left open (an ``teardown_appcontext`` handler)."""
+    for tx in g.pop(_OPEN, ()):
+        if not tx.done:
+            tx.rollback()
 
 
 # A connection idle in the pool longer than this is pinged before use (a firewall or NAT may

@@ -1,5 +1,6 @@
-"""Statements compiled once and run on the driver (app.dbutil.Precompiled), on both databases:
-they send and return the values SQLAlchemy would, and run inside the session's transaction."""
+"""Statements compiled once and run on the driver (app.dbutil.Precompiled, dbutil.begin), on
+both databases: they send and return the values SQLAlchemy would, commit or roll back as one
+transaction, and a transaction left open by an error is rolled back with the app context."""
 
 from __future__ import annotations
 
@@ -32,13 +33,13 @@ def _entry(card_id: int, created_at: datetime) -> dict[str, Any]:
 def test_values_go_in_and_come_out_as_sqlalchemy_would(app: Any, card: dict[str, Any]) -> None:
     when = datetime(2026, 11, 24, 8, 30, 15, 123456, tzinfo=UTC)
     with app.app_context():
-        tx = dbutil.raw()
+        tx = dbutil.begin()
         card_id, status, updated_at, fixed = tx.first(CARD, {"serial": card["serial_number"]})
         assert status is CardStatus.ACTIVE  # the Enum's result processor ran
         assert isinstance(updated_at, datetime) and updated_at.tzinfo is not None
         assert fixed == "fixed"  # a value fixed in the statement is sent as it is
         (entry_id,) = tx.first(INSERT_ENTRY, _entry(card_id, when))
-        db.session.commit()
+        tx.commit()
 
         entry = db.session.get(LedgerEntry, entry_id)
         assert entry is not None
@@ -49,31 +50,61 @@ def test_values_go_in_and_come_out_as_sqlalchemy_would(app: Any, card: dict[str,
             LedgerEntry.created_at == when, LedgerEntry.kind == EntryKind.ADJUST)) == 1
 
 
-def test_statements_run_in_the_sessions_transaction(app: Any, card: dict[str, Any]) -> None:
+def _entries(app: Any) -> int:
     with app.app_context():
-        before = db.session.scalar(select(func.count()).select_from(LedgerEntry))
-        tx = dbutil.raw()
+        return int(db.session.scalar(select(func.count()).select_from(LedgerEntry)) or 0)
+
+
+def test_a_transaction_commits_or_rolls_back_as_one(app: Any, card: dict[str, Any]) -> None:
+    before = _entries(app)
+    committed: list[str] = []
+    with app.app_context():
+        tx = dbutil.begin()
         (card_id, *_) = tx.first(CARD, {"serial": card["serial_number"]})
         tx.first(INSERT_ENTRY, _entry(card_id, datetime.now(UTC)))
-        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == before + 1
-        db.session.rollback()
-        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == before
+        tx.on_commit(lambda: committed.append("told"))
+        tx.rollback()
+    assert _entries(app) == before and committed == []  # rolled back: nobody is told
+    with app.app_context():
+        tx = dbutil.begin()
+        tx.first(INSERT_ENTRY, _entry(card_id, datetime.now(UTC)))
+        tx.on_commit(lambda: committed.append("told"))
+        tx.commit()
+    assert _entries(app) == before + 1 and committed == ["told"]
+
+
+def test_a_transaction_an_error_left_open_ends_with_the_app_context(
+        app: Any, card: dict[str, Any]) -> None:
+    before = _entries(app)
+    with pytest.raises(RuntimeError), app.app_context():
+        tx = dbutil.begin()
+        (card_id, *_) = tx.first(CARD, {"serial": card["serial_number"]})
+        tx.first(INSERT_ENTRY, _entry(card_id, datetime.now(UTC)))
+        raise RuntimeError("a bug between lock and commit")
+    assert tx.done
+    assert _entries(app) == before
+    # ...and the card is not left locked: a posting goes through at once.
+    with app.app_context():
+        tx = dbutil.begin()
+        assert tx.first(CARD, {"serial": card["serial_number"]}) is not None
+        tx.commit()
 
 
 def test_no_row_is_none_and_rows_come_as_a_list(app: Any, card: dict[str, Any]) -> None:
     with app.app_context():
-        tx = dbutil.raw()
+        tx = dbutil.begin()
         assert tx.first(CARD, {"serial": "no-such-card"}) is None
         rows = tx.all(CARD, {"serial": card["serial_number"]})
         assert [row[1] for row in rows] == [CardStatus.ACTIVE]
-        db.session.rollback()
+        tx.rollback()
 
 
 def test_a_missing_parameter_is_an_error_not_a_null(app: Any) -> None:
     with app.app_context():
+        tx = dbutil.begin()
         with pytest.raises(KeyError, match="serial"):
-            dbutil.raw().first(CARD, {})
-        db.session.rollback()
+            tx.first(CARD, {})
+        tx.rollback()
 
 
 def test_what_needs_sqlalchemy_at_execution_is_refused_when_built(app: Any) -> None:
@@ -90,7 +121,8 @@ def test_what_needs_sqlalchemy_at_execution_is_refused_when_built(app: Any) -> N
 
 def test_driver_errors_come_out_as_sqlalchemys(app: Any) -> None:
     with app.app_context():
+        tx = dbutil.begin()
         with pytest.raises(sqlalchemy.exc.IntegrityError):  # no card 999999: foreign key
-            dbutil.raw().first(INSERT_ENTRY, _entry(999_999, datetime.now(UTC)))
-        db.session.rollback()  # and the session can go on
+            tx.first(INSERT_ENTRY, _entry(999_999, datetime.now(UTC)))
+        tx.rollback()  # and the application can go on
         assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == 0

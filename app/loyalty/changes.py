@@ -193,7 +193,7 @@ def announce_card(tx: dbutil.Raw, card_id: int) -> int:
     written = tx.execute(_announce_one(wallets),
                          {"card_id": card_id, "now": utcnow(), "update_id": None})
     if written:
-        outbox.drain_after_commit()
+        tx.on_commit(outbox.request_drain)
     return written
 
 

@@ -157,10 +157,10 @@ def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedC
     The same statement looks up an earlier entry with ``idempotency_key``: a plain retry is
     answered without writing (see the module docstring for the concurrent case).
     """
-    tx = dbutil.raw()
+    tx = dbutil.begin()
     row = tx.first(_LOCK[bool(idempotency_key)], {"serial": serial_number, "key": idempotency_key})
     if row is None:
-        db.session.rollback()
+        tx.rollback()
         raise NotFound(f"No card with serial number {serial_number!r}.")
     return LockedCard(*row[:12], replay_entry_id=row[12] if idempotency_key else None, tx=tx)
 
@@ -184,7 +184,7 @@ def earn(
     tiers = _tier_rules(card.tx, card.program_id)
     if amount is not None:
         if currency != card.currency:
-            db.session.rollback()
+            card.tx.rollback()
             raise Unprocessable(
                 f"This program earns in {card.currency}; the purchase is in {currency}.",
                 errors=[{"location": "json", "field": "currency",
@@ -194,14 +194,14 @@ def earn(
         points = points_for_amount(card.earn_points, card.earn_amount,
                                    tier.multiplier_percent if tier else 100, amount)
         if points <= 0:
-            db.session.rollback()
+            card.tx.rollback()
             raise Unprocessable(
                 f"A purchase of {amount} minor units earns no points at this program's rate.",
                 errors=[{"location": "json", "field": "amount",
                          "message": "Too small to earn a point."}],
             )
     if points is None or points <= 0:
-        db.session.rollback()
+        card.tx.rollback()
         raise Unprocessable("Earn needs a positive number of points or a purchase amount.")
     return post(card, EntryKind.EARN, points, actor=actor, tiers=tiers, reference=reference,
                 idempotency_key=idempotency_key, request_fp=request_fp, amount=amount,
@@ -227,10 +227,11 @@ def adjust(
 
 def replay(card: LockedCard, request_fp: str) -> Posting:
     """The earlier posting made with the card's idempotency key (rolls back; see lock_card)."""
-    entry = db.session.get(LedgerEntry, card.replay_entry_id)
-    db.session.rollback()  # release the lock; nothing was written
-    assert entry is not None
-    if entry.request_fingerprint != request_fp:
+    row = card.tx.first(_ENTRY_BY_ID, {"id": card.replay_entry_id})
+    card.tx.rollback()  # release the lock; nothing was written
+    assert row is not None
+    entry, fingerprint_of_first = Entry(*row[:9]), row[9]
+    if fingerprint_of_first != request_fp:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request on this card."
         )
@@ -239,14 +240,18 @@ def replay(card: LockedCard, request_fp: str) -> Posting:
         balance=entry.balance_after,
         lifetime_points=card.lifetime_points,
         tier=card.tier_name,
-        entry=_entry_view(entry),
+        entry=entry,
         replayed=True,
     )
 
 
-def _entry_view(entry: LedgerEntry) -> Entry:
-    return Entry(entry.id, entry.kind, entry.points, entry.balance_after, entry.reference,
-                 entry.reason, entry.amount, entry.currency, entry.created_at)
+_ENTRY_BY_ID = dbutil.Prebuilt(lambda: select(
+    LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points, LedgerEntry.balance_after,
+    LedgerEntry.reference, LedgerEntry.reason, LedgerEntry.amount, LedgerEntry.currency,
+    LedgerEntry.created_at, LedgerEntry.request_fingerprint,
+).where(LedgerEntry.id == bindparam("id")))
+_ENTRY_ID_FOR_KEY = dbutil.Prebuilt(lambda: select(LedgerEntry.id).where(
+    LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.idempotency_key == bindparam("key")))
 
 
 def _posting_update(dialect: str) -> Any:
@@ -318,10 +323,10 @@ def post(
     new entry inside the transaction (to record what the posting was for).
     """
     if card.status is CardStatus.VOIDED:
-        db.session.rollback()
+        card.tx.rollback()
         raise CardVoided(f"Card {card.serial_number} is voided.")
     if points == 0 or abs(points) > MAX_POINTS:
-        db.session.rollback()
+        card.tx.rollback()
         raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
 
     now = utcnow()
@@ -344,9 +349,9 @@ def post(
         **changes.bump_params(now),
     })
     if updated is None:
-        if idempotency_key and (earlier := _entry_id_for_key(card.id, idempotency_key)):
+        if idempotency_key and (earlier := _entry_id_for_key(tx, card.id, idempotency_key)):
             return replay(replace(card, replay_entry_id=earlier), request_fp or "")
-        db.session.rollback()
+        tx.rollback()
         raise InsufficientPoints(
             f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
             balance=card.balance,
@@ -368,13 +373,13 @@ def post(
         "created_at": now,
     })
     if inserted is None:  # a concurrent request with the same key committed first
-        earlier = _entry_id_for_key(card.id, idempotency_key or "")
+        earlier = _entry_id_for_key(tx, card.id, idempotency_key or "")
         return replay(replace(card, replay_entry_id=earlier), request_fp or "")
     entry = Entry(inserted[0], kind, points, balance, reference, reason, amount, currency, now)
     if before_commit is not None:
         before_commit(entry)
     changes.announce_card(tx, card.id)
-    db.session.commit()
+    tx.commit()
     return Posting(
         serial_number=card.serial_number,
         balance=balance,
@@ -384,11 +389,9 @@ def post(
     )
 
 
-def _entry_id_for_key(card_id: int, idempotency_key: str) -> int | None:
-    return db.session.scalar(
-        select(LedgerEntry.id).where(LedgerEntry.card_id == card_id,
-                                     LedgerEntry.idempotency_key == idempotency_key)
-    )
+def _entry_id_for_key(tx: dbutil.Raw, card_id: int, idempotency_key: str) -> int | None:
+    row = tx.first(_ENTRY_ID_FOR_KEY, {"card_id": card_id, "key": idempotency_key})
+    return None if row is None else int(row[0])
 
 
 def recent_entries(card: Card, limit: int = 10) -> list[LedgerEntry]:

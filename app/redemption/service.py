@@ -37,6 +37,17 @@ SCAN_SECONDS = 300
 _REWARD = dbutil.Prebuilt(lambda: select(
     Reward.program_id, Reward.active, Reward.points_cost, Reward.name
 ).where(Reward.id == bindparam("id")))
+_CODE_STATE = dbutil.Prebuilt(lambda: select(
+    Card.totp_last_counter, Program.google_rotating_barcode
+).join(Program, Program.id == Card.program_id).where(Card.id == bindparam("card_id")))
+_LOCATION = dbutil.Prebuilt(lambda: select(ProgramLocation.program_id).where(
+    ProgramLocation.id == bindparam("id")))
+_REVERSED_AT = dbutil.Prebuilt(lambda: select(Redemption.reversed_at).where(
+    Redemption.id == bindparam("id")))
+_MARK_REVERSED = dbutil.Prebuilt(lambda: update(Redemption.__table__).where(
+    Redemption.__table__.c.id == bindparam("redemption_id")
+).values(reversed_at=bindparam("reversed_at", type_=Redemption.reversed_at.type),
+         reversal_entry_id=bindparam("entry_id")))
 _RECORD = dbutil.Prebuilt(
     lambda: insert(Redemption.__table__).returning(Redemption.__table__.c.id),
     ["card_id", "ledger_entry_id", "reward_id", "points", "code_version", "staff_key_id",
@@ -186,18 +197,16 @@ def redeem(
     if card.replay_entry_id is not None:
         return _result_of(ledger.replay(card, request_fp))
     if card.status is CardStatus.VOIDED:
-        db.session.rollback()
+        card.tx.rollback()
         raise CardVoided("This card is voided.")
     totp_counter = None
     if scanned is not None:
         # Read under the card's lock: two redemptions of one code cannot both pass.
-        last_counter, rotating_enabled = db.session.execute(
-            select(Card.totp_last_counter, Program.google_rotating_barcode)
-            .join(Program, Program.id == Card.program_id).where(Card.id == card.id)).one()
+        last_counter, rotating_enabled = card.tx.first(_CODE_STATE, {"card_id": card.id}) or ()
         try:
             _check_fresh(scanned, card.barcode_version, last_counter, rotating_enabled)
         except (CodeAlreadyUsed, InvalidCode):
-            db.session.rollback()
+            card.tx.rollback()
             raise
         totp_counter = scanned.totp_counter
 
@@ -205,13 +214,13 @@ def redeem(
     if reward_id is not None:
         reward = card.tx.first(_REWARD, {"id": reward_id})
         if reward is None or reward[0] != card.program_id or not reward[1]:
-            db.session.rollback()
+            card.tx.rollback()
             raise Unprocessable("No such active reward in this card's program.", errors=[
                 {"location": "json", "field": "reward_id", "message": "Unknown reward."}])
         points, reward_name = reward[2], reward[3]
-    if location_id is not None and db.session.scalar(select(ProgramLocation.program_id).where(
-            ProgramLocation.id == location_id)) != card.program_id:
-        db.session.rollback()
+    if location_id is not None and (card.tx.first(_LOCATION, {"id": location_id}) or (None,))[
+            0] != card.program_id:
+        card.tx.rollback()
         raise Unprocessable("No such location in this card's program.", errors=[
             {"location": "json", "field": "location_id", "message": "Unknown location."}])
     assert points is not None
@@ -261,15 +270,14 @@ def reverse(redemption_id: int, *, actor: str, reason: str | None = None) -> led
     serial = db.session.scalar(select(Card.serial_number).where(Card.id == redemption.card_id))
     card = ledger.lock_card(str(serial))
     # Re-read under the card's lock: two reversals of one redemption cannot both pass.
-    reversed_at = db.session.scalar(select(Redemption.reversed_at).where(
-        Redemption.id == redemption_id))
+    (reversed_at,) = card.tx.first(_REVERSED_AT, {"id": redemption_id}) or (None,)
     if reversed_at is not None:
-        db.session.rollback()
+        card.tx.rollback()
         raise Conflict("This redemption was already reversed.")
 
     def mark(entry: ledger.Entry) -> None:
-        db.session.execute(update(Redemption).where(Redemption.id == redemption_id).values(
-            reversed_at=utcnow(), reversal_entry_id=entry.id))
+        card.tx.execute(_MARK_REVERSED, {"redemption_id": redemption_id,
+                                         "reversed_at": utcnow(), "entry_id": entry.id})
 
     return ledger.post(card, EntryKind.REVERSE, redemption.points, actor=actor,
                        reference=f"redemption:{redemption_id}",

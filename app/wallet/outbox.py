@@ -58,6 +58,11 @@ def drain_after_commit() -> None:
     jobs.enqueue_after_commit(drain, coalesce=DRAIN_KEY)
 
 
+def request_drain() -> None:
+    """Ask for a drain now (for a transaction that has just committed)."""
+    jobs.dispatcher().submit(drain, (), DRAIN_KEY)
+
+
 def start_sweeper(app: Flask) -> jobs.Sweeper:
     """Drain periodically too: rows a dead drain had leased, retries whose time has come."""
     sweeper = jobs.Sweeper(app, drain, DRAIN_KEY,
