@@ -231,7 +231,7 @@ def begin() -> Raw:
 
 
 def end_open_transactions(_error: BaseException | None = None) -> None:
-    """Roll back what an escaped error left open (an ``teardown_appcontext`` handler)."""
+    """Roll back what an escaped error left open (a ``teardown_appcontext`` handler)."""
     for tx in g.pop(_OPEN, ()):
         if not tx.done:
             tx.rollback()
