@@ -31,12 +31,12 @@ def upsert(model: Any, key: dict[str, Any], values: dict[str, Any]) -> None:
 
 
 class Precompiled:
-    """A Core statement compiled once for a database, run on the session's DBAPI cursor.
+    """A Core statement compiled once for a database, run on a DBAPI cursor (see :class:`Raw`).
 
     For a short statement, SQLAlchemy's execution layer (execution context, parameter and
     result objects, events) costs as much CPU as the driver's own work. The postings run the
     same few statements on every request, so they are compiled here once and run straight on
-    the driver, inside the session's transaction. Parameters pass through the column types'
+    the driver. Parameters pass through the column types'
     own bind processors and results through their result processors, so the values are the
     ones SQLAlchemy would send and return. What SQLAlchemy adds at execution time is refused
     when the statement is built: Python-side column defaults (give every column) and
@@ -100,12 +100,14 @@ class Precompiled:
 
 
 class Prebuilt:
-    """A statement built by ``build()`` and compiled once per kind of database, on first use.
+    """A statement built by ``build(dialect name)`` and compiled once per kind of database, on
+    first use (``build`` may ignore the name when the statement is the same everywhere).
 
     ``prebuilt(dialect)`` gives the :class:`Precompiled` statement for that database.
     """
 
-    def __init__(self, build: Callable[[], Any], column_keys: list[str] | None = None) -> None:
+    def __init__(self, build: Callable[[str], Any], column_keys: list[str] | None = None,
+                 ) -> None:
         self._build = build
         self._column_keys = column_keys
         self._compiled: dict[str, Precompiled] = {}
@@ -113,7 +115,7 @@ class Prebuilt:
     def __call__(self, dialect: Dialect) -> Precompiled:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:  # two threads may both compile it: the same result either way
-            compiled = Precompiled(self._build(), dialect, self._column_keys)
+            compiled = Precompiled(self._build(dialect.name), dialect, self._column_keys)
             self._compiled[dialect.name] = compiled
         return compiled
 
@@ -143,23 +145,22 @@ class Raw:
         self._on_commit: list[Callable[[], None]] = []
 
     def first(self, statement: Prebuilt, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        compiled = statement(self.dialect)
-        try:
-            return compiled.first(self.cursor, params)
-        except self.dialect.loaded_dbapi.Error as error:
-            raise self._failed(error, compiled.sql, params) from error
+        """The statement's first row, or ``None``."""
+        return self._run(statement, params, Precompiled.first)  # type: ignore[no-any-return]
 
     def all(self, statement: Prebuilt, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        compiled = statement(self.dialect)
-        try:
-            return compiled.all(self.cursor, params)
-        except self.dialect.loaded_dbapi.Error as error:
-            raise self._failed(error, compiled.sql, params) from error
+        """The statement's rows."""
+        return self._run(statement, params, Precompiled.all)  # type: ignore[no-any-return]
 
     def execute(self, statement: Prebuilt, params: Mapping[str, Any]) -> int:
+        """The number of rows the statement matched or wrote."""
+        return self._run(statement, params, Precompiled.execute)  # type: ignore[no-any-return]
+
+    def _run(self, statement: Prebuilt, params: Mapping[str, Any],
+             method: Callable[[Precompiled, Any, Mapping[str, Any]], Any]) -> Any:
         compiled = statement(self.dialect)
         try:
-            return compiled.execute(self.cursor, params)
+            return method(compiled, self.cursor, params)
         except self.dialect.loaded_dbapi.Error as error:
             raise self._failed(error, compiled.sql, params) from error
 

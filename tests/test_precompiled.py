@@ -18,9 +18,11 @@ from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry
 ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
 INSERT_ENTRY = dbutil.Prebuilt(
-    lambda: insert(LedgerEntry.__table__).returning(LedgerEntry.__table__.c.id), ENTRY_COLUMNS)
-CARD = dbutil.Prebuilt(lambda: select(Card.id, Card.status, Card.updated_at, literal("fixed"))
-                       .where(Card.serial_number == bindparam("serial")))
+    lambda _dialect: insert(LedgerEntry.__table__).returning(LedgerEntry.__table__.c.id),
+    ENTRY_COLUMNS)
+CARD = dbutil.Prebuilt(lambda _dialect: select(
+    Card.id, Card.status, Card.updated_at, literal("fixed")
+).where(Card.serial_number == bindparam("serial")))
 
 
 def _entry(card_id: int, created_at: datetime) -> dict[str, Any]:

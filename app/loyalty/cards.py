@@ -14,10 +14,9 @@ from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-_VOID = {dialect: dbutil.Prebuilt(lambda dialect=dialect: update(Card.__table__).where(
+_VOID = dbutil.Prebuilt(lambda dialect: update(Card.__table__).where(
     Card.__table__.c.id == bindparam("card_id")
 ).values(status=bindparam("status", type_=Card.status.type), **changes.bump_template(dialect)))
-    for dialect in dbutil.INSERT}
 
 
 def void(serial_number: str, *, reason: str, actor: str) -> Card:
@@ -26,9 +25,10 @@ def void(serial_number: str, *, reason: str, actor: str) -> Card:
     if card.status is CardStatus.VOIDED:
         card.tx.rollback()
         raise CardVoided(f"Card {serial_number} is already voided.")
-    card.tx.execute(_VOID[card.tx.dialect.name], {
-        "card_id": card.id, "status": CardStatus.VOIDED, **changes.bump_params(utcnow())})
-    changes.announce_card(card.tx, card.id)
+    now = utcnow()
+    card.tx.execute(_VOID, {"card_id": card.id, "status": CardStatus.VOIDED,
+                            **changes.bump_params(now)})
+    changes.announce_card(card.tx, card.id, now)
     card.tx.commit()
     log.info("card %s voided by %s: %s", serial_number, actor, reason)
     return ledger.get_card(serial_number)

@@ -122,8 +122,8 @@ def _announce_ids(channels: tuple[str, ...], new_cards: bool) -> Any:
 @lru_cache(maxsize=16)
 def _announce_one(channels: tuple[str, ...]) -> dbutil.Prebuilt:
     """The outbox insert for one card (parameter ``card_id``): every posting runs it."""
-    return dbutil.Prebuilt(lambda: _announce_statement(channels, False,
-                                                       Card.id == bindparam("card_id")))
+    return dbutil.Prebuilt(lambda _dialect: _announce_statement(
+        channels, False, Card.id == bindparam("card_id")))
 
 
 def _announce_statement(channels: tuple[str, ...], new_cards: bool,
@@ -182,8 +182,8 @@ def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
     return written
 
 
-def announce_card(tx: dbutil.Raw, card_id: int) -> int:
-    """:func:`announce` for one card, run on the driver (see :class:`app.dbutil.Precompiled`).
+def announce_card(tx: dbutil.Raw, card_id: int, now: datetime) -> int:
+    """:func:`announce` for one card changed at ``now``, in a posting's transaction ``tx``.
     """
     from app.wallet import outbox
 
@@ -191,7 +191,7 @@ def announce_card(tx: dbutil.Raw, card_id: int) -> int:
     if not wallets:
         return 0
     written = tx.execute(_announce_one(wallets),
-                         {"card_id": card_id, "now": utcnow(), "update_id": None})
+                         {"card_id": card_id, "now": now, "update_id": None})
     if written:
         tx.on_commit(outbox.request_drain)
     return written

@@ -114,7 +114,7 @@ def tier_for(tiers: list[Any], lifetime_points: int) -> Any:
     return max(reached, key=lambda t: t.threshold) if reached else None
 
 
-_TIER_RULES = dbutil.Prebuilt(lambda: select(
+_TIER_RULES = dbutil.Prebuilt(lambda _dialect: select(
     Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent
 ).where(Tier.program_id == bindparam("program_id")))
 _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
@@ -143,7 +143,7 @@ def _lock_statement(with_key: bool) -> Any:
 
 
 # The statements of every posting, compiled once per database (postings are the hot path).
-_LOCK = {with_key: dbutil.Prebuilt(lambda with_key=with_key: _lock_statement(with_key))
+_LOCK = {with_key: dbutil.Prebuilt(lambda _dialect, with_key=with_key: _lock_statement(with_key))
          for with_key in (False, True)}
 
 
@@ -245,12 +245,12 @@ def replay(card: LockedCard, request_fp: str) -> Posting:
     )
 
 
-_ENTRY_BY_ID = dbutil.Prebuilt(lambda: select(
+_ENTRY_BY_ID = dbutil.Prebuilt(lambda _dialect: select(
     LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points, LedgerEntry.balance_after,
     LedgerEntry.reference, LedgerEntry.reason, LedgerEntry.amount, LedgerEntry.currency,
     LedgerEntry.created_at, LedgerEntry.request_fingerprint,
 ).where(LedgerEntry.id == bindparam("id")))
-_ENTRY_ID_FOR_KEY = dbutil.Prebuilt(lambda: select(LedgerEntry.id).where(
+_ENTRY_ID_FOR_KEY = dbutil.Prebuilt(lambda _dialect: select(LedgerEntry.id).where(
     LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.idempotency_key == bindparam("key")))
 
 
@@ -292,11 +292,8 @@ def _entry_insert(dialect: str) -> Any:
 
 _ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
                   "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
-_UPDATE = {dialect: dbutil.Prebuilt(lambda dialect=dialect: _posting_update(dialect))
-           for dialect in dbutil.INSERT}
-_INSERT_ENTRY = {dialect: dbutil.Prebuilt(lambda dialect=dialect: _entry_insert(dialect),
-                                          _ENTRY_COLUMNS)
-                 for dialect in dbutil.INSERT}
+_UPDATE = dbutil.Prebuilt(_posting_update)
+_INSERT_ENTRY = dbutil.Prebuilt(_entry_insert, _ENTRY_COLUMNS)
 
 
 def post(
@@ -343,7 +340,7 @@ def post(
         tier_name = new_tier.name if new_tier else None
 
     tx = card.tx
-    updated = tx.first(_UPDATE[tx.dialect.name], {
+    updated = tx.first(_UPDATE, {
         "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
         "new_tier_id": tier_id, "rotate": int(rotate_code), "totp_counter": totp_counter,
         **changes.bump_params(now),
@@ -358,7 +355,7 @@ def post(
         )
 
     (balance,) = updated
-    inserted = tx.first(_INSERT_ENTRY[tx.dialect.name], {
+    inserted = tx.first(_INSERT_ENTRY, {
         "card_id": card.id,
         "kind": kind,
         "points": points,
@@ -378,7 +375,7 @@ def post(
     entry = Entry(inserted[0], kind, points, balance, reference, reason, amount, currency, now)
     if before_commit is not None:
         before_commit(entry)
-    changes.announce_card(tx, card.id)
+    changes.announce_card(tx, card.id, now)
     tx.commit()
     return Posting(
         serial_number=card.serial_number,

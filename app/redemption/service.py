@@ -34,22 +34,22 @@ from passes.barcode import is_rotating, read_code, read_rotating_code
 SCAN_SECONDS = 300
 
 # Statements of every redemption, compiled once per database (see app.dbutil.Precompiled).
-_REWARD = dbutil.Prebuilt(lambda: select(
+_REWARD = dbutil.Prebuilt(lambda _dialect: select(
     Reward.program_id, Reward.active, Reward.points_cost, Reward.name
 ).where(Reward.id == bindparam("id")))
-_CODE_STATE = dbutil.Prebuilt(lambda: select(
+_CODE_STATE = dbutil.Prebuilt(lambda _dialect: select(
     Card.totp_last_counter, Program.google_rotating_barcode
 ).join(Program, Program.id == Card.program_id).where(Card.id == bindparam("card_id")))
-_LOCATION = dbutil.Prebuilt(lambda: select(ProgramLocation.program_id).where(
+_LOCATION = dbutil.Prebuilt(lambda _dialect: select(ProgramLocation.program_id).where(
     ProgramLocation.id == bindparam("id")))
-_REVERSED_AT = dbutil.Prebuilt(lambda: select(Redemption.reversed_at).where(
+_REVERSED_AT = dbutil.Prebuilt(lambda _dialect: select(Redemption.reversed_at).where(
     Redemption.id == bindparam("id")))
-_MARK_REVERSED = dbutil.Prebuilt(lambda: update(Redemption.__table__).where(
+_MARK_REVERSED = dbutil.Prebuilt(lambda _dialect: update(Redemption.__table__).where(
     Redemption.__table__.c.id == bindparam("redemption_id")
 ).values(reversed_at=bindparam("reversed_at", type_=Redemption.reversed_at.type),
          reversal_entry_id=bindparam("entry_id")))
 _RECORD = dbutil.Prebuilt(
-    lambda: insert(Redemption.__table__).returning(Redemption.__table__.c.id),
+    lambda _dialect: insert(Redemption.__table__).returning(Redemption.__table__.c.id),
     ["card_id", "ledger_entry_id", "reward_id", "points", "code_version", "staff_key_id",
      "location_id", "created_at"])
 
@@ -202,7 +202,9 @@ def redeem(
     totp_counter = None
     if scanned is not None:
         # Read under the card's lock: two redemptions of one code cannot both pass.
-        last_counter, rotating_enabled = card.tx.first(_CODE_STATE, {"card_id": card.id}) or ()
+        code_state = card.tx.first(_CODE_STATE, {"card_id": card.id})
+        assert code_state is not None  # the card is locked, so it exists
+        last_counter, rotating_enabled = code_state
         try:
             _check_fresh(scanned, card.barcode_version, last_counter, rotating_enabled)
         except (CodeAlreadyUsed, InvalidCode):
@@ -218,8 +220,8 @@ def redeem(
             raise Unprocessable("No such active reward in this card's program.", errors=[
                 {"location": "json", "field": "reward_id", "message": "Unknown reward."}])
         points, reward_name = reward[2], reward[3]
-    if location_id is not None and (card.tx.first(_LOCATION, {"id": location_id}) or (None,))[
-            0] != card.program_id:
+    if location_id is not None and card.tx.first(_LOCATION, {"id": location_id}) != (
+            card.program_id,):
         card.tx.rollback()
         raise Unprocessable("No such location in this card's program.", errors=[
             {"location": "json", "field": "location_id", "message": "Unknown location."}])
@@ -227,11 +229,13 @@ def redeem(
     recorded: dict[str, Any] = {}
 
     def record(entry: ledger.Entry) -> None:
-        (recorded["id"],) = card.tx.first(_RECORD, {
+        inserted = card.tx.first(_RECORD, {
             "card_id": card.id, "ledger_entry_id": entry.id, "reward_id": reward_id,
             "points": points, "code_version": card.barcode_version, "staff_key_id": staff.id,
             "location_id": location_id, "created_at": entry.created_at,
-        }) or ()
+        })
+        assert inserted is not None  # INSERT ... RETURNING gives its row
+        recorded["id"] = inserted[0]
 
     posting = ledger.post(
         card, EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",
@@ -270,8 +274,8 @@ def reverse(redemption_id: int, *, actor: str, reason: str | None = None) -> led
     serial = db.session.scalar(select(Card.serial_number).where(Card.id == redemption.card_id))
     card = ledger.lock_card(str(serial))
     # Re-read under the card's lock: two reversals of one redemption cannot both pass.
-    (reversed_at,) = card.tx.first(_REVERSED_AT, {"id": redemption_id}) or (None,)
-    if reversed_at is not None:
+    reversed_at = card.tx.first(_REVERSED_AT, {"id": redemption_id})
+    if reversed_at is not None and reversed_at[0] is not None:
         card.tx.rollback()
         raise Conflict("This redemption was already reversed.")
 
