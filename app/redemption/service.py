@@ -19,6 +19,7 @@ from typing import Any
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import joinedload
 
 from app import dbutil
 from app.auth.keys import Principal
@@ -135,7 +136,10 @@ def scan(code: str, *, staff: Principal) -> Scan:
     """Check a scanned code and open a short redemption session for its card."""
     scanned = read(code)
     serial = scanned.serial
-    card = db.session.scalar(select(Card).where(Card.serial_number == serial))
+    # One round trip for the card, its member, tier and program, one for the rewards.
+    card = db.session.scalar(select(Card).where(Card.serial_number == serial).options(
+        joinedload(Card.member), joinedload(Card.tier),
+        joinedload(Card.program).selectinload(Program.rewards)))
     if card is None:
         raise NotFound("No card with this code.")
     if card.status is CardStatus.VOIDED:
