@@ -9,12 +9,18 @@ is one storage call: it runs on every scan and redemption, so it stays off the f
 
 If the storage (Redis) cannot be reached, requests are let through and a warning is logged:
 a till must not stop taking redemptions because the limiter's store is down.
+
+Without Redis the counters live in the process (:class:`ProcessCounters`), each gunicorn
+worker counting on its own. limits' own ``memory://`` storage is not used by default: it
+starts a timer thread every 10 ms to drop expired counters, and under load each of those
+starts held up the request that triggered it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache, wraps
@@ -22,7 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
+from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from app.errors import DomainError
@@ -39,6 +45,67 @@ class RateLimited(DomainError):
     status = 429
     code = "rate-limited"
     title = "Too many requests"
+
+
+class ProcessCounters(Storage):
+    """Fixed-window counters in this process (``pointpass-memory://``), with no thread.
+
+    A counter that has expired starts again when its key is next counted; expired counters
+    of keys no longer used are swept, inline, at most every ``sweep_seconds``. Only the
+    fixed-window strategy is supported (it is the one Pointpass uses).
+    """
+
+    STORAGE_SCHEME = ["pointpass-memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False,
+                 sweep_seconds: float = 60.0, **options: Any) -> None:
+        super().__init__(uri, wrap_exceptions, **options)
+        self._counts: dict[str, list[float]] = {}  # key -> [count, expires at]
+        self._lock = threading.Lock()
+        self._sweep_seconds = float(sweep_seconds)
+        self._next_sweep = time.time() + self._sweep_seconds
+
+    @property
+    def base_exceptions(self) -> tuple[type[Exception], ...]:
+        return ()  # nothing to reach, nothing to fail
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._next_sweep = now + self._sweep_seconds
+                for stale in [k for k, (_, ends) in self._counts.items() if ends <= now]:
+                    del self._counts[stale]
+            counter = self._counts.get(key)
+            if counter is None or counter[1] <= now:
+                counter = self._counts[key] = [0, now + expiry]
+            counter[0] += amount
+            return int(counter[0])
+
+    def get(self, key: str) -> int:
+        counter = self._counts.get(key)
+        return int(counter[0]) if counter and counter[1] > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = time.time()
+        counter = self._counts.get(key)
+        return counter[1] if counter and counter[1] > now else now
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._lock:
+            cleared = len(self._counts)
+            self._counts.clear()
+        return cleared
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._counts.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 def by_caller() -> str:
@@ -102,7 +169,8 @@ def limit(setting: str | None = None, *, fixed: str | None = None,
 def init_app(app: Flask) -> None:
     app.config.setdefault("STAFF_RATE_LIMIT", "120/minute")
     app.config.setdefault("JOIN_RATE_LIMIT", "20/minute")  # sign-ups per address
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL")
+                          or "pointpass-memory://")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", f"pointpass:{app.config['RQ_QUEUE']}")
     for rate in (app.config["STAFF_RATE_LIMIT"], app.config["JOIN_RATE_LIMIT"]):
         _parsed(str(rate))  # a malformed setting fails at start-up, not on the first scan

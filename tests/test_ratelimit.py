@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,3 +61,46 @@ def test_an_unreachable_store_lets_requests_through_with_a_warning(
 def test_a_malformed_limit_fails_at_start_up(database: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         next(_make_app(database, tmp_path, STAFF_RATE_LIMIT="lots"))
+
+
+def test_process_counters_count_a_window_then_start_again() -> None:
+    from limits import parse
+    from limits.strategies import FixedWindowRateLimiter
+
+    from app.ratelimit import ProcessCounters
+
+    limiter = FixedWindowRateLimiter(ProcessCounters())
+    limit = parse("2/second")
+    assert [limiter.hit(limit, "till-1") for _ in range(3)] == [True, True, False]
+    assert limiter.hit(limit, "till-2")  # another key counts on its own
+    stats = limiter.get_window_stats(limit, "till-1")
+    assert stats.remaining == 0 and 0 < stats.reset_time - time.time() <= 1
+    time.sleep(1.05)
+    assert limiter.hit(limit, "till-1")  # a new window
+
+
+def test_process_counters_start_no_threads_and_sweep_stale_keys() -> None:
+    """limits' memory:// storage starts a timer thread every 10 ms under load; this one
+    drops the counters of keys no longer used inline, so memory stays bounded."""
+    from limits import parse
+    from limits.strategies import FixedWindowRateLimiter
+
+    from app.ratelimit import ProcessCounters
+
+    storage = ProcessCounters(sweep_seconds=0.2)
+    limiter = FixedWindowRateLimiter(storage)
+    threads = threading.active_count()
+    for i in range(500):
+        limiter.hit(parse("5/second"), f"caller-{i}")
+    assert threading.active_count() == threads
+    assert len(storage) == 500
+    time.sleep(1.1)
+    limiter.hit(parse("5/second"), "caller-new")  # the sweep runs inline here
+    assert len(storage) == 1
+
+
+def test_without_redis_the_app_counts_in_process(database: Any, tmp_path: Path) -> None:
+    from app.ratelimit import EXTENSION, ProcessCounters
+
+    for app in _make_app(database, tmp_path):
+        assert isinstance(app.extensions[EXTENSION].storage, ProcessCounters)
