@@ -12,6 +12,7 @@ from apiflask import APIFlask
 from flask import has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.routing import IntegerConverter
 
 from app import config as config_module
 from app import dbutil
@@ -37,6 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         template_folder="templates",
         instance_path=str(instance_path) if instance_path else _default_instance_path(),
     )
+    app.url_map.converters["int"] = DatabaseId
     config_module.load(app, config)
     app.config["SPEC_FORMAT"] = "json"
     app.config["INFO"] = {
@@ -102,6 +104,34 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         app.extensions["pointpass.sweeper"] = outbox.start_sweeper(app)
     app.register_blueprint(web)
     return app
+
+
+# Ids are PostgreSQL ``integer`` columns.
+MAX_ID = 2**31 - 1
+
+
+def _whole_numbers_up_to(limit: int) -> str:
+    """A regular expression for the numbers 1 to ``limit``, without leading zeros."""
+    digits = str(limit)
+    width = len(digits)
+    shorter = [rf"[1-9]\d{{0,{width - 2}}}"] if width > 1 else []
+    below = []  # same width: a prefix of ``limit``, then a smaller digit, then any digits
+    for i, digit in enumerate(digits):
+        lowest = 1 if i == 0 else 0
+        if int(digit) > lowest:
+            rest = width - i - 1
+            below.append(f"{digits[:i]}[{lowest}-{int(digit) - 1}]"
+                         + (rf"\d{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join([*shorter, *below, digits]) + ")"
+
+
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` in a URL: an id from 1 to ``MAX_ID``. Any other number names nothing
+    (404): it matches no route, rather than failing in the database driver (and rather than
+    a 405 that Werkzeug answers when a converter refuses a value a route of another method
+    would take)."""
+
+    regex = _whole_numbers_up_to(MAX_ID)
 
 
 def _default_instance_path() -> str | None:

@@ -122,11 +122,64 @@ def _wants_a_page() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the API answers: errors as problem details
+    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, a JSON body
+    required where its schema has required fields, and path ids within the database's range."""
+    from app import MAX_ID
+
+    schemas = spec.get("components", {}).get("schemas", {})
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter["schema"].get("type") == "integer":
+                    parameter["schema"].update(minimum=1, maximum=MAX_ID)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is not None:
+                reference = body.get("schema", {}).get("$ref", "")
+                if schemas.get(reference.rsplit("/", 1)[-1], {}).get("required"):
+                    operation["requestBody"]["required"] = True
+            operation["responses"].setdefault("400", {
+                "description": "The URL holds a NUL character (`nul-character`)" if body is None
+                else "The body is not valid JSON (`malformed-json`), or the URL holds a NUL "
+                "character (`nul-character`)",
+                "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
+            })
+            for status, response in operation["responses"].items():
+                content = response.get("content", {})
+                if int(status) >= 400 and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    return spec
+
+
+def _refuse_nul_characters() -> Response | None:
+    """A NUL character in the URL, the query or a form: 400 before any view runs (nothing
+    can be stored with it, and PostgreSQL refuses it even in a lookup). JSON bodies are
+    checked field by field by the input schemas."""
+    where = None
+    if "\x00" in request.path:
+        where = "the URL path"
+    elif any("\x00" in key or "\x00" in value for key, value in request.args.items(multi=True)):
+        where = "the query string"
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and any(
+            "\x00" in key or "\x00" in value for key, value in request.form.items(multi=True)):
+        where = "the form"
+    if where is None:
+        return None
+    return problem(400, code="nul-character", title="NUL character",
+                   detail=f"{where[0].upper()}{where[1:]} contains a NUL (U+0000) character.")
+
+
 def init_app(app: APIFlask) -> None:
     """Route every error, from schemas, auth, Werkzeug and services, through problem JSON."""
     app.config["HTTP_ERROR_SCHEMA"] = ProblemSchema
     app.config["VALIDATION_ERROR_SCHEMA"] = ProblemSchema
     app.error_processor(_http_error)
+    app.spec_processor(document_problems)
+    app.before_request(_refuse_nul_characters)
 
     @app.errorhandler(HTTPException)
     def _werkzeug_error(error: HTTPException) -> Response:
@@ -139,8 +192,12 @@ def init_app(app: APIFlask) -> None:
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         code = None
         detail = error.description
-        if isinstance(error, BadRequest) and "JSON" in (detail or ""):
+        cause = getattr(error, "exc", None)  # webargs attaches the decoding error
+        if isinstance(error, BadRequest) and (isinstance(cause, ValueError)
+                                              or "JSON" in (detail or "")):
             code, detail = "malformed-json", "The request body is not valid JSON."
+            if isinstance(cause, ValueError):
+                detail = f"The request body is not valid JSON ({str(cause)[:200]})."
         return problem(status, code=code, detail=detail, headers=headers)
 
     @app.errorhandler(DomainError)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from apiflask import fields, validators
 from apiflask.schemas import Schema
-from marshmallow import RAISE, ValidationError
+from marshmallow import RAISE, ValidationError, pre_load
+
+NUL_MESSAGE = "Must not contain NUL (U+0000) characters."
 
 
 class StrictInteger(fields.Integer):
-    """An integer that refuses strings, floats and booleans (JSON ``true`` is not ``1``)."""
+    """A JSON integer: refuses strings, fractions and booleans (JSON ``true`` is not ``1``).
+    ``12.0`` is the number 12, as JSON Schema's ``integer`` has it, so it is accepted."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(strict=True, **kwargs)
@@ -18,21 +22,51 @@ class StrictInteger(fields.Integer):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, bool):
             raise ValidationError("Not a valid integer.")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)  # type: ignore[no-any-return]
 
 
 class StrictBoolean(fields.Boolean):
-    """Only JSON ``true`` or ``false``."""
+    """Only JSON ``true`` or ``false`` (not ``1`` or ``0``, which Python counts as equal)."""
 
     truthy = {True}
     falsy = {False}
 
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+def _nul_paths(value: Any, path: str = "") -> Iterator[str]:
+    """Where in a parsed JSON value a string (or key) holds a NUL character."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path or "_schema"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                yield path or "_schema"
+            yield from _nul_paths(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, f"{path}.{index}" if path else str(index))
+
 
 class InputSchema(Schema):
-    """Input schemas refuse unknown fields."""
+    """Input schemas refuse unknown fields, and NUL characters anywhere (PostgreSQL cannot
+    store them in text)."""
 
     class Meta:
         unknown = RAISE
+
+    @pre_load
+    def _refuse_nul(self, data: Any, **kwargs: Any) -> Any:
+        paths = list(_nul_paths(data))
+        if paths:
+            raise ValidationError({path: [NUL_MESSAGE] for path in paths})
+        return data
 
 
 def text(max_length: int, **kwargs: Any) -> fields.String:

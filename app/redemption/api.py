@@ -8,6 +8,7 @@ from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
 
+from app import MAX_ID
 from app.auth.security import actor, auth, current_key
 from app.loyalty.ledger import MAX_POINTS
 from app.loyalty.schemas import IdempotencyHeader
@@ -17,7 +18,7 @@ from app.schemas import InputSchema, StrictInteger, text
 
 bp = APIBlueprint("redemption", __name__, url_prefix="/api/v1", tag="Redemption")
 
-ID = validators.Range(min=1, max=2**31 - 1)
+ID = validators.Range(min=1, max=MAX_ID)
 
 
 class ScanIn(InputSchema):

@@ -166,6 +166,17 @@ def test_openapi_document_describes_the_api(app: Any) -> None:
     assert any(p["name"] == "Idempotency-Key" for p in earn["parameters"])
     assert "BearerAuth" in spec["components"]["securitySchemes"]
     assert spec["components"]["schemas"]["EarnIn"]["additionalProperties"] is False
+    # Errors are documented as what they are: problem details, including 400 for bad JSON.
+    for operations in paths.values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert list(response["content"]) == ["application/problem+json"]
+            assert "400" in operation["responses"]
+    members = paths["/api/v1/programs/{program_id}/members"]["post"]
+    assert members["requestBody"]["required"] is True  # a member needs a name
+    assert members["parameters"][0]["schema"] == {"type": "integer", "minimum": 1,
+                                                  "maximum": 2**31 - 1}
 
 
 def test_revoked_key_is_refused(api: Any, app: Any, keys: dict[str, str],

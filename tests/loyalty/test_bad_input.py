@@ -65,6 +65,17 @@ CASES = [
      {"name": "X", "tiers": [{"name": "T", "threshold": -1}]}, {}, 422),
     ("reward cost zero", "marketer", "POST", "/api/v1/programs/{program}/rewards",
      {"name": "R", "points_cost": 0}, {}, 422),
+    # PostgreSQL cannot store NUL characters in text: a field holding one is refused.
+    ("NUL in a name", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "Siti\x00"}, {}, 422),
+    ("NUL in a nested name", "admin", "POST", "/api/v1/programs",
+     {"name": "X", "tiers": [{"name": "T\x00", "threshold": 0}]}, {}, 422),
+    ("NUL in a key", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": 5, "\x00": 1},
+     {}, 422),
+    ("reward active as 0", "marketer", "POST", "/api/v1/programs/{program}/rewards",
+     {"name": "R", "points_cost": 5, "active": 0}, {}, 422),
+    ("member consent as 1", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "A", "consent_terms": 1}, {}, 422),
     ("reward unknown field", "marketer", "POST", "/api/v1/programs/{program}/rewards",
      {"name": "R", "points_cost": 5, "price": 1}, {}, 422),
     ("tier negative threshold", "admin", "POST", "/api/v1/programs/{program}/tiers",
@@ -84,6 +95,15 @@ CASES = [
     ("void without reason", "admin", "POST", "/api/v1/cards/{serial}/void", {}, {}, 422),
     ("void unknown card", "admin", "POST", "/api/v1/cards/NOPE/void", {"reason": "x"}, {}, 404),
     ("void by pos", "pos", "POST", "/api/v1/cards/{serial}/void", {"reason": "x"}, {}, 403),
+    # Ids past the database's integer range name nothing (they were a 500 on SQLite).
+    ("program id past int32", "admin", "POST", f"/api/v1/programs/{2**31}/members",
+     {"name": "A"}, {}, 404),
+    ("program id past int64", "admin", "PATCH", f"/api/v1/programs/{BIG}", {"name": "X"}, {}, 404),
+    ("update id past int64", "marketer", "GET", f"/api/v1/updates/{BIG}", None, {}, 404),
+    ("redemption id past int64", "admin", "POST", f"/api/v1/redemptions/{BIG}/reverse", {},
+     {}, 404),
+    ("program id zero", "admin", "POST", "/api/v1/programs/0/rewards",
+     {"name": "R", "points_cost": 5}, {}, 404),
 ]
 
 
@@ -123,10 +143,11 @@ def test_bad_input_is_a_problem_and_writes_nothing(
 
 @pytest.mark.parametrize(
     ("data", "content_type", "status"),
-    [("{not json", "application/json", 400), ("x" * 100_000, "application/json", 413)],
-    ids=["malformed JSON", "oversized body"],
+    [("{not json", "application/json", 400), ('{"points": ', "application/json", 400),
+     (b"\xef\x48\xef", "application/json", 400), ("x" * 100_000, "application/json", 413)],
+    ids=["malformed JSON", "truncated JSON", "not UTF-8", "oversized body"],
 )
-def test_unparseable_bodies(app: Any, api: Any, card: dict[str, Any], data: str,
+def test_unparseable_bodies(app: Any, api: Any, card: dict[str, Any], data: str | bytes,
                             content_type: str, status: int) -> None:
     before = _counts(app)
     response = api.client.post(
@@ -136,7 +157,19 @@ def test_unparseable_bodies(app: Any, api: Any, card: dict[str, Any], data: str,
     assert response.status_code == status
     assert response.content_type == "application/problem+json"
     assert response.json["status"] == status
+    if status == 400:  # said plainly, not Werkzeug's "the browser (or proxy) sent ..."
+        assert response.json["type"] == "urn:pointpass:problem:malformed-json"
+        assert response.json["detail"].startswith("The request body is not valid JSON")
     assert _counts(app) == before
+
+
+def test_a_whole_number_written_with_a_fraction_is_that_number(
+        api: Any, keys: dict[str, str], card: dict[str, Any]) -> None:
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema's ``integer``)."""
+    response = api.as_(keys["pos"]).post(f"/api/v1/cards/{card['serial_number']}/earn",
+                                         json={"points": 5.0})
+    assert response.status_code == 201, response.json
+    assert response.json["entry"]["points"] == 5
 
 
 def test_unknown_route_and_method_are_problems(app: Any, api: Any) -> None:
@@ -146,3 +179,33 @@ def test_unknown_route_and_method_are_problems(app: Any, api: Any) -> None:
     wrong_method = api.request("DELETE", "/api/v1/programs")
     assert wrong_method.status_code == 405
     assert wrong_method.json["status"] == 405
+
+
+@pytest.mark.parametrize(("method", "url", "form", "where"), [
+    ("GET", "/api/v1/cards/AB%00CD", None, "URL path"),
+    ("POST", "/api/v1/cards/AB%00CD/earn", None, "URL path"),
+    ("GET", "/api/v1/programs?cursor=%00", None, "query string"),
+    ("GET", "/passkit/v1/devices/d%00/registrations/pass.dev.pointpass.loyalty", None,
+     "URL path"),
+    ("POST", "/join/kopi-test", {"name": "Siti\x00"}, "form"),
+], ids=["api path", "api path, POST", "query", "PassKit path", "join form"])
+def test_nul_characters_outside_json_are_a_400(app: Any, api: Any, program: dict[str, Any],
+                                               method: str, url: str,
+                                               form: dict[str, str] | None, where: str) -> None:
+    """PostgreSQL refuses NUL even in a lookup: on PostgreSQL these were 500s."""
+    before = _counts(app)
+    response = api.client.open(url, method=method, data=form,
+                               headers={"Authorization": f"Bearer {api.key}"})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.content_type == "application/problem+json"
+    assert response.json["type"] == "urn:pointpass:problem:nul-character"
+    assert where in response.json["detail"]
+    assert _counts(app) == before
+
+
+def test_a_nul_in_json_names_the_field(api: Any, program: dict[str, Any]) -> None:
+    tiers = [{"name": "Gold", "threshold": 0}, {"name": "T\x00", "threshold": 5}]
+    response = api.post("/api/v1/programs", json={"name": "X", "tiers": tiers})
+    assert response.status_code == 422
+    assert response.json["errors"] == [{"location": "json", "field": "tiers.1.name",
+                                        "message": "Must not contain NUL (U+0000) characters."}]
