@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -122,13 +123,23 @@ def _wants_a_page() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
+# JSON Schema keywords that an empty object fails, so a request needs a body.
+_NEEDS_A_BODY = ("required", "oneOf", "allOf", "minProperties")
+
+
 def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
-    """Make the OpenAPI document say what the API answers: errors as problem details
-    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, a JSON body
-    required where its schema has required fields, and path ids within the database's range."""
+    """Make the OpenAPI document say what the API takes and answers: the rules input schemas
+    check across fields (``InputSchema.openapi_rules``), errors as problem details
+    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, a JSON
+    body required where its schema refuses an empty object, and path ids within the
+    database's range."""
     from app import MAX_ID
+    from app.schemas import input_schemas
 
     schemas = spec.get("components", {}).get("schemas", {})
+    for schema_class in input_schemas():
+        if schema_class.openapi_rules and schema_class.__name__ in schemas:
+            _merge(schemas[schema_class.__name__], schema_class.openapi_rules)
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
@@ -139,7 +150,8 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if body is not None:
                 reference = body.get("schema", {}).get("$ref", "")
-                if schemas.get(reference.rsplit("/", 1)[-1], {}).get("required"):
+                component = schemas.get(reference.rsplit("/", 1)[-1], {})
+                if any(rule in component for rule in _NEEDS_A_BODY):
                     operation["requestBody"]["required"] = True
             operation["responses"].setdefault("400", {
                 "description": "The URL holds a NUL character (`nul-character`)" if body is None
@@ -153,6 +165,14 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
                 if int(status) >= 400 and "application/json" in content:
                     content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
     return spec
+
+
+def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 def _refuse_nul_characters() -> Response | None:

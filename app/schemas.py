@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from apiflask import fields, validators
 from apiflask.schemas import Schema
@@ -56,7 +56,14 @@ def _nul_paths(value: Any, path: str = "") -> Iterator[str]:
 
 class InputSchema(Schema):
     """Input schemas refuse unknown fields, and NUL characters anywhere (PostgreSQL cannot
-    store them in text)."""
+    store them in text).
+
+    ``openapi_rules`` is JSON Schema merged into the schema's OpenAPI component, for rules
+    that span fields (checked by the schema's ``validates_schema`` methods), so the document
+    says what the service accepts.
+    """
+
+    openapi_rules: ClassVar[dict[str, Any]] = {}
 
     class Meta:
         unknown = RAISE
@@ -74,3 +81,12 @@ def text(max_length: int, **kwargs: Any) -> fields.String:
 
 
 HEX_COLOR = validators.Regexp(r"^#[0-9A-Fa-f]{6}$", error="Must be a colour like #1F2937.")
+
+
+def input_schemas() -> Iterator[type[InputSchema]]:
+    """Every input schema class defined so far."""
+    pending: list[type[InputSchema]] = [InputSchema]
+    while pending:
+        cls = pending.pop()
+        yield cls
+        pending.extend(cls.__subclasses__())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from apiflask import fields, validators
 from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
@@ -59,6 +61,7 @@ class ProgramIn(InputSchema):
 
 
 class DesignIn(InputSchema):
+    openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
     name = text(120)
     organization_name = text(120)
     background_color = fields.String(validate=HEX_COLOR)
@@ -190,6 +193,10 @@ class MemberOut(Schema):
 
 
 class EarnIn(InputSchema):
+    openapi_rules: ClassVar[dict[str, Any]] = {
+        "oneOf": [{"required": ["points"]}, {"required": ["amount", "currency"]}],
+        "dependentRequired": {"amount": ["currency"], "currency": ["amount"]},
+    }
     points = StrictInteger(validate=POINTS)
     amount = StrictInteger(validate=validators.Range(1, MAX_AMOUNT),
                            metadata={"description": "purchase amount in minor units"})
@@ -207,6 +214,7 @@ class EarnIn(InputSchema):
 
 
 class AdjustIn(InputSchema):
+    openapi_rules: ClassVar[dict[str, Any]] = {"properties": {"points": {"not": {"const": 0}}}}
     points = StrictInteger(required=True,
                            validate=validators.Range(-MAX_POINTS, MAX_POINTS),
                            metadata={"description": "signed; non-zero"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
@@ -48,6 +48,10 @@ class ScanOut(Schema):
 
 
 class RedeemIn(InputSchema):
+    openapi_rules: ClassVar[dict[str, Any]] = {"allOf": [
+        {"oneOf": [{"required": ["scan_id"]}, {"required": ["code"]}]},
+        {"oneOf": [{"required": ["reward_id"]}, {"required": ["points"]}]},
+    ]}
     scan_id = text(500)
     code = text(200)
     reward_id = StrictInteger(validate=ID)

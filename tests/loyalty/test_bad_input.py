@@ -209,3 +209,39 @@ def test_a_nul_in_json_names_the_field(api: Any, program: dict[str, Any]) -> Non
     assert response.status_code == 422
     assert response.json["errors"] == [{"location": "json", "field": "tiers.1.name",
                                         "message": "Must not contain NUL (U+0000) characters."}]
+
+
+# Bodies for operations whose rules span fields; the OpenAPI document states those rules
+# (InputSchema.openapi_rules) and must agree with what the service refuses.
+CROSS_FIELD = [
+    ("EarnIn", "POST", "/api/v1/cards/{serial}/earn", "pos", [
+        {"points": 5}, {"amount": 5000, "currency": "IDR"}, {"points": 5, "amount": 5000,
+                                                           "currency": "IDR"},
+        {"amount": 5000}, {"currency": "IDR"}, {"points": 5, "currency": "IDR"}, {}]),
+    ("AdjustIn", "POST", "/api/v1/cards/{serial}/adjust", "admin", [
+        {"points": 5, "reason": "x"}, {"points": 0, "reason": "x"}, {"points": -1, "reason": "x"}
+    ]),
+    ("RedeemIn", "POST", "/api/v1/redemptions", "staff", [
+        {"code": "PP1:X:0:AAAAAAAAAAAAAAAAAAAAAAAA", "points": 1},
+        {"scan_id": "x", "code": "y", "points": 1}, {"code": "y"}, {"points": 1},
+        {"scan_id": "x", "reward_id": 1, "points": 1}]),
+    ("DesignIn", "PATCH", "/api/v1/programs/{program}", "admin", [{}, {"name": "Kopi"}]),
+]
+
+
+@pytest.mark.parametrize(("component", "method", "path", "role", "bodies"), CROSS_FIELD,
+                         ids=[case[0] for case in CROSS_FIELD])
+def test_the_openapi_document_states_the_rules_that_span_fields(
+        app: Any, api: Any, keys: dict[str, str], program: dict[str, Any],
+        card: dict[str, Any], component: str, method: str, path: str, role: str,
+        bodies: list[dict[str, Any]]) -> None:
+    import jsonschema_rs
+
+    schema = api.get("/api/openapi.json").json["components"]["schemas"][component]
+    validator = jsonschema_rs.Draft202012Validator(schema)
+    url = path.format(serial=card["serial_number"], program=program["id"])
+    for body in bodies:
+        response = api.as_(keys[role]).request(method, url, json=body)
+        refused = (response.status_code == 422
+                   and response.json["type"] == "urn:pointpass:problem:validation")
+        assert validator.is_valid(body) == (not refused), (body, response.json)
