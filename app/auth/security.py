@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import hmac
+
 from apiflask import HTTPTokenAuth
 
 from app.auth import keys
 from app.auth.keys import Principal
 from app.auth.models import Role
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    """Whether a token from a request equals the expected one, in constant time. Compared as
+    bytes: ``hmac.compare_digest`` raises on a str with non-ASCII characters (a crafted URL
+    or header), which must be a mismatch, not an error."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
+
 
 auth = HTTPTokenAuth(scheme="Bearer", description="An API key from `pointpass create-key`.")
 

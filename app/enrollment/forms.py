@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from app.loyalty.models import LANGUAGES
+from app.web.pages import PageForm
 
 
 def _strip(value: Any) -> Any:
@@ -26,7 +26,7 @@ def _none_if_empty(value: Any) -> Any:
     return value or None
 
 
-class JoinForm(FlaskForm):
+class JoinForm(PageForm):
     """Name, optional e-mail, language, optional referral code and the two consents."""
 
     name = StringField(

@@ -7,6 +7,7 @@ import hmac
 
 from flask import current_app
 
+from app.auth.security import tokens_match
 from app.loyalty.models import Card
 
 # Kept apart from the Apple pass token ("apple-pass:"), so one link never unlocks the other.
@@ -33,6 +34,4 @@ def card_page_url(card: Card) -> str:
 
 def token_matches(serial_number: str, token: str) -> bool:
     """Whether ``token`` is the card page token of ``serial_number``, in constant time."""
-    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a crafted URL).
-    expected = card_page_token(serial_number).encode()
-    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected)
+    return tokens_match(token, card_page_token(serial_number))

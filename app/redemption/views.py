@@ -32,7 +32,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
 from wtforms import PasswordField
@@ -47,7 +46,7 @@ from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
-from app.web.pages import LANGUAGE_NAMES, csrf
+from app.web.pages import LANGUAGE_NAMES, PageForm, csrf
 
 bp = Blueprint("staff_pages", __name__)
 
@@ -62,7 +61,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PageForm):
     """The sign-in form: one field, the staff member's API key."""
 
     key = PasswordField(_l("Staff key"), validators=[

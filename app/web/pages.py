@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel, refresh
+from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
 from itsdangerous import URLSafeTimedSerializer
 
@@ -35,6 +36,18 @@ PAGE_BLUEPRINTS = {"enrollment_pages", "staff_pages"}
 
 csrf = CSRFProtect()
 babel = Babel()
+
+
+class PageForm(FlaskForm):
+    """A form posted from one of the pages: it reads the posted form only. (Flask-WTF also
+    takes a JSON body as form data, and fails with a TypeError on one that is not an object.)
+    """
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            if has_request_context() and request.is_json:
+                return None  # as if nothing was posted: the fields fail validation
+            return super().wrap_formdata(form, formdata)
 
 
 def select_locale() -> str:

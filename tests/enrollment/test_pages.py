@@ -539,3 +539,22 @@ def test_join_posts_are_rate_limited_per_address(database: Any, tmp_path: Any) -
                     for _ in range(3)]
         assert statuses[-1] == 429
         assert client.get("/join/kopi-test").status_code == 200  # reading the form is free
+
+
+def test_a_json_body_is_not_taken_as_the_join_form(app: Any, api: Any,
+                                                   client: Any) -> None:
+    """Flask-WTF read a JSON body as the form, and crashed on one that is not an object."""
+    from tests.conftest import PROGRAM
+
+    api.post("/api/v1/programs", json=PROGRAM)
+    token = csrf_token(client.get("/join/kopi-test").get_data(as_text=True))
+    for body in ([["name", "Siti"]], 5, {"name": "Siti", "consent_terms": True}):
+        response = client.post("/join/kopi-test", json=body, headers={"X-CSRFToken": token})
+        assert response.status_code == 422, body
+    assert api.get("/api/v1/programs").json  # the program is there; no member was made
+    with app.app_context():
+        from sqlalchemy import func, select
+
+        from app.extensions import db
+        from app.loyalty.models import Member
+        assert db.session.scalar(select(func.count()).select_from(Member)) == 0

@@ -171,6 +171,19 @@ def test_login_without_csrf_token_is_refused(app: Any, keys: dict[str, str]) -> 
     assert client.get("/staff").status_code == 303
 
 
+@pytest.mark.parametrize("body", [[1, 2], 374, None, {"key": ["a", "b"]}],
+                         ids=["list", "number", "null", "object"])
+def test_login_with_a_json_body_is_refused_not_a_crash(app: Any, keys: dict[str, str],
+                                                       body: Any) -> None:
+    """Flask-WTF read a JSON body as the form and crashed on one that is not an object."""
+    client = app.test_client()
+    token = form_token(client.get("/staff/login").get_data(as_text=True))
+    response = client.post("/staff/login", json=body, headers={"X-CSRFToken": token})
+    assert response.status_code == 422
+    assert "Please enter your staff key." in response.get_data(as_text=True)
+    assert client.get("/staff").status_code == 303  # not signed in
+
+
 def test_login_is_rate_limited_per_address(app: Any, keys: dict[str, str]) -> None:
     client = app.test_client()
     statuses = [sign_in(client, "pp_wrong").status_code for _ in range(10)]

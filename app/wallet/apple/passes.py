@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import bindparam, select
 
+from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
 from app.loyalty import branding, ledger
@@ -121,7 +122,7 @@ def signed_pass(serial_number: str, token: str) -> SignedPass:
     Raises ``NotFound`` for an unknown serial, a wrong token, or when Apple Wallet is off.
     """
     wallet = apple_wallet()
-    if wallet is None or not hmac.compare_digest(token, download_token(serial_number)):
+    if wallet is None or not tokens_match(token, download_token(serial_number)):
         raise NotFound("No such pass.")
     # The hot path reads two columns on a plain connection (a third of the ORM session's
     # cost); the whole card is loaded only to build a new version.

@@ -12,7 +12,6 @@ detail below silently stops updates on real phones when it is wrong:
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from sqlalchemy import select
 
+from app.auth.security import tokens_match
 from app.errors import DomainError, NotFound, Unauthorized
 from app.extensions import db
 from app.loyalty.models import Card
@@ -50,8 +50,7 @@ def _authorized_card(serial_number: str) -> Card:
         raise NotFound("No pass with that serial.", code="unknown-pass")
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme != "ApplePass" or not hmac.compare_digest(token.strip(),
-                                                        card.authentication_token):
+    if scheme != "ApplePass" or not tokens_match(token.strip(), card.authentication_token):
         raise Unauthorized("Authorization must be 'ApplePass <token>'.",
                            headers={"WWW-Authenticate": "ApplePass"})
     return card

@@ -123,6 +123,9 @@ def test_wrong_token_or_serial_is_404(app: Any, card: dict[str, Any]) -> None:
     other = _download(app, f"/wallet/apple/ABCDEF/{'0' * 32}.pkpass")
     assert other.status_code == 404
     assert other.content_type == "application/problem+json"
+    # A token with non-ASCII characters is a mismatch too (compare_digest raised: a 500).
+    crafted = _download(app, f"/wallet/apple/{serial}/%C3%A9{'0' * 31}.pkpass")
+    assert crafted.status_code == 404
 
 
 def test_program_locations_reach_the_pass(app: Any, api: Any, program: dict[str, Any],

@@ -86,7 +86,8 @@ def test_register_new_then_again_updates_push_token(app: Flask, wallet: Wallet,
 
 
 @pytest.mark.parametrize(("case", "status"), [
-    ("no auth", 401), ("wrong token", 401), ("wrong scheme", 401), ("wrong pass type", 404),
+    ("no auth", 401), ("wrong token", 401), ("non-ASCII token", 401), ("wrong scheme", 401),
+    ("wrong pass type", 404),
     ("unknown serial", 404), ("bad JSON", 400), ("no push token", 400),
     ("push token not hex", 400), ("body not an object", 400), ("bad device id", 400),
     ("oversized body", 413),
@@ -99,6 +100,8 @@ def test_bad_registrations_change_nothing(app: Flask, wallet: Wallet, card: dict
         response = wallet.register(serial, None)
     elif case == "wrong token":
         response = wallet.register(serial, "x" * 32)
+    elif case == "non-ASCII token":  # compare_digest raised on it: a 500
+        response = wallet.register(serial, "\u00e9" * 32)
     elif case == "wrong scheme":
         response = wallet.client.post(
             f"/passkit/v1/devices/{DEVICE}/registrations/{wallet.pass_type}/{serial}",
