@@ -102,17 +102,20 @@ def _machine(app: Any, keys: dict[str, str]) -> type[RuleBasedStateMachine]:
                 card.lifetime += points
             assert response.json["balance"] == card.balance
 
+        def _post(self, card: ModelCard, kind: str, body: dict[str, Any], keyed: bool) -> Any:
+            """Earn or adjust ``body["points"]``; a keyed success is kept for retries."""
+            key = self._key() if keyed else None
+            client = pos if kind == "earn" else admin
+            response = client.post(f"/api/v1/cards/{card.serial}/{kind}", json=body,
+                                   headers={"Idempotency-Key": key} if key else {})
+            self._expect_posting(card, response, body["points"], earned=kind == "earn")
+            if key and response.status_code == 201:
+                return (card, kind, body, key, response)
+            return multiple()
+
         @rule(pick=CARD, points=st.integers(1, 400), keyed=st.booleans(), target=keyed)
         def earn_points(self, pick: int, points: int, keyed: bool) -> Any:
-            card = self.model[pick]
-            key = self._key() if keyed else None
-            body = {"points": points}
-            response = pos.post(f"/api/v1/cards/{card.serial}/earn", json=body,
-                                headers={"Idempotency-Key": key} if key else {})
-            self._expect_posting(card, response, points, earned=True)
-            if key and response.status_code == 201:
-                return (card, "earn", body, key, response)
-            return multiple()
+            return self._post(self.model[pick], "earn", {"points": points}, keyed)
 
         @rule(pick=CARD, amount=st.integers(1, 30_000_000))
         def earn_from_a_purchase(self, pick: int, amount: int) -> None:
@@ -128,15 +131,8 @@ def _machine(app: Any, keys: dict[str, str]) -> type[RuleBasedStateMachine]:
         @rule(pick=CARD, points=st.integers(-600, 600).filter(bool), keyed=st.booleans(),
               target=keyed)
         def adjust(self, pick: int, points: int, keyed: bool) -> Any:
-            card = self.model[pick]
-            key = self._key() if keyed else None
-            body = {"points": points, "reason": "model"}
-            response = admin.post(f"/api/v1/cards/{card.serial}/adjust", json=body,
-                                  headers={"Idempotency-Key": key} if key else {})
-            self._expect_posting(card, response, points, earned=False)
-            if key and response.status_code == 201:
-                return (card, "adjust", body, key, response)
-            return multiple()
+            return self._post(self.model[pick], "adjust", {"points": points, "reason": "model"},
+                              keyed)
 
         @rule(pick=CARD, points=st.integers(1, 300), stale=st.booleans(), target=redemptions)
         def redeem(self, pick: int, points: int, stale: bool) -> Any:
