@@ -58,9 +58,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
             dbutil.check_connections(db.engine)
     app.teardown_appcontext(dbutil.end_open_transactions)
 
-    from app import jobs, problems
+    from app import jobs, openapi, problems
 
     problems.init_app(app)
+    openapi.init_app(app)
     jobs.init_app(app)
     from app import ratelimit
 

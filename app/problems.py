@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -123,74 +122,22 @@ def _wants_a_page() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-# JSON Schema keywords that an empty object fails, so a request needs a body.
-_NEEDS_A_BODY = ("required", "oneOf", "allOf", "minProperties")
-
-
-def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
-    """Make the OpenAPI document say what the API takes and answers: the rules input schemas
-    check across fields (``InputSchema.openapi_rules``), errors as problem details
-    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, a JSON
-    body required where its schema refuses an empty object, and path ids within the
-    database's range."""
-    from app import MAX_ID
-    from app.schemas import input_schemas
-
-    schemas = spec.get("components", {}).get("schemas", {})
-    for schema_class in input_schemas():
-        if schema_class.openapi_rules and schema_class.__name__ in schemas:
-            _merge(schemas[schema_class.__name__], schema_class.openapi_rules)
-    for operations in spec.get("paths", {}).values():
-        for operation in operations.values():
-            if not isinstance(operation, dict) or "responses" not in operation:
-                continue
-            for parameter in operation.get("parameters", []):
-                if parameter.get("in") == "path" and parameter["schema"].get("type") == "integer":
-                    parameter["schema"].update(minimum=1, maximum=MAX_ID)
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            if body is not None:
-                reference = body.get("schema", {}).get("$ref", "")
-                component = schemas.get(reference.rsplit("/", 1)[-1], {})
-                if any(rule in component for rule in _NEEDS_A_BODY):
-                    operation["requestBody"]["required"] = True
-            operation["responses"].setdefault("400", {
-                "description": "The URL holds a NUL character (`nul-character`)" if body is None
-                else "The body is not valid JSON (`malformed-json`), or the URL holds a NUL "
-                "character (`nul-character`)",
-                "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
-            })
-            for status, response in operation["responses"].items():
-                content = response.get("content", {})
-                if int(status) >= 400 and "application/json" in content:
-                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
-    return spec
-
-
-def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-
-
 def _refuse_nul_characters() -> Response | None:
     """A NUL character in the URL, the query or a form: 400 before any view runs (nothing
     can be stored with it, and PostgreSQL refuses it even in a lookup). JSON bodies are
     checked field by field by the input schemas."""
     where = None
     if "\x00" in request.path:
-        where = "the URL path"
+        where = "The URL path"
     elif any("\x00" in key or "\x00" in value for key, value in request.args.items(multi=True)):
-        where = "the query string"
+        where = "The query string"
     elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and any(
             "\x00" in key or "\x00" in value for key, value in request.form.items(multi=True)):
-        where = "the form"
+        where = "The form"
     if where is None:
         return None
     return problem(400, code="nul-character", title="NUL character",
-                   detail=f"{where[0].upper()}{where[1:]} contains a NUL (U+0000) character.")
+                   detail=f"{where} contains a NUL (U+0000) character.")
 
 
 def init_app(app: APIFlask) -> None:
@@ -198,7 +145,6 @@ def init_app(app: APIFlask) -> None:
     app.config["HTTP_ERROR_SCHEMA"] = ProblemSchema
     app.config["VALIDATION_ERROR_SCHEMA"] = ProblemSchema
     app.error_processor(_http_error)
-    app.spec_processor(document_problems)
     app.before_request(_refuse_nul_characters)
 
     @app.errorhandler(HTTPException)

@@ -1,0 +1,64 @@
+"""What the OpenAPI document adds to APIFlask's: the service's own rules and answers."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from apiflask import APIFlask
+
+from app import MAX_ID
+from app.problems import PROBLEM_MEDIA_TYPE
+from app.schemas import input_schemas
+
+# JSON Schema keywords that an empty object fails, so a request needs a body.
+_NEEDS_A_BODY = ("required", "oneOf", "allOf", "minProperties")
+
+
+def document(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the API takes and answers: the rules input schemas
+    check across fields (``InputSchema.openapi_rules``), errors as problem details
+    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, a JSON
+    body required where its schema refuses an empty object, and path ids within the
+    database's range."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    for schema_class in input_schemas():
+        if schema_class.openapi_rules and schema_class.__name__ in schemas:
+            _merge(schemas[schema_class.__name__], schema_class.openapi_rules)
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter["schema"].get("type") == "integer":
+                    parameter["schema"].update(minimum=1, maximum=MAX_ID)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is not None:
+                reference = body.get("schema", {}).get("$ref", "")
+                component = schemas.get(reference.rsplit("/", 1)[-1], {})
+                if any(rule in component for rule in _NEEDS_A_BODY):
+                    operation["requestBody"]["required"] = True
+            operation["responses"].setdefault("400", {
+                "description": "The URL holds a NUL character (`nul-character`)" if body is None
+                else "The body is not valid JSON (`malformed-json`), or the URL holds a NUL "
+                "character (`nul-character`)",
+                "content": {PROBLEM_MEDIA_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
+            })
+            for status, response in operation["responses"].items():
+                content = response.get("content", {})
+                if int(status) >= 400 and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    return spec
+
+
+def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def init_app(app: APIFlask) -> None:
+    app.spec_processor(document)
