@@ -27,7 +27,9 @@ recursively, lists replaced, ``null`` deletes), and the result is checked in ful
 
 Resources are kept in :attr:`~GoogleWalletTestServer.classes` and
 :attr:`~GoogleWalletTestServer.objects`; every request is in
-:attr:`~GoogleWalletTestServer.requests` with its arrival time. Failures are scripted with
+:attr:`~GoogleWalletTestServer.requests` with its arrival time and the order in which the
+server acted on it (``applied``). Requests can take ``latency`` seconds, and one can be kept
+waiting with :meth:`~GoogleWalletTestServer.hold` (a slow Google). Failures are scripted with
 :meth:`~GoogleWalletTestServer.fail`::
 
     with GoogleWalletTestServer(service_account_file, issuer_id="3388000000012345678") as gw:
@@ -255,6 +257,8 @@ class RecordedRequest:
     body: Any
     status: int
     authorized: bool
+    # 1, 2, ...: the order in which the server acted on wallet API requests (0: refused first)
+    applied: int = 0
 
 
 @dataclass
@@ -264,6 +268,21 @@ class _Failure:
     status: int
     reason: str
     remaining: int | None
+
+
+@dataclass
+class Hold:
+    """A request the server keeps waiting (see :meth:`GoogleWalletTestServer.hold`)."""
+
+    operation: str
+    resource_id: str | None
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    taken: bool = False
+
+    def release(self) -> None:
+        """Let the held request go on (it is then handled like any other)."""
+        self.released.set()
 
 
 @dataclass
@@ -308,6 +327,7 @@ class GoogleWalletTestServer:
         self.issuer_id = issuer_id
         self.token_lifetime = token_lifetime
         self.notify_limit = notify_limit
+        self.latency = 0.0  # seconds each wallet API request takes (Google takes 0.1-0.3)
         self.schema = WalletSchema()
         self.classes: dict[str, dict[str, Any]] = {}
         self.objects: dict[str, dict[str, Any]] = {}
@@ -319,6 +339,8 @@ class GoogleWalletTestServer:
         self.key_fetches = 0
         self._notifications: dict[str, list[float]] = {}
         self._failures: list[_Failure] = []
+        self._holds: list[Hold] = []
+        self._applied = 0
         self._lock = threading.RLock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -351,6 +373,9 @@ class GoogleWalletTestServer:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            for hold in self._holds:
+                hold.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -371,6 +396,20 @@ class GoogleWalletTestServer:
         id; ``None``: any) with ``status`` and Google's error body for ``reason``."""
         with self._lock:
             self._failures.append(_Failure(method, object_id, status, reason, times))
+
+    def clear_failures(self) -> None:
+        """Forget the failures scripted with :meth:`fail` that have not been used up."""
+        with self._lock:
+            self._failures.clear()
+
+    def hold(self, method: str, object_id: str | None) -> Hold:
+        """Keep the next ``method`` call on ``object_id`` (``None``: any) waiting, before the
+        server acts on it, until :meth:`Hold.release` (or 30 s); ``Hold.arrived`` is set when
+        it arrives. Requests after it are served meanwhile, as Google would."""
+        hold = Hold(method, object_id)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
 
     def revoke_tokens(self) -> None:
         """Forget every issued access token (the next API call gets 401)."""
@@ -429,7 +468,7 @@ class GoogleWalletTestServer:
     def _dispatch(self, method: str, raw_path: str, headers: Mapping[str, str], raw: bytes,
                   arrived: float) -> tuple[_Outcome, RecordedRequest]:
         path = urlsplit(raw_path).path
-        operation, resource_id, authorized = "unknown", None, False
+        operation, resource_id, authorized, applied = "unknown", None, False, 0
         body: Any = None
         try:
             if path == "/token":
@@ -447,8 +486,14 @@ class GoogleWalletTestServer:
                 body = self._json_body(method, headers, raw)
                 if operation == "insert" and isinstance(body, dict):
                     resource_id = body.get("id")
+                self._wait_if_held(operation, resource_id)
+                if self.latency:
+                    time.sleep(self.latency)
                 self._scripted_failure(operation, resource_id)
-                outcome = self._wallet(kind, operation, resource_id, body)
+                with self._lock:  # one at a time, so ``applied`` is the order of acting
+                    self._applied += 1
+                    applied = self._applied
+                    outcome = self._wallet(kind, operation, resource_id, body)
             else:
                 outcome = _Outcome(404, google_error(404, "notFound", f"No route for {path}"))
         except WalletApiError as exc:
@@ -458,7 +503,7 @@ class GoogleWalletTestServer:
                                extra)
         record = RecordedRequest(time=arrived, method=method, path=path, operation=operation,
                                  resource_id=resource_id, body=body, status=outcome.status,
-                                 authorized=authorized)
+                                 authorized=authorized, applied=applied)
         return outcome, record
 
     # --- OAuth ---
@@ -520,6 +565,16 @@ class GoogleWalletTestServer:
         if len(parts) == 3 and parts[2] == "addMessage" and method == "POST":
             return kind, "addMessage", unquote(parts[1])
         raise WalletApiError(404, "notFound", f"No {method} method for /{rest}")
+
+    def _wait_if_held(self, operation: str, resource_id: str | None) -> None:
+        with self._lock:
+            hold = next((h for h in self._holds if not h.taken and h.operation == operation
+                         and h.resource_id in (None, resource_id)), None)
+            if hold is None:
+                return
+            hold.taken = True
+        hold.arrived.set()
+        hold.released.wait(30)
 
     def _scripted_failure(self, operation: str, resource_id: str | None) -> None:
         with self._lock:
