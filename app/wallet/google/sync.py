@@ -6,6 +6,20 @@ patched with the new balance, tier, barcode and state. A balance change notifies
 while the card has had fewer than three notifications in 24 hours (Google's limit); after that
 the update is silent. A marketer's message is added to the object, notifying if Google still
 allows it.
+
+Syncs of one card never overlap, on any number of workers: each runs in one transaction that
+first takes the card's lock, then reads the card afresh, sends only if Google has an older
+version, and records the version sent and any notification before the lock is released at
+commit. So Google never gets an older version after a newer one, and the count of
+notifications and the decision to send one are a single step.
+
+On PostgreSQL the lock is a transaction-level advisory lock, not a row lock: it blocks only
+other syncs of that card (postings and callbacks never wait for a Google call); a transaction
+holds at most one and takes it before any other lock, so it cannot deadlock; and it dies with
+its connection, so a killed worker leaves nothing behind. A sync waits for it at most
+``LOCK_WAIT_SECONDS`` (the holder may be stuck behind a slow Google), then leaves its outbox
+rows for a retry, which sends the newest version. On SQLite every writing transaction holds
+the database's only write lock from ``BEGIN IMMEDIATE``, which already serializes syncs.
 """
 
 from __future__ import annotations
@@ -15,7 +29,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import dbutil
 from app.extensions import db
@@ -45,6 +59,40 @@ from passes.google.payloads import (
 
 log = logging.getLogger("pointpass.google.sync")
 NOTIFICATIONS_PER_DAY = 3
+# How long a sync waits for another sync of the same card (or class) before leaving its
+# outbox rows for later: longer than a sync takes, shorter than a job's patience.
+LOCK_WAIT_SECONDS = 10.0
+# First keys of the two-key advisory locks (the second is the card's or program's id).
+_OBJECT_LOCK = 0x47573031  # "GW01"
+_CLASS_LOCK = 0x47573032  # "GW02"
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+class SyncBusy(Exception):
+    """Another sync of the same card (or class) held its lock for ``LOCK_WAIT_SECONDS``."""
+
+
+def _lock(namespace: int, ident: int) -> None:
+    """Begin a transaction holding the sync lock ``(namespace, ident)`` until it ends.
+
+    Commits what the session has first, so that nothing the new transaction reads predates
+    the lock. Raises :class:`SyncBusy` (rolled back) if the lock
+    stays taken for ``LOCK_WAIT_SECONDS``.
+    """
+    db.session.commit()
+    if db.session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE gives this transaction the only write lock
+    previous = db.session.scalar(select(func.current_setting("lock_timeout")))
+    db.session.execute(select(func.set_config(
+        "lock_timeout", f"{int(LOCK_WAIT_SECONDS * 1000)}ms", True)))
+    try:
+        db.session.execute(select(func.pg_advisory_xact_lock(namespace, ident)))
+    except OperationalError as exc:
+        db.session.rollback()
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise SyncBusy(f"sync lock {namespace:#x}/{ident} is taken") from exc
+        raise
+    db.session.execute(select(func.set_config("lock_timeout", previous, True)))
 
 
 def logo_url(wallet: GoogleWallet, program: Program) -> str:
@@ -90,9 +138,19 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
 
 
 def ensure_class(wallet: GoogleWallet, program: Program) -> None:
-    """Create or patch the program's class if Google has an older design (or none)."""
+    """Create or patch the program's class if Google has an older design (or none).
+
+    Under the class's lock, so two syncs never send two designs out of order."""
     state = db.session.get(GoogleClassState, program.id)
     if state is not None and state.synced_design_version >= program.design_version:
+        return
+    program_id = program.id
+    _lock(_CLASS_LOCK, program_id)
+    program = db.session.get(Program, program_id, populate_existing=True)
+    state = db.session.get(GoogleClassState, program_id, populate_existing=True)
+    if program is None or (state is not None
+                           and state.synced_design_version >= program.design_version):
+        db.session.commit()
         return
     design_version = program.design_version
     wallet.client().upsert_class(loyalty_class_body(class_content(wallet, program)))
@@ -108,34 +166,80 @@ def _may_notify(card_id: int) -> bool:
     return sent < NOTIFICATIONS_PER_DAY
 
 
+def _may_have_reached_google(exc: Exception) -> bool:
+    """Whether a failed call may still have been carried out (no answer, or a 5xx)."""
+    status = getattr(exc, "status", None)
+    return status is not None and (status == 0 or status >= 500)
+
+
+def _end_after_failure(card_id: int, exc: Exception, notified: bool) -> None:
+    """End the sync's transaction after a failed call: count the notification it decided on
+    if Google may have sent it (one too many counted is safe, one too few is not)."""
+    if notified and _may_have_reached_google(exc):
+        db.session.add(GoogleNotification(card_id=card_id))
+        db.session.commit()
+    else:
+        db.session.rollback()
+
+
 def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> None:
-    """Insert or patch the card's object (and class) on Google; add ``message`` if given."""
+    """Insert or patch the card's object (and class) on Google; add ``message`` if given.
+
+    Holds the card's sync lock while it reads, sends and records (see the module's
+    docstring): sends nothing if Google already has this version of the card (and there is
+    no message), never an older one, and notifies only within Google's daily limit.
+    Raises :class:`SyncBusy` if another sync of the card kept the lock too long, and
+    ``GoogleWalletError`` or ``OSError`` if Google failed; nothing is recorded then but a
+    notification Google may have sent.
+    """
     ensure_class(wallet, card.program)
-    state = db.session.get(GoogleObjectState, card.id)
+    card_id = card.id
+    _lock(_OBJECT_LOCK, card_id)
+    fresh = db.session.get(Card, card_id, populate_existing=True)
+    if fresh is None:
+        db.session.commit()
+        return
+    card = fresh
+    state = db.session.get(GoogleObjectState, card_id, populate_existing=True)
     if state is not None and state.synced_version >= card.version and not message:
-        return  # another sync already sent this version
+        db.session.commit()
+        return  # another sync already sent this version (or a newer one)
     balance_changed = state is not None and state.synced_balance != card.balance
-    notify = balance_changed and _may_notify(card.id)
+    # The lock reserves the slot: no other sync of the card counts before this one records
+    # its notification or lets it go. (Nothing is written before the call: an inserted row
+    # would hold a key-share lock on the card's row, and postings would wait for Google.)
+    notify = balance_changed and _may_notify(card_id)
     content = object_content(wallet, card, notify)
     version, balance = card.version, card.balance
     client = wallet.client()
-    if state is None:
-        client.insert_object(loyalty_object_body(content))
-    else:
-        client.sync_object(loyalty_object_body(content), loyalty_object_patch_body(content))
-    dbutil.upsert(GoogleObjectState, {"card_id": card.id},
+    try:
+        if state is None:
+            client.insert_object(loyalty_object_body(content))
+        else:
+            client.sync_object(loyalty_object_body(content),
+                               loyalty_object_patch_body(content))
+    except Exception as exc:
+        _end_after_failure(card_id, exc, notify)
+        raise
+    dbutil.upsert(GoogleObjectState, {"card_id": card_id},
             {"synced_version": version, "synced_balance": balance, "synced_at": utcnow()})
     if notify:
-        db.session.add(GoogleNotification(card_id=card.id))
+        db.session.add(GoogleNotification(card_id=card_id))
     db.session.commit()
     if message:
-        notify_message = _may_notify(card.id)
-        client.add_message(wallet.object_id(card.serial_number),
-                           {"header": card.program.name[:100], "body": message},
-                           notify=notify_message)
-        if notify_message:
-            db.session.add(GoogleNotification(card_id=card.id))
-            db.session.commit()
+        header = card.program.name[:100]
+        object_id = wallet.object_id(card.serial_number)
+        _lock(_OBJECT_LOCK, card_id)
+        notify_message = _may_notify(card_id)
+        try:
+            client.add_message(object_id, {"header": header, "body": message},
+                               notify=notify_message)
+        except Exception as exc:
+            _end_after_failure(card_id, exc, notify_message)
+            raise
+        if notify_message:  # counted even if Google said quotaExceeded and it went as TEXT
+            db.session.add(GoogleNotification(card_id=card_id))
+        db.session.commit()
 
 
 def sync_now(card: Card) -> bool:
@@ -149,7 +253,7 @@ def sync_now(card: Card) -> bool:
     try:
         sync_card(wallet, card)
         return True
-    except (GoogleWalletError, OSError) as exc:
+    except (GoogleWalletError, OSError, SyncBusy) as exc:
         db.session.rollback()
         log.warning("Google object for %s not created yet (%s); will retry",
                     card.serial_number, exc)
@@ -178,6 +282,10 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
                 .order_by(PassUpdate.id.desc()).limit(1))
         try:
             sync_card(wallet, card, message)
+        except SyncBusy:
+            # Not a failure: a slow sync of this card holds its lock. Try again later.
+            outcome.retry.update(r.id for r in card_rows)
+            log.info("Google sync of %s waits for another sync of it", card.serial_number)
         except GoogleWalletError as exc:
             db.session.rollback()
             for update_id in update_ids:
