@@ -79,9 +79,9 @@ def worker(burst: bool) -> None:
     connection = Redis.from_url(url)
     queue = Queue(current_app.config["RQ_QUEUE"], connection=connection)
     if not burst:
-        from app.wallet import outbox
+        from app.wallet import sweep
 
-        outbox.start_sweeper(current_app._get_current_object())  # type: ignore[attr-defined]
+        sweep.start_sweeper(current_app._get_current_object())  # type: ignore[attr-defined]
     # SimpleWorker runs jobs in this process, which already holds the app context and the
     # database pool; a forking worker would share pooled connections with its children.
     SimpleWorker([queue], connection=connection).work(burst=burst)
