@@ -98,11 +98,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     pages.init_app(app)
 
     if not app.config.get("REDIS_URL") and not app.testing:
-        # Jobs run in this process, so the periodic outbox sweep does too (with rq, the
+        # Jobs run in this process, so the periodic sweep does too (with rq, the
         # workers run it: `pointpass worker`).
-        from app.wallet import outbox
+        from app.wallet import sweep
 
-        app.extensions["pointpass.sweeper"] = outbox.start_sweeper(app)
+        app.extensions["pointpass.sweeper"] = sweep.start_sweeper(app)
     app.register_blueprint(web)
     return app
 

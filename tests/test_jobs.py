@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,47 @@ def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert queue.count == 0
     assert ledger_state(rq_app, serial) == (50, 50, 1)
+
+
+@pytest.mark.redis
+def test_the_worker_runs_the_retries_rq_schedules(rq_app: Any, tmp_path: Path) -> None:
+    """rq retries a failed job, and one a killed worker abandoned, by scheduling it: the
+    worker must run rq's scheduler, or the retry never runs."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.auth import keys
+    from tests.conftest import PROGRAM
+
+    with rq_app.app_context():
+        admin = keys.create("admin", "admin")[1]
+    api = ApiClient(rq_app.test_client(), admin)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial, _ = _refer(api, program)
+
+    queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
+    job = next(job for job in queue.jobs
+               if job.func_name == "app.enrollment.service.credit_referral")
+    # What Job.retry() does with a retry interval: off the queue, onto the schedule.
+    queue.remove(job)
+    queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=1))
+
+    env = {**os.environ,
+           "POINTPASS_ENV": "testing",
+           "POINTPASS_DATABASE_URL": rq_app.config["DATABASE_URL"],
+           "POINTPASS_REDIS_URL": REDIS_URL,
+           "POINTPASS_RQ_QUEUE": rq_app.config["RQ_QUEUE"],
+           "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker-instance")}
+    worker = subprocess.Popen([BIN / "pointpass", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120  # the worker imports and starts the whole app
+        while ledger_state(rq_app, serial) != (50, 50, 1):
+            assert worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the scheduled retry never ran"
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        worker.wait(10)
 
 
 def test_unreachable_redis_falls_back_to_in_process(database: Any, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -67,9 +68,16 @@ def demo() -> None:
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
 @with_appcontext
 def worker(burst: bool) -> None:
-    """Run an rq worker for the app's queues (needs POINTPASS_REDIS_URL)."""
+    """Run an rq worker for the app's queues (needs POINTPASS_REDIS_URL).
+
+    It also runs rq's scheduler, which starts the retries of failed and abandoned jobs when
+    their time comes, and (unless ``--burst``) the periodic sweep, which resumes what a dead
+    worker left behind.
+    """
     from redis import Redis
     from rq import Queue, SimpleWorker
+
+    from app.extensions import db
 
     url = current_app.config.get("REDIS_URL")
     if not url:
@@ -78,13 +86,19 @@ def worker(burst: bool) -> None:
         )
     connection = Redis.from_url(url)
     queue = Queue(current_app.config["RQ_QUEUE"], connection=connection)
+    # rq forks its scheduler. The child never uses the database, but it must not close (or
+    # otherwise touch) the pooled connections it inherits, which belong to this process.
+    engine = db.engine
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     if not burst:
-        from app.wallet import outbox
+        from app.wallet import sweep
 
-        outbox.start_sweeper(current_app._get_current_object())  # type: ignore[attr-defined]
+        sweep.start_sweeper(current_app._get_current_object())  # type: ignore[attr-defined]
     # SimpleWorker runs jobs in this process, which already holds the app context and the
     # database pool; a forking worker would share pooled connections with its children.
-    SimpleWorker([queue], connection=connection).work(burst=burst)
+    # Without the scheduler a retry (which rq schedules, also for a job abandoned by a killed
+    # worker) would never run.
+    SimpleWorker([queue], connection=connection).work(burst=burst, with_scheduler=True)
 
 
 def main() -> None:

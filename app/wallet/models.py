@@ -38,6 +38,12 @@ class PassUpdate(db.Model):
     cards_done: Mapped[int] = mapped_column(default=0)
     devices_pushed: Mapped[int] = mapped_column(default=0)
     failures: Mapped[int] = mapped_column(default=0)
+    # Where marking got to: every matching card with a smaller or equal id has been marked
+    # (keyset position), so a run interrupted by a dead worker resumes after it.
+    last_card_id: Mapped[int] = mapped_column(default=0, server_default="0")
+    # While marking, the run holding the update renews this after every chunk; once it has
+    # passed, the run is presumed dead and the sweep may resume the update.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     requested_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

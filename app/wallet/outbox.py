@@ -4,8 +4,8 @@ Changes write outbox rows in their own transaction (``app.loyalty.changes.announ
 commit a drain is asked for (coalesced: many changes, one waiting drain). A drain leases a
 batch of rows by moving their ``available_at`` past the lease, delivers them channel by
 channel, and deletes what was delivered. Rows a dead drain had leased become available again
-when the lease runs out, and the periodic sweep drains them: nothing is lost when Redis, the
-worker or the process dies, only delayed.
+when the lease runs out, and the periodic sweep (``app.wallet.sweep``) drains them: nothing is
+lost when Redis, the worker or the process dies, only delayed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import delete, select, update
 
 from app import jobs
@@ -61,14 +61,6 @@ def drain_after_commit() -> None:
 def request_drain() -> None:
     """Ask for a drain now (for a transaction that has just committed)."""
     jobs.dispatcher().submit(drain, (), DRAIN_KEY)
-
-
-def start_sweeper(app: Flask) -> jobs.Sweeper:
-    """Drain periodically too: rows a dead drain had leased, retries whose time has come."""
-    sweeper = jobs.Sweeper(app, drain, DRAIN_KEY,
-                           float(app.config.get("OUTBOX_SWEEP_SECONDS", 30)))
-    sweeper.start()
-    return sweeper
 
 
 def _settings() -> tuple[int, int]:

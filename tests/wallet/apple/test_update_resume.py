@@ -1,0 +1,288 @@
+"""A marketer update survives the death of the worker running it.
+
+The run records how far it got (a keyset position) in the update's row, in the same
+transaction as each chunk of cards it marks, and holds a lease it renews after every chunk.
+When the lease runs out the periodic sweep asks for another run, which resumes after the last
+card marked: no card is marked, and no device pushed, twice; the counts stay true.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from redis import Redis
+from rq import Queue
+from sqlalchemy import func, select
+
+from app import jobs
+from app.auth import keys as api_keys
+from app.extensions import db
+from app.loyalty import changes
+from app.loyalty.models import Card
+from app.wallet import outbox
+from app.wallet.models import OutboxEntry
+from tests.apns_server import APNsTestServer
+from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app, apns_settings
+from tests.phones import Phone
+
+BIN = Path(sys.executable).parent
+
+
+def _api(app: Flask) -> ApiClient:
+    with app.app_context():
+        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
+
+
+def _settle(app: Flask) -> None:
+    with app.app_context():
+        jobs.dispatcher().wait()
+
+
+def _cards_with_phones(app: Flask, api: ApiClient, count: int) -> tuple[dict[str, Any],
+                                                                        list[Phone]]:
+    """A program with ``count`` cards, each added to its own iPhone (one push token each)."""
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    phones = []
+    for i in range(count):
+        response = api.post(f"/api/v1/programs/{program['id']}/members",
+                            json={"name": f"Member {i}"})
+        assert response.status_code == 201, response.json
+        phone = Phone(app)
+        phone.add(response.json["card"]["serial_number"])
+        phones.append(phone)
+    return program, phones
+
+
+def _update_rows(app: Flask, update_id: int) -> int:
+    """Outbox rows written for the update and not yet delivered."""
+    with app.app_context():
+        count = db.session.scalar(select(func.count(OutboxEntry.id))
+                                  .where(OutboxEntry.update_id == update_id)) or 0
+        db.session.rollback()
+        return count
+
+
+def _wait(condition: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _assert_done_with_true_counts(api: ApiClient, url: str, phones: list[Phone],
+                                  apns: APNsTestServer) -> None:
+    progress = api.get(url).json
+    assert progress["status"] == "done", progress
+    cards = len(phones)
+    assert (progress["cards_total"], progress["cards_done"]) == (cards, cards), progress
+    assert (progress["devices_pushed"], progress["failures"]) == (cards, 0), progress
+    assert {phone.token: len(apns.requests_for(phone.token)) for phone in phones} == {
+        phone.token: 1 for phone in phones}
+    assert len(apns.requests) == cards
+
+
+class WorkerKilled(BaseException):
+    """Stands for the process dying: nothing in the run gets to handle it."""
+
+
+def test_an_update_interrupted_while_marking_is_resumed_by_the_sweep(
+    push_app: Flask, apns: APNsTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = push_app
+    # Two cards a chunk; a lease of 0 s: a run that stops is at once presumed dead.
+    app.config.update(UPDATE_CHUNK=2, UPDATE_LEASE_SECONDS=0)
+    api = _api(app)
+    program, phones = _cards_with_phones(app, api, 7)
+    _settle(app)
+    apns.reset()
+
+    touch_cards = changes.touch_cards
+    calls = []
+
+    def dies_on_the_third_chunk(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            raise WorkerKilled
+        return touch_cards(*args, **kwargs)
+
+    monkeypatch.setattr(changes, "touch_cards", dies_on_the_third_chunk)
+    response = api.post(f"/api/v1/programs/{program['id']}/updates",
+                        json={"message": "Double points this weekend"})
+    assert response.status_code == 202
+    url = response.json["url"]
+    _settle(app)
+    monkeypatch.undo()
+
+    progress = api.get(url).json
+    assert progress["status"] == "marking"  # interrupted after two chunks of two cards
+    assert progress["cards_total"] == 7
+    assert progress["cards_done"] + _update_rows(app, progress["id"]) == 4
+
+    with app.app_context():
+        from app.wallet import sweep
+
+        sweep.sweep()  # what the periodic sweep runs
+    _settle(app)
+
+    _assert_done_with_true_counts(api, url, phones, apns)
+    with app.app_context():
+        # Each card was marked once: created at version 1, one bump for the update.
+        assert set(db.session.scalars(select(Card.version))) == {2}
+        assert outbox.pending() == 0
+
+
+@pytest.mark.postgres
+def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
+    """A run presumed dead (its lease ran out) may still be alive: the second run that
+    resumes the update and the first one share the work, and each card is marked once."""
+    import threading
+
+    from app.wallet import updates
+
+    app = pg_app
+    app.config.update(UPDATE_CHUNK=3, UPDATE_LEASE_SECONDS=0)
+    api = _api(app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    for i in range(12):
+        assert api.post(f"/api/v1/programs/{program['id']}/members",
+                        json={"name": f"Member {i}"}).status_code == 201
+    _settle(app)
+    with app.app_context():
+        card_ids = list(db.session.scalars(select(Card.id).order_by(Card.id)))
+        db.session.rollback()
+
+    blocker = psycopg.connect(app.config["DATABASE_URL"])
+    observer = psycopg.connect(app.config["DATABASE_URL"], autocommit=True)
+
+    def waiting(count: int) -> Callable[[], bool]:
+        def check() -> bool:
+            row = observer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'").fetchone()
+            return bool(row and row[0] == count)
+        return check
+
+    def second_run(update_id: int) -> None:
+        with app.app_context():
+            updates.run(update_id)
+
+    try:
+        blocker.execute("SELECT id FROM cards WHERE id = %s FOR UPDATE", (card_ids[4],))
+        response = api.post(f"/api/v1/programs/{program['id']}/updates", json={})
+        url, update_id = response.json["url"], response.json["id"]
+        _wait(waiting(1), "the first run to reach the held card")  # in its second chunk
+        second = threading.Thread(target=second_run, args=(update_id,))
+        second.start()
+        _wait(waiting(2), "the second run to wait for the first")
+        blocker.rollback()
+        second.join(30)
+        assert not second.is_alive()
+        _settle(app)
+    finally:
+        blocker.close()
+        observer.close()
+
+    progress = api.get(url).json
+    assert (progress["status"], progress["cards_total"]) == ("done", 12)
+    with app.app_context():
+        assert sorted(db.session.scalars(select(Card.version))) == [2] * 12
+
+
+@pytest.fixture
+def rq_pg_push_app(postgres_database: Any, tmp_path: Path, apns: APNsTestServer,
+                   apns_certs: dict[str, Path]) -> Iterator[Flask]:
+    queue_name = f"pointpass-test-{uuid.uuid4().hex[:8]}"
+    settings = {**apns_settings(apns, apns_certs), "REDIS_URL": REDIS_URL,
+                "RQ_QUEUE": queue_name, "OUTBOX_LEASE_SECONDS": 2,
+                "UPDATE_CHUNK": 5, "UPDATE_LEASE_SECONDS": 2}
+    for app in _make_app(postgres_database, tmp_path, **settings):
+        app.config["TEST_WORKER_ENV"] = {
+            **os.environ, "POINTPASS_ENV": "testing",
+            "POINTPASS_DATABASE_URL": app.config["DATABASE_URL"],
+            "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker"),
+            "POINTPASS_BASE_URL": app.config["BASE_URL"],
+            "POINTPASS_OUTBOX_SWEEP_SECONDS": "0.5",
+            "POINTPASS_APPLE_CERT": str(_dev_certs["pass_cert"]),
+            "POINTPASS_APPLE_KEY": str(_dev_certs["pass_key"]),
+            "POINTPASS_APPLE_WWDR_CERT": str(_dev_certs["wwdr"]),
+            **{f"POINTPASS_{k}": str(v) for k, v in settings.items()},
+        }
+        yield app
+    Queue(queue_name, connection=Redis.from_url(REDIS_URL)).delete(delete_jobs=True)
+
+
+def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([BIN / "pointpass", "worker"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
+    rq_pg_push_app: Flask, apns: APNsTestServer
+) -> None:
+    app = rq_pg_push_app
+    env = app.config["TEST_WORKER_ENV"]
+    api = _api(app)
+    program, phones = _cards_with_phones(app, api, 24)  # five chunks of five cards (and 4)
+    with app.app_context():
+        card_ids = list(db.session.scalars(select(Card.id).order_by(Card.id)))
+        db.session.rollback()
+
+    # Hold the 13th card's row: the run marks chunks 1 and 2, then waits on chunk 3, where it
+    # is killed. (A lock, not a sleep: the worker is observably stuck there.)
+    blocker = psycopg.connect(app.config["DATABASE_URL"])
+    # pg_stat_activity is read once per transaction: look at it from outside any.
+    observer = psycopg.connect(app.config["DATABASE_URL"], autocommit=True)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        blocker.execute("SELECT id FROM cards WHERE id = %s FOR UPDATE", (card_ids[12],))
+
+        response = api.post(f"/api/v1/programs/{program['id']}/updates",
+                            json={"message": "Double points this weekend"})
+        assert response.status_code == 202
+        url, update_id = response.json["url"], response.json["id"]
+        workers.append(_start_worker(env))
+
+        def stuck_on_the_third_chunk() -> bool:
+            waiting = observer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'").fetchone()
+            return bool(waiting and waiting[0] == 1)
+
+        # A worker process imports and starts the whole app first: give it time on a busy box.
+        _wait(stuck_on_the_third_chunk, "the run to reach the held card", timeout=120)
+        assert api.get(url).json["status"] == "marking"
+        assert _update_rows(app, update_id) == 10  # two chunks marked, none pushed yet
+        assert apns.requests == []  # the worker was busy marking: no drain ran
+
+        os.kill(workers[0].pid, signal.SIGKILL)
+        workers[0].wait(10)
+        blocker.rollback()  # the dead run's transaction ends; its third chunk is undone
+
+        workers.append(_start_worker(env))
+        _wait(lambda: api.get(url).json["status"] == "done", "the update to finish",
+              timeout=120)
+    finally:
+        blocker.close()
+        observer.close()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(10)
+
+    _assert_done_with_true_counts(api, url, phones, apns)
+    with app.app_context():
+        assert set(db.session.scalars(select(Card.version))) == {2}
+        assert outbox.pending() == 0
