@@ -135,10 +135,23 @@ def _finish(batch: list[Claimed], outcome: Delivery) -> None:
 
 
 def _count_updates(batch: list[Claimed], outcome: Delivery) -> None:
-    finished_cards: dict[int, int] = defaultdict(int)
+    """Add the batch's outcome to its updates' progress (after its rows were deleted).
+
+    A card is done when the last of its outbox rows for the update is finished (delivered,
+    or given up on): a card in Apple and Google Wallet counts once.
+    """
+    touched: dict[int, set[int]] = defaultdict(set)
     for row in batch:
         if row.update_id is not None and row.id not in outcome.retry:
-            finished_cards[row.update_id] += 1
+            touched[row.update_id].add(row.card_id)
+    if touched:
+        pending = db.session.execute(select(OutboxEntry.update_id, OutboxEntry.card_id).where(
+            OutboxEntry.update_id.in_(list(touched)),
+            OutboxEntry.card_id.in_({card for cards in touched.values() for card in cards}),
+        )).all()
+        for update_id, card_id in pending:
+            touched[update_id].discard(card_id)
+    finished_cards = {update_id: len(cards) for update_id, cards in touched.items()}
     for update_id in set(finished_cards) | set(outcome.devices_pushed) | set(outcome.failures):
         db.session.execute(
             update(PassUpdate).where(PassUpdate.id == update_id).values(
@@ -148,8 +161,8 @@ def _count_updates(batch: list[Claimed], outcome: Delivery) -> None:
                 failures=PassUpdate.failures + outcome.failures.get(update_id, 0),
             )
         )
-    if finished_cards:
-        close_finished_updates(list(finished_cards))
+    if touched:
+        close_finished_updates(list(touched))
 
 
 def close_finished_updates(update_ids: list[int]) -> None:

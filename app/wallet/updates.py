@@ -16,7 +16,7 @@ from app.loyalty import changes
 from app.loyalty.models import LANGUAGES, Card, CardStatus, Member, Program, Tier
 from app.timeutil import utcnow
 from app.wallet import outbox
-from app.wallet.models import PassUpdate, UpdateStatus
+from app.wallet.models import OutboxEntry, PassUpdate, UpdateStatus
 
 log = logging.getLogger("pointpass.updates")
 
@@ -142,7 +142,12 @@ def _mark_chunk(update_id: int, where: Any, values: dict[str, Any], after: int, 
     this_update = update(PassUpdate).where(PassUpdate.id == update_id)
     if ids:
         changes.touch_cards(Card.id.in_(ids), update_id=update_id, **values)
-        db.session.execute(this_update.values(last_card_id=ids[-1]))
+        # A card no wallet holds has nobody to tell: it is done once marked. The others are
+        # counted by the drain when their last outbox row is finished.
+        told = db.session.scalar(select(func.count(func.distinct(OutboxEntry.card_id))).where(
+            OutboxEntry.update_id == update_id, OutboxEntry.card_id.in_(ids))) or 0
+        db.session.execute(this_update.values(
+            last_card_id=ids[-1], cards_done=PassUpdate.cards_done + len(ids) - told))
     else:
         db.session.execute(this_update.values(status=UpdateStatus.PUSHING, lease_until=None))
         outbox.close_finished_updates([update_id])

@@ -1,0 +1,90 @@
+"""A marketer update's progress counts cards, however many wallets (or none) hold each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from app import jobs
+from app.auth import keys as api_keys
+from tests.apns_server import APNsTestServer
+from tests.conftest import PROGRAM, ApiClient, _make_app, apns_settings
+from tests.google_server import GoogleWalletTestServer
+from tests.phones import Phone
+from tests.wallet.google.conftest import ISSUER_ID
+
+
+@pytest.fixture
+def both_app(database: Any, tmp_path: Path, apns: APNsTestServer,
+             apns_certs: dict[str, Path],
+             wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
+    """Apple pushes to the APNs test server and Google sync to the Google test server."""
+    yield from _make_app(
+        database, tmp_path, **apns_settings(apns, apns_certs),
+        GOOGLE_ISSUER_ID=ISSUER_ID,
+        GOOGLE_SERVICE_ACCOUNT=str(wallet_server.sa_file),  # type: ignore[attr-defined]
+        GOOGLE_API_URL=wallet_server.api_url,
+        GOOGLE_CALLBACK_KEYS_URL=wallet_server.keys_url,
+        GOOGLE_BACKOFF_SECONDS=0.01,
+    )
+
+
+def _settle(app: Flask) -> None:
+    with app.app_context():
+        jobs.dispatcher().wait()
+
+
+def _api(app: Flask) -> ApiClient:
+    with app.app_context():
+        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
+
+
+def _enroll(api: ApiClient, program: dict[str, Any]) -> str:
+    response = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ayu"})
+    assert response.status_code == 201, response.json
+    return str(response.json["card"]["serial_number"])
+
+
+def _update(api: ApiClient, app: Flask, program: dict[str, Any]) -> dict[str, Any]:
+    response = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Hi"})
+    assert response.status_code == 202, response.json
+    _settle(app)
+    progress: dict[str, Any] = api.get(response.json["url"]).json
+    return progress
+
+
+def test_cards_no_wallet_holds_count_as_done(push_app: Flask) -> None:
+    api = _api(push_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    held = [_enroll(api, program) for _ in range(2)]
+    _enroll(api, program)  # on no phone: nothing to tell, but the update covered it
+    phone = Phone(push_app)
+    for serial in held:
+        phone.add(serial)
+    _settle(push_app)
+
+    progress = _update(api, push_app, program)
+    assert progress["status"] == "done"
+    assert (progress["cards_total"], progress["cards_done"]) == (3, 3)
+    assert progress["devices_pushed"] == 1
+
+
+def test_a_card_on_apple_and_google_counts_once(both_app: Flask, apns: APNsTestServer,
+                                                wallet_server: GoogleWalletTestServer) -> None:
+    api = _api(both_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serials = [_enroll(api, program) for _ in range(2)]
+    _settle(both_app)
+    Phone(both_app).add(serials[0])  # the first card is on an iPhone and in Google Wallet
+    _settle(both_app)
+
+    progress = _update(api, both_app, program)
+    assert progress["status"] == "done"
+    assert (progress["cards_total"], progress["cards_done"]) == (2, 2)
+    assert progress["devices_pushed"] == 1
+    messages = {r.resource_id for r in wallet_server.api_requests("addMessage")}
+    assert messages == {f"{ISSUER_ID}.{s}" for s in serials}
