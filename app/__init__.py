@@ -166,6 +166,11 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 
 def _configure_logging(app: APIFlask) -> None:
+    from app import logs
+
+    # Card page and pass download URLs are secrets: every log line of the process is
+    # redacted, whichever logger or handler writes it (see app/logs.py).
+    logs.install()
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
