@@ -129,6 +129,19 @@ def test_any_logger_and_traceback_is_redacted(app: Any,
     assert caplog.records[-1].getMessage() == "earned 5 points on /api/v1/cards/PPLOG2/earn"
 
 
+def test_database_errors_hold_no_parameters(app: Any) -> None:
+    """An unexpected error's traceback is logged with the database's error message, which
+    would otherwise list the statement's parameters (tokens, key hashes)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with app.app_context(), pytest.raises(DBAPIError) as failure:
+        db.session.execute(text("INSERT INTO no_such_table (token) VALUES (:token)"),
+                           {"token": "secret-token-in-a-parameter"})
+    assert "no_such_table" in str(failure.value)
+    assert "secret-token-in-a-parameter" not in str(failure.value)
+
+
 # The documented gunicorn command: its access log and error log.
 
 def _gunicorn(tmp_path: Path, port: int, env: dict[str, str], *extra: str,
