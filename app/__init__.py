@@ -73,6 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     google_setup.init_app(app)
 
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
+    from app.auth.api import bp as keys_api
     from app.loyalty import models as _loyalty_models  # noqa: F401
     from app.loyalty.api import bp as loyalty_api
     from app.redemption import models as _redemption_models  # noqa: F401
@@ -89,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(loyalty_api)
     app.register_blueprint(updates_api)
     app.register_blueprint(redemption_api)
+    app.register_blueprint(keys_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -166,6 +168,11 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 
 def _configure_logging(app: APIFlask) -> None:
+    from app import logs
+
+    # Card page and pass download URLs are secrets: every log line of the process is
+    # redacted, whichever logger or handler writes it (see app/logs.py).
+    logs.install()
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

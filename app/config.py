@@ -65,14 +65,18 @@ def normalize_database_url(url: str) -> str:
 
 
 def engine_options(url: str) -> dict[str, Any]:
+    # A statement's parameters (pass authentication tokens, key hashes) stay out of error
+    # messages, which reach the log in the traceback of an unexpected error.
     if url.startswith("sqlite"):
         # Writers wait for each other instead of failing with "database is locked".
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        return {"connect_args": {"timeout": 30, "check_same_thread": False},
+                "hide_parameters": True}
     # Dead connections are caught at checkout by app.dbutil.check_connections, not by a
     # "pre-ping" round trip on every request.
     # An unreachable host fails within seconds (a 503 to the client) instead of after the
     # operating system's TCP retries.
-    return {"pool_size": 10, "max_overflow": 20, "connect_args": {"connect_timeout": 5}}
+    return {"pool_size": 10, "max_overflow": 20, "connect_args": {"connect_timeout": 5},
+            "hide_parameters": True}
 
 
 def _secret_key(app: Flask) -> str:

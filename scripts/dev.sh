@@ -16,4 +16,7 @@ pointpass demo
 
 echo
 echo "Pointpass is running at http://127.0.0.1:$port/  (API docs: /api/docs; Ctrl-C stops it)"
-exec gunicorn --bind "127.0.0.1:$port" --workers 1 --threads 8 --access-logfile - wsgi:app
+# The same gunicorn settings as in production (README, Deployment): an access log with the
+# card page and pass download tokens redacted.
+exec gunicorn -c python:app.gunicorn_conf --bind "127.0.0.1:$port" --workers 1 --threads 8 \
+    wsgi:app

@@ -1,22 +1,35 @@
-"""Creating and checking API keys. Keys are shown once; only their SHA-256 is stored."""
+"""Creating, checking, listing and revoking API keys. Keys are shown once; only their SHA-256
+is stored."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.models import ApiKey, Role
 from app.extensions import db
+from app.timeutil import utcnow
 
 KEY_PREFIX = "pp_"
 # Authenticated keys are remembered this long per process, sparing a query per request;
-# revoking a key therefore takes effect within this many seconds everywhere.
+# revoking a key therefore takes effect within this many seconds everywhere (at once in the
+# process that revoked it).
 CACHE_SECONDS = 10.0
+# A key's last use is recorded to this resolution: it is written when the stored time is
+# older, so a key in steady use costs one small write a minute, not one per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,9 @@ class Principal:
 
 _cache: dict[str, tuple[Principal, float]] = {}
 _cache_lock = threading.Lock()
+# Bumped by every revocation: an authentication that read its key before a revocation does
+# not put it (back) in the cache after the revocation emptied it.
+_cache_generation = 0
 
 
 def _hash(key: str) -> str:
@@ -46,15 +62,29 @@ def create(name: str, role: Role | str) -> tuple[ApiKey, str]:
     return key, plaintext
 
 
-def revoke(key_id: int) -> None:
+def all_keys() -> Sequence[ApiKey]:
+    """Every key, revoked ones included, by id."""
+    return db.session.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+
+
+def revoke(key_id: int) -> bool | None:
+    """Revoke key ``key_id``: ``True`` if it was active, ``False`` if it was already revoked,
+    ``None`` if there is no such key. Idempotent. This process stops accepting the key at
+    once; other processes within ``CACHE_SECONDS``, when their cached entry expires."""
+    global _cache_generation
     key = db.session.get(ApiKey, key_id)
-    if key is not None:
+    if key is None:
+        return None
+    was_active = not key.revoked
+    if was_active:
         key.revoked = True
         db.session.commit()
-        with _cache_lock:
-            for digest, (principal, _) in list(_cache.items()):
-                if principal.id == key_id:
-                    del _cache[digest]
+    with _cache_lock:
+        _cache_generation += 1
+        for digest, (principal, _) in list(_cache.items()):
+            if principal.id == key_id:
+                del _cache[digest]
+    return was_active
 
 
 def authenticate(plaintext: str) -> Principal | None:
@@ -65,29 +95,75 @@ def authenticate(plaintext: str) -> Principal | None:
     now = time.monotonic()
     with _cache_lock:
         cached = _cache.get(digest)
+        generation = _cache_generation
     if cached and cached[1] > now:
         return cached[0]
+    fresh = _session_is_clean()
     row = db.session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked).where(
-            ApiKey.key_hash == digest
-        )
+        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.last_used_at)
+        .where(ApiKey.key_hash == digest)
     ).one_or_none()
     if row is None or row.revoked:
         return None
     principal = Principal(row.id, row.name, row.role)
+    if fresh:
+        _note_use(row)
     with _cache_lock:
-        if len(_cache) > 10_000:
-            _cache.clear()
-        _cache[digest] = (principal, now + CACHE_SECONDS)
+        if generation == _cache_generation:
+            if len(_cache) > 10_000:
+                _cache.clear()
+            _cache[digest] = (principal, now + CACHE_SECONDS)
     return principal
 
 
 def principal_by_id(key_id: int) -> Principal | None:
     """The principal of active key ``key_id``, read now (not cached): for sessions, where a
     revoked key must stop working on the next request."""
+    fresh = _session_is_clean()
     row = db.session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked).where(ApiKey.id == key_id)
+        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.last_used_at)
+        .where(ApiKey.id == key_id)
     ).one_or_none()
     if row is None or row.revoked:
         return None
+    if fresh:
+        _note_use(row)
     return Principal(row.id, row.name, row.role)
+
+
+def _session_is_clean() -> bool:
+    """Whether the request's session has neither a transaction nor unsaved objects."""
+    session = db.session()
+    return not (session.in_transaction() or session.new or session.dirty or session.deleted)
+
+
+def _note_use(row: Any) -> None:
+    """Record that key ``row.id`` was used now, if its stored last use is older than
+    ``LAST_USED_RESOLUTION``.
+
+    Called only when the session held nothing before reading the key (authentication comes
+    first in a request), and written in a transaction of its own: the read of
+    the key is ended first, so the write never joins the request's work (a posting that
+    rolls back keeps the key's last use) and, on SQLite, a reading request takes the write
+    lock only for this statement. A failure is logged and skipped: recording a use must never
+    refuse the request.
+    """
+    now = utcnow()
+    if row.last_used_at is not None and now - row.last_used_at < LAST_USED_RESOLUTION:
+        return
+    session = db.session()
+    try:
+        session.rollback()  # ends the read of the key (nothing else happened in it)
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == row.id,
+                   # Another process may have just written it.
+                   or_(ApiKey.last_used_at.is_(None),
+                       ApiKey.last_used_at < now - LAST_USED_RESOLUTION))
+            .values(last_used_at=now)
+        )
+        session.commit()
+    except SQLAlchemyError as error:
+        session.rollback()
+        log.warning("last use of API key #%d not recorded: %s", row.id,
+                    str(error).splitlines()[0] if str(error) else type(error).__name__)

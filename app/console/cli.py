@@ -32,6 +32,43 @@ def create_key(role: str, name: str) -> None:
     click.echo(plaintext)
 
 
+@cli.command("list-keys")
+@with_appcontext
+def list_keys() -> None:
+    """List API keys: id, role, status, created, last used, prefix and name (never the key)."""
+    minute = "%Y-%m-%d %H:%MZ"  # times are UTC
+    rows = [("ID", "ROLE", "STATUS", "CREATED", "LAST USED", "PREFIX", "NAME")]
+    for key in keys.all_keys():
+        rows.append((str(key.id), key.role.value, "revoked" if key.revoked else "active",
+                     key.created_at.strftime(minute),
+                     key.last_used_at.strftime(minute) if key.last_used_at else "never",
+                     key.prefix, key.name))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        click.echo("  ".join([*cells, row[-1]]))
+
+
+@cli.command("revoke-key")
+@click.argument("key_id", type=click.IntRange(min=1))
+@with_appcontext
+def revoke_key(key_id: int) -> None:
+    """Revoke API key KEY_ID (an id from list-keys). Running services refuse it within
+    10 seconds."""
+    from app.auth.models import ApiKey
+    from app.extensions import db
+
+    revoked = keys.revoke(key_id)
+    key = db.session.get(ApiKey, key_id)
+    if revoked is None or key is None:
+        raise click.ClickException(f"There is no API key #{key_id} (see `pointpass list-keys`).")
+    if revoked:
+        click.echo(f"Revoked {key.role.value} key #{key.id} '{key.name}'. Running services "
+                   f"refuse it within {keys.CACHE_SECONDS:.0f} seconds.")
+    else:
+        click.echo(f"Key #{key.id} '{key.name}' was already revoked.")
+
+
 @cli.command("dev-certs")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
