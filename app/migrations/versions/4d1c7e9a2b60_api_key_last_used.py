@@ -1,7 +1,7 @@
 """api keys: when each was last used
 
 Revision ID: 4d1c7e9a2b60
-Revises: c99bb8db53a2
+Revises: 0af0be3555d2
 Create Date: 2026-11-28 16:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '4d1c7e9a2b60'
-down_revision = 'c99bb8db53a2'
+down_revision = '0af0be3555d2'
 branch_labels = None
 depends_on = None
 
