@@ -216,7 +216,7 @@ def test_last_used_migration_goes_down_and_up(database: Any, tmp_path: Path) -> 
     for app in _make_app(database, tmp_path):
         with app.app_context():
             api_keys.create("kept", "admin")
-            downgrade(revision="c99bb8db53a2")
+            downgrade(revision="0af0be3555d2")  # the revision before 4d1c7e9a2b60
             db.session.remove()
             columns = {c["name"] for c in inspect(db.engine).get_columns("api_keys")}
             assert "last_used_at" not in columns
