@@ -211,7 +211,16 @@ def redeem(
         last_counter, rotating_enabled = code_state
         try:
             _check_fresh(scanned, card.barcode_version, last_counter, rotating_enabled)
-        except (CodeAlreadyUsed, InvalidCode):
+        except CodeAlreadyUsed:
+            # On PostgreSQL the locking read's key lookup saw the database as it was before
+            # the lock wait, so it misses a request with this key that committed meanwhile
+            # (and used the code): a new statement sees it, and this retry gets its answer.
+            if idempotency_key and (earlier := ledger.committed_replay(
+                    card, idempotency_key, request_fp)):
+                return _result_of(earlier)
+            card.tx.rollback()
+            raise
+        except InvalidCode:
             card.tx.rollback()
             raise
         totp_counter = scanned.totp_counter

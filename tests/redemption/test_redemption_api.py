@@ -266,3 +266,59 @@ def test_contention_on_postgres_spends_exactly_what_balances_allow(pg_app: Any) 
     assert {status for status, _ in results} == {201}
     assert len({rid for _, rid in results}) == 1
     assert ledger_state(app, serial)[0] == 900
+
+
+def _pg_setup(app: Any) -> tuple[ApiClient, str, dict[str, Any]]:
+    """An admin client, a staff key and a program (its reward costs 100), on ``pg_app``."""
+    from app.auth import keys as api_keys
+
+    app.config["STAFF_RATE_LIMIT"] = "10000/minute"  # one staff key makes every request
+    with app.app_context():
+        admin = api_keys.create("admin", "admin")[1]
+        staff_key = api_keys.create("staff", "staff")[1]
+    api = ApiClient(app.test_client(), admin)
+    return api, staff_key, api.post("/api/v1/programs", json=PROGRAM).json
+
+
+def _member(api: ApiClient, program: dict[str, Any], points: int, name: str = "M") -> str:
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": name}).json["card"]["serial_number"]
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": points}).status_code == 201
+    return str(serial)
+
+
+def test_parallel_retries_of_a_redemption_all_get_its_result(pg_app: Any) -> None:
+    """Issue 12, defect 2: 20 threads send one redemption with the same Idempotency-Key and
+    body at once (a client retrying after time-outs). Each gets the first result, replayed,
+    never 409 "code already used"; the card is debited once. With a code and with a scan."""
+    app = pg_app
+    api, staff_key, program = _pg_setup(app)
+    serial = _member(api, program, 1000)
+    headers = {"Authorization": f"Bearer {staff_key}"}
+    balance = 1000
+    for trial in range(6):
+        code = _code(app, serial)
+        if trial % 2:
+            scan = app.test_client().post("/api/v1/scans", json={"code": code}, headers=headers)
+            body = {"scan_id": scan.json["scan_id"], "points": 10}
+        else:
+            body = {"code": code, "points": 10}
+        start = threading.Barrier(20)
+
+        def send(_: int, body: dict[str, Any] = body, key: str = f"retry-{trial}",
+                 start: threading.Barrier = start) -> tuple[int, Any, bool]:
+            client = app.test_client()  # each thread its own client, as separate tills would
+            start.wait()
+            r = client.post("/api/v1/redemptions", json=body,
+                            headers={**headers, "Idempotency-Key": key})
+            return r.status_code, r.json, r.headers.get("Idempotent-Replayed") == "true"
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(send, range(20)))
+        balance -= 10
+        assert [status for status, _, _ in answers] == [201] * 20, \
+            [(status, body.get("type")) for status, body, _ in answers if status != 201]
+        assert len({json_body["id"] for _, json_body, _ in answers}) == 1
+        assert {json_body["balance"] for _, json_body, _ in answers} == {balance}
+        assert sum(not replayed for _, _, replayed in answers) == 1  # the rest are replays
+        assert ledger_state(app, serial) == (balance, balance, trial + 2)
