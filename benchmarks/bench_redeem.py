@@ -1,7 +1,11 @@
 """Redemptions per second and p50/p99 latency through gunicorn on PostgreSQL.
 
 32 concurrent clients each redeem from their own scanned card (``POST /api/v1/redemptions``
-with the scan's ``scan_id``, 1 point, a fresh ``Idempotency-Key``). The floor, in the same
+with a scan's ``scan_id``, 1 point, a fresh ``Idempotency-Key``). A scan pays for one
+redemption (it is bound to the card's code version, which the redemption rotates), so each
+request carries a fresh scan of the card's next code version: signed beforehand, as
+``POST /api/v1/scans`` would sign it, with the service's key, so scanning is not measured and
+the load generator does no signing while measuring. The floor, in the same
 run: the same database transaction issued directly with psycopg by 32 threads (lock the card
 with its tier and look up the idempotency key, the guarded update that also rotates the code
 version, the ledger insert, the redemption insert, the outbox insert for the card's Apple
@@ -50,6 +54,7 @@ from benchmarks.common import (
 from passes.devcerts import write_dev_certs
 
 BALANCE = 10_000_000
+SECRET_KEY = "bench" * 10
 
 
 def seed(url: str, cards: int) -> tuple[list[str], str, str]:
@@ -75,30 +80,62 @@ def seed(url: str, cards: int) -> tuple[list[str], str, str]:
     return serials, staff, admin
 
 
-def scan_all(port: int, staff: str, codes: list[str]) -> list[str]:
-    scan_ids = []
-    for code in codes:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/scans", data=json.dumps({"code": code}).encode(),
-            headers={"Authorization": f"Bearer {staff}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(request) as response:
-            scan_ids.append(json.loads(response.read())["scan_id"])
-    return scan_ids
+def check_scan(port: int, staff: str, staff_id: int, url: str, serial: str) -> None:
+    """Scan one card through the API: the benchmark's scans must be what the service signs."""
+    from app.redemption.service import sign_scan
+
+    code, version = card_code(url, serial)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/scans", data=json.dumps({"code": code}).encode(),
+        headers={"Authorization": f"Bearer {staff}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        scan_id = json.loads(response.read())["scan_id"]
+    signed = sign_scan(SECRET_KEY, serial=serial, staff_id=staff_id, version=version)
+    if scan_id.rsplit(".", 2)[0] != signed.rsplit(".", 2)[0]:  # the payload, not the time
+        sys.exit("the benchmark's scans differ from the service's")
 
 
-def codes_for(url: str, serials: list[str]) -> list[str]:
+def card_code(url: str, serial: str) -> tuple[str, int]:
+    """A card's current code and code version."""
     from app import create_app
     from app.extensions import db
     from app.loyalty.codes import redemption_code
     from app.loyalty.models import Card
 
-    app = create_app({"DATABASE_URL": url, "ENV": "development", "SECRET_KEY": "bench" * 10,
+    app = create_app({"DATABASE_URL": url, "ENV": "development", "SECRET_KEY": SECRET_KEY,
                       "INSTANCE_PATH": "/tmp/pointpass-bench-instance"})
     with app.app_context():
-        codes = [redemption_code(db.session.query(Card).filter_by(serial_number=s).one())
-                 for s in serials]
+        card = db.session.query(Card).filter_by(serial_number=serial).one()
+        code, version = redemption_code(card), card.barcode_version
         db.engine.dispose()
-    return codes
+    return code, version
+
+
+class Scans:
+    """One fresh ``scan_id`` per redemption: client ``i``'s ``n``-th request redeems version
+    ``v + n`` of its card (``v`` its version now; each redemption rotates it once).
+
+    ``per_client`` are signed up front; past that (a faster run than estimated) they are
+    signed on the spot, at some cost to the load generator.
+    """
+
+    def __init__(self, dsn: str, serials: list[str], staff_id: int, per_client: int) -> None:
+        from app.redemption.service import sign_scan
+
+        with psycopg.connect(dsn) as conn:
+            versions = dict(conn.execute("SELECT serial_number, barcode_version FROM cards"))
+        self.sign = lambda serial, version: sign_scan(SECRET_KEY, serial=serial,
+                                                      staff_id=staff_id, version=version)
+        self.cards = [(serial, versions[serial]) for serial in serials]
+        self.signed = [[self.sign(serial, version + n) for n in range(per_client)]
+                       for serial, version in self.cards]
+
+    def __call__(self, i: int, n: int) -> str:
+        signed = self.signed[i]
+        if n < len(signed):
+            return signed[n]
+        serial, version = self.cards[i]
+        return self.sign(serial, version + n)
 
 
 def psycopg_worker(url: str, serials: list[str], staff_key_id: int,  # type: ignore[no-untyped-def]
@@ -132,7 +169,7 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             (staff_id,) = conn.execute("SELECT id FROM api_keys WHERE role = 'staff'").fetchone()
         certs = write_dev_certs(Path(certs_dir))
-        env = {"POINTPASS_DATABASE_URL": url, "POINTPASS_SECRET_KEY": "bench" * 10,
+        env = {"POINTPASS_DATABASE_URL": url, "POINTPASS_SECRET_KEY": SECRET_KEY,
                "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
                "POINTPASS_STAFF_RATE_LIMIT": "1000000/minute",
                # Apple Wallet on, as in production: every redemption announces the change.
@@ -145,10 +182,10 @@ def main() -> None:
                 gunicorn(bare_env, workers=args.workers, threads=args.threads,
                          app="benchmarks.bare_redeem_wsgi:app") as (bare_port, bare_pid):
 
-            def requests(run: str, scan_ids: list[str]):  # type: ignore[no-untyped-def]
+            def requests(run: str, scans: Scans):  # type: ignore[no-untyped-def]
                 def request_for(i: int, n: int) -> bytes:
                     return json_post("/api/v1/redemptions",
-                                     {"scan_id": scan_ids[i % len(scan_ids)], "points": 1},
+                                     {"scan_id": scans(i, n), "points": 1},
                                      {"Authorization": f"Bearer {staff}",
                                       "Idempotency-Key": f"{run}-{i}-{n}"})
                 return request_for
@@ -161,13 +198,21 @@ def main() -> None:
 
             # The VM's speed drifts between runs: floor, service and ceiling take turns, and
             # the round with the median service/floor ratio is reported.
+            check_scan(port, staff, staff_id, url, serials[0])
+
+            def scans_for(rate: float) -> Scans:
+                # Enough for the warm-up and the measured seconds at ``rate``, with room.
+                per_client = int(rate * (args.seconds + 2) / args.clients * 1.5) + 20
+                return Scans(dsn, serials, staff_id, per_client)
+
             rounds = []
             for r in range(args.rounds):
-                scan_ids = scan_all(port, staff, codes_for(url, serials))  # fresh codes
                 floor = run_load(args.clients, args.seconds,
                                  psycopg_worker(url, serials, staff_id, f"floor{r}"))
+                # The service does not outrun the floor: its rate bounds the scans needed.
+                scans = scans_for(floor.rate)
                 service = http_load(port, args.clients, args.seconds,
-                                    requests(f"closed{r}", scan_ids), cpu=CpuMeter(pid))
+                                    requests(f"closed{r}", scans), cpu=CpuMeter(pid))
                 bare = http_load(bare_port, args.clients, args.seconds,
                                  bare_requests(f"bare{r}"), cpu=CpuMeter(bare_pid))
                 print(f"round {r + 1}: floor {floor.rate:.0f}/s, service {service.rate:.0f}/s "
@@ -177,8 +222,8 @@ def main() -> None:
             rounds.sort(key=lambda run: run[1].rate / run[0].rate)
             floor, service, bare = rounds[len(rounds) // 2]
             target_rate = statistics.median(run[0].rate for run in rounds) / 2
-            scan_ids = scan_all(port, staff, codes_for(url, serials))
-            paced = http_load(port, args.clients, args.seconds, requests("paced", scan_ids),
+            paced = http_load(port, args.clients, args.seconds,
+                              requests("paced", scans_for(target_rate)),
                               rate=target_rate, cpu=CpuMeter(pid))
             paced_bare = http_load(bare_port, args.clients, args.seconds,
                                    bare_requests("bare-paced"), rate=target_rate,

@@ -11,7 +11,9 @@ Idempotency keys are unique per card. The key lookup in the locking query serves
 cheaply, but on PostgreSQL (READ COMMITTED) that statement's snapshot predates the wait for the
 lock, so it cannot see an entry committed by the request it waited for. The ledger insert is
 therefore ``ON CONFLICT DO NOTHING``: a conflict means a concurrent request with the same key
-won, and this transaction rolls back and answers with that request's entry.
+won, and this transaction rolls back and answers with that request's entry. A check that
+fails under the lock for the same reason (the winner spent the points or used the code) looks
+the key up again with a new statement before refusing (:func:`committed_replay`).
 """
 
 from __future__ import annotations
@@ -389,6 +391,20 @@ def post(
 def _entry_id_for_key(tx: dbutil.Raw, card_id: int, idempotency_key: str) -> int | None:
     row = tx.first(_ENTRY_ID_FOR_KEY, {"card_id": card_id, "key": idempotency_key})
     return None if row is None else int(row[0])
+
+
+def committed_replay(card: LockedCard, idempotency_key: str, request_fp: str) -> Posting | None:
+    """The posting made with ``idempotency_key`` on the locked card, looked up again with a new
+    statement, or None (the transaction then stays open).
+
+    For a check that fails under the lock because a concurrent request with the same key
+    already went through: the locking read's lookup can miss it (see the module docstring).
+    A replay rolls back, as :func:`replay` does.
+    """
+    earlier = _entry_id_for_key(card.tx, card.id, idempotency_key)
+    if earlier is None:
+        return None
+    return replay(replace(card, replay_entry_id=earlier), request_fp)
 
 
 def recent_entries(card: Card, limit: int = 10) -> list[LedgerEntry]:

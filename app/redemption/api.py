@@ -40,7 +40,8 @@ class ScannedCardOut(Schema):
 
 
 class ScanOut(Schema):
-    scan_id = fields.String(metadata={"description": "use it to redeem, within expires_in s"})
+    scan_id = fields.String(metadata={
+        "description": "use it for one redemption, within expires_in s, with the same key"})
     expires_in = fields.Integer()
     card = fields.Nested(ScannedCardOut)
     rewards = fields.List(fields.Nested(RewardOfferOut),
@@ -52,7 +53,7 @@ class RedeemIn(InputSchema):
         {"oneOf": [{"required": ["scan_id"]}, {"required": ["code"]}]},
         {"oneOf": [{"required": ["reward_id"]}, {"required": ["points"]}]},
     ]}
-    scan_id = text(500)
+    scan_id = text(500, metadata={"description": "from POST /scans; pays for one redemption"})
     code = text(200)
     reward_id = StrictInteger(validate=ID)
     points = StrictInteger(validate=validators.Range(1, MAX_POINTS))
@@ -94,6 +95,9 @@ class ReversalOut(Schema):
 @bp.input(ScanIn, arg_name="data")
 @bp.output(ScanOut)
 @bp.doc(summary="Check a scanned card code; returns the card and what it can redeem",
+        description="The `scan_id` is bound to the code version scanned: it pays for one "
+        "redemption (which rotates the card's code), within `expires_in` seconds, by the same "
+        "staff key. Another reward needs the card's new code scanned again.",
         responses=[401, 403, 404, 409, 410, 422, 429])
 def scan(data: dict[str, Any]) -> dict[str, Any]:
     result = service.scan(data["code"], staff=current_key())
@@ -112,8 +116,11 @@ def scan(data: dict[str, Any]) -> dict[str, Any]:
 @bp.input(RedeemIn, arg_name="data")
 @bp.output(RedemptionOut, status_code=201)
 @bp.doc(summary="Redeem a reward (or points) from a scanned card",
-        description="The card's code rotates: the old code is refused from now on. Send an "
-        "`Idempotency-Key`; a retry with it redeems once and answers with the first result.",
+        description="A `code`, or a `scan_id` of it, pays for one redemption: the card's code "
+        "rotates, and the old code and every scan of it are refused from now on (409 "
+        "`code-already-used`, whatever the `Idempotency-Key`). Send an `Idempotency-Key`; a "
+        "retry with it and the same body, even one sent while the first is still running, "
+        "redeems once and answers with the first result (`Idempotent-Replayed: true`).",
         responses=[401, 403, 404, 409, 410, 422, 429])
 def redeem(headers: dict[str, Any], data: dict[str, Any]) -> Any:
     result = service.redeem(staff=current_key(), idempotency_key=headers.get("idempotency_key"),

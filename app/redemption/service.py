@@ -2,10 +2,14 @@
 
 A scan reads the code from the card's QR (a forged or malformed code is refused before the
 database is asked), checks it is the card's current code version (an older one was already
-used: a screenshot of a spent code), and hands out a short-lived signed ``scan_id`` for that
-card, so staff can redeem one or more rewards during the visit. A redemption spends the
-points with the ledger's guarded update and, in the same statement, rotates the card's code
-version; the new code reaches the card's passes through the outbox.
+used: a screenshot of a spent code), and hands out a short-lived signed ``scan_id`` bound to
+that code version (and, for a rotating code, to its value). A redemption spends the points
+with the ledger's guarded update and, in the same statement, rotates the card's code version;
+the new code reaches the card's passes through the outbox. So one scan, like one code, pays
+for exactly one redemption: the next needs the card scanned again.
+
+Freshness is checked under the card's lock, after the idempotency key: a retry of a
+redemption that went through gets its first answer, never "already used".
 """
 
 from __future__ import annotations
@@ -97,6 +101,19 @@ def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt="pointpass-scan")
 
 
+def sign_scan(secret_key: str, *, serial: str, staff_id: int, version: int,
+              totp_counter: int | None = None) -> str:
+    """The ``scan_id`` :func:`scan` hands out for a scan of ``serial``'s code ``version``
+    (and rotating code value ``totp_counter``) by staff key ``staff_id``.
+
+    It is good for one redemption within :data:`SCAN_SECONDS`, by that key only.
+    """
+    data: dict[str, Any] = {"s": serial, "k": staff_id, "v": version}
+    if totp_counter is not None:
+        data["c"] = totp_counter
+    return _serializer_for(secret_key).dumps(data)
+
+
 @dataclass(frozen=True)
 class Code:
     """What a scanned code says: a signed code's version, or a rotating code's counter."""
@@ -120,15 +137,22 @@ def read(code: str) -> Code:
 
 
 def _check_fresh(code: Code, barcode_version: int, totp_last_counter: int,
-                 rotating_enabled: bool) -> None:
-    """Refuse a code already used: an older signed version, or a redeemed rotating value."""
+                 rotating_enabled: bool, *, scanned: bool = False) -> None:
+    """Refuse a code already used: an older signed version, or a redeemed rotating value.
+
+    A scan (``scanned``) carries the code version the card had when scanned, and for a
+    rotating code its value too: both must still be current.
+    """
     if code.totp_counter is not None:
         if not rotating_enabled:
             raise InvalidCode("This program does not use rotating codes.")
         if code.totp_counter <= totp_last_counter:
-            raise CodeAlreadyUsed("This code was already used: wait for the next code.")
-    elif code.version != barcode_version:
-        raise CodeAlreadyUsed("This code was already used: ask the customer to open the card "
+            raise CodeAlreadyUsed("This scan was already used: scan the card again." if scanned
+                                  else "This code was already used: wait for the next code.")
+    if code.version is not None and code.version != barcode_version:
+        raise CodeAlreadyUsed("This scan was already used, or the card's code changed since: "
+                              "scan the card again." if scanned else
+                              "This code was already used: ask the customer to open the card "
                               "in their wallet again (it shows the new code).")
 
 
@@ -148,7 +172,9 @@ def scan(code: str, *, staff: Principal) -> Scan:
                  card.program.google_rotating_barcode)
     rewards = [RewardOffer(r.id, r.name, r.points_cost) for r in card.program.rewards
                if r.active and r.points_cost <= card.balance]
-    scan_id = _serializer().dumps({"s": serial, "k": staff.id})
+    # Bound to the code version (and rotating value) just checked: the redemption consumes it.
+    scan_id = sign_scan(current_app.config["SECRET_KEY"], serial=serial, staff_id=staff.id,
+                        version=card.barcode_version, totp_counter=scanned.totp_counter)
     return Scan(
         scan_id=scan_id,
         expires_in=SCAN_SECONDS,
@@ -161,7 +187,9 @@ def scan(code: str, *, staff: Principal) -> Scan:
     )
 
 
-def _serial_from_scan(scan_id: str, staff: Principal) -> str:
+def _read_scan(scan_id: str, staff: Principal) -> Code:
+    """The card and code version (and rotating value) a scan saw; ``InvalidCode`` when the
+    scan is forged, expired or another staff key's."""
     try:
         data = _serializer().loads(scan_id, max_age=SCAN_SECONDS)
     except SignatureExpired:
@@ -170,7 +198,11 @@ def _serial_from_scan(scan_id: str, staff: Principal) -> str:
         raise InvalidCode("This scan_id is not one this server issued.") from None
     if not isinstance(data, dict) or data.get("k") != staff.id:
         raise InvalidCode("This scan belongs to another staff key: scan the card again.")
-    return str(data["s"])
+    version, counter = data.get("v"), data.get("c")
+    if not isinstance(version, int) or not isinstance(counter, int | None):
+        # Issued before scans were bound to a code version: it must not redeem unchecked.
+        raise InvalidCode("This scan has expired: scan the card again.")
+    return Code(str(data["s"]), version=version, totp_counter=counter)
 
 
 def redeem(
@@ -185,15 +217,19 @@ def redeem(
 ) -> RedemptionResult:
     """Spend a reward's cost (or ``points``) from a scanned card and rotate its code. Commits.
 
-    Raises ``InvalidCode`` (422) for a forged code or scan, ``NotFound`` (404),
-    ``CardVoided`` (410), ``CodeAlreadyUsed`` or ``InsufficientPoints`` (409).
+    A code, or a ``scan_id``, pays for one redemption: the rotation uses it up. A retry with
+    the ``idempotency_key`` of one that went through gets that result (``replayed``), even
+    when it ran concurrently with it. Raises ``InvalidCode`` (422) for a forged code or scan,
+    ``NotFound`` (404), ``CardVoided`` (410), ``CodeAlreadyUsed`` or ``InsufficientPoints``
+    (409).
     """
     if (scan_id is None) == (code is None):
         raise Unprocessable("Give either scan_id or code.")
     if (reward_id is None) == (points is None):
         raise Unprocessable("Give either reward_id or points.")
-    scanned = read(code) if code is not None else None
-    serial = scanned.serial if scanned else _serial_from_scan(scan_id or "", staff)
+    # A code, or a scan of one: either names the card and the code version it showed.
+    shown = read(code) if code is not None else _read_scan(scan_id or "", staff)
+    serial = shown.serial
     request_fp = ledger.fingerprint(op="redeem", serial=serial, reward_id=reward_id,
                                     points=points, location_id=location_id, code=code)
 
@@ -203,18 +239,29 @@ def redeem(
     if card.status is CardStatus.VOIDED:
         card.tx.rollback()
         raise CardVoided("This card is voided.")
-    totp_counter = None
-    if scanned is not None:
-        # Read under the card's lock: two redemptions of one code cannot both pass.
+    # Checked under the card's lock: two redemptions of one code or scan cannot both pass.
+    # The locking read gave the code version; a rotating value needs the card's last one.
+    last_counter, rotating_enabled = 0, False
+    if shown.totp_counter is not None:
         code_state = card.tx.first(_CODE_STATE, {"card_id": card.id})
         assert code_state is not None  # the card is locked, so it exists
         last_counter, rotating_enabled = code_state
-        try:
-            _check_fresh(scanned, card.barcode_version, last_counter, rotating_enabled)
-        except (CodeAlreadyUsed, InvalidCode):
-            card.tx.rollback()
-            raise
-        totp_counter = scanned.totp_counter
+    try:
+        _check_fresh(shown, card.barcode_version, last_counter, rotating_enabled,
+                     scanned=code is None)
+    except CodeAlreadyUsed:
+        # On PostgreSQL the locking read's key lookup saw the database as it was before the
+        # lock wait, so it misses a request with this key that committed meanwhile (and
+        # used the code): a new statement sees it, and this retry gets its answer.
+        if idempotency_key and (earlier := ledger.committed_replay(
+                card, idempotency_key, request_fp)):
+            return _result_of(earlier)
+        card.tx.rollback()
+        raise
+    except InvalidCode:
+        card.tx.rollback()
+        raise
+    totp_counter = shown.totp_counter
 
     reward_name = None
     if reward_id is not None:

@@ -201,6 +201,7 @@ def _page_messages() -> dict[str, str]:
         "voided": _("This card is voided and cannot be used. The customer can ask the shop for "
                     "help."),
         "scan_expired": _("This scan has expired. Scan the card again."),
+        "scan_used": _("This scan was already used. Scan the card again."),
         "reward_unavailable": _("This reward is not available any more. Scan the card again."),
         "rate_limited": _("Too many requests. Wait a moment and try again."),
         "session_expired": _("Your session has expired. Sign in again."),

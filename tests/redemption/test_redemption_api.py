@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.loyalty.models import Card, LedgerEntry
 from app.redemption.models import Redemption
-from passes.barcode import derive_key, make_code
+from passes.barcode import TOTP_PERIOD_SECONDS, derive_key, make_code, totp_key, totp_value
 from tests.conftest import PROGRAM, ApiClient, ledger_state
 
 
@@ -94,18 +95,72 @@ def test_redeem_rotates_the_code_and_records_who_where_when(
         assert redemption.staff_key_id is not None and redemption.created_at is not None
 
 
-def test_same_scan_redeems_twice_and_refuses_the_third(app: Any, staff: ApiClient,
-                                                        funded: dict[str, Any]) -> None:
-    scan = staff.post("/api/v1/scans", json={"code": _code(app, funded["serial_number"])}).json
-    reward_id = scan["rewards"][0]["id"]
-    for expected in (150, 50):
-        r = staff.post("/api/v1/redemptions", json={"scan_id": scan["scan_id"],
-                                                    "reward_id": reward_id})
-        assert r.status_code == 201 and r.json["balance"] == expected
-    third = staff.post("/api/v1/redemptions", json={"scan_id": scan["scan_id"],
-                                                    "reward_id": reward_id})
-    assert third.status_code == 409
-    assert third.json["type"].endswith("insufficient-points")
+def _redeem(staff: ApiClient, body: dict[str, Any], key: str) -> Any:
+    return staff.post("/api/v1/redemptions", json=body, headers={"Idempotency-Key": key})
+
+
+def test_a_scan_redeems_once_whatever_the_key(app: Any, staff: ApiClient,
+                                              funded: dict[str, Any]) -> None:
+    """Issue 12, defect 1: one scan, four redemptions with different keys -> one 201."""
+    serial = funded["serial_number"]
+    scan = staff.post("/api/v1/scans", json={"code": _code(app, serial)}).json
+    body = {"scan_id": scan["scan_id"], "points": 10}
+    answers = [_redeem(staff, body, f"visit-{i}") for i in range(4)]
+    assert [r.status_code for r in answers] == [201, 409, 409, 409]
+    assert {r.json["type"] for r in answers[1:]} == {"urn:pointpass:problem:code-already-used"}
+    assert all("scan the card again" in r.json["detail"] for r in answers[1:])
+    assert ledger_state(app, serial) == (240, 240, 2)  # the earn and one redemption
+    assert _counts(app)[1] == 1
+
+    # A retry of the first (its answer was lost) still gets the first result.
+    retry = _redeem(staff, body, "visit-0")
+    assert retry.status_code == 201
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json == answers[0].json
+    assert ledger_state(app, serial) == (240, 240, 2)
+
+    # Scanning the card's new code opens the next redemption.
+    rescan = staff.post("/api/v1/scans", json={"code": _code(app, serial)}).json
+    assert _redeem(staff, {"scan_id": rescan["scan_id"], "points": 10}, "visit-5"
+                   ).json["balance"] == 230
+
+
+def test_a_scan_is_spent_by_a_redemption_with_the_code(app: Any, staff: ApiClient,
+                                                       funded: dict[str, Any]) -> None:
+    """A scan opened before the card's code was used (here, typed in) redeems nothing."""
+    serial = funded["serial_number"]
+    code = _code(app, serial)
+    scan = staff.post("/api/v1/scans", json={"code": code}).json
+    assert _redeem(staff, {"code": code, "points": 10}, "typed").status_code == 201
+    late = _redeem(staff, {"scan_id": scan["scan_id"], "points": 10}, "scanned")
+    assert late.status_code == 409
+    assert late.json["type"] == "urn:pointpass:problem:code-already-used"
+    assert ledger_state(app, serial) == (240, 240, 2)
+
+
+def test_a_scan_of_a_rotating_code_redeems_once(app: Any, api: ApiClient, staff: ApiClient
+                                                ) -> None:
+    """A rotating (Google Wallet) code's scan carries its value, which the redemption uses."""
+    program = api.post("/api/v1/programs", json={**PROGRAM, "slug": "rotating",
+                                                 "google_rotating_barcode": True}).json
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": "Ari"}).json["card"]["serial_number"]
+    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 100})
+    secret = totp_key(app.config["REDEMPTION_CODE_KEY"], serial)
+    code = f"PPT:{serial}:{totp_value(secret, int(time.time() // TOTP_PERIOD_SECONDS))}"
+    scan = staff.post("/api/v1/scans", json={"code": code})
+    assert scan.status_code == 200, scan.json
+    body = {"scan_id": scan.json["scan_id"], "points": 10}
+    first = _redeem(staff, body, "r-1")
+    assert first.status_code == 201
+    again = _redeem(staff, body, "r-2")
+    assert again.status_code == 409
+    assert again.json["type"] == "urn:pointpass:problem:code-already-used"
+    assert staff.post("/api/v1/redemptions", json={"code": code, "points": 10}
+                      ).status_code == 409  # the value itself was used too
+    replay = _redeem(staff, body, "r-1")
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert ledger_state(app, serial) == (90, 90, 2)
 
 
 def test_idempotency_key_redeems_once(app: Any, staff: ApiClient,
@@ -206,63 +261,91 @@ def test_scans_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> N
         assert client.as_(staff_b).post("/api/v1/scans", json={"code": "x"}).status_code == 422
 
 
-def test_contention_on_postgres_spends_exactly_what_balances_allow(pg_app: Any) -> None:
-    """200 concurrent redemptions on cards that can afford 30 of them: exactly 30 succeed."""
+def _pg_setup(app: Any) -> tuple[ApiClient, str, dict[str, Any]]:
+    """An admin client, a staff key and a program (its reward costs 100), on ``pg_app``."""
     from app.auth import keys as api_keys
 
-    app = pg_app
-    app.config["STAFF_RATE_LIMIT"] = "10000/minute"  # one staff key makes all 220 requests
+    app.config["STAFF_RATE_LIMIT"] = "10000/minute"  # one staff key makes every request
     with app.app_context():
         admin = api_keys.create("admin", "admin")[1]
         staff_key = api_keys.create("staff", "staff")[1]
     api = ApiClient(app.test_client(), admin)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    reward_id = program["rewards"][0]["id"]  # costs 100
-    serials = []
-    for i in range(10):
-        serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                          json={"name": f"M{i}"}).json["card"]["serial_number"]
-        api.post(f"/api/v1/cards/{serial}/earn", json={"points": 300})
-        serials.append(serial)
+    return api, staff_key, api.post("/api/v1/programs", json=PROGRAM).json
+
+
+def _member(api: ApiClient, program: dict[str, Any], points: int, name: str = "M") -> str:
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": name}).json["card"]["serial_number"]
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": points}).status_code == 201
+    return str(serial)
+
+
+def test_contention_on_postgres_redeems_each_scan_once_within_the_balance(pg_app: Any) -> None:
+    """200 concurrent redemptions of 10 scans (five cards can afford one, five cannot):
+    exactly five succeed, one per affordable card."""
+    app = pg_app
+    api, staff_key, program = _pg_setup(app)
+    reward_id = program["rewards"][0]["id"]
+    serials = [_member(api, program, 300 if i < 5 else 50, f"M{i}") for i in range(10)]
     scans = {s: ApiClient(app.test_client(), staff_key).post(
         "/api/v1/scans", json={"code": _code(app, s)}).json["scan_id"] for s in serials}
 
     barrier = threading.Barrier(40)
 
-    def attempt(i: int) -> int:
+    def attempt(i: int) -> tuple[int, str]:
         serial = serials[i % 10]
         if i < 40:
             barrier.wait()
         r = app.test_client().post(
             "/api/v1/redemptions", json={"scan_id": scans[serial], "reward_id": reward_id},
             headers={"Authorization": f"Bearer {staff_key}", "Idempotency-Key": f"a-{i}"})
-        return r.status_code
+        return r.status_code, r.json.get("type", "")
 
     with ThreadPoolExecutor(max_workers=40) as pool:
-        statuses = list(pool.map(attempt, range(200)))
-    assert set(statuses) <= {201, 409}
-    assert statuses.count(201) == 30
-    assert statuses.count(409) == 170
-    for serial in serials:
-        balance, total, _ = ledger_state(app, serial)
-        assert balance == total == 0
+        answers = list(pool.map(attempt, range(200)))
+    redeemed = sorted(i % 10 for i, (status, _) in enumerate(answers) if status == 201)
+    assert redeemed == [0, 1, 2, 3, 4]  # each affordable card's scan once
+    refusals = {problem.removeprefix("urn:pointpass:problem:")
+                for status, problem in answers if status != 201}
+    assert refusals <= {"code-already-used", "insufficient-points"}
+    assert {status for status, _ in answers} == {201, 409}
+    for i, serial in enumerate(serials):
+        balance, total, entries = ledger_state(app, serial)
+        assert (balance, total, entries) == ((200, 200, 2) if i < 5 else (50, 50, 1))
 
-    # The same Idempotency-Key 20 times in parallel: one redemption.
-    serial = serials[0]
-    api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1000})
-    scan_id = ApiClient(app.test_client(), staff_key).post(
-        "/api/v1/scans", json={"code": _code(app, serial)}).json["scan_id"]
-    same = threading.Barrier(20)
 
-    def same_key(_: int) -> tuple[int, int]:
-        same.wait()
-        r = app.test_client().post(
-            "/api/v1/redemptions", json={"scan_id": scan_id, "reward_id": reward_id},
-            headers={"Authorization": f"Bearer {staff_key}", "Idempotency-Key": "once"})
-        return r.status_code, r.json["id"]
+def test_parallel_retries_of_a_redemption_all_get_its_result(pg_app: Any) -> None:
+    """Issue 12, defect 2: 20 threads send one redemption with the same Idempotency-Key and
+    body at once (a client retrying after time-outs). Each gets the first result, replayed,
+    never 409 "code already used"; the card is debited once. With a code and with a scan."""
+    app = pg_app
+    api, staff_key, program = _pg_setup(app)
+    serial = _member(api, program, 1000)
+    headers = {"Authorization": f"Bearer {staff_key}"}
+    balance = 1000
+    for trial in range(6):
+        code = _code(app, serial)
+        if trial % 2:
+            scan = app.test_client().post("/api/v1/scans", json={"code": code}, headers=headers)
+            body = {"scan_id": scan.json["scan_id"], "points": 10}
+        else:
+            body = {"code": code, "points": 10}
+        start = threading.Barrier(20)
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(same_key, range(20)))
-    assert {status for status, _ in results} == {201}
-    assert len({rid for _, rid in results}) == 1
-    assert ledger_state(app, serial)[0] == 900
+        def send(_: int, body: dict[str, Any] = body, key: str = f"retry-{trial}",
+                 start: threading.Barrier = start) -> tuple[int, Any, bool]:
+            client = app.test_client()  # each thread its own client, as separate tills would
+            start.wait()
+            r = client.post("/api/v1/redemptions", json=body,
+                            headers={**headers, "Idempotency-Key": key})
+            return r.status_code, r.json, r.headers.get("Idempotent-Replayed") == "true"
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(send, range(20)))
+        balance -= 10
+        assert [status for status, _, _ in answers] == [201] * 20, \
+            [(status, body.get("type")) for status, body, _ in answers if status != 201]
+        assert len({json_body["id"] for _, json_body, _ in answers}) == 1
+        assert {json_body["balance"] for _, json_body, _ in answers} == {balance}
+        assert sum(not replayed for _, _, replayed in answers) == 1  # the rest are replays
+        assert ledger_state(app, serial) == (balance, balance, trial + 2)

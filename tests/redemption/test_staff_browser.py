@@ -4,7 +4,9 @@ The card's current code (from its .pkpass) is drawn as a QR code, turned into a 
 ``.y4m`` video with ffmpeg, and fed to Chromium as its camera
 (``--use-file-for-fake-video-capture``). The page must find the code with jsQR, show the member
 and the rewards, redeem on one tap and show the new balance; the database must agree. A second
-run has no camera at all and goes through the manual-entry field, in Thai.
+run has no camera at all and goes through the manual-entry field, in Thai. A scan pays for one
+redemption: after it (or when another till used the code) the page offers no reward on it and
+says to scan again.
 
 SQLite only (test_staff_pages.py covers PostgreSQL). Chromium and ffmpeg are Debian's
 (``scripts/browser.sh`` installs them); a missing one fails the tests, it does not skip them.
@@ -164,6 +166,11 @@ def test_scan_from_the_camera_and_redeem_with_one_tap(
         assert page.locator("#new-balance").inner_text() == "150"
         assert page.locator("#redeemed-reward").inner_text() == "Redeemed: Coffee"
         assert page.locator("#balance").inner_text() == "150"
+        # The scan is used up: no reward is offered on it, the page says to scan again.
+        assert page.locator("#scan-again").inner_text() == (
+            "One scan, one reward: to redeem another, scan the card again.")
+        assert page.locator("button.reward").count() == 0
+        assert page.locator("#rewards-box").is_hidden()
         page.screenshot(path=str(ARTIFACTS / "staff-redeemed.png"), full_page=True)
 
         assert card_state(app, serial) == (150, version + 1, 1)
@@ -241,6 +248,53 @@ def test_manual_entry_without_a_camera_in_thai(app: Any, playwright: Playwright,
         page.screenshot(path=str(ARTIFACTS / "staff-used-code-th.png"), full_page=True)
         assert card_state(app, serial) == (150, version + 1, 1)
         assert page.outside_requests == []  # type: ignore[attr-defined]
+    finally:
+        context.close()
+        browser.close()
+
+
+def test_a_used_scan_offers_no_more_rewards(app: Any, playwright: Playwright, live_url: str,
+                                            keys: dict[str, str],
+                                            funded: dict[str, Any]) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    serial = funded["serial_number"]
+    code = pass_code(app, funded)
+    _, version, _ = card_state(app, serial)
+    browser = launch(playwright)
+    context, page = new_page(browser)
+    try:
+        sign_in(page, live_url, keys["staff"])
+        page.locator("#scanner-app[data-camera=off]").wait_for()
+        page.locator("#manual-code").fill(code)
+        page.locator("#manual button[type=submit]").click()
+        page.locator("button.reward").wait_for(state="visible")
+
+        # Meanwhile another till redeems with the same code: the page's scan is spent.
+        other_till = ApiClient(app.test_client(), keys["staff"])
+        assert other_till.post("/api/v1/redemptions", json={"code": code, "points": 10}
+                               ).status_code == 201
+        page.locator("button.reward").click()
+        message = page.locator("#message")
+        message.wait_for(state="visible")
+        assert message.inner_text() == "This scan was already used. Scan the card again."
+        assert page.locator("button.reward").count() == 0
+        assert page.locator("#rewards-box").is_hidden()
+        page.screenshot(path=str(ARTIFACTS / "staff-used-scan.png"), full_page=True)
+        assert card_state(app, serial) == (240, version + 1, 1)
+
+        # Scanning the card's new code offers the rewards again, for one redemption.
+        page.locator("#next").click()
+        page.locator("#manual-code").fill(pass_code(app, funded))
+        page.locator("#manual button[type=submit]").click()
+        page.locator("button.reward").click()
+        page.locator("#redeemed").wait_for(state="visible")
+        assert page.locator("#new-balance").inner_text() == "140"
+        assert page.locator("#scan-again").is_visible()
+        assert page.locator("button.reward").count() == 0
+        assert card_state(app, serial) == (140, version + 2, 2)
+        assert page.outside_requests == []  # type: ignore[attr-defined]
+        assert [e for e in page.console_errors  # type: ignore[attr-defined]
+                if "409" not in e] == []
     finally:
         context.close()
         browser.close()

@@ -7,6 +7,7 @@ header and write nothing when they refuse.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -312,17 +313,46 @@ def test_scan_and_redeem_answer_as_the_api_does(app: Any, api: ApiClient, keys: 
     assert used.json["type"] == "urn:pointpass:problem:code-already-used"
 
 
-def test_the_same_scan_redeems_until_the_points_run_out(app: Any, staff: Staff,
-                                                        funded: dict[str, Any]) -> None:
-    scan = staff.scan(current_code(app, funded["serial_number"])).json
+def test_a_scan_redeems_once(app: Any, staff: Staff, funded: dict[str, Any]) -> None:
+    """The page's redemptions use up their scan, as the API's do (issue 12, defect 1)."""
+    serial = funded["serial_number"]
+    scan = staff.scan(current_code(app, serial)).json
     reward_id = scan["rewards"][0]["id"]
-    assert staff.redeem(scan["scan_id"], reward_id, key="a").json["balance"] == 150
-    assert staff.redeem(scan["scan_id"], reward_id, key="b").json["balance"] == 50
+    first = staff.redeem(scan["scan_id"], reward_id, key="a")
+    assert first.status_code == 201 and first.json["balance"] == 150
     before = counts(app)
-    third = staff.redeem(scan["scan_id"], reward_id, key="c")
-    assert third.status_code == 409
-    assert third.json["type"] == "urn:pointpass:problem:insufficient-points"
+    second = staff.redeem(scan["scan_id"], reward_id, key="b")
+    assert second.status_code == 409
+    assert second.json["type"] == "urn:pointpass:problem:code-already-used"
     assert counts(app) == before
+    assert ledger_state(app, serial) == (150, 150, 2)
+    retried = staff.redeem(scan["scan_id"], reward_id, key="a")  # the first tap's answer lost
+    assert retried.status_code == 201 and retried.json == first.json
+    assert retried.headers["Idempotent-Replayed"] == "true"
+
+    # Scanning the card's new code pays for the next reward.
+    rescan = staff.scan(current_code(app, serial)).json
+    assert staff.redeem(rescan["scan_id"], reward_id, key="c").json["balance"] == 50
+
+
+@pytest.mark.parametrize(("language", "scan_again", "scan_used"), [
+    ("en", "One scan, one reward: to redeem another, scan the card again.",
+     "This scan was already used. Scan the card again."),
+    ("id", "Satu pindaian, satu hadiah: untuk menukar hadiah lain, pindai kartu lagi.",
+     "Pemindaian ini sudah dipakai. Pindai kartu lagi."),
+    ("th", "สแกนหนึ่งครั้ง แลกได้หนึ่งรางวัล หากจะแลกรางวัลอื่น ให้สแกนบัตรอีกครั้ง",
+     "การสแกนนี้ถูกใช้ไปแล้ว สแกนบัตรอีกครั้ง"),
+    ("ms", "Satu imbasan, satu ganjaran: untuk menebus ganjaran lain, imbas kad sekali lagi.",
+     "Imbasan ini telah digunakan. Imbas kad sekali lagi."),
+], ids=["en", "id", "th", "ms"])
+def test_the_page_says_to_scan_again_in_each_language(app: Any, staff: Staff, language: str,
+                                                      scan_again: str, scan_used: str) -> None:
+    page = staff.client.get(f"/staff?lang={language}").get_data(as_text=True)
+    assert f'<p id="scan-again" class="scan-again">{scan_again}</p>' in page
+    messages = re.search(r'<script type="application/json" id="staff-messages">(.*?)</script>',
+                         page, re.S)
+    assert messages is not None
+    assert json.loads(messages.group(1))["scan_used"] == scan_used
 
 
 def test_voided_card_is_410(app: Any, api: ApiClient, staff: Staff,

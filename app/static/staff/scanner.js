@@ -1,6 +1,7 @@
 /* The staff scanner: camera frames -> jsQR -> POST /staff/scan -> reward buttons ->
  * POST /staff/redeem. The server decides everything (is the code genuine, current, can the
- * card afford it); this script only shows its answers. Text comes translated from the page. */
+ * card afford it); this script only shows its answers. Text comes translated from the page.
+ * A scan pays for one redemption (the card's code rotates): after it, staff scan again. */
 (function () {
   "use strict";
 
@@ -22,7 +23,7 @@
   let decoding = false;
   let timer = null;
   let busy = false;
-  let current = null;        // the open scan: { scanId, pointsLabel, rewards }
+  let current = null;        // the card shown: { scanId (null once used), pointsLabel, rewards }
   let cameraStatus = "";     // what the line under the camera says while scanning
   let refused = { code: null, until: 0 };
   // Idempotency-Key of a tap whose answer never came (network loss): tapping the same reward
@@ -77,16 +78,20 @@
     return { ok: response.ok, network: false, status: response.status, data: data || {} };
   }
 
+  function problemType(result) {
+    return String(result.data.type || "").replace(PROBLEM, "");
+  }
+
   /* The staff-facing sentence for a problem answer, and whether to offer signing in. */
   function explain(result, during) {
     if (result.network) return [text.network, false];
-    const type = String(result.data.type || "").replace(PROBLEM, "");
+    const type = problemType(result);
     if (result.status === 401) return [text.session_expired, true];
     if (result.status === 400 && type === "csrf") return [text.page_expired, false];
     if (result.status === 429) return [text.rate_limited, false];
     switch (type) {
       case "invalid-code": return [during === "redeem" ? text.scan_expired : text.invalid_code, false];
-      case "code-already-used": return [text.code_used, false];
+      case "code-already-used": return [during === "redeem" ? text.scan_used : text.code_used, false];
       case "insufficient-points": return [text.insufficient, false];
       case "card-voided": return [text.voided, false];
       case "not-found": return [text.unknown_card, false];
@@ -203,6 +208,7 @@
     $("tier").textContent = data.card.tier || "";
     $("tier-box").hidden = !data.card.tier;
     $("redeemed").hidden = true;
+    $("rewards-box").hidden = false;
     renderRewards(data.rewards);
     $("scan-step").hidden = true;
     $("result-step").hidden = false;
@@ -236,8 +242,17 @@
     for (const button of $("rewards").querySelectorAll("button")) button.disabled = disabled;
   }
 
+  /* The scan is used up (or expired): no more reward buttons until the card is scanned again. */
+  function closeScan() {
+    current.scanId = null;
+    current.rewards = [];
+    $("rewards").replaceChildren();
+    $("rewards-box").hidden = true;
+  }
+
   async function redeem(reward) {
-    if (busy || !current) return;  // a second tap while the first is on its way does nothing
+    // A second tap while the first is on its way does nothing; nor does a used scan.
+    if (busy || !current || !current.scanId) return;
     busy = true;
     setRewardsDisabled(true);
     clearMessage();
@@ -263,7 +278,11 @@
     const [message, signIn] = explain(result, "redeem");
     showMessage(message, signIn);
     setState("card");
-    setRewardsDisabled(false);
+    if (!result.network && ["code-already-used", "invalid-code"].includes(problemType(result))) {
+      closeScan();  // this scan cannot redeem any more: only "Scan next card" is left
+    } else {
+      setRewardsDisabled(false);
+    }
   }
 
   function showRedeemed(data, reward) {
@@ -274,10 +293,8 @@
     $("tier").textContent = data.tier || "";
     $("tier-box").hidden = !data.tier;
     $("redeemed").hidden = false;
-    // The scan stays open for this visit: offer what the new balance still pays for (the
-    // server checks again on every tap).
-    current.rewards = current.rewards.filter((r) => r.points_cost <= data.balance);
-    renderRewards(current.rewards);
+    // The redemption used the scan up: another reward needs the card's new code scanned.
+    closeScan();
     setState("redeemed");
     $("redeemed").scrollIntoView({ block: "start" });
   }
