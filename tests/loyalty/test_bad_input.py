@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -245,3 +246,87 @@ def test_the_openapi_document_states_the_rules_that_span_fields(
         refused = (response.status_code == 422
                    and response.json["type"] == "urn:pointpass:problem:validation")
         assert validator.is_valid(body) == (not refused), (body, response.json)
+
+
+# Hostile JSON (issue 12, defect 4): each was a 500 with a traceback, or worse, was read.
+DEEP = "[" * 5000 + "]" * 5000  # 10 KB
+HOSTILE_JSON = {
+    "nested 5,000 deep": ('{{"{field}": {deep}}}', "nested more than 64 levels deep"),
+    "nested 65 deep": ('{{"{field}": {deep65}}}', "nested more than 64 levels deep"),
+    "4,301-digit integer": ('{{"{field}": {digits}}}', "has more than 4300 digits"),
+    "duplicate key": ('{{"{field}": {value}, "{field}": {value}}}',
+                      "appears more than once in an object"),
+    "NaN": ('{{"{field}": NaN}}', "NaN is not a JSON value"),
+}
+# (role, path, the field a hostile body fills, a valid value for it)
+JSON_ENDPOINTS = {
+    "earn": ("pos", "/api/v1/cards/{serial}/earn", "points", "1"),
+    "scan": ("staff", "/api/v1/scans", "code", '"PP1:X:0:AAAAAAAAAAAAAAAAAAAAAAAA"'),
+    "PassKit log (no key)": (None, "/passkit/v1/log", "logs", '["x"]'),
+}
+
+
+def _hostile(kind: str, field: str, value: str) -> str:
+    template = HOSTILE_JSON[kind][0]
+    return template.format(field=field, value=value, deep=DEEP,
+                           deep65="[" * 64 + "]" * 64, digits="1" * 4301)
+
+
+def _no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_JSON))
+@pytest.mark.parametrize("endpoint", list(JSON_ENDPOINTS))
+def test_hostile_json_is_a_400_that_says_why(
+        app: Any, api: Any, keys: dict[str, str], card: dict[str, Any],
+        caplog: pytest.LogCaptureFixture, endpoint: str, kind: str) -> None:
+    role, path, field, value = JSON_ENDPOINTS[endpoint]
+    url = path.format(serial=card["serial_number"])
+    before = _counts(app)
+    headers = {"Authorization": f"Bearer {keys[role]}"} if role else {}
+    response = api.client.post(url, data=_hostile(kind, field, value), headers=headers,
+                               content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.content_type == "application/problem+json"
+    assert response.json["type"] == "urn:pointpass:problem:malformed-json"
+    assert response.json["detail"].startswith("The request body is not valid JSON (")
+    assert HOSTILE_JSON[kind][1] in response.json["detail"]
+    _no_error_logged(caplog)
+    assert _counts(app) == before
+
+
+def test_a_duplicate_key_credits_nothing(app: Any, api: Any, keys: dict[str, str],
+                                         card: dict[str, Any]) -> None:
+    """``{"points": 1, "points": 1000000}`` was credited 1,000,000 ("last one wins")."""
+    response = api.client.post(
+        f"/api/v1/cards/{card['serial_number']}/earn", data='{"points":1,"points":1000000}',
+        headers={"Authorization": f"Bearer {keys['pos']}"}, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["detail"] == ('The request body is not valid JSON (the key "points" '
+                                       'appears more than once in an object).')
+    assert api.get(f"/api/v1/cards/{card['serial_number']}").json["balance"] == 0
+
+
+def test_json_nested_64_deep_is_still_read(api: Any) -> None:
+    """The depth bound is 64 levels: 64 are read (and refused by the schema, not the parser)."""
+    body = '{"logs": ' + "[" * 63 + "]" * 63 + "}"
+    response = api.client.post("/passkit/v1/log", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["type"] == "urn:pointpass:problem:bad-logs"
+
+
+def test_hostile_json_to_the_staff_page_is_a_400(app: Any, keys: dict[str, str],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from tests.redemption.test_staff_pages import Staff
+
+    staff = Staff(app.test_client(), keys["staff"])
+    for kind in HOSTILE_JSON:
+        response = staff.client.post("/staff/scan", data=_hostile(kind, "code", '"x"'),
+                                     content_type="application/json",
+                                     headers={"X-CSRFToken": staff.token})
+        assert response.status_code == 400, (kind, response.get_data(as_text=True))
+        assert response.json["type"] == "urn:pointpass:problem:malformed-json"
+        assert HOSTILE_JSON[kind][1] in response.json["detail"]
+    _no_error_logged(caplog)

@@ -63,7 +63,8 @@ def _device_id(device_id: str) -> str:
 
 
 def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    # Invalid JSON is a 400 `malformed-json` that says why (app.jsonbody).
+    body = request.get_json() if request.is_json else None
     if not isinstance(body, dict):
         raise DomainError("The body must be a JSON object.", code="malformed-json")
     return body
