@@ -5,7 +5,9 @@ nesting thousands of levels deep raises ``RecursionError`` (a 500), an integer o
 4,300 digits raises a bare ``ValueError`` (Python's int-string conversion limit; a 500), and
 a key given twice silently keeps the last value (``{"points": 1, "points": 1000000}`` was
 credited 1,000,000). :func:`loads` refuses all three with :class:`MalformedJSON`, and also the
-``NaN`` and ``Infinity`` literals, which are not JSON.
+``NaN`` and ``Infinity`` literals, which are not JSON, and unpaired surrogate escapes
+(``"\\ud800"``), which name no character and cannot be stored (a 500 in the database
+driver).
 
 :func:`init_app` makes it the parser of every body: the app's JSON provider (``request.json``
 and ``request.get_json()``, used by the PassKit, Google and staff page endpoints) and the
@@ -17,6 +19,7 @@ why (see :func:`app.problems.init_app`).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -67,6 +70,27 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return True
 
 
+# A \u escape of a UTF-16 surrogate: a pair is one character once parsed, a lone one stays.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string (or key) anywhere in ``value`` holds an unpaired surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 # One decoder, built once: json.loads with hooks would build one per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_not_json)
 
@@ -76,13 +100,11 @@ def loads(data: str | bytes | bytearray) -> Any:
 
     Raises ``json.JSONDecodeError`` or ``UnicodeDecodeError`` for text that is not JSON, and
     :class:`MalformedJSON` for JSON nested deeper than :data:`MAX_DEPTH`, with a key twice in
-    one object, with an integer longer than Python converts, or with ``NaN``/``Infinity``.
-    All three are ``ValueError``; nothing else is raised.
+    one object, with an integer longer than Python converts, with ``NaN``/``Infinity`` or
+    with an unpaired surrogate. All three are ``ValueError``; nothing else is raised.
     """
-    if isinstance(data, str):
-        text = data
-    else:
-        text = bytes(data).decode(json.detect_encoding(data), "surrogatepass")
+    # Decoded strictly: json.loads lets encoded surrogates through ("surrogatepass").
+    text = data if isinstance(data, str) else bytes(data).decode(json.detect_encoding(data))
     if text.startswith("\ufeff"):  # as json.loads refuses it
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     try:
@@ -99,6 +121,8 @@ def loads(data: str | bytes | bytearray) -> Any:
     # Each level needs a bracket, so ordinary bodies skip the walk: str.count is a fast scan.
     if text.count("[") + text.count("{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
         raise MalformedJSON(f"it is nested more than {MAX_DEPTH} levels deep")
+    if (_SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text)) and _lone_surrogate(value):
+        raise MalformedJSON("a string in it holds an unpaired surrogate, which is no character")
     return value
 
 

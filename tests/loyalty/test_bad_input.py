@@ -257,6 +257,8 @@ HOSTILE_JSON = {
     "duplicate key": ('{{"{field}": {value}, "{field}": {value}}}',
                       "appears more than once in an object"),
     "NaN": ('{{"{field}": NaN}}', "NaN is not a JSON value"),
+    # A 500 in the database driver, which cannot encode it.
+    "unpaired surrogate": ('{{"{field}": ["\\ud800"]}}', "holds an unpaired surrogate"),
 }
 # (role, path, the field a hostile body fills, a valid value for it)
 JSON_ENDPOINTS = {

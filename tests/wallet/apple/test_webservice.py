@@ -272,12 +272,12 @@ def test_device_log_cannot_forge_lines(app: Flask, caplog: pytest.LogCaptureFixt
     """A newline made a forged ERROR line of its own; ANSI and bidi controls went through."""
     caplog.set_level("WARNING", logger="pointpass.apple.device_log")
     logs = [f"Pass ok\n{FORGED}\r\n\x1b[2K\x1b[31mred\x1b[0m",
-            "\u202egnp.exe \u2066x\u2069 \u200f \x7f \x85 \\ \ud800 \u2028"]
+            "\u202egnp.exe \u2066x\u2069 \u200f \x7f \x85 \\ \u2028"]
     response = app.test_client().post("/passkit/v1/log", json={"logs": logs})
     assert response.status_code == 200
     assert _device_lines(caplog) == [
         f"Wallet: Pass ok\\n{FORGED}\\r\\n\\x1b[2K\\x1b[31mred\\x1b[0m",
-        "Wallet: \\u202egnp.exe \\u2066x\\u2069 \\u200f \\x7f \\x85 \\\\ \\ud800 \\u2028"]
+        "Wallet: \\u202egnp.exe \\u2066x\\u2069 \\u200f \\x7f \\x85 \\\\ \\u2028"]
     # Written as the log handler formats it: one line per message, none starting as ours do.
     lines = caplog.text.splitlines()
     assert len(lines) == 2
