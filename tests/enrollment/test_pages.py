@@ -558,3 +558,10 @@ def test_a_json_body_is_not_taken_as_the_join_form(app: Any, api: Any,
         from app.extensions import db
         from app.loyalty.models import Member
         assert db.session.scalar(select(func.count()).select_from(Member)) == 0
+
+
+def test_the_session_cookie_is_samesite_lax(client: Any, program: dict) -> None:
+    """The session (the form's CSRF token; a staff sign-in) is not sent on cross-site posts."""
+    response = client.get("/join/kopi-test")
+    cookie = next(v for v in response.headers.getlist("Set-Cookie") if v.startswith("session="))
+    assert "SameSite=Lax" in cookie
