@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -73,6 +74,19 @@ CASES = [
      {"name": "X", "tiers": [{"name": "T\x00", "threshold": 0}]}, {}, 422),
     ("NUL in a key", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": 5, "\x00": 1},
      {}, 422),
+    # Invisible and direction-changing characters: U+202E made a name read backwards.
+    ("RLO in a name", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "\u202eitiS"}, {}, 422),
+    ("zero-width space in an email", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "Siti", "email": "siti@exam\u200bple.com"}, {}, 422),
+    ("isolate in a program name", "admin", "POST", "/api/v1/programs",
+     {"name": "\u2067Kopi\u2069"}, {}, 422),
+    ("BOM in a reward name", "marketer", "POST", "/api/v1/programs/{program}/rewards",
+     {"name": "\ufeffCoffee", "points_cost": 5}, {}, 422),
+    ("word joiner in a design", "marketer", "PATCH", "/api/v1/programs/{program}",
+     {"points_label": "Po\u2060ints"}, {}, 422),
+    ("RLM in an earn reference", "pos", "POST", "/api/v1/cards/{serial}/earn",
+     {"points": 5, "reference": "r\u200f"}, {}, 422),
     ("reward active as 0", "marketer", "POST", "/api/v1/programs/{program}/rewards",
      {"name": "R", "points_cost": 5, "active": 0}, {}, 422),
     ("member consent as 1", "pos", "POST", "/api/v1/programs/{program}/members",
@@ -204,6 +218,18 @@ def test_nul_characters_outside_json_are_a_400(app: Any, api: Any, program: dict
     assert _counts(app) == before
 
 
+def test_an_invisible_character_is_named_with_its_field(api: Any,
+                                                        program: dict[str, Any]) -> None:
+    tiers = [{"name": "Gold", "threshold": 0}, {"name": "T\u202e", "threshold": 5}]
+    response = api.post("/api/v1/programs", json={"name": "Kopi\u200b", "tiers": tiers})
+    assert response.status_code == 422
+    assert sorted(response.json["errors"], key=lambda e: e["field"]) == [
+        {"location": "json", "field": "name", "message":
+         "Must not contain invisible or direction-changing characters (U+200B found)."},
+        {"location": "json", "field": "tiers.1.name", "message":
+         "Must not contain invisible or direction-changing characters (U+202E found)."}]
+
+
 def test_a_nul_in_json_names_the_field(api: Any, program: dict[str, Any]) -> None:
     tiers = [{"name": "Gold", "threshold": 0}, {"name": "T\x00", "threshold": 5}]
     response = api.post("/api/v1/programs", json={"name": "X", "tiers": tiers})
@@ -218,7 +244,8 @@ CROSS_FIELD = [
     ("EarnIn", "POST", "/api/v1/cards/{serial}/earn", "pos", [
         {"points": 5}, {"amount": 5000, "currency": "IDR"}, {"points": 5, "amount": 5000,
                                                            "currency": "IDR"},
-        {"amount": 5000}, {"currency": "IDR"}, {"points": 5, "currency": "IDR"}, {}]),
+        {"amount": 5000}, {"currency": "IDR"}, {"points": 5, "currency": "IDR"}, {},
+        {"points": 5, "reference": "till 4\u202e"}]),
     ("AdjustIn", "POST", "/api/v1/cards/{serial}/adjust", "admin", [
         {"points": 5, "reason": "x"}, {"points": 0, "reason": "x"}, {"points": -1, "reason": "x"}
     ]),
@@ -227,6 +254,13 @@ CROSS_FIELD = [
         {"scan_id": "x", "code": "y", "points": 1}, {"code": "y"}, {"points": 1},
         {"scan_id": "x", "reward_id": 1, "points": 1}]),
     ("DesignIn", "PATCH", "/api/v1/programs/{program}", "admin", [{}, {"name": "Kopi"}]),
+    # Text fields state their pattern: no NUL, no invisible or direction-changing characters.
+    ("MemberIn", "POST", "/api/v1/programs/{program}/members", "pos", [
+        {"name": "Siti"}, {"name": "\u202eitiS"}, {"name": "Si\u200bti"}, {"name": "Si\x00ti"},
+        {"name": "ศิริ"}, {"name": "Siti", "email": "siti@exam\u2060ple.com"},
+        {"name": "Siti", "referral_code": "AB\ufeffCD"}]),
+    ("VoidIn", "POST", "/api/v1/cards/{serial}/void", "admin", [
+        {"reason": "lost\u2066"}, {"reason": "lost"}]),
 ]
 
 
@@ -332,3 +366,40 @@ def test_hostile_json_to_the_staff_page_is_a_400(app: Any, keys: dict[str, str],
         assert response.json["type"] == "urn:pointpass:problem:malformed-json"
         assert HOSTILE_JSON[kind][1] in response.json["detail"]
     _no_error_logged(caplog)
+
+
+def test_the_openapi_document_states_the_code_and_serial_formats(
+        app: Any, api: Any, keys: dict[str, str], card: dict[str, Any]) -> None:
+    """Text outside the documented code format is refused (422) before the database is asked;
+    a genuine code in any of the forms the format allows is read. A serial outside its
+    format names no card."""
+    import jsonschema_rs
+
+    from app.loyalty.codes import redemption_code
+    from app.loyalty.ledger import get_card
+
+    document = api.get("/api/openapi.json").json
+    scan_in = jsonschema_rs.Draft202012Validator(document["components"]["schemas"]["ScanIn"])
+    with app.app_context():
+        genuine = redemption_code(get_card(card["serial_number"]))
+    forged = genuine[:-4] + ("AAAA" if not genuine.endswith("AAAA") else "BBBB")
+    staff = api.as_(keys["staff"])
+    for code in [genuine, genuine.lower(), f" {genuine}\n", forged, "hello", "PP1:X:0:AAA",
+                 genuine + "\u202e", "\u200b" + genuine, "PPT:" + card["serial_number"] + ":1234"]:
+        response = staff.post("/api/v1/scans", json={"code": code})
+        if code.strip().upper() == genuine:
+            assert scan_in.is_valid({"code": code}) and response.status_code == 200, code
+        else:  # refused: as not a code (format) or not genuine (signature)
+            assert response.status_code == 422, (code, response.json)
+            assert response.json["type"].endswith((":invalid-code", ":validation"))
+            if not scan_in.is_valid({"code": code}):
+                continue
+            assert code == forged
+
+    serial = document["paths"]["/api/v1/cards/{serial}"]["get"]["parameters"]
+    pattern = next(p for p in serial if p["name"] == "serial")["schema"]["pattern"]
+    assert re.fullmatch(pattern, card["serial_number"])
+    assert api.get(f"/api/v1/cards/{card['serial_number']}").status_code == 200
+    lower = card["serial_number"].lower()
+    assert not re.fullmatch(pattern, lower)
+    assert api.get(f"/api/v1/cards/{lower}").status_code == 404
