@@ -22,9 +22,9 @@ SERIAL_PATTERN = r"^[0-9A-Z]{1,32}$"
 def document(spec: dict[str, Any]) -> dict[str, Any]:
     """Make the OpenAPI document say what the API takes and answers: the rules input schemas
     check across fields (``InputSchema.openapi_rules``), errors as problem details
-    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, a JSON
-    body required where its schema refuses an empty object, path ids within the database's
-    range and serials in their format."""
+    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, 413 for
+    an oversized body, a JSON body required where its schema refuses an empty object, path
+    ids within the database's range and serials in their format."""
     schemas = spec.get("components", {}).get("schemas", {})
     for schema_class in input_schemas():
         if schema_class.openapi_rules and schema_class.__name__ in schemas:
@@ -52,6 +52,12 @@ def document(spec: dict[str, Any]) -> dict[str, Any]:
                 "content": {PROBLEM_MEDIA_TYPE: {
                     "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
             })
+            if body is not None:
+                operation["responses"].setdefault("413", {
+                    "description": "The body is larger than `POINTPASS_MAX_CONTENT_LENGTH`",
+                    "content": {PROBLEM_MEDIA_TYPE: {
+                        "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
+                })
             for status, response in operation["responses"].items():
                 content = response.get("content", {})
                 if int(status) >= 400 and "application/json" in content:
