@@ -58,8 +58,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
             dbutil.check_connections(db.engine)
     app.teardown_appcontext(dbutil.end_open_transactions)
 
-    from app import jobs, openapi, problems
+    from app import jobs, jsonbody, openapi, problems
 
+    jsonbody.init_app(app)
     problems.init_app(app)
     openapi.init_app(app)
     jobs.init_app(app)

@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "RQ_QUEUE": "pointpass",
+    # The session cookie (staff sign-in, form tokens) is not sent on cross-site posts. Set
+    # here: Flask's own default (None) exists already, so a setdefault would change nothing.
+    "SESSION_COOKIE_SAMESITE": "Lax",
 }
 
 DEVELOPMENT_ENVS = {"development", "testing"}

@@ -13,14 +13,18 @@ from app.schemas import input_schemas
 
 # JSON Schema keywords that an empty object fails, so a request needs a body.
 _NEEDS_A_BODY = ("required", "oneOf", "allOf", "minProperties")
+# A card's serial in a path: what a stored serial (String(32)) and a card code can both hold.
+# Issued serials are 20 of these characters (app.enrollment.service.new_serial_number); any
+# other text names no card (404).
+SERIAL_PATTERN = r"^[0-9A-Z]{1,32}$"
 
 
 def document(spec: dict[str, Any]) -> dict[str, Any]:
     """Make the OpenAPI document say what the API takes and answers: the rules input schemas
     check across fields (``InputSchema.openapi_rules``), errors as problem details
-    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, a JSON
-    body required where its schema refuses an empty object, and path ids within the
-    database's range."""
+    (``application/problem+json``), 400 for a malformed body or a NUL in the URL, 413 for
+    an oversized body, a JSON body required where its schema refuses an empty object, path
+    ids within the database's range and serials in their format."""
     schemas = spec.get("components", {}).get("schemas", {})
     for schema_class in input_schemas():
         if schema_class.openapi_rules and schema_class.__name__ in schemas:
@@ -32,6 +36,8 @@ def document(spec: dict[str, Any]) -> dict[str, Any]:
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "path" and parameter["schema"].get("type") == "integer":
                     parameter["schema"].update(minimum=1, maximum=MAX_ID)
+                elif parameter.get("in") == "path" and parameter.get("name") == "serial":
+                    parameter["schema"]["pattern"] = SERIAL_PATTERN
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if body is not None:
                 reference = body.get("schema", {}).get("$ref", "")
@@ -40,11 +46,18 @@ def document(spec: dict[str, Any]) -> dict[str, Any]:
                     operation["requestBody"]["required"] = True
             operation["responses"].setdefault("400", {
                 "description": "The URL holds a NUL character (`nul-character`)" if body is None
-                else "The body is not valid JSON (`malformed-json`), or the URL holds a NUL "
-                "character (`nul-character`)",
+                else "The body is not valid JSON (`malformed-json`: also a key twice in one "
+                "object, nesting deeper than 64 levels, an integer of more than 4,300 digits, "
+                "an unpaired surrogate), or the URL holds a NUL character (`nul-character`)",
                 "content": {PROBLEM_MEDIA_TYPE: {
                     "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
             })
+            if body is not None:
+                operation["responses"].setdefault("413", {
+                    "description": "The body is larger than `POINTPASS_MAX_CONTENT_LENGTH`",
+                    "content": {PROBLEM_MEDIA_TYPE: {
+                        "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
+                })
             for status, response in operation["responses"].items():
                 content = response.get("content", {})
                 if int(status) >= 400 and "application/json" in content:

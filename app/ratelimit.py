@@ -1,11 +1,11 @@
 """Rate limits with the ``limits`` library: shared through Redis when configured, else per
 process.
 
-Scans and redemptions count per staff key, sign-ups and staff sign-ins per address. A limit is
-written as ``120/minute`` (fixed windows). A view decorated with :func:`limit` raises
-:class:`RateLimited` (429 with ``Retry-After``) once its caller used up the window. The check
-is one storage call: it runs on every scan and redemption, so it stays off the framework
-(Flask-Limiter cost a quarter of a millisecond of CPU per request here).
+Scans and redemptions count per staff key, sign-ups, staff sign-ins and PassKit device logs
+per address. A limit is written as ``120/minute`` (fixed windows). A view decorated with
+:func:`limit` raises :class:`RateLimited` (429 with ``Retry-After``) once its caller used up
+the window. The check is one storage call: it runs on every scan and redemption, so it stays
+off the framework (Flask-Limiter cost a quarter of a millisecond of CPU per request here).
 
 If the storage (Redis) cannot be reached, requests are let through and a warning is logged:
 a till must not stop taking redemptions because the limiter's store is down.
@@ -169,10 +169,13 @@ def limit(setting: str | None = None, *, fixed: str | None = None,
 def init_app(app: Flask) -> None:
     app.config.setdefault("STAFF_RATE_LIMIT", "120/minute")
     app.config.setdefault("JOIN_RATE_LIMIT", "20/minute")  # sign-ups per address
+    # PassKit device log posts per address (the endpoint has no authentication).
+    app.config.setdefault("DEVICE_LOG_RATE_LIMIT", "30/minute")
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL")
                           or "pointpass-memory://")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", f"pointpass:{app.config['RQ_QUEUE']}")
-    for rate in (app.config["STAFF_RATE_LIMIT"], app.config["JOIN_RATE_LIMIT"]):
+    for rate in (app.config["STAFF_RATE_LIMIT"], app.config["JOIN_RATE_LIMIT"],
+                 app.config["DEVICE_LOG_RATE_LIMIT"]):
         _parsed(str(rate))  # a malformed setting fails at start-up, not on the first scan
     storage: Any = storage_from_string(str(app.config["RATELIMIT_STORAGE_URI"]))
     app.extensions[EXTENSION] = FixedWindowRateLimiter(storage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -10,6 +11,39 @@ from apiflask.schemas import Schema
 from marshmallow import RAISE, ValidationError, pre_load
 
 NUL_MESSAGE = "Must not contain NUL (U+0000) characters."
+
+# Characters that show nothing themselves but change how the text around them reads: bidi
+# marks, embeddings, overrides and isolates (a name with U+202E reads backwards on a pass),
+# zero-width spaces and joiners, the word joiner and invisible operators, the BOM, the
+# Mongolian vowel separator and interlinear annotation marks. Text fields refuse them.
+INVISIBLE_CHARACTERS = (r"\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff"
+                        r"\ufff9-\ufffb")
+# A text field's pattern, in the OpenAPI document too: no NUL, none of those. Written with
+# escapes, which ECMA 262 (JSON Schema's dialect) and Python read alike.
+TEXT_PATTERN = rf"^[^\x00{INVISIBLE_CHARACTERS}]*$"
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARACTERS}]")
+
+
+def invisible_character(value: str) -> str | None:
+    """The first invisible or direction-changing character in ``value``, as ``U+XXXX``."""
+    match = _INVISIBLE.search(value)
+    return f"U+{ord(match.group()):04X}" if match else None
+
+
+class PlainText(validators.Regexp):
+    """A text field's rule: :data:`TEXT_PATTERN` (the OpenAPI document states it as the
+    field's ``pattern``), refused with a message naming the first character at fault."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_PATTERN)
+
+    def __call__(self, value: str) -> str:
+        if self.regex.match(value) is None:
+            found = invisible_character(value)
+            raise ValidationError(
+                f"Must not contain invisible or direction-changing characters ({found} "
+                "found)." if found else NUL_MESSAGE)
+        return value
 
 
 class StrictInteger(fields.Integer):
@@ -77,7 +111,9 @@ class InputSchema(Schema):
 
 
 def text(max_length: int, **kwargs: Any) -> fields.String:
-    return fields.String(validate=validators.Length(min=1, max=max_length), **kwargs)
+    """A text field of 1 to ``max_length`` characters, none of them NUL or invisible."""
+    return fields.String(validate=[validators.Length(min=1, max=max_length), PlainText()],
+                         **kwargs)
 
 
 HEX_COLOR = validators.Regexp(r"^#[0-9A-Fa-f]{6}$", error="Must be a colour like #1F2937.")

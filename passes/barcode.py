@@ -74,6 +74,12 @@ TOTP_DIGITS = 8
 TOTP_PERIOD_SECONDS = 30
 _ROTATING = re.compile(r"PPT:([0-9A-Z]{1,40}):([0-9]{8})")
 
+# The text of either kind of code as it may be sent (read in any case, with spaces or line
+# ends around it), as a regular expression that JSON Schema (ECMA 262) and Python read alike:
+# an API document states it, so clients and fuzzers know what is a code before asking.
+CODE_TEXT_PATTERN = (r"^[ \t\r\n]*(?:[Pp][Pp]1:[0-9A-Za-z]{1,40}:[0-9A-Za-z]{1,7}:[A-Za-z2-7]{24}"
+                     r"|[Pp][Pp][Tt]:[0-9A-Za-z]{1,40}:[0-9]{8})[ \t\r\n]*$")
+
 
 def totp_key(key: bytes, serial: str) -> bytes:
     """The card's TOTP secret, derived from the service key: no database needed to check it."""

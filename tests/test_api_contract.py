@@ -1,15 +1,23 @@
 """The API answers as its OpenAPI document says, whatever it is sent.
 
-schemathesis generates requests from ``/api/openapi.json`` (valid ones and ones that break
-the schema in every way it knows) and checks each answer: never a server error, only
-documented status codes and content types, bodies that match their schemas (problem details
-for errors), and no operation that works without a key. It does not require every
-schema-valid request to succeed: some rules span fields or the database (give ``points`` or
-``amount``, a tier the program has), and those answer 422 with a problem.
+schemathesis generates requests from ``/api/openapi.json`` (valid ones, and, in its negative
+generation mode, ones that break the schema in every way it knows) and checks each answer:
+never a server error, only documented status codes and content types, bodies that match
+their schemas (problem details for errors), invalid input refused, and no operation that
+works without a key. It does not require every schema-valid request to succeed: some rules
+span fields or the database (give ``points`` or ``amount``, a tier the program has), and
+those answer 422 with a problem.
+
+schemathesis 4's pytest plugin does not run on this pytest, so the tests drive its
+strategies (``APIOperation.as_strategy``) with hypothesis directly. Hostile bodies that no
+JSON Schema generator makes (nesting 5,000 deep, a 4,301-digit integer, a key given twice,
+a body just over the size limit) are written by hand and sent to every operation.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +42,7 @@ def contract_app(database: Any, tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def admin_key(contract_app: Any) -> str:
+def seeded(contract_app: Any) -> dict[str, Any]:
     """An admin key, and a program with a member, so some generated ids name something."""
     from sqlalchemy import text
 
@@ -49,8 +57,14 @@ def admin_key(contract_app: Any) -> str:
         db.session.commit()
     api = ApiClient(contract_app.test_client(), key)
     program = api.post("/api/v1/programs", json=PROGRAM).json
-    api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Siti Rahayu"})
-    return key
+    member = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Siti Rahayu"})
+    return {"key": key, "program_id": program["id"],
+            "serial": member.json["card"]["serial_number"]}
+
+
+@pytest.fixture
+def admin_key(seeded: dict[str, Any]) -> str:
+    return str(seeded["key"])
 
 
 def test_every_answer_is_documented_and_none_is_a_server_error(contract_app: Any,
@@ -69,3 +83,64 @@ def test_every_answer_is_documented_and_none_is_a_server_error(contract_app: Any
                                        excluded_checks=[checks.positive_data_acceptance])
 
             answers_as_documented()
+
+
+# Hand-made bodies, each for every operation (a field of the operation's body holds the
+# hostile value): (name, body template, the status an operation that reads a body answers).
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def _hostile_bodies(field: str, max_length: int) -> list[tuple[str, str, int | None]]:
+    key = json.dumps(field)
+    prefix = "{" + key + ': "'
+    oversize = prefix + "x" * (max_length + 1 - len(prefix) - 2) + '"}'
+    assert len(oversize) == max_length + 1
+    return [
+        ("nested 5,000 deep", f"{{{key}: {DEEP}}}", 400),
+        ("4,301-digit integer", f"{{{key}: {'7' * 4301}}}", 400),
+        ("duplicate key", f'{{{key}: 1, {key}: "x"}}', 400),
+        ("unpaired surrogate", f'{{{key}: "\\udc00"}}', 400),
+        ("60 KB string", f'{{{key}: "{"y" * 60_000}"}}', None),  # read: any 4xx
+        ("just over POINTPASS_MAX_CONTENT_LENGTH", oversize, 413),
+    ]
+
+
+def _string_field(operation: Any, components: dict[str, Any]) -> str:
+    """The first string field of the operation's JSON body (or a name it does not know)."""
+    body = operation.definition.raw.get("requestBody", {}).get("content", {})
+    reference = body.get("application/json", {}).get("schema", {}).get("$ref", "")
+    properties = components.get(reference.rsplit("/", 1)[-1], {}).get("properties", {})
+    return next((name for name, prop in properties.items() if prop.get("type") == "string"),
+                "unknown")
+
+
+def test_hostile_bodies_to_every_operation_are_refused_as_documented(
+        contract_app: Any, seeded: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", contract_app)
+    components = schema.raw_schema["components"]["schemas"]
+    client = contract_app.test_client()
+    headers = {"Authorization": f"Bearer {seeded['key']}"}
+    values = {"program_id": seeded["program_id"], "serial": seeded["serial"],
+              "update_id": 1, "redemption_id": 1}
+    max_length = contract_app.config["MAX_CONTENT_LENGTH"]
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 17
+    for operation in operations:
+        path = operation.path.format(**values)
+        reads_a_body = "requestBody" in operation.definition.raw
+        field = _string_field(operation, components)
+        for name, body, status in _hostile_bodies(field, max_length):
+            response = client.open(path, method=operation.method.upper(), data=body,
+                                   headers=headers, content_type="application/json")
+            where = f"{operation.method.upper()} {path} with {name}"
+            assert response.status_code < 500, (where, response.get_data(as_text=True)[:500])
+            assert str(response.status_code) in operation.definition.raw["responses"], where
+            operation.validate_response(response)
+            if reads_a_body and status is not None:
+                assert response.status_code == status, (where, response.json)
+            if reads_a_body and status == 400:
+                assert response.json["type"] == "urn:pointpass:problem:malformed-json", where
+            if reads_a_body and status is None:
+                assert 400 <= response.status_code < 500, where
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from wtforms import BooleanField, EmailField, SelectField, StringField
+from wtforms import BooleanField, EmailField, Field, Form, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
 from app.loyalty.models import LANGUAGES
+from app.schemas import invisible_character
 from app.web.pages import PageForm
 
 
@@ -26,6 +28,14 @@ def _none_if_empty(value: Any) -> Any:
     return value or None
 
 
+def _plain_text(form: Form, field: Field) -> None:
+    """Refuse invisible and direction-changing characters (as the API does: a name with
+    U+202E would read backwards on the card), naming the first one found."""
+    found = invisible_character(field.data) if isinstance(field.data, str) else None
+    if found:
+        raise ValidationError(_("Please remove the invisible character %(code)s.", code=found))
+
+
 class JoinForm(PageForm):
     """Name, optional e-mail, language, optional referral code and the two consents."""
 
@@ -33,7 +43,8 @@ class JoinForm(PageForm):
         _l("Your name"),
         filters=[_strip],
         validators=[DataRequired(_l("Please enter your name.")),
-                    Length(max=120, message=_l("Please use at most 120 characters."))],
+                    Length(max=120, message=_l("Please use at most 120 characters.")),
+                    _plain_text],
     )
     email = EmailField(
         _l("E-mail (optional)"),
@@ -42,7 +53,8 @@ class JoinForm(PageForm):
                     Length(max=254, message=_l("Please use at most 254 characters.")),
                     # Deliverability is not checked: a typo costs the member only the e-mails.
                     Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-                           message=_l("Please enter a valid e-mail address."))],
+                           message=_l("Please enter a valid e-mail address.")),
+                    _plain_text],
     )
     language = SelectField(
         _l("Language"),

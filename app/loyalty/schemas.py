@@ -10,7 +10,7 @@ from marshmallow import ValidationError, validates_schema
 
 from app.loyalty.ledger import MAX_AMOUNT, MAX_POINTS
 from app.loyalty.models import CURRENCIES, LANGUAGES, EntryKind
-from app.schemas import HEX_COLOR, InputSchema, StrictBoolean, StrictInteger, text
+from app.schemas import HEX_COLOR, InputSchema, PlainText, StrictBoolean, StrictInteger, text
 
 POINTS = validators.Range(min=1, max=MAX_POINTS)
 COUNT = validators.Range(min=0, max=MAX_POINTS)
@@ -146,11 +146,11 @@ class VoidIn(InputSchema):
 
 class MemberIn(InputSchema):
     name = text(120, required=True)
-    email = fields.Email(validate=validators.Length(max=254))
+    email = fields.Email(validate=[validators.Length(max=254), PlainText()])
     phone = fields.String(validate=validators.Regexp(r"^\+?[0-9 ()-]{5,32}$"))
     language = fields.String(validate=validators.OneOf(LANGUAGES))
     birthday = fields.Date()
-    referral_code = fields.String(validate=validators.Length(min=4, max=16))
+    referral_code = fields.String(validate=[validators.Length(min=4, max=16), PlainText()])
     consent_marketing = StrictBoolean(load_default=False)
     consent_terms = StrictBoolean(load_default=False)
 

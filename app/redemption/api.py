@@ -15,14 +15,24 @@ from app.loyalty.schemas import IdempotencyHeader
 from app.ratelimit import limit
 from app.redemption import service
 from app.schemas import InputSchema, StrictInteger, text
+from passes.barcode import CODE_TEXT_PATTERN
 
 bp = APIBlueprint("redemption", __name__, url_prefix="/api/v1", tag="Redemption")
 
 ID = validators.Range(min=1, max=MAX_ID)
 
 
+def code_text(**kwargs: Any) -> fields.String:
+    """A card code's text. The document states its format as the ``pattern``; the service
+    refuses other text as a code that is not genuine (422 ``invalid-code``, as a forged one),
+    not as a validation failure."""
+    return fields.String(validate=validators.Length(min=1, max=200), metadata={
+        "description": "the text of the card's QR code", "pattern": CODE_TEXT_PATTERN},
+        **kwargs)
+
+
 class ScanIn(InputSchema):
-    code = text(200, required=True, metadata={"description": "the text of the card's QR code"})
+    code = code_text(required=True)
 
 
 class RewardOfferOut(Schema):
@@ -54,7 +64,7 @@ class RedeemIn(InputSchema):
         {"oneOf": [{"required": ["reward_id"]}, {"required": ["points"]}]},
     ]}
     scan_id = text(500, metadata={"description": "from POST /scans; pays for one redemption"})
-    code = text(200)
+    code = code_text()
     reward_id = StrictInteger(validate=ID)
     points = StrictInteger(validate=validators.Range(1, MAX_POINTS))
     location_id = StrictInteger(validate=ID)

@@ -161,7 +161,6 @@ def init_app(app: Flask) -> None:
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     # The form is one step; a token that lasts a day lets members finish at their own pace.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 24 * 3600)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.session_interface = SessionCookies()
     csrf.init_app(app)
 

@@ -558,3 +558,45 @@ def test_a_json_body_is_not_taken_as_the_join_form(app: Any, api: Any,
         from app.extensions import db
         from app.loyalty.models import Member
         assert db.session.scalar(select(func.count()).select_from(Member)) == 0
+
+
+# Invisible and direction-changing characters (issue 12, defect 9): a name holding U+202E
+# read backwards on the card and its passes.
+@pytest.mark.parametrize(("field", "value", "code"), [
+    ("name", "\u202eitiS", "U+202E"),
+    ("name", "Ay\u200bu", "U+200B"),
+    ("name", "\u2066Ayu\u2069", "U+2066"),
+    ("name", "Ayu\ufeff", "U+FEFF"),
+    ("email", "ayu@exam\u2060ple.com", "U+2060"),
+])
+def test_invisible_characters_are_refused_per_field(app: Any, client: Any, program: dict,
+                                                     field: str, value: str, code: str) -> None:
+    fields = {"name": "Ayu", "language": "en", "consent_terms": "y", field: value}
+    response = join(client, **fields)
+    assert response.status_code == 422
+    assert field_errors(response.get_data(as_text=True), field) == [
+        f"Please remove the invisible character {code}."]
+    assert members(app) == 0
+
+
+@pytest.mark.parametrize(("lang", "message"), [
+    ("id", "Hapus karakter tak terlihat U+202E."),
+    ("ms", "Sila buang aksara tidak kelihatan U+202E."),
+    ("th", "โปรดลบอักขระที่มองไม่เห็น U+202E"),
+])
+def test_the_invisible_character_message_is_translated(app: Any, client: Any, program: dict,
+                                                        lang: str, message: str) -> None:
+    page = client.get(f"/join/kopi-test?lang={lang}").get_data(as_text=True)
+    response = client.post(f"/join/kopi-test?lang={lang}", data={
+        "csrf_token": csrf_token(page), "name": "\u202eitiS", "language": lang,
+        "consent_terms": "y"})
+    assert response.status_code == 422
+    assert field_errors(response.get_data(as_text=True), "name") == [message]
+    assert members(app) == 0
+
+
+def test_the_session_cookie_is_samesite_lax(client: Any, program: dict) -> None:
+    """The session (the form's CSRF token; a staff sign-in) is not sent on cross-site posts."""
+    response = client.get("/join/kopi-test")
+    cookie = next(v for v in response.headers.getlist("Set-Cookie") if v.startswith("session="))
+    assert "SameSite=Lax" in cookie

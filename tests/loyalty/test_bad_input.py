@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 import pytest
@@ -72,6 +74,19 @@ CASES = [
      {"name": "X", "tiers": [{"name": "T\x00", "threshold": 0}]}, {}, 422),
     ("NUL in a key", "pos", "POST", "/api/v1/cards/{serial}/earn", {"points": 5, "\x00": 1},
      {}, 422),
+    # Invisible and direction-changing characters: U+202E made a name read backwards.
+    ("RLO in a name", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "\u202eitiS"}, {}, 422),
+    ("zero-width space in an email", "pos", "POST", "/api/v1/programs/{program}/members",
+     {"name": "Siti", "email": "siti@exam\u200bple.com"}, {}, 422),
+    ("isolate in a program name", "admin", "POST", "/api/v1/programs",
+     {"name": "\u2067Kopi\u2069"}, {}, 422),
+    ("BOM in a reward name", "marketer", "POST", "/api/v1/programs/{program}/rewards",
+     {"name": "\ufeffCoffee", "points_cost": 5}, {}, 422),
+    ("word joiner in a design", "marketer", "PATCH", "/api/v1/programs/{program}",
+     {"points_label": "Po\u2060ints"}, {}, 422),
+    ("RLM in an earn reference", "pos", "POST", "/api/v1/cards/{serial}/earn",
+     {"points": 5, "reference": "r\u200f"}, {}, 422),
     ("reward active as 0", "marketer", "POST", "/api/v1/programs/{program}/rewards",
      {"name": "R", "points_cost": 5, "active": 0}, {}, 422),
     ("member consent as 1", "pos", "POST", "/api/v1/programs/{program}/members",
@@ -203,6 +218,18 @@ def test_nul_characters_outside_json_are_a_400(app: Any, api: Any, program: dict
     assert _counts(app) == before
 
 
+def test_an_invisible_character_is_named_with_its_field(api: Any,
+                                                        program: dict[str, Any]) -> None:
+    tiers = [{"name": "Gold", "threshold": 0}, {"name": "T\u202e", "threshold": 5}]
+    response = api.post("/api/v1/programs", json={"name": "Kopi\u200b", "tiers": tiers})
+    assert response.status_code == 422
+    assert sorted(response.json["errors"], key=lambda e: e["field"]) == [
+        {"location": "json", "field": "name", "message":
+         "Must not contain invisible or direction-changing characters (U+200B found)."},
+        {"location": "json", "field": "tiers.1.name", "message":
+         "Must not contain invisible or direction-changing characters (U+202E found)."}]
+
+
 def test_a_nul_in_json_names_the_field(api: Any, program: dict[str, Any]) -> None:
     tiers = [{"name": "Gold", "threshold": 0}, {"name": "T\x00", "threshold": 5}]
     response = api.post("/api/v1/programs", json={"name": "X", "tiers": tiers})
@@ -217,7 +244,8 @@ CROSS_FIELD = [
     ("EarnIn", "POST", "/api/v1/cards/{serial}/earn", "pos", [
         {"points": 5}, {"amount": 5000, "currency": "IDR"}, {"points": 5, "amount": 5000,
                                                            "currency": "IDR"},
-        {"amount": 5000}, {"currency": "IDR"}, {"points": 5, "currency": "IDR"}, {}]),
+        {"amount": 5000}, {"currency": "IDR"}, {"points": 5, "currency": "IDR"}, {},
+        {"points": 5, "reference": "till 4\u202e"}]),
     ("AdjustIn", "POST", "/api/v1/cards/{serial}/adjust", "admin", [
         {"points": 5, "reason": "x"}, {"points": 0, "reason": "x"}, {"points": -1, "reason": "x"}
     ]),
@@ -226,6 +254,13 @@ CROSS_FIELD = [
         {"scan_id": "x", "code": "y", "points": 1}, {"code": "y"}, {"points": 1},
         {"scan_id": "x", "reward_id": 1, "points": 1}]),
     ("DesignIn", "PATCH", "/api/v1/programs/{program}", "admin", [{}, {"name": "Kopi"}]),
+    # Text fields state their pattern: no NUL, no invisible or direction-changing characters.
+    ("MemberIn", "POST", "/api/v1/programs/{program}/members", "pos", [
+        {"name": "Siti"}, {"name": "\u202eitiS"}, {"name": "Si\u200bti"}, {"name": "Si\x00ti"},
+        {"name": "ศิริ"}, {"name": "Siti", "email": "siti@exam\u2060ple.com"},
+        {"name": "Siti", "referral_code": "AB\ufeffCD"}]),
+    ("VoidIn", "POST", "/api/v1/cards/{serial}/void", "admin", [
+        {"reason": "lost\u2066"}, {"reason": "lost"}]),
 ]
 
 
@@ -245,3 +280,126 @@ def test_the_openapi_document_states_the_rules_that_span_fields(
         refused = (response.status_code == 422
                    and response.json["type"] == "urn:pointpass:problem:validation")
         assert validator.is_valid(body) == (not refused), (body, response.json)
+
+
+# Hostile JSON (issue 12, defect 4): each was a 500 with a traceback, or worse, was read.
+DEEP = "[" * 5000 + "]" * 5000  # 10 KB
+HOSTILE_JSON = {
+    "nested 5,000 deep": ('{{"{field}": {deep}}}', "nested more than 64 levels deep"),
+    "nested 65 deep": ('{{"{field}": {deep65}}}', "nested more than 64 levels deep"),
+    "4,301-digit integer": ('{{"{field}": {digits}}}', "has more than 4300 digits"),
+    "duplicate key": ('{{"{field}": {value}, "{field}": {value}}}',
+                      "appears more than once in an object"),
+    "NaN": ('{{"{field}": NaN}}', "NaN is not a JSON value"),
+    # A 500 in the database driver, which cannot encode it.
+    "unpaired surrogate": ('{{"{field}": ["\\ud800"]}}', "holds an unpaired surrogate"),
+}
+# (role, path, the field a hostile body fills, a valid value for it)
+JSON_ENDPOINTS = {
+    "earn": ("pos", "/api/v1/cards/{serial}/earn", "points", "1"),
+    "scan": ("staff", "/api/v1/scans", "code", '"PP1:X:0:AAAAAAAAAAAAAAAAAAAAAAAA"'),
+    "PassKit log (no key)": (None, "/passkit/v1/log", "logs", '["x"]'),
+}
+
+
+def _hostile(kind: str, field: str, value: str) -> str:
+    template = HOSTILE_JSON[kind][0]
+    return template.format(field=field, value=value, deep=DEEP,
+                           deep65="[" * 64 + "]" * 64, digits="1" * 4301)
+
+
+def _no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_JSON))
+@pytest.mark.parametrize("endpoint", list(JSON_ENDPOINTS))
+def test_hostile_json_is_a_400_that_says_why(
+        app: Any, api: Any, keys: dict[str, str], card: dict[str, Any],
+        caplog: pytest.LogCaptureFixture, endpoint: str, kind: str) -> None:
+    role, path, field, value = JSON_ENDPOINTS[endpoint]
+    url = path.format(serial=card["serial_number"])
+    before = _counts(app)
+    headers = {"Authorization": f"Bearer {keys[role]}"} if role else {}
+    response = api.client.post(url, data=_hostile(kind, field, value), headers=headers,
+                               content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.content_type == "application/problem+json"
+    assert response.json["type"] == "urn:pointpass:problem:malformed-json"
+    assert response.json["detail"].startswith("The request body is not valid JSON (")
+    assert HOSTILE_JSON[kind][1] in response.json["detail"]
+    _no_error_logged(caplog)
+    assert _counts(app) == before
+
+
+def test_a_duplicate_key_credits_nothing(app: Any, api: Any, keys: dict[str, str],
+                                         card: dict[str, Any]) -> None:
+    """``{"points": 1, "points": 1000000}`` was credited 1,000,000 ("last one wins")."""
+    response = api.client.post(
+        f"/api/v1/cards/{card['serial_number']}/earn", data='{"points":1,"points":1000000}',
+        headers={"Authorization": f"Bearer {keys['pos']}"}, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["detail"] == ('The request body is not valid JSON (the key "points" '
+                                       'appears more than once in an object).')
+    assert api.get(f"/api/v1/cards/{card['serial_number']}").json["balance"] == 0
+
+
+def test_json_nested_64_deep_is_still_read(api: Any) -> None:
+    """The depth bound is 64 levels: 64 are read (and refused by the schema, not the parser)."""
+    body = '{"logs": ' + "[" * 63 + "]" * 63 + "}"
+    response = api.client.post("/passkit/v1/log", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["type"] == "urn:pointpass:problem:bad-logs"
+
+
+def test_hostile_json_to_the_staff_page_is_a_400(app: Any, keys: dict[str, str],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from tests.redemption.test_staff_pages import Staff
+
+    staff = Staff(app.test_client(), keys["staff"])
+    for kind in HOSTILE_JSON:
+        response = staff.client.post("/staff/scan", data=_hostile(kind, "code", '"x"'),
+                                     content_type="application/json",
+                                     headers={"X-CSRFToken": staff.token})
+        assert response.status_code == 400, (kind, response.get_data(as_text=True))
+        assert response.json["type"] == "urn:pointpass:problem:malformed-json"
+        assert HOSTILE_JSON[kind][1] in response.json["detail"]
+    _no_error_logged(caplog)
+
+
+def test_the_openapi_document_states_the_code_and_serial_formats(
+        app: Any, api: Any, keys: dict[str, str], card: dict[str, Any]) -> None:
+    """Text outside the documented code format is refused (422) before the database is asked;
+    a genuine code in any of the forms the format allows is read. A serial outside its
+    format names no card."""
+    import jsonschema_rs
+
+    from app.loyalty.codes import redemption_code
+    from app.loyalty.ledger import get_card
+
+    document = api.get("/api/openapi.json").json
+    scan_in = jsonschema_rs.Draft202012Validator(document["components"]["schemas"]["ScanIn"])
+    with app.app_context():
+        genuine = redemption_code(get_card(card["serial_number"]))
+    forged = genuine[:-4] + ("AAAA" if not genuine.endswith("AAAA") else "BBBB")
+    staff = api.as_(keys["staff"])
+    for code in [genuine, genuine.lower(), f" {genuine}\n", forged, "hello", "PP1:X:0:AAA",
+                 genuine + "\u202e", "\u200b" + genuine, "PPT:" + card["serial_number"] + ":1234"]:
+        response = staff.post("/api/v1/scans", json={"code": code})
+        if code.strip().upper() == genuine:
+            assert scan_in.is_valid({"code": code}) and response.status_code == 200, code
+        else:  # refused: as not a code (format) or not genuine (signature)
+            assert response.status_code == 422, (code, response.json)
+            assert response.json["type"].endswith((":invalid-code", ":validation"))
+            if not scan_in.is_valid({"code": code}):
+                continue
+            assert code == forged
+
+    serial = document["paths"]["/api/v1/cards/{serial}"]["get"]["parameters"]
+    pattern = next(p for p in serial if p["name"] == "serial")["schema"]["pattern"]
+    assert re.fullmatch(pattern, card["serial_number"])
+    assert api.get(f"/api/v1/cards/{card['serial_number']}").status_code == 200
+    lower = card["serial_number"].lower()
+    assert not re.fullmatch(pattern, lower)
+    assert api.get(f"/api/v1/cards/{lower}").status_code == 404

@@ -72,3 +72,26 @@ def test_rotating_code_accepts_a_small_clock_skew_only() -> None:
             read_rotating_code(KEY, bad, now)
     with pytest.raises(InvalidCode):
         read_rotating_code(derive_key("other"), code(now), now)
+
+
+def test_the_code_text_pattern_takes_what_the_readers_take() -> None:
+    """CODE_TEXT_PATTERN (stated in the API document) matches every code the readers accept,
+    in the forms people and scanners send, and none of the malformed ones."""
+    import re
+
+    from passes.barcode import CODE_TEXT_PATTERN, read_rotating_code, totp_key, totp_value
+
+    pattern = re.compile(CODE_TEXT_PATTERN)
+    serial = "9BD0DB859CECAA0E0D7C"
+    rotating = f"PPT:{serial}:{totp_value(totp_key(KEY, serial), 1000)}"
+    for code in (make_code(KEY, serial, 0), make_code(KEY, "Z", 36**7 - 1), rotating):
+        for sent in (code, code.lower(), f" {code}\r\n", f"\t{code.title()}"):
+            assert pattern.match(sent), sent
+            if code == rotating:
+                assert read_rotating_code(KEY, sent, 1000 * 30) == (serial, 1000)
+            else:
+                assert read_code(KEY, sent)
+    for text in ("", "PP1", f"PP1:{serial}:0:{'A' * 23}", f"PPT:{serial}:1234567",
+                 f"PP1:{serial}:12345678:{'A' * 24}", make_code(KEY, serial, 0) + "\u202e",
+                 "\x00" + make_code(KEY, serial, 0), f"PP1:{'A' * 41}:0:{'A' * 24}"):
+        assert not pattern.match(text), text

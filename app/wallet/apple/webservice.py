@@ -25,6 +25,7 @@ from app.errors import DomainError, NotFound, Unauthorized
 from app.extensions import db
 from app.loyalty.models import Card
 from app.problems import problem
+from app.ratelimit import by_address, limit
 from app.wallet.apple import passes, registrations
 from app.wallet.apple.setup import apple_wallet
 from passes.apple import PKPASS_MIME_TYPE
@@ -35,7 +36,34 @@ device_log = logging.getLogger("pointpass.apple.device_log")
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _PUSH_TOKEN = re.compile(r"[0-9A-Fa-f]{16,200}")
-MAX_LOG_MESSAGES = 100
+# What one request may add to the log: Wallet reports a few short lines at a time, and the
+# endpoint needs no authentication, so anything more is someone filling the disk.
+MAX_LOG_MESSAGES = 20
+MAX_LOG_MESSAGE_CHARS = 1000
+
+
+def _escape_table() -> dict[int, str]:
+    """Characters a log line must not carry as they are: C0 and C1 controls and DEL (a
+    newline forges a line of its own, ANSI escapes rewrite a terminal), line and paragraph
+    separators, and the bidirectional controls that make text read other than it is stored.
+    Backslash too, so an escape in the log is always ours. (Lone surrogates, which a UTF-8 log
+    cannot take, never get this far: app.jsonbody refuses them.)"""
+    codes = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+             *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+    table = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in codes}
+    table.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    return table
+
+
+_LOG_ESCAPES = _escape_table()
+
+
+def loggable(message: str) -> str:
+    """``message`` as one inert log line: at most ``MAX_LOG_MESSAGE_CHARS`` of it (a marker
+    says how much was cut), with control, separator and bidi characters written as escapes."""
+    cut = len(message) - MAX_LOG_MESSAGE_CHARS
+    text = message[:MAX_LOG_MESSAGE_CHARS].translate(_LOG_ESCAPES)
+    return f"{text}... [{cut} more characters]" if cut > 0 else text
 
 
 def _pass_type(pass_type_id: str) -> None:
@@ -63,7 +91,8 @@ def _device_id(device_id: str) -> str:
 
 
 def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    # Invalid JSON is a 400 `malformed-json` that says why (app.jsonbody).
+    body = request.get_json() if request.is_json else None
     if not isinstance(body, dict):
         raise DomainError("The body must be a JSON object.", code="malformed-json")
     return body
@@ -135,13 +164,19 @@ def latest_pass(pass_type_id: str, serial_number: str) -> Response:
 
 
 @bp.post("/log")
+@limit("DEVICE_LOG_RATE_LIMIT", key=by_address)
 def device_logs() -> Response:
-    """Messages Wallet reports about our passes (problems it met), written to our log."""
+    """Messages Wallet reports about our passes (problems it met), written to our log: the
+    first ``MAX_LOG_MESSAGES`` of a request, each made inert by :func:`loggable`. Anyone can
+    call it, so it is rate-limited per address (429 past the limit; Wallet ignores answers)."""
     logs = _json_object().get("logs")
     if not isinstance(logs, list) or not all(isinstance(m, str) for m in logs):
         return problem(400, code="bad-logs", detail="logs must be a list of strings.")
     for message in logs[:MAX_LOG_MESSAGES]:
-        device_log.warning("Wallet: %s", message[:1000])
+        device_log.warning("Wallet: %s", loggable(message))
+    if len(logs) > MAX_LOG_MESSAGES:
+        device_log.warning("Wallet: ... %d more messages not logged",
+                           len(logs) - MAX_LOG_MESSAGES)
     return Response(status=200)
 
 

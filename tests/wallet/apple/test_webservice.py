@@ -259,3 +259,59 @@ def test_log_endpoint(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     assert client.post("/passkit/v1/log", json={"logs": "x"}).status_code == 400
     assert client.post("/passkit/v1/log", data="{", content_type="application/json"
                        ).status_code == 400
+
+
+FORGED = "2026-11-28 15:00:00,000 ERROR pointpass.auth: FORGED admin key accepted"
+
+
+def _device_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pointpass.apple.device_log"]
+
+
+def test_device_log_cannot_forge_lines(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    """A newline made a forged ERROR line of its own; ANSI and bidi controls went through."""
+    caplog.set_level("WARNING", logger="pointpass.apple.device_log")
+    logs = [f"Pass ok\n{FORGED}\r\n\x1b[2K\x1b[31mred\x1b[0m",
+            "\u202egnp.exe \u2066x\u2069 \u200f \x7f \x85 \\ \u2028"]
+    response = app.test_client().post("/passkit/v1/log", json={"logs": logs})
+    assert response.status_code == 200
+    assert _device_lines(caplog) == [
+        f"Wallet: Pass ok\\n{FORGED}\\r\\n\\x1b[2K\\x1b[31mred\\x1b[0m",
+        "Wallet: \\u202egnp.exe \\u2066x\\u2069 \\u200f \\x7f \\x85 \\\\ \\u2028"]
+    # Written as the log handler formats it: one line per message, none starting as ours do.
+    lines = caplog.text.splitlines()
+    assert len(lines) == 2
+    assert not any(line.startswith("2026-11-28") for line in lines)
+
+
+def test_device_log_caps_what_one_request_writes(
+        app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="pointpass.apple.device_log")
+    client = app.test_client()
+    assert client.post("/passkit/v1/log", json={"logs": ["x" * 60_000]}).status_code == 200
+    assert _device_lines(caplog) == ["Wallet: " + "x" * 1000 + "... [59000 more characters]"]
+    caplog.clear()
+    assert client.post("/passkit/v1/log",
+                       json={"logs": [f"m{i}" for i in range(25)]}).status_code == 200
+    assert _device_lines(caplog) == [*(f"Wallet: m{i}" for i in range(20)),
+                                     "Wallet: ... 5 more messages not logged"]
+
+
+def test_device_log_is_rate_limited_per_address(
+        app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    """150 posts of 60 KB grew the log by 9 MiB; now 30 a minute per address are read."""
+    caplog.set_level("WARNING", logger="pointpass.apple.device_log")
+    client = app.test_client()
+    body = {"logs": ["y" * 20_000] * 3}  # 60 KB
+    statuses = [client.post("/passkit/v1/log", json=body).status_code for _ in range(150)]
+    assert statuses == [200] * 30 + [429] * 120
+    refused = client.post("/passkit/v1/log", json=body)
+    assert refused.content_type == "application/problem+json"
+    assert refused.json["type"] == "urn:pointpass:problem:rate-limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    logged = sum(len(line) for line in _device_lines(caplog))
+    assert logged < 30 * 3 * 1100  # 30 requests x 3 messages x ~1,000 characters
+    # Counted per address: another device is not refused.
+    other = client.post("/passkit/v1/log", json={"logs": ["z"]},
+                        environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert other.status_code == 200

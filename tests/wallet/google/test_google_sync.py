@@ -295,3 +295,17 @@ def test_rotating_barcode_is_computed_by_the_phone_and_used_once(
     forged_rotating = rotating_pattern(other).replace(
         "{totp_value_0}", totp_value(secret, int(now // period)))
     assert staff.post("/api/v1/scans", json={"code": forged_rotating}).status_code == 422
+
+
+@pytest.mark.parametrize("body", [
+    "[" * 5000 + "]" * 5000, '{"signature": ' + "1" * 4301 + "}",
+    '{"protocolVersion": "ECv2SigningOnly", "protocolVersion": "x"}',
+], ids=["nested 5,000 deep", "4,301-digit integer", "duplicate key"])
+def test_hostile_json_callbacks_are_a_400(google_app: Flask, body: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The callback takes no key: RecursionError on a deep body was a 500 with a traceback."""
+    response = google_app.test_client().post("/wallet/google/callback", data=body,
+                                             content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["type"] == "urn:pointpass:problem:malformed-json"
+    assert not [r for r in caplog.records if r.levelno >= 40 or r.exc_info]
