@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 
 from app.wallet.google.client import GoogleWalletClient, LocalRateLimiter, RateLimiter
 from passes.devcerts import google_service_account_info
@@ -21,6 +22,7 @@ from passes.google.payloads import (
     LoyaltyObjectContent,
     TextModule,
 )
+from tests.conftest import _make_app
 from tests.google_server import GoogleWalletTestServer
 
 ISSUER_ID = "3388000000012345678"
@@ -57,6 +59,24 @@ def wallet_server(service_account_info: dict[str, str],
     server.sa_file = sa_file  # type: ignore[attr-defined]
     with server:
         yield server
+
+
+def google_settings(server: GoogleWalletTestServer) -> dict[str, Any]:
+    """App settings that sync Google Wallet with the test ``server``."""
+    return {
+        "GOOGLE_ISSUER_ID": ISSUER_ID,
+        "GOOGLE_SERVICE_ACCOUNT": str(server.sa_file),  # type: ignore[attr-defined]
+        "GOOGLE_API_URL": server.api_url,
+        "GOOGLE_CALLBACK_KEYS_URL": server.keys_url,
+        "GOOGLE_BACKOFF_SECONDS": 0.01,
+    }
+
+
+@pytest.fixture
+def google_app(database: Any, tmp_path: Path,
+               wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
+    """The app on SQLite or PostgreSQL, syncing Google Wallet with the test server."""
+    yield from _make_app(database, tmp_path, **google_settings(wallet_server))
 
 
 @pytest.fixture

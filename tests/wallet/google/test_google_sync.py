@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,10 @@ from app import jobs
 from app.auth import keys as api_keys
 from app.extensions import db
 from app.wallet.google.models import GoogleObjectState
-from tests.conftest import PROGRAM, ApiClient, _make_app
+from tests.conftest import PROGRAM, ApiClient
 from tests.google_callbacks import CallbackSigner, message
 from tests.google_server import GoogleWalletTestServer
 from tests.wallet.google.conftest import ISSUER_ID
-
-
-@pytest.fixture
-def google_app(database: Any, tmp_path: Path,
-               wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
-    yield from _make_app(
-        database, tmp_path,
-        GOOGLE_ISSUER_ID=ISSUER_ID,
-        GOOGLE_SERVICE_ACCOUNT=str(wallet_server.sa_file),  # type: ignore[attr-defined]
-        GOOGLE_API_URL=wallet_server.api_url,
-        GOOGLE_CALLBACK_KEYS_URL=wallet_server.keys_url,
-        GOOGLE_BACKOFF_SECONDS=0.01,
-    )
 
 
 def _api(app: Flask) -> ApiClient:

@@ -30,27 +30,10 @@ from app.extensions import db
 from app.wallet import outbox
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _make_app, apple_settings
 from tests.google_server import GoogleWalletTestServer, RecordedRequest
-from tests.wallet.google.conftest import ISSUER_ID
+from tests.wallet.google.conftest import ISSUER_ID, google_settings
 
 BIN = Path(sys.executable).parent
 NOTIFY = "NOTIFY_ON_UPDATE"
-
-
-def _google_settings(server: GoogleWalletTestServer) -> dict[str, Any]:
-    return {
-        "GOOGLE_ISSUER_ID": ISSUER_ID,
-        "GOOGLE_SERVICE_ACCOUNT": str(server.sa_file),  # type: ignore[attr-defined]
-        "GOOGLE_API_URL": server.api_url,
-        "GOOGLE_CALLBACK_KEYS_URL": server.keys_url,
-        "GOOGLE_BACKOFF_SECONDS": 0.01,
-    }
-
-
-@pytest.fixture
-def google_app(database: Any, tmp_path: Path,
-               wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
-    """The app on SQLite or PostgreSQL, jobs on its in-process pool (two threads)."""
-    yield from _make_app(database, tmp_path, **_google_settings(wallet_server))
 
 
 def _api(app: Flask) -> ApiClient:
@@ -162,7 +145,7 @@ def test_a_notifying_update_google_may_have_carried_out_is_counted(
 @pytest.fixture
 def pg_google_app(postgres_database: Any, tmp_path: Path,
                   wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
-    yield from _make_app(postgres_database, tmp_path, **_google_settings(wallet_server))
+    yield from _make_app(postgres_database, tmp_path, **google_settings(wallet_server))
 
 
 def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
@@ -223,7 +206,7 @@ def rq_google_app(postgres_database: Any, tmp_path: Path,
     """The app on PostgreSQL with jobs on a fresh rq queue; ``TEST_WORKER_ENV`` runs
     ``pointpass worker`` against the same database, queue and Google test server."""
     queue_name = f"pointpass-test-{uuid.uuid4().hex[:8]}"
-    settings = {**_google_settings(wallet_server), "REDIS_URL": REDIS_URL,
+    settings = {**google_settings(wallet_server), "REDIS_URL": REDIS_URL,
                 "RQ_QUEUE": queue_name}
     for app in _make_app(postgres_database, tmp_path, **settings):
         app.config["TEST_WORKER_ENV"] = {

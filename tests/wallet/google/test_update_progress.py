@@ -15,7 +15,7 @@ from tests.apns_server import APNsTestServer
 from tests.conftest import PROGRAM, ApiClient, _make_app, apns_settings
 from tests.google_server import GoogleWalletTestServer
 from tests.phones import Phone
-from tests.wallet.google.conftest import ISSUER_ID
+from tests.wallet.google.conftest import ISSUER_ID, google_settings
 
 
 @pytest.fixture
@@ -23,14 +23,8 @@ def both_app(database: Any, tmp_path: Path, apns: APNsTestServer,
              apns_certs: dict[str, Path],
              wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
     """Apple pushes to the APNs test server and Google sync to the Google test server."""
-    yield from _make_app(
-        database, tmp_path, **apns_settings(apns, apns_certs),
-        GOOGLE_ISSUER_ID=ISSUER_ID,
-        GOOGLE_SERVICE_ACCOUNT=str(wallet_server.sa_file),  # type: ignore[attr-defined]
-        GOOGLE_API_URL=wallet_server.api_url,
-        GOOGLE_CALLBACK_KEYS_URL=wallet_server.keys_url,
-        GOOGLE_BACKOFF_SECONDS=0.01,
-    )
+    yield from _make_app(database, tmp_path, **apns_settings(apns, apns_certs),
+                         **google_settings(wallet_server))
 
 
 def _settle(app: Flask) -> None:
