@@ -450,6 +450,10 @@ class GoogleWalletTestServer:
                 raw = self.rfile.read(length) if length else b""
                 outcome, record = server._dispatch(self.command, self.path, dict(self.headers),
                                                    raw, arrived)
+                # Recorded before the answer is sent: a client that has its answer finds
+                # its request in ``requests``.
+                with server._lock:
+                    server.requests.append(record)
                 data = b"" if outcome.body is None else json.dumps(outcome.body).encode()
                 self.send_response(outcome.status)
                 self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -458,8 +462,6 @@ class GoogleWalletTestServer:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
-                with server._lock:
-                    server.requests.append(record)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

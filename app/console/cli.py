@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -126,7 +128,13 @@ def worker(burst: bool) -> None:
     # rq forks its scheduler. The child never uses the database, but it must not close (or
     # otherwise touch) the pooled connections it inherits, which belong to this process.
     engine = db.engine
-    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    parent = os.getpid()
+
+    def in_forked_child() -> None:
+        engine.dispose(close=False)
+        _die_with_parent(parent)
+
+    os.register_at_fork(after_in_child=in_forked_child)
     if not burst:
         from app.wallet import sweep
 
@@ -136,6 +144,21 @@ def worker(burst: bool) -> None:
     # Without the scheduler a retry (which rq schedules, also for a job abandoned by a killed
     # worker) would never run.
     SimpleWorker([queue], connection=connection).work(burst=burst, with_scheduler=True)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to stop this forked child (rq's scheduler) when ``parent`` dies.
+
+    Otherwise a ``kill -9`` of the worker leaves its scheduler running as an orphan that holds
+    rq's scheduler lock. SIGTERM lets the scheduler release its locks on the way out.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main() -> None:

@@ -223,8 +223,17 @@ def rq_pg_push_app(postgres_database: Any, tmp_path: Path, apns: APNsTestServer,
 
 
 def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([BIN / "pointpass", "worker"], env=env,
+    # A session of its own: the worker and rq's scheduler process it forks share a group.
+    return subprocess.Popen([BIN / "pointpass", "worker"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.redis
@@ -269,6 +278,9 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
 
         os.kill(workers[0].pid, signal.SIGKILL)
         workers[0].wait(10)
+        # rq's scheduler, forked by the worker, goes with it rather than living on as an orphan.
+        _wait(lambda: not _group_alive(workers[0].pid), "the dead worker's scheduler to stop",
+              timeout=30)
         blocker.rollback()  # the dead run's transaction ends; its third chunk is undone
 
         workers.append(_start_worker(env))
@@ -281,6 +293,8 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
             if worker.poll() is None:
                 worker.terminate()
                 worker.wait(10)
+            if _group_alive(worker.pid):
+                os.killpg(worker.pid, signal.SIGKILL)
 
     _assert_done_with_true_counts(api, url, phones, apns)
     with app.app_context():
