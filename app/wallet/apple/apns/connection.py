@@ -60,6 +60,8 @@ class _PlainEncoder(hpack.Encoder):
     """HPACK without Huffman coding: it halves the cost of encoding a request's headers.
 
     Huffman saves about 20 bytes of a 70-byte hex path; CPU, not bandwidth, limits a fan-out.
+    h2 offers no setting for it. Measured with ``benchmarks/bench_apns.py`` (2026-11-28,
+    ``benchmarks/RESULTS.md``): with Huffman the client spent 5-12% more CPU per push.
     """
 
     def encode(self, headers: Any, huffman: bool = False) -> bytes:
@@ -69,9 +71,12 @@ class _PlainEncoder(hpack.Encoder):
 class _H2Connection(h2.connection.H2Connection):
     """h2 with an O(1) count of open outbound streams.
 
-    h2 counts open streams by scanning every stream each time one is opened: with 500 in
-    flight that scan was a third of the client's CPU. The protocol knows the count (its map of
-    streams in flight); the scan, which also forgets closed streams, runs once per read.
+    h2's public ``open_outbound_streams`` scans every stream, and ``send_headers`` reads it
+    each time a stream is opened: with 500 in flight that scan was a third of the client's
+    CPU. The protocol knows the count (its map of streams in flight), so this overrides the
+    property; the scan, which also forgets closed streams, runs once per read instead.
+    Measured with ``benchmarks/bench_apns.py`` (2026-11-28, ``benchmarks/RESULTS.md``): plain
+    h2 cost the client 54% more CPU per push at 500 streams (380 against 246 us).
     """
 
     def __init__(self, config: h2.config.H2Configuration, in_flight: dict[int, Any]) -> None:
