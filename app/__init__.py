@@ -17,6 +17,7 @@ from werkzeug.routing import IntegerConverter
 from app import config as config_module
 from app import dbutil
 from app.extensions import db, migrate
+from app.schemas import MAX_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -108,10 +109,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         app.extensions["pointpass.sweeper"] = sweep.start_sweeper(app)
     app.register_blueprint(web)
     return app
-
-
-# Ids are PostgreSQL ``integer`` columns.
-MAX_ID = 2**31 - 1
 
 
 def _whole_numbers_up_to(limit: int) -> str:
