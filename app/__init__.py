@@ -73,14 +73,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     apple_setup.init_app(app)
     google_setup.init_app(app)
+    # The wallets the outbox tells about card changes (it names none itself).
+    from app.outbox import channels
+    from app.wallet.apple import push as apple_push
+    from app.wallet.google import sync as google_sync
+
+    channels.register(app, apple_push.CHANNEL)
+    channels.register(app, google_sync.CHANNEL)
 
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.auth.api import bp as keys_api
     from app.loyalty import models as _loyalty_models  # noqa: F401
     from app.loyalty.api import bp as loyalty_api
+    from app.outbox import models as _outbox_models  # noqa: F401
     from app.redemption import models as _redemption_models  # noqa: F401
     from app.redemption.api import bp as redemption_api
-    from app.wallet import models as _wallet_models  # noqa: F401
     from app.wallet.api import bp as updates_api
     from app.wallet.apple import models as _apple_models  # noqa: F401
     from app.wallet.apple.views import bp as apple_passes

@@ -1,8 +1,9 @@
-"""Keeping Google Wallet in step with the points store.
+"""The outbox's "google" channel: keeping Google Wallet in step with the points store.
 
-Every card change reaches Google through the outbox's "google" channel: the program's loyalty
-class is created or patched when its design changed, and the card's object is inserted or
-patched with the new balance, tier, barcode and state. A balance change notifies the holder
+Every card change reaches Google through this channel (``create_app`` registers
+:data:`CHANNEL`). The program's loyalty class is
+created or patched when its design changed, and the card's object is inserted or patched
+with the new balance, tier, barcode and state. A balance change notifies the holder
 while the card has had fewer than three notifications in 24 hours (Google's limit); after that
 the update is silent. A marketer's message is added to the object, notifying if Google still
 allows it.
@@ -30,13 +31,17 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import dbutil
 from app.extensions import db
 from app.loyalty import branding
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, Program
+from app.outbox.channels import Channel, Claimed, Delivery
+from app.outbox.models import PassUpdate
 from app.timeutil import utcnow
+from app.wallet.google.client import RETRYABLE_403_REASONS, GoogleWalletError
 from app.wallet.google.models import (
     GoogleCallbackNonce,
     GoogleClassState,
@@ -44,8 +49,6 @@ from app.wallet.google.models import (
     GoogleObjectState,
 )
 from app.wallet.google.setup import GoogleWallet, google_wallet
-from app.wallet.models import PassUpdate
-from app.wallet.outbox import Claimed, Delivery
 from passes.barcode import rotating_pattern, totp_key
 from passes.google.callbacks import WalletCallback
 from passes.google.payloads import (
@@ -58,6 +61,7 @@ from passes.google.payloads import (
 )
 
 log = logging.getLogger("pointpass.google.sync")
+CHANNEL_NAME = "google"
 NOTIFICATIONS_PER_DAY = 3
 # How long a sync waits for another sync of the same card (or class) before leaving its
 # outbox rows for later: longer than a sync takes, shorter than a job's patience.
@@ -248,8 +252,6 @@ def sync_now(card: Card) -> bool:
     wallet = google_wallet()
     if wallet is None or not wallet.sync_enabled:
         return False
-    from app.wallet.google.client import GoogleWalletError
-
     try:
         sync_card(wallet, card)
         return True
@@ -262,8 +264,6 @@ def sync_now(card: Card) -> bool:
 
 def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     """The outbox's "google" channel: sync each changed card once."""
-    from app.wallet.google.client import GoogleWalletError
-
     wallet = google_wallet()
     if wallet is None or not wallet.sync_enabled:
         return
@@ -301,14 +301,30 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
 
 
 def _retryable(exc: Exception) -> bool:
-    from app.wallet.google.client import RETRYABLE_403_REASONS
-
     status = getattr(exc, "status", 0)
     return status in (0, 429) or status >= 500 or (
         status == 403 and getattr(exc, "reason", None) in RETRYABLE_403_REASONS)
 
 
+def audience(card_id: ColumnElement[int], new_cards: bool) -> ColumnElement[bool] | None:
+    """The changed cards whose object Google has; every new card (its object is to be
+    created)."""
+    if new_cards:
+        return None
+    return select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == card_id).exists()
+
+
+def enabled() -> bool:
+    """Whether Google Wallet is configured to sync (not only to make save links)."""
+    wallet = google_wallet()
+    return wallet is not None and wallet.sync_enabled
+
+
+CHANNEL = Channel(CHANNEL_NAME, audience=audience, deliver=deliver, enabled=enabled)
+
+
 def object_synced(card: Card) -> bool:
+    """Whether Google has the card's object (its save link may be shown)."""
     return db.session.get(GoogleObjectState, card.id) is not None
 
 

@@ -27,7 +27,7 @@ from rq import Queue, Worker
 from app import jobs
 from app.auth import keys as api_keys
 from app.extensions import db
-from app.wallet import outbox
+from app.outbox import drain as outbox
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _make_app, apple_settings
 from tests.google_server import GoogleWalletTestServer, RecordedRequest
 from tests.wallet.google.conftest import ISSUER_ID, google_settings
@@ -156,8 +156,8 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     without sending, keeps its outbox row, and the retry sends the newest balance."""
     from sqlalchemy import update
 
+    from app.outbox.models import OutboxEntry
     from app.wallet.google import sync
-    from app.wallet.models import OutboxEntry
 
     app = pg_google_app
     monkeypatch.setattr(sync, "LOCK_WAIT_SECONDS", 0.2, raising=False)
