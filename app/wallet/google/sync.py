@@ -1,7 +1,8 @@
 """The outbox's "google" channel: keeping Google Wallet in step with the points store.
 
 Every card change reaches Google through this channel (``create_app`` registers
-:data:`CHANNEL`). The program's loyalty class is
+:data:`CHANNEL`), and nothing else calls Google: a new card's object is created by the
+outbox too, and its save link is withheld until then. The program's loyalty class is
 created or patched when its design changed, and the card's object is inserted or patched
 with the new balance, tier, barcode and state. A balance change notifies the holder
 while the card has had fewer than three notifications in 24 hours (Google's limit); after that
@@ -29,7 +30,7 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -39,7 +40,7 @@ from app.loyalty import branding
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.outbox.channels import Channel, Claimed, Delivery
-from app.outbox.models import PassUpdate
+from app.outbox.models import OutboxEntry, PassUpdate
 from app.timeutil import utcnow
 from app.wallet.google.client import RETRYABLE_403_REASONS, GoogleWalletError
 from app.wallet.google.models import (
@@ -246,22 +247,6 @@ def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> N
         db.session.commit()
 
 
-def sync_now(card: Card) -> bool:
-    """Sync a new card at once, so its save link works when first shown. False if it could
-    not be (the outbox retries it); the link is then withheld until it is."""
-    wallet = google_wallet()
-    if wallet is None or not wallet.sync_enabled:
-        return False
-    try:
-        sync_card(wallet, card)
-        return True
-    except (GoogleWalletError, OSError, SyncBusy) as exc:
-        db.session.rollback()
-        log.warning("Google object for %s not created yet (%s); will retry",
-                    card.serial_number, exc)
-        return False
-
-
 def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     """The outbox's "google" channel: sync each changed card once."""
     wallet = google_wallet()
@@ -307,11 +292,21 @@ def _retryable(exc: Exception) -> bool:
 
 
 def audience(card_id: ColumnElement[int], new_cards: bool) -> ColumnElement[bool] | None:
-    """The changed cards whose object Google has; every new card (its object is to be
-    created)."""
+    """Every new card (its object is to be created); of the others, those whose object
+    Google has or is being sent.
+
+    A card's object is created by the drain, not by the request that enrolled it, so a change
+    may come while that drain is sending an older version. Its outbox row is deleted only
+    after the object's state is committed, so a change sees one or the other (PostgreSQL
+    reads both at the statement's snapshot) and is announced: the drain then sends the newer
+    version.
+    """
     if new_cards:
         return None
-    return select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == card_id).exists()
+    synced = select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == card_id)
+    being_sent = select(OutboxEntry.id).where(OutboxEntry.card_id == card_id,
+                                              OutboxEntry.channel == CHANNEL_NAME)
+    return or_(synced.exists(), being_sent.exists())
 
 
 def enabled() -> bool:
