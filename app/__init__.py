@@ -17,6 +17,7 @@ from werkzeug.routing import IntegerConverter
 from app import config as config_module
 from app import dbutil
 from app.extensions import db, migrate
+from app.schemas import MAX_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -72,14 +73,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     apple_setup.init_app(app)
     google_setup.init_app(app)
+    # The wallets the outbox tells about card changes (it names none itself).
+    from app.outbox import channels
+    from app.wallet.apple import push as apple_push
+    from app.wallet.google import sync as google_sync
+
+    channels.register(app, apple_push.CHANNEL)
+    channels.register(app, google_sync.CHANNEL)
 
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.auth.api import bp as keys_api
     from app.loyalty import models as _loyalty_models  # noqa: F401
     from app.loyalty.api import bp as loyalty_api
+    from app.outbox import models as _outbox_models  # noqa: F401
     from app.redemption import models as _redemption_models  # noqa: F401
     from app.redemption.api import bp as redemption_api
-    from app.wallet import models as _wallet_models  # noqa: F401
     from app.wallet.api import bp as updates_api
     from app.wallet.apple import models as _apple_models  # noqa: F401
     from app.wallet.apple.views import bp as apple_passes
@@ -108,10 +116,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         app.extensions["pointpass.sweeper"] = sweep.start_sweeper(app)
     app.register_blueprint(web)
     return app
-
-
-# Ids are PostgreSQL ``integer`` columns.
-MAX_ID = 2**31 - 1
 
 
 def _whole_numbers_up_to(limit: int) -> str:

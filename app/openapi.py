@@ -7,9 +7,8 @@ from typing import Any
 
 from apiflask import APIFlask
 
-from app import MAX_ID
 from app.problems import PROBLEM_MEDIA_TYPE
-from app.schemas import input_schemas
+from app.schemas import MAX_ID, input_schemas
 
 # JSON Schema keywords that an empty object fails, so a request needs a body.
 _NEEDS_A_BODY = ("required", "oneOf", "allOf", "minProperties")

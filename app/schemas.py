@@ -10,6 +10,9 @@ from apiflask import fields, validators
 from apiflask.schemas import Schema
 from marshmallow import RAISE, ValidationError, pre_load
 
+# Ids are PostgreSQL ``integer`` columns: 1 to this. A larger one names nothing.
+MAX_ID = 2**31 - 1
+
 NUL_MESSAGE = "Must not contain NUL (U+0000) characters."
 
 # Characters that show nothing themselves but change how the text around them reads: bidi

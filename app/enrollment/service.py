@@ -14,7 +14,6 @@ from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, ledger
 from app.loyalty.models import LANGUAGES, Card, Member, Program
-from app.wallet.google import sync as google_sync
 
 # No 0/O or 1/I: referral codes are read aloud and typed on phones.
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -100,14 +99,16 @@ def enroll(program: Program, data: Enrollment) -> Card:
         db.session.flush()
         jobs.enqueue_after_commit(credit_referral, member.id)
     db.session.flush()
-    changes.announce([card.id], new_cards=True)  # Google: the outbox creates its object
+    # Every wallet hears of the new card through the outbox: Google's object is created by
+    # the drain this asks for after commit, never in this request (its save link is withheld
+    # until then).
+    changes.announce([card.id], new_cards=True)
     try:
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
         # A concurrent enrollment with the same e-mail won the race.
         raise Conflict("This e-mail address is already enrolled in the program.") from exc
-    google_sync.sync_now(card)  # so its save link works when first shown
     return card
 
 

@@ -2,9 +2,10 @@
 
 Every change (a ledger entry, a tier change, a reward or design change, a message, voiding)
 goes through :func:`bump` or :func:`touch_cards` in the same transaction as the change itself,
-and :func:`announce` writes the outbox rows that tell the wallets. So a pass's version,
-Last-Modified and "updated since" stamp never lag behind what it shows, and no change goes
-unannounced when Redis or a worker is down.
+and :func:`announce` writes the outbox rows that tell the wallets: one per card and registered
+channel with someone to tell (:mod:`app.outbox.channels`; this module names no wallet). So a
+pass's version, Last-Modified and "updated since" stamp never lag behind what it shows, and no
+change goes unannounced when Redis or a worker is down.
 
 The stamp answers Apple's "which passes changed since tag T". Sequences and clocks commit out
 of order on PostgreSQL, so a change could become visible with a stamp below a tag already
@@ -21,19 +22,14 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import (
     BigInteger,
-    Integer,
     Text,
     bindparam,
     case,
     cast,
     func,
-    insert,
-    literal,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -41,18 +37,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from app import dbutil
 from app.extensions import db
 from app.loyalty.models import Card
+from app.outbox import channels, drain
+from app.outbox.channels import Channel
 from app.timeutil import utcnow
-
-
-def channels() -> tuple[str, ...]:
-    """The wallets to tell about changes: those configured (Google only when it syncs)."""
-    extensions = current_app.extensions
-    google = extensions.get("pointpass.google")
-    return tuple(
-        name for name, on in (("apple", extensions.get("pointpass.apple") is not None),
-                              ("google", google is not None and google.sync_enabled))
-        if on
-    )
 
 
 def _is_postgres() -> bool:
@@ -113,45 +100,17 @@ def bump_params(now: datetime) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=64)
-def _announce_ids(channels: tuple[str, ...], new_cards: bool) -> Any:
+def _announce_ids(wallets: tuple[Channel, ...], new_cards: bool) -> Any:
     """The outbox insert for a list of card ids (parameter ``ids``), built once per shape."""
-    return _announce_statement(channels, new_cards,
-                               Card.id.in_(bindparam("ids", expanding=True)))
+    return channels.announce_statement(wallets, Card.id,
+                                       Card.id.in_(bindparam("ids", expanding=True)), new_cards)
 
 
 @lru_cache(maxsize=16)
-def _announce_one(channels: tuple[str, ...]) -> dbutil.Prebuilt:
+def _announce_one(wallets: tuple[Channel, ...]) -> dbutil.Prebuilt:
     """The outbox insert for one card (parameter ``card_id``): every posting runs it."""
-    return dbutil.Prebuilt(lambda _dialect: _announce_statement(
-        channels, False, Card.id == bindparam("card_id")))
-
-
-def _announce_statement(channels: tuple[str, ...], new_cards: bool,
-                        cards: ColumnElement[bool]) -> Any:
-    """The outbox insert for ``channels`` and the ``cards`` matching (parameters ``now`` and
-    ``update_id``)."""
-    from app.wallet.apple.models import Registration
-    from app.wallet.google.models import GoogleObjectState
-    from app.wallet.models import OutboxEntry
-
-    audience = {
-        "apple": select(Registration.id).where(Registration.card_id == Card.id).exists(),
-        "google": None if new_cards else
-        select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == Card.id).exists(),
-    }
-    now = bindparam("now", type_=OutboxEntry.available_at.type)
-    selects = []
-    for channel in channels:
-        query = select(Card.id, literal(channel), bindparam("update_id", type_=Integer),
-                       literal(0), now, now).where(cards)
-        if audience[channel] is not None:
-            query = query.where(audience[channel])
-        selects.append(query)
-    # SQLAlchemy reports -1 rows for an INSERT unless asked to keep the driver's count.
-    return insert(OutboxEntry).from_select(
-        ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
-        selects[0] if len(selects) == 1 else union_all(*selects),
-    ).execution_options(preserve_rowcount=True)
+    return dbutil.Prebuilt(lambda _dialect: channels.announce_statement(
+        wallets, Card.id, Card.id == bindparam("card_id")))
 
 
 def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
@@ -161,9 +120,7 @@ def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
     (or, with ``new_cards``, to create it). Not committed; a drain is asked for after commit
     if any row was written. Returns the number of rows.
     """
-    from app.wallet import outbox
-
-    wallets = channels()
+    wallets = channels.active()
     if not wallets:
         return 0
     params: dict[str, Any] = {"now": utcnow(), "update_id": update_id}
@@ -173,27 +130,26 @@ def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
         params["ids"] = list(card_ids)
         statement = _announce_ids(wallets, new_cards)
     else:
-        statement = _announce_statement(wallets, new_cards,
-                                        Card.id.in_(card_ids.scalar_subquery()))
+        statement = channels.announce_statement(wallets, Card.id,
+                                                Card.id.in_(card_ids.scalar_subquery()),
+                                                new_cards)
     result = db.session.connection().execute(statement, params)
     written = int(result.rowcount or 0)
     if written:
-        outbox.drain_after_commit()
+        drain.drain_after_commit()
     return written
 
 
 def announce_card(tx: dbutil.Raw, card_id: int, now: datetime) -> int:
     """:func:`announce` for one card changed at ``now``, in a posting's transaction ``tx``.
     """
-    from app.wallet import outbox
-
-    wallets = channels()
+    wallets = channels.active()
     if not wallets:
         return 0
     written = tx.execute(_announce_one(wallets),
                          {"card_id": card_id, "now": now, "update_id": None})
     if written:
-        tx.on_commit(outbox.request_drain)
+        tx.on_commit(drain.request_drain)
     return written
 
 

@@ -175,7 +175,10 @@ class CardOut(Schema):
     tier = fields.String(allow_none=True)
     program_id = fields.Integer()
     apple_pass_url = fields.String(allow_none=True)
-    google_save_url = fields.String(allow_none=True)
+    google_save_url = fields.String(allow_none=True, metadata={
+        "description": "The Add to Google Wallet link; null while Google Wallet is not set up "
+        "and, when it syncs, until a background job has created the card's object on Google "
+        "(so it may be null in the enrolment's answer and appear moments later)."})
 
 
 class CardDetailOut(CardOut):

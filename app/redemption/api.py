@@ -8,13 +8,12 @@ from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
 
-from app import MAX_ID
 from app.auth.security import actor, auth, current_key
 from app.loyalty.ledger import MAX_POINTS
 from app.loyalty.schemas import IdempotencyHeader
 from app.ratelimit import limit
 from app.redemption import service
-from app.schemas import InputSchema, StrictInteger, text
+from app.schemas import MAX_ID, InputSchema, StrictInteger, text
 from passes.barcode import CODE_TEXT_PATTERN
 
 bp = APIBlueprint("redemption", __name__, url_prefix="/api/v1", tag="Redemption")

@@ -11,9 +11,9 @@ from flask import url_for
 from app.auth.security import actor, auth
 from app.loyalty import programs
 from app.loyalty.models import LANGUAGES
+from app.outbox.models import PassUpdate
 from app.schemas import InputSchema, text
 from app.wallet import updates
-from app.wallet.models import PassUpdate
 
 bp = APIBlueprint("wallet_updates", __name__, url_prefix="/api/v1", tag="Pass updates")
 

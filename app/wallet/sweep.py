@@ -11,7 +11,8 @@ from __future__ import annotations
 from flask import Flask
 
 from app import jobs
-from app.wallet import outbox, updates
+from app.outbox import drain as outbox
+from app.wallet import updates
 
 SWEEP_KEY = "sweep"
 

@@ -14,9 +14,9 @@ from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import LANGUAGES, Card, CardStatus, Member, Program, Tier
+from app.outbox import drain as outbox
+from app.outbox.models import OutboxEntry, PassUpdate, UpdateStatus
 from app.timeutil import utcnow
-from app.wallet import outbox
-from app.wallet.models import OutboxEntry, PassUpdate, UpdateStatus
 
 log = logging.getLogger("pointpass.updates")
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app import jobs
 from app.extensions import db
-from app.wallet.models import OutboxEntry
+from app.outbox.models import OutboxEntry
 from tests.conftest import ApiClient
 from tests.phones import Phone
 

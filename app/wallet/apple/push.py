@@ -1,5 +1,7 @@
-"""Pushing pass updates to the devices registered for changed cards, through APNs.
+"""The outbox's "apple" channel: pushing pass updates to the devices registered for changed
+cards, through APNs.
 
+Its audience is the cards some device registered; ``create_app`` registers :data:`CHANNEL`.
 Wallet fetches every changed pass of a pass type after a single push to a device, so a batch
 sends one push per distinct push token, however many of its cards changed.
 """
@@ -13,12 +15,13 @@ from datetime import UTC, datetime
 
 from flask import Flask, current_app
 from sqlalchemy import delete, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
+from app.outbox.channels import Channel, Claimed, Delivery
 from app.wallet.apple.apns import APNS_URL, APNsClient, Outcome, PushResult
 from app.wallet.apple.models import Device, Registration
 from app.wallet.apple.setup import AppleWallet, apple_wallet
-from app.wallet.outbox import Claimed, Delivery
 
 log = logging.getLogger("pointpass.apple.push")
 
@@ -115,3 +118,16 @@ def forget_token(result: PushResult) -> None:
         db.session.execute(delete(Device).where(Device.id.in_(ids)))
         log.info("APNs said %s for a token: removed %d device(s)", result.outcome.value,
                  len(ids))
+
+
+def audience(card_id: ColumnElement[int], new_cards: bool) -> ColumnElement[bool]:
+    """The changed cards a device registered (a new card has none yet)."""
+    return select(Registration.id).where(Registration.card_id == card_id).exists()
+
+
+def enabled() -> bool:
+    """Whether Apple Wallet is configured."""
+    return apple_wallet() is not None
+
+
+CHANNEL = Channel("apple", audience=audience, deliver=deliver, enabled=enabled)

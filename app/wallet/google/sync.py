@@ -1,8 +1,10 @@
-"""Keeping Google Wallet in step with the points store.
+"""The outbox's "google" channel: keeping Google Wallet in step with the points store.
 
-Every card change reaches Google through the outbox's "google" channel: the program's loyalty
-class is created or patched when its design changed, and the card's object is inserted or
-patched with the new balance, tier, barcode and state. A balance change notifies the holder
+Every card change reaches Google through this channel (``create_app`` registers
+:data:`CHANNEL`), and nothing else calls Google: a new card's object is created by the
+outbox too, and its save link is withheld until then. The program's loyalty class is
+created or patched when its design changed, and the card's object is inserted or patched
+with the new balance, tier, barcode and state. A balance change notifies the holder
 while the card has had fewer than three notifications in 24 hours (Google's limit); after that
 the update is silent. A marketer's message is added to the object, notifying if Google still
 allows it.
@@ -28,15 +30,19 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import dbutil
 from app.extensions import db
 from app.loyalty import branding
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, Program
+from app.outbox.channels import Channel, Claimed, Delivery
+from app.outbox.models import OutboxEntry, PassUpdate
 from app.timeutil import utcnow
+from app.wallet.google.client import RETRYABLE_403_REASONS, GoogleWalletError
 from app.wallet.google.models import (
     GoogleCallbackNonce,
     GoogleClassState,
@@ -44,8 +50,6 @@ from app.wallet.google.models import (
     GoogleObjectState,
 )
 from app.wallet.google.setup import GoogleWallet, google_wallet
-from app.wallet.models import PassUpdate
-from app.wallet.outbox import Claimed, Delivery
 from passes.barcode import rotating_pattern, totp_key
 from passes.google.callbacks import WalletCallback
 from passes.google.payloads import (
@@ -58,6 +62,7 @@ from passes.google.payloads import (
 )
 
 log = logging.getLogger("pointpass.google.sync")
+CHANNEL_NAME = "google"
 NOTIFICATIONS_PER_DAY = 3
 # How long a sync waits for another sync of the same card (or class) before leaving its
 # outbox rows for later: longer than a sync takes, shorter than a job's patience.
@@ -242,28 +247,8 @@ def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> N
         db.session.commit()
 
 
-def sync_now(card: Card) -> bool:
-    """Sync a new card at once, so its save link works when first shown. False if it could
-    not be (the outbox retries it); the link is then withheld until it is."""
-    wallet = google_wallet()
-    if wallet is None or not wallet.sync_enabled:
-        return False
-    from app.wallet.google.client import GoogleWalletError
-
-    try:
-        sync_card(wallet, card)
-        return True
-    except (GoogleWalletError, OSError, SyncBusy) as exc:
-        db.session.rollback()
-        log.warning("Google object for %s not created yet (%s); will retry",
-                    card.serial_number, exc)
-        return False
-
-
 def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     """The outbox's "google" channel: sync each changed card once."""
-    from app.wallet.google.client import GoogleWalletError
-
     wallet = google_wallet()
     if wallet is None or not wallet.sync_enabled:
         return
@@ -301,14 +286,40 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
 
 
 def _retryable(exc: Exception) -> bool:
-    from app.wallet.google.client import RETRYABLE_403_REASONS
-
     status = getattr(exc, "status", 0)
     return status in (0, 429) or status >= 500 or (
         status == 403 and getattr(exc, "reason", None) in RETRYABLE_403_REASONS)
 
 
+def audience(card_id: ColumnElement[int], new_cards: bool) -> ColumnElement[bool] | None:
+    """Every new card (its object is to be created); of the others, those whose object
+    Google has or is being sent.
+
+    A card's object is created by the drain, not by the request that enrolled it, so a change
+    may come while that drain is sending an older version. Its outbox row is deleted only
+    after the object's state is committed, so a change sees one or the other (PostgreSQL
+    reads both at the statement's snapshot) and is announced: the drain then sends the newer
+    version.
+    """
+    if new_cards:
+        return None
+    synced = select(GoogleObjectState.card_id).where(GoogleObjectState.card_id == card_id)
+    being_sent = select(OutboxEntry.id).where(OutboxEntry.card_id == card_id,
+                                              OutboxEntry.channel == CHANNEL_NAME)
+    return or_(synced.exists(), being_sent.exists())
+
+
+def enabled() -> bool:
+    """Whether Google Wallet is configured to sync (not only to make save links)."""
+    wallet = google_wallet()
+    return wallet is not None and wallet.sync_enabled
+
+
+CHANNEL = Channel(CHANNEL_NAME, audience=audience, deliver=deliver, enabled=enabled)
+
+
 def object_synced(card: Card) -> bool:
+    """Whether Google has the card's object (its save link may be shown)."""
     return db.session.get(GoogleObjectState, card.id) is not None
 
 

@@ -27,10 +27,10 @@ from app import jobs
 from app.auth import keys as api_keys
 from app.extensions import db
 from app.loyalty.models import Card
+from app.outbox import drain as outbox
+from app.outbox.models import OutboxEntry
 from app.timeutil import utcnow
-from app.wallet import outbox
 from app.wallet.apple.models import Device
-from app.wallet.models import OutboxEntry
 from tests.apns_server import APNsTestServer
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app, apns_settings
 from tests.phones import Phone
@@ -212,7 +212,7 @@ def test_marketer_update_bad_input(push_app: Flask) -> None:
     assert api.post("/api/v1/programs/999/updates", json={}).status_code == 404
     assert api.get("/api/v1/updates/999").status_code == 404
     with push_app.app_context():
-        from app.wallet.models import PassUpdate
+        from app.outbox.models import PassUpdate
 
         assert db.session.scalar(select(func.count(PassUpdate.id))) == 0
         key = api_keys.create("pos", "pos")[1]

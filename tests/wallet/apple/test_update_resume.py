@@ -30,8 +30,8 @@ from app.auth import keys as api_keys
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card
-from app.wallet import outbox
-from app.wallet.models import OutboxEntry
+from app.outbox import drain as outbox
+from app.outbox.models import OutboxEntry
 from tests.apns_server import APNsTestServer
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app, apns_settings
 from tests.phones import Phone

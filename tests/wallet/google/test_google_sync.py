@@ -47,10 +47,16 @@ def _jwt_parts(url: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
 def test_enrolment_creates_class_and_object_before_the_link(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
+    """The outbox's drain, after the enrolment commits, creates the class and the object;
+    the card shows its save link once Google has the object (see also
+    ``test_the_enrolment_request_leaves_google_to_the_worker``)."""
     api = _api(google_app)
     program = api.post("/api/v1/programs", json=PROGRAM).json
-    card = api.post(f"/api/v1/programs/{program['id']}/members",
-                    json={"name": "Dewi Lestari", "language": "id"}).json["card"]
+    enrolled = api.post(f"/api/v1/programs/{program['id']}/members",
+                        json={"name": "Dewi Lestari", "language": "id"})
+    assert enrolled.status_code == 201, enrolled.json
+    _settle(google_app)
+    card = api.get(f"/api/v1/cards/{enrolled.json['card']['serial_number']}").json
     class_id = f"{ISSUER_ID}.{program['slug']}"
     object_id = f"{ISSUER_ID}.{card['serial_number']}"
     assert wallet_server.classes[class_id]["programName"] == "Kopi Test"
@@ -178,6 +184,7 @@ def test_save_and_delete_callbacks_are_verified_and_recorded(
     program = api.post("/api/v1/programs", json=PROGRAM).json
     serial = api.post(f"/api/v1/programs/{program['id']}/members",
                       json={"name": "Ari"}).json["card"]["serial_number"]
+    _settle(google_app)  # the outbox creates the object the callbacks are about
     signer = CallbackSigner()
     wallet_server.root_keys = signer.keys_json()
     client = google_app.test_client()

@@ -27,7 +27,7 @@ from rq import Queue, Worker
 from app import jobs
 from app.auth import keys as api_keys
 from app.extensions import db
-from app.wallet import outbox
+from app.outbox import drain as outbox
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _make_app, apple_settings
 from tests.google_server import GoogleWalletTestServer, RecordedRequest
 from tests.wallet.google.conftest import ISSUER_ID, google_settings
@@ -156,8 +156,8 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     without sending, keeps its outbox row, and the retry sends the newest balance."""
     from sqlalchemy import update
 
+    from app.outbox.models import OutboxEntry
     from app.wallet.google import sync
-    from app.wallet.models import OutboxEntry
 
     app = pg_google_app
     monkeypatch.setattr(sync, "LOCK_WAIT_SECONDS", 0.2, raising=False)
@@ -191,6 +191,61 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     _wait(lambda: _pending(app) == 0, "the retry")
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0, 10, 30]
     assert wallet_server.objects[object_id]["loyaltyPoints"]["balance"]["int"] == 30
+
+
+def test_a_change_while_the_new_object_is_being_created_reaches_google(
+    pg_google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    """The outbox creates a new card's object after the enrolment: a change committed while
+    that insert is on its way (with the older balance) must still be sent."""
+    app = pg_google_app
+    api = _api(app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "First"})
+    with app.app_context():
+        jobs.dispatcher().wait()  # the class exists: the next insert is the new object's
+
+    held = wallet_server.hold("insert", None)
+    serial = api.post(f"/api/v1/programs/{program['id']}/members",
+                      json={"name": "Ari"}).json["card"]["serial_number"]
+    object_id = f"{ISSUER_ID}.{serial}"
+    assert held.arrived.wait(20), "the new card's object never reached Google"
+    # On PostgreSQL a sync's lock does not hold up postings: this commits meanwhile.
+    earned = api.post(f"/api/v1/cards/{serial}/earn", json={"points": 40})
+    assert earned.status_code == 201, earned.json
+    held.release()
+    with app.app_context():
+        jobs.dispatcher().wait()
+    _wait(lambda: _pending(app) == 0, "the outbox to drain")
+
+    assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0, 40]
+    assert wallet_server.objects[object_id]["loyaltyPoints"]["balance"]["int"] == 40
+
+
+@pytest.mark.redis
+def test_the_enrolment_request_leaves_google_to_the_worker(
+    rq_google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    """One way to create the object: the outbox, drained by a worker. The web request sends
+    Google nothing, and the save link appears once the object exists."""
+    app = rq_google_app
+    api = _api(app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    enrolled = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ari"})
+    assert enrolled.status_code == 201, enrolled.json
+    serial = enrolled.json["card"]["serial_number"]
+    assert wallet_server.api_requests() == []
+    assert enrolled.json["card"]["google_save_url"] is None
+    assert api.get(f"/api/v1/cards/{serial}").json["google_save_url"] is None
+
+    result = subprocess.run([BIN / "pointpass", "worker", "--burst"],
+                            env=app.config["TEST_WORKER_ENV"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert _pending(app) == 0
+    assert f"{ISSUER_ID}.{serial}" in wallet_server.objects
+    url = api.get(f"/api/v1/cards/{serial}").json["google_save_url"]
+    assert url.startswith("https://pay.google.com/gp/v/save/")
 
 
 # --- several rq workers on PostgreSQL -------------------------------------------------------

@@ -2,48 +2,33 @@
 
 Changes write outbox rows in their own transaction (``app.loyalty.changes.announce``); after
 commit a drain is asked for (coalesced: many changes, one waiting drain). A drain leases a
-batch of rows by moving their ``available_at`` past the lease, delivers them channel by
-channel, and deletes what was delivered. Rows a dead drain had leased become available again
-when the lease runs out, and the periodic sweep (``app.wallet.sweep``) drains them: nothing is
-lost when Redis, the worker or the process dies, only delayed.
+batch of rows by moving their ``available_at`` past the lease, hands them to their registered
+channels (:mod:`app.outbox.channels`), and deletes what was delivered. Rows a dead drain had
+leased become available again when the lease runs out, and the periodic sweep
+(``app.wallet.sweep``) drains them: nothing is lost when Redis, the worker or the process
+dies, only delayed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from app import jobs
 from app.extensions import db
+from app.outbox import channels
+from app.outbox.channels import Claimed, Delivery
+from app.outbox.models import OutboxEntry, PassUpdate, UpdateStatus
 from app.timeutil import utcnow
-from app.wallet.models import OutboxEntry, PassUpdate, UpdateStatus
 
 log = logging.getLogger("pointpass.outbox")
 
 DRAIN_KEY = "outbox-drain"
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    card_id: int
-    channel: str
-    update_id: int | None
-    attempts: int
-
-
-@dataclass
-class Delivery:
-    """What a channel did with a batch: rows to retry, and per-update counts."""
-
-    retry: set[int] = field(default_factory=set)  # outbox ids
-    devices_pushed: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    failures: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
 
 @dataclass
@@ -92,11 +77,9 @@ def claim(limit: int, lease_seconds: int) -> list[Claimed]:
 
 
 def drain() -> DrainStats:
-    """Deliver every available outbox row (the job behind every push and sync)."""
-    from app.wallet.apple import push as apple_push
-    from app.wallet.google import sync as google_sync
-
-    channels = {"apple": apple_push.deliver, "google": google_sync.deliver}
+    """Deliver every available outbox row through its channel (the job behind every push
+    and sync). Rows of a channel the app has not registered are dropped, with a log line."""
+    registry = channels.registered()
     limit, lease = _settings()
     stats = DrainStats()
     while True:
@@ -109,11 +92,11 @@ def drain() -> DrainStats:
             by_channel[row.channel].append(row)
         outcome = Delivery()
         for channel, rows in by_channel.items():
-            deliver = channels.get(channel)
-            if deliver is None:
+            target = registry.get(channel)
+            if target is None:
                 log.error("outbox rows for unknown channel %r dropped", channel)
                 continue
-            deliver(rows, outcome)
+            target.deliver(rows, outcome)
         _finish(batch, outcome)
         stats.rows += len(batch)
         stats.retried += len(outcome.retry)
@@ -166,6 +149,8 @@ def _count_updates(batch: list[Claimed], outcome: Delivery) -> None:
 
 
 def close_finished_updates(update_ids: list[int]) -> None:
+    """Mark ``done`` the updates among ``update_ids`` that are pushing with no outbox row
+    left (not committed)."""
     still_queued = select(OutboxEntry.update_id).where(OutboxEntry.update_id.in_(update_ids))
     db.session.execute(
         update(PassUpdate)
@@ -177,6 +162,4 @@ def close_finished_updates(update_ids: list[int]) -> None:
 
 def pending() -> int:
     """How many outbox rows are waiting (leased or not)."""
-    from sqlalchemy import func
-
     return int(db.session.scalar(select(func.count(OutboxEntry.id))) or 0)

@@ -1,4 +1,5 @@
-"""The outbox of pass changes still to announce, and marketer-triggered updates."""
+"""The outbox of pass changes still to announce, and the marketer updates whose progress
+its drain counts (each outbox row may belong to one)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ class OutboxEntry(db.Model):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"),
                                     primary_key=True)
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"))
-    # Which wallet to tell: "apple" (push to registered devices) or "google" (patch object).
+    # Which wallet to tell: the name of a registered channel (app.outbox.channels), such as
+    # "apple" (push to registered devices) or "google" (patch the object).
     channel: Mapped[str] = mapped_column(String(8), default="apple")
     update_id: Mapped[int | None] = mapped_column(
         ForeignKey("pass_updates.id", ondelete="SET NULL"), index=True

@@ -1,0 +1,115 @@
+"""Wallet channels: how the outbox tells a wallet, without knowing which wallets there are.
+
+A channel (Apple push, Google sync, later webhooks) supplies two things and registers with
+the app in ``create_app``:
+
+- its *audience*: given the changed cards' id column, an SQL condition (typically an
+  ``EXISTS`` over its own tables) saying which cards it has someone to tell about. The
+  announce insert writes an outbox row for each card and channel whose condition holds, in
+  the transaction of the change itself.
+- its *delivery*: given the leased outbox rows of its name, tell the wallet, and record in
+  a :class:`Delivery` what to retry and how each marketer update fared.
+
+The registry lives in ``app.extensions``, so every app built by ``create_app`` has its own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import Integer, bindparam, insert, literal, select, union_all
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.outbox.models import OutboxEntry
+
+EXTENSION = "pointpass.channels"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An outbox row a drain has leased: tell ``channel`` that card ``card_id`` changed."""
+
+    id: int
+    card_id: int
+    channel: str
+    update_id: int | None
+    attempts: int
+
+
+@dataclass
+class Delivery:
+    """What a channel did with a batch: rows to retry, and per-update counts."""
+
+    retry: set[int] = field(default_factory=set)  # outbox ids
+    devices_pushed: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    failures: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+
+# ``audience(card_id, new_cards)``: the condition on the changed cards' id column for the
+# cards this channel must hear about, or ``None`` for all of them. ``new_cards`` is true for
+# cards just created, which no wallet holds yet.
+Audience = Callable[[ColumnElement[int], bool], ColumnElement[bool] | None]
+# ``deliver(rows, outcome)``: tell the wallet about the leased ``rows`` (all of this channel)
+# and commit; record in ``outcome`` the rows to retry and the per-update counts.
+Deliver = Callable[[list[Claimed], Delivery], None]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A wallet the outbox tells about card changes (see the module's docstring).
+
+    ``name`` is stored in each outbox row (at most 8 characters). ``enabled`` says, in an
+    app context, whether the channel is configured: no rows are written for it while not.
+    """
+
+    name: str
+    audience: Audience
+    deliver: Deliver
+    enabled: Callable[[], bool] = lambda: True
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.name) <= 8:
+            raise ValueError(f"channel name {self.name!r} must have 1 to 8 characters")
+
+
+def register(app: Flask, channel: Channel) -> None:
+    """Make ``channel`` one of ``app``'s channels (at set-up, before any request)."""
+    registry: dict[str, Channel] = app.extensions.setdefault(EXTENSION, {})
+    if channel.name in registry:
+        raise ValueError(f"a channel named {channel.name!r} is already registered")
+    registry[channel.name] = channel
+
+
+def registered() -> dict[str, Channel]:
+    """The current app's channels by name, configured or not."""
+    return current_app.extensions.get(EXTENSION, {})  # type: ignore[no-any-return]
+
+
+def active() -> tuple[Channel, ...]:
+    """The current app's channels that are configured: those to write outbox rows for."""
+    return tuple(channel for channel in registered().values() if channel.enabled())
+
+
+def announce_statement(channels: tuple[Channel, ...], card_id: ColumnElement[int],
+                       cards: ColumnElement[bool], new_cards: bool = False) -> Any:
+    """The outbox insert for ``channels`` and the changed cards: rows of ``card_id`` matching
+    ``cards``, one per card and channel whose audience holds. Its parameters are ``now`` and
+    ``update_id`` (and whatever ``cards`` binds)."""
+    now = bindparam("now", type_=OutboxEntry.available_at.type)
+    selects = []
+    for channel in channels:
+        query = select(card_id, literal(channel.name), bindparam("update_id", type_=Integer),
+                       literal(0), now, now).where(cards)
+        audience = channel.audience(card_id, new_cards)
+        if audience is not None:
+            query = query.where(audience)
+        selects.append(query)
+    # SQLAlchemy reports -1 rows for an INSERT unless asked to keep the driver's count.
+    return insert(OutboxEntry).from_select(
+        ["card_id", "channel", "update_id", "attempts", "available_at", "created_at"],
+        selects[0] if len(selects) == 1 else union_all(*selects),
+    ).execution_options(preserve_rowcount=True)
