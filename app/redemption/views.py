@@ -6,6 +6,9 @@ the same shapes and problem types. They authenticate with the Flask session inst
 key (the session holds the key's id, never the key), so they need CSRF protection: the page
 sends its token in the ``X-CSRFToken`` header. The key is looked up on every request, so
 revoking it signs its sessions out at once.
+
+CSRF is checked for every post before the view runs (:mod:`app.web.pagekit`); the error
+handler below words the refusal for each endpoint.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
-from app.web.pages import LANGUAGE_NAMES, PageForm, csrf
+from app.web.pagekit import LANGUAGE_NAMES, PageForm, csrf_problem
 
 bp = Blueprint("staff_pages", __name__)
 
@@ -107,8 +110,14 @@ def signed_in_staff() -> Principal | None:
     return principal
 
 
+def _session_expired() -> Response:
+    return problem(401, code="session-expired", title="Session expired",
+                   detail="Sign in again on /staff/login.")
+
+
 def _json_endpoint(view: Callable[P, R]) -> Callable[P, R | Response]:
-    """Session auth, then CSRF, for the page's JSON endpoints; sets ``g.staff_principal``.
+    """Session auth for the page's JSON endpoints; sets ``g.staff_principal``. (Their CSRF
+    token was checked before the view, as for every post.)
 
     Applied outside ``limit("STAFF_RATE_LIMIT")``, so the limit counts per staff key.
     """
@@ -117,10 +126,8 @@ def _json_endpoint(view: Callable[P, R]) -> Callable[P, R | Response]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
         principal = signed_in_staff()
         if principal is None:
-            return problem(401, code="session-expired", title="Session expired",
-                           detail="Sign in again on /staff/login.")
+            return _session_expired()
         g.staff_principal = principal
-        csrf.protect()
         return view(*args, **kwargs)
 
     return wrapper
@@ -145,8 +152,6 @@ def _login_form(form: LoginForm, status: int) -> tuple[str, int]:
 @limit(fixed="10/minute", key=by_address, methods=("POST",))
 def login() -> ResponseReturnValue:
     """Show the sign-in form; on a valid staff key remember its id and open the scanner."""
-    if request.method == "POST":
-        csrf.protect()
     form = LoginForm()
     if request.method == "GET" or not form.validate():
         return _login_form(form, 200 if request.method == "GET" else 422)
@@ -167,7 +172,6 @@ def login() -> ResponseReturnValue:
 @bp.post("/staff/logout")
 def logout() -> ResponseReturnValue:
     """Forget the signed-in key and go back to the sign-in form."""
-    csrf.protect()
     session.clear()
     return redirect(url_for(".login"), 303)
 
@@ -252,7 +256,11 @@ def _private(response: Response) -> Response:
 @bp.errorhandler(CSRFError)
 def _csrf_failed(error: CSRFError) -> ResponseReturnValue:
     if request.endpoint in JSON_ENDPOINTS:
-        return problem(400, code="csrf", title="CSRF check failed", detail=error.description)
+        # Failing both checks, a request is told about the session (as when these endpoints
+        # checked it first): signing in again is what helps, and brings a new token too.
+        if signed_in_staff() is None:
+            return _session_expired()
+        return csrf_problem(error)
     if request.endpoint == "staff_pages.login":
         # A stale or missing token (an old tab, cookies off): show the form to send again.
         form = LoginForm()
