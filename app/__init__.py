@@ -83,17 +83,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.auth.api import bp as keys_api
+    from app.enrollment.views import bp as enrollment_pages
     from app.loyalty import models as _loyalty_models  # noqa: F401
     from app.loyalty.api import bp as loyalty_api
     from app.outbox import models as _outbox_models  # noqa: F401
     from app.redemption import models as _redemption_models  # noqa: F401
     from app.redemption.api import bp as redemption_api
+    from app.redemption.views import bp as staff_pages
     from app.wallet.api import bp as updates_api
     from app.wallet.apple import models as _apple_models  # noqa: F401
     from app.wallet.apple.views import bp as apple_passes
     from app.wallet.apple.webservice import bp as passkit
     from app.wallet.google import models as _google_models  # noqa: F401
     from app.wallet.google.views import bp as google_wallet
+    from app.wallet.google.views import callback as google_callback
+    from app.web import pagekit
     from app.web.views import bp as web
 
     app.register_blueprint(loyalty_api)
@@ -104,9 +108,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
 
-    from app.web import pages
-
-    pages.init_app(app)
+    # CSRF protection is on for every post; these callers prove who they are with API keys,
+    # PassKit authentication tokens and Google's signatures, never with the session cookie.
+    pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, passkit,
+                             google_callback)
+    pagekit.init_app(app)
+    app.register_blueprint(enrollment_pages)
+    app.register_blueprint(staff_pages)
 
     if not app.config.get("REDIS_URL") and not app.testing:
         # Jobs run in this process, so the periodic sweep does too (with rq, the

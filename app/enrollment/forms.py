@@ -12,7 +12,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, Va
 
 from app.loyalty.models import LANGUAGES
 from app.schemas import invisible_character
-from app.web.pages import PageForm
+from app.web.pagekit import PageForm
 
 
 def _strip(value: Any) -> Any:

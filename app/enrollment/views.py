@@ -19,7 +19,7 @@ from app.enrollment.links import card_page_token
 from app.errors import NotFound
 from app.loyalty.models import Program
 from app.ratelimit import by_address, limit
-from app.web.pages import LANGUAGE_NAMES, csrf, use_languages
+from app.web.pagekit import LANGUAGE_NAMES, use_languages
 
 bp = Blueprint("enrollment_pages", __name__)
 
@@ -51,8 +51,6 @@ def join(slug: str) -> ResponseReturnValue:
     """Show the join form; on a valid post enroll the visitor and go to their card page."""
     program = member_pages.program_for_page(slug)
     use_languages(program=program.default_language)
-    if request.method == "POST":
-        csrf.protect()
     form = JoinForm()
     if request.method == "GET":
         form.language.data = str(get_locale())
@@ -80,7 +78,12 @@ def card(serial: str, token: str) -> str:
 @bp.errorhandler(CSRFError)
 def _csrf_failed(error: CSRFError) -> tuple[str, int]:
     # A stale or missing token (an old tab, cookies off): show the form again to resubmit.
-    program = member_pages.program_for_page((request.view_args or {}).get("slug", ""))
+    # The token is checked before the view runs, so this finds the program the view would.
+    try:
+        program = member_pages.program_for_page((request.view_args or {}).get("slug", ""))
+    except NotFound as exc:  # raised here it would escape the handler as a 500
+        return _not_found(exc)
+    use_languages(program=program.default_language)
     form = JoinForm()  # keeps what they typed
     form.form_errors.append(
         _("Your session expired. Please check your details and send the form again."))

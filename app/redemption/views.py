@@ -5,29 +5,20 @@ The page is the phone-sized counterpart of the staff API (``/api/v1/scans`` and
 the same shapes and problem types. They authenticate with the Flask session instead of a bearer
 key (the session holds the key's id, never the key), so they need CSRF protection: the page
 sends its token in the ``X-CSRFToken`` header. The key is looked up on every request, so
-revoking it signs its sessions out at once.
+revoking it signs its sessions out at once (see :mod:`app.auth.staff_session`).
+
+CSRF is checked for every post before the view runs (:mod:`app.web.pagekit`); the error
+handler below words the refusal for each endpoint.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from apiflask import HTTPError
-from flask import (
-    Blueprint,
-    Response,
-    current_app,
-    g,
-    jsonify,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -37,24 +28,17 @@ from marshmallow import ValidationError
 from wtforms import PasswordField
 from wtforms.validators import InputRequired, Length
 
-from app.auth import keys
-from app.auth.keys import Principal
-from app.auth.models import Role
+from app.auth import keys, staff_session
 from app.loyalty.schemas import IdempotencyHeader
 from app.problems import problem
 from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
-from app.web.pages import LANGUAGE_NAMES, PageForm, csrf
+from app.web.pagekit import LANGUAGE_NAMES, PageForm, csrf_problem
 
 bp = Blueprint("staff_pages", __name__)
 
-STAFF_ROLES = frozenset({Role.STAFF, Role.ADMIN})
-SESSION_KEY_ID = "staff_key_id"
-SESSION_SINCE = "staff_since"
-# A lost or shared phone stays signed in for one long shift at most.
-DEFAULT_SESSION_SECONDS = 12 * 3600
 JSON_ENDPOINTS = frozenset({"staff_pages.scan", "staff_pages.redeem"})
 
 P = ParamSpec("P")
@@ -89,38 +73,24 @@ def _language_url(code: str) -> str:
 # --- Who is signed in ----------------------------------------------------------------------
 
 
-def _session_seconds() -> int:
-    return int(current_app.config.get("STAFF_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
-
-
-def signed_in_staff() -> Principal | None:
-    """The staff (or admin) key this session signed in with, if it is still active."""
-    key_id = session.get(SESSION_KEY_ID)
-    since = session.get(SESSION_SINCE)
-    if not isinstance(key_id, int) or not isinstance(since, int | float):
-        return None
-    if time.time() - since > _session_seconds():
-        return None
-    principal = keys.principal_by_id(key_id)
-    if principal is None or principal.role not in STAFF_ROLES:
-        return None
-    return principal
+def _session_expired() -> Response:
+    return problem(401, code="session-expired", title="Session expired",
+                   detail="Sign in again on /staff/login.")
 
 
 def _json_endpoint(view: Callable[P, R]) -> Callable[P, R | Response]:
-    """Session auth, then CSRF, for the page's JSON endpoints; sets ``g.staff_principal``.
+    """Session auth for the page's JSON endpoints; sets ``g.staff_principal``. (Their CSRF
+    token was checked before the view, as for every post.)
 
     Applied outside ``limit("STAFF_RATE_LIMIT")``, so the limit counts per staff key.
     """
 
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        principal = signed_in_staff()
+        principal = staff_session.signed_in_staff()
         if principal is None:
-            return problem(401, code="session-expired", title="Session expired",
-                           detail="Sign in again on /staff/login.")
+            return _session_expired()
         g.staff_principal = principal
-        csrf.protect()
         return view(*args, **kwargs)
 
     return wrapper
@@ -145,8 +115,6 @@ def _login_form(form: LoginForm, status: int) -> tuple[str, int]:
 @limit(fixed="10/minute", key=by_address, methods=("POST",))
 def login() -> ResponseReturnValue:
     """Show the sign-in form; on a valid staff key remember its id and open the scanner."""
-    if request.method == "POST":
-        csrf.protect()
     form = LoginForm()
     if request.method == "GET" or not form.validate():
         return _login_form(form, 200 if request.method == "GET" else 422)
@@ -154,30 +122,26 @@ def login() -> ResponseReturnValue:
     if principal is None:
         form.form_errors.append(_("This key was not accepted. Check it and try again."))
         return _login_form(form, 422)
-    if principal.role not in STAFF_ROLES:
+    if not staff_session.is_staff(principal):
         form.form_errors.append(_("This key cannot use the scanner: it needs a staff key."))
         return _login_form(form, 403)
-    # A fresh session (and so a fresh CSRF token): nothing from before sign-in carries over.
-    session.clear()
-    session[SESSION_KEY_ID] = principal.id
-    session[SESSION_SINCE] = int(time.time())
+    staff_session.sign_in(principal)
     return redirect(url_for(".scanner"), 303)
 
 
 @bp.post("/staff/logout")
 def logout() -> ResponseReturnValue:
     """Forget the signed-in key and go back to the sign-in form."""
-    csrf.protect()
-    session.clear()
+    staff_session.sign_out()
     return redirect(url_for(".login"), 303)
 
 
 @bp.get("/staff")
 def scanner() -> ResponseReturnValue:
     """The scanner page, or the sign-in form when no active staff key is signed in."""
-    principal = signed_in_staff()
+    principal = staff_session.signed_in_staff()
     if principal is None:
-        session.pop(SESSION_KEY_ID, None)
+        staff_session.forget_key()
         return redirect(url_for(".login"), 303)
     return render_template("staff.html", staff=principal, messages=_page_messages())
 
@@ -252,7 +216,11 @@ def _private(response: Response) -> Response:
 @bp.errorhandler(CSRFError)
 def _csrf_failed(error: CSRFError) -> ResponseReturnValue:
     if request.endpoint in JSON_ENDPOINTS:
-        return problem(400, code="csrf", title="CSRF check failed", detail=error.description)
+        # Failing both checks, a request is told about the session (as when these endpoints
+        # checked it first): signing in again is what helps, and brings a new token too.
+        if staff_session.signed_in_staff() is None:
+            return _session_expired()
+        return csrf_problem(error)
     if request.endpoint == "staff_pages.login":
         # A stale or missing token (an old tab, cookies off): show the form to send again.
         form = LoginForm()

@@ -473,7 +473,7 @@ def test_join_page_language_browser_then_program_default(api: Any, client: Any,
 def test_browser_language(header: str, expected: str | None) -> None:
     from flask import Flask
 
-    from app.web.pages import browser_language
+    from app.web.pagekit import browser_language
 
     with Flask(__name__).test_request_context(headers={"Accept-Language": header}):
         assert browser_language() == expected
@@ -535,9 +535,10 @@ def test_join_posts_are_rate_limited_per_address(database: Any, tmp_path: Any) -
             admin = api_keys.create("admin", "admin")[1]
         ApiClient(app.test_client(), admin).post("/api/v1/programs", json=PROGRAM)
         client = app.test_client()
-        statuses = [client.post("/join/kopi-test", data={"name": ""}).status_code
-                    for _ in range(3)]
-        assert statuses[-1] == 429
+        token = csrf_token(client.get("/join/kopi-test").get_data(as_text=True))
+        statuses = [client.post("/join/kopi-test", data={"name": "", "csrf_token": token})
+                    .status_code for _ in range(3)]
+        assert statuses == [422, 422, 429]
         assert client.get("/join/kopi-test").status_code == 200  # reading the form is free
 
 

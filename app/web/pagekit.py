@@ -1,26 +1,30 @@
-"""Customer-facing pages: wiring for i18n, CSRF, security headers and their blueprints.
+"""What every HTML page is built with: languages (Babel), forms and CSRF, security headers.
 
-The JSON API (``/api/``), the PassKit web service (``/passkit/``) and pass downloads
-(``/wallet/``) authenticate with keys and tokens, never with cookies, so CSRF does not apply to
-them. Rather than list blueprints to exempt (and miss the next one someone adds), CSRF is off by
-default and the page views that take form posts call :data:`csrf` ``.protect()`` themselves.
+Page views import from here; this module imports none of them (``create_app`` registers their
+blueprints). CSRF protection is Flask-WTF's, on by default: every POST, PUT, PATCH and DELETE
+must carry the session's token, so a new form is protected without doing anything. Callers
+that prove who they are without cookies (the JSON API's keys, the PassKit web service's
+tokens, Google's signed callbacks) are exempted where ``create_app`` registers them, with
+:func:`exempt_from_csrf`.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Blueprint, Flask, Response, g, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel, refresh
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from itsdangerous import URLSafeTimedSerializer
 
 from app.loyalty.models import LANGUAGES
+from app.problems import problem
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 DEFAULT_LANGUAGE = "en"
@@ -151,24 +155,37 @@ def _session_serializer(interface: SecureCookieSessionInterface, secret_key: Any
     )
 
 
+def exempt_from_csrf(*views: Blueprint | Callable[..., Any]) -> None:
+    """Let posts to these blueprints or view functions through without a CSRF token.
+
+    Only for callers that authenticate otherwise than with the session cookie, which is what
+    CSRF protects: a cookie-authenticated endpoint exempted here is open to other sites.
+    """
+    for view in views:
+        csrf.exempt(view)
+
+
+def csrf_problem(error: CSRFError) -> Response:
+    """The answer to a post whose CSRF token is missing, wrong or stale: a 400 problem of type
+    ``csrf``. (Pages with a form answer with the form instead, from their blueprint's handler.)
+    """
+    return problem(400, code="csrf", title="CSRF check failed", detail=error.description)
+
+
 def init_app(app: Flask) -> None:
-    """Attach the page extensions and blueprints."""
+    """Attach Babel, CSRF protection (on for every form post), sessions and page headers."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     babel.init_app(app, locale_selector=select_locale)
 
-    # Forced, not defaulted: turning it on would demand CSRF tokens from every API client.
-    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    # Every post is checked before its view runs (Flask-WTF's default, forced so that no
+    # setting can quietly turn it off); views need not, and do not, call csrf.protect().
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = True
     # The form is one step; a token that lasts a day lets members finish at their own pace.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 24 * 3600)
     app.session_interface = SessionCookies()
     csrf.init_app(app)
+    app.register_error_handler(CSRFError, csrf_problem)
 
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.after_request(_page_headers)
-
-    from app.enrollment.views import bp as enrollment_pages
-    from app.redemption.views import bp as staff_pages
-
-    app.register_blueprint(enrollment_pages)
-    app.register_blueprint(staff_pages)
