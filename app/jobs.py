@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from app.extensions import db
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pointpass.jobs")
 
 _PENDING = "pointpass.pending_jobs"
 EXTENSION = "pointpass.jobs"

@@ -18,7 +18,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from app.errors import DomainError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pointpass.problems")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:pointpass:problem:"

@@ -14,7 +14,7 @@ from app.auth.security import actor, auth
 from app.errors import NotFound
 
 bp = APIBlueprint("api_keys", __name__, url_prefix="/api/v1", tag="API keys")
-log = logging.getLogger(__name__)
+log = logging.getLogger("pointpass.auth")
 
 
 class KeyOut(Schema):

@@ -29,7 +29,7 @@ CACHE_SECONDS = 10.0
 # older, so a key in steady use costs one small write a minute, not one per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pointpass.auth")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from app.loyalty import changes, ledger
 from app.loyalty.models import Card, CardStatus
 from app.timeutil import utcnow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pointpass.cards")
 
 _VOID = dbutil.Prebuilt(lambda dialect: update(Card.__table__).where(
     Card.__table__.c.id == bindparam("card_id")

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("pointpass.passes.google.callbacks")
 
 GOOGLE_ROOT_KEYS_URL = "https://pay.google.com/gp/m/issuer/keys"
 SENDER_ID = "GooglePayPasses"

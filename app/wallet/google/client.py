@@ -39,7 +39,7 @@ import redis
 import requests
 from google.oauth2 import service_account
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("pointpass.google.client")
 
 WALLET_SCOPE = "https://www.googleapis.com/auth/wallet_object.issuer"
 DEFAULT_API_URL = "https://walletobjects.googleapis.com/walletobjects/v1"
