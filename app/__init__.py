@@ -81,11 +81,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     channels.register(app, apple_push.CHANNEL)
     channels.register(app, google_sync.CHANNEL)
 
+    from app.api.loyalty import bp as loyalty_api
     from app.auth import models as _auth_models  # noqa: F401 - register the tables
     from app.auth.api import bp as keys_api
     from app.enrollment.views import bp as enrollment_pages
     from app.loyalty import models as _loyalty_models  # noqa: F401
-    from app.loyalty.api import bp as loyalty_api
     from app.outbox import models as _outbox_models  # noqa: F401
     from app.redemption import models as _redemption_models  # noqa: F401
     from app.redemption.api import bp as redemption_api

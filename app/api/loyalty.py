@@ -1,4 +1,6 @@
-"""The loyalty API: programs, rewards, tiers, members, cards, earning and adjusting."""
+"""The loyalty API: programs, rewards, tiers, members, cards, earning and adjusting.
+
+It lives above the domains it composes (see ``app.api``)."""
 
 from __future__ import annotations
 
