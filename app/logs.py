@@ -8,7 +8,8 @@ own links and downloads send it) and in the app's error lines. :func:`redact` re
 and the other secrets that can end up in a message (API keys, ``Authorization`` values,
 redemption codes, JSON Web Tokens such as Google save links), to ``[redacted]``.
 
-:func:`install` applies it to every log record this process creates, whatever the logger,
+:func:`install` applies it (and :func:`inert` to string arguments, where text from outside
+arrives) to every log record this process creates, whatever the logger,
 handler or call site: a log record factory redacts the final message (``record.getMessage()``,
 so the arguments too) and an exception's traceback text. A filter on the handlers would miss
 handlers added later (a deployer's logging configuration, gunicorn's own), and a filter on the
@@ -70,12 +71,44 @@ def redact(text: str) -> str:
     return text
 
 
+def _escape_table() -> dict[int, str]:
+    """Characters a log line must not carry as they are: C0 and C1 controls and DEL (a
+    newline forges a line of its own, ANSI escapes rewrite a terminal), line and paragraph
+    separators, and the bidirectional controls that make text read other than it is stored.
+    Backslash too, so an escape in an escaped value is always ours."""
+    codes = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+             *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+    table = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in codes}
+    table.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def inert(value: str) -> str:
+    """``value`` with control, separator and bidi characters (and backslashes) written as
+    escapes, so text from outside cannot forge or disguise a log line."""
+    return value.translate(_ESCAPES)
+
+
+def _inert_arguments(record: logging.LogRecord) -> None:
+    """Escape the string arguments of a record (where outside text arrives; the template is
+    ours). ``isprintable`` (false for every escaped character) spares the usual argument."""
+    args = record.args
+    if isinstance(args, tuple) and any(isinstance(a, str) and not a.isprintable()
+                                       for a in args):
+        record.args = tuple(inert(a) if isinstance(a, str) and not a.isprintable() else a
+                            for a in args)
+
+
 _traceback_formatter = logging.Formatter()
 _install_lock = threading.Lock()
 _installed = False
 
 
 def _redact_record(record: logging.LogRecord) -> None:
+    _inert_arguments(record)
     try:
         message = record.getMessage()
     except Exception:  # a bad format string: the handler reports it as usual

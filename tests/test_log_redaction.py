@@ -129,6 +129,17 @@ def test_any_logger_and_traceback_is_redacted(app: Any,
     assert caplog.records[-1].getMessage() == "earned 5 points on /api/v1/cards/PPLOG2/earn"
 
 
+def test_outside_text_cannot_forge_a_line_from_any_logger(
+        app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Control, separator and bidi characters in a logged value are escaped, whoever logs."""
+    caplog.set_level(logging.INFO)
+    forged = "Ayu\n2026-11-28 ERROR pointpass.auth: FORGED\x1b[31m \u202eevil \\"
+    logging.getLogger("some.library").warning("member %s joined (%d)", forged, 7)
+    message = caplog.records[-1].getMessage()
+    assert message == ("member Ayu\\n2026-11-28 ERROR pointpass.auth: FORGED\\x1b[31m "
+                       "\\u202eevil \\\\ joined (7)")
+
+
 def test_database_errors_hold_no_parameters(app: Any) -> None:
     """An unexpected error's traceback is logged with the database's error message, which
     would otherwise list the statement's parameters (tokens, key hashes)."""

@@ -42,27 +42,11 @@ MAX_LOG_MESSAGES = 20
 MAX_LOG_MESSAGE_CHARS = 1000
 
 
-def _escape_table() -> dict[int, str]:
-    """Characters a log line must not carry as they are: C0 and C1 controls and DEL (a
-    newline forges a line of its own, ANSI escapes rewrite a terminal), line and paragraph
-    separators, and the bidirectional controls that make text read other than it is stored.
-    Backslash too, so an escape in the log is always ours. (Lone surrogates, which a UTF-8 log
-    cannot take, never get this far: app.jsonbody refuses them.)"""
-    codes = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
-             *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-    table = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in codes}
-    table.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-    return table
-
-
-_LOG_ESCAPES = _escape_table()
-
-
 def loggable(message: str) -> str:
-    """``message`` as one inert log line: at most ``MAX_LOG_MESSAGE_CHARS`` of it (a marker
-    says how much was cut), with control, separator and bidi characters written as escapes."""
+    """At most ``MAX_LOG_MESSAGE_CHARS`` of ``message`` (a marker says how much was cut).
+    Control, separator and bidi characters are escaped for every log line (app.logs)."""
     cut = len(message) - MAX_LOG_MESSAGE_CHARS
-    text = message[:MAX_LOG_MESSAGE_CHARS].translate(_LOG_ESCAPES)
+    text = message[:MAX_LOG_MESSAGE_CHARS]
     return f"{text}... [{cut} more characters]" if cut > 0 else text
 
 
