@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from app.wallet.apple.models import Device
 from tests.apns_server import APNsTestServer
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app, apns_settings
 from tests.phones import Phone
+from tests.processes import start_worker, wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -291,9 +291,9 @@ def test_killed_worker_and_redis_outage_delay_pushes_but_lose_none(
     # 1. The worker takes the push, APNs stalls, the worker is killed mid-push.
     apns.latency = 30
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5})
-    worker = _start_worker(env)
+    worker = start_worker(env)
     # A worker process imports and starts the whole app first: give it time on a busy box.
-    _wait(lambda: apns.requests_for(phone.token), "the push to reach APNs", timeout=120)
+    wait_until(lambda: apns.requests_for(phone.token), "the push to reach APNs", timeout=120)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(10)
     assert _pending(app) == 1  # the earn's row: leased by the dead worker, not lost
@@ -301,11 +301,11 @@ def test_killed_worker_and_redis_outage_delay_pushes_but_lose_none(
     # 2. A new worker's sweep sends it once the lease has run out.
     apns.latency = 0
     apns.reset()
-    worker = _start_worker(env)
+    worker = start_worker(env)
     try:
-        _wait(lambda: apns.requests_for(phone.token), "the push after the restart",
+        wait_until(lambda: apns.requests_for(phone.token), "the push after the restart",
               timeout=120)
-        _wait(lambda: _pending(app) == 0, "the outbox to empty", timeout=60)
+        wait_until(lambda: _pending(app) == 0, "the outbox to empty", timeout=60)
     finally:
         worker.terminate()
         worker.wait(10)
@@ -327,20 +327,8 @@ def _apple_env() -> dict[str, str]:
             "APPLE_WWDR_CERT": str(_dev_certs["wwdr"])}
 
 
-def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([BIN / "pointpass", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def _pending(app: Flask) -> int:
     with app.app_context():
         count = outbox.pending()
         db.session.rollback()
         return count
-
-
-def _wait(condition: Callable[[], Any], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from app.outbox.models import OutboxEntry
 from tests.apns_server import APNsTestServer
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app, apns_settings
 from tests.phones import Phone
+from tests.processes import group_alive, start_worker, wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -71,13 +71,6 @@ def _update_rows(app: Flask, update_id: int) -> int:
                                   .where(OutboxEntry.update_id == update_id)) or 0
         db.session.rollback()
         return count
-
-
-def _wait(condition: Callable[[], Any], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _assert_done_with_true_counts(api: ApiClient, url: str, phones: list[Phone],
@@ -181,10 +174,10 @@ def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
         blocker.execute("SELECT id FROM cards WHERE id = %s FOR UPDATE", (card_ids[4],))
         response = api.post(f"/api/v1/programs/{program['id']}/updates", json={})
         url, update_id = response.json["url"], response.json["id"]
-        _wait(waiting(1), "the first run to reach the held card")  # in its second chunk
+        wait_until(waiting(1), "the first run to reach the held card", 60)  # in its second chunk
         second = threading.Thread(target=second_run, args=(update_id,))
         second.start()
-        _wait(waiting(2), "the second run to wait for the first")
+        wait_until(waiting(2), "the second run to wait for the first", 60)
         blocker.rollback()
         second.join(30)
         assert not second.is_alive()
@@ -222,20 +215,6 @@ def rq_pg_push_app(postgres_database: Any, tmp_path: Path, apns: APNsTestServer,
     Queue(queue_name, connection=Redis.from_url(REDIS_URL)).delete(delete_jobs=True)
 
 
-def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # A session of its own: the worker and rq's scheduler process it forks share a group.
-    return subprocess.Popen([BIN / "pointpass", "worker"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
@@ -262,7 +241,7 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
                             json={"message": "Double points this weekend"})
         assert response.status_code == 202
         url, update_id = response.json["url"], response.json["id"]
-        workers.append(_start_worker(env))
+        workers.append(start_worker(env))
 
         def stuck_on_the_third_chunk() -> bool:
             waiting = observer.execute(
@@ -271,7 +250,7 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
             return bool(waiting and waiting[0] == 1)
 
         # A worker process imports and starts the whole app first: give it time on a busy box.
-        _wait(stuck_on_the_third_chunk, "the run to reach the held card", timeout=120)
+        wait_until(stuck_on_the_third_chunk, "the run to reach the held card", timeout=120)
         assert api.get(url).json["status"] == "marking"
         assert _update_rows(app, update_id) == 10  # two chunks marked, none pushed yet
         assert apns.requests == []  # the worker was busy marking: no drain ran
@@ -279,12 +258,12 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
         os.kill(workers[0].pid, signal.SIGKILL)
         workers[0].wait(10)
         # rq's scheduler, forked by the worker, goes with it rather than living on as an orphan.
-        _wait(lambda: not _group_alive(workers[0].pid), "the dead worker's scheduler to stop",
+        wait_until(lambda: not group_alive(workers[0].pid), "the dead worker's scheduler to stop",
               timeout=30)
         blocker.rollback()  # the dead run's transaction ends; its third chunk is undone
 
-        workers.append(_start_worker(env))
-        _wait(lambda: api.get(url).json["status"] == "done", "the update to finish",
+        workers.append(start_worker(env))
+        wait_until(lambda: api.get(url).json["status"] == "done", "the update to finish",
               timeout=120)
     finally:
         blocker.close()
@@ -293,7 +272,7 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
             if worker.poll() is None:
                 worker.terminate()
                 worker.wait(10)
-            if _group_alive(worker.pid):
+            if group_alive(worker.pid):
                 os.killpg(worker.pid, signal.SIGKILL)
 
     _assert_done_with_true_counts(api, url, phones, apns)

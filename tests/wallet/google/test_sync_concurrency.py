@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from app.extensions import db
 from app.outbox import drain as outbox
 from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _make_app, apple_settings
 from tests.google_server import GoogleWalletTestServer, RecordedRequest
+from tests.processes import wait_until
 from tests.wallet.google.conftest import ISSUER_ID, google_settings
 
 BIN = Path(sys.executable).parent
@@ -39,14 +40,6 @@ NOTIFY = "NOTIFY_ON_UPDATE"
 def _api(app: Flask) -> ApiClient:
     with app.app_context():
         return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
-
-
-def _wait(condition: Callable[[], Any], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _pending(app: Flask) -> int:
@@ -103,7 +96,7 @@ def test_an_older_version_is_never_sent_after_a_newer_one(
     assert answers == [201]
     with app.app_context():
         jobs.dispatcher().wait()
-    _wait(lambda: _pending(app) == 0, "the outbox to drain")
+    wait_until(lambda: _pending(app) == 0, "the outbox to drain")
 
     balances = [b for b in map(_balance, _object_writes(wallet_server, object_id))
                 if b is not None]
@@ -175,20 +168,20 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     assert api.post(earn, json={"points": 10}).status_code == 201
     assert held.arrived.wait(20), "the patch for balance 10 never reached Google"
     assert api.post(earn, json={"points": 20}).status_code == 201
-    _wait(lambda: "waits for another sync" in caplog.text, "the second job to give up", 10)
+    wait_until(lambda: "waits for another sync" in caplog.text, "the second job to give up", 10)
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0]  # sent none
     held.release()
     with app.app_context():
         jobs.dispatcher().wait()
     # The second job's row waits for its retry (unless the first job's drain, still running,
     # found it due already).
-    _wait(lambda: _pending(app) <= 1, "the first job to finish")
+    wait_until(lambda: _pending(app) <= 1, "the first job to finish")
     with app.app_context():  # the retry's time has come; the periodic sweep would drain
         db.session.execute(update(OutboxEntry).values(available_at=outbox.utcnow()))
         db.session.commit()
         outbox.request_drain()
         jobs.dispatcher().wait()
-    _wait(lambda: _pending(app) == 0, "the retry")
+    wait_until(lambda: _pending(app) == 0, "the retry")
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0, 10, 30]
     assert wallet_server.objects[object_id]["loyaltyPoints"]["balance"]["int"] == 30
 
@@ -216,7 +209,7 @@ def test_a_change_while_the_new_object_is_being_created_reaches_google(
     held.release()
     with app.app_context():
         jobs.dispatcher().wait()
-    _wait(lambda: _pending(app) == 0, "the outbox to drain")
+    wait_until(lambda: _pending(app) == 0, "the outbox to drain")
 
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0, 40]
     assert wallet_server.objects[object_id]["loyaltyPoints"]["balance"]["int"] == 40
@@ -290,7 +283,7 @@ def workers(rq_google_app: Flask, tmp_path: Path) -> Iterator[list[subprocess.Po
     queue = Queue(rq_google_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
     try:
         # A worker imports and starts the whole app first: give them time on a busy box.
-        _wait(lambda: len(Worker.all(queue=queue)) >= WORKERS
+        wait_until(lambda: len(Worker.all(queue=queue)) >= WORKERS
               or any(p.poll() is not None for p in processes), "the workers to start", 90)
         assert all(p.poll() is None for p in processes), \
             (tmp_path / "worker-0.log").read_text(errors="replace")
@@ -320,14 +313,14 @@ def test_several_workers_keep_each_objects_balances_in_order_and_notifications_c
                             json={"name": f"Member {i}"})
         assert response.status_code == 201, response.json
         serials.append(response.json["card"]["serial_number"])
-    _wait(lambda: _pending(app) == 0, "the new cards' outbox rows to drain")
+    wait_until(lambda: _pending(app) == 0, "the new cards' outbox rows to drain")
     wallet_server.latency = 0.05  # as Google's own, so that jobs overlap as they would
 
     # Card after card, six earns each as fast as they come: each card's jobs overlap.
     statuses = [[api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1}).status_code
                  for _ in range(EARNS)] for serial in serials]
     assert statuses == [[201] * EARNS] * CARDS
-    _wait(lambda: _pending(app) == 0, "the workers to drain the outbox", 60)
+    wait_until(lambda: _pending(app) == 0, "the workers to drain the outbox", 60)
     assert all(p.poll() is None for p in workers), "a worker died"
 
     problems = []
