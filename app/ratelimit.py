@@ -42,10 +42,8 @@ R = TypeVar("R")
 EXTENSION = "pointpass.ratelimit"
 
 
-class RateLimited(DomainError):
-    status = 429
-    code = "rate-limited"
-    title = "Too many requests"
+class RateLimited(DomainError, code="rate-limited", status=429, title="Too many requests"):
+    """The caller used up the window; ``Retry-After`` says when the next one starts."""
 
 
 class ProcessCounters(Storage):
