@@ -69,17 +69,9 @@ def _now() -> dt.datetime:
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
     """A CA signs certificates and revocation lists; a leaf signs data (the passes) only."""
-    return x509.KeyUsage(
-        digital_signature=not ca,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    unused = dict.fromkeys(("content_commitment", "key_encipherment", "data_encipherment",
+                            "key_agreement", "encipher_only", "decipher_only"), False)
+    return x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **unused)
 
 
 def create_ca(

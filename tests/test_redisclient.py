@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from app import ratelimit, redisclient
-from app.auth import keys as api_keys
 from app.redisclient import redis_for
 from app.wallet.apple.setup import apple_wallet
 from app.wallet.google.setup import google_wallet
-from tests.conftest import REDIS_URL, ApiClient, _dev_certs, _make_app
+from tests.conftest import REDIS_URL, _dev_certs, _make_app
 
 
 def _google_settings() -> dict[str, Any]:
@@ -60,18 +56,3 @@ def test_without_redis_there_is_no_client(sqlite_database: Any, tmp_path: Path) 
     for app in _make_app(sqlite_database, tmp_path):
         assert redis_for(app) is None
         assert isinstance(app.extensions[ratelimit.EXTENSION].storage, ratelimit.ProcessCounters)
-
-
-def test_an_unreachable_redis_lets_rate_limited_requests_through_with_a_warning(
-        database: Any, tmp_path: Path, free_port: Any, caplog: pytest.LogCaptureFixture) -> None:
-    """The limiter on the app's own (unreachable) Redis: the till keeps working."""
-    for app in _make_app(database, tmp_path, STAFF_RATE_LIMIT="1/minute",
-                         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
-        with app.app_context():
-            staff = api_keys.create("till", "staff")[1]
-        client = ApiClient(app.test_client(), staff)
-        with caplog.at_level(logging.WARNING, logger="pointpass.ratelimit"):
-            statuses = [client.post("/api/v1/scans", json={"code": "x"}).status_code
-                        for _ in range(3)]
-        assert statuses == [422, 422, 422]
-        assert "Rate limit not checked" in caplog.text
