@@ -15,9 +15,33 @@ from sqlalchemy.engine import Engine
 from werkzeug.routing import IntegerConverter
 
 from app import config as config_module
-from app import dbutil
+from app import dbutil, jobs, jsonbody, logs, openapi, problems, ratelimit, redisclient
+from app.api.loyalty import bp as loyalty_api
+from app.auth import models as _auth_models  # noqa: F401 - register the tables
+from app.auth.api import bp as keys_api
+from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
+from app.loyalty import models as _loyalty_models  # noqa: F401
+from app.outbox import channels
+from app.outbox import models as _outbox_models  # noqa: F401
+from app.redemption import models as _redemption_models  # noqa: F401
+from app.redemption.api import bp as redemption_api
+from app.redemption.views import bp as staff_pages
 from app.schemas import MAX_ID
+from app.wallet import sweep
+from app.wallet.api import bp as updates_api
+from app.wallet.apple import models as _apple_models  # noqa: F401
+from app.wallet.apple import push as apple_push
+from app.wallet.apple import setup as apple_setup
+from app.wallet.apple.views import bp as apple_passes
+from app.wallet.apple.webservice import bp as passkit
+from app.wallet.google import models as _google_models  # noqa: F401
+from app.wallet.google import setup as google_setup
+from app.wallet.google import sync as google_sync
+from app.wallet.google.views import bp as google_wallet
+from app.wallet.google.views import callback as google_callback
+from app.web import pagekit
+from app.web.views import bp as web
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -49,6 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         "database cannot be reached; retry with the same `Idempotency-Key`.",
     }
     _configure_logging(app)
+    redisclient.init_app(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
@@ -59,46 +84,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
             dbutil.check_connections(db.engine)
     app.teardown_appcontext(dbutil.end_open_transactions)
 
-    from app import jobs, jsonbody, openapi, problems
-
     jsonbody.init_app(app)
     problems.init_app(app)
     openapi.init_app(app)
     jobs.init_app(app)
-    from app import ratelimit
-
     ratelimit.init_app(app)
-    from app.wallet.apple import setup as apple_setup
-    from app.wallet.google import setup as google_setup
-
     apple_setup.init_app(app)
     google_setup.init_app(app)
     # The wallets the outbox tells about card changes (it names none itself).
-    from app.outbox import channels
-    from app.wallet.apple import push as apple_push
-    from app.wallet.google import sync as google_sync
-
     channels.register(app, apple_push.CHANNEL)
     channels.register(app, google_sync.CHANNEL)
-
-    from app.api.loyalty import bp as loyalty_api
-    from app.auth import models as _auth_models  # noqa: F401 - register the tables
-    from app.auth.api import bp as keys_api
-    from app.enrollment.views import bp as enrollment_pages
-    from app.loyalty import models as _loyalty_models  # noqa: F401
-    from app.outbox import models as _outbox_models  # noqa: F401
-    from app.redemption import models as _redemption_models  # noqa: F401
-    from app.redemption.api import bp as redemption_api
-    from app.redemption.views import bp as staff_pages
-    from app.wallet.api import bp as updates_api
-    from app.wallet.apple import models as _apple_models  # noqa: F401
-    from app.wallet.apple.views import bp as apple_passes
-    from app.wallet.apple.webservice import bp as passkit
-    from app.wallet.google import models as _google_models  # noqa: F401
-    from app.wallet.google.views import bp as google_wallet
-    from app.wallet.google.views import callback as google_callback
-    from app.web import pagekit
-    from app.web.views import bp as web
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(updates_api)
@@ -119,8 +114,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     if not app.config.get("REDIS_URL") and not app.testing:
         # Jobs run in this process, so the periodic sweep does too (with rq, the
         # workers run it: `pointpass worker`).
-        from app.wallet import sweep
-
         app.extensions["pointpass.sweeper"] = sweep.start_sweeper(app)
     app.register_blueprint(web)
     return app
@@ -181,8 +174,6 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 
 def _configure_logging(app: APIFlask) -> None:
-    from app import logs
-
     # Card page and pass download URLs are secrets: every log line of the process is
     # redacted, whichever logger or handler writes it (see app/logs.py).
     logs.install()

@@ -21,54 +21,25 @@ class DomainError(Exception):
         self.headers = headers or {}
         self.extra = extra
 
-
-class Unauthorized(DomainError):
-    status = 401
-    code = "unauthorized"
-    title = "Unauthorized"
-
-
-class NotFound(DomainError):
-    status = 404
-    code = "not-found"
-    title = "Not found"
+    def __init_subclass__(cls, *, code: str, status: int | None = None,
+                          title: str | None = None, **kwargs: Any) -> None:
+        """A problem type: ``class NotFound(DomainError, code="not-found", status=404)``."""
+        super().__init_subclass__(**kwargs)
+        cls.code = code
+        cls.title = title or code.replace("-", " ").capitalize()
+        if status is not None:
+            cls.status = status
 
 
-class Conflict(DomainError):
-    status = 409
-    code = "conflict"
-    title = "Conflict"
-
-
-class InsufficientPoints(Conflict):
-    code = "insufficient-points"
-    title = "Insufficient points"
-
-
-class CardVoided(DomainError):
-    status = 410
-    code = "card-voided"
-    title = "Card voided"
-
-
-class Unprocessable(DomainError):
+# The problem types, one a line: ``code`` is the type's last word, ``title`` (the code in words
+# unless given) and ``status`` go into the response (the status unless given: the parent's).
+class Unauthorized(DomainError, code="unauthorized", status=401): ...
+class NotFound(DomainError, code="not-found", status=404): ...
+class Conflict(DomainError, code="conflict", status=409): ...
+class InsufficientPoints(Conflict, code="insufficient-points"): ...
+class CardVoided(DomainError, code="card-voided", status=410): ...
+class Unprocessable(DomainError, code="unprocessable", status=422, title="Unprocessable request"):
     """Well-formed input that cannot be applied; ``errors`` lists the fields at fault."""
-
-    status = 422
-    code = "unprocessable"
-    title = "Unprocessable request"
-
-
-class IdempotencyKeyReused(Unprocessable):
-    code = "idempotency-key-reused"
-    title = "Idempotency key reused"
-
-
-class CodeAlreadyUsed(Conflict):
-    code = "code-already-used"
-    title = "Code already used"
-
-
-class InvalidCode(Unprocessable):
-    code = "invalid-code"
-    title = "Invalid code"
+class IdempotencyKeyReused(Unprocessable, code="idempotency-key-reused"): ...
+class CodeAlreadyUsed(Conflict, code="code-already-used"): ...
+class InvalidCode(Unprocessable, code="invalid-code"): ...

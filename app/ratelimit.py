@@ -28,10 +28,11 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse
-from limits.storage import Storage, storage_from_string
+from limits.storage import RedisStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from app.errors import DomainError
+from app.redisclient import redis_for
 
 log = logging.getLogger("pointpass.ratelimit")
 
@@ -41,10 +42,8 @@ R = TypeVar("R")
 EXTENSION = "pointpass.ratelimit"
 
 
-class RateLimited(DomainError):
-    status = 429
-    code = "rate-limited"
-    title = "Too many requests"
+class RateLimited(DomainError, code="rate-limited", status=429, title="Too many requests"):
+    """The caller used up the window; ``Retry-After`` says when the next one starts."""
 
 
 class ProcessCounters(Storage):
@@ -177,5 +176,14 @@ def init_app(app: Flask) -> None:
     for rate in (app.config["STAFF_RATE_LIMIT"], app.config["JOIN_RATE_LIMIT"],
                  app.config["DEVICE_LOG_RATE_LIMIT"]):
         _parsed(str(rate))  # a malformed setting fails at start-up, not on the first scan
-    storage: Any = storage_from_string(str(app.config["RATELIMIT_STORAGE_URI"]))
-    app.extensions[EXTENSION] = FixedWindowRateLimiter(storage)
+    app.extensions[EXTENSION] = FixedWindowRateLimiter(_storage(app))
+
+
+def _storage(app: Flask) -> Storage:
+    """The counters' store: the app's Redis client (its connection pool) when the setting
+    names ``POINTPASS_REDIS_URL``; any other URI gets a store of its own."""
+    uri = str(app.config["RATELIMIT_STORAGE_URI"])
+    connection = redis_for(app)
+    if connection is not None and uri == app.config.get("REDIS_URL"):
+        return RedisStorage(uri, connection_pool=connection.connection_pool)
+    return storage_from_string(uri)  # type: ignore[return-value]

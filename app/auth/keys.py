@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.models import ApiKey, Role
@@ -98,16 +98,9 @@ def authenticate(plaintext: str) -> Principal | None:
         generation = _cache_generation
     if cached and cached[1] > now:
         return cached[0]
-    fresh = _session_is_clean()
-    row = db.session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.last_used_at)
-        .where(ApiKey.key_hash == digest)
-    ).one_or_none()
-    if row is None or row.revoked:
+    principal = _active_key(ApiKey.key_hash == digest)
+    if principal is None:
         return None
-    principal = Principal(row.id, row.name, row.role)
-    if fresh:
-        _note_use(row)
     with _cache_lock:
         if generation == _cache_generation:
             if len(_cache) > 10_000:
@@ -119,10 +112,15 @@ def authenticate(plaintext: str) -> Principal | None:
 def principal_by_id(key_id: int) -> Principal | None:
     """The principal of active key ``key_id``, read now (not cached): for sessions, where a
     revoked key must stop working on the next request."""
+    return _active_key(ApiKey.id == key_id)
+
+
+def _active_key(which: ColumnElement[bool]) -> Principal | None:
+    """The principal of the active key ``which`` selects, read now; its use is noted."""
     fresh = _session_is_clean()
     row = db.session.execute(
         select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.last_used_at)
-        .where(ApiKey.id == key_id)
+        .where(which)
     ).one_or_none()
     if row is None or row.revoked:
         return None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, String
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import db, stored_enum
 from app.timeutil import UTCDateTime, utcnow
 
 
@@ -24,10 +24,7 @@ class ApiKey(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
-    role: Mapped[Role] = mapped_column(
-        Enum(Role, name="api_key_role", native_enum=False, create_constraint=True, length=16,
-             values_callable=lambda e: [m.value for m in e])
-    )
+    role: Mapped[Role] = mapped_column(stored_enum(Role, "api_key_role"))
     # The first characters of the key, shown in listings so people can tell keys apart.
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)

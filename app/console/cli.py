@@ -11,10 +11,16 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
+from rq import Queue, SimpleWorker
 
 from app import create_app
 from app.auth import keys
-from app.auth.models import Role
+from app.auth.models import ApiKey, Role
+from app.console.demo import create_demo
+from app.extensions import db
+from app.redisclient import redis_for
+from app.wallet import sweep
+from passes.devcerts import write_dev_certs
 
 
 @click.group(cls=FlaskGroup, create_app=create_app)
@@ -57,9 +63,6 @@ def list_keys() -> None:
 def revoke_key(key_id: int) -> None:
     """Revoke API key KEY_ID (an id from list-keys). Running services refuse it within
     10 seconds."""
-    from app.auth.models import ApiKey
-    from app.extensions import db
-
     revoked = keys.revoke(key_id)
     key = db.session.get(ApiKey, key_id)
     if revoked is None or key is None:
@@ -76,8 +79,6 @@ def revoke_key(key_id: int) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 def dev_certs(directory: Path, overwrite: bool) -> None:
     """Write development stand-in certificates and keys into DIRECTORY (never for production)."""
-    from passes.devcerts import write_dev_certs
-
     try:
         written = write_dev_certs(directory, overwrite=overwrite)
     except FileExistsError as exc:
@@ -92,8 +93,6 @@ def dev_certs(directory: Path, overwrite: bool) -> None:
 @with_appcontext
 def demo() -> None:
     """Create (or reuse) a demo program with rewards and tiers; print keys and a sample card."""
-    from app.console.demo import create_demo
-
     result = create_demo()
     click.echo(f"Demo program: {result.program.name} (id {result.program.id}, "
                f"/{result.program.slug})")
@@ -113,17 +112,14 @@ def worker(burst: bool) -> None:
     their time comes, and (unless ``--burst``) the periodic sweep, which resumes what a dead
     worker left behind.
     """
-    from redis import Redis
-    from rq import Queue, SimpleWorker
-
-    from app.extensions import db
-
-    url = current_app.config.get("REDIS_URL")
-    if not url:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # The app's own client. rq lengthens its pool's read timeout in this process beyond its
+    # blocking wait for the next job (rq.Worker._set_connection).
+    connection = redis_for(app)
+    if connection is None:
         raise click.ClickException(
             "POINTPASS_REDIS_URL is not set: without it jobs run in-process, no worker needed."
         )
-    connection = Redis.from_url(url)
     queue = Queue(current_app.config["RQ_QUEUE"], connection=connection)
     # rq forks its scheduler. The child never uses the database, but it must not close (or
     # otherwise touch) the pooled connections it inherits, which belong to this process.
@@ -136,9 +132,7 @@ def worker(burst: bool) -> None:
 
     os.register_at_fork(after_in_child=in_forked_child)
     if not burst:
-        from app.wallet import sweep
-
-        sweep.start_sweeper(current_app._get_current_object())  # type: ignore[attr-defined]
+        sweep.start_sweeper(app)
     # SimpleWorker runs jobs in this process, which already holds the app context and the
     # database pool; a forking worker would share pooled connections with its children.
     # Without the scheduler a retry (which rq schedules, also for a job abandoned by a killed

@@ -28,8 +28,8 @@ _HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _DEFAULT_COLORS = ("#1F2937", "#FFFFFF", "#D1D5DB")
 
 
-class Device(enum.StrEnum):
-    """Which wallet buttons the visitor's device can use."""
+class VisitorPlatform(enum.StrEnum):
+    """The kind of device the visitor browses on: which wallet buttons it can use."""
 
     IOS = "ios"
     ANDROID = "android"
@@ -37,7 +37,7 @@ class Device(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Brand:
+class PageBranding:
     """A program's name and colours, safe to put in a style sheet."""
 
     name: str
@@ -51,7 +51,7 @@ class Brand:
 class CardView:
     """Everything the card page shows."""
 
-    brand: Brand
+    brand: PageBranding
     first_name: str
     balance: int
     points_label: str
@@ -59,7 +59,7 @@ class CardView:
     voided: bool
     qr: Markup
     code_hint: str
-    device: Device
+    platform: VisitorPlatform
     apple_url: str | None
     google_url: str | None
     page_url: str
@@ -69,7 +69,7 @@ class CardView:
     join_url: str
 
 
-def device_for(user_agent: str | None) -> Device:
+def platform_for(user_agent: str | None) -> VisitorPlatform:
     """The visitor's platform from their User-Agent.
 
     iPadOS Safari asks for desktop sites by default and says "Macintosh": it gets the desktop
@@ -77,13 +77,13 @@ def device_for(user_agent: str | None) -> Device:
     """
     agent = user_agent or ""
     if any(word in agent for word in ("iPhone", "iPad", "iPod")):
-        return Device.IOS
+        return VisitorPlatform.IOS
     if "Android" in agent:
-        return Device.ANDROID
-    return Device.DESKTOP
+        return VisitorPlatform.ANDROID
+    return VisitorPlatform.DESKTOP
 
 
-def brand_for(program: Program) -> Brand:
+def page_branding(program: Program) -> PageBranding:
     """The program's name and colours; any colour that is not ``#RRGGBB`` gets the default."""
     colors = [
         color if color and _HEX_COLOR.match(color) else default
@@ -93,7 +93,7 @@ def brand_for(program: Program) -> Brand:
             strict=True,
         )
     ]
-    return Brand(program.name, program.organization_name, *colors)
+    return PageBranding(program.name, program.organization_name, *colors)
 
 
 def program_for_page(slug: str) -> Program:
@@ -150,7 +150,7 @@ def first_name(name: str) -> str:
     return words[0] if words else name
 
 
-def points_label(program: Program) -> str:
+def shown_points_label(program: Program) -> str:
     """The program's word for points; the default one in the page's language."""
     return _("Points") if program.points_label == "Points" else program.points_label
 
@@ -158,26 +158,26 @@ def points_label(program: Program) -> str:
 def card_view(card: Card, user_agent: str | None) -> CardView:
     """What the card page shows to a visitor with ``user_agent``."""
     program = card.program
-    device = device_for(user_agent)
+    platform = platform_for(user_agent)
     voided = card.status is CardStatus.VOIDED
     page_url = links.card_page_url(card)
     base = current_app.config["BASE_URL"]
     return CardView(
-        brand=brand_for(program),
+        brand=page_branding(program),
         first_name=first_name(card.member.name),
         balance=card.balance,
-        points_label=points_label(program),
+        points_label=shown_points_label(program),
         tier=card.tier.name if card.tier else None,
         voided=voided,
         qr=qr_svg(redemption_code(card), label=_("Your card's QR code")),
         code_hint=card.serial_number[-8:],
-        device=device,
+        platform=platform,
         # A voided card is not offered to wallets; its page only says so.
         apple_url=None if voided else apple_passes.pass_url(card),
         google_url=None if voided else google_links.save_url(card),
         page_url=page_url,
         page_qr=(qr_svg(page_url, label=_("QR code of this page"), css_class="qr qr-page")
-                 if device is Device.DESKTOP else None),
+                 if platform is VisitorPlatform.DESKTOP else None),
         referral_code=card.member.referral_code,
         referral_bonus_points=program.referral_bonus_points,
         join_url=f"{base}/join/{program.slug}?ref={card.member.referral_code}",

@@ -42,7 +42,7 @@ def _language_url(code: str) -> str:
 def _join_form(program: Program, form: JoinForm, status: int) -> tuple[str, int]:
     form.language.choices = [SelectChoice(code, name) for code, name in LANGUAGE_NAMES.items()]
     return render_template("join.html", program=program, form=form,
-                           brand=member_pages.brand_for(program)), status
+                           brand=member_pages.page_branding(program)), status
 
 
 @bp.route("/join/<slug>", methods=["GET", "POST"])

@@ -8,7 +8,6 @@ from datetime import date, datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Enum,
     ForeignKey,
     Index,
     String,
@@ -17,17 +16,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.extensions import db, stored_enum
 from app.timeutil import UTCDateTime, utcnow
 
 LANGUAGES = ("en", "id", "th", "ms")
 CURRENCIES = {"IDR": 2, "THB": 2, "MYR": 2, "USD": 2}  # ISO 4217 minor-unit exponents
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    # Stored as plain strings with a CHECK constraint: portable and easy to read in psql.
-    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=16,
-                values_callable=lambda e: [m.value for m in e])
+class PartOfProgram:
+    """The id and program of a row that belongs to one program (a reward, a tier, a store, a
+    member)."""
+
+    # First in the table, as in the migrations (a mixin's columns come last by default).
+    id: Mapped[int] = mapped_column(primary_key=True, sort_order=-2)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True, sort_order=-1)
 
 
 class Program(db.Model):
@@ -73,11 +75,9 @@ class Program(db.Model):
     )
 
 
-class Reward(db.Model):
+class Reward(PartOfProgram, db.Model):
     __tablename__ = "rewards"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     points_cost: Mapped[int] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(default=True)
@@ -88,11 +88,9 @@ class Reward(db.Model):
     __table_args__ = (CheckConstraint("points_cost > 0", name="points_cost_positive"),)
 
 
-class Tier(db.Model):
+class Tier(PartOfProgram, db.Model):
     __tablename__ = "tiers"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     threshold: Mapped[int] = mapped_column(BigInteger)  # lifetime points earned
     # Earn multiplier in percent (150 = 1.5×), so points stay integers.
@@ -107,13 +105,11 @@ class Tier(db.Model):
     )
 
 
-class ProgramLocation(db.Model):
+class ProgramLocation(PartOfProgram, db.Model):
     """A store; passes show ``relevant_text`` on the lock screen near it (Wallet uses ten)."""
 
     __tablename__ = "program_locations"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     latitude: Mapped[float]
     longitude: Mapped[float]
@@ -127,11 +123,9 @@ class ProgramLocation(db.Model):
     )
 
 
-class Member(db.Model):
+class Member(PartOfProgram, db.Model):
     __tablename__ = "members"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(32))
@@ -169,7 +163,7 @@ class Card(db.Model):
     barcode_secret: Mapped[str] = mapped_column(String(64))
     barcode_version: Mapped[int] = mapped_column(default=1)
     status: Mapped[CardStatus] = mapped_column(
-        _enum(CardStatus, "card_status"), default=CardStatus.ACTIVE
+        stored_enum(CardStatus, "card_status"), default=CardStatus.ACTIVE
     )
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_points: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -219,7 +213,7 @@ class LedgerEntry(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
-    kind: Mapped[EntryKind] = mapped_column(_enum(EntryKind, "entry_kind"))
+    kind: Mapped[EntryKind] = mapped_column(stored_enum(EntryKind, "entry_kind"))
     points: Mapped[int] = mapped_column(BigInteger)  # signed
     balance_after: Mapped[int] = mapped_column(BigInteger)
     # Who or what caused it: "api_key:<id>", "job:referral", "cli", ...

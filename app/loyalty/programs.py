@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select, update
@@ -44,12 +46,19 @@ def create(
     program.tiers = [Tier(**t) for t in tiers or []]
     program.rewards = [Reward(**r) for r in rewards or []]
     db.session.add(program)
-    try:
+    with _duplicate_is_conflict(f"A program with slug {fields['slug']!r} already exists."):
         db.session.commit()
+    return program
+
+
+@contextmanager
+def _duplicate_is_conflict(message: str) -> Iterator[None]:
+    """A unique constraint's refusal inside the block: roll back, raise ``Conflict(message)``."""
+    try:
+        yield
     except IntegrityError as exc:
         db.session.rollback()
-        raise Conflict(f"A program with slug {fields['slug']!r} already exists.") from exc
-    return program
+        raise Conflict(message) from exc
 
 
 def add_reward(program: Program, *, name: str, points_cost: int, active: bool = True) -> Reward:
@@ -67,11 +76,8 @@ def add_tier(program: Program, *, name: str, threshold: int, multiplier_percent:
     tier = Tier(program=program, name=name, threshold=threshold,
                 multiplier_percent=multiplier_percent)
     db.session.add(tier)
-    try:
+    with _duplicate_is_conflict(f"The program already has a tier at {threshold} points."):
         db.session.flush()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise Conflict(f"The program already has a tier at {threshold} points.") from exc
     reached = (
         select(Tier.id)
         .where(Tier.program_id == program.id, Tier.threshold <= Card.lifetime_points)

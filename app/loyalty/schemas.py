@@ -85,10 +85,15 @@ class TierOut(Schema):
     multiplier_percent = fields.Integer()
 
 
-class RewardOut(Schema):
+class RewardOfferOut(Schema):
+    """A reward as a till offers it."""
+
     id = fields.Integer()
     name = fields.String()
     points_cost = fields.Integer()
+
+
+class RewardOut(RewardOfferOut):
     active = fields.Boolean()
 
 

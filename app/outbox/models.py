@@ -6,10 +6,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.extensions import db, stored_enum
 from app.timeutil import UTCDateTime, utcnow
 
 
@@ -30,11 +30,8 @@ class PassUpdate(db.Model):
     message: Mapped[str | None] = mapped_column(Text)
     segment_tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
     segment_language: Mapped[str | None] = mapped_column(String(2))
-    status: Mapped[UpdateStatus] = mapped_column(
-        Enum(UpdateStatus, name="pass_update_status", native_enum=False, create_constraint=True,
-             length=16, values_callable=lambda e: [m.value for m in e]),
-        default=UpdateStatus.QUEUED,
-    )
+    status: Mapped[UpdateStatus] = mapped_column(stored_enum(UpdateStatus, "pass_update_status"),
+                                                 default=UpdateStatus.QUEUED)
     cards_total: Mapped[int] = mapped_column(default=0)
     cards_done: Mapped[int] = mapped_column(default=0)
     devices_pushed: Mapped[int] = mapped_column(default=0)

@@ -10,7 +10,7 @@ from marshmallow import ValidationError, validates_schema
 
 from app.auth.security import actor, auth, current_key
 from app.loyalty.ledger import MAX_POINTS
-from app.loyalty.schemas import IdempotencyHeader
+from app.loyalty.schemas import IdempotencyHeader, RewardOfferOut
 from app.ratelimit import limit
 from app.redemption import service
 from app.schemas import MAX_ID, InputSchema, StrictInteger, text
@@ -32,12 +32,6 @@ def code_text(**kwargs: Any) -> fields.String:
 
 class ScanIn(InputSchema):
     code = code_text(required=True)
-
-
-class RewardOfferOut(Schema):
-    id = fields.Integer()
-    name = fields.String()
-    points_cost = fields.Integer()
 
 
 class ScannedCardOut(Schema):

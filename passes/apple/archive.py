@@ -51,37 +51,14 @@ class ZipMember:
         flags = 0 if raw_name.isascii() else _UTF8_NAME_FLAG
         crc = zlib.crc32(data)
         size = len(data)
-        local = _LOCAL_HEADER.pack(
-            0x04034B50,
-            _VERSION_NEEDED,
-            flags,
-            0,
-            _DOS_TIME,
-            _DOS_DATE,
-            crc,
-            size,
-            size,
-            len(raw_name),
-            0,
-        )
-        central = _CENTRAL_HEADER.pack(
-            0x02014B50,
-            _VERSION_MADE_BY,
-            _VERSION_NEEDED,
-            flags,
-            0,
-            _DOS_TIME,
-            _DOS_DATE,
-            crc,
-            size,
-            size,
-            len(raw_name),
-            0,
-            0,
-            0,
-            0,
-            _EXTERNAL_ATTR,
-        )
+        # What the local header and the central directory both say of the member: version
+        # needed, flags, method (stored), time, date, CRC, both sizes, name and extra lengths.
+        shared = (_VERSION_NEEDED, flags, 0, _DOS_TIME, _DOS_DATE, crc, size, size,
+                  len(raw_name), 0)
+        local = _LOCAL_HEADER.pack(0x04034B50, *shared)
+        # ... then the comment length, disk number and internal attributes (all 0).
+        central = _CENTRAL_HEADER.pack(0x02014B50, _VERSION_MADE_BY, *shared, 0, 0, 0,
+                                       _EXTERNAL_ATTR)
         return cls(name, crc, size, local + raw_name + data, central, raw_name)
 
     @property

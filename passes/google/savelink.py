@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import google.auth.crypt
@@ -71,6 +71,17 @@ def _ids(kind: str, values: Sequence[str]) -> list[dict[str, str]]:
     return out
 
 
+class SaveClaims(TypedDict):
+    """The keyword arguments of :func:`save_jwt`, which :func:`save_url` passes on."""
+
+    service_account_email: str
+    object_ids: Sequence[str]
+    class_ids: NotRequired[Sequence[str]]
+    origins: Sequence[str]
+    issued_at: NotRequired[int | None]
+    expires_in: NotRequired[int | None]
+
+
 def save_jwt(
     signer: google.auth.crypt.Signer,
     *,
@@ -119,29 +130,12 @@ def save_jwt(
     return token.decode("ascii") if isinstance(token, bytes) else str(token)
 
 
-def save_url(
-    signer: google.auth.crypt.Signer,
-    *,
-    service_account_email: str,
-    object_ids: Sequence[str],
-    class_ids: Sequence[str] = (),
-    origins: Sequence[str],
-    issued_at: int | None = None,
-    expires_in: int | None = None,
-) -> str:
+def save_url(signer: google.auth.crypt.Signer, **claims: Unpack[SaveClaims]) -> str:
     """``https://pay.google.com/gp/v/save/<jwt>`` for :func:`save_jwt` with these arguments.
 
     Raises :class:`SaveLinkError` if the link would reach :data:`MAX_SAVE_URL_LENGTH`.
     """
-    url = SAVE_URL_PREFIX + save_jwt(
-        signer,
-        service_account_email=service_account_email,
-        object_ids=object_ids,
-        class_ids=class_ids,
-        origins=origins,
-        issued_at=issued_at,
-        expires_in=expires_in,
-    )
+    url = SAVE_URL_PREFIX + save_jwt(signer, **claims)
     if len(url) >= MAX_SAVE_URL_LENGTH:
         raise SaveLinkError(f"the save link is {len(url)} characters; name fewer objects")
     return url

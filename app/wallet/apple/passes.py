@@ -21,6 +21,7 @@ from passes.apple import (
     Location,
     RewardProgress,
     StoreCardContent,
+    build_pkpass,
 )
 from passes.apple import (
     LedgerEntry as PassLedgerEntry,
@@ -150,8 +151,6 @@ def _store_key(serial_number: str, version: int, wallet: AppleWallet) -> str:
 
 def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
     """The signed pass of ``card`` as it is now, from the store or freshly signed."""
-    from passes.apple import build_pkpass
-
     def build() -> bytes:
         content = content_for(card, wallet)
         images = wallet.renderer.render(content.brand, next_reward(card.program, card.balance))

@@ -15,11 +15,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from flask import Flask, current_app
 
 from app.config import ConfigError, is_development
 from app.wallet.apple.store import PassStore
 from passes.apple import ImageRenderer, PassSigner, SigningConfigError
+from passes.devcerts import DEV_CA_MARKER, write_dev_certs
 
 log = logging.getLogger("pointpass.apple")
 EXTENSION = "pointpass.apple"
@@ -45,8 +47,6 @@ class AppleWallet:
 
 
 def _dev_cert_files(app: Flask) -> dict[str, str]:
-    from passes.devcerts import write_dev_certs
-
     directory = Path(app.instance_path) / "dev-certs"
     if not (directory / "pass.pem").exists():
         write_dev_certs(directory)
@@ -56,10 +56,6 @@ def _dev_cert_files(app: Flask) -> dict[str, str]:
 
 
 def _is_development_certificate(wwdr_path: str) -> bool:
-    from cryptography import x509
-
-    from passes.devcerts import DEV_CA_MARKER
-
     wwdr = x509.load_pem_x509_certificate(Path(wwdr_path).read_bytes())
     return DEV_CA_MARKER in wwdr.subject.rfc4514_string()
 

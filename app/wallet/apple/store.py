@@ -13,9 +13,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+import redis
 from flask import Flask
+
+from app.redisclient import redis_for
 
 TTL_SECONDS = 30 * 24 * 3600
 
@@ -49,8 +51,9 @@ class PassStore:
 
     @staticmethod
     def for_app(app: Flask) -> PassStore:
-        if app.config.get("REDIS_URL"):
-            return RedisPassStore(app.config["REDIS_URL"])
+        connection = redis_for(app)
+        if connection is not None:
+            return RedisPassStore(connection)
         return FilePassStore(Path(app.instance_path) / "pass-cache")
 
 
@@ -89,13 +92,11 @@ class FilePassStore(PassStore):
 
 
 class RedisPassStore(PassStore):
-    def __init__(self, url: str) -> None:
-        from redis import Redis
-
-        self.redis: Any = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    def __init__(self, connection: redis.Redis) -> None:
+        self.redis = connection
 
     def get(self, key: str) -> bytes | None:
-        return self.redis.get(f"pointpass:pkpass:{key}")  # type: ignore[no-any-return]
+        return self.redis.get(f"pointpass:pkpass:{key}")  # type: ignore[return-value]
 
     def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
         self.redis.set(f"pointpass:pkpass:{key}", data, ex=TTL_SECONDS)

@@ -17,7 +17,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, json, request
 from sqlalchemy import select
 
 from app.auth.security import tokens_match
@@ -165,6 +165,4 @@ def device_logs() -> Response:
 
 
 def _json(body: dict[str, Any]) -> Response:
-    from flask import json
-
     return Response(json.dumps(body), status=200, mimetype="application/json")

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from flask import Flask, current_app
 
 from app.config import ConfigError, is_development
+from app.redisclient import redis_for
+from app.wallet.google.client import GoogleWalletClient, LocalRateLimiter, RedisRateLimiter
 from passes.google.callbacks import GOOGLE_ROOT_KEYS_URL, SENDER_ID, RootKeyCache
 from passes.google.payloads import GooglePayloadError, resource_id, validate_issuer_id
 from passes.google.savelink import save_url, signer_from_service_account
@@ -42,7 +45,7 @@ class GoogleWallet:
     sync_enabled: bool  # False: development stand-ins, nothing is sent to Google
     callback_keys: RootKeyCache
     callback_sender_id: str
-    redis_url: str | None
+    redis_client: redis.Redis | None  # the app's client: the rate limit is shared through it
     _client: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,17 +65,9 @@ class GoogleWallet:
         """The process's REST client (rate-limited per issuer across all processes)."""
         with self._lock:
             if self._client is None:
-                from app.wallet.google.client import (
-                    GoogleWalletClient,
-                    LocalRateLimiter,
-                    RedisRateLimiter,
-                )
-
-                if self.redis_url:
-                    from redis import Redis
-
+                if self.redis_client is not None:
                     limiter: Any = RedisRateLimiter(
-                        Redis.from_url(self.redis_url), f"pointpass:google-rate:{self.issuer_id}")
+                        self.redis_client, f"pointpass:google-rate:{self.issuer_id}")
                 else:
                     limiter = LocalRateLimiter()
                 self._client = GoogleWalletClient(
@@ -122,7 +117,7 @@ def init_app(app: Flask) -> None:
         callback_keys=RootKeyCache(str(app.config.get("GOOGLE_CALLBACK_KEYS_URL")
                                        or GOOGLE_ROOT_KEYS_URL)),
         callback_sender_id=str(app.config.get("GOOGLE_CALLBACK_SENDER_ID") or SENDER_ID),
-        redis_url=app.config.get("REDIS_URL"),
+        redis_client=redis_for(app),
     )
     log.info("Google Wallet on: issuer %s%s", issuer_id,
              " (development stand-in: links only)" if development else "")
