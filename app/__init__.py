@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     )
     app.url_map.converters["int"] = DatabaseId
     config_module.load(app, config)
+    config_module.trust_proxies(app)
     app.config["SPEC_FORMAT"] = "json"
     app.config["INFO"] = {
         "description": "Issue wallet loyalty cards, keep the points store, push updates. "
