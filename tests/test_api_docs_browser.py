@@ -8,34 +8,29 @@ screenshot goes to ``test-artifacts/api-docs.png``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.browser import ARTIFACTS, TIMEOUT_MS, launch, serve
+from tests.conftest import _make_app
 
 
 @pytest.fixture
-def database(sqlite_database: Any) -> Any:
-    """SQLite only (overrides conftest's both-databases parameter for this module)."""
-    return sqlite_database
+def docs_app(sqlite_database: Any, tmp_path: Path) -> Iterator[Any]:
+    yield from _make_app(sqlite_database, tmp_path)
 
 
-@pytest.fixture
-def live_url(app: Any) -> Iterator[str]:
-    with serve(app) as url:
-        yield url
-
-
-def test_api_docs_render_offline(app: Any, live_url: str) -> None:
-    spec = app.test_client().get("/api/openapi.json").json
+def test_api_docs_render_offline(docs_app: Any) -> None:
+    spec = docs_app.test_client().get("/api/openapi.json").json
     operations = sum(1 for methods in spec["paths"].values() for method in methods
                      if method in ("get", "post", "put", "patch", "delete"))
     outside: list[str] = []
     failed: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as playwright:
+    with sync_playwright() as playwright, serve(docs_app) as live_url:
         browser = launch(playwright)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})

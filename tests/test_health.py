@@ -105,3 +105,8 @@ def test_schema_behind_the_code_answers_503_not_500(app: Any, api: ApiClient,
             db.session.remove()
     assert app.test_client().get("/readyz").status_code == 200
     assert all(api.get(path).status_code < 500 for path in paths)
+
+
+def test_health_endpoints_stay_out_of_the_api_document(app: Any) -> None:
+    paths = app.test_client().get("/api/openapi.json").json["paths"]
+    assert paths and all(path.startswith("/api/v1/") for path in paths)

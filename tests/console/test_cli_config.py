@@ -3,13 +3,21 @@ that need no app, one line for a configuration error, and a downgrade that asks 
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.console.test_cli import BIN
+from tests.processes import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = ["create-key", "db", "demo", "dev-certs", "list-keys", "revoke-key", "routes", "run",
             "shell", "spec", "worker"]
@@ -92,3 +100,38 @@ def test_downgrade_asks_first(bare_env: dict[str, str], tmp_path: Path) -> None:
     assert scripted.returncode == 0, scripted.stderr
     assert "dropped with their data" not in scripted.stderr
     assert _current_revision(env, tmp_path) == one_behind
+
+
+def test_gunicorn_starts_without_database_and_redis(bare_env: dict[str, str], tmp_path: Path,
+                                                    free_port: Any) -> None:
+    """Production settings with PostgreSQL and Redis on ports nothing listens on: the
+    service serves, alive but not ready."""
+    port = free_port()
+    env = {**bare_env, "POINTPASS_SECRET_KEY": secrets.token_urlsafe(48),
+           "POINTPASS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/pointpass",
+           "POINTPASS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "POINTPASS_INSTANCE_PATH": str(tmp_path / "instance")}
+    server = subprocess.Popen([BIN / "gunicorn", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+
+    def get(path: str) -> tuple[int, Any] | None:
+        assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+                return reply.status, json.load(reply)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+        except OSError:
+            return None  # not listening yet
+
+    try:
+        wait_until(lambda: get("/healthz") is not None, "gunicorn to answer")
+        assert get("/healthz") == (200, {"status": "ok"})
+        status, body = get("/readyz") or (0, None)
+        assert status == 503
+        assert body["checks"]["database"] == "unreachable (OperationalError)"
+        assert body["checks"]["redis"] == "unreachable (ConnectionError)"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
