@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.routing import IntegerConverter
 
 from app import config as config_module
-from app import dbutil, jobs, jsonbody, logs, openapi, problems, ratelimit, redisclient
+from app import dbutil, health, jobs, jsonbody, logs, openapi, problems, ratelimit, redisclient
 from app.api.loyalty import bp as loyalty_api
 from app.auth import models as _auth_models  # noqa: F401 - register the tables
 from app.auth.api import bp as keys_api
@@ -65,18 +65,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     )
     app.url_map.converters["int"] = DatabaseId
     config_module.load(app, config)
+    config_module.trust_proxies(app)
     app.config["SPEC_FORMAT"] = "json"
     app.config["INFO"] = {
         "description": "Issue wallet loyalty cards, keep the points store, push updates. "
         "Errors are RFC 9457 problem details. Any endpoint may answer 503 "
         "(`urn:pointpass:problem:database-unavailable`, with `Retry-After`) while the "
-        "database cannot be reached; retry with the same `Idempotency-Key`.",
+        "database cannot be reached; retry with the same `Idempotency-Key`. While the "
+        "database schema is behind the code the answer is 503 "
+        "`urn:pointpass:problem:schema-outdated` (an operator runs `pointpass db upgrade`).",
     }
     _configure_logging(app)
     redisclient.init_app(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
+    health.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _sqlite_transactions(db.engine)

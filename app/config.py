@@ -6,14 +6,20 @@ Every public setting is an environment variable ``POINTPASS_<NAME>`` read with F
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from passes.barcode import derive_key
+
+log = logging.getLogger("pointpass.config")
 
 DEFAULTS: dict[str, Any] = {
     # "production" unless told otherwise: a forgotten setting must fail closed.
@@ -27,23 +33,45 @@ DEFAULTS: dict[str, Any] = {
     # The session cookie (staff sign-in, form tokens) is not sent on cross-site posts. Set
     # here: Flask's own default (None) exists already, so a setdefault would change nothing.
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # How many proxies in front of the service set X-Forwarded-For/-Proto/-Host/-Port.
+    "TRUSTED_PROXIES": 0,
 }
 
 DEVELOPMENT_ENVS = {"development", "testing"}
 
 
+# Settings an operator may set without the prefix by mistake (the names other tools use).
+UNPREFIXED = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")
+# The least a production secret key may hold: 256 bits (32 random bytes).
+SECRET_KEY_MIN_BITS = 256
+# A key of fewer different characters is a repeated pattern, however long.
+SECRET_KEY_MIN_DISTINCT = 10
+GENERATE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
 class ConfigError(RuntimeError):
-    """The service cannot start with the given settings."""
+    """The service cannot start with the given settings; the message says which and why."""
 
 
-def load(app: Flask, overrides: Mapping[str, Any] | None) -> None:
-    """Fill ``app.config`` from defaults, the environment and ``overrides``, then check it."""
+def load(app: Flask, overrides: Mapping[str, Any] | None,
+         environ: Mapping[str, str] | None = None) -> None:
+    """Fill ``app.config`` from defaults, the environment and ``overrides``, then check it.
+
+    Every refusal is a :class:`ConfigError` naming the ``POINTPASS_*`` setting at fault.
+    """
+    environ = os.environ if environ is None else environ
     app.config.update(DEFAULTS)
     app.config.from_prefixed_env("POINTPASS")
     if overrides:
         app.config.update(overrides)
 
+    _unprefixed_settings(app, environ, overrides or {})
     if not app.config["DATABASE_URL"]:
+        if not is_development(app):
+            raise ConfigError(
+                "POINTPASS_DATABASE_URL is not set. It is required outside development, e.g. "
+                "postgresql://user:password@host/pointpass (a SQLite file is allowed when "
+                "named: sqlite:////var/lib/pointpass/pointpass.db).")
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'pointpass.db'}"
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(app.config["DATABASE_URL"])
@@ -53,6 +81,67 @@ def load(app: Flask, overrides: Mapping[str, Any] | None) -> None:
     app.config["REDEMPTION_CODE_KEY"] = derive_key(
         app.config.get("BARCODE_KEY") or app.config["SECRET_KEY"]
     )
+    app.config["TRUSTED_PROXIES"] = _trusted_proxies(app.config["TRUSTED_PROXIES"])
+    _google_needs_https(app)
+
+
+def trust_proxies(app: Flask) -> None:
+    """Take the client's address, scheme, host and port from the ``X-Forwarded-*`` headers
+    of ``POINTPASS_TRUSTED_PROXIES`` proxies (Werkzeug's ProxyFix); with 0, ignore them."""
+    count = app.config["TRUSTED_PROXIES"]
+    if count:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count)
+
+
+def _trusted_proxies(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or \
+            not str(value).isdigit():
+        raise ConfigError(f"POINTPASS_TRUSTED_PROXIES must be a number of proxies (0 or more), "
+                          f"got {value!r}.")
+    return int(value)
+
+
+def _unprefixed_settings(app: Flask, environ: Mapping[str, str],
+                         overrides: Mapping[str, Any]) -> None:
+    """``DATABASE_URL`` and friends are not read: say so, rather than run on a default."""
+    for name in UNPREFIXED:
+        if not environ.get(name) or environ.get(f"POINTPASS_{name}") or name in overrides:
+            continue
+        message = (f"{name} is set in the environment but POINTPASS_{name} is not; Pointpass "
+                   f"reads only POINTPASS_{name}")
+        if name == "DATABASE_URL" and not is_development(app):
+            raise ConfigError(f"{message}. Set POINTPASS_DATABASE_URL to the database to use.")
+        log.warning("%s, so %s is ignored.", message, name)
+
+
+def _google_needs_https(app: Flask) -> None:
+    """Google Wallet fetches the logo and posts callbacks to the base URL: only over https."""
+    if not (app.config.get("GOOGLE_ISSUER_ID") or app.config.get("GOOGLE_SERVICE_ACCOUNT")):
+        return
+    if not app.config["BASE_URL"].startswith("https://"):
+        raise ConfigError(
+            f"POINTPASS_BASE_URL must be an https URL when Google Wallet is configured "
+            f"(POINTPASS_GOOGLE_ISSUER_ID, POINTPASS_GOOGLE_SERVICE_ACCOUNT): Google fetches "
+            f"the program's logo and sends callbacks there. Got {app.config['BASE_URL']!r}.")
+
+
+def secret_key_bits(key: str) -> float:
+    """An upper estimate of a key's entropy in bits: its length times the bits of the
+    character classes it uses (lower case, upper case, digits, ``-_``, other), and zero for
+    a key of fewer than ``SECRET_KEY_MIN_DISTINCT`` different characters.
+
+    ``secrets.token_urlsafe(32)`` and ``secrets.token_hex(32)`` reach 256 bits.
+    """
+    if len(set(key)) < SECRET_KEY_MIN_DISTINCT:
+        return 0.0
+    ascii_classes = [(str.islower, 26), (str.isupper, 26), (str.isdigit, 10),
+                     (lambda c: c in "-_", 2)]
+    pool = sum(size for test, size in ascii_classes
+               if any(c.isascii() and test(c) for c in key))
+    if any(not (c.isascii() and c.isalnum()) and c not in "-_" for c in key):
+        pool += 32  # punctuation and anything else
+    return len(key) * math.log2(pool)
 
 
 def is_development(app: Flask) -> bool:
@@ -84,13 +173,18 @@ def engine_options(url: str) -> dict[str, Any]:
 
 def _secret_key(app: Flask) -> str:
     key = app.config.get("SECRET_KEY")
+    if key and not is_development(app) and secret_key_bits(str(key)) < SECRET_KEY_MIN_BITS:
+        raise ConfigError(
+            f"POINTPASS_SECRET_KEY is too short or too regular: it needs at least 32 random "
+            f"bytes (256 bits). Generate one with `{GENERATE_A_KEY}` and give every instance "
+            f"and worker the same key.")
     if key:
         return str(key)
     if not is_development(app):
         raise ConfigError(
             "POINTPASS_SECRET_KEY is not set. It is required outside development: set it to a "
             "long random string (for example the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), or set "
+            f"`{GENERATE_A_KEY}`), or set "
             "POINTPASS_ENV=development to run with a generated development key."
         )
     # Development: a generated key kept in the instance folder so sessions survive restarts.

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from apiflask import APIFlask
+from flask import Response, request
 
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.schemas import MAX_ID, input_schemas
@@ -72,6 +73,36 @@ def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+# Swagger UI for /api/docs, vendored (app/static/vendor/README.md): the page loads nothing
+# from other servers, so it works offline and tells no CDN who reads the docs.
+SWAGGER_UI_FILES = {
+    "SWAGGER_UI_BUNDLE_JS": "swagger-ui-bundle.js",
+    "SWAGGER_UI_STANDALONE_PRESET_JS": "swagger-ui-standalone-preset.js",
+    "SWAGGER_UI_CSS": "swagger-ui.css",
+    "DOCS_FAVICON": "swagger-ui-favicon-32x32.png",
+}
+# Only this server: also no validator badge, which Swagger UI fetches from swagger.io.
+DOCS_CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'unsafe-inline'",  # APIFlask's page starts Swagger UI inline
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+])
+
+
+def _docs_headers(response: Response) -> Response:
+    if request.endpoint == "openapi.docs":
+        response.headers.setdefault("Content-Security-Policy", DOCS_CONTENT_SECURITY_POLICY)
+    return response
+
+
 def init_app(app: APIFlask) -> None:
     # APIFlask hands the processor the spec as a dict (its type allows text too).
     app.spec_processor(document)  # type: ignore[arg-type]
+    for setting, name in SWAGGER_UI_FILES.items():
+        app.config[setting] = f"{app.static_url_path}/vendor/{name}"
+    app.config["SWAGGER_UI_CONFIG"] = {"validatorUrl": None}
+    app.after_request(_docs_headers)

@@ -11,11 +11,12 @@ import psycopg
 from apiflask import APIFlask, HTTPError
 from apiflask.fields import Integer, List, Nested, String
 from apiflask.schemas import Schema
-from flask import Response, json, render_template, request
+from flask import Response, current_app, json, render_template, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from app import schemacheck
 from app.errors import DomainError
 
 log = logging.getLogger("pointpass.problems")
@@ -96,6 +97,8 @@ def _http_error(error: HTTPError) -> Response:
 
 # How long a client should wait before retrying when the database cannot be reached.
 DATABASE_RETRY_SECONDS = 5
+# ... and when the schema is behind the code, until `pointpass db upgrade` has run.
+SCHEMA_RETRY_SECONDS = 30
 
 
 def database_unavailable(error: BaseException) -> bool:
@@ -184,5 +187,16 @@ def init_app(app: APIFlask) -> None:
                 detail="The database could not be reached. Retry shortly with the same "
                 "Idempotency-Key: a request that did go through is answered, not repeated.",
                 headers={"Retry-After": str(DATABASE_RETRY_SECONDS)})
+        if schemacheck.is_schema_error(error):
+            outdated = schemacheck.behind_code(current_app._get_current_object())
+            if outdated is not None:
+                # Every request fails the same way until an operator acts: one line each.
+                log.error("database schema out of date on %s %s: %s", request.method,
+                          request.path, outdated.detail)
+                return problem(
+                    503, code="schema-outdated", title="Database schema out of date",
+                    detail="The database schema is older than this version of Pointpass: "
+                    "an operator must run `pointpass db upgrade`.",
+                    headers={"Retry-After": str(SCHEMA_RETRY_SECONDS)})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, detail="An unexpected error occurred; it has been logged.")

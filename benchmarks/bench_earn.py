@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 
 from benchmarks.common import (
+    SECRET_KEY,
     CpuMeter,
     floor_announce,
     floor_lock,
@@ -119,7 +120,7 @@ def main() -> None:
         floor = run_load(args.clients, args.seconds, psycopg_worker(url, serials))
         env = {
             "POINTPASS_DATABASE_URL": url,
-            "POINTPASS_SECRET_KEY": "bench" * 10,
+            "POINTPASS_SECRET_KEY": SECRET_KEY,
             "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
         }
         with gunicorn(env, workers=args.workers, threads=args.threads) as (port, pid):

@@ -40,7 +40,7 @@ import psycopg
 from redis import Redis
 from rq import Queue
 
-from benchmarks.common import BIN, ROOT, gunicorn, machine, scratch_postgres
+from benchmarks.common import BIN, ROOT, SECRET_KEY, gunicorn, machine, scratch_postgres
 
 
 def _serve(paths: dict[str, str], latency: float, pipe: Any) -> None:
@@ -153,7 +153,7 @@ def main() -> None:
     redis_url = os.environ.get("POINTPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     with scratch_postgres() as url:
         program_id, key, tokens = seed(url, args.devices)
-        env = {"POINTPASS_DATABASE_URL": url, "POINTPASS_SECRET_KEY": "bench" * 10,
+        env = {"POINTPASS_DATABASE_URL": url, "POINTPASS_SECRET_KEY": SECRET_KEY,
                "POINTPASS_INSTANCE_PATH": str(tmp / "instance"),
                "POINTPASS_REDIS_URL": redis_url, "POINTPASS_RQ_QUEUE": queue,
                "POINTPASS_APPLE_CERT": paths["pass_cert"],

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 
 from benchmarks.common import (
+    SECRET_KEY,
     CpuMeter,
     floor_redeem,
     gunicorn,
@@ -54,7 +55,6 @@ from benchmarks.common import (
 from passes.devcerts import write_dev_certs
 
 BALANCE = 10_000_000
-SECRET_KEY = "bench" * 10
 
 
 def seed(url: str, cards: int) -> tuple[list[str], str, str]:

@@ -21,6 +21,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# A fixed production-grade key (256 bits or more), so signed URLs and codes stay the same.
+SECRET_KEY = "bench-secret-Vt3kQ9zR1mXw7LpA4sJd8HfN2cYg6BuE0oTi5WqK"
 POSTGRES_ADMIN_URL = os.environ.get(
     "POINTPASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -33,7 +33,7 @@ ROUTES = [
     ("GET", "/passkit/v1/devices/{0}/registrations/{1}"),
     ("GET", "/staff/login"), ("POST", "/staff/login"), ("POST", "/staff/logout"),
     ("POST", "/staff/redeem"), ("POST", "/staff/scan"), ("GET", "/staff"), ("GET", "/"),
-    ("GET", "/healthz"), ("GET", "/static/{0}"),
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/static/{0}"),
 ]
 FORM_FIELDS = ["name", "email", "phone", "language", "referral_code", "consent_terms",
                "consent_marketing", "birthday", "key", "code", "scan_id", "reward_id"]

@@ -6,16 +6,22 @@ import ctypes
 import os
 import signal
 import sys
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import click
+from apiflask.commands import spec_command
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from flask_migrate import cli as migrate_cli
 from rq import Queue, SimpleWorker
+from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.auth import keys
 from app.auth.models import ApiKey, Role
+from app.config import ConfigError
 from app.console.demo import create_demo
 from app.extensions import db
 from app.redisclient import redis_for
@@ -23,9 +29,62 @@ from app.wallet import sweep
 from passes.devcerts import write_dev_certs
 
 
-@click.group(cls=FlaskGroup, create_app=create_app)
+class PointpassGroup(FlaskGroup):
+    """Flask's command group, answering a configuration error with its message, not a
+    traceback. Every command is on the group itself, so ``--help`` lists them all and
+    commands that need no app (``dev-certs``) run even when the settings are not valid."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        names = set(click.Group.list_commands(self, ctx))
+        # Without valid settings, the commands that need the app say why when they are run.
+        with suppress(ConfigError):
+            names.update(ctx.ensure_object(ScriptInfo).load_app().cli.list_commands(ctx))
+        return sorted(names)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=PointpassGroup, create_app=create_app)
 def cli() -> None:
     """Pointpass: loyalty cards on Apple Wallet and Google Wallet."""
+
+
+def _confirmed_downgrade(original: click.Command) -> click.Command:
+    """Flask-Migrate's ``downgrade``, asking before it drops data (``--yes`` for scripts)."""
+
+    @click.pass_context
+    def downgrade(ctx: click.Context, yes: bool, **arguments: Any) -> None:
+        if not yes and not arguments["sql"]:
+            database = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+            click.confirm(
+                f"Downgrade {database.render_as_string(hide_password=True)} to "
+                f"{arguments['revision']}? The tables and columns of the migrations undone are "
+                f"dropped with their data, and the service answers 503 until "
+                f"`pointpass db upgrade`.", abort=True, err=True)
+        ctx.invoke(original.callback, **arguments)  # type: ignore[arg-type]
+
+    yes = click.Option(["--yes", "-y"], is_flag=True,
+                       help="Do not ask for confirmation (for scripts).")
+    return click.Command("downgrade", callback=downgrade, params=[*original.params, yes],
+                         help=f"{original.help}. Asks first: it drops data.")
+
+
+def _database_commands() -> click.Group:
+    """Flask-Migrate's ``db`` group with a downgrade that asks before dropping data."""
+    group = migrate_cli.db
+    return click.Group(
+        "db", callback=group.callback, params=group.params, help=group.help,
+        commands={**group.commands,
+                  "downgrade": _confirmed_downgrade(group.commands["downgrade"])})
+
+
+cli.add_command(_database_commands())
+cli.add_command(spec_command)
 
 
 @cli.command("create-key")
@@ -74,7 +133,7 @@ def revoke_key(key_id: int) -> None:
         click.echo(f"Key #{key.id} '{key.name}' was already revoked.")
 
 
-@cli.command("dev-certs")
+@cli.command("dev-certs", with_appcontext=False)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
 def dev_certs(directory: Path, overwrite: bool) -> None:

@@ -112,7 +112,7 @@ def _content_security_policy() -> str:
 
 
 def _page_headers(response: Response) -> Response:
-    # /api/docs is HTML too, but loads its viewer from a CDN: it keeps APIFlask's own headers.
+    # /api/docs is HTML too, with a policy of its own (app.openapi).
     if response.mimetype != "text/html" or request.path.startswith("/api/"):
         return response
     headers = response.headers

@@ -12,8 +12,3 @@ bp = Blueprint("web", __name__)
 @bp.get("/")
 def index() -> str:
     return render_template("index.html", programs=programs.all_programs())
-
-
-@bp.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}

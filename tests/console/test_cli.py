@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,7 @@ def test_dev_certs_writes_files_once(cli_env: dict[str, str], tmp_path: Path) ->
 def test_production_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POINTPASS_")}
     env["POINTPASS_INSTANCE_PATH"] = str(tmp_path)
+    env["POINTPASS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'p.db'}"
     result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True,
                             text=True, cwd=Path(__file__).parents[2], timeout=60)
     assert result.returncode != 0
@@ -98,7 +100,7 @@ def test_gunicorn_serves_wsgi_app(tmp_path: Path, free_port: Any) -> None:
     import urllib.request
 
     port = free_port()
-    env = {**os.environ, "POINTPASS_SECRET_KEY": "x" * 40,
+    env = {**os.environ, "POINTPASS_SECRET_KEY": secrets.token_urlsafe(48),
            "POINTPASS_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}",
            "POINTPASS_INSTANCE_PATH": str(tmp_path)}
     pointpass("db", "upgrade", env=env)

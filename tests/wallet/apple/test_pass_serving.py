@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import subprocess
 import time
 import zipfile
@@ -229,7 +230,7 @@ def test_production_without_apple_settings_runs_without_apple(
 ) -> None:
     caplog.set_level("WARNING")
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "ENV": "production",
-                      "SECRET_KEY": "k" * 40, "INSTANCE_PATH": tmp_path})
+                      "SECRET_KEY": secrets.token_urlsafe(48), "INSTANCE_PATH": tmp_path})
     sweeper = app.extensions["pointpass.sweeper"]  # no jobs running into later tests
     sweeper.stop()
     sweeper.join(timeout=5)
