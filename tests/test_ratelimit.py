@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from limits import parse
+from limits.strategies import FixedWindowRateLimiter
 
 from app.auth import keys as api_keys
+from app.ratelimit import EXTENSION, ProcessCounters
+from tests.clock import FakeClock
 from tests.conftest import REDIS_URL, ApiClient, _make_app
 
 
@@ -64,43 +67,38 @@ def test_a_malformed_limit_fails_at_start_up(database: Any, tmp_path: Path) -> N
 
 
 def test_process_counters_count_a_window_then_start_again() -> None:
-    from limits import parse
-    from limits.strategies import FixedWindowRateLimiter
-
-    from app.ratelimit import ProcessCounters
-
-    limiter = FixedWindowRateLimiter(ProcessCounters())
+    clock = FakeClock(start=1_700_000_000.0)
+    limiter = FixedWindowRateLimiter(ProcessCounters(clock=clock))
     limit = parse("2/second")
     assert [limiter.hit(limit, "till-1") for _ in range(3)] == [True, True, False]
     assert limiter.hit(limit, "till-2")  # another key counts on its own
     stats = limiter.get_window_stats(limit, "till-1")
-    assert stats.remaining == 0 and 0 < stats.reset_time - time.time() <= 1
-    time.sleep(1.05)
+    assert stats.remaining == 0 and stats.reset_time == clock() + 1
+    clock.advance(0.9)
+    assert not limiter.hit(limit, "till-1")  # the same window
+    clock.advance(0.1)
     assert limiter.hit(limit, "till-1")  # a new window
 
 
 def test_process_counters_start_no_threads_and_sweep_stale_keys() -> None:
     """limits' memory:// storage starts a timer thread every 10 ms under load; this one
     drops the counters of keys no longer used inline, so memory stays bounded."""
-    from limits import parse
-    from limits.strategies import FixedWindowRateLimiter
-
-    from app.ratelimit import ProcessCounters
-
-    storage = ProcessCounters(sweep_seconds=0.2)
+    clock = FakeClock(start=1_700_000_000.0)
+    storage = ProcessCounters(sweep_seconds=0.2, clock=clock)
     limiter = FixedWindowRateLimiter(storage)
     threads = threading.active_count()
     for i in range(500):
         limiter.hit(parse("5/second"), f"caller-{i}")
     assert threading.active_count() == threads
     assert len(storage) == 500
-    time.sleep(1.1)
-    limiter.hit(parse("5/second"), "caller-new")  # the sweep runs inline here
-    assert len(storage) == 1
+    clock.advance(0.5)
+    limiter.hit(parse("5/second"), "caller-new")  # swept, but the windows are still open
+    assert len(storage) == 501
+    clock.advance(0.6)
+    limiter.hit(parse("5/second"), "caller-newer")  # the sweep runs inline here
+    assert len(storage) == 2  # the 500 expired ones are gone; caller-new's window is open
 
 
 def test_without_redis_the_app_counts_in_process(database: Any, tmp_path: Path) -> None:
-    from app.ratelimit import EXTENSION, ProcessCounters
-
     for app in _make_app(database, tmp_path):
         assert isinstance(app.extensions[EXTENSION].storage, ProcessCounters)

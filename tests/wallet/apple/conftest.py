@@ -21,13 +21,13 @@ def apns_tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ``APNS_KEY_PASSWORD``), ``server_ca``/``server_cert``/``server_key``, and
     ``stranger_cert``/``stranger_key``: a Pass Type ID certificate from an unrelated CA."""
     root = tmp_path_factory.mktemp("apns-tls")
-    client = write_dev_certs(root / "client", key_password=APNS_KEY_PASSWORD)
+    client_tls = write_dev_certs(root / "client", key_password=APNS_KEY_PASSWORD)
     server = write_server_certificate(root / "server")
     stranger = write_chain(root / "stranger", create_ca_and_leaf(ca_common_name="Some Other CA"))
     return {
-        "wwdr": client["wwdr"],
-        "pass_cert": client["pass_cert"],
-        "pass_key": client["pass_key"],
+        "wwdr": client_tls["wwdr"],
+        "pass_cert": client_tls["pass_cert"],
+        "pass_key": client_tls["pass_key"],
         "server_ca": server["ca"],
         "server_cert": server["cert"],
         "server_key": server["key"],
@@ -59,7 +59,7 @@ def apns_server(make_server: Callable[..., APNsTestServer]) -> APNsTestServer:
 
 
 @pytest.fixture
-def make_client(
+def make_apns_client(
     apns_tls: dict[str, Path], apns_server: APNsTestServer
 ) -> Iterator[Callable[..., APNsClient]]:
     """Build clients for ``apns_server`` (fast backoff); keyword arguments override."""
@@ -78,18 +78,18 @@ def make_client(
             "request_timeout": 5.0,
             **options,
         }
-        client = APNsClient(**settings)
-        clients.append(client)
-        return client
+        apns_client = APNsClient(**settings)
+        clients.append(apns_client)
+        return apns_client
 
     yield make
-    for client in clients:
-        client.close()
+    for apns_client in clients:
+        apns_client.close()
 
 
 @pytest.fixture
-def client(make_client: Callable[..., APNsClient]) -> APNsClient:
-    return make_client()
+def apns_client(make_apns_client: Callable[..., APNsClient]) -> APNsClient:
+    return make_apns_client()
 
 
 @pytest.fixture

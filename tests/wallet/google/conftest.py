@@ -80,7 +80,7 @@ def google_app(database: Any, tmp_path: Path,
 
 
 @pytest.fixture
-def make_client(wallet_server: GoogleWalletTestServer) -> Iterator[Callable[..., Any]]:
+def make_google_client(wallet_server: GoogleWalletTestServer) -> Iterator[Callable[..., Any]]:
     """Build clients of the test server (keyword arguments go to GoogleWalletClient);
     all are closed afterwards."""
     clients: list[GoogleWalletClient] = []
@@ -88,23 +88,23 @@ def make_client(wallet_server: GoogleWalletTestServer) -> Iterator[Callable[...,
     def make(rate_limiter: RateLimiter | None = None, **options: Any) -> GoogleWalletClient:
         options.setdefault("backoff_base", 0.01)
         options.setdefault("timeout", 5.0)
-        client = GoogleWalletClient(
+        google_client = GoogleWalletClient(
             wallet_server.api_url,
             wallet_server.sa_file,  # type: ignore[attr-defined]
             rate_limiter or LocalRateLimiter(rate=1000),
             **options,
         )
-        clients.append(client)
-        return client
+        clients.append(google_client)
+        return google_client
 
     yield make
-    for client in clients:
-        client.close()
+    for google_client in clients:
+        google_client.close()
 
 
 @pytest.fixture
-def client(make_client: Callable[..., GoogleWalletClient]) -> GoogleWalletClient:
-    return make_client()
+def google_client(make_google_client: Callable[..., GoogleWalletClient]) -> GoogleWalletClient:
+    return make_google_client()
 
 
 @pytest.fixture
