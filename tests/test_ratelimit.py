@@ -12,17 +12,16 @@ import pytest
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
 
-from app.auth import keys as api_keys
 from app.ratelimit import EXTENSION, ProcessCounters
 from tests.clock import FakeClock
-from tests.conftest import REDIS_URL, ApiClient, _make_app
+from tests.factories import REDIS_URL, ApiClient, create_api_key, make_app
 
 
 def _apps(database: Any, tmp_path: Path, count: int, **settings: Any) -> list[Any]:
     apps = []
     for i in range(count):
-        maker = _make_app(database, tmp_path, INSTANCE_PATH=tmp_path / f"instance-{i}",
-                          **settings)
+        maker = make_app(database, tmp_path, INSTANCE_PATH=tmp_path / f"instance-{i}",
+                         **settings)
         apps.append((next(maker), maker))
     return apps
 
@@ -35,8 +34,7 @@ def test_limits_are_shared_through_redis_by_every_process(database: Any,
     apps = _apps(database, tmp_path, 2, STAFF_RATE_LIMIT="3/minute", REDIS_URL=REDIS_URL,
                  RATELIMIT_KEY_PREFIX=prefix)
     try:
-        with apps[0][0].app_context():
-            staff = api_keys.create("till", "staff")[1]
+        staff = create_api_key(apps[0][0], "staff", "till")
         clients = [ApiClient(app.test_client(), staff) for app, _ in apps]
         statuses = [clients[i % 2].post("/api/v1/scans", json={"code": "x"}).status_code
                     for i in range(4)]
@@ -49,10 +47,9 @@ def test_limits_are_shared_through_redis_by_every_process(database: Any,
 
 def test_an_unreachable_store_lets_requests_through_with_a_warning(
         database: Any, tmp_path: Path, free_port: Any, caplog: pytest.LogCaptureFixture) -> None:
-    for app in _make_app(database, tmp_path, STAFF_RATE_LIMIT="1/minute",
+    for app in make_app(database, tmp_path, STAFF_RATE_LIMIT="1/minute",
                          RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0"):
-        with app.app_context():
-            staff = api_keys.create("till", "staff")[1]
+        staff = create_api_key(app, "staff", "till")
         client = ApiClient(app.test_client(), staff)
         with caplog.at_level(logging.WARNING, logger="pointpass.ratelimit"):
             statuses = [client.post("/api/v1/scans", json={"code": "x"}).status_code
@@ -63,7 +60,7 @@ def test_an_unreachable_store_lets_requests_through_with_a_warning(
 
 def test_a_malformed_limit_fails_at_start_up(database: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        next(_make_app(database, tmp_path, STAFF_RATE_LIMIT="lots"))
+        next(make_app(database, tmp_path, STAFF_RATE_LIMIT="lots"))
 
 
 def test_process_counters_count_a_window_then_start_again() -> None:
@@ -100,5 +97,5 @@ def test_process_counters_start_no_threads_and_sweep_stale_keys() -> None:
 
 
 def test_without_redis_the_app_counts_in_process(database: Any, tmp_path: Path) -> None:
-    for app in _make_app(database, tmp_path):
+    for app in make_app(database, tmp_path):
         assert isinstance(app.extensions[EXTENSION].storage, ProcessCounters)

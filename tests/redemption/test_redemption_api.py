@@ -8,13 +8,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.loyalty.models import Card, LedgerEntry
 from app.redemption.models import Redemption
 from passes.barcode import TOTP_PERIOD_SECONDS, derive_key, make_code, totp_key, totp_value
-from tests.conftest import PROGRAM, ApiClient, ledger_state
+from tests.factories import (
+    PROGRAM,
+    ApiClient,
+    create_api_key,
+    create_card,
+    create_program,
+    ledger_state,
+    make_app,
+    row_counts,
+)
 
 
 def _code(app: Any, serial: str) -> str:
@@ -30,21 +39,6 @@ def _code(app: Any, serial: str) -> str:
 @pytest.fixture
 def staff(api: ApiClient, keys: dict[str, str]) -> ApiClient:
     return api.as_(keys["staff"])
-
-
-@pytest.fixture
-def funded(api: ApiClient, card: dict[str, Any]) -> dict[str, Any]:
-    assert api.post(f"/api/v1/cards/{card['serial_number']}/earn",
-                    json={"points": 250}).status_code == 201
-    return card
-
-
-def _counts(app: Any) -> tuple[int, int]:
-    with app.app_context():
-        result = (db.session.scalar(select(func.count(LedgerEntry.id))) or 0,
-                  db.session.scalar(select(func.count(Redemption.id))) or 0)
-        db.session.rollback()
-        return result
 
 
 def test_scan_shows_card_and_affordable_rewards(app: Any, api: ApiClient, staff: ApiClient,
@@ -110,7 +104,7 @@ def test_a_scan_redeems_once_whatever_the_key(app: Any, staff: ApiClient,
     assert {r.json["type"] for r in answers[1:]} == {"urn:pointpass:problem:code-already-used"}
     assert all("scan the card again" in r.json["detail"] for r in answers[1:])
     assert ledger_state(app, serial) == (240, 240, 2)  # the earn and one redemption
-    assert _counts(app)[1] == 1
+    assert row_counts(app, LedgerEntry, Redemption)[1] == 1
 
     # A retry of the first (its answer was lost) still gets the first result.
     retry = _redeem(staff, body, "visit-0")
@@ -143,8 +137,7 @@ def test_a_scan_of_a_rotating_code_redeems_once(app: Any, api: ApiClient, staff:
     """A rotating (Google Wallet) code's scan carries its value, which the redemption uses."""
     program = api.post("/api/v1/programs", json={**PROGRAM, "slug": "rotating",
                                                  "google_rotating_barcode": True}).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
+    serial = create_card(api, program, name="Ari")["serial_number"]
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 100})
     secret = totp_key(app.config["REDEMPTION_CODE_KEY"], serial)
     code = f"PPT:{serial}:{totp_value(secret, int(time.time() // TOTP_PERIOD_SECONDS))}"
@@ -229,11 +222,11 @@ def test_bad_input_changes_nothing(app: Any, api: ApiClient, keys: dict[str, str
     unknown = make_code(app.config["REDEMPTION_CODE_KEY"], "0000000000000000DEAD", 1)
     filled = {k: (v.format(code=code, unknown=unknown) if isinstance(v, str) else v)
               for k, v in body.items()}
-    before = _counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     response = api.as_(keys[role] if role else None).post(path, json=filled)
     assert response.status_code == status, response.json
     assert response.content_type == "application/problem+json"
-    assert _counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
     assert _code(app, funded["serial_number"]) == code  # the code did not rotate
 
 
@@ -244,13 +237,9 @@ def test_forged_code_with_another_key_is_refused(app: Any, staff: ApiClient,
 
 
 def test_scans_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> None:
-    from app.auth import keys as api_keys
-    from tests.conftest import _make_app
-
-    for app in _make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
-        with app.app_context():
-            staff_a = api_keys.create("a", "staff")[1]
-            staff_b = api_keys.create("b", "staff")[1]
+    for app in make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
+        staff_a = create_api_key(app, "staff", "a")
+        staff_b = create_api_key(app, "staff", "b")
         client = ApiClient(app.test_client(), staff_a)
         statuses = [client.post("/api/v1/scans", json={"code": "x"}).status_code
                     for _ in range(4)]
@@ -263,14 +252,12 @@ def test_scans_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> N
 
 def _pg_setup(app: Any) -> tuple[ApiClient, str, dict[str, Any]]:
     """An admin client, a staff key and a program (its reward costs 100), on ``pg_app``."""
-    from app.auth import keys as api_keys
 
     app.config["STAFF_RATE_LIMIT"] = "10000/minute"  # one staff key makes every request
-    with app.app_context():
-        admin = api_keys.create("admin", "admin")[1]
-        staff_key = api_keys.create("staff", "staff")[1]
+    admin = create_api_key(app, "admin")
+    staff_key = create_api_key(app, "staff")
     api = ApiClient(app.test_client(), admin)
-    return api, staff_key, api.post("/api/v1/programs", json=PROGRAM).json
+    return api, staff_key, create_program(api)
 
 
 def _member(api: ApiClient, program: dict[str, Any], points: int, name: str = "M") -> str:

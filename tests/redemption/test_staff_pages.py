@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.auth import keys as api_keys
 from app.extensions import db
@@ -21,7 +21,7 @@ from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, LedgerEntry
 from app.redemption.models import Redemption
 from passes.barcode import derive_key, make_code
-from tests.conftest import ApiClient, _make_app, ledger_state
+from tests.factories import ApiClient, create_api_key, ledger_state, make_app, row_counts
 
 
 def form_token(page: str) -> str:
@@ -78,26 +78,11 @@ def current_code(app: Any, serial: str) -> str:
         return code
 
 
-def counts(app: Any) -> tuple[int, int]:
-    with app.app_context():
-        result = (db.session.scalar(select(func.count(LedgerEntry.id))) or 0,
-                  db.session.scalar(select(func.count(Redemption.id))) or 0)
-        db.session.rollback()
-        return result
-
-
 def key_id(app: Any, key: str) -> int:
     with app.app_context():
         principal = api_keys.authenticate(key)
         assert principal is not None
         return principal.id
-
-
-@pytest.fixture
-def funded(api: ApiClient, card: dict[str, Any]) -> dict[str, Any]:
-    assert api.post(f"/api/v1/cards/{card['serial_number']}/earn",
-                    json={"points": 250}).status_code == 201
-    return card
 
 
 @pytest.fixture
@@ -245,14 +230,14 @@ def test_json_endpoints_refuse_without_csrf(app: Any, staff: Staff, funded: dict
     code = current_code(app, funded["serial_number"])
     scan = staff.scan(code)  # with the token: works
     assert scan.status_code == 200
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     for response in (staff.scan(code, token=token),
                      staff.redeem(scan.json["scan_id"], scan.json["rewards"][0]["id"],
                                   token=token)):
         assert response.status_code == 400
         assert response.content_type == "application/problem+json"
         assert response.json["type"] == "urn:pointpass:problem:csrf"
-    assert counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
     assert current_code(app, funded["serial_number"]) == code
 
 
@@ -302,7 +287,7 @@ def test_scan_and_redeem_answer_as_the_api_does(app: Any, api: ApiClient, keys: 
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json == first.json
     assert ledger_state(app, serial) == (150, 150, 2)
-    assert counts(app)[1] == 1
+    assert row_counts(app, LedgerEntry, Redemption)[1] == 1
 
     with app.app_context():
         redemption = db.session.scalar(select(Redemption))
@@ -320,11 +305,11 @@ def test_a_scan_redeems_once(app: Any, staff: Staff, funded: dict[str, Any]) -> 
     reward_id = scan["rewards"][0]["id"]
     first = staff.redeem(scan["scan_id"], reward_id, key="a")
     assert first.status_code == 201 and first.json["balance"] == 150
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     second = staff.redeem(scan["scan_id"], reward_id, key="b")
     assert second.status_code == 409
     assert second.json["type"] == "urn:pointpass:problem:code-already-used"
-    assert counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
     assert ledger_state(app, serial) == (150, 150, 2)
     retried = staff.redeem(scan["scan_id"], reward_id, key="a")  # the first tap's answer lost
     assert retried.status_code == 201 and retried.json == first.json
@@ -361,11 +346,11 @@ def test_voided_card_is_410(app: Any, api: ApiClient, staff: Staff,
     code = current_code(app, serial)
     scan = staff.scan(code).json
     api.post(f"/api/v1/cards/{serial}/void", json={"reason": "stolen"})
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     for response in (staff.scan(code), staff.redeem(scan["scan_id"], scan["rewards"][0]["id"])):
         assert response.status_code == 410
         assert response.json["type"] == "urn:pointpass:problem:card-voided"
-    assert counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
 
 
 def _forged(app: Any, serial: str) -> str:
@@ -387,12 +372,12 @@ def test_bad_scans_change_nothing(app: Any, staff: Staff, funded: dict[str, Any]
                                   status: int, problem_type: str) -> None:
     serial = funded["serial_number"]
     code = current_code(app, serial)
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     response = staff.scan(make(app, serial))
     assert response.status_code == status, response.json
     assert response.content_type == "application/problem+json"
     assert response.json["type"] == f"urn:pointpass:problem:{problem_type}"
-    assert counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
     assert current_code(app, serial) == code
 
 
@@ -422,12 +407,12 @@ def test_bad_redemptions_change_nothing(app: Any, staff: Staff, funded: dict[str
 
     filled = ({k: fill(v) for k, v in body.items()} if isinstance(body, dict)
               else [fill(v) for v in body])
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     response = staff.post("/staff/redeem", filled, headers={"Idempotency-Key": "bad-1"})
     assert response.status_code == status, response.json
     assert response.content_type == "application/problem+json"
     assert response.json["type"] == f"urn:pointpass:problem:{problem_type}"
-    assert counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
     assert current_code(app, serial) == code
 
 
@@ -447,9 +432,8 @@ def test_used_code_is_409_and_changes_nothing(app: Any, staff: Staff,
 
 
 def test_json_endpoints_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> None:
-    for app in _make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
-        with app.app_context():
-            key_a, key_b = api_keys.create("a", "staff")[1], api_keys.create("b", "staff")[1]
+    for app in make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
+        key_a, key_b = create_api_key(app, "staff", "a"), create_api_key(app, "staff", "b")
         first, second = Staff(app.test_client(), key_a), Staff(app.test_client(), key_b)
         statuses = [first.scan("x").status_code for _ in range(4)]
         assert statuses == [422, 422, 422, 429]

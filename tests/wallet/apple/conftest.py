@@ -11,6 +11,7 @@ import pytest
 from app.wallet.apple.apns import APNsClient
 from passes.devcerts import DEFAULT_PASS_TYPE_ID, create_ca_and_leaf, write_chain, write_dev_certs
 from tests.apns_server import APNsTestServer, write_server_certificate
+from tests.factories import closing_maker
 
 APNS_KEY_PASSWORD = "apns-key-pw 9c41e0 do not log"
 
@@ -39,18 +40,12 @@ def apns_tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def make_server(apns_tls: dict[str, Path]) -> Iterator[Callable[..., APNsTestServer]]:
     """Start test servers (keyword arguments go to APNsTestServer); all stop afterwards."""
-    servers: list[APNsTestServer] = []
 
-    def make(**options: Any) -> APNsTestServer:
-        server = APNsTestServer(
-            apns_tls["server_cert"], apns_tls["server_key"], apns_tls["wwdr"], **options
-        ).start()
-        servers.append(server)
-        return server
+    def start(**options: Any) -> APNsTestServer:
+        return APNsTestServer(apns_tls["server_cert"], apns_tls["server_key"], apns_tls["wwdr"],
+                              **options).start()
 
-    yield make
-    for server in servers:
-        server.stop()
+    yield from closing_maker(start, APNsTestServer.stop)
 
 
 @pytest.fixture
@@ -63,28 +58,19 @@ def make_apns_client(
     apns_tls: dict[str, Path], apns_server: APNsTestServer
 ) -> Iterator[Callable[..., APNsClient]]:
     """Build clients for ``apns_server`` (fast backoff); keyword arguments override."""
-    clients: list[APNsClient] = []
-
-    def make(**options: Any) -> APNsClient:
-        settings: dict[str, Any] = {
-            "url": apns_server.url,
-            "cert_path": apns_tls["pass_cert"],
-            "key_path": apns_tls["pass_key"],
-            "key_password": APNS_KEY_PASSWORD,
-            "ca_file": apns_tls["server_ca"],
-            "topic": DEFAULT_PASS_TYPE_ID,
-            "backoff_base": 0.002,
-            "backoff_max": 0.02,
-            "request_timeout": 5.0,
-            **options,
-        }
-        apns_client = APNsClient(**settings)
-        clients.append(apns_client)
-        return apns_client
-
-    yield make
-    for apns_client in clients:
-        apns_client.close()
+    defaults: dict[str, Any] = {
+        "url": apns_server.url,
+        "cert_path": apns_tls["pass_cert"],
+        "key_path": apns_tls["pass_key"],
+        "key_password": APNS_KEY_PASSWORD,
+        "ca_file": apns_tls["server_ca"],
+        "topic": DEFAULT_PASS_TYPE_ID,
+        "backoff_base": 0.002,
+        "backoff_max": 0.02,
+        "request_timeout": 5.0,
+    }
+    yield from closing_maker(lambda **options: APNsClient(**{**defaults, **options}),
+                             APNsClient.close)
 
 
 @pytest.fixture

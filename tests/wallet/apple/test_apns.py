@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -384,22 +385,22 @@ def test_goaway_with_streams_in_flight_loses_no_push(
     assert {r.token for r in server.requests if r.status == 200} >= set(pushed)
 
 
-def test_a_silent_server_is_given_up_after_the_request_timeout(
-    make_server: Callable[..., APNsTestServer], make_apns_client: MakeAPNsClient, tokens: Tokens
-) -> None:
-    server = make_server(latency=30)  # accepts requests, never answers in time
+def _clocked_client(make_apns_client: MakeAPNsClient,
+                    **options: Any) -> tuple[FakeClock, APNsClient]:
+    """A client whose watchdog looks every 10 ms at a fake clock that only the test moves."""
     clock = FakeClock()
-    apns_client = make_apns_client(url=server.url, request_timeout=5.0, retries=1,
-                                   clock=clock, watch_interval=0.01)
+    return clock, make_apns_client(clock=clock, watch_interval=0.01, **options)
+
+
+def _push_while_time_passes(apns_client: APNsClient, clock: FakeClock, tokens: list[str],
+                            step: float) -> list[PushResult]:
+    """Push ``tokens`` while the client's clock moves on by ``step`` every 10 ms."""
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(apns_client.push_many, tokens(1))
-        while not future.done():  # 0.5 s of the client's time every 10 ms
-            clock.advance(0.5)
+        future = pool.submit(apns_client.push_many, tokens)
+        while not future.done():
+            clock.advance(step)
             time.sleep(0.01)
-        (result,) = future.result()
-    assert (result.outcome, result.status, result.attempts) == (Outcome.RETRY_EXHAUSTED, None, 2)
-    assert result.reason and "TimeoutError" in result.reason
-    assert server.connections == 2
+        return future.result()
 
 
 def _watched(clock: FakeClock, looks: int = 3) -> None:
@@ -408,11 +409,22 @@ def _watched(clock: FakeClock, looks: int = 3) -> None:
     wait_until(lambda: clock.reads >= reads + looks, "the APNs watchdog to look at the clock")
 
 
+def test_a_silent_server_is_given_up_after_the_request_timeout(
+    make_server: Callable[..., APNsTestServer], make_apns_client: MakeAPNsClient, tokens: Tokens
+) -> None:
+    server = make_server(latency=30)  # accepts requests, never answers in time
+    clock, apns_client = _clocked_client(make_apns_client, url=server.url,
+                                         request_timeout=5.0, retries=1)
+    (result,) = _push_while_time_passes(apns_client, clock, tokens(1), 0.5)
+    assert (result.outcome, result.status, result.attempts) == (Outcome.RETRY_EXHAUSTED, None, 2)
+    assert result.reason and "TimeoutError" in result.reason
+    assert server.connections == 2
+
+
 def test_an_idle_connection_is_not_mistaken_for_a_silent_one(
     make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    clock = FakeClock()
-    apns_client = make_apns_client(request_timeout=0.2, clock=clock, watch_interval=0.01)
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=0.2)
     apns_client.push_many(tokens(1))
     clock.advance(10)  # idle for much longer than the request timeout
     _watched(clock)
@@ -425,9 +437,7 @@ def test_an_idle_connection_is_not_mistaken_for_a_silent_one(
 def test_an_idle_connection_answers_pings_and_is_kept(
     make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    clock = FakeClock()
-    apns_client = make_apns_client(request_timeout=0.4, idle_ping=0.1, clock=clock,
-                                   watch_interval=0.01)
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=0.4, idle_ping=0.1)
     apns_client.push_many(tokens(1))
     for pings in range(1, 4):  # idle again and again: a PING each time, each answered
         clock.advance(0.3)
@@ -443,9 +453,7 @@ def test_a_connection_a_nat_dropped_while_idle_is_replaced_before_the_next_push(
 ) -> None:
     """With PINGs the dead connection is found while idle: the next push goes out at once
     on a new connection."""
-    clock = FakeClock()
-    apns_client = make_apns_client(request_timeout=1.0, idle_ping=0.1, clock=clock,
-                                   watch_interval=0.01)
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=1.0, idle_ping=0.1)
     apns_client.push_many(tokens(1))
     apns_server.blackhole_connections()
     clock.advance(0.2)  # idle: a PING goes out, unanswered
@@ -460,20 +468,13 @@ def test_a_connection_a_nat_dropped_while_idle_is_replaced_before_the_next_push(
 def test_without_pings_a_push_on_a_dropped_connection_waits_out_the_timeout(
     make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    clock = FakeClock()
-    apns_client = make_apns_client(request_timeout=1.0, idle_ping=3600, clock=clock,
-                                   watch_interval=0.01)
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=1.0, idle_ping=3600)
     apns_client.push_many(tokens(1))
     apns_server.blackhole_connections()
     clock.advance(2.0)  # idle, but not for an hour: no PING
     _watched(clock)
     assert apns_server.open_connections == 1
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(apns_client.push_many, tokens(1, prefix=1))
-        while not future.done():
-            clock.advance(0.25)
-            time.sleep(0.01)
-        (result,) = future.result()
+    (result,) = _push_while_time_passes(apns_client, clock, tokens(1, prefix=1), 0.25)
     assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 2)
     assert result.token == tokens(1, prefix=1)[0]
     assert apns_server.connections == 2
@@ -499,15 +500,22 @@ def test_a_connection_that_runs_out_of_stream_ids_is_replaced(
     assert apns_server.open_connections == 1  # the spent one was closed once drained
 
 
+def _assert_delivered_on_one_connection(batches: list[list[PushResult]], size: int,
+                                        apns_client: APNsClient,
+                                        apns_server: APNsTestServer) -> None:
+    """Every batch of ``size`` pushes was delivered, all over one connection."""
+    assert [len(b) for b in batches] == [size] * len(batches)
+    assert all(r.outcome is Outcome.DELIVERED for b in batches for r in b)
+    assert apns_server.connections == 1
+    assert apns_client.counters["delivered"] == size * len(batches)
+
+
 def test_calls_from_many_threads_share_the_connection(
     apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     with ThreadPoolExecutor(8) as pool:
         batches = list(pool.map(lambda p: apns_client.push_many(tokens(200, prefix=p)), range(8)))
-    assert [len(b) for b in batches] == [200] * 8
-    assert all(r.outcome is Outcome.DELIVERED for b in batches for r in b)
-    assert apns_server.connections == 1
-    assert apns_client.counters["delivered"] == 1600
+    _assert_delivered_on_one_connection(batches, 200, apns_client, apns_server)
 
 
 def test_async_api_and_concurrent_calls_share_the_connection(
@@ -517,11 +525,7 @@ def test_async_api_and_concurrent_calls_share_the_connection(
         return await asyncio.gather(*(apns_client.apush_many(tokens(100, prefix=p))
                                       for p in range(5)))
 
-    batches = asyncio.run(main())
-    assert [len(b) for b in batches] == [100] * 5
-    assert all(r.outcome is Outcome.DELIVERED for b in batches for r in b)
-    assert apns_server.connections == 1
-    assert apns_client.counters["delivered"] == 500
+    _assert_delivered_on_one_connection(asyncio.run(main()), 100, apns_client, apns_server)
 
 
 def test_closed_client_refuses_to_push(

@@ -64,14 +64,8 @@ def test_imports_point_down_and_sit_at_the_top() -> None:
 
 
 def test_the_public_names_are_still_importable_from_the_package() -> None:
-    for name in (
-        "APNS_URL",
-        "BAD_TOKEN_REASONS",
-        "PAYLOAD",
-        "APNsClient",
-        "APNsClientClosed",
-        "APNsCredentialsError",
-        "Outcome",
-        "PushResult",
-    ):
+    public = {"APNS_URL", "BAD_TOKEN_REASONS", "PAYLOAD", "APNsClient", "APNsClientClosed",
+              "APNsCredentialsError", "Outcome", "PushResult"}
+    assert public <= set(apns_package.__all__)
+    for name in public:
         assert hasattr(apns_package, name), name
