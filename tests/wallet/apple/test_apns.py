@@ -352,9 +352,7 @@ def test_reconnects_after_the_server_closes_the_connection(
 ) -> None:
     first = apns_client.push_many(tokens(20))
     apns_server.close_connections(goaway=True)
-    deadline = time.monotonic() + 2
-    while apns_server.open_connections and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: apns_server.open_connections == 0, "the server to close", timeout=5)
     second = apns_client.push_many(tokens(20, prefix=1))
     apns_server.close_connections(goaway=False)  # abruptly, no GOAWAY
     third = apns_client.push_many(tokens(20, prefix=2))
@@ -373,9 +371,7 @@ def test_goaway_with_streams_in_flight_loses_no_push(
     pushed = tokens(300)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(apns_client.push_many, pushed)
-        deadline = time.monotonic() + 5
-        while not server.requests and time.monotonic() < deadline:
-            time.sleep(0.002)
+        wait_until(lambda: server.requests, "the first pushes to arrive", timeout=5)
         server.close_connections(goaway=True)
         results = future.result(timeout=10)
 
@@ -494,10 +490,8 @@ def test_a_connection_that_runs_out_of_stream_ids_is_replaced(
 
     assert {(r.outcome, r.attempts) for r in results} == {(Outcome.DELIVERED, 1)}
     assert apns_server.connections == 2
-    deadline = time.monotonic() + 2
-    while apns_server.open_connections > 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert apns_server.open_connections == 1  # the spent one was closed once drained
+    # The spent one is closed once drained.
+    wait_until(lambda: apns_server.open_connections == 1, "the spent connection to close", 5)
 
 
 def _assert_delivered_on_one_connection(batches: list[list[PushResult]], size: int,
@@ -533,10 +527,7 @@ def test_closed_client_refuses_to_push(
 ) -> None:
     with make_apns_client() as apns_client:
         apns_client.push_many(tokens(1))
-    deadline = time.monotonic() + 2
-    while apns_server.open_connections and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert apns_server.open_connections == 0  # close() hung up
+    wait_until(lambda: apns_server.open_connections == 0, "close() to hang up", timeout=5)
     with pytest.raises(APNsClientClosed):
         apns_client.push_many(tokens(1))
     assert apns_client.push_many([]) == []
