@@ -28,6 +28,8 @@ from sqlalchemy import func, select, text
 from app import create_app, jobs
 from app.auth import keys as api_keys
 from app.extensions import db
+from app.loyalty.codes import redemption_code
+from app.loyalty.models import Card
 from tests.apns_server import APNsTestServer
 from tests.phones import Phone
 
@@ -207,6 +209,15 @@ def row_counts(app: Flask, *models: Any) -> tuple[int, ...]:
                        for model in models)
         db.session.rollback()
         return counts
+
+
+def card_code(app: Flask, serial: str) -> str:
+    """The card's current redemption code (what its passes show)."""
+    with app.app_context():
+        card = db.session.scalar(select(Card).where(Card.serial_number == serial))
+        code = redemption_code(card)
+        db.session.rollback()
+        return code
 
 
 def ledger_state(app: Flask, serial: str) -> tuple[int, int, int]:

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.loyalty.models import Card, LedgerEntry
+from app.loyalty.models import LedgerEntry
 from app.redemption.models import Redemption
 from passes.barcode import TOTP_PERIOD_SECONDS, derive_key, make_code, totp_key, totp_value
 from tests.factories import (
     PROGRAM,
     ApiClient,
+    card_code,
     create_api_key,
     create_card,
     create_program,
@@ -24,16 +25,6 @@ from tests.factories import (
     make_app,
     row_counts,
 )
-
-
-def _code(app: Any, serial: str) -> str:
-    from app.loyalty.codes import redemption_code
-
-    with app.app_context():
-        card = db.session.scalar(select(Card).where(Card.serial_number == serial))
-        code = redemption_code(card)
-        db.session.rollback()
-        return code
 
 
 @pytest.fixture
@@ -45,7 +36,7 @@ def test_scan_shows_card_and_affordable_rewards(app: Any, api: ApiClient, staff:
                                                 program: dict[str, Any],
                                                 funded: dict[str, Any]) -> None:
     api.post(f"/api/v1/programs/{program['id']}/rewards", json={"name": "Cake", "points_cost": 400})
-    response = staff.post("/api/v1/scans", json={"code": _code(app, funded["serial_number"])})
+    response = staff.post("/api/v1/scans", json={"code": card_code(app, funded["serial_number"])})
     assert response.status_code == 200
     body = response.json
     assert body["card"] == {"serial_number": funded["serial_number"], "member_first_name": "Siti",
@@ -60,7 +51,7 @@ def test_redeem_rotates_the_code_and_records_who_where_when(
     serial = funded["serial_number"]
     location = api.post(f"/api/v1/programs/{program['id']}/locations",
                         json={"name": "Kemang", "latitude": -6.26, "longitude": 106.81}).json
-    old_code = _code(app, serial)
+    old_code = card_code(app, serial)
     scan = staff.post("/api/v1/scans", json={"code": old_code}).json
     reward = scan["rewards"][0]
     response = staff.post("/api/v1/redemptions",
@@ -73,7 +64,7 @@ def test_redeem_rotates_the_code_and_records_who_where_when(
     assert response.json["location_id"] == location["id"]
     assert ledger_state(app, serial) == (150, 150, 2)
 
-    new_code = _code(app, serial)
+    new_code = card_code(app, serial)
     assert new_code != old_code
     used = staff.post("/api/v1/scans", json={"code": old_code})
     assert used.status_code == 409
@@ -97,7 +88,7 @@ def test_a_scan_redeems_once_whatever_the_key(app: Any, staff: ApiClient,
                                               funded: dict[str, Any]) -> None:
     """Issue 12, defect 1: one scan, four redemptions with different keys -> one 201."""
     serial = funded["serial_number"]
-    scan = staff.post("/api/v1/scans", json={"code": _code(app, serial)}).json
+    scan = staff.post("/api/v1/scans", json={"code": card_code(app, serial)}).json
     body = {"scan_id": scan["scan_id"], "points": 10}
     answers = [_redeem(staff, body, f"visit-{i}") for i in range(4)]
     assert [r.status_code for r in answers] == [201, 409, 409, 409]
@@ -114,7 +105,7 @@ def test_a_scan_redeems_once_whatever_the_key(app: Any, staff: ApiClient,
     assert ledger_state(app, serial) == (240, 240, 2)
 
     # Scanning the card's new code opens the next redemption.
-    rescan = staff.post("/api/v1/scans", json={"code": _code(app, serial)}).json
+    rescan = staff.post("/api/v1/scans", json={"code": card_code(app, serial)}).json
     assert _redeem(staff, {"scan_id": rescan["scan_id"], "points": 10}, "visit-5"
                    ).json["balance"] == 230
 
@@ -123,7 +114,7 @@ def test_a_scan_is_spent_by_a_redemption_with_the_code(app: Any, staff: ApiClien
                                                        funded: dict[str, Any]) -> None:
     """A scan opened before the card's code was used (here, typed in) redeems nothing."""
     serial = funded["serial_number"]
-    code = _code(app, serial)
+    code = card_code(app, serial)
     scan = staff.post("/api/v1/scans", json={"code": code}).json
     assert _redeem(staff, {"code": code, "points": 10}, "typed").status_code == 201
     late = _redeem(staff, {"scan_id": scan["scan_id"], "points": 10}, "scanned")
@@ -158,7 +149,7 @@ def test_a_scan_of_a_rotating_code_redeems_once(app: Any, api: ApiClient, staff:
 
 def test_idempotency_key_redeems_once(app: Any, staff: ApiClient,
                                       funded: dict[str, Any]) -> None:
-    code = _code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     body = {"code": code, "points": 100}
     first = staff.post("/api/v1/redemptions", json=body, headers={"Idempotency-Key": "k-1"})
     again = staff.post("/api/v1/redemptions", json=body, headers={"Idempotency-Key": "k-1"})
@@ -170,7 +161,7 @@ def test_idempotency_key_redeems_once(app: Any, staff: ApiClient,
 
 def test_reverse_gives_points_back_once(app: Any, api: ApiClient, staff: ApiClient,
                                         funded: dict[str, Any]) -> None:
-    r = staff.post("/api/v1/redemptions", json={"code": _code(app, funded["serial_number"]),
+    r = staff.post("/api/v1/redemptions", json={"code": card_code(app, funded["serial_number"]),
                                                "points": 100})
     path = f"/api/v1/redemptions/{r.json['id']}/reverse"
     assert staff.post(path, json={}).status_code == 403
@@ -185,7 +176,7 @@ def test_reverse_gives_points_back_once(app: Any, api: ApiClient, staff: ApiClie
 
 def test_voided_card_is_410(app: Any, api: ApiClient, staff: ApiClient,
                             funded: dict[str, Any]) -> None:
-    code = _code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     api.post(f"/api/v1/cards/{funded['serial_number']}/void", json={"reason": "stolen"})
     assert staff.post("/api/v1/scans", json={"code": code}).status_code == 410
     assert staff.post("/api/v1/redemptions", json={"code": code, "points": 5}).status_code == 410
@@ -218,7 +209,7 @@ BAD = [
 def test_bad_input_changes_nothing(app: Any, api: ApiClient, keys: dict[str, str],
                                    funded: dict[str, Any], role: str | None, path: str,
                                    body: dict[str, Any], status: int) -> None:
-    code = _code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     unknown = make_code(app.config["REDEMPTION_CODE_KEY"], "0000000000000000DEAD", 1)
     filled = {k: (v.format(code=code, unknown=unknown) if isinstance(v, str) else v)
               for k, v in body.items()}
@@ -227,7 +218,7 @@ def test_bad_input_changes_nothing(app: Any, api: ApiClient, keys: dict[str, str
     assert response.status_code == status, response.json
     assert response.content_type == "application/problem+json"
     assert row_counts(app, LedgerEntry, Redemption) == before
-    assert _code(app, funded["serial_number"]) == code  # the code did not rotate
+    assert card_code(app, funded["serial_number"]) == code  # the code did not rotate
 
 
 def test_forged_code_with_another_key_is_refused(app: Any, staff: ApiClient,
@@ -275,7 +266,7 @@ def test_contention_on_postgres_redeems_each_scan_once_within_the_balance(pg_app
     reward_id = program["rewards"][0]["id"]
     serials = [_member(api, program, 300 if i < 5 else 50, f"M{i}") for i in range(10)]
     scans = {s: ApiClient(app.test_client(), staff_key).post(
-        "/api/v1/scans", json={"code": _code(app, s)}).json["scan_id"] for s in serials}
+        "/api/v1/scans", json={"code": card_code(app, s)}).json["scan_id"] for s in serials}
 
     barrier = threading.Barrier(40)
 
@@ -311,7 +302,7 @@ def test_parallel_retries_of_a_redemption_all_get_its_result(pg_app: Any) -> Non
     headers = {"Authorization": f"Bearer {staff_key}"}
     balance = 1000
     for trial in range(6):
-        code = _code(app, serial)
+        code = card_code(app, serial)
         if trial % 2:
             scan = app.test_client().post("/api/v1/scans", json={"code": code}, headers=headers)
             body = {"scan_id": scan.json["scan_id"], "points": 10}
