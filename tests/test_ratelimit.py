@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from limits import parse
 from limits.strategies import FixedWindowRateLimiter
+from redis import Redis
 
 from app.ratelimit import EXTENSION, ProcessCounters
 from tests.clock import FakeClock
@@ -39,6 +40,12 @@ def test_limits_are_shared_through_redis_by_every_process(database: Any,
         statuses = [clients[i % 2].post("/api/v1/scans", json={"code": "x"}).status_code
                     for i in range(4)]
         assert statuses == [422, 422, 422, 429]
+        # The window's counter lives in Redis (on the Redis server's clock): when it is gone,
+        # as when the minute is over, both processes count afresh.
+        with Redis.from_url(REDIS_URL) as redis:
+            expired = list(redis.scan_iter(f"*{prefix}*"))
+            assert expired and redis.delete(*expired) == len(expired)
+        assert clients[1].post("/api/v1/scans", json={"code": "x"}).status_code == 422
     finally:
         for _, maker in reversed(apps):
             for _ in maker:
