@@ -52,10 +52,13 @@ def test_limits_are_shared_through_redis_by_every_process(database: Any,
                 pass
 
 
+# A store of its own, or the app's Redis client (whose pool the limiter shares).
+@pytest.mark.parametrize("setting", ["RATELIMIT_STORAGE_URI", "REDIS_URL"])
 def test_an_unreachable_store_lets_requests_through_with_a_warning(
-        database: Any, tmp_path: Path, free_port: Any, caplog: pytest.LogCaptureFixture) -> None:
+        database: Any, tmp_path: Path, free_port: Any, caplog: pytest.LogCaptureFixture,
+        setting: str) -> None:
     for app in make_app(database, tmp_path, STAFF_RATE_LIMIT="1/minute",
-                         RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0"):
+                        **{setting: f"redis://127.0.0.1:{free_port()}/0"}):
         staff = create_api_key(app, "staff", "till")
         client = ApiClient(app.test_client(), staff)
         with caplog.at_level(logging.WARNING, logger="pointpass.ratelimit"):
