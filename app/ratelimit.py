@@ -51,25 +51,28 @@ class ProcessCounters(Storage):
 
     A counter that has expired starts again when its key is next counted; expired counters
     of keys no longer used are swept, inline, at most every ``sweep_seconds``. Only the
-    fixed-window strategy is supported (it is the one Pointpass uses).
+    fixed-window strategy is supported (it is the one Pointpass uses). ``clock`` gives the
+    time in seconds since the epoch (tests pass a fake one).
     """
 
     STORAGE_SCHEME = ["pointpass-memory"]
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False,
-                 sweep_seconds: float = 60.0, **options: Any) -> None:
+                 sweep_seconds: float = 60.0, clock: Callable[[], float] = time.time,
+                 **options: Any) -> None:
         super().__init__(uri, wrap_exceptions, **options)
+        self._clock = clock
         self._counts: dict[str, list[float]] = {}  # key -> [count, expires at]
         self._lock = threading.Lock()
         self._sweep_seconds = float(sweep_seconds)
-        self._next_sweep = time.time() + self._sweep_seconds
+        self._next_sweep = self._clock() + self._sweep_seconds
 
     @property
     def base_exceptions(self) -> tuple[type[Exception], ...]:
         return ()  # nothing to reach, nothing to fail
 
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        now = time.time()
+        now = self._clock()
         with self._lock:
             if now >= self._next_sweep:
                 self._next_sweep = now + self._sweep_seconds
@@ -83,10 +86,10 @@ class ProcessCounters(Storage):
 
     def get(self, key: str) -> int:
         counter = self._counts.get(key)
-        return int(counter[0]) if counter and counter[1] > time.time() else 0
+        return int(counter[0]) if counter and counter[1] > self._clock() else 0
 
     def get_expiry(self, key: str) -> float:
-        now = time.time()
+        now = self._clock()
         counter = self._counts.get(key)
         return counter[1] if counter and counter[1] > now else now
 

@@ -104,14 +104,14 @@ def run_case(
         ca_file=paths["server_ca"],
         topic=DEFAULT_PASS_TYPE_ID,
         max_concurrent_streams=streams,
-    ) as client:
-        client.push_many([f"{0xFFFF:08x}{i:056x}" for i in range(WARM_UP)])  # connect, warm up
+    ) as apns_client:
+        apns_client.push_many([f"{0xFFFF:08x}{i:056x}" for i in range(WARM_UP)])  # connect, warm up
         began, cpu = time.perf_counter(), time.process_time()
-        results = client.push_many(tokens)
+        results = apns_client.push_many(tokens)
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
         delivered = sum(1 for r in results if r.outcome is Outcome.DELIVERED)
         if delivered != len(tokens):
-            raise SystemExit(f"only {delivered} of {len(tokens)} delivered: {client.counters}")
+            raise SystemExit(f"only {delivered} of {len(tokens)} delivered: {apns_client.counters}")
         return elapsed, cpu
 
 

@@ -34,35 +34,27 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from passes.apple import (
-    Barcode,
-    Brand,
-    ImageRenderer,
-    LedgerEntry,
-    Location,
-    PassSigner,
-    RewardProgress,
-    StoreCardContent,
-    build_pkpass,
-)
+from passes import apple
 from passes.devcerts import write_dev_certs
 
 AUTH_TOKEN = secrets.token_urlsafe(24)
 
 
-def realistic_content(signer: PassSigner, serial: str = "member-000042") -> StoreCardContent:
+def realistic_content(signer: apple.PassSigner,
+                      serial: str = "member-000042") -> apple.StoreCardContent:
     """A card with everything a real program would fill in."""
-    brand = Brand(
+    brand = apple.Brand(
         program_name="Kopi Kenangan Rewards",
         background_color="#7A1F2B",
         foreground_color="#FFFFFF",
         label_color="#F5D0C5",
     )
     ledger = [
-        LedgerEntry(dt.date(2025, 5, 30 - i), f"Purchase at outlet #{i + 1}", 10 * (i % 4) - 5)
+        apple.LedgerEntry(dt.date(2025, 5, 30 - i), f"Purchase at outlet #{i + 1}",
+                          10 * (i % 4) - 5)
         for i in range(8)
     ]
-    return StoreCardContent(
+    return apple.StoreCardContent(
         pass_type_identifier=signer.pass_type_identifier,
         team_identifier=signer.team_identifier,
         serial_number=serial,
@@ -70,7 +62,7 @@ def realistic_content(signer: PassSigner, serial: str = "member-000042") -> Stor
         description="Kopi Kenangan Rewards membership card",
         brand=brand,
         balance=1250,
-        barcode=Barcode(f"PP1:{serial}:7f3a9c", alt_text=serial),
+        barcode=apple.Barcode(f"PP1:{serial}:7f3a9c", alt_text=serial),
         member_name="Siti Nurhaliza",
         tier="Gold",
         terms={
@@ -94,12 +86,13 @@ def realistic_content(signer: PassSigner, serial: str = "member-000042") -> Stor
             2030, 12, 31, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=7))
         ),
         locations=[
-            Location(-6.2 + i / 100, 106.8 + i / 100, "Kopi Kenangan nearby") for i in range(5)
+            apple.Location(-6.2 + i / 100, 106.8 + i / 100, "Kopi Kenangan nearby")
+            for i in range(5)
         ],
     )
 
 
-PROGRESS = RewardProgress(1250, 2000, "Free coffee")
+PROGRESS = apple.RewardProgress(1250, 2000, "Free coffee")
 
 
 def measure(
@@ -128,7 +121,7 @@ def measure(
 
 
 def wallet_py3k_case(
-    content: StoreCardContent, files: dict[str, bytes], paths: dict[str, Path]
+    content: apple.StoreCardContent, files: dict[str, bytes], paths: dict[str, Path]
 ) -> Callable[[], object] | None:
     """Build the same pass with wallet-py3k, or None when it or openssl is unavailable."""
     try:
@@ -191,11 +184,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_dev_certs(Path(tmp))
-        signer = PassSigner.from_files(paths["pass_cert"], paths["pass_key"], paths["wwdr"])
-        renderer = ImageRenderer()
+        signer = apple.PassSigner.from_files(paths["pass_cert"], paths["pass_key"], paths["wwdr"])
+        renderer = apple.ImageRenderer()
         content = realistic_content(signer)
         images = renderer.render(content.brand, PROGRESS)  # warm the cache
-        sample = build_pkpass(content, images, signer)
+        sample = apple.build_pkpass(content, images, signer)
         with zipfile.ZipFile(io.BytesIO(sample)) as archive:
             manifest = archive.read("manifest.json")
             files = {
@@ -221,13 +214,13 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         def ours() -> bytes:
-            return build_pkpass(content, renderer.render(content.brand, PROGRESS), signer)
+            return apple.build_pkpass(content, renderer.render(content.brand, PROGRESS), signer)
 
         serials = iter(range(10**9))
 
         def ours_with_content() -> bytes:
             fresh = realistic_content(signer, serial=f"member-{next(serials):06d}")
-            return build_pkpass(fresh, renderer.render(fresh.brand, PROGRESS), signer)
+            return apple.build_pkpass(fresh, renderer.render(fresh.brand, PROGRESS), signer)
 
         cases: list[tuple[str, Callable[[], object] | None]] = [
             ("bare PKCS#7 signature", bare),

@@ -21,38 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
 
-from benchmarks.common import (
-    SECRET_KEY,
-    CpuMeter,
-    floor_announce,
-    floor_lock,
-    floor_post,
-    gunicorn,
-    http_load,
-    json_post,
-    load_arguments,
-    machine,
-    run_load,
-    scratch_postgres,
-)
+from benchmarks import common
 
 CARDS = 1000
 
 
 def seed(url: str) -> tuple[list[str], str]:
-    from app import create_app
     from app.auth import keys
     from app.enrollment import service as enrollment
     from app.extensions import db
     from app.loyalty import programs
 
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "ENV": "development",
-            "INSTANCE_PATH": "/tmp/pointpass-bench-instance",
-        }
-    )
+    app = common.bench_app(url)
     with app.app_context():
         program = programs.create(
             name="Bench",
@@ -72,9 +52,9 @@ def requests(key: str, serials: list[str]):  # type: ignore[no-untyped-def]
 
     def request_for(i: int, n: int) -> bytes:
         rng = rngs.setdefault(i, random.Random(i))
-        return json_post(f"/api/v1/cards/{rng.choice(serials)}/earn",
-                         {"points": 5, "reference": "bench"},
-                         {"Authorization": f"Bearer {key}", "Idempotency-Key": f"c{i}-{n}"})
+        return common.json_post(f"/api/v1/cards/{rng.choice(serials)}/earn",
+                                {"points": 5, "reference": "bench"},
+                                {"Authorization": f"Bearer {key}", "Idempotency-Key": f"c{i}-{n}"})
 
     return request_for
 
@@ -91,15 +71,15 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
             serial = rng.choice(serials)
             key = f"p{i}-{next(counter)}"
             with conn.transaction():
-                card_id, _program_id = floor_lock(conn, serial, key, read_tiers=True)
-                balance, _version = floor_post(conn, card_id, 5, lifetime=5, rotate=0)
+                card_id, _program_id = common.floor_lock(conn, serial, key, read_tiers=True)
+                balance, _version = common.floor_post(conn, card_id, 5, lifetime=5, rotate=0)
                 conn.execute(
                     "INSERT INTO ledger_entries (card_id, kind, points, balance_after, actor, "
                     "reference, idempotency_key, request_fingerprint, created_at) VALUES "
                     "(%s, 'earn', 5, %s, 'bench', 'bench', %s, %s, now()) "
                     "ON CONFLICT (card_id, idempotency_key) DO NOTHING RETURNING id",
                     (card_id, balance, key, uuid.uuid4().hex)).fetchone()
-                floor_announce(conn, card_id)
+                common.floor_announce(conn, card_id)
             return True
 
         return op
@@ -108,24 +88,24 @@ def psycopg_worker(url: str, serials: list[str]):  # type: ignore[no-untyped-def
 
 
 def main() -> None:
-    args = load_arguments(__doc__)
+    args = common.load_arguments(__doc__)
 
-    print(f"# earn benchmark — {dt.date.today()} — {machine()}")
+    print(f"# earn benchmark — {dt.date.today()} — {common.machine()}")
     print(
         f"# {args.clients} concurrent clients, {args.seconds:.0f} s measured each, "
         f"{CARDS} cards, PostgreSQL"
     )
-    with scratch_postgres() as url:
+    with common.scratch_postgres() as url:
         serials, key = seed(url)
-        floor = run_load(args.clients, args.seconds, psycopg_worker(url, serials))
+        floor = common.run_load(args.clients, args.seconds, psycopg_worker(url, serials))
         env = {
             "POINTPASS_DATABASE_URL": url,
-            "POINTPASS_SECRET_KEY": SECRET_KEY,
+            "POINTPASS_SECRET_KEY": common.SECRET_KEY,
             "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
         }
-        with gunicorn(env, workers=args.workers, threads=args.threads) as (port, pid):
-            service = http_load(port, args.clients, args.seconds, requests(key, serials),
-                                cpu=CpuMeter(pid))
+        with common.gunicorn(env, workers=args.workers, threads=args.threads) as (port, pid):
+            service = common.http_load(port, args.clients, args.seconds, requests(key, serials),
+                                       cpu=common.CpuMeter(pid))
     print(floor.line("floor: psycopg transaction, no HTTP"))
     print(service.line(f"service: gunicorn {args.workers}x{args.threads} gthread"))
     for label, result in (("floor", floor), ("service", service)):

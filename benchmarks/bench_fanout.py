@@ -40,7 +40,7 @@ import psycopg
 from redis import Redis
 from rq import Queue
 
-from benchmarks.common import BIN, ROOT, SECRET_KEY, gunicorn, machine, scratch_postgres
+from benchmarks.common import BIN, ROOT, SECRET_KEY, bench_app, gunicorn, machine, scratch_postgres
 
 
 def _serve(paths: dict[str, str], latency: float, pipe: Any) -> None:
@@ -68,13 +68,11 @@ def _serve(paths: dict[str, str], latency: float, pipe: Any) -> None:
 
 def seed(url: str, devices: int) -> tuple[int, str, list[str]]:
     """A program with ``devices`` cards, each held by one registered device."""
-    from app import create_app
     from app.auth import keys
     from app.extensions import db
     from app.loyalty import programs
 
-    app = create_app({"DATABASE_URL": url, "ENV": "development",
-                      "INSTANCE_PATH": "/tmp/pointpass-bench-instance"})
+    app = bench_app(url)
     with app.app_context():
         program = programs.create(name="Fan-out", rewards=[{"name": "Coffee",
                                                             "points_cost": 100}])
@@ -114,10 +112,10 @@ def baseline(paths: dict[str, str], url: str, tokens: list[str]) -> float:
 
     with APNsClient(url=url, cert_path=paths["pass_cert"], key_path=paths["pass_key"],
                     ca_file=paths["server_ca"], topic=DEFAULT_PASS_TYPE_ID,
-                    max_concurrent_streams=1) as client:
-        client.push_many(tokens[:50])  # connect and warm up
+                    max_concurrent_streams=1) as apns_client:
+        apns_client.push_many(tokens[:50])  # connect and warm up
         start = time.perf_counter()
-        client.push_many(tokens[50:])
+        apns_client.push_many(tokens[50:])
         return (len(tokens) - 50) / (time.perf_counter() - start)
 
 

@@ -43,6 +43,7 @@ import psycopg
 from benchmarks.common import (
     SECRET_KEY,
     CpuMeter,
+    bench_app,
     floor_redeem,
     gunicorn,
     http_load,
@@ -58,14 +59,12 @@ BALANCE = 10_000_000
 
 
 def seed(url: str, cards: int) -> tuple[list[str], str, str]:
-    from app import create_app
     from app.auth import keys
     from app.enrollment import service as enrollment
     from app.extensions import db
     from app.loyalty import ledger, programs
 
-    app = create_app({"DATABASE_URL": url, "ENV": "development",
-                      "INSTANCE_PATH": "/tmp/pointpass-bench-instance"})
+    app = bench_app(url)
     with app.app_context():
         program = programs.create(name="Bench", tiers=[{"name": "Base", "threshold": 0}],
                                   rewards=[{"name": "Coffee", "points_cost": 100}])
@@ -97,13 +96,11 @@ def check_scan(port: int, staff: str, staff_id: int, url: str, serial: str) -> N
 
 def card_code(url: str, serial: str) -> tuple[str, int]:
     """A card's current code and code version."""
-    from app import create_app
     from app.extensions import db
     from app.loyalty.codes import redemption_code
     from app.loyalty.models import Card
 
-    app = create_app({"DATABASE_URL": url, "ENV": "development", "SECRET_KEY": SECRET_KEY,
-                      "INSTANCE_PATH": "/tmp/pointpass-bench-instance"})
+    app = bench_app(url, SECRET_KEY=SECRET_KEY)
     with app.app_context():
         card = db.session.query(Card).filter_by(serial_number=serial).one()
         code, version = redemption_code(card), card.barcode_version

@@ -63,6 +63,16 @@ def scratch_postgres() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def bench_app(url: str, **settings: Any) -> Any:
+    """The app on the benchmark's database ``url`` (development settings, ``settings``
+    added), for seeding it and reading it back."""
+    # Imported here: the load-generating side of a benchmark never needs the app.
+    from app import create_app
+
+    return create_app({"DATABASE_URL": url, "ENV": "development",
+                       "INSTANCE_PATH": "/tmp/pointpass-bench-instance", **settings})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -224,6 +224,8 @@ class _ServerProtocol(asyncio.Protocol):
                     completed.append((event.stream_id, stream))
             elif isinstance(event, h2.events.StreamReset):
                 self.streams.pop(event.stream_id, None)
+            elif isinstance(event, h2.events.PingReceived):
+                self.server._note_ping()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 terminated = True
         # Answer everything that completed in this read together: the streams were in flight
@@ -327,6 +329,7 @@ class APNsTestServer:
         self._protocols: set[_ServerProtocol] = set()
         self._accepted = 0
         self._tls_failures = 0
+        self._pings = 0
         self._connections = 0
         self._max_streams_seen = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -458,6 +461,11 @@ class APNsTestServer:
         return len(self._protocols)
 
     @property
+    def pings(self) -> int:
+        """PINGs received from clients (each answered with an ACK unless blackholed)."""
+        return self._pings
+
+    @property
     def max_concurrent_streams_seen(self) -> int:
         """The most requests that were in flight at once on one connection."""
         return self._max_streams_seen
@@ -510,6 +518,9 @@ class APNsTestServer:
 
     def _note_disconnected(self, protocol: _ServerProtocol) -> None:
         self._protocols.discard(protocol)
+
+    def _note_ping(self) -> None:
+        self._pings += 1
 
     def _note_streams(self, count: int) -> None:
         if count > self._max_streams_seen:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +39,26 @@ def launch(playwright: Playwright, *extra_args: str) -> Browser:
     return playwright.chromium.launch(executable_path=CHROMIUM,
                                       args=[*CHROMIUM_ARGS, *extra_args],
                                       headless=True, timeout=30_000)
+
+
+def offline_page(browser: Browser, **context_options: Any) -> tuple[BrowserContext, Page]:
+    """A new browser context (``context_options``: viewport, locale, permissions, ...) and
+    page that must work offline: requests leaving 127.0.0.1 are refused and listed in
+    ``page.outside_requests``; console errors and script errors go to
+    ``page.console_errors``."""
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(TIMEOUT_MS)
+    outside: list[str] = []
+    context.route(lambda url: not url.startswith("http://127.0.0.1:"),
+                  lambda route: (outside.append(route.request.url), route.abort()))
+    page = context.new_page()
+    page.outside_requests = outside  # type: ignore[attr-defined]
+    # CSP refusals and script errors show up in the console.
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.console_errors = problems  # type: ignore[attr-defined]
+    return context, page
 
 
 @contextmanager

@@ -1,5 +1,9 @@
 """Fixtures: the app on SQLite and on a real PostgreSQL, an API client, keys and data.
 
+They wrap tests/factories.py (``make_app``, ``create_program``, ``create_card``,
+``register_device``, ``create_api_key``, ...), which a test imports when it needs an app with
+other settings or more data than the fixtures give.
+
 Every test that takes ``app`` (or a fixture built on it) runs twice: on a SQLite file and on a
 fresh PostgreSQL database created for this test run. ``pg_app`` is PostgreSQL only.
 """
@@ -16,17 +20,35 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
 from tests.apns_server import APNsTestServer, write_server_certificate
+from tests.browser import serve
+from tests.factories import (
+    DEV_CERTS,
+    PROGRAM,
+    REDIS_URL,
+    ApiClient,
+    apns_settings,
+    apple_settings,
+    create_api_key,
+    create_card,
+    create_program,
+    ledger_state,
+    make_app,
+)
+
+# Also importable from here, as before tests.factories existed (tests written on other
+# branches meanwhile, e.g. tests/test_redisclient.py, still do): new tests import them from
+# tests.factories.
+__all__ = ["PROGRAM", "REDIS_URL", "ApiClient", "apns_settings", "ledger_state"]
+_make_app = make_app
+_dev_certs = DEV_CERTS
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "POINTPASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("POINTPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def _migrate(url: str, instance: Path) -> None:
@@ -97,43 +119,13 @@ def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Post
     database.close()
 
 
-_dev_certs: dict[str, Path] = {}
-
-
 @pytest.fixture(scope="session", autouse=True)
 def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Development certificates (``pointpass dev-certs``), made once per test session."""
     from passes.devcerts import write_dev_certs
 
-    _dev_certs.update(write_dev_certs(tmp_path_factory.mktemp("dev-certs")))
-    return _dev_certs
-
-
-def apple_settings() -> dict[str, Any]:
-    return {"APPLE_CERT": str(_dev_certs["pass_cert"]), "APPLE_KEY": str(_dev_certs["pass_key"]),
-            "APPLE_WWDR_CERT": str(_dev_certs["wwdr"])}
-
-
-def _make_app(database: Any, tmp_path: Path, **overrides: Any) -> Iterator[Any]:
-    config = {
-        "DATABASE_URL": database.url_for(tmp_path),
-        "ENV": "testing",
-        "TESTING": True,
-        "INSTANCE_PATH": tmp_path / "instance",
-        "BASE_URL": "https://pointpass.test",
-        **apple_settings(),
-        **overrides,
-    }
-    app = create_app(config)
-    app.config["DATABASE_NAME"] = database.name
-    yield app
-    with app.app_context():
-        from app import jobs
-
-        jobs.dispatcher().shutdown()
-        db.session.remove()
-        db.engine.dispose()
-    database.reset()
+    DEV_CERTS.update(write_dev_certs(tmp_path_factory.mktemp("dev-certs")))
+    return DEV_CERTS
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -143,46 +135,18 @@ def database(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def app(database: Any, tmp_path: Path) -> Iterator[Any]:
-    yield from _make_app(database, tmp_path)
+    yield from make_app(database, tmp_path)
 
 
 @pytest.fixture
 def pg_app(postgres_database: PostgresDatabase, tmp_path: Path) -> Iterator[Any]:
-    yield from _make_app(postgres_database, tmp_path)
-
-
-class ApiClient:
-    """A test client that speaks JSON with a bearer key."""
-
-    def __init__(self, client: FlaskClient, key: str | None = None) -> None:
-        self.client = client
-        self.key = key
-
-    def as_(self, key: str | None) -> ApiClient:
-        return ApiClient(self.client, key)
-
-    def request(self, method: str, path: str, json: Any = None, headers: dict[str, str] | None
-                = None, **kwargs: Any) -> Any:
-        all_headers = dict(headers or {})
-        if self.key:
-            all_headers.setdefault("Authorization", f"Bearer {self.key}")
-        return self.client.open(path, method=method, json=json, headers=all_headers, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
-        return self.request("POST", path, json=json, **kwargs)
+    yield from make_app(postgres_database, tmp_path)
 
 
 @pytest.fixture
 def keys(app: Any) -> dict[str, str]:
     """One API key per role."""
-    from app.auth import keys as api_keys
-
-    with app.app_context():
-        return {role: api_keys.create(f"test {role}", role)[1]
-                for role in ("admin", "marketer", "staff", "pos")}
+    return {role: create_api_key(app, role) for role in ("admin", "marketer", "staff", "pos")}
 
 
 @pytest.fixture
@@ -191,49 +155,14 @@ def api(app: Any, keys: dict[str, str]) -> ApiClient:
     return ApiClient(app.test_client(), keys["admin"])
 
 
-PROGRAM = {
-    "name": "Kopi Test",
-    "slug": "kopi-test",
-    "currency": "IDR",
-    "earn_points": 1,
-    "earn_amount": 1_000_000,
-    "referral_bonus_points": 50,
-    "tiers": [
-        {"name": "Bronze", "threshold": 0},
-        {"name": "Silver", "threshold": 500, "multiplier_percent": 150},
-    ],
-    "rewards": [{"name": "Coffee", "points_cost": 100}],
-}
-
-
 @pytest.fixture
 def program(api: ApiClient) -> dict[str, Any]:
-    response = api.post("/api/v1/programs", json=PROGRAM)
-    assert response.status_code == 201, response.json
-    return response.json  # type: ignore[no-any-return]
+    return create_program(api)
 
 
 @pytest.fixture
 def card(api: ApiClient, program: dict[str, Any]) -> dict[str, Any]:
-    response = api.post(f"/api/v1/programs/{program['id']}/members",
-                        json={"name": "Siti", "email": "siti@example.com", "language": "id"})
-    assert response.status_code == 201, response.json
-    return response.json["card"]  # type: ignore[no-any-return]
-
-
-def ledger_state(app: Any, serial: str) -> tuple[int, int, int]:
-    """(balance, sum of ledger points, number of entries) for a card, read with raw SQL."""
-    with app.app_context():
-        row = db.session.execute(
-            text(
-                "SELECT c.balance, COALESCE(SUM(l.points), 0), COUNT(l.id) FROM cards c "
-                "LEFT JOIN ledger_entries l ON l.card_id = c.id WHERE c.serial_number = :s "
-                "GROUP BY c.balance"
-            ),
-            {"s": serial},
-        ).one()
-        db.session.rollback()
-        return int(row[0]), int(row[1]), int(row[2])
+    return create_card(api, program, email="siti@example.com", language="id")
 
 
 @pytest.fixture
@@ -249,6 +178,14 @@ def free_port() -> Any:
     return pick
 
 
+@pytest.fixture
+def live_url(app: Flask) -> Iterator[str]:
+    """The app served over HTTP on 127.0.0.1 (a secure context: cameras are allowed) for as
+    long as the test runs."""
+    with serve(app) as url:
+        yield url
+
+
 # APNs: a local test server that requires the development client certificate.
 
 @pytest.fixture(scope="session")
@@ -258,19 +195,19 @@ def apns_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def apns(apns_certs: dict[str, Path]) -> Iterator[APNsTestServer]:
-    server = APNsTestServer(apns_certs["cert"], apns_certs["key"], _dev_certs["wwdr"]).start()
+    server = APNsTestServer(apns_certs["cert"], apns_certs["key"], DEV_CERTS["wwdr"]).start()
     yield server
     server.stop()
 
 
-def apns_settings(apns: APNsTestServer, certs: dict[str, Path]) -> dict[str, Any]:
-    return {"APNS_URL": apns.url, "APNS_CA_FILE": str(certs["ca"]),
-            "APNS_BACKOFF_SECONDS": 0.01}
+@pytest.fixture
+def apns_app_settings(apns: APNsTestServer, apns_certs: dict[str, Path]) -> dict[str, Any]:
+    """App settings that push to the ``apns`` test server."""
+    return apns_settings(apns, apns_certs)
 
 
 @pytest.fixture
-def push_app(database: Any, tmp_path: Path, apns: APNsTestServer,
-             apns_certs: dict[str, Path]) -> Iterator[Flask]:
-    yield from _make_app(database, tmp_path, **apns_settings(apns, apns_certs))
+def push_app(database: Any, tmp_path: Path, apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    yield from make_app(database, tmp_path, **apns_app_settings)
 
 

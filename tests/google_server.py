@@ -422,9 +422,10 @@ class GoogleWalletTestServer:
             return [r for r in self.requests if r.operation not in ("token", "keys")
                     and (operation is None or r.operation == operation)]
 
-    def max_in_window(self, window: float = 1.0) -> int:
-        """The most wallet API requests that arrived within any ``window`` seconds."""
-        times = sorted(r.time for r in self.api_requests())
+    def max_in_window(self, window: float = 1.0, since: int = 0) -> int:
+        """The most wallet API requests that arrived within any ``window`` seconds (from the
+        ``since``-th request on)."""
+        times = sorted(r.time for r in self.api_requests()[since:])
         best = 0
         start = 0
         for end, t in enumerate(times):

@@ -28,7 +28,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
-from tests.conftest import PROGRAM, ApiClient, _make_app
+from tests.factories import ApiClient, create_api_key, create_card, create_program, make_app
 
 # Per operation and generation mode (17 operations x 2 modes x 2 databases); raise it for a
 # deeper search: POINTPASS_CONTRACT_EXAMPLES=500 ./scripts/test.sh tests/test_api_contract.py
@@ -38,7 +38,7 @@ EXAMPLES = int(os.environ.get("POINTPASS_CONTRACT_EXAMPLES", "15"))
 @pytest.fixture
 def contract_app(database: Any, tmp_path: Path) -> Iterator[Any]:
     # Limits high enough that the generated scans and redemptions are not all 429s.
-    yield from _make_app(database, tmp_path, STAFF_RATE_LIMIT="100000/minute")
+    yield from make_app(database, tmp_path, STAFF_RATE_LIMIT="100000/minute")
 
 
 @pytest.fixture
@@ -46,20 +46,18 @@ def seeded(contract_app: Any) -> dict[str, Any]:
     """An admin key, and a program with a member, so some generated ids name something."""
     from sqlalchemy import text
 
-    from app.auth import keys as api_keys
     from app.extensions import db
 
+    key = create_api_key(contract_app, "admin", "contract admin")
     with contract_app.app_context():
-        key = api_keys.create("contract admin", "admin")[1]
         # Generated requests include DELETE /api/v1/keys/{key_id}: an id they will not hit
         # (unlike 1) keeps this key, and so every later operation, past authentication.
         db.session.execute(text("UPDATE api_keys SET id = 1234567"))
         db.session.commit()
     api = ApiClient(contract_app.test_client(), key)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    member = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Siti Rahayu"})
-    return {"key": key, "program_id": program["id"],
-            "serial": member.json["card"]["serial_number"]}
+    program = create_program(api)
+    card = create_card(api, program, name="Siti Rahayu")
+    return {"key": key, "program_id": program["id"], "serial": card["serial_number"]}
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from app.auth import keys as api_keys
 from app.console.cli import cli
 from app.extensions import db
-from tests.conftest import ApiClient
+from tests.factories import ApiClient, make_app
 
 BIN = Path(sys.executable).parent
 PROBLEM = "application/problem+json"
@@ -211,9 +211,7 @@ def test_last_used_migration_goes_down_and_up(database: Any, tmp_path: Path) -> 
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import inspect
 
-    from tests.conftest import _make_app
-
-    for app in _make_app(database, tmp_path):
+    for app in make_app(database, tmp_path):
         with app.app_context():
             api_keys.create("kept", "admin")
             downgrade(revision="0af0be3555d2")  # the revision before 4d1c7e9a2b60

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 
 from app import create_app
-from app.auth import keys as api_keys
 from app.extensions import db
-from tests.conftest import POSTGRES_ADMIN_URL, PROGRAM, ApiClient, ledger_state
+from tests.conftest import POSTGRES_ADMIN_URL
+from tests.factories import ApiClient, admin_api, create_card, create_program, ledger_state
 
 
 def _assert_database_unavailable(response: Any) -> None:
@@ -52,11 +52,9 @@ def test_a_database_that_is_down_answers_503(unreachable_app: Any,
 @pytest.mark.postgres
 def test_a_connection_lost_mid_posting_answers_503_and_writes_nothing(pg_app: Any) -> None:
     """The server ends the request's session while the posting waits for the card's lock."""
-    with pg_app.app_context():
-        api = ApiClient(pg_app.test_client(), api_keys.create("admin", "admin")[1])
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Siti"}).json["card"]["serial_number"]
+    api = admin_api(pg_app)
+    program = create_program(api)
+    serial = create_card(api, program, name="Siti")["serial_number"]
     before = ledger_state(pg_app, serial)
     with pg_app.app_context():
         dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

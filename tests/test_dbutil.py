@@ -11,9 +11,9 @@ import sqlalchemy
 from sqlalchemy import text
 
 from app import dbutil
-from app.auth import keys as api_keys
 from app.extensions import db
-from tests.conftest import POSTGRES_ADMIN_URL, ApiClient
+from tests.conftest import POSTGRES_ADMIN_URL
+from tests.factories import admin_api
 
 pytestmark = pytest.mark.postgres
 
@@ -84,10 +84,9 @@ def test_checked_pool_pings_a_connection_idle_for_long(pg_app: Any,
 
 
 def test_the_first_request_after_a_database_restart_succeeds(pg_app: Any) -> None:
+    api = admin_api(pg_app)
     with pg_app.app_context():
-        admin = api_keys.create("admin", "admin")[1]
         database = str(db.engine.url.database)
-    api = ApiClient(pg_app.test_client(), admin)
     created = api.post("/api/v1/programs", json={"name": "Kopi", "slug": "kopi"})
     assert created.status_code == 201, created.json
     assert _terminate_connections_to(database) >= 1

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,15 @@ from rq import Queue
 
 from app import jobs
 from app.extensions import db
-from tests.conftest import REDIS_URL, ApiClient, _make_app, ledger_state
+from tests.factories import (
+    REDIS_URL,
+    ApiClient,
+    admin_api,
+    create_program,
+    ledger_state,
+    make_app,
+    make_worker_app,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -56,21 +62,13 @@ def test_job_is_dropped_when_the_transaction_rolls_back(app: Any) -> None:
 
 @pytest.fixture
 def rq_app(database: Any, tmp_path: Path) -> Any:
-    queue = f"pointpass-test-{uuid.uuid4().hex[:8]}"
-    yield from _make_app(database, tmp_path, REDIS_URL=REDIS_URL, RQ_QUEUE=queue)
-    Queue(queue, connection=Redis.from_url(REDIS_URL)).delete(delete_jobs=True)
+    yield from make_worker_app(database, tmp_path)
 
 
 @pytest.mark.redis
-def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) -> None:
-    from app.auth import keys
-
-    with rq_app.app_context():
-        admin = keys.create("admin", "admin")[1]
-    api = ApiClient(rq_app.test_client(), admin)
-    from tests.conftest import PROGRAM
-
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any) -> None:
+    api = admin_api(rq_app)
+    program = create_program(api)
     serial, _ = _refer(api, program)
 
     queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
@@ -78,12 +76,7 @@ def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) 
     assert "app.enrollment.service.credit_referral" in [job.func_name for job in queue.jobs]
     assert ledger_state(rq_app, serial) == (0, 0, 0)  # nothing ran in the web process
 
-    env = {**os.environ,
-           "POINTPASS_ENV": "testing",
-           "POINTPASS_DATABASE_URL": rq_app.config["DATABASE_URL"],
-           "POINTPASS_REDIS_URL": REDIS_URL,
-           "POINTPASS_RQ_QUEUE": rq_app.config["RQ_QUEUE"],
-           "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker-instance")}
+    env = rq_app.config["TEST_WORKER_ENV"]
     result = subprocess.run([BIN / "pointpass", "worker", "--burst"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -92,18 +85,13 @@ def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) 
 
 
 @pytest.mark.redis
-def test_the_worker_runs_the_retries_rq_schedules(rq_app: Any, tmp_path: Path) -> None:
+def test_the_worker_runs_the_retries_rq_schedules(rq_app: Any) -> None:
     """rq retries a failed job, and one a killed worker abandoned, by scheduling it: the
     worker must run rq's scheduler, or the retry never runs."""
     from datetime import UTC, datetime, timedelta
 
-    from app.auth import keys
-    from tests.conftest import PROGRAM
-
-    with rq_app.app_context():
-        admin = keys.create("admin", "admin")[1]
-    api = ApiClient(rq_app.test_client(), admin)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(rq_app)
+    program = create_program(api)
     serial, _ = _refer(api, program)
 
     queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
@@ -113,12 +101,7 @@ def test_the_worker_runs_the_retries_rq_schedules(rq_app: Any, tmp_path: Path) -
     queue.remove(job)
     queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=1))
 
-    env = {**os.environ,
-           "POINTPASS_ENV": "testing",
-           "POINTPASS_DATABASE_URL": rq_app.config["DATABASE_URL"],
-           "POINTPASS_REDIS_URL": REDIS_URL,
-           "POINTPASS_RQ_QUEUE": rq_app.config["RQ_QUEUE"],
-           "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker-instance")}
+    env = rq_app.config["TEST_WORKER_ENV"]
     worker = subprocess.Popen([BIN / "pointpass", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -133,14 +116,10 @@ def test_the_worker_runs_the_retries_rq_schedules(rq_app: Any, tmp_path: Path) -
 
 
 def test_unreachable_redis_falls_back_to_in_process(database: Any, tmp_path: Path) -> None:
-    for app in _make_app(database, tmp_path, REDIS_URL="redis://127.0.0.1:1/0"):
-        from app.auth import keys
+    for app in make_app(database, tmp_path, REDIS_URL="redis://127.0.0.1:1/0"):
 
-        with app.app_context():
-            api = ApiClient(app.test_client(), keys.create("admin", "admin")[1])
-        from tests.conftest import PROGRAM
-
-        program = api.post("/api/v1/programs", json=PROGRAM).json
+        api = admin_api(app)
+        program = create_program(api)
         serial, _ = _refer(api, program)
         with app.app_context():
             jobs.dispatcher().wait()

@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from app.extensions import db
+from tests.factories import make_app
 
 
 def test_models_and_migrations_agree(app: Any) -> None:
@@ -21,9 +22,7 @@ def test_upgrade_keeps_existing_cards(database: Any, tmp_path: Any) -> None:
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import text
 
-    from tests.conftest import _make_app
-
-    for app in _make_app(database, tmp_path):
+    for app in make_app(database, tmp_path):
         with app.app_context():
             downgrade(revision="7af3208c49d9")
             db.session.execute(text(

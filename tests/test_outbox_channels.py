@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app import jobs
 from app.outbox import channels
 from app.outbox.channels import Channel, Claimed, Delivery
-from tests.conftest import ApiClient
+from tests.factories import ApiClient, create_card
 
 APP = Path(__file__).resolve().parent.parent / "app"
 
@@ -51,8 +51,7 @@ def test_a_registered_channel_is_told_of_every_change_it_asks_for(
     with pytest.raises(ValueError, match="already registered"):
         channels.register(app, Channel("hook", audience=hook.audience, deliver=hook.deliver))
 
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
+    serial = create_card(api, program, name="Ari")["serial_number"]
     with app.app_context():
         jobs.dispatcher().wait()
     card_id = _card_id(app, serial)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import PROGRAM, ApiClient, _make_app
+from tests.factories import ApiClient, create_api_key, create_card, create_program, make_app
 
 # Raise for a deeper search: POINTPASS_FUZZ_EXAMPLES=5000 ./scripts/test.sh tests/test_route_fuzz.py
 EXAMPLES = int(os.environ.get("POINTPASS_FUZZ_EXAMPLES", "300"))
@@ -41,20 +41,16 @@ FORM_FIELDS = ["name", "email", "phone", "language", "referral_code", "consent_t
 
 @pytest.fixture
 def fuzz_app(database: Any, tmp_path: Path) -> Iterator[Any]:
-    yield from _make_app(database, tmp_path, WTF_CSRF_ENABLED=False,
-                         STAFF_RATE_LIMIT="1000000/minute", JOIN_RATE_LIMIT="1000000/minute")
+    yield from make_app(database, tmp_path, WTF_CSRF_ENABLED=False,
+                        STAFF_RATE_LIMIT="1000000/minute", JOIN_RATE_LIMIT="1000000/minute")
 
 
 def test_no_route_answers_a_server_error(fuzz_app: Any) -> None:
-    from app.auth import keys as api_keys
-
-    with fuzz_app.app_context():
-        admin = api_keys.create("fuzz admin", "admin")[1]
-        staff = api_keys.create("fuzz staff", "staff")[1]
+    admin = create_api_key(fuzz_app, "admin", "fuzz admin")
+    staff = create_api_key(fuzz_app, "staff", "fuzz staff")
     api = ApiClient(fuzz_app.test_client(), admin)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    card = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Siti"}).json
-    card = card["card"]
+    program = create_program(api)
+    card = create_card(api, program)
     serial = card["serial_number"]
     token = card["apple_pass_url"].rsplit("/", 1)[-1].removesuffix(".pkpass")
     with fuzz_app.app_context():

@@ -23,6 +23,7 @@ from app.loyalty.codes import redemption_code
 from app.loyalty.models import LANGUAGES, Card, Member
 from app.wallet.apple.passes import pass_url
 from app.wallet.google import links as google_links
+from tests.factories import PROGRAM, admin_api, create_program, make_app
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
           "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
@@ -528,14 +529,8 @@ def test_translations_are_complete_and_compiled(language: str) -> None:
 
 
 def test_join_posts_are_rate_limited_per_address(database: Any, tmp_path: Any) -> None:
-    from tests.conftest import PROGRAM, ApiClient, _make_app
-
-    for app in _make_app(database, tmp_path, JOIN_RATE_LIMIT="2/minute"):
-        from app.auth import keys as api_keys
-
-        with app.app_context():
-            admin = api_keys.create("admin", "admin")[1]
-        ApiClient(app.test_client(), admin).post("/api/v1/programs", json=PROGRAM)
+    for app in make_app(database, tmp_path, JOIN_RATE_LIMIT="2/minute"):
+        create_program(admin_api(app))
         client = app.test_client()
         token = csrf_token(client.get("/join/kopi-test").get_data(as_text=True))
         statuses = [client.post("/join/kopi-test", data={"name": "", "csrf_token": token})
@@ -547,8 +542,6 @@ def test_join_posts_are_rate_limited_per_address(database: Any, tmp_path: Any) -
 def test_a_json_body_is_not_taken_as_the_join_form(app: Any, api: Any,
                                                    client: Any) -> None:
     """Flask-WTF read a JSON body as the form, and crashed on one that is not an object."""
-    from tests.conftest import PROGRAM
-
     api.post("/api/v1/programs", json=PROGRAM)
     token = csrf_token(client.get("/join/kopi-test").get_data(as_text=True))
     for body in ([["name", "Siti"]], 5, {"name": "Siti", "consent_terms": True}):

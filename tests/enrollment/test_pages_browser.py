@@ -27,7 +27,7 @@ from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, Member
 from app.wallet.apple.passes import pass_url
 from app.wallet.google import links as google_links
-from tests.browser import ARTIFACTS, PHONE, TIMEOUT_MS, launch, serve
+from tests.browser import ARTIFACTS, PHONE, launch, offline_page
 
 GOOGLE_SAVE = "https://pay.google.com/gp/v/save/browser-test"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
@@ -62,23 +62,8 @@ def database(sqlite_database: Any) -> Any:
     return sqlite_database
 
 
-@pytest.fixture
-def live_url(app: Any) -> Iterator[str]:
-    """The app served over HTTP on 127.0.0.1 for as long as the test runs."""
-    with serve(app) as url:
-        yield url
-
-
 def new_page(browser: Browser, device: str, **options: Any) -> tuple[BrowserContext, Page]:
-    context = browser.new_context(**DEVICES[device], **options)
-    context.set_default_timeout(TIMEOUT_MS)
-    # The pages must work offline: any request leaving 127.0.0.1 fails the test.
-    outside: list[str] = []
-    context.route(lambda url: not url.startswith("http://127.0.0.1:"),
-                  lambda route: (outside.append(route.request.url), route.abort()))
-    page = context.new_page()
-    page.outside_requests = outside  # type: ignore[attr-defined]
-    return context, page
+    return offline_page(browser, **DEVICES[device], **options)
 
 
 def card_path(app: Any, serial: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import PROGRAM, ledger_state
+from tests.factories import PROGRAM, ledger_state
 
 
 def test_create_and_get_program(api: Any, program: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app import jobs
 from app.extensions import db
 from app.outbox.models import OutboxEntry
-from tests.conftest import ApiClient
+from tests.factories import ApiClient
 from tests.phones import Phone
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.extensions import db
-from tests.conftest import ledger_state
+from tests.factories import ledger_state
 
 THREADS = 50
 OPS_PER_THREAD = 8

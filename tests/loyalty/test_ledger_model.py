@@ -30,7 +30,13 @@ from hypothesis.stateful import (
 )
 
 from passes.barcode import make_code
-from tests.conftest import PROGRAM, ApiClient, _make_app, ledger_state
+from tests.factories import (
+    ApiClient,
+    create_api_key,
+    create_program,
+    ledger_state,
+    make_app,
+)
 
 STEPS = int(os.environ.get("POINTPASS_MODEL_STEPS", "40"))
 EXAMPLES = int(os.environ.get("POINTPASS_MODEL_EXAMPLES", "25"))
@@ -58,7 +64,7 @@ def _machine(app: Any, keys: dict[str, str]) -> type[RuleBasedStateMachine]:
     admin = ApiClient(app.test_client(), keys["admin"])
     staff = admin.as_(keys["staff"])
     pos = admin.as_(keys["pos"])
-    program = admin.post("/api/v1/programs", json=PROGRAM).json
+    program = create_program(admin)
     code_key = app.config["REDEMPTION_CODE_KEY"]
 
     class Ledger(RuleBasedStateMachine):
@@ -210,13 +216,10 @@ def _machine(app: Any, keys: dict[str, str]) -> type[RuleBasedStateMachine]:
 @pytest.fixture
 def model_app(database: Any, tmp_path: Path) -> Iterator[Any]:
     # One staff key makes every redemption of the run: no rate limit in the way.
-    yield from _make_app(database, tmp_path, STAFF_RATE_LIMIT="1000000/minute")
+    yield from make_app(database, tmp_path, STAFF_RATE_LIMIT="1000000/minute")
 
 
 def test_random_postings_agree_with_the_model(model_app: Any) -> None:
-    from app.auth import keys as api_keys
-
-    with model_app.app_context():
-        keys = {role: api_keys.create(f"model {role}", role)[1]
-                for role in ("admin", "staff", "pos")}
+    keys = {role: create_api_key(model_app, role, f"model {role}")
+            for role in ("admin", "staff", "pos")}
     _machine(model_app, keys).TestCase().runTest()

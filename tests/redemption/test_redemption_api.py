@@ -8,23 +8,23 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
-from app.loyalty.models import Card, LedgerEntry
+from app.loyalty.models import LedgerEntry
 from app.redemption.models import Redemption
 from passes.barcode import TOTP_PERIOD_SECONDS, derive_key, make_code, totp_key, totp_value
-from tests.conftest import PROGRAM, ApiClient, ledger_state
-
-
-def _code(app: Any, serial: str) -> str:
-    from app.loyalty.codes import redemption_code
-
-    with app.app_context():
-        card = db.session.scalar(select(Card).where(Card.serial_number == serial))
-        code = redemption_code(card)
-        db.session.rollback()
-        return code
+from tests.factories import (
+    PROGRAM,
+    ApiClient,
+    card_code,
+    create_api_key,
+    create_card,
+    create_program,
+    ledger_state,
+    make_app,
+    row_counts,
+)
 
 
 @pytest.fixture
@@ -32,26 +32,11 @@ def staff(api: ApiClient, keys: dict[str, str]) -> ApiClient:
     return api.as_(keys["staff"])
 
 
-@pytest.fixture
-def funded(api: ApiClient, card: dict[str, Any]) -> dict[str, Any]:
-    assert api.post(f"/api/v1/cards/{card['serial_number']}/earn",
-                    json={"points": 250}).status_code == 201
-    return card
-
-
-def _counts(app: Any) -> tuple[int, int]:
-    with app.app_context():
-        result = (db.session.scalar(select(func.count(LedgerEntry.id))) or 0,
-                  db.session.scalar(select(func.count(Redemption.id))) or 0)
-        db.session.rollback()
-        return result
-
-
 def test_scan_shows_card_and_affordable_rewards(app: Any, api: ApiClient, staff: ApiClient,
                                                 program: dict[str, Any],
                                                 funded: dict[str, Any]) -> None:
     api.post(f"/api/v1/programs/{program['id']}/rewards", json={"name": "Cake", "points_cost": 400})
-    response = staff.post("/api/v1/scans", json={"code": _code(app, funded["serial_number"])})
+    response = staff.post("/api/v1/scans", json={"code": card_code(app, funded["serial_number"])})
     assert response.status_code == 200
     body = response.json
     assert body["card"] == {"serial_number": funded["serial_number"], "member_first_name": "Siti",
@@ -66,7 +51,7 @@ def test_redeem_rotates_the_code_and_records_who_where_when(
     serial = funded["serial_number"]
     location = api.post(f"/api/v1/programs/{program['id']}/locations",
                         json={"name": "Kemang", "latitude": -6.26, "longitude": 106.81}).json
-    old_code = _code(app, serial)
+    old_code = card_code(app, serial)
     scan = staff.post("/api/v1/scans", json={"code": old_code}).json
     reward = scan["rewards"][0]
     response = staff.post("/api/v1/redemptions",
@@ -79,7 +64,7 @@ def test_redeem_rotates_the_code_and_records_who_where_when(
     assert response.json["location_id"] == location["id"]
     assert ledger_state(app, serial) == (150, 150, 2)
 
-    new_code = _code(app, serial)
+    new_code = card_code(app, serial)
     assert new_code != old_code
     used = staff.post("/api/v1/scans", json={"code": old_code})
     assert used.status_code == 409
@@ -103,14 +88,14 @@ def test_a_scan_redeems_once_whatever_the_key(app: Any, staff: ApiClient,
                                               funded: dict[str, Any]) -> None:
     """Issue 12, defect 1: one scan, four redemptions with different keys -> one 201."""
     serial = funded["serial_number"]
-    scan = staff.post("/api/v1/scans", json={"code": _code(app, serial)}).json
+    scan = staff.post("/api/v1/scans", json={"code": card_code(app, serial)}).json
     body = {"scan_id": scan["scan_id"], "points": 10}
     answers = [_redeem(staff, body, f"visit-{i}") for i in range(4)]
     assert [r.status_code for r in answers] == [201, 409, 409, 409]
     assert {r.json["type"] for r in answers[1:]} == {"urn:pointpass:problem:code-already-used"}
     assert all("scan the card again" in r.json["detail"] for r in answers[1:])
     assert ledger_state(app, serial) == (240, 240, 2)  # the earn and one redemption
-    assert _counts(app)[1] == 1
+    assert row_counts(app, LedgerEntry, Redemption)[1] == 1
 
     # A retry of the first (its answer was lost) still gets the first result.
     retry = _redeem(staff, body, "visit-0")
@@ -120,7 +105,7 @@ def test_a_scan_redeems_once_whatever_the_key(app: Any, staff: ApiClient,
     assert ledger_state(app, serial) == (240, 240, 2)
 
     # Scanning the card's new code opens the next redemption.
-    rescan = staff.post("/api/v1/scans", json={"code": _code(app, serial)}).json
+    rescan = staff.post("/api/v1/scans", json={"code": card_code(app, serial)}).json
     assert _redeem(staff, {"scan_id": rescan["scan_id"], "points": 10}, "visit-5"
                    ).json["balance"] == 230
 
@@ -129,7 +114,7 @@ def test_a_scan_is_spent_by_a_redemption_with_the_code(app: Any, staff: ApiClien
                                                        funded: dict[str, Any]) -> None:
     """A scan opened before the card's code was used (here, typed in) redeems nothing."""
     serial = funded["serial_number"]
-    code = _code(app, serial)
+    code = card_code(app, serial)
     scan = staff.post("/api/v1/scans", json={"code": code}).json
     assert _redeem(staff, {"code": code, "points": 10}, "typed").status_code == 201
     late = _redeem(staff, {"scan_id": scan["scan_id"], "points": 10}, "scanned")
@@ -143,8 +128,7 @@ def test_a_scan_of_a_rotating_code_redeems_once(app: Any, api: ApiClient, staff:
     """A rotating (Google Wallet) code's scan carries its value, which the redemption uses."""
     program = api.post("/api/v1/programs", json={**PROGRAM, "slug": "rotating",
                                                  "google_rotating_barcode": True}).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
+    serial = create_card(api, program, name="Ari")["serial_number"]
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 100})
     secret = totp_key(app.config["REDEMPTION_CODE_KEY"], serial)
     code = f"PPT:{serial}:{totp_value(secret, int(time.time() // TOTP_PERIOD_SECONDS))}"
@@ -165,7 +149,7 @@ def test_a_scan_of_a_rotating_code_redeems_once(app: Any, api: ApiClient, staff:
 
 def test_idempotency_key_redeems_once(app: Any, staff: ApiClient,
                                       funded: dict[str, Any]) -> None:
-    code = _code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     body = {"code": code, "points": 100}
     first = staff.post("/api/v1/redemptions", json=body, headers={"Idempotency-Key": "k-1"})
     again = staff.post("/api/v1/redemptions", json=body, headers={"Idempotency-Key": "k-1"})
@@ -177,7 +161,7 @@ def test_idempotency_key_redeems_once(app: Any, staff: ApiClient,
 
 def test_reverse_gives_points_back_once(app: Any, api: ApiClient, staff: ApiClient,
                                         funded: dict[str, Any]) -> None:
-    r = staff.post("/api/v1/redemptions", json={"code": _code(app, funded["serial_number"]),
+    r = staff.post("/api/v1/redemptions", json={"code": card_code(app, funded["serial_number"]),
                                                "points": 100})
     path = f"/api/v1/redemptions/{r.json['id']}/reverse"
     assert staff.post(path, json={}).status_code == 403
@@ -192,7 +176,7 @@ def test_reverse_gives_points_back_once(app: Any, api: ApiClient, staff: ApiClie
 
 def test_voided_card_is_410(app: Any, api: ApiClient, staff: ApiClient,
                             funded: dict[str, Any]) -> None:
-    code = _code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     api.post(f"/api/v1/cards/{funded['serial_number']}/void", json={"reason": "stolen"})
     assert staff.post("/api/v1/scans", json={"code": code}).status_code == 410
     assert staff.post("/api/v1/redemptions", json={"code": code, "points": 5}).status_code == 410
@@ -225,16 +209,16 @@ BAD = [
 def test_bad_input_changes_nothing(app: Any, api: ApiClient, keys: dict[str, str],
                                    funded: dict[str, Any], role: str | None, path: str,
                                    body: dict[str, Any], status: int) -> None:
-    code = _code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     unknown = make_code(app.config["REDEMPTION_CODE_KEY"], "0000000000000000DEAD", 1)
     filled = {k: (v.format(code=code, unknown=unknown) if isinstance(v, str) else v)
               for k, v in body.items()}
-    before = _counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     response = api.as_(keys[role] if role else None).post(path, json=filled)
     assert response.status_code == status, response.json
     assert response.content_type == "application/problem+json"
-    assert _counts(app) == before
-    assert _code(app, funded["serial_number"]) == code  # the code did not rotate
+    assert row_counts(app, LedgerEntry, Redemption) == before
+    assert card_code(app, funded["serial_number"]) == code  # the code did not rotate
 
 
 def test_forged_code_with_another_key_is_refused(app: Any, staff: ApiClient,
@@ -244,13 +228,9 @@ def test_forged_code_with_another_key_is_refused(app: Any, staff: ApiClient,
 
 
 def test_scans_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> None:
-    from app.auth import keys as api_keys
-    from tests.conftest import _make_app
-
-    for app in _make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
-        with app.app_context():
-            staff_a = api_keys.create("a", "staff")[1]
-            staff_b = api_keys.create("b", "staff")[1]
+    for app in make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
+        staff_a = create_api_key(app, "staff", "a")
+        staff_b = create_api_key(app, "staff", "b")
         client = ApiClient(app.test_client(), staff_a)
         statuses = [client.post("/api/v1/scans", json={"code": "x"}).status_code
                     for _ in range(4)]
@@ -263,14 +243,12 @@ def test_scans_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> N
 
 def _pg_setup(app: Any) -> tuple[ApiClient, str, dict[str, Any]]:
     """An admin client, a staff key and a program (its reward costs 100), on ``pg_app``."""
-    from app.auth import keys as api_keys
 
     app.config["STAFF_RATE_LIMIT"] = "10000/minute"  # one staff key makes every request
-    with app.app_context():
-        admin = api_keys.create("admin", "admin")[1]
-        staff_key = api_keys.create("staff", "staff")[1]
+    admin = create_api_key(app, "admin")
+    staff_key = create_api_key(app, "staff")
     api = ApiClient(app.test_client(), admin)
-    return api, staff_key, api.post("/api/v1/programs", json=PROGRAM).json
+    return api, staff_key, create_program(api)
 
 
 def _member(api: ApiClient, program: dict[str, Any], points: int, name: str = "M") -> str:
@@ -288,7 +266,7 @@ def test_contention_on_postgres_redeems_each_scan_once_within_the_balance(pg_app
     reward_id = program["rewards"][0]["id"]
     serials = [_member(api, program, 300 if i < 5 else 50, f"M{i}") for i in range(10)]
     scans = {s: ApiClient(app.test_client(), staff_key).post(
-        "/api/v1/scans", json={"code": _code(app, s)}).json["scan_id"] for s in serials}
+        "/api/v1/scans", json={"code": card_code(app, s)}).json["scan_id"] for s in serials}
 
     barrier = threading.Barrier(40)
 
@@ -324,7 +302,7 @@ def test_parallel_retries_of_a_redemption_all_get_its_result(pg_app: Any) -> Non
     headers = {"Authorization": f"Bearer {staff_key}"}
     balance = 1000
     for trial in range(6):
-        code = _code(app, serial)
+        code = card_code(app, serial)
         if trial % 2:
             scan = app.test_client().post("/api/v1/scans", json={"code": code}, headers=headers)
             body = {"scan_id": scan.json["scan_id"], "points": 10}

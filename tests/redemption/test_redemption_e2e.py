@@ -13,16 +13,22 @@ import pytest
 from flask import Flask
 
 from app import jobs
-from app.auth import keys as api_keys
 from tests.apns_server import APNsTestServer
-from tests.conftest import PROGRAM, ApiClient, _make_app, apns_settings
-from tests.phones import Phone
+from tests.factories import (
+    admin_api,
+    apns_settings,
+    create_api_key,
+    create_card,
+    create_program,
+    make_app,
+    register_device,
+)
 
 
 @pytest.fixture
 def e2e_app(database: Any, tmp_path: Path, apns: APNsTestServer,
             apns_certs: dict[str, Path]) -> Iterator[Flask]:
-    yield from _make_app(database, tmp_path, **apns_settings(apns, apns_certs))
+    yield from make_app(database, tmp_path, **apns_settings(apns, apns_certs))
 
 
 def _qr_roundtrip(message: str) -> str:
@@ -45,16 +51,13 @@ def _pass(app: Flask, url: str) -> dict[str, Any]:
 
 def test_scan_redeem_push_new_code(e2e_app: Flask, apns: APNsTestServer) -> None:
     app = e2e_app
-    with app.app_context():
-        admin = ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
-        staff = admin.as_(api_keys.create("till 1", "staff")[1])
-    program = admin.post("/api/v1/programs", json=PROGRAM).json
-    card = admin.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Nur Aisyah", "language": "ms"}).json["card"]
+    admin = admin_api(app)
+    staff = admin.as_(create_api_key(app, "staff", "till 1"))
+    program = create_program(admin)
+    card = create_card(admin, program, name="Nur Aisyah", language="ms")
     serial = card["serial_number"]
     admin.post(f"/api/v1/cards/{serial}/earn", json={"points": 180})
-    phone = Phone(app)
-    phone.add(serial)
+    phone = register_device(app, serial)
     with app.app_context():
         jobs.dispatcher().wait()
     apns.reset()

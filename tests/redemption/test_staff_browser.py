@@ -22,21 +22,22 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import qrcode
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Page, Playwright, sync_playwright
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card
 from app.redemption.models import Redemption
-from tests.browser import ARTIFACTS, CHROMIUM, PHONE, TIMEOUT_MS, launch, need, serve
-from tests.conftest import ApiClient, ledger_state
+from tests.browser import ARTIFACTS, CHROMIUM, PHONE, launch, need, offline_page
+from tests.factories import ApiClient, ledger_state
 
 FFMPEG = os.environ.get("POINTPASS_TEST_FFMPEG") or shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 
@@ -54,35 +55,17 @@ def database(sqlite_database: Any) -> Any:
     return sqlite_database
 
 
-@pytest.fixture
-def live_url(app: Any) -> Iterator[str]:
-    """The app served over HTTP on 127.0.0.1 (a secure context, so cameras are allowed)."""
-    with serve(app) as url:
-        yield url
-
-
-@pytest.fixture
-def funded(api: ApiClient, card: dict[str, Any]) -> dict[str, Any]:
-    assert api.post(f"/api/v1/cards/{card['serial_number']}/earn",
-                    json={"points": 250}).status_code == 201
-    return card
-
-
-def new_page(browser: Browser, **options: Any) -> tuple[BrowserContext, Page]:
-    context = browser.new_context(**PHONE, **options)
-    context.set_default_timeout(TIMEOUT_MS)
-    # The page must work offline: any request leaving 127.0.0.1 fails the test.
-    outside: list[str] = []
-    context.route(lambda url: not url.startswith("http://127.0.0.1:"),
-                  lambda route: (outside.append(route.request.url), route.abort()))
-    page = context.new_page()
-    page.outside_requests = outside  # type: ignore[attr-defined]
-    # CSP refusals and script errors show up in the console.
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.console_errors = problems  # type: ignore[attr-defined]
-    return context, page
+@contextmanager
+def staff_phone(playwright: Playwright, *launch_args: str, **options: Any) -> Iterator[Page]:
+    """A phone's browser (Chromium started with ``launch_args``) and an offline page
+    (``options`` for its context), closed on exit."""
+    browser = launch(playwright, *launch_args)
+    context, page = offline_page(browser, **PHONE, **options)
+    try:
+        yield page
+    finally:
+        context.close()
+        browser.close()
 
 
 def pass_code(app: Any, card: dict[str, Any]) -> str:
@@ -125,6 +108,14 @@ def card_state(app: Any, serial: str) -> tuple[int, int, int]:
         return state
 
 
+def scan_target(app: Any, card: dict[str, Any]) -> tuple[str, str, int]:
+    """The card's serial, the code its pass shows and its code version (and a folder for
+    the screenshots)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    serial = card["serial_number"]
+    return serial, pass_code(app, card), card_state(app, serial)[1]
+
+
 def sign_in(page: Page, live_url: str, key: str, language: str = "en") -> None:
     page.goto(f"{live_url}/staff/login?lang={language}")
     page.locator("#key").fill(key)
@@ -141,10 +132,9 @@ def test_scan_from_the_camera_and_redeem_with_one_tap(
     balance, version, _ = card_state(app, serial)
     assert balance == 250
 
-    browser = launch(playwright, "--use-fake-device-for-media-stream",
-                     "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={video}")
-    context, page = new_page(browser, locale="en-US", permissions=["camera"])
-    try:
+    with staff_phone(playwright, "--use-fake-device-for-media-stream",
+                     "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={video}",
+                     locale="en-US", permissions=["camera"]) as page:
         sign_in(page, live_url, keys["staff"])
         # The page finds the QR code in the camera's frames by itself.
         page.locator("#member-name").wait_for(state="visible")
@@ -189,21 +179,14 @@ def test_scan_from_the_camera_and_redeem_with_one_tap(
         # The browser logs the refused scan's 409; anything else (a CSP refusal) is a failure.
         assert [e for e in page.console_errors  # type: ignore[attr-defined]
                 if "409" not in e] == []
-    finally:
-        context.close()
-        browser.close()
 
 
 def test_manual_entry_without_a_camera_in_thai(app: Any, playwright: Playwright, live_url: str,
                                                keys: dict[str, str],
                                                funded: dict[str, Any]) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    serial = funded["serial_number"]
-    code = pass_code(app, funded)
-    _, version, _ = card_state(app, serial)
-    browser = launch(playwright)  # no fake camera: the phone has none, or it was refused
-    context, page = new_page(browser)
-    try:
+    serial, code, version = scan_target(app, funded)
+    # No fake camera: the phone has none, or it was refused.
+    with staff_phone(playwright) as page:
         page.goto(f"{live_url}/staff/login?lang=th")
         page.locator("#key").fill(keys["pos"])  # a till's key cannot redeem
         page.locator("button[type=submit]").click()
@@ -248,21 +231,13 @@ def test_manual_entry_without_a_camera_in_thai(app: Any, playwright: Playwright,
         page.screenshot(path=str(ARTIFACTS / "staff-used-code-th.png"), full_page=True)
         assert card_state(app, serial) == (150, version + 1, 1)
         assert page.outside_requests == []  # type: ignore[attr-defined]
-    finally:
-        context.close()
-        browser.close()
 
 
 def test_a_used_scan_offers_no_more_rewards(app: Any, playwright: Playwright, live_url: str,
                                             keys: dict[str, str],
                                             funded: dict[str, Any]) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    serial = funded["serial_number"]
-    code = pass_code(app, funded)
-    _, version, _ = card_state(app, serial)
-    browser = launch(playwright)
-    context, page = new_page(browser)
-    try:
+    serial, code, version = scan_target(app, funded)
+    with staff_phone(playwright) as page:
         sign_in(page, live_url, keys["staff"])
         page.locator("#scanner-app[data-camera=off]").wait_for()
         page.locator("#manual-code").fill(code)
@@ -295,6 +270,3 @@ def test_a_used_scan_offers_no_more_rewards(app: Any, playwright: Playwright, li
         assert page.outside_requests == []  # type: ignore[attr-defined]
         assert [e for e in page.console_errors  # type: ignore[attr-defined]
                 if "409" not in e] == []
-    finally:
-        context.close()
-        browser.close()

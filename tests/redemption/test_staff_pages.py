@@ -13,15 +13,14 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.auth import keys as api_keys
 from app.extensions import db
-from app.loyalty.codes import redemption_code
-from app.loyalty.models import Card, LedgerEntry
+from app.loyalty.models import LedgerEntry
 from app.redemption.models import Redemption
 from passes.barcode import derive_key, make_code
-from tests.conftest import ApiClient, _make_app, ledger_state
+from tests.factories import ApiClient, card_code, create_api_key, ledger_state, make_app, row_counts
 
 
 def form_token(page: str) -> str:
@@ -70,34 +69,11 @@ class Staff:
                          headers=headers, **kwargs)
 
 
-def current_code(app: Any, serial: str) -> str:
-    with app.app_context():
-        card = db.session.scalar(select(Card).where(Card.serial_number == serial))
-        code = redemption_code(card)
-        db.session.rollback()
-        return code
-
-
-def counts(app: Any) -> tuple[int, int]:
-    with app.app_context():
-        result = (db.session.scalar(select(func.count(LedgerEntry.id))) or 0,
-                  db.session.scalar(select(func.count(Redemption.id))) or 0)
-        db.session.rollback()
-        return result
-
-
 def key_id(app: Any, key: str) -> int:
     with app.app_context():
         principal = api_keys.authenticate(key)
         assert principal is not None
         return principal.id
-
-
-@pytest.fixture
-def funded(api: ApiClient, card: dict[str, Any]) -> dict[str, Any]:
-    assert api.post(f"/api/v1/cards/{card['serial_number']}/earn",
-                    json={"points": 250}).status_code == 201
-    return card
 
 
 @pytest.fixture
@@ -221,7 +197,7 @@ def test_logout_ends_the_session(app: Any, staff: Staff, funded: dict[str, Any])
     response = staff.client.post("/staff/logout", data={"csrf_token": staff.token})
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/staff/login")
-    assert staff.scan(current_code(app, funded["serial_number"])).status_code == 401
+    assert staff.scan(card_code(app, funded["serial_number"])).status_code == 401
     assert staff.client.get("/staff").status_code == 303
 
 
@@ -230,7 +206,7 @@ def test_logout_ends_the_session(app: Any, staff: Staff, funded: dict[str, Any])
 
 def test_json_endpoints_refuse_without_a_session(app: Any, funded: dict[str, Any]) -> None:
     client = app.test_client()
-    code = current_code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     for path, body in (("/staff/scan", {"code": code}),
                        ("/staff/redeem", {"scan_id": "x", "reward_id": 1})):
         response = client.post(path, json=body, headers={"X-CSRFToken": "anything"})
@@ -242,23 +218,23 @@ def test_json_endpoints_refuse_without_a_session(app: Any, funded: dict[str, Any
 @pytest.mark.parametrize("token", [None, "forged-token"], ids=["missing", "forged"])
 def test_json_endpoints_refuse_without_csrf(app: Any, staff: Staff, funded: dict[str, Any],
                                             token: str | None) -> None:
-    code = current_code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     scan = staff.scan(code)  # with the token: works
     assert scan.status_code == 200
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     for response in (staff.scan(code, token=token),
                      staff.redeem(scan.json["scan_id"], scan.json["rewards"][0]["id"],
                                   token=token)):
         assert response.status_code == 400
         assert response.content_type == "application/problem+json"
         assert response.json["type"] == "urn:pointpass:problem:csrf"
-    assert counts(app) == before
-    assert current_code(app, funded["serial_number"]) == code
+    assert row_counts(app, LedgerEntry, Redemption) == before
+    assert card_code(app, funded["serial_number"]) == code
 
 
 def test_revoked_key_stops_working_at_once(app: Any, staff: Staff, keys: dict[str, str],
                                            funded: dict[str, Any]) -> None:
-    code = current_code(app, funded["serial_number"])
+    code = card_code(app, funded["serial_number"])
     scan = staff.scan(code)
     assert scan.status_code == 200
     with app.app_context():
@@ -273,13 +249,13 @@ def test_revoked_key_stops_working_at_once(app: Any, staff: Staff, keys: dict[st
 def test_session_expires_after_the_configured_time(app: Any, staff: Staff,
                                                    funded: dict[str, Any]) -> None:
     app.config["STAFF_SESSION_SECONDS"] = -1
-    assert staff.scan(current_code(app, funded["serial_number"])).status_code == 401
+    assert staff.scan(card_code(app, funded["serial_number"])).status_code == 401
 
 
 def test_scan_and_redeem_answer_as_the_api_does(app: Any, api: ApiClient, keys: dict[str, str],
                                                 staff: Staff, funded: dict[str, Any]) -> None:
     serial = funded["serial_number"]
-    code = current_code(app, serial)
+    code = card_code(app, serial)
     scan = staff.scan(code)
     assert scan.status_code == 200
     assert scan.headers["Cache-Control"] == "no-store"
@@ -302,12 +278,12 @@ def test_scan_and_redeem_answer_as_the_api_does(app: Any, api: ApiClient, keys: 
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json == first.json
     assert ledger_state(app, serial) == (150, 150, 2)
-    assert counts(app)[1] == 1
+    assert row_counts(app, LedgerEntry, Redemption)[1] == 1
 
     with app.app_context():
         redemption = db.session.scalar(select(Redemption))
         assert redemption.staff_key_id == key_id(app, keys["staff"])
-    assert current_code(app, serial) != code  # rotated once
+    assert card_code(app, serial) != code  # rotated once
     used = staff.scan(code)
     assert used.status_code == 409
     assert used.json["type"] == "urn:pointpass:problem:code-already-used"
@@ -316,22 +292,22 @@ def test_scan_and_redeem_answer_as_the_api_does(app: Any, api: ApiClient, keys: 
 def test_a_scan_redeems_once(app: Any, staff: Staff, funded: dict[str, Any]) -> None:
     """The page's redemptions use up their scan, as the API's do (issue 12, defect 1)."""
     serial = funded["serial_number"]
-    scan = staff.scan(current_code(app, serial)).json
+    scan = staff.scan(card_code(app, serial)).json
     reward_id = scan["rewards"][0]["id"]
     first = staff.redeem(scan["scan_id"], reward_id, key="a")
     assert first.status_code == 201 and first.json["balance"] == 150
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     second = staff.redeem(scan["scan_id"], reward_id, key="b")
     assert second.status_code == 409
     assert second.json["type"] == "urn:pointpass:problem:code-already-used"
-    assert counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
     assert ledger_state(app, serial) == (150, 150, 2)
     retried = staff.redeem(scan["scan_id"], reward_id, key="a")  # the first tap's answer lost
     assert retried.status_code == 201 and retried.json == first.json
     assert retried.headers["Idempotent-Replayed"] == "true"
 
     # Scanning the card's new code pays for the next reward.
-    rescan = staff.scan(current_code(app, serial)).json
+    rescan = staff.scan(card_code(app, serial)).json
     assert staff.redeem(rescan["scan_id"], reward_id, key="c").json["balance"] == 50
 
 
@@ -358,14 +334,14 @@ def test_the_page_says_to_scan_again_in_each_language(app: Any, staff: Staff, la
 def test_voided_card_is_410(app: Any, api: ApiClient, staff: Staff,
                             funded: dict[str, Any]) -> None:
     serial = funded["serial_number"]
-    code = current_code(app, serial)
+    code = card_code(app, serial)
     scan = staff.scan(code).json
     api.post(f"/api/v1/cards/{serial}/void", json={"reason": "stolen"})
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     for response in (staff.scan(code), staff.redeem(scan["scan_id"], scan["rewards"][0]["id"])):
         assert response.status_code == 410
         assert response.json["type"] == "urn:pointpass:problem:card-voided"
-    assert counts(app) == before
+    assert row_counts(app, LedgerEntry, Redemption) == before
 
 
 def _forged(app: Any, serial: str) -> str:
@@ -386,14 +362,14 @@ BAD_SCANS = [
 def test_bad_scans_change_nothing(app: Any, staff: Staff, funded: dict[str, Any], make: Any,
                                   status: int, problem_type: str) -> None:
     serial = funded["serial_number"]
-    code = current_code(app, serial)
-    before = counts(app)
+    code = card_code(app, serial)
+    before = row_counts(app, LedgerEntry, Redemption)
     response = staff.scan(make(app, serial))
     assert response.status_code == status, response.json
     assert response.content_type == "application/problem+json"
     assert response.json["type"] == f"urn:pointpass:problem:{problem_type}"
-    assert counts(app) == before
-    assert current_code(app, serial) == code
+    assert row_counts(app, LedgerEntry, Redemption) == before
+    assert card_code(app, serial) == code
 
 
 BAD_REDEEMS = [
@@ -411,7 +387,7 @@ BAD_REDEEMS = [
 def test_bad_redemptions_change_nothing(app: Any, staff: Staff, funded: dict[str, Any],
                                         body: Any, status: int, problem_type: str) -> None:
     serial = funded["serial_number"]
-    code = current_code(app, serial)
+    code = card_code(app, serial)
     scan = staff.scan(code).json
     values = {"scan": scan["scan_id"], "reward": scan["rewards"][0]["id"]}
 
@@ -422,34 +398,33 @@ def test_bad_redemptions_change_nothing(app: Any, staff: Staff, funded: dict[str
 
     filled = ({k: fill(v) for k, v in body.items()} if isinstance(body, dict)
               else [fill(v) for v in body])
-    before = counts(app)
+    before = row_counts(app, LedgerEntry, Redemption)
     response = staff.post("/staff/redeem", filled, headers={"Idempotency-Key": "bad-1"})
     assert response.status_code == status, response.json
     assert response.content_type == "application/problem+json"
     assert response.json["type"] == f"urn:pointpass:problem:{problem_type}"
-    assert counts(app) == before
-    assert current_code(app, serial) == code
+    assert row_counts(app, LedgerEntry, Redemption) == before
+    assert card_code(app, serial) == code
 
 
 def test_used_code_is_409_and_changes_nothing(app: Any, staff: Staff,
                                               funded: dict[str, Any]) -> None:
     serial = funded["serial_number"]
-    old = current_code(app, serial)
+    old = card_code(app, serial)
     scan = staff.scan(old).json
     assert staff.redeem(scan["scan_id"], scan["rewards"][0]["id"], key="k").status_code == 201
     state = ledger_state(app, serial)
-    new = current_code(app, serial)
+    new = card_code(app, serial)
     response = staff.scan(old)
     assert response.status_code == 409
     assert response.json["type"] == "urn:pointpass:problem:code-already-used"
     assert ledger_state(app, serial) == state
-    assert current_code(app, serial) == new
+    assert card_code(app, serial) == new
 
 
 def test_json_endpoints_are_rate_limited_per_staff_key(database: Any, tmp_path: Any) -> None:
-    for app in _make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
-        with app.app_context():
-            key_a, key_b = api_keys.create("a", "staff")[1], api_keys.create("b", "staff")[1]
+    for app in make_app(database, tmp_path, STAFF_RATE_LIMIT="3/minute"):
+        key_a, key_b = create_api_key(app, "staff", "a"), create_api_key(app, "staff", "b")
         first, second = Staff(app.test_client(), key_a), Staff(app.test_client(), key_b)
         statuses = [first.scan("x").status_code for _ in range(4)]
         assert statuses == [422, 422, 422, 429]

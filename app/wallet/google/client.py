@@ -60,29 +60,35 @@ class RateLimiter(Protocol):
 
 
 class LocalRateLimiter:
-    """At most ``rate`` requests in any ``period`` (+ ``guard``) seconds within this process."""
+    """At most ``rate`` requests in any ``period`` (+ ``guard``) seconds within this process.
+
+    ``clock`` and ``sleep`` default to :func:`time.monotonic` and :func:`time.sleep` (tests
+    pass a fake clock whose sleep advances it)."""
 
     def __init__(self, rate: int = GOOGLE_RATE_LIMIT, period: float = 1.0,
-                 guard: float = 0.05) -> None:
+                 guard: float = 0.05, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if rate < 1 or period <= 0 or guard < 0:
             raise ValueError("rate must be >= 1, period > 0 and guard >= 0")
         self.rate = rate
         self.window = period + guard
         self._sent: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
 
     def acquire(self) -> None:
         """Block until fewer than ``rate`` requests were granted in the last window."""
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 while self._sent and self._sent[0] <= now - self.window:
                     self._sent.popleft()
                 if len(self._sent) < self.rate:
                     self._sent.append(now)
                     return
                 wait = self._sent[0] + self.window - now
-            time.sleep(max(wait, 0.001))
+            self._sleep(max(wait, 0.001))
 
 
 # A sliding log in a sorted set, scored by the Redis server's clock (one clock for every
@@ -115,7 +121,8 @@ class RedisRateLimiter:
 
     def __init__(self, redis_client: redis.Redis, key: str, rate: int = GOOGLE_RATE_LIMIT,
                  period: float = 1.0, guard: float = 0.05,
-                 max_wait: float | None = None) -> None:
+                 max_wait: float | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if rate < 1 or period <= 0 or guard < 0:
             raise ValueError("rate must be >= 1, period > 0 and guard >= 0")
         self.redis = redis_client
@@ -126,10 +133,12 @@ class RedisRateLimiter:
         self._script = redis_client.register_script(_SLIDING_WINDOW_LUA)
         self._prefix = f"{os.getpid()}:{uuid.uuid4().hex}:"
         self._counter = itertools.count()
+        self._clock = clock  # for max_wait only: the window runs on the Redis server's clock
+        self._sleep = sleep
 
     def acquire(self) -> None:
         """Block until the shared window has room; raise ``TimeoutError`` after ``max_wait``."""
-        deadline = None if self.max_wait is None else time.monotonic() + self.max_wait
+        deadline = None if self.max_wait is None else self._clock() + self.max_wait
         while True:
             member = f"{self._prefix}{next(self._counter)}"
             granted, wait_us = self._script(keys=[self.key],
@@ -137,9 +146,9 @@ class RedisRateLimiter:
             if int(granted) == 1:
                 return
             wait = max(int(wait_us), 1000) / 1_000_000
-            if deadline is not None and time.monotonic() + wait > deadline:
+            if deadline is not None and self._clock() + wait > deadline:
                 raise TimeoutError(f"rate limiter {self.key!r} stayed full")
-            time.sleep(wait)
+            self._sleep(wait)
 
 
 # --- errors and results -------------------------------------------------------------------

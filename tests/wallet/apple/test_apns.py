@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import socket
 import ssl
@@ -12,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -27,10 +27,12 @@ from app.wallet.apple.apns import (
 )
 from passes.devcerts import DEFAULT_PASS_TYPE_ID
 from tests.apns_server import APNsTestServer
+from tests.clock import FakeClock
+from tests.processes import wait_until
 from tests.wallet.apple.conftest import APNS_KEY_PASSWORD
 
 Tokens = Callable[..., list[str]]
-MakeClient = Callable[..., APNsClient]
+MakeAPNsClient = Callable[..., APNsClient]
 
 
 def by_token(results: list[PushResult]) -> dict[str, PushResult]:
@@ -38,10 +40,10 @@ def by_token(results: list[PushResult]) -> dict[str, PushResult]:
 
 
 def test_delivered_pushes_carry_topic_path_and_empty_body(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     pushed = tokens(3)
-    results = client.push_many(pushed)
+    results = apns_client.push_many(pushed)
 
     assert [r.token for r in results] == pushed
     assert all(r.outcome is Outcome.DELIVERED for r in results)
@@ -61,12 +63,12 @@ def test_delivered_pushes_carry_topic_path_and_empty_body(
 
 
 def test_unregistered_gives_the_timestamp(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     gone, fine = tokens(2)
     apns_server.respond(gone, 410, "Unregistered", timestamp_ms=1_700_000_000_123)
 
-    results = by_token(client.push_many([gone, fine]))
+    results = by_token(apns_client.push_many([gone, fine]))
 
     assert results[gone] == PushResult(
         gone, Outcome.UNREGISTERED, 410, "Unregistered", 1_700_000_000_123, 1
@@ -75,32 +77,32 @@ def test_unregistered_gives_the_timestamp(
 
 
 def test_unregistered_default_timestamp_is_now_in_ms(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     (gone,) = tokens(1)
     apns_server.respond(gone, 410, "Unregistered")
     before = int(time.time() * 1000)
-    (result,) = client.push_many([gone])
+    (result,) = apns_client.push_many([gone])
     assert result.timestamp_ms is not None
     assert before - 1000 <= result.timestamp_ms <= int(time.time() * 1000) + 1000
 
 
 @pytest.mark.parametrize("reason", ["BadDeviceToken", "DeviceTokenNotForTopic"])
 def test_bad_token_reasons_give_bad_token(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens, reason: str
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens, reason: str
 ) -> None:
     (bad,) = tokens(1)
     apns_server.respond(bad, 400, reason)
-    (result,) = client.push_many([bad])
+    (result,) = apns_client.push_many([bad])
     assert result == PushResult(bad, Outcome.BAD_TOKEN, 400, reason, None, 1)
     assert len(apns_server.requests_for(bad)) == 1  # not retried
 
 
 def test_token_that_is_not_hex_is_never_sent(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     (good,) = tokens(1)
-    results = by_token(client.push_many(["../../etc/passwd", "", good]))
+    results = by_token(apns_client.push_many(["../../etc/passwd", "", good]))
     assert results["../../etc/passwd"].outcome is Outcome.BAD_TOKEN
     assert results["../../etc/passwd"].attempts == 0
     assert results[""].outcome is Outcome.BAD_TOKEN
@@ -109,12 +111,12 @@ def test_token_that_is_not_hex_is_never_sent(
 
 
 def test_too_many_requests_twice_then_delivered(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     (busy,) = tokens(1)
     apns_server.respond(busy, 429, "TooManyRequests", times=2)
 
-    (result,) = client.push_many([busy])
+    (result,) = apns_client.push_many([busy])
 
     assert result == PushResult(busy, Outcome.DELIVERED, 200, None, None, 3)
     assert [r.status for r in apns_server.requests_for(busy)] == [429, 429, 200]
@@ -122,17 +124,17 @@ def test_too_many_requests_twice_then_delivered(
 
 @pytest.mark.parametrize(("status", "reason"), [(503, "ServiceUnavailable"), (500, None)])
 def test_permanent_server_error_exhausts_retries(
-    make_client: MakeClient,
+    make_apns_client: MakeAPNsClient,
     apns_server: APNsTestServer,
     tokens: Tokens,
     status: int,
     reason: str | None,
 ) -> None:
-    client = make_client(retries=2)
+    apns_client = make_apns_client(retries=2)
     (down,) = tokens(1)
     apns_server.respond(down, status, reason)
 
-    (result,) = client.push_many([down])
+    (result,) = apns_client.push_many([down])
 
     assert result.outcome is Outcome.RETRY_EXHAUSTED
     assert result.status == status
@@ -143,42 +145,47 @@ def test_permanent_server_error_exhausts_retries(
 
 
 def test_retries_back_off_exponentially(
-    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    client = make_client(retries=3, backoff_base=0.04, backoff_max=1.0)
+    jitters: list[tuple[float, float]] = []
+
+    def jitter(low: float, high: float) -> float:
+        jitters.append((low, high))
+        return high  # the longest wait each time
+
+    apns_client = make_apns_client(retries=4, backoff_base=0.004, backoff_max=0.02,
+                                   jitter=jitter)
     (down,) = tokens(1)
     apns_server.respond(down, 503, "ServiceUnavailable")
 
-    client.push_many([down])
+    (result,) = apns_client.push_many([down])
 
-    times = [r.time for r in apns_server.requests_for(down)]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    # Equal jitter: each wait is between half and all of 0.04, 0.08, 0.16 s (plus scheduling
-    # delay on a busy machine, hence the generous upper bound).
-    for gap, full in zip(gaps, [0.04, 0.08, 0.16], strict=True):
-        assert full / 2 - 0.005 <= gap <= full + 0.25
-    assert gaps[0] < gaps[2]
+    assert (result.outcome, result.attempts) == (Outcome.RETRY_EXHAUSTED, 5)
+    assert len(apns_server.requests_for(down)) == 5
+    # Equal jitter: each wait is half of 4, 8, 16, then the cap of 20 ms, plus a random part
+    # of up to the other half.
+    assert jitters == [(0, 0.002), (0, 0.004), (0, 0.008), (0, 0.01)]
 
 
 @pytest.mark.parametrize(
     ("status", "reason"), [(403, "BadCertificate"), (413, "PayloadTooLarge"), (400, "BadTopic")]
 )
 def test_other_client_errors_fail_without_retry(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens, status: int, reason: str
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens, status: int, reason: str
 ) -> None:
     (token,) = tokens(1)
     apns_server.respond(token, status, reason)
-    (result,) = client.push_many([token])
+    (result,) = apns_client.push_many([token])
     assert result == PushResult(token, Outcome.FAILED, status, reason, None, 1)
     assert len(apns_server.requests_for(token)) == 1
 
 
 def test_topic_not_in_the_certificate_is_refused(
-    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    client = make_client(topic="pass.com.example.someone-else")
+    apns_client = make_apns_client(topic="pass.com.example.someone-else")
     (token,) = tokens(1)
-    (result,) = client.push_many([token])
+    (result,) = apns_client.push_many([token])
     assert (result.outcome, result.status, result.reason) == (
         Outcome.FAILED,
         400,
@@ -187,24 +194,24 @@ def test_topic_not_in_the_certificate_is_refused(
 
 
 def test_duplicates_are_pushed_once(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     a, b = tokens(2)
-    results = client.push_many([a, b, a, a, b])
+    results = apns_client.push_many([a, b, a, a, b])
     assert [r.token for r in results] == [a, b]
     assert sorted(r.token for r in apns_server.requests) == [a, b]
 
 
 def test_client_certificate_from_another_ca_is_refused_by_tls(
-    make_client: MakeClient,
+    make_apns_client: MakeAPNsClient,
     apns_tls: dict[str, Path],
     apns_server: APNsTestServer,
     tokens: Tokens,
 ) -> None:
-    client = make_client(
+    apns_client = make_apns_client(
         cert_path=apns_tls["stranger_cert"], key_path=apns_tls["stranger_key"], key_password=None
     )
-    results = client.push_many(tokens(3))
+    results = apns_client.push_many(tokens(3))
 
     # A refused certificate is not something a retry fixes: FAILED at the first attempt.
     assert {r.outcome for r in results} == {Outcome.FAILED}
@@ -216,20 +223,21 @@ def test_client_certificate_from_another_ca_is_refused_by_tls(
 
 
 def test_server_certificate_from_an_unknown_ca_is_refused(
-    make_client: MakeClient, apns_tls: dict[str, Path], tokens: Tokens
+    make_apns_client: MakeAPNsClient, apns_tls: dict[str, Path], tokens: Tokens
 ) -> None:
-    client = make_client(ca_file=apns_tls["wwdr"])  # trusts the wrong CA for the server
-    (result,) = client.push_many(tokens(1))
+    apns_client = make_apns_client(ca_file=apns_tls["wwdr"])  # trusts the wrong CA for the server
+    (result,) = apns_client.push_many(tokens(1))
     assert result.outcome is Outcome.FAILED
     assert result.reason and "SSLCertVerificationError" in result.reason
 
 
-def test_unreachable_server_exhausts_retries(make_client: MakeClient, tokens: Tokens) -> None:
+def test_unreachable_server_exhausts_retries(make_apns_client: MakeAPNsClient,
+                                            tokens: Tokens) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens once it is closed
-    client = make_client(url=f"https://127.0.0.1:{port}", retries=2)
-    results = client.push_many(tokens(2))
+    apns_client = make_apns_client(url=f"https://127.0.0.1:{port}", retries=2)
+    results = apns_client.push_many(tokens(2))
     assert {(r.outcome, r.attempts, r.status) for r in results} == {
         (Outcome.RETRY_EXHAUSTED, 3, None)
     }
@@ -237,36 +245,37 @@ def test_unreachable_server_exhausts_retries(make_client: MakeClient, tokens: To
 
 
 def test_connection_is_reused_across_calls(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    client.push_many(tokens(50))
-    client.push_many(tokens(50, prefix=1))
+    apns_client.push_many(tokens(50))
+    apns_client.push_many(tokens(50, prefix=1))
     assert apns_server.connections == 1
     assert {r.connection_id for r in apns_server.requests} == {1}
     assert len(apns_server.requests) == 100
 
 
 def test_many_streams_are_in_flight_at_once(
-    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    client = make_client(max_concurrent_streams=64)
-    results = client.push_many(tokens(2000))
+    apns_client = make_apns_client(max_concurrent_streams=64)
+    results = apns_client.push_many(tokens(2000))
     assert {r.outcome for r in results} == {Outcome.DELIVERED}
     assert 1 < apns_server.max_concurrent_streams_seen <= 64
     assert apns_server.connections == 1
 
 
 def test_server_setting_caps_concurrent_streams(
-    make_server: Callable[..., APNsTestServer], make_client: MakeClient, tokens: Tokens
+    make_server: Callable[..., APNsTestServer], make_apns_client: MakeAPNsClient, tokens: Tokens
 ) -> None:
     server = make_server(max_concurrent_streams=5)
-    client = make_client(url=server.url, max_concurrent_streams=500)
-    results = client.push_many(tokens(300))
+    apns_client = make_apns_client(url=server.url, max_concurrent_streams=500)
+    results = apns_client.push_many(tokens(300))
     assert {r.outcome for r in results} == {Outcome.DELIVERED}
     assert 1 < server.max_concurrent_streams_seen <= 5
 
 
-def test_counters_add_up(client: APNsClient, apns_server: APNsTestServer, tokens: Tokens) -> None:
+def test_counters_add_up(apns_client: APNsClient, apns_server: APNsTestServer,
+                         tokens: Tokens) -> None:
     gone, bad, busy, down, refused, *fine = tokens(10)
     apns_server.respond(gone, 410, "Unregistered")
     apns_server.respond(bad, 400, "BadDeviceToken")
@@ -274,10 +283,10 @@ def test_counters_add_up(client: APNsClient, apns_server: APNsTestServer, tokens
     apns_server.respond(down, 503, "ServiceUnavailable")
     apns_server.respond(refused, 403, "Forbidden")
 
-    client.push_many([gone, bad, busy, down, refused, *fine])
-    client.push_many(fine[:2])
+    apns_client.push_many([gone, bad, busy, down, refused, *fine])
+    apns_client.push_many(fine[:2])
 
-    assert client.counters == {
+    assert apns_client.counters == {
         "delivered": 1 + len(fine) + 2,
         "unregistered": 1,
         "bad_token": 1,
@@ -287,7 +296,7 @@ def test_counters_add_up(client: APNsClient, apns_server: APNsTestServer, tokens
 
 
 def test_non_delivered_outcomes_are_logged_once_each(
-    client: APNsClient,
+    apns_client: APNsClient,
     apns_server: APNsTestServer,
     tokens: Tokens,
     caplog: pytest.LogCaptureFixture,
@@ -296,7 +305,7 @@ def test_non_delivered_outcomes_are_logged_once_each(
     apns_server.respond(gone, 410, "Unregistered")
     apns_server.respond(bad, 400, "BadDeviceToken")
     with caplog.at_level(logging.INFO, logger="pointpass.apns"):
-        client.push_many([gone, bad, fine])
+        apns_client.push_many([gone, bad, fine])
     lines = [r for r in caplog.records if r.name == "pointpass.apns"]
     assert len(lines) == 2
     assert {r.levelno for r in lines} == {logging.INFO, logging.WARNING}
@@ -306,26 +315,26 @@ def test_non_delivered_outcomes_are_logged_once_each(
 
 
 def test_key_password_never_appears_in_logs_errors_or_repr(
-    make_client: MakeClient,
+    make_apns_client: MakeAPNsClient,
     apns_tls: dict[str, Path],
     apns_server: APNsTestServer,
     tokens: Tokens,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    client = make_client(retries=1)
+    apns_client = make_apns_client(retries=1)
     apns_server.respond(tokens(1)[0], 503, "ServiceUnavailable")
     apns_server.respond(tokens(2)[1], 410, "Unregistered")
-    client.push_many(tokens(3))
-    texts = [repr(client), str(client.__dict__)]
+    apns_client.push_many(tokens(3))
+    texts = [repr(apns_client), str(apns_client.__dict__)]
 
     wrong = APNS_KEY_PASSWORD[::-1]
     with pytest.raises(APNsCredentialsError) as excinfo:
-        make_client(key_password=wrong)
+        make_apns_client(key_password=wrong)
     texts += [str(excinfo.value), repr(excinfo.value)]
     texts += traceback.format_exception(excinfo.value)
     with pytest.raises(APNsCredentialsError) as missing:
-        make_client(key_password=None)  # the key is encrypted
+        make_apns_client(key_password=None)  # the key is encrypted
     texts += [str(missing.value), *traceback.format_exception(missing.value)]
     assert "does not decrypt" in str(excinfo.value)
     assert "no key password" in str(missing.value)
@@ -339,16 +348,14 @@ def test_key_password_never_appears_in_logs_errors_or_repr(
 
 
 def test_reconnects_after_the_server_closes_the_connection(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    first = client.push_many(tokens(20))
+    first = apns_client.push_many(tokens(20))
     apns_server.close_connections(goaway=True)
-    deadline = time.monotonic() + 2
-    while apns_server.open_connections and time.monotonic() < deadline:
-        time.sleep(0.01)
-    second = client.push_many(tokens(20, prefix=1))
+    wait_until(lambda: apns_server.open_connections == 0, "the server to close", timeout=5)
+    second = apns_client.push_many(tokens(20, prefix=1))
     apns_server.close_connections(goaway=False)  # abruptly, no GOAWAY
-    third = client.push_many(tokens(20, prefix=2))
+    third = apns_client.push_many(tokens(20, prefix=2))
 
     for results in (first, second, third):
         assert {r.outcome for r in results} == {Outcome.DELIVERED}
@@ -357,16 +364,14 @@ def test_reconnects_after_the_server_closes_the_connection(
 
 
 def test_goaway_with_streams_in_flight_loses_no_push(
-    make_server: Callable[..., APNsTestServer], make_client: MakeClient, tokens: Tokens
+    make_server: Callable[..., APNsTestServer], make_apns_client: MakeAPNsClient, tokens: Tokens
 ) -> None:
     server = make_server(latency=0.05)  # keep streams in flight for a while
-    client = make_client(url=server.url)
+    apns_client = make_apns_client(url=server.url)
     pushed = tokens(300)
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(client.push_many, pushed)
-        deadline = time.monotonic() + 5
-        while not server.requests and time.monotonic() < deadline:
-            time.sleep(0.002)
+        future = pool.submit(apns_client.push_many, pushed)
+        wait_until(lambda: server.requests, "the first pushes to arrive", timeout=5)
         server.close_connections(goaway=True)
         results = future.result(timeout=10)
 
@@ -376,122 +381,161 @@ def test_goaway_with_streams_in_flight_loses_no_push(
     assert {r.token for r in server.requests if r.status == 200} >= set(pushed)
 
 
+def _clocked_client(make_apns_client: MakeAPNsClient,
+                    **options: Any) -> tuple[FakeClock, APNsClient]:
+    """A client whose watchdog looks every 10 ms at a fake clock that only the test moves."""
+    clock = FakeClock()
+    return clock, make_apns_client(clock=clock, watch_interval=0.01, **options)
+
+
+def _push_while_time_passes(apns_client: APNsClient, clock: FakeClock, tokens: list[str],
+                            step: float) -> list[PushResult]:
+    """Push ``tokens`` while the client's clock moves on by ``step`` every 10 ms."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(apns_client.push_many, tokens)
+        while not future.done():
+            clock.advance(step)
+            time.sleep(0.01)
+        return future.result()
+
+
+def _watched(clock: FakeClock, looks: int = 3) -> None:
+    """Wait until the client's watchdog has read ``clock`` a few more times."""
+    reads = clock.reads
+    wait_until(lambda: clock.reads >= reads + looks, "the APNs watchdog to look at the clock")
+
+
 def test_a_silent_server_is_given_up_after_the_request_timeout(
-    make_server: Callable[..., APNsTestServer], make_client: MakeClient, tokens: Tokens
+    make_server: Callable[..., APNsTestServer], make_apns_client: MakeAPNsClient, tokens: Tokens
 ) -> None:
     server = make_server(latency=30)  # accepts requests, never answers in time
-    client = make_client(url=server.url, request_timeout=0.2, retries=1)
-    began = time.monotonic()
-    (result,) = client.push_many(tokens(1))
-    assert time.monotonic() - began < 3
+    clock, apns_client = _clocked_client(make_apns_client, url=server.url,
+                                         request_timeout=5.0, retries=1)
+    (result,) = _push_while_time_passes(apns_client, clock, tokens(1), 0.5)
     assert (result.outcome, result.status, result.attempts) == (Outcome.RETRY_EXHAUSTED, None, 2)
     assert result.reason and "TimeoutError" in result.reason
     assert server.connections == 2
 
 
 def test_an_idle_connection_is_not_mistaken_for_a_silent_one(
-    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    client = make_client(request_timeout=0.2)
-    client.push_many(tokens(1))
-    time.sleep(0.5)  # idle for longer than the request timeout
-    (result,) = client.push_many(tokens(1, prefix=1))
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=0.2)
+    apns_client.push_many(tokens(1))
+    clock.advance(10)  # idle for much longer than the request timeout
+    _watched(clock)
+    (result,) = apns_client.push_many(tokens(1, prefix=1))
     assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 1)
     assert apns_server.connections == 1
+    assert apns_server.pings == 0  # idle_ping (60 s) had not come
 
 
 def test_an_idle_connection_answers_pings_and_is_kept(
-    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    client = make_client(request_timeout=0.4, idle_ping=0.1)
-    client.push_many(tokens(1))
-    time.sleep(1.5)  # several PINGs, each answered
-    (result,) = client.push_many(tokens(1, prefix=1))
-    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 1)
-    assert apns_server.connections == 1
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=0.4, idle_ping=0.1)
+    apns_client.push_many(tokens(1))
+    for pings in range(1, 4):  # idle again and again: a PING each time, each answered
+        clock.advance(0.3)
+        wait_until(lambda pings=pings: apns_server.pings >= pings, f"PING {pings}")
+        _watched(clock)  # the watchdog saw the answer
+    (result,) = apns_client.push_many(tokens(1, prefix=1))
+    # Delivered at once, on the connection the PINGs kept.
+    assert (result.outcome, result.attempts, apns_server.connections) == (Outcome.DELIVERED, 1, 1)
 
 
-@pytest.mark.parametrize("idle_ping", [0.1, 60.0])
 def test_a_connection_a_nat_dropped_while_idle_is_replaced_before_the_next_push(
-    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens, idle_ping: float
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    """With PINGs the dead connection is found while idle and the next push goes out at
-    once; without them (idle_ping longer than the test) the push waits out the timeout."""
-    client = make_client(request_timeout=1.0, idle_ping=idle_ping)
-    client.push_many(tokens(1))
+    """With PINGs the dead connection is found while idle: the next push goes out at once
+    on a new connection."""
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=1.0, idle_ping=0.1)
+    apns_client.push_many(tokens(1))
     apns_server.blackhole_connections()
-    time.sleep(2.0)  # idle: a PING is sent and goes unanswered for the request timeout
-    began = time.monotonic()
-    (result,) = client.push_many(tokens(1, prefix=1))
-    took = time.monotonic() - began
-    assert result.outcome == Outcome.DELIVERED
+    clock.advance(0.2)  # idle: a PING goes out, unanswered
+    _watched(clock)
+    clock.advance(1.5)  # the PING's time is up: the connection is aborted
+    wait_until(lambda: apns_server.open_connections == 0, "the dead connection to be dropped")
+    (result,) = apns_client.push_many(tokens(1, prefix=1))
+    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 1)
     assert apns_server.connections == 2
-    if idle_ping < 1:
-        assert took < 0.5 and result.attempts == 1, (took, result.attempts)
-    else:
-        assert took >= 1.0 and result.attempts == 2
+
+
+def test_without_pings_a_push_on_a_dropped_connection_waits_out_the_timeout(
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
+) -> None:
+    clock, apns_client = _clocked_client(make_apns_client, request_timeout=1.0, idle_ping=3600)
+    apns_client.push_many(tokens(1))
+    apns_server.blackhole_connections()
+    clock.advance(2.0)  # idle, but not for an hour: no PING
+    _watched(clock)
+    assert apns_server.open_connections == 1
+    (result,) = _push_while_time_passes(apns_client, clock, tokens(1, prefix=1), 0.25)
+    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 2)
+    assert result.token == tokens(1, prefix=1)[0]
+    assert apns_server.connections == 2
+    assert apns_server.pings == 0
 
 
 def test_a_connection_that_runs_out_of_stream_ids_is_replaced(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    client.push_many(tokens(1))
+    apns_client.push_many(tokens(1))
     # Pretend about a billion pushes went through: two stream ids are left on the connection.
-    engine = client._engine
+    engine = apns_client._engine
     assert engine is not None and engine.conn is not None
     engine.conn.h2.highest_outbound_stream_id = 2**31 - 5
 
-    results = client.push_many(tokens(10, prefix=1))
+    results = apns_client.push_many(tokens(10, prefix=1))
 
     assert {(r.outcome, r.attempts) for r in results} == {(Outcome.DELIVERED, 1)}
     assert apns_server.connections == 2
-    deadline = time.monotonic() + 2
-    while apns_server.open_connections > 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert apns_server.open_connections == 1  # the spent one was closed once drained
+    # The spent one is closed once drained.
+    wait_until(lambda: apns_server.open_connections == 1, "the spent connection to close", 5)
+
+
+def _assert_delivered_on_one_connection(batches: list[list[PushResult]], size: int,
+                                        apns_client: APNsClient,
+                                        apns_server: APNsTestServer) -> None:
+    """Every batch of ``size`` pushes was delivered, all over one connection."""
+    assert [len(b) for b in batches] == [size] * len(batches)
+    assert all(r.outcome is Outcome.DELIVERED for b in batches for r in b)
+    assert apns_server.connections == 1
+    assert apns_client.counters["delivered"] == size * len(batches)
 
 
 def test_calls_from_many_threads_share_the_connection(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     with ThreadPoolExecutor(8) as pool:
-        batches = list(pool.map(lambda p: client.push_many(tokens(200, prefix=p)), range(8)))
-    assert [len(b) for b in batches] == [200] * 8
-    assert all(r.outcome is Outcome.DELIVERED for b in batches for r in b)
-    assert apns_server.connections == 1
-    assert client.counters["delivered"] == 1600
+        batches = list(pool.map(lambda p: apns_client.push_many(tokens(200, prefix=p)), range(8)))
+    _assert_delivered_on_one_connection(batches, 200, apns_client, apns_server)
 
 
 def test_async_api_and_concurrent_calls_share_the_connection(
-    client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
+    apns_client: APNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
     async def main() -> list[list[PushResult]]:
-        return await asyncio.gather(*(client.apush_many(tokens(100, prefix=p)) for p in range(5)))
+        return await asyncio.gather(*(apns_client.apush_many(tokens(100, prefix=p))
+                                      for p in range(5)))
 
-    batches = asyncio.run(main())
-    assert [len(b) for b in batches] == [100] * 5
-    assert all(r.outcome is Outcome.DELIVERED for b in batches for r in b)
-    assert apns_server.connections == 1
-    assert client.counters["delivered"] == 500
+    _assert_delivered_on_one_connection(asyncio.run(main()), 100, apns_client, apns_server)
 
 
 def test_closed_client_refuses_to_push(
-    make_client: MakeClient, apns_server: APNsTestServer, tokens: Tokens
+    make_apns_client: MakeAPNsClient, apns_server: APNsTestServer, tokens: Tokens
 ) -> None:
-    with make_client() as client:
-        client.push_many(tokens(1))
-    deadline = time.monotonic() + 2
-    while apns_server.open_connections and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert apns_server.open_connections == 0  # close() hung up
+    with make_apns_client() as apns_client:
+        apns_client.push_many(tokens(1))
+    wait_until(lambda: apns_server.open_connections == 0, "close() to hang up", timeout=5)
     with pytest.raises(APNsClientClosed):
-        client.push_many(tokens(1))
-    assert client.push_many([]) == []
+        apns_client.push_many(tokens(1))
+    assert apns_client.push_many([]) == []
 
 
-def test_a_string_is_not_a_list_of_tokens(client: APNsClient, tokens: Tokens) -> None:
+def test_a_string_is_not_a_list_of_tokens(apns_client: APNsClient, tokens: Tokens) -> None:
     with pytest.raises(TypeError):
-        client.push_many(tokens(1)[0])
+        apns_client.push_many(tokens(1)[0])
 
 
 # -- the test server's own checks, with a bare h2 client -------------------------------------

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,28 +19,27 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
-from redis import Redis
-from rq import Queue
 from sqlalchemy import func, select
 
 from app import jobs
-from app.auth import keys as api_keys
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card
 from app.outbox import drain as outbox
 from app.outbox.models import OutboxEntry
 from tests.apns_server import APNsTestServer
-from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _dev_certs, _make_app, apns_settings
+from tests.factories import (
+    ApiClient,
+    admin_api,
+    create_card,
+    create_program,
+    make_worker_app,
+    register_device,
+)
 from tests.phones import Phone
 from tests.processes import group_alive, start_worker, wait_until
 
 BIN = Path(sys.executable).parent
-
-
-def _api(app: Flask) -> ApiClient:
-    with app.app_context():
-        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
 
 
 def _settle(app: Flask) -> None:
@@ -52,15 +50,9 @@ def _settle(app: Flask) -> None:
 def _cards_with_phones(app: Flask, api: ApiClient, count: int) -> tuple[dict[str, Any],
                                                                         list[Phone]]:
     """A program with ``count`` cards, each added to its own iPhone (one push token each)."""
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    phones = []
-    for i in range(count):
-        response = api.post(f"/api/v1/programs/{program['id']}/members",
-                            json={"name": f"Member {i}"})
-        assert response.status_code == 201, response.json
-        phone = Phone(app)
-        phone.add(response.json["card"]["serial_number"])
-        phones.append(phone)
+    program = create_program(api)
+    phones = [register_device(app, create_card(api, program, name=f"Member {i}")["serial_number"])
+              for i in range(count)]
     return program, phones
 
 
@@ -95,7 +87,7 @@ def test_an_update_interrupted_while_marking_is_resumed_by_the_sweep(
     app = push_app
     # Two cards a chunk; a lease of 0 s: a run that stops is at once presumed dead.
     app.config.update(UPDATE_CHUNK=2, UPDATE_LEASE_SECONDS=0)
-    api = _api(app)
+    api = admin_api(app)
     program, phones = _cards_with_phones(app, api, 7)
     _settle(app)
     apns.reset()
@@ -145,11 +137,10 @@ def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
 
     app = pg_app
     app.config.update(UPDATE_CHUNK=3, UPDATE_LEASE_SECONDS=0)
-    api = _api(app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(app)
+    program = create_program(api)
     for i in range(12):
-        assert api.post(f"/api/v1/programs/{program['id']}/members",
-                        json={"name": f"Member {i}"}).status_code == 201
+        create_card(api, program, name=f"Member {i}")
     _settle(app)
     with app.app_context():
         card_ids = list(db.session.scalars(select(Card.id).order_by(Card.id)))
@@ -193,26 +184,10 @@ def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
 
 
 @pytest.fixture
-def rq_pg_push_app(postgres_database: Any, tmp_path: Path, apns: APNsTestServer,
-                   apns_certs: dict[str, Path]) -> Iterator[Flask]:
-    queue_name = f"pointpass-test-{uuid.uuid4().hex[:8]}"
-    settings = {**apns_settings(apns, apns_certs), "REDIS_URL": REDIS_URL,
-                "RQ_QUEUE": queue_name, "OUTBOX_LEASE_SECONDS": 2,
-                "UPDATE_CHUNK": 5, "UPDATE_LEASE_SECONDS": 2}
-    for app in _make_app(postgres_database, tmp_path, **settings):
-        app.config["TEST_WORKER_ENV"] = {
-            **os.environ, "POINTPASS_ENV": "testing",
-            "POINTPASS_DATABASE_URL": app.config["DATABASE_URL"],
-            "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker"),
-            "POINTPASS_BASE_URL": app.config["BASE_URL"],
-            "POINTPASS_OUTBOX_SWEEP_SECONDS": "0.5",
-            "POINTPASS_APPLE_CERT": str(_dev_certs["pass_cert"]),
-            "POINTPASS_APPLE_KEY": str(_dev_certs["pass_key"]),
-            "POINTPASS_APPLE_WWDR_CERT": str(_dev_certs["wwdr"]),
-            **{f"POINTPASS_{k}": str(v) for k, v in settings.items()},
-        }
-        yield app
-    Queue(queue_name, connection=Redis.from_url(REDIS_URL)).delete(delete_jobs=True)
+def rq_pg_push_app(postgres_database: Any, tmp_path: Path,
+                   apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    yield from make_worker_app(postgres_database, tmp_path, **apns_app_settings,
+                               OUTBOX_LEASE_SECONDS=2, UPDATE_CHUNK=5, UPDATE_LEASE_SECONDS=2)
 
 
 @pytest.mark.redis
@@ -222,7 +197,7 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
 ) -> None:
     app = rq_pg_push_app
     env = app.config["TEST_WORKER_ENV"]
-    api = _api(app)
+    api = admin_api(app)
     program, phones = _cards_with_phones(app, api, 24)  # five chunks of five cards (and 4)
     with app.app_context():
         card_ids = list(db.session.scalars(select(Card.id).order_by(Card.id)))

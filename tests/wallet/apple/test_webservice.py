@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card
 from app.timeutil import utcnow
 from app.wallet.apple.models import Device, Registration
+from tests.factories import ApiClient, create_api_key, create_card, create_program, row_counts
 
 DEVICE = "8f14e45fceea167a5a36dedd4bea2543"
 TOKEN = "a1" * 32
@@ -65,14 +66,6 @@ def _token(app: Flask, serial: str) -> str:
         return str(token)
 
 
-def _counts(app: Flask) -> tuple[int, int]:
-    with app.app_context():
-        result = (db.session.scalar(select(func.count(Device.id))) or 0,
-                  db.session.scalar(select(func.count(Registration.id))) or 0)
-        db.session.rollback()
-        return result
-
-
 def test_register_new_then_again_updates_push_token(app: Flask, wallet: Wallet,
                                                     card: dict[str, Any]) -> None:
     serial = card["serial_number"]
@@ -82,7 +75,7 @@ def test_register_new_then_again_updates_push_token(app: Flask, wallet: Wallet,
     assert again.status_code == 200
     with app.app_context():
         assert db.session.scalar(select(Device.push_token)) == "b2" * 32
-    assert _counts(app) == (1, 1)
+    assert row_counts(app, Device, Registration) == (1, 1)
 
 
 @pytest.mark.parametrize(("case", "status"), [
@@ -127,15 +120,14 @@ def test_bad_registrations_change_nothing(app: Flask, wallet: Wallet, card: dict
         response = wallet.register(serial, auth, body={"pushToken": TOKEN, "pad": "x" * 70000})
     assert response.status_code == status
     assert response.content_type == "application/problem+json"
-    assert _counts(app) == (0, 0)
+    assert row_counts(app, Device, Registration) == (0, 0)
 
 
 def test_serial_list_needs_no_authorization_and_tracks_every_change(
     app: Flask, api: Any, wallet: Wallet, program: dict[str, Any], card: dict[str, Any]
 ) -> None:
     first = card["serial_number"]
-    second = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Budi"}).json["card"]["serial_number"]
+    second = create_card(api, program, name="Budi")["serial_number"]
     assert wallet.serials().status_code == 204  # nothing registered yet
     for serial in (first, second):
         assert wallet.register(serial, _token(app, serial)).status_code == 201
@@ -178,14 +170,9 @@ def test_change_committed_after_a_later_one_is_not_missed(
 ) -> None:
     """PostgreSQL commits out of order: the tag must still cover the earlier transaction."""
     app = pg_app
-    from app.auth import keys as api_keys
-    from tests.conftest import PROGRAM, ApiClient
-
-    with app.app_context():
-        api = ApiClient(app.test_client(), api_keys.create("a", "admin")[1])
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serials = [api.post(f"/api/v1/programs/{program['id']}/members",
-                        json={"name": n}).json["card"]["serial_number"] for n in ("A", "B")]
+    api = ApiClient(app.test_client(), create_api_key(app, "admin", "a"))
+    program = create_program(api)
+    serials = [create_card(api, program, name=n)["serial_number"] for n in ("A", "B")]
     wallet = Wallet(app, app.extensions["pointpass.apple"].pass_type_id)
     for serial in serials:
         wallet.register(serial, _token(app, serial))
@@ -243,9 +230,9 @@ def test_unregister(app: Flask, wallet: Wallet, card: dict[str, Any]) -> None:
     auth = _token(app, serial)
     wallet.register(serial, auth)
     assert wallet.unregister(serial, "z" * 32).status_code == 401
-    assert _counts(app) == (1, 1)
+    assert row_counts(app, Device, Registration) == (1, 1)
     assert wallet.unregister(serial, auth).status_code == 200
-    assert _counts(app) == (0, 0)
+    assert row_counts(app, Device, Registration) == (0, 0)
     assert wallet.unregister(serial, auth).status_code == 200  # already gone: still 200
     assert wallet.serials().status_code == 204
 

@@ -4,7 +4,6 @@ content and Redis."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,11 +21,18 @@ from passes.google.payloads import (
     LoyaltyObjectContent,
     TextModule,
 )
-from tests.conftest import _make_app
+from tests.factories import (
+    REDIS_URL,
+    ApiClient,
+    admin_api,
+    closing_maker,
+    create_card,
+    create_program,
+    make_app,
+)
 from tests.google_server import GoogleWalletTestServer
 
 ISSUER_ID = "3388000000012345678"
-REDIS_URL = os.environ.get("POINTPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REDEMPTION_CODE = "PP1:CARD1:0:ABCDEFGHIJKLMNOPQRSTUVWX"
 
 
@@ -76,35 +82,30 @@ def google_settings(server: GoogleWalletTestServer) -> dict[str, Any]:
 def google_app(database: Any, tmp_path: Path,
                wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
     """The app on SQLite or PostgreSQL, syncing Google Wallet with the test server."""
-    yield from _make_app(database, tmp_path, **google_settings(wallet_server))
+    yield from make_app(database, tmp_path, **google_settings(wallet_server))
 
 
 @pytest.fixture
-def make_client(wallet_server: GoogleWalletTestServer) -> Iterator[Callable[..., Any]]:
+def make_google_client(wallet_server: GoogleWalletTestServer) -> Iterator[Callable[..., Any]]:
     """Build clients of the test server (keyword arguments go to GoogleWalletClient);
     all are closed afterwards."""
-    clients: list[GoogleWalletClient] = []
 
-    def make(rate_limiter: RateLimiter | None = None, **options: Any) -> GoogleWalletClient:
+    def build(rate_limiter: RateLimiter | None = None, **options: Any) -> GoogleWalletClient:
         options.setdefault("backoff_base", 0.01)
         options.setdefault("timeout", 5.0)
-        client = GoogleWalletClient(
+        return GoogleWalletClient(
             wallet_server.api_url,
             wallet_server.sa_file,  # type: ignore[attr-defined]
             rate_limiter or LocalRateLimiter(rate=1000),
             **options,
         )
-        clients.append(client)
-        return client
 
-    yield make
-    for client in clients:
-        client.close()
+    yield from closing_maker(build, GoogleWalletClient.close)
 
 
 @pytest.fixture
-def client(make_client: Callable[..., GoogleWalletClient]) -> GoogleWalletClient:
-    return make_client()
+def google_client(make_google_client: Callable[..., GoogleWalletClient]) -> GoogleWalletClient:
+    return make_google_client()
 
 
 @pytest.fixture
@@ -123,6 +124,15 @@ def limiter_key(redis_client: redis.Redis) -> Iterator[str]:
     key = f"pointpass:test:google-rate:{uuid.uuid4().hex}"
     yield key
     redis_client.delete(key)
+
+
+def new_google_card(app: Flask) -> tuple[ApiClient, dict[str, Any], str, str]:
+    """A program and a card made through the API of ``app`` (nothing settled yet): the
+    admin API client, the program, the card's serial and its Google object id."""
+    api = admin_api(app)
+    program = create_program(api)
+    serial = create_card(api, program, name="Ari")["serial_number"]
+    return api, program, serial, f"{ISSUER_ID}.{serial}"
 
 
 def class_content(**overrides: Any) -> LoyaltyClassContent:

@@ -14,18 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from flask import Flask
 
 from app import jobs
-from app.auth import keys as api_keys
 from app.extensions import db
 from app.wallet.google.models import GoogleObjectState
-from tests.conftest import PROGRAM, ApiClient
+from tests.factories import admin_api, create_api_key, create_card, create_program
 from tests.google_callbacks import CallbackSigner, message
 from tests.google_server import GoogleWalletTestServer
-from tests.wallet.google.conftest import ISSUER_ID
-
-
-def _api(app: Flask) -> ApiClient:
-    with app.app_context():
-        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
+from tests.wallet.google.conftest import ISSUER_ID, new_google_card
 
 
 def _settle(app: Flask) -> None:
@@ -50,8 +44,8 @@ def test_enrolment_creates_class_and_object_before_the_link(
     """The outbox's drain, after the enrolment commits, creates the class and the object;
     the card shows its save link once Google has the object (see also
     ``test_the_enrolment_request_leaves_google_to_the_worker``)."""
-    api = _api(google_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(google_app)
+    program = create_program(api)
     enrolled = api.post(f"/api/v1/programs/{program['id']}/members",
                         json={"name": "Dewi Lestari", "language": "id"})
     assert enrolled.status_code == 201, enrolled.json
@@ -88,11 +82,7 @@ def test_enrolment_creates_class_and_object_before_the_link(
 def test_balance_changes_patch_the_object_and_the_fourth_notification_is_silent(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
-    api = _api(google_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
-    object_id = f"{ISSUER_ID}.{serial}"
+    api, _, serial, object_id = new_google_card(google_app)
     _settle(google_app)
     before = len(wallet_server.api_requests("patch"))
     wallet_server.fail("patch", object_id, 429, "rateLimitExceeded", times=1)
@@ -114,12 +104,10 @@ def test_balance_changes_patch_the_object_and_the_fourth_notification_is_silent(
 def test_redemption_patches_the_new_code_and_void_makes_it_inactive(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
-    api = _api(google_app)
-    with google_app.app_context():
-        staff = api.as_(api_keys.create("staff", "staff")[1])
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
+    api = admin_api(google_app)
+    staff = api.as_(create_api_key(google_app, "staff"))
+    program = create_program(api)
+    serial = create_card(api, program, name="Ari")["serial_number"]
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 150})
     _settle(google_app)
     object_id = f"{ISSUER_ID}.{serial}"
@@ -143,11 +131,7 @@ def test_redemption_patches_the_new_code_and_void_makes_it_inactive(
 def test_marketer_message_notifies_then_falls_back_to_text(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
-    api = _api(google_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
-    object_id = f"{ISSUER_ID}.{serial}"
+    api, program, _, object_id = new_google_card(google_app)
     _settle(google_app)
     wallet_server.fail("addMessage", object_id, 403, "quotaExceeded", times=1)
     response = api.post(f"/api/v1/programs/{program['id']}/updates",
@@ -163,8 +147,8 @@ def test_marketer_message_notifies_then_falls_back_to_text(
 
 def test_design_change_patches_the_class(google_app: Flask,
                                          wallet_server: GoogleWalletTestServer) -> None:
-    api = _api(google_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(google_app)
+    program = create_program(api)
     api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ari"})
     _settle(google_app)
     response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
@@ -180,10 +164,9 @@ def test_design_change_patches_the_class(google_app: Flask,
 def test_save_and_delete_callbacks_are_verified_and_recorded(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
-    api = _api(google_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
+    api = admin_api(google_app)
+    program = create_program(api)
+    serial = create_card(api, program, name="Ari")["serial_number"]
     _settle(google_app)  # the outbox creates the object the callbacks are about
     signer = CallbackSigner()
     wallet_server.root_keys = signer.keys_json()
@@ -220,8 +203,8 @@ def test_program_logo_is_served_at_googles_size(google_app: Flask,
                                                 wallet_server: GoogleWalletTestServer) -> None:
     from PIL import Image
 
-    api = _api(google_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(google_app)
+    program = create_program(api)
     response = google_app.test_client().get(f"/wallet/google/logo/{program['slug']}.png")
     assert response.status_code == 200
     assert response.content_type == "image/png"
@@ -245,13 +228,10 @@ def test_rotating_barcode_is_computed_by_the_phone_and_used_once(
 
     from passes.barcode import totp_value
 
-    api = _api(google_app)
-    with google_app.app_context():
-        staff = api.as_(api_keys.create("staff", "staff")[1])
-    program = api.post("/api/v1/programs",
-                       json={**PROGRAM, "google_rotating_barcode": True}).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
+    api = admin_api(google_app)
+    staff = api.as_(create_api_key(google_app, "staff"))
+    program = create_program(api, google_rotating_barcode=True)
+    serial = create_card(api, program, name="Ari")["serial_number"]
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 300})
     _settle(google_app)
 
@@ -279,9 +259,8 @@ def test_rotating_barcode_is_computed_by_the_phone_and_used_once(
                       ).status_code == 200  # the next value, within the skew window
 
     # A program without rotating barcodes refuses them.
-    plain = api.post("/api/v1/programs", json={**PROGRAM, "slug": "plain"}).json
-    other = api.post(f"/api/v1/programs/{plain['id']}/members",
-                     json={"name": "Budi"}).json["card"]["serial_number"]
+    plain = create_program(api, slug="plain")
+    other = create_card(api, plain, name="Budi")["serial_number"]
     from passes.barcode import rotating_pattern, totp_key
 
     secret = totp_key(google_app.config["REDEMPTION_CODE_KEY"], other)

@@ -115,28 +115,28 @@ def test_patch_body_sends_only_changes() -> None:
         loyalty_object_patch_body(after, object_content(serial="OTHER"))
 
 
-def test_bodies_are_accepted_by_the_server(client: GoogleWalletClient,
+def test_bodies_are_accepted_by_the_server(google_client: GoogleWalletClient,
                                            wallet_server: GoogleWalletTestServer) -> None:
     klass = loyalty_class_body(class_content())
-    client.upsert_class(klass)
+    google_client.upsert_class(klass)
     stored_class = wallet_server.classes[klass["id"]]
     assert stored_class["programName"] == "Kopi Rewards"
     assert stored_class["reviewStatus"] == "APPROVED"  # Google approves UNDER_REVIEW classes
 
     full = loyalty_object_body(object_content())
-    client.insert_object(full)
+    google_client.insert_object(full)
     stored = wallet_server.objects[full["id"]]
     assert stored["loyaltyPoints"]["balance"] == {"int": 120}
     assert "notifyPreference" not in stored  # ephemeral, never stored
 
     later = object_content(balance=5, tier=None, notify=True)
-    client.patch_object(full["id"], loyalty_object_patch_body(later, object_content()))
+    google_client.patch_object(full["id"], loyalty_object_patch_body(later, object_content()))
     stored = wallet_server.objects[full["id"]]
     assert stored["loyaltyPoints"]["balance"] == {"int": 5}
     assert "secondaryLoyaltyPoints" not in stored
     assert stored["textModulesData"] == full["textModulesData"]  # untouched by the patch
     # The class body can be sent again as is (an approved class stays UNDER_REVIEW).
-    client.upsert_class(klass)
+    google_client.upsert_class(klass)
     assert [r.status for r in wallet_server.api_requests()] == [200, 200, 200, 409, 200]
 
 

@@ -18,11 +18,11 @@ SCHEMA = WalletSchema()
 
 
 @pytest.fixture
-def seeded(client: GoogleWalletClient) -> dict[str, Any]:
+def seeded(google_client: GoogleWalletClient) -> dict[str, Any]:
     """A class and an object on the server; returns the object body."""
-    client.upsert_class(loyalty_class_body(class_content()))
+    google_client.upsert_class(loyalty_class_body(class_content()))
     body = loyalty_object_body(object_content())
-    client.insert_object(body)
+    google_client.insert_object(body)
     return body
 
 
@@ -53,13 +53,13 @@ def test_required_fields_come_from_the_discovery_document() -> None:
     ],
 )
 def test_invalid_object_bodies_are_refused(mutate: Any, problem: str,
-                                           client: GoogleWalletClient,
+                                           google_client: GoogleWalletClient,
                                            wallet_server: GoogleWalletTestServer) -> None:
-    client.upsert_class(loyalty_class_body(class_content()))
+    google_client.upsert_class(loyalty_class_body(class_content()))
     body = loyalty_object_body(object_content())
     mutate(body)
     with pytest.raises(GoogleWalletError) as caught:
-        client.insert_object(body)
+        google_client.insert_object(body)
     assert caught.value.status == 400
     assert caught.value.reason == "invalidArgument"
     assert problem in caught.value.message
@@ -68,19 +68,19 @@ def test_invalid_object_bodies_are_refused(mutate: Any, problem: str,
     assert wallet_server.objects == {}
 
 
-def test_invalid_class_bodies_are_refused(client: GoogleWalletClient) -> None:
+def test_invalid_class_bodies_are_refused(google_client: GoogleWalletClient) -> None:
     body = loyalty_class_body(class_content())
     del body["programLogo"]
     with pytest.raises(GoogleWalletError, match="programLogo: required in LoyaltyClass"):
-        client.upsert_class(body)
+        google_client.upsert_class(body)
     body = loyalty_class_body(class_content())
     body["programLogo"]["privateImageId"] = "abc"  # both sources: Google refuses
     with pytest.raises(GoogleWalletError, match="exactly one of sourceUri, privateImageId"):
-        client.upsert_class(body)
+        google_client.upsert_class(body)
     body = loyalty_class_body(class_content())
     body["reviewStatus"] = "APPROVED"  # only Google approves
     with pytest.raises(GoogleWalletError, match="DRAFT or UNDER_REVIEW"):
-        client.upsert_class(body)
+        google_client.upsert_class(body)
 
 
 def test_int64_accepts_strings_and_numbers() -> None:
@@ -94,18 +94,18 @@ def test_int64_accepts_strings_and_numbers() -> None:
         "version: expected an integer (int64)"]
 
 
-def test_ids_unknown_ids_and_classes(client: GoogleWalletClient,
+def test_ids_unknown_ids_and_classes(google_client: GoogleWalletClient,
                                      wallet_server: GoogleWalletTestServer) -> None:
     body = loyalty_object_body(object_content())
     with pytest.raises(GoogleWalletError) as caught:
-        client.insert_object(body)  # its class does not exist yet
+        google_client.insert_object(body)  # its class does not exist yet
     assert (caught.value.status, caught.value.reason) == (404, "classNotFound")
-    assert client.get_object(body["id"]) is None
+    assert google_client.get_object(body["id"]) is None
     with pytest.raises(GoogleWalletError) as caught:
-        client.get_object("not-an-id")
+        google_client.get_object("not-an-id")
     assert (caught.value.status, caught.value.reason) == (400, "invalidResource")
     with pytest.raises(GoogleWalletError) as caught:
-        client.get_object("1234.other-issuer")
+        google_client.get_object("1234.other-issuer")
     assert caught.value.status == 403
 
 
@@ -131,9 +131,9 @@ def test_token_endpoint_checks_the_assertion(wallet_server: GoogleWalletTestServ
     assert response.json()["error"] == "invalid_grant"
 
 
-def test_patch_merges_like_google(client: GoogleWalletClient, seeded: dict[str, Any],
+def test_patch_merges_like_google(google_client: GoogleWalletClient, seeded: dict[str, Any],
                                   wallet_server: GoogleWalletTestServer) -> None:
-    client.patch_object(seeded["id"], {
+    google_client.patch_object(seeded["id"], {
         "loyaltyPoints": {"balance": {"int": 7}},
         "textModulesData": [{"id": "new", "header": "H", "body": "B"}],
         "accountName": None,
@@ -145,7 +145,7 @@ def test_patch_merges_like_google(client: GoogleWalletClient, seeded: dict[str, 
     assert "accountName" not in stored  # null deletes
     # A patch that leaves the object invalid is refused as a whole.
     with pytest.raises(GoogleWalletError, match="state: required"):
-        client.patch_object(seeded["id"], {"state": None})
+        google_client.patch_object(seeded["id"], {"state": None})
     assert wallet_server.objects[seeded["id"]]["state"] == "ACTIVE"
 
 

@@ -9,12 +9,10 @@ Google test server.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,21 +23,22 @@ from redis import Redis
 from rq import Queue, Worker
 
 from app import jobs
-from app.auth import keys as api_keys
 from app.extensions import db
 from app.outbox import drain as outbox
-from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _make_app, apple_settings
+from tests.factories import (
+    REDIS_URL,
+    admin_api,
+    create_card,
+    create_program,
+    make_app,
+    make_worker_app,
+)
 from tests.google_server import GoogleWalletTestServer, RecordedRequest
 from tests.processes import wait_until
-from tests.wallet.google.conftest import ISSUER_ID, google_settings
+from tests.wallet.google.conftest import ISSUER_ID, google_settings, new_google_card
 
 BIN = Path(sys.executable).parent
 NOTIFY = "NOTIFY_ON_UPDATE"
-
-
-def _api(app: Flask) -> ApiClient:
-    with app.app_context():
-        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
 
 
 def _pending(app: Flask) -> int:
@@ -68,11 +67,7 @@ def test_an_older_version_is_never_sent_after_a_newer_one(
     """Google is slow with one patch while the next change's job runs: that job must not
     overtake it, and the object ends with the newest balance."""
     app = google_app
-    api = _api(app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
-    object_id = f"{ISSUER_ID}.{serial}"
+    api, _, serial, object_id = new_google_card(app)
     earn = f"/api/v1/cards/{serial}/earn"
     assert api.post(earn, json={"points": 10}).status_code == 201
     with app.app_context():
@@ -111,11 +106,7 @@ def test_a_notifying_update_google_may_have_carried_out_is_counted(
     """A notifying patch that ends in 5xx may have reached the holder: it uses up one of the
     three notifications, so the next two changes notify and the third is silent."""
     app = google_app
-    api = _api(app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
-    object_id = f"{ISSUER_ID}.{serial}"
+    api, _, serial, object_id = new_google_card(app)
     with app.app_context():
         jobs.dispatcher().wait()
     wallet_server.fail("patch", object_id, 503, "backendError", times=None)
@@ -138,7 +129,7 @@ def test_a_notifying_update_google_may_have_carried_out_is_counted(
 @pytest.fixture
 def pg_google_app(postgres_database: Any, tmp_path: Path,
                   wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
-    yield from _make_app(postgres_database, tmp_path, **google_settings(wallet_server))
+    yield from make_app(postgres_database, tmp_path, **google_settings(wallet_server))
 
 
 def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
@@ -155,11 +146,7 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     app = pg_google_app
     monkeypatch.setattr(sync, "LOCK_WAIT_SECONDS", 0.2, raising=False)
     caplog.set_level("INFO", logger="pointpass.google.sync")
-    api = _api(app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
-    object_id = f"{ISSUER_ID}.{serial}"
+    api, _, serial, object_id = new_google_card(app)
     earn = f"/api/v1/cards/{serial}/earn"
     with app.app_context():
         jobs.dispatcher().wait()
@@ -192,15 +179,14 @@ def test_a_change_while_the_new_object_is_being_created_reaches_google(
     """The outbox creates a new card's object after the enrolment: a change committed while
     that insert is on its way (with the older balance) must still be sent."""
     app = pg_google_app
-    api = _api(app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(app)
+    program = create_program(api)
     api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "First"})
     with app.app_context():
         jobs.dispatcher().wait()  # the class exists: the next insert is the new object's
 
     held = wallet_server.hold("insert", None)
-    serial = api.post(f"/api/v1/programs/{program['id']}/members",
-                      json={"name": "Ari"}).json["card"]["serial_number"]
+    serial = create_card(api, program, name="Ari")["serial_number"]
     object_id = f"{ISSUER_ID}.{serial}"
     assert held.arrived.wait(20), "the new card's object never reached Google"
     # On PostgreSQL a sync's lock does not hold up postings: this commits meanwhile.
@@ -222,8 +208,8 @@ def test_the_enrolment_request_leaves_google_to_the_worker(
     """One way to create the object: the outbox, drained by a worker. The web request sends
     Google nothing, and the save link appears once the object exists."""
     app = rq_google_app
-    api = _api(app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(app)
+    program = create_program(api)
     enrolled = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ari"})
     assert enrolled.status_code == 201, enrolled.json
     serial = enrolled.json["card"]["serial_number"]
@@ -253,22 +239,8 @@ def rq_google_app(postgres_database: Any, tmp_path: Path,
                   wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
     """The app on PostgreSQL with jobs on a fresh rq queue; ``TEST_WORKER_ENV`` runs
     ``pointpass worker`` against the same database, queue and Google test server."""
-    queue_name = f"pointpass-test-{uuid.uuid4().hex[:8]}"
-    settings = {**google_settings(wallet_server), "REDIS_URL": REDIS_URL,
-                "RQ_QUEUE": queue_name}
-    for app in _make_app(postgres_database, tmp_path, **settings):
-        app.config["TEST_WORKER_ENV"] = {
-            **os.environ, "POINTPASS_ENV": "testing",
-            "POINTPASS_DATABASE_URL": app.config["DATABASE_URL"],
-            "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker"),
-            "POINTPASS_BASE_URL": app.config["BASE_URL"],
-            "POINTPASS_OUTBOX_SWEEP_SECONDS": "0.5",
-            **{f"POINTPASS_{k}": str(v) for k, v in {**settings, **apple_settings()}.items()},
-        }
-        yield app
-    connection = Redis.from_url(REDIS_URL)
-    Queue(queue_name, connection=connection).delete(delete_jobs=True)
-    connection.delete(f"pointpass:google-rate:{ISSUER_ID}")
+    yield from make_worker_app(postgres_database, tmp_path, **google_settings(wallet_server))
+    Redis.from_url(REDIS_URL).delete(f"pointpass:google-rate:{ISSUER_ID}")
 
 
 @pytest.fixture
@@ -305,14 +277,10 @@ def test_several_workers_keep_each_objects_balances_in_order_and_notifications_c
     wallet_server: GoogleWalletTestServer, tmp_path: Path,
 ) -> None:
     app = rq_google_app
-    api = _api(app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
-    serials = []
-    for i in range(CARDS):
-        response = api.post(f"/api/v1/programs/{program['id']}/members",
-                            json={"name": f"Member {i}"})
-        assert response.status_code == 201, response.json
-        serials.append(response.json["card"]["serial_number"])
+    api = admin_api(app)
+    program = create_program(api)
+    serials = [create_card(api, program, name=f"Member {i}")["serial_number"]
+               for i in range(CARDS)]
     wait_until(lambda: _pending(app) == 0, "the new cards' outbox rows to drain")
     wallet_server.latency = 0.05  # as Google's own, so that jobs overlap as they would
 

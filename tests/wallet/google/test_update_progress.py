@@ -10,9 +10,15 @@ import pytest
 from flask import Flask
 
 from app import jobs
-from app.auth import keys as api_keys
 from tests.apns_server import APNsTestServer
-from tests.conftest import PROGRAM, ApiClient, _make_app, apns_settings
+from tests.factories import (
+    ApiClient,
+    admin_api,
+    apns_settings,
+    create_card,
+    create_program,
+    make_app,
+)
 from tests.google_server import GoogleWalletTestServer
 from tests.phones import Phone
 from tests.wallet.google.conftest import ISSUER_ID, google_settings
@@ -23,8 +29,8 @@ def both_app(database: Any, tmp_path: Path, apns: APNsTestServer,
              apns_certs: dict[str, Path],
              wallet_server: GoogleWalletTestServer) -> Iterator[Flask]:
     """Apple pushes to the APNs test server and Google sync to the Google test server."""
-    yield from _make_app(database, tmp_path, **apns_settings(apns, apns_certs),
-                         **google_settings(wallet_server))
+    yield from make_app(database, tmp_path, **apns_settings(apns, apns_certs),
+                        **google_settings(wallet_server))
 
 
 def _settle(app: Flask) -> None:
@@ -32,15 +38,8 @@ def _settle(app: Flask) -> None:
         jobs.dispatcher().wait()
 
 
-def _api(app: Flask) -> ApiClient:
-    with app.app_context():
-        return ApiClient(app.test_client(), api_keys.create("admin", "admin")[1])
-
-
 def _enroll(api: ApiClient, program: dict[str, Any]) -> str:
-    response = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ayu"})
-    assert response.status_code == 201, response.json
-    return str(response.json["card"]["serial_number"])
+    return str(create_card(api, program, name="Ayu")["serial_number"])
 
 
 def _update(api: ApiClient, app: Flask, program: dict[str, Any]) -> dict[str, Any]:
@@ -52,8 +51,8 @@ def _update(api: ApiClient, app: Flask, program: dict[str, Any]) -> dict[str, An
 
 
 def test_cards_no_wallet_holds_count_as_done(push_app: Flask) -> None:
-    api = _api(push_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(push_app)
+    program = create_program(api)
     held = [_enroll(api, program) for _ in range(2)]
     _enroll(api, program)  # on no phone: nothing to tell, but the update covered it
     phone = Phone(push_app)
@@ -69,8 +68,8 @@ def test_cards_no_wallet_holds_count_as_done(push_app: Flask) -> None:
 
 def test_a_card_on_apple_and_google_counts_once(both_app: Flask, apns: APNsTestServer,
                                                 wallet_server: GoogleWalletTestServer) -> None:
-    api = _api(both_app)
-    program = api.post("/api/v1/programs", json=PROGRAM).json
+    api = admin_api(both_app)
+    program = create_program(api)
     serials = [_enroll(api, program) for _ in range(2)]
     _settle(both_app)
     Phone(both_app).add(serials[0])  # the first card is on an iPhone and in Google Wallet

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import threading
+import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -67,7 +69,11 @@ class APNsClient:
     exponential backoff from ``backoff_base`` seconds (capped at ``backoff_max``) plus jitter.
     A push unanswered for ``request_timeout`` seconds is retried on a new connection; an idle
     connection is PINGed every ``idle_ping`` seconds and replaced if the PING goes unanswered
-    for ``request_timeout`` (a NAT that dropped the flow says nothing).
+    for ``request_timeout`` (a NAT that dropped the flow says nothing). The watchdog looks
+    every ``watch_interval`` seconds (default: half the shorter of the two) and reads the
+    time from ``clock``; ``jitter(low, high)`` picks the random part of each backoff (default
+    :func:`random.uniform`; jitter, not secrets). Tests pass a fake clock and a recording
+    jitter.
 
     Use as a context manager or call :meth:`close`. Safe to call from several threads.
     """
@@ -88,6 +94,9 @@ class APNsClient:
         connect_timeout: float = 10.0,
         request_timeout: float = 15.0,
         idle_ping: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        watch_interval: float | None = None,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
@@ -116,6 +125,9 @@ class APNsClient:
             "connect_timeout": connect_timeout,
             "request_timeout": request_timeout,
             "idle_ping": idle_ping,
+            "clock": clock,
+            "watch_interval": watch_interval,
+            "jitter": jitter,
         }
         self._counters: dict[str, int] = {outcome.value: 0 for outcome in Outcome}
         self._lock = threading.Lock()

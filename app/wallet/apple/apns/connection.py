@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import h2.config
@@ -97,11 +98,13 @@ class Connection(asyncio.Protocol, Generic[J]):
 
     ``usable`` turns true once the server's SETTINGS arrived (``ready`` resolves then) and
     false again after GOAWAY, :meth:`retire` or :meth:`close`; ``closed`` resolves when the
-    transport is gone.
+    transport is gone. ``clock`` stamps reads, busy starts and PINGs (the pool's clock).
     """
 
-    def __init__(self, listener: Listener[J]) -> None:
+    def __init__(self, listener: Listener[J],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.listener = listener
+        self.clock = clock
         self.transport: asyncio.Transport | None = None
         #: The pushes in flight, by stream id.
         self.streams: dict[int, Stream[J]] = {}
@@ -123,7 +126,7 @@ class Connection(asyncio.Protocol, Generic[J]):
         self.retired = False
         self.abort_reason: Exception | None = None
         self.responses = 0
-        self.last_read = self.busy_since = time.monotonic()
+        self.last_read = self.busy_since = clock()
         self.ping_sent: float | None = None  # when our unanswered PING went out
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = loop.create_future()
@@ -145,7 +148,7 @@ class Connection(asyncio.Protocol, Generic[J]):
         transport.write(self.h2.data_to_send())
 
     def data_received(self, data: bytes) -> None:
-        self.last_read = time.monotonic()
+        self.last_read = self.clock()
         # Hand h2 a few kilobytes at a time and refill the freed stream slots after each:
         # the server gets new requests while we still parse the rest of a large read,
         # instead of both sides taking turns.
@@ -223,7 +226,7 @@ class Connection(asyncio.Protocol, Generic[J]):
         """Open a stream with ``headers`` and the empty payload (buffered until
         :meth:`flush`). Raises h2's ``ProtocolError`` if the connection cannot take it."""
         if not self.streams:
-            self.busy_since = time.monotonic()  # an idle connection is not a silent one
+            self.busy_since = self.clock()  # an idle connection is not a silent one
         stream_id = self.h2.get_next_available_stream_id()
         self.h2.send_headers(stream_id, headers)
         self.h2.send_data(stream_id, PAYLOAD, end_stream=True)
@@ -232,7 +235,7 @@ class Connection(asyncio.Protocol, Generic[J]):
     def ping(self) -> None:
         """Ask the server for a PING ACK: any answer proves the connection still works."""
         self.h2.ping(os.urandom(8))
-        self.ping_sent = time.monotonic()
+        self.ping_sent = self.clock()
         self.flush()
 
     def flush(self) -> None:

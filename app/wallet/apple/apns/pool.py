@@ -17,6 +17,7 @@ import random
 import re
 import ssl
 import time
+from collections.abc import Callable
 
 import h2.exceptions
 from hpack import NeverIndexedHeaderTuple
@@ -83,6 +84,9 @@ class Pool:
         request_timeout: float,
         idle_ping: float,
         counters: dict[str, int],
+        clock: Callable[[], float] = time.monotonic,
+        watch_interval: float | None = None,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.host = host
         self.port = port
@@ -95,6 +99,12 @@ class Pool:
         self.request_timeout = request_timeout
         self.idle_ping = idle_ping
         self.counters = counters
+        # What the watchdog reads the time from, how often it looks (by default at half the
+        # shorter of the two timeouts) and the random part of a backoff: tests set them.
+        self.clock = clock
+        self.watch_interval = (min(request_timeout, idle_ping) / 2 if watch_interval is None
+                               else watch_interval)
+        self.jitter = jitter
         # Encoded once; only :path changes per push. The path is sent never-indexed so that
         # thousands of distinct tokens do not churn HPACK's dynamic table.
         self.head = [
@@ -195,7 +205,7 @@ class Pool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 transport, conn = await loop.create_connection(
-                    lambda: Connection(self),
+                    lambda: Connection(self, self.clock),
                     self.host,
                     self.port,
                     ssl=self.ssl_context,
@@ -221,7 +231,7 @@ class Pool:
             return
         self.connecting = None
         self.conn = conn
-        loop.call_later(min(self.request_timeout, self.idle_ping) / 2, self._watch, conn)
+        loop.call_later(self.watch_interval, self._watch, conn)
         self._pump()
 
     def _connect_failed(self, exc: BaseException) -> None:
@@ -245,7 +255,7 @@ class Pool:
         """
         if conn.lost:
             return
-        now = time.monotonic()
+        now = self.clock()
         silent = now - max(conn.last_read, conn.busy_since)
         if conn.streams and silent > self.request_timeout:
             conn.abort(TimeoutError("no response from APNs"))
@@ -259,8 +269,7 @@ class Pool:
                 return
         elif not conn.streams and conn.usable and now - conn.last_read > self.idle_ping:
             conn.ping()
-        interval = min(self.request_timeout, self.idle_ping) / 2
-        asyncio.get_running_loop().call_later(interval, self._watch, conn)
+        asyncio.get_running_loop().call_later(self.watch_interval, self._watch, conn)
 
     # -- responses ---------------------------------------------------------------------------
 
@@ -332,7 +341,7 @@ class Pool:
             # Exponential backoff with "equal jitter": spread retries of a burst of 429s
             # so they do not come back as one burst.
             delay = min(self.backoff_max, self.backoff_base * 2 ** (job.attempts - 1))
-            delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not secrets
+            delay = delay / 2 + self.jitter(0, delay / 2)
             asyncio.get_running_loop().call_later(delay, self._retry, job)
 
     def _retry(self, job: Job) -> None:
