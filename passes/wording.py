@@ -63,13 +63,16 @@ class CatalogWording:
         return catalog.gettext(msgid) or msgid
 
 
+def translate(wording: Wording, language: str, msgid: str) -> str:
+    """``msgid`` in ``language``: English as written, else the wording's text (the msgid when
+    it has none)."""
+    return msgid if language == FALLBACK_LANGUAGE else wording(language, msgid) or msgid
+
+
 @functools.lru_cache(maxsize=1024)
 def translations(msgid: str, wording: Wording = english) -> Mapping[str, str]:
     """``msgid`` in every language of :data:`LANGUAGES`, English as written."""
-    return MappingProxyType({
-        lang: msgid if lang == FALLBACK_LANGUAGE else wording(lang, msgid) or msgid
-        for lang in LANGUAGES
-    })
+    return MappingProxyType({lang: translate(wording, lang, msgid) for lang in LANGUAGES})
 
 
 #: A program's word for points when it has none of its own (translated by the wording).

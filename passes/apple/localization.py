@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from passes.apple.archive import PassFile
 from passes.apple.errors import PassValidationError
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
-from passes.wording import N_, LocalizedText, Wording
+from passes.wording import N_, LocalizedText, Wording, translate
 
 #: One text per :data:`~passes.languages.LANGUAGES` entry, in that order.
 Texts = tuple[str, ...]
@@ -60,7 +60,6 @@ _MESSAGE_CHANGE_TEXT = "%@"
 
 # {points} is the program's own word for points; %@ is where Wallet puts the new balance.
 BALANCE_CHANGE_TEMPLATE = N_("You now have %@ {points}.")
-
 
 
 def localize(field: str, value: LocalizedText, *, max_length: int = 4000) -> Texts:
@@ -114,13 +113,11 @@ def balance_change_texts(points_label: Texts, wording: Wording) -> Texts:
     """Return the per-language "You now have %@ <points>." change message."""
     return tuple(
         # A % in the program's word would be read as a format directive by Wallet.
-        _word(wording, lang, BALANCE_CHANGE_TEMPLATE).replace("{points}", label.replace("%", "%%"))
+        translate(wording, lang, BALANCE_CHANGE_TEMPLATE).replace(
+            "{points}", label.replace("%", "%%")
+        )
         for lang, label in zip(LANGUAGES, points_label, strict=True)
     )
-
-
-def _word(wording: Wording, language: str, msgid: str) -> str:
-    return msgid if language == FALLBACK_LANGUAGE else wording(language, msgid) or msgid
 
 
 @functools.lru_cache(maxsize=1024)
@@ -161,7 +158,7 @@ def strings_for_language(
 ) -> dict[str, str]:
     """Return every key and its text in ``language`` (fixed words plus program strings)."""
     index = LANGUAGES.index(language)
-    entries = {key: _word(wording, language, msgid) for key, msgid in FIXED_WORDS.items()}
+    entries = {key: translate(wording, language, msgid) for key, msgid in FIXED_WORDS.items()}
     entries[MESSAGE_CHANGE] = _MESSAGE_CHANGE_TEXT
     entries.update((key, texts[index]) for key, texts in program_strings)
     return entries
@@ -190,7 +187,8 @@ def localization_files(program_strings: ProgramStrings, wording: Wording) -> tup
 
 @functools.lru_cache(maxsize=512)
 def _english_file(program_strings: ProgramStrings, wording: Wording) -> tuple[PassFile, ...]:
-    return localization_files(program_strings, wording)[:1]
+    files = localization_files(program_strings, wording)
+    return (files[LANGUAGES.index(FALLBACK_LANGUAGE)],)
 
 
 def card_localization_files(
@@ -199,19 +197,24 @@ def card_localization_files(
     """Return ``(shared, own)``: the ``pass.strings`` files shared with the program's other
     cards (cached, as :func:`localization_files`), and those made for this card alone.
 
-    ``card_strings`` are the card's own ``(key, texts)`` pairs; a language whose text equals
-    the key (English) needs no entry. Without them every file is shared.
+    ``card_strings`` are the card's own ``(key, texts)`` pairs, keyed by their English text:
+    English needs no entry, so only the other languages' files are made per card. Without
+    them every file is shared.
     """
     if not card_strings:
         return localization_files(program_strings, wording), ()
     program_files = _program_files(program_strings, wording)
+    keys = [f'"{escape_strings_literal(key)}" = "' for key, _ in card_strings]  # once, not per file
     own = tuple(
         PassFile.create(
             f"{lang}.lproj/pass.strings",
             program_files[index]
-            + render_strings_file((key, texts[index]) for key, texts in card_strings),
+            + "".join([
+                f'{key}{escape_strings_literal(texts[index])}";\n'
+                for key, (_, texts) in zip(keys, card_strings, strict=True)
+            ]).encode("utf-8"),
         )
         for index, lang in enumerate(LANGUAGES)
-        if index > 0
+        if lang != FALLBACK_LANGUAGE
     )
     return _english_file(program_strings, wording), own

@@ -49,6 +49,7 @@ from passes.apple.parts import (
     css_rgb,
     set_field,
 )
+from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
 from passes.wording import DEFAULT_POINTS_LABEL, Wording, english, translations
 
 BalancePlacement = Literal["header", "primary", "both"]
@@ -210,11 +211,13 @@ class StoreCardContent:
                 strings[key] = texts
                 values[name] = key
         set_field(self, "program_strings", tuple(sorted(strings.items())))
+        # The activity stays English in pass.json; that text is the key of its translations.
         card: ProgramStrings = ()
         if self.activity:
             history = activity_texts(self.activity, self.wording)
-            if any(text != history[0] for text in history[1:]):
-                card = ((history[0], history),)
+            english = history[LANGUAGES.index(FALLBACK_LANGUAGE)]
+            if any(text != english for text in history):
+                card = ((english, history),)
         set_field(self, "card_strings", card)
         set_field(self, "_values", values)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from passes.apple.errors import PassValidationError
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
-from passes.wording import Wording
+from passes.wording import Wording, translate
 
 MAX_LOCATIONS = 10  # Wallet ignores every location past the tenth
 MAX_ACTIVITY_LINES = 50
@@ -262,15 +262,26 @@ class ActivityLine:
         ``description`` in ``language`` when a ``wording`` is given."""
         if wording is None or language == FALLBACK_LANGUAGE:
             return self.line
-        return self._head + (wording(language, self._word) or self._word) + self._tail
+        return self._head + translate(wording, language, self._word) + self._tail
 
 
 def activity_texts(lines: Sequence[ActivityLine], wording: Wording) -> tuple[str, ...]:
     """The recent activity (one line each, newest first) in every language of
-    :data:`LANGUAGES`, English first."""
-    english = "\n".join([line.line for line in lines])
-    others = ["\n".join([line.render(wording, lang) for line in lines]) for lang in LANGUAGES[1:]]
-    return (english, *others)
+    :data:`LANGUAGES`."""
+    texts = []
+    for language in LANGUAGES:
+        if language == FALLBACK_LANGUAGE:
+            texts.append("\n".join([line.line for line in lines]))
+            continue
+        words: dict[str, str] = {}  # lines repeat a handful of words: translate each once
+        rendered = []
+        for line in lines:
+            word = words.get(line._word)
+            if word is None:
+                word = words[line._word] = translate(wording, language, line._word)
+            rendered.append(line._head + word + line._tail)
+        texts.append("\n".join(rendered))
+    return tuple(texts)
 
 
 def check_activity(value: object) -> tuple[ActivityLine, ...]:
