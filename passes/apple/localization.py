@@ -160,7 +160,8 @@ def strings_for_language(
     index = LANGUAGES.index(language)
     entries = {key: translate(wording, language, msgid) for key, msgid in FIXED_WORDS.items()}
     entries[MESSAGE_CHANGE] = _MESSAGE_CHANGE_TEXT
-    entries.update((key, texts[index]) for key, texts in program_strings)
+    # A text keyed by its own English (the description) needs no line where it reads the same.
+    entries.update((key, texts[index]) for key, texts in program_strings if texts[index] != key)
     return entries
 
 

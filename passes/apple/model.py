@@ -61,6 +61,7 @@ _SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 # The token travels in an "Authorization: ApplePass <token>" header.
 _AUTH_TOKEN = re.compile(r"[\x21-\x7e]{16,}")
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+_ENGLISH = LANGUAGES.index(FALLBACK_LANGUAGE)  # where English is in a Texts tuple
 
 
 def _https_url(name: str, value: str, *, allow_http: bool) -> None:
@@ -88,7 +89,8 @@ class StoreCardContent:
     Back: ``marketer_message``, ``activity`` (newest first), ``how_to_redeem``,
     ``support_contact`` and ``terms``. ``points_label``, ``terms``, ``how_to_redeem`` and
     ``marketer_message`` are :data:`LocalizedText`: a ``str`` for every language, or a mapping
-    from language code (``en`` required) to text.
+    from language code (``en`` required) to text. So is ``description`` (what VoiceOver reads):
+    ``pass.json`` holds its English text, which is the key of its translations.
     Updates: ``web_service_url`` + ``authentication_token`` (both or neither; https unless
     ``allow_insecure_web_service``). ``expiration_date`` must be timezone-aware.
     """
@@ -97,7 +99,7 @@ class StoreCardContent:
     team_identifier: str
     serial_number: str
     organization_name: str
-    description: str
+    description: LocalizedText
     design: PassDesign
     balance: int
     barcode: Barcode
@@ -169,7 +171,6 @@ class StoreCardContent:
                 "(it appears in web-service URLs)",
             )
         check_text("organization_name", self.organization_name, max_length=200)
-        check_text("description", self.description, max_length=500)
 
     def _check_web_service(self) -> None:
         url, token = self.web_service_url, self.authentication_token
@@ -195,6 +196,10 @@ class StoreCardContent:
         points = localize("points_label", label, max_length=24)
         strings = {POINTS_LABEL: points, BALANCE_CHANGE: balance_change_texts(points, self.wording)}
         values: dict[str, str] = {}
+        description = localize("description", self.description, max_length=500)
+        values["description"] = description[_ENGLISH]
+        if any(text != description[_ENGLISH] for text in description):
+            strings[description[_ENGLISH]] = description
         for name, prefix in (
             ("terms", "terms_text"),
             ("how_to_redeem", "redeem_text"),
@@ -215,9 +220,8 @@ class StoreCardContent:
         card: ProgramStrings = ()
         if self.activity:
             history = activity_texts(self.activity, self.wording)
-            english = history[LANGUAGES.index(FALLBACK_LANGUAGE)]
-            if any(text != english for text in history):
-                card = ((english, history),)
+            if any(text != history[_ENGLISH] for text in history):
+                card = ((history[_ENGLISH], history),)
         set_field(self, "card_strings", card)
         set_field(self, "_values", values)
 
@@ -259,7 +263,7 @@ class StoreCardContent:
             "serialNumber": self.serial_number,
             "teamIdentifier": self.team_identifier,
             "organizationName": self.organization_name,
-            "description": self.description,
+            "description": self._values["description"],
             "foregroundColor": css_rgb(self.design.foreground_rgb),
             "backgroundColor": css_rgb(self.design.background_rgb),
             "labelColor": css_rgb(self.design.label_rgb),

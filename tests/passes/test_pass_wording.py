@@ -103,6 +103,22 @@ def test_a_built_pass_reads_in_every_language(
     assert all(strings[lang][fields["message"]["changeMessage"]] == "%@" for lang in LANGUAGES)
 
 
+def test_a_localized_description_is_keyed_by_its_english_text(
+    build: Callable[[StoreCardContent], bytes],
+    make_content: Callable[..., StoreCardContent],
+    tmp_path: Path,
+    pk: SimpleNamespace,
+) -> None:
+    description = {"en": "Kopi loyalty card", "th": "บัตรสะสมแต้ม Kopi"}
+    directory = pk.unzip(build(make_content(description=description)), tmp_path / "pass")
+    assert pk.read_pass_json(directory)["description"] == "Kopi loyalty card"
+    strings = _strings(directory, pk)
+    assert strings["th"]["Kopi loyalty card"] == "บัตรสะสมแต้ม Kopi"
+    # Where it reads as in English (and in English itself) the text needs no line.
+    assert "Kopi loyalty card" not in strings["id"]
+    assert "Kopi loyalty card" not in strings["en"]
+
+
 def test_no_activity_reads_in_every_language(
     build: Callable[[StoreCardContent], bytes],
     make_content: Callable[..., StoreCardContent],

@@ -32,6 +32,8 @@ from passes.wording import N_, translations
 PASS_FORMAT = 2
 ACTIVITY_LINES = 5
 
+# What VoiceOver reads for the pass; {program} is the program's name.
+CARD_DESCRIPTION = N_("{program} loyalty card")
 HOW_TO_REDEEM = N_(
     "Show this card's QR code at the till and choose your reward. Points are deducted when "
     "the staff confirm."
@@ -85,7 +87,8 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         team_identifier=wallet.team_id,
         serial_number=card.serial_number,
         organization_name=program.organization_name,
-        description=f"{program.name} loyalty card",
+        description={lang: text.replace("{program}", program.name)
+                     for lang, text in translations(CARD_DESCRIPTION, wording).items()},
         design=branding.pass_design(program),
         balance=card.balance,
         barcode=Barcode(redemption_code(card), alt_text=card.serial_number[-8:]),

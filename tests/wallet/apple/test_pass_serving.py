@@ -269,6 +269,11 @@ def test_served_pass_reads_in_every_language(app: Any, api: Any, card: dict[str,
     labels = {lang: strings[lang][fields["history"]["label"]] for lang in LANGUAGES}
     assert labels == {"en": "Recent activity", "id": "Aktivitas terbaru", "th": "กิจกรรมล่าสุด",
                       "ms": "Aktiviti terkini"}
+    description = json.loads(files["pass.json"])["description"]
+    assert description == "Kopi Test loyalty card"
+    assert {lang: strings[lang].get(description, description) for lang in LANGUAGES} == {
+        "en": "Kopi Test loyalty card", "id": "Kartu loyalitas Kopi Test",
+        "th": "บัตรสะสมแต้ม Kopi Test", "ms": "Kad kesetiaan Kopi Test"}
     redeem = {lang: strings[lang][fields["redeem"]["value"]] for lang in LANGUAGES}
     assert redeem["en"].startswith("Show this card's QR code")
     assert redeem["th"].startswith("แสดงคิวอาร์โค้ด")
