@@ -152,7 +152,6 @@ def _store_key(serial_number: str, version: int, wallet: AppleWallet) -> str:
 
 def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
     """The signed pass of ``card`` as it is now, from the store or freshly signed."""
-
     def build() -> bytes:
         content = content_for(card, wallet)
         images = wallet.renderer.render(content.design, next_reward(card.program, card.balance))
