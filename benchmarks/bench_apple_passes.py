@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from app.wording import pass_wording
 from passes import apple
 from passes.devcerts import write_dev_certs
 
@@ -43,15 +44,16 @@ AUTH_TOKEN = secrets.token_urlsafe(24)
 def realistic_content(signer: apple.PassSigner,
                       serial: str = "member-000042") -> apple.StoreCardContent:
     """A card with everything a real program would fill in."""
-    brand = apple.Brand(
+    design = apple.PassDesign(
         program_name="Kopi Kenangan Rewards",
         background_color="#7A1F2B",
         foreground_color="#FFFFFF",
         label_color="#F5D0C5",
     )
-    ledger = [
-        apple.LedgerEntry(dt.date(2025, 5, 30 - i), f"Purchase at outlet #{i + 1}",
-                          10 * (i % 4) - 5)
+    # Translated in id/th/ms through the service's catalogs, as the service builds passes.
+    activity = [
+        apple.ActivityLine(dt.date(2025, 5, 30 - i), "Earned", 10 * (i % 4) - 5,
+                     detail=f"Purchase at outlet #{i + 1}")
         for i in range(8)
     ]
     return apple.StoreCardContent(
@@ -60,7 +62,7 @@ def realistic_content(signer: apple.PassSigner,
         serial_number=serial,
         organization_name="Kopi Kenangan",
         description="Kopi Kenangan Rewards membership card",
-        brand=brand,
+        design=design,
         balance=1250,
         barcode=apple.Barcode(f"PP1:{serial}:7f3a9c", alt_text=serial),
         member_name="Siti Nurhaliza",
@@ -77,7 +79,7 @@ def realistic_content(signer: apple.PassSigner,
             "th": "แสดงคิวอาร์โค้ดที่เคาน์เตอร์ก่อนชำระเงิน",
             "ms": "Tunjukkan kod QR di kaunter sebelum membayar.",
         },
-        ledger=ledger,
+        activity=activity,
         support_contact="support@kopi.example.com",
         marketer_message={"en": "Double points this weekend!", "id": "Poin ganda akhir pekan ini!"},
         web_service_url="https://pointpass.example.com/apple",
@@ -89,6 +91,7 @@ def realistic_content(signer: apple.PassSigner,
             apple.Location(-6.2 + i / 100, 106.8 + i / 100, "Kopi Kenangan nearby")
             for i in range(5)
         ],
+        wording=pass_wording(),
     )
 
 
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         signer = apple.PassSigner.from_files(paths["pass_cert"], paths["pass_key"], paths["wwdr"])
         renderer = apple.ImageRenderer()
         content = realistic_content(signer)
-        images = renderer.render(content.brand, PROGRESS)  # warm the cache
+        images = renderer.render(content.design, PROGRESS)  # warm the cache
         sample = apple.build_pkpass(content, images, signer)
         with zipfile.ZipFile(io.BytesIO(sample)) as archive:
             manifest = archive.read("manifest.json")
@@ -214,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         def ours() -> bytes:
-            return apple.build_pkpass(content, renderer.render(content.brand, PROGRESS), signer)
+            return apple.build_pkpass(content, renderer.render(content.design, PROGRESS), signer)
 
         serials = iter(range(10**9))
 
         def ours_with_content() -> bytes:
             fresh = realistic_content(signer, serial=f"member-{next(serials):06d}")
-            return apple.build_pkpass(fresh, renderer.render(fresh.brand, PROGRESS), signer)
+            return apple.build_pkpass(fresh, renderer.render(fresh.design, PROGRESS), signer)
 
         cases: list[tuple[str, Callable[[], object] | None]] = [
             ("bare PKCS#7 signature", bare),

@@ -37,7 +37,7 @@ def main() -> None:
     from app.extensions import db
     from app.loyalty import changes, ledger, programs
     from app.loyalty.models import Card
-    from app.wallet.apple import passes
+    from app.wallet.apple import pass_files
 
     workdir = Path(tempfile.mkdtemp(prefix="pointpass-bench-"))
     app = create_app({"DATABASE_URL": f"sqlite:///{workdir / 'b.db'}", "ENV": "development",
@@ -49,7 +49,7 @@ def main() -> None:
         card = enrollment.enroll(program, enrollment.Enrollment(name="Ayu"))
         ledger.earn(card.serial_number, points=120, actor="bench")
         serial = card.serial_number
-        url = passes.pass_url(card).removeprefix("https://bench.test")  # type: ignore[union-attr]
+        url = pass_files.pass_url(card).removeprefix("https://bench.test")  # type: ignore[union-attr]
 
     client = app.test_client()
 
@@ -86,11 +86,11 @@ def main() -> None:
 
     # The same without the HTTP layer: the service call the route makes.
     def service_call() -> None:
-        passes.signed_pass(serial, token)
+        pass_files.signed_pass(serial, token)
         db.session.remove()
 
     with app.test_request_context(url):
-        token = passes.download_token(serial)
+        token = pass_files.download_token(serial)
         service_fresh = 0.0
         for _ in range(args.count):
             earn()

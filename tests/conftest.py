@@ -27,24 +27,14 @@ from tests.apns_server import APNsTestServer, write_server_certificate
 from tests.browser import serve
 from tests.factories import (
     DEV_CERTS,
-    PROGRAM,
-    REDIS_URL,
     ApiClient,
     apns_settings,
     apple_settings,
     create_api_key,
     create_card,
     create_program,
-    ledger_state,
     make_app,
 )
-
-# Also importable from here, as before tests.factories existed (tests written on other
-# branches meanwhile, e.g. tests/test_redisclient.py, still do): new tests import them from
-# tests.factories.
-__all__ = ["PROGRAM", "REDIS_URL", "ApiClient", "apns_settings", "ledger_state"]
-_make_app = make_app
-_dev_certs = DEV_CERTS
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "POINTPASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -15,12 +15,12 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.browser import ARTIFACTS, TIMEOUT_MS, launch, serve
-from tests.conftest import _make_app
+from tests.factories import make_app
 
 
 @pytest.fixture
 def docs_app(sqlite_database: Any, tmp_path: Path) -> Iterator[Any]:
-    yield from _make_app(sqlite_database, tmp_path)
+    yield from make_app(sqlite_database, tmp_path)
 
 
 def test_api_docs_render_offline(docs_app: Any) -> None:

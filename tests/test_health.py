@@ -13,12 +13,12 @@ from flask_migrate import downgrade, upgrade
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import REDIS_URL, ApiClient, _make_app, apple_settings
+from tests.factories import REDIS_URL, ApiClient, apple_settings, make_app
 
 
 @pytest.fixture
 def app_with_redis(database: Any, tmp_path: Path) -> Iterator[Any]:
-    yield from _make_app(database, tmp_path, REDIS_URL=REDIS_URL)
+    yield from make_app(database, tmp_path, REDIS_URL=REDIS_URL)
 
 
 def test_ready_when_database_schema_and_redis_answer(app_with_redis: Any) -> None:

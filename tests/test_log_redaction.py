@@ -24,7 +24,7 @@ import pytest
 from app import create_app
 from app.enrollment.links import card_page_path
 from app.extensions import db
-from app.wallet.apple.passes import download_token
+from app.wallet.apple.pass_files import download_token
 from tests.factories import apple_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     from app import create_app
     from app.console.demo import create_demo
     from app.extensions import db
-    from app.wallet.apple.passes import pass_url
+    from app.wallet.apple.pass_files import pass_url
 
     service = create_app({"DATABASE_URL": f"sqlite:///{work / 'pointpass.db'}",
                           "ENV": "development", "INSTANCE_PATH": str(work / "instance"),

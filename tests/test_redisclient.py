@@ -9,17 +9,17 @@ from app import ratelimit, redisclient
 from app.redisclient import redis_for
 from app.wallet.apple.setup import apple_wallet
 from app.wallet.google.setup import google_wallet
-from tests.conftest import REDIS_URL, _dev_certs, _make_app
+from tests.factories import DEV_CERTS, REDIS_URL, make_app
 
 
 def _google_settings() -> dict[str, Any]:
     return {"GOOGLE_ISSUER_ID": "3388000000000000001",
-            "GOOGLE_SERVICE_ACCOUNT": str(_dev_certs["google_service_account"])}
+            "GOOGLE_SERVICE_ACCOUNT": str(DEV_CERTS["google_service_account"])}
 
 
 def test_every_user_of_redis_shares_the_apps_one_pool(sqlite_database: Any,
                                                       tmp_path: Path) -> None:
-    for app in _make_app(sqlite_database, tmp_path, REDIS_URL=REDIS_URL, **_google_settings()):
+    for app in make_app(sqlite_database, tmp_path, REDIS_URL=REDIS_URL, **_google_settings()):
         connection = redis_for(app)
         assert connection is not None
         pool = connection.connection_pool
@@ -33,7 +33,7 @@ def test_every_user_of_redis_shares_the_apps_one_pool(sqlite_database: Any,
 
 
 def test_connections_time_out(sqlite_database: Any, tmp_path: Path) -> None:
-    for app in _make_app(sqlite_database, tmp_path, REDIS_URL=REDIS_URL):
+    for app in make_app(sqlite_database, tmp_path, REDIS_URL=REDIS_URL):
         settings = redis_for(app).connection_pool.connection_kwargs  # type: ignore[union-attr]
         assert settings["socket_connect_timeout"] == redisclient.CONNECT_TIMEOUT_SECONDS
         assert settings["socket_timeout"] == redisclient.SOCKET_TIMEOUT_SECONDS
@@ -43,8 +43,8 @@ def test_connections_time_out(sqlite_database: Any, tmp_path: Path) -> None:
 def test_each_app_has_its_own_pool(sqlite_database: Any, tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = _make_app(sqlite_database, tmp_path / "a", REDIS_URL=REDIS_URL)
-    second = _make_app(sqlite_database, tmp_path / "b", REDIS_URL=REDIS_URL)
+    first = make_app(sqlite_database, tmp_path / "a", REDIS_URL=REDIS_URL)
+    second = make_app(sqlite_database, tmp_path / "b", REDIS_URL=REDIS_URL)
     pools = [redis_for(next(maker)).connection_pool for maker in (first, second)]  # type: ignore[union-attr]
     assert pools[0] is not pools[1]
     for maker in (second, first):
@@ -53,6 +53,6 @@ def test_each_app_has_its_own_pool(sqlite_database: Any, tmp_path: Path) -> None
 
 
 def test_without_redis_there_is_no_client(sqlite_database: Any, tmp_path: Path) -> None:
-    for app in _make_app(sqlite_database, tmp_path):
+    for app in make_app(sqlite_database, tmp_path):
         assert redis_for(app) is None
         assert isinstance(app.extensions[ratelimit.EXTENSION].storage, ratelimit.ProcessCounters)

@@ -33,7 +33,7 @@ from app.loyalty.schemas import (
     TierOut,
     VoidIn,
 )
-from app.wallet.apple import passes as apple_passes
+from app.wallet.apple import pass_files as apple_passes
 from app.wallet.google import links as google_links
 
 bp = APIBlueprint("loyalty", __name__, url_prefix="/api/v1", tag="Loyalty")

@@ -10,9 +10,9 @@ from wtforms import BooleanField, EmailField, Field, Form, SelectField, StringFi
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
-from app.loyalty.models import LANGUAGES
 from app.schemas import invisible_character
 from app.web.pagekit import PageForm
+from passes.languages import LANGUAGES
 
 
 def _strip(value: Any) -> Any:

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.loyalty import programs
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, Program
-from app.wallet.apple import passes as apple_passes
+from app.wallet.apple import pass_files as apple_passes
 from app.wallet.google import links as google_links
 from app.web.qr import qr_svg
 

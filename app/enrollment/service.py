@@ -13,7 +13,8 @@ from app import jobs
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, ledger
-from app.loyalty.models import LANGUAGES, Card, Member, Program
+from app.loyalty.models import Card, Member, Program
+from passes.languages import LANGUAGES
 
 # No 0/O or 1/I: referral codes are read aloud and typed on phones.
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

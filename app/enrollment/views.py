@@ -19,7 +19,8 @@ from app.enrollment.links import card_page_token
 from app.errors import NotFound
 from app.loyalty.models import Program
 from app.ratelimit import by_address, limit
-from app.web.pagekit import LANGUAGE_NAMES, use_languages
+from app.web.pagekit import use_languages
+from passes.languages import LANGUAGE_NAMES
 
 bp = Blueprint("enrollment_pages", __name__)
 

@@ -1,16 +1,15 @@
-"""How a program looks on passes: its brand and its word for points."""
+"""How a program looks and reads on passes: its design and its word for points."""
 
 from __future__ import annotations
 
-from passes.apple.model import Brand
-from passes.labels import DEFAULT_POINTS_LABEL, LocalizedText
+from app.wording import pass_wording
+from passes.apple.parts import PassDesign
+from passes.wording import DEFAULT_POINTS_LABEL, LocalizedText, translations
 
-DEFAULT_LABEL = "Points"
 
-
-def pass_brand(program: object) -> Brand:
-    """The brand passes and logos are drawn with."""
-    return Brand(
+def pass_design(program: object) -> PassDesign:
+    """The design passes and logos are drawn with."""
+    return PassDesign(
         program_name=program.name[:64],  # type: ignore[attr-defined]
         background_color=program.background_color,  # type: ignore[attr-defined]
         foreground_color=program.foreground_color,  # type: ignore[attr-defined]
@@ -19,7 +18,10 @@ def pass_brand(program: object) -> Brand:
     )
 
 
-def points_label(program: object) -> LocalizedText:
-    """The default label reads in each holder's language; a program's own label as written."""
-    label = program.points_label  # type: ignore[attr-defined]
-    return dict(DEFAULT_POINTS_LABEL) if label == DEFAULT_LABEL else label
+def localized_points_label(program: object) -> LocalizedText:
+    """The program's word for points on passes: the default word in each holder's language
+    (from the catalogs), or a program's own label as written."""
+    label: str = program.points_label  # type: ignore[attr-defined]
+    if label == DEFAULT_POINTS_LABEL:  # the column's default: "Points"
+        return translations(DEFAULT_POINTS_LABEL, pass_wording())
+    return label

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db, stored_enum
 from app.timeutil import UTCDateTime, utcnow
 
-LANGUAGES = ("en", "id", "th", "ms")
 CURRENCIES = {"IDR": 2, "THB": 2, "MYR": 2, "USD": 2}  # ISO 4217 minor-unit exponents
 
 

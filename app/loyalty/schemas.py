@@ -9,8 +9,9 @@ from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
 
 from app.loyalty.ledger import MAX_AMOUNT, MAX_POINTS
-from app.loyalty.models import CURRENCIES, LANGUAGES, EntryKind
+from app.loyalty.models import CURRENCIES, EntryKind
 from app.schemas import HEX_COLOR, InputSchema, PlainText, StrictBoolean, StrictInteger, text
+from passes.languages import LANGUAGES
 
 POINTS = validators.Range(min=1, max=MAX_POINTS)
 COUNT = validators.Range(min=0, max=MAX_POINTS)

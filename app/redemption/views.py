@@ -35,7 +35,8 @@ from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
-from app.web.pagekit import LANGUAGE_NAMES, PageForm, csrf_problem
+from app.web.pagekit import PageForm, csrf_problem
+from passes.languages import LANGUAGE_NAMES
 
 bp = Blueprint("staff_pages", __name__)
 

@@ -10,10 +10,10 @@ from flask import url_for
 
 from app.auth.security import actor, auth
 from app.loyalty import programs
-from app.loyalty.models import LANGUAGES
 from app.outbox.models import PassUpdate
 from app.schemas import InputSchema, text
 from app.wallet import updates
+from passes.languages import LANGUAGES
 
 bp = APIBlueprint("wallet_updates", __name__, url_prefix="/api/v1", tag="Pass updates")
 

@@ -13,10 +13,11 @@ from app import jobs
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import changes
-from app.loyalty.models import LANGUAGES, Card, CardStatus, Member, Program, Tier
+from app.loyalty.models import Card, CardStatus, Member, Program, Tier
 from app.outbox import drain as outbox
 from app.outbox.models import OutboxEntry, PassUpdate, UpdateStatus
 from app.timeutil import utcnow
+from passes.languages import LANGUAGES
 
 log = logging.getLogger("pointpass.updates")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, has_request_context, request
@@ -23,15 +22,13 @@ from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from itsdangerous import URLSafeTimedSerializer
 
-from app.loyalty.models import LANGUAGES
 from app.problems import problem
+from app.wording import TRANSLATIONS
+from passes.languages import LANGUAGES
 
-TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 DEFAULT_LANGUAGE = "en"
 LANGUAGE_COOKIE = "lang"
 LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
-# Each language named in itself, for the switcher and the form's language select.
-LANGUAGE_NAMES = {"en": "English", "id": "Bahasa Indonesia", "th": "ไทย", "ms": "Bahasa Melayu"}
 # Old Java and Android locales still say "in" for Indonesian.
 LEGACY_CODES = {"in": "id"}
 

@@ -4,8 +4,8 @@ Typical use::
 
     signer = PassSigner.from_files("pass.pem", "pass.key", "wwdr.pem", key_password=...)
     renderer = ImageRenderer()          # one per process; caches rendered images
-    content = StoreCardContent(...)     # validated on construction
-    images = renderer.render(content.brand, RewardProgress(120, 500, "Free coffee"))
+    content = StoreCardContent(...)     # validated on construction; wording= translates it
+    images = renderer.render(content.design, RewardProgress(120, 500, "Free coffee"))
     pkpass = build_pkpass(content, images, signer)
 """
 
@@ -13,36 +13,28 @@ from passes.apple.archive import PassFile
 from passes.apple.builder import PKPASS_MIME_TYPE, build_pkpass
 from passes.apple.errors import PassError, PassValidationError, SigningConfigError
 from passes.apple.images import ImageRenderer, ImageSet, render_images
-from passes.apple.localization import (
-    DEFAULT_POINTS_LABEL,
-    FIXED_STRINGS,
-    SUPPORTED_LANGUAGES,
-    LocalizedText,
-)
-from passes.apple.model import (
+from passes.apple.localization import FIXED_WORDS
+from passes.apple.model import StoreCardContent
+from passes.apple.parts import (
     MAX_LOCATIONS,
+    ActivityLine,
     Barcode,
-    Brand,
-    LedgerEntry,
     Location,
+    PassDesign,
     RewardProgress,
-    StoreCardContent,
 )
 from passes.apple.signing import PassSigner
 
 __all__ = [
-    "DEFAULT_POINTS_LABEL",
-    "FIXED_STRINGS",
+    "FIXED_WORDS",
     "MAX_LOCATIONS",
     "PKPASS_MIME_TYPE",
-    "SUPPORTED_LANGUAGES",
+    "ActivityLine",
     "Barcode",
-    "Brand",
     "ImageRenderer",
     "ImageSet",
-    "LedgerEntry",
-    "LocalizedText",
     "Location",
+    "PassDesign",
     "PassError",
     "PassFile",
     "PassSigner",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from passes.apple.archive import PassFile, ZipBlock, ZipMember, write_zip
 from passes.apple.errors import PassValidationError
 from passes.apple.images import ImageSet
-from passes.apple.localization import localization_files
+from passes.apple.localization import card_localization_files
 from passes.apple.model import StoreCardContent
 from passes.apple.signing import PassSigner
 
@@ -62,11 +62,12 @@ def _shared_part(images: tuple[PassFile, ...], strings: tuple[PassFile, ...]) ->
 def build_pkpass(content: StoreCardContent, images: ImageSet, signer: PassSigner) -> bytes:
     """Return a signed ``.pkpass`` (ZIP bytes) for ``content`` with ``images``.
 
-    The archive holds the images, ``<lang>.lproj/pass.strings`` for every supported language,
+    The archive holds the images, ``<lang>.lproj/pass.strings`` for every language,
     ``pass.json``, ``manifest.json`` (SHA-1 of each of those) and ``signature`` (detached
-    PKCS#7 over the manifest). Only ``pass.json``, the manifest and the signature are made per
-    call; images and strings files arrive hashed and ZIP-ready from their caches, and their
-    manifest entries and ZIP records are reused while they stay the same.
+    PKCS#7 over the manifest). Only ``pass.json``, the manifest, the signature and the strings
+    files that hold the card's translated activity are made per call; images and the program's
+    strings files arrive hashed and ZIP-ready from their caches, and their manifest entries and
+    ZIP records are reused while they stay the same.
 
     Raises :class:`PassValidationError` if ``content`` names a different pass type or team
     than ``signer``'s certificate (Wallet would reject the pass) or ``images`` lacks
@@ -87,13 +88,20 @@ def build_pkpass(content: StoreCardContent, images: ImageSet, signer: PassSigner
     if not any(f.name == "icon.png" for f in images.files):
         raise PassValidationError("images", "icon.png is required by Wallet")
 
-    shared = _shared_part(images.files, localization_files(content.program_strings))
+    strings, own_strings = card_localization_files(
+        content.program_strings, content.wording, content.card_strings
+    )
+    shared = _shared_part(images.files, strings)
     pass_json = PassFile.create("pass.json", content.pass_json())
-    manifest = b'{"pass.json":"' + pass_json.sha1.encode() + b'"' + shared.manifest_tail
+    manifest = b'{"pass.json":"' + pass_json.sha1.encode() + b'"'
+    for own in own_strings:
+        manifest += b',"' + own.name.encode() + b'":"' + own.sha1.encode() + b'"'
+    manifest += shared.manifest_tail
     signature = signer.sign(manifest)
     return write_zip(
         (
             pass_json.member,
+            *(own.member for own in own_strings),
             ZipMember.create("manifest.json", manifest),
             ZipMember.create("signature", signature),
         ),

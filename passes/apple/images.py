@@ -1,7 +1,7 @@
-"""The images of a loyalty card, drawn with Pillow from the program's brand.
+"""The images of a loyalty card, drawn with Pillow from the program's :class:`PassDesign`.
 
 A store card takes ``icon.png``, ``logo.png`` and ``strip.png`` (no thumbnail or background),
-each at @1x, @2x and @3x. Icon and logo depend only on the brand and the strip only on brand
+each at @1x, @2x and @3x. Icon and logo depend only on the design and the strip only on design
 plus reward progress, so :class:`ImageRenderer` caches finished files (bytes, SHA-1 and ZIP
 record together): a pass whose images did not change costs no drawing, encoding or hashing.
 
@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 
 from passes.apple.archive import PassFile
 from passes.apple.errors import PassValidationError
-from passes.apple.model import PROGRESS_STEPS, Brand, RewardProgress
+from passes.apple.parts import PROGRESS_STEPS, PassDesign, RewardProgress
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 SCALES: tuple[int, ...] = (1, 2, 3)
@@ -180,14 +180,14 @@ def _decode_logo(data: bytes) -> Image.Image:
                 image.load()
                 logo = image.convert("RGBA")
     except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PassValidationError("brand.logo_image", "could not be decoded as an image") from None
+        raise PassValidationError("design.logo_image", "could not be decoded as an image") from None
     if logo.getbbox() is None:
-        raise PassValidationError("brand.logo_image", "is completely transparent")
+        raise PassValidationError("design.logo_image", "is completely transparent")
     return logo.crop(logo.getbbox())
 
 
 class _Look(NamedTuple):
-    """The parts of a :class:`Brand` that images depend on (a cache key)."""
+    """The parts of a :class:`PassDesign` that images depend on (a cache key)."""
 
     background: tuple[int, int, int]
     foreground: tuple[int, int, int]
@@ -195,9 +195,9 @@ class _Look(NamedTuple):
     logo_image: bytes | None
 
     @classmethod
-    def of(cls, brand: Brand) -> _Look:
+    def of(cls, design: PassDesign) -> _Look:
         return cls(
-            brand.background_rgb, brand.foreground_rgb, brand.initials or "?", brand.logo_image
+            design.background_rgb, design.foreground_rgb, design.initials or "?", design.logo_image
         )
 
 
@@ -369,12 +369,12 @@ class ImageRenderer:
         self.hits = 0
         self.misses = 0
 
-    def render(self, brand: Brand, progress: RewardProgress | None = None) -> ImageSet:
-        """Return icon, logo and (with ``progress``) strip at @1x/@2x/@3x for ``brand``.
+    def render(self, design: PassDesign, progress: RewardProgress | None = None) -> ImageSet:
+        """Return icon, logo and (with ``progress``) strip at @1x/@2x/@3x for ``design``.
 
-        Raises :class:`PassValidationError` if ``brand.logo_image`` cannot be decoded.
+        Raises :class:`PassValidationError` if ``design.logo_image`` cannot be decoded.
         """
-        look = _Look.of(brand)
+        look = _Look.of(design)
         if progress is None:
             return ImageSet(self._cached(("brand", look), lambda: self._render_brand(look)))
         # The combined tuple is cached too: the builder recognises an unchanged image set by
@@ -441,6 +441,6 @@ class ImageRenderer:
 _default_renderer = ImageRenderer()
 
 
-def render_images(brand: Brand, progress: RewardProgress | None = None) -> ImageSet:
-    """Render (or fetch from the process-wide cache) the images for ``brand``/``progress``."""
-    return _default_renderer.render(brand, progress)
+def render_images(design: PassDesign, progress: RewardProgress | None = None) -> ImageSet:
+    """Render (or fetch from the process-wide cache) the images for ``design``/``progress``."""
+    return _default_renderer.render(design, progress)

@@ -2,10 +2,13 @@
 
 Wallet replaces any label, value or change message in ``pass.json`` that is a key of the
 ``<lang>.lproj/pass.strings`` matching the phone's language. Fixed words ("Tier", "Recent
-activity") therefore appear in ``pass.json`` as keys such as ``tier_label``; the program's own
-words (its name for points, its terms) are supplied per language by the caller.
+activity") therefore appear in ``pass.json`` as keys such as ``tier_label``, and their texts come
+from the caller's :data:`~passes.wording.Wording` (the Babel catalogs); the program's own words
+(its name for points, its terms) are supplied per language by the caller. A text that differs
+per card (the recent activity) stays English in ``pass.json`` and is itself the key of its
+translations.
 
-Every pass carries every supported language, each ``pass.strings`` holds every key, and a text
+Every pass carries every language, each ``pass.strings`` holds every key, and a text
 missing in one language falls back to English: a phone must never show a bare key.
 """
 
@@ -17,16 +20,10 @@ from collections.abc import Iterable, Mapping
 
 from passes.apple.archive import PassFile
 from passes.apple.errors import PassValidationError
-from passes.labels import DEFAULT_POINTS_LABEL as DEFAULT_POINTS_LABEL
-from passes.labels import LocalizedText as LocalizedText
+from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
+from passes.wording import N_, LocalizedText, Wording, translate
 
-#: Languages every pass is localized into, in the order texts are normalized to.
-SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "id", "th", "ms")
-FALLBACK_LANGUAGE = "en"
-
-#: A text that is the same in every language (``str``) or differs by language code.
-
-#: One text per :data:`SUPPORTED_LANGUAGES` entry, in that order.
+#: One text per :data:`~passes.languages.LANGUAGES` entry, in that order.
 Texts = tuple[str, ...]
 
 #: The program-specific part of the localization: ``(key, texts)`` pairs, sorted by key.
@@ -46,59 +43,27 @@ SUPPORT_LABEL = "support_label"
 MESSAGE_LABEL = "message_label"
 MESSAGE_CHANGE = "message_change"
 
-FIXED_STRINGS: Mapping[str, Mapping[str, str]] = {
-    BALANCE_LABEL: {"en": "Balance", "id": "Saldo", "th": "ยอดคงเหลือ", "ms": "Baki"},
-    MEMBER_LABEL: {"en": "Member", "id": "Anggota", "th": "สมาชิก", "ms": "Ahli"},
-    TIER_LABEL: {"en": "Tier", "id": "Tingkat", "th": "ระดับ", "ms": "Tahap"},
-    TERMS_LABEL: {
-        "en": "Terms and conditions",
-        "id": "Syarat dan ketentuan",
-        "th": "ข้อกำหนดและเงื่อนไข",
-        "ms": "Terma dan syarat",
-    },
-    REDEEM_LABEL: {
-        "en": "How to redeem",
-        "id": "Cara menukarkan",
-        "th": "วิธีแลกรับรางวัล",
-        "ms": "Cara menebus",
-    },
-    HISTORY_LABEL: {
-        "en": "Recent activity",
-        "id": "Aktivitas terbaru",
-        "th": "กิจกรรมล่าสุด",
-        "ms": "Aktiviti terkini",
-    },
-    HISTORY_EMPTY: {
-        "en": "No activity yet.",
-        "id": "Belum ada aktivitas.",
-        "th": "ยังไม่มีกิจกรรม",
-        "ms": "Belum ada aktiviti.",
-    },
-    SUPPORT_LABEL: {
-        "en": "Customer support",
-        "id": "Layanan pelanggan",
-        "th": "ฝ่ายบริการลูกค้า",
-        "ms": "Khidmat pelanggan",
-    },
-    MESSAGE_LABEL: {"en": "Message", "id": "Pesan", "th": "ข้อความ", "ms": "Mesej"},
-    # The notification shows the new message itself.
-    MESSAGE_CHANGE: {"en": "%@", "id": "%@", "th": "%@", "ms": "%@"},
+#: The fixed words: ``pass.strings`` key -> English msgid of the catalogs.
+FIXED_WORDS: Mapping[str, str] = {
+    BALANCE_LABEL: N_("Balance"),
+    MEMBER_LABEL: N_("Member"),
+    TIER_LABEL: N_("Tier"),
+    TERMS_LABEL: N_("Terms and conditions"),
+    REDEEM_LABEL: N_("How to redeem"),
+    HISTORY_LABEL: N_("Recent activity"),
+    HISTORY_EMPTY: N_("No activity yet."),
+    SUPPORT_LABEL: N_("Customer support"),
+    MESSAGE_LABEL: N_("Message"),
 }
-
+# The notification shows the new message itself, in every language.
+_MESSAGE_CHANGE_TEXT = "%@"
 
 # {points} is the program's own word for points; %@ is where Wallet puts the new balance.
-_BALANCE_CHANGE_TEMPLATES: Mapping[str, str] = {
-    "en": "You now have %@ {points}.",
-    "id": "Anda sekarang memiliki %@ {points}.",
-    "th": "ตอนนี้คุณมี %@ {points}",
-    "ms": "Anda kini mempunyai %@ {points}.",
-}
-
-_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+BALANCE_CHANGE_TEMPLATE = N_("You now have %@ {points}.")
 
 
 def localize(field: str, value: LocalizedText, *, max_length: int = 4000) -> Texts:
-    """Return ``value`` as one non-empty text per supported language.
+    """Return ``value`` as one non-empty text per language of :data:`LANGUAGES`.
 
     A ``str`` is used for every language; a mapping must have an ``en`` entry, which stands in
     for any language it lacks. Unknown language codes, empty or over-long texts raise
@@ -119,19 +84,19 @@ def localize(field: str, value: LocalizedText, *, max_length: int = 4000) -> Tex
 @functools.lru_cache(maxsize=1024)
 def _localize(field: str, value: str | tuple[tuple[str, str], ...], max_length: int) -> Texts:
     if isinstance(value, str):
-        texts = dict.fromkeys(SUPPORTED_LANGUAGES, value)
+        texts = dict.fromkeys(LANGUAGES, value)
     else:
         given = dict(value)
-        unknown = sorted(str(lang) for lang in given if lang not in SUPPORTED_LANGUAGES)
+        unknown = sorted(str(lang) for lang in given if lang not in LANGUAGES)
         if unknown:
             raise PassValidationError(
                 field,
                 f"unsupported language(s) {', '.join(unknown)}; "
-                f"supported: {', '.join(SUPPORTED_LANGUAGES)}",
+                f"supported: {', '.join(LANGUAGES)}",
             )
         if FALLBACK_LANGUAGE not in given:
             raise PassValidationError(field, "needs an English ('en') text to fall back on")
-        texts = {lang: given.get(lang, given[FALLBACK_LANGUAGE]) for lang in SUPPORTED_LANGUAGES}
+        texts = {lang: given.get(lang, given[FALLBACK_LANGUAGE]) for lang in LANGUAGES}
     for lang, text in texts.items():
         where = field if isinstance(value, str) else f"{field}[{lang!r}]"
         if not isinstance(text, str) or not text.strip():
@@ -140,16 +105,18 @@ def _localize(field: str, value: str | tuple[tuple[str, str], ...], max_length: 
             raise PassValidationError(where, f"is longer than {max_length} characters")
         if "\x00" in text:
             raise PassValidationError(where, "contains a NUL character")
-    return tuple(texts[lang] for lang in SUPPORTED_LANGUAGES)
+    return tuple(texts[lang] for lang in LANGUAGES)
 
 
 @functools.lru_cache(maxsize=256)
-def balance_change_texts(points_label: Texts) -> Texts:
+def balance_change_texts(points_label: Texts, wording: Wording) -> Texts:
     """Return the per-language "You now have %@ <points>." change message."""
     return tuple(
         # A % in the program's word would be read as a format directive by Wallet.
-        _BALANCE_CHANGE_TEMPLATES[lang].replace("{points}", label.replace("%", "%%"))
-        for lang, label in zip(SUPPORTED_LANGUAGES, points_label, strict=True)
+        translate(wording, lang, BALANCE_CHANGE_TEMPLATE).replace(
+            "{points}", label.replace("%", "%%")
+        )
+        for lang, label in zip(LANGUAGES, points_label, strict=True)
     )
 
 
@@ -166,7 +133,15 @@ def content_key(prefix: str, texts: Texts) -> str:
 
 def escape_strings_literal(text: str) -> str:
     """Escape ``text`` for use between double quotes in a ``.strings`` file."""
-    return text.translate(_ESCAPES)
+    # Chained replace (backslash first): str.translate with a dict is ten times slower, and
+    # a card's activity lines are escaped on every build.
+    return (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
 
 
 def render_strings_file(entries: Iterable[tuple[str, str]]) -> bytes:
@@ -178,25 +153,69 @@ def render_strings_file(entries: Iterable[tuple[str, str]]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def strings_for_language(program_strings: ProgramStrings, language: str) -> dict[str, str]:
+def strings_for_language(
+    program_strings: ProgramStrings, language: str, wording: Wording
+) -> dict[str, str]:
     """Return every key and its text in ``language`` (fixed words plus program strings)."""
-    index = SUPPORTED_LANGUAGES.index(language)
-    entries = {key: texts[language] for key, texts in FIXED_STRINGS.items()}
-    entries.update((key, texts[index]) for key, texts in program_strings)
+    index = LANGUAGES.index(language)
+    entries = {key: translate(wording, language, msgid) for key, msgid in FIXED_WORDS.items()}
+    entries[MESSAGE_CHANGE] = _MESSAGE_CHANGE_TEXT
+    # A text keyed by its own English (the description) needs no line where it reads the same.
+    entries.update((key, texts[index]) for key, texts in program_strings if texts[index] != key)
     return entries
 
 
 @functools.lru_cache(maxsize=512)
-def localization_files(program_strings: ProgramStrings) -> tuple[PassFile, ...]:
+def _program_files(program_strings: ProgramStrings, wording: Wording) -> tuple[bytes, ...]:
+    return tuple(
+        render_strings_file(sorted(strings_for_language(program_strings, lang, wording).items()))
+        for lang in LANGUAGES
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def localization_files(program_strings: ProgramStrings, wording: Wording) -> tuple[PassFile, ...]:
     """Return the ``<lang>.lproj/pass.strings`` files for ``program_strings``.
 
     Cached: every member of a program shares the same strings, so the files are rendered and
-    hashed once per distinct set of program texts, not once per pass.
+    hashed once per distinct set of program texts and wording, not once per pass.
     """
     return tuple(
+        PassFile.create(f"{lang}.lproj/pass.strings", data)
+        for lang, data in zip(LANGUAGES, _program_files(program_strings, wording), strict=True)
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _english_file(program_strings: ProgramStrings, wording: Wording) -> tuple[PassFile, ...]:
+    files = localization_files(program_strings, wording)
+    return (files[LANGUAGES.index(FALLBACK_LANGUAGE)],)
+
+
+def card_localization_files(
+    program_strings: ProgramStrings, wording: Wording, card_strings: ProgramStrings
+) -> tuple[tuple[PassFile, ...], tuple[PassFile, ...]]:
+    """Return ``(shared, own)``: the ``pass.strings`` files shared with the program's other
+    cards (cached, as :func:`localization_files`), and those made for this card alone.
+
+    ``card_strings`` are the card's own ``(key, texts)`` pairs, keyed by their English text:
+    English needs no entry, so only the other languages' files are made per card. Without
+    them every file is shared.
+    """
+    if not card_strings:
+        return localization_files(program_strings, wording), ()
+    program_files = _program_files(program_strings, wording)
+    keys = [f'"{escape_strings_literal(key)}" = "' for key, _ in card_strings]  # once, not per file
+    own = tuple(
         PassFile.create(
             f"{lang}.lproj/pass.strings",
-            render_strings_file(sorted(strings_for_language(program_strings, lang).items())),
+            program_files[index]
+            + "".join([
+                f'{key}{escape_strings_literal(texts[index])}";\n'
+                for key, (_, texts) in zip(keys, card_strings, strict=True)
+            ]).encode("utf-8"),
         )
-        for lang in SUPPORTED_LANGUAGES
+        for index, lang in enumerate(LANGUAGES)
+        if lang != FALLBACK_LANGUAGE
     )
+    return _english_file(program_strings, wording), own

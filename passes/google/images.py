@@ -8,15 +8,15 @@ from functools import lru_cache
 from PIL import Image
 
 from passes.apple.images import FONT_CHAINS, _centered_text, _decode_logo, _fit_logo
-from passes.apple.model import Brand
+from passes.apple.parts import PassDesign
 
 LOGO_SIZE = 660  # Google's recommended program logo size, in pixels
 
 
-def program_logo_png(brand: Brand, size: int = LOGO_SIZE) -> bytes:
-    """A ``size``×``size`` PNG: the brand's logo image, or its initials, on its colour."""
-    return _render(brand.background_rgb, brand.foreground_rgb, brand.initials or "?",
-                   brand.logo_image, size)
+def program_logo_png(design: PassDesign, size: int = LOGO_SIZE) -> bytes:
+    """A ``size``×``size`` PNG: the design's logo image, or its initials, on its colour."""
+    return _render(design.background_rgb, design.foreground_rgb, design.initials or "?",
+                   design.logo_image, size)
 
 
 @lru_cache(maxsize=64)

@@ -20,9 +20,10 @@ from app import jobs
 from app.enrollment.links import card_page_path, card_page_token, card_page_url
 from app.extensions import db
 from app.loyalty.codes import redemption_code
-from app.loyalty.models import LANGUAGES, Card, Member
-from app.wallet.apple.passes import pass_url
+from app.loyalty.models import Card, Member
+from app.wallet.apple.pass_files import pass_url
 from app.wallet.google import links as google_links
+from passes.languages import LANGUAGES
 from tests.factories import PROGRAM, admin_api, create_program, make_app
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "

@@ -25,7 +25,7 @@ from app.enrollment.links import card_page_path, card_page_url
 from app.extensions import db
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, Member
-from app.wallet.apple.passes import pass_url
+from app.wallet.apple.pass_files import pass_url
 from app.wallet.google import links as google_links
 from tests.browser import ARTIFACTS, PHONE, launch, offline_page
 

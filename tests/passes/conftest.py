@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
+from app.wording import pass_wording
 from passes.apple import (
+    ActivityLine,
     Barcode,
-    Brand,
     ImageRenderer,
-    LedgerEntry,
     Location,
+    PassDesign,
     PassSigner,
     RewardProgress,
     StoreCardContent,
@@ -58,8 +59,8 @@ def renderer() -> ImageRenderer:
 
 
 @pytest.fixture(scope="session")
-def brand() -> Brand:
-    return Brand("Kopi Kenangan", "#7A1F2B", "#FFFFFF", "#F5D0C5")
+def brand() -> PassDesign:
+    return PassDesign("Kopi Kenangan", "#7A1F2B", "#FFFFFF", "#F5D0C5")
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +69,7 @@ def progress() -> RewardProgress:
 
 
 @pytest.fixture(scope="session")
-def make_content(brand: Brand) -> Callable[..., StoreCardContent]:
+def make_content(brand: PassDesign) -> Callable[..., StoreCardContent]:
     """Return a factory for realistic content; keyword arguments override fields."""
 
     def make(**overrides: Any) -> StoreCardContent:
@@ -78,7 +79,7 @@ def make_content(brand: Brand) -> Callable[..., StoreCardContent]:
             "serial_number": "card-0001",
             "organization_name": "Kopi Kenangan",
             "description": "Kopi Kenangan loyalty card",
-            "brand": brand,
+            "design": brand,
             "balance": 120,
             "barcode": Barcode("PP1:card-0001:9f2c", alt_text="card-0001"),
             "member_name": "Siti Nurhaliza",
@@ -90,8 +91,8 @@ def make_content(brand: Brand) -> Callable[..., StoreCardContent]:
                 "ms": "Mata tamat tempoh selepas 12 bulan.",
             },
             "how_to_redeem": "Show the QR code at the counter.",
-            "ledger": [
-                LedgerEntry(dt.date(2025, 5, 2), "Latte", 10),
+            "activity": [
+                ActivityLine(dt.date(2025, 5, 2), "Latte", 10),
                 (dt.date(2025, 5, 1), "Reward: free cookie", -50),
             ],
             "support_contact": "help@kopi.example.com",
@@ -100,6 +101,7 @@ def make_content(brand: Brand) -> Callable[..., StoreCardContent]:
             "authentication_token": "tok_0123456789abcdef",
             "expiration_date": dt.datetime(2030, 12, 31, 23, 59, tzinfo=dt.UTC),
             "locations": [Location(-6.2, 106.8, "Kopi Kenangan is nearby")],
+            "wording": pass_wording(),
         }
         fields.update(overrides)
         return StoreCardContent(**fields)
@@ -112,7 +114,7 @@ def build(
     signer: PassSigner, renderer: ImageRenderer, progress: RewardProgress
 ) -> Callable[[StoreCardContent], bytes]:
     def build_pass(content: StoreCardContent) -> bytes:
-        return build_pkpass(content, renderer.render(content.brand, progress), signer)
+        return build_pkpass(content, renderer.render(content.design, progress), signer)
 
     return build_pass
 

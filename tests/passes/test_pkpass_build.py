@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 from passes.apple import (
-    SUPPORTED_LANGUAGES,
     Barcode,
     ImageRenderer,
     ImageSet,
@@ -28,6 +27,7 @@ from passes.apple import (
     build_pkpass,
 )
 from passes.devcerts import certificate_pem, create_ca
+from passes.languages import LANGUAGES
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI missing")
 
@@ -198,10 +198,10 @@ def test_every_language_has_every_key_pass_json_uses(pass_dir: Path, pk: SimpleN
             if "changeMessage" in f:
                 used.add(f["changeMessage"])
     folders = sorted(p.name for p in pass_dir.glob("*.lproj"))
-    assert folders == sorted(f"{lang}.lproj" for lang in SUPPORTED_LANGUAGES)
+    assert folders == sorted(f"{lang}.lproj" for lang in LANGUAGES)
     strings = {
         lang: pk.parse_strings((pass_dir / f"{lang}.lproj" / "pass.strings").read_bytes())
-        for lang in SUPPORTED_LANGUAGES
+        for lang in LANGUAGES
     }
     for lang, entries in strings.items():
         assert used <= entries.keys(), (lang, used - entries.keys())
@@ -218,7 +218,7 @@ def test_every_language_has_every_key_pass_json_uses(pass_dir: Path, pk: SimpleN
     assert strings["th"]["points_label"] == "แต้ม"
     assert strings["id"]["points_label"] == "Poin"
     assert strings["en"]["tier_label"] == "Tier"
-    assert strings["ms"]["tier_label"] == "Tahap"
+    assert strings["ms"]["tier_label"] == "Peringkat"
     assert "%@" in strings["th"]["balance_change"]
     assert strings["en"]["message_change"] == "%@"
 
@@ -232,7 +232,7 @@ def test_localized_texts_fall_back_to_english(pass_dir: Path, pk: SimpleNamespac
         lang: pk.parse_strings((pass_dir / f"{lang}.lproj" / "pass.strings").read_bytes())[
             message_key
         ]
-        for lang in SUPPORTED_LANGUAGES
+        for lang in LANGUAGES
     }
     assert texts == {
         "en": "Double points today!",
@@ -300,7 +300,7 @@ def test_minimal_content_builds(
         serial_number="x1",
         organization_name="Org",
         description="Card",
-        brand=brand,
+        design=brand,
         balance=0,
         barcode=Barcode("x1"),
     )
@@ -346,11 +346,11 @@ def test_refuses_content_for_another_pass_type(
 ) -> None:
     content = make_content(pass_type_identifier="pass.com.example.other")
     with pytest.raises(PassValidationError) as info:
-        build_pkpass(content, renderer.render(content.brand, progress), signer)
+        build_pkpass(content, renderer.render(content.design, progress), signer)
     assert info.value.field == "pass_type_identifier"
     content = make_content(team_identifier="OTHERTEAM1")
     with pytest.raises(PassValidationError, match="team_identifier"):
-        build_pkpass(content, renderer.render(content.brand, progress), signer)
+        build_pkpass(content, renderer.render(content.design, progress), signer)
 
 
 def test_refuses_images_without_icon(
@@ -365,9 +365,9 @@ def test_second_pass_reuses_cached_images_and_strings(
 ) -> None:
     renderer = ImageRenderer()
     first = make_content(serial_number="a-1")
-    images = renderer.render(first.brand, progress)
+    images = renderer.render(first.design, progress)
     assert renderer.cache_info()["misses"] == 2  # brand images + strip
-    again = renderer.render(first.brand, progress)
+    again = renderer.render(first.design, progress)
     assert renderer.cache_info() == {"hits": 1, "misses": 2, "entries": 2}
     assert all(a is b for a, b in zip(images.files, again.files, strict=True))
     one = zipfile.ZipFile(io.BytesIO(build_pkpass(first, images, signer)))
@@ -378,5 +378,5 @@ def test_second_pass_reuses_cached_images_and_strings(
         if name not in ("pass.json", "manifest.json", "signature"):
             assert one.read(name) == two.read(name), name
     assert one.read("pass.json") != two.read("pass.json")
-    renderer.render(first.brand, RewardProgress(130, 500, "Free coffee"))
+    renderer.render(first.design, RewardProgress(130, 500, "Free coffee"))
     assert renderer.cache_info()["misses"] == 3  # only the strip was redrawn

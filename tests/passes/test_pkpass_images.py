@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from passes.apple import Brand, ImageRenderer, ImageSet, PassValidationError, RewardProgress
+from passes.apple import ImageRenderer, ImageSet, PassDesign, PassValidationError, RewardProgress
 from passes.apple import images as images_module
 from passes.apple.images import (
     FONT_CHAINS,
@@ -101,7 +101,7 @@ def test_long_captions_are_shrunk_to_fit() -> None:
 def test_logo_image_is_fitted_and_trimmed() -> None:
     buffer = io.BytesIO()
     Image.new("RGBA", (300, 100), (200, 30, 30, 255)).save(buffer, "PNG")
-    image_set = ImageRenderer().render(Brand("Wide Co", logo_image=buffer.getvalue()))
+    image_set = ImageRenderer().render(PassDesign("Wide Co", logo_image=buffer.getvalue()))
     assert _png(image_set["logo.png"].data).size == (150, 50)
     assert _png(image_set["logo@3x.png"].data).size == (450, 150)
     assert _png(image_set["icon@2x.png"].data).size == (58, 58)
@@ -111,18 +111,18 @@ def test_logo_image_is_fitted_and_trimmed() -> None:
 def test_very_wide_logo_is_capped_at_160pt() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (1000, 50), (0, 0, 255)).save(buffer, "PNG")
-    image_set = ImageRenderer().render(Brand("Wider", logo_image=buffer.getvalue()))
+    image_set = ImageRenderer().render(PassDesign("Wider", logo_image=buffer.getvalue()))
     assert _png(image_set["logo@2x.png"].data).size == (320, 100)
 
 
 def test_undecodable_logo_is_a_validation_error() -> None:
     with pytest.raises(PassValidationError) as info:
-        ImageRenderer().render(Brand("Broken", logo_image=b"\x89PNG\r\n\x1a\n garbage"))
-    assert info.value.field == "brand.logo_image"
+        ImageRenderer().render(PassDesign("Broken", logo_image=b"\x89PNG\r\n\x1a\n garbage"))
+    assert info.value.field == "design.logo_image"
 
 
 def test_image_set_from_bytes_rejects_what_store_cards_cannot_take() -> None:
-    png = ImageRenderer().render(Brand("Kopi"))["icon.png"].data
+    png = ImageRenderer().render(PassDesign("Kopi"))["icon.png"].data
     assert ImageSet.from_bytes({"icon.png": png}).names == ("icon.png",)
     with pytest.raises(PassValidationError, match="thumbnail"):
         ImageSet.from_bytes({"icon.png": png, "thumbnail.png": png})
@@ -134,20 +134,20 @@ def test_image_set_from_bytes_rejects_what_store_cards_cannot_take() -> None:
 
 def test_cache_evicts_least_recently_used() -> None:
     renderer = ImageRenderer(max_entries=2)
-    renderer.render(Brand("A"))
-    renderer.render(Brand("B"))
-    renderer.render(Brand("A"))
-    renderer.render(Brand("C"))  # evicts B
+    renderer.render(PassDesign("A"))
+    renderer.render(PassDesign("B"))
+    renderer.render(PassDesign("A"))
+    renderer.render(PassDesign("C"))  # evicts B
     assert renderer.cache_info()["entries"] == 2
     misses = renderer.cache_info()["misses"]
-    renderer.render(Brand("A"))
+    renderer.render(PassDesign("A"))
     assert renderer.cache_info()["misses"] == misses
-    renderer.render(Brand("B"))
+    renderer.render(PassDesign("B"))
     assert renderer.cache_info()["misses"] == misses + 1
 
 
 def test_module_level_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(images_module, "_default_renderer", ImageRenderer())
-    first = images_module.render_images(Brand("Kopi"), RewardProgress(1, 2, "x"))
-    second = images_module.render_images(Brand("Kopi"), RewardProgress(1, 2, "x"))
+    first = images_module.render_images(PassDesign("Kopi"), RewardProgress(1, 2, "x"))
+    second = images_module.render_images(PassDesign("Kopi"), RewardProgress(1, 2, "x"))
     assert first.files == second.files

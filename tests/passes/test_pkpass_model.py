@@ -10,10 +10,10 @@ import pytest
 
 from passes.apple import (
     MAX_LOCATIONS,
+    ActivityLine,
     Barcode,
-    Brand,
-    LedgerEntry,
     Location,
+    PassDesign,
     PassValidationError,
     RewardProgress,
     StoreCardContent,
@@ -43,9 +43,9 @@ from passes.apple.localization import escape_strings_literal, localize, render_s
         ({"expiration_date": dt.date(2026, 1, 1)}, "expiration_date"),
         ({"locations": [Location(1, 2)] * (MAX_LOCATIONS + 1)}, "locations"),
         ({"locations": [(1, 2)]}, "locations[0]"),
-        ({"ledger": [("2025-01-01", "x", 1)]}, "ledger[0].when"),
-        ({"ledger": [(dt.date(2025, 1, 1), "x", 1.5)]}, "ledger[0].points"),
-        ({"ledger": "not a list"}, "ledger"),
+        ({"activity": [("2025-01-01", "x", 1)]}, "activity[0].when"),
+        ({"activity": [(dt.date(2025, 1, 1), "x", 1.5)]}, "activity[0].points"),
+        ({"activity": "not a list"}, "activity"),
         ({"points_label": {"th": "แต้ม"}}, "points_label"),
         ({"points_label": {"en": "Points", "fr": "Points"}}, "points_label"),
         ({"points_label": {"en": "Points", "th": ""}}, "points_label['th']"),
@@ -55,7 +55,7 @@ from passes.apple.localization import escape_strings_literal, localize, render_s
         ({"tier": "x" * 41}, "tier"),
         ({"balance_placement": "footer"}, "balance_placement"),
         ({"voided": "yes"}, "voided"),
-        ({"brand": "Kopi"}, "brand"),
+        ({"design": "Kopi"}, "design"),
     ],
 )
 def test_bad_content_names_the_field(
@@ -82,12 +82,12 @@ def test_http_web_service_only_when_allowed(make_content: Callable[..., StoreCar
 @pytest.mark.parametrize(
     ("factory", "field"),
     [
-        (lambda: Brand("Kopi", background_color="red"), "brand.background_color"),
-        (lambda: Brand("Kopi", foreground_color="#12345"), "brand.foreground_color"),
-        (lambda: Brand("Kopi", label_color="#GGGGGG"), "brand.label_color"),
-        (lambda: Brand(""), "brand.program_name"),
-        (lambda: Brand("Kopi", initials="ABCD"), "brand.initials"),
-        (lambda: Brand("Kopi", logo_image=b"not an image"), "brand.logo_image"),
+        (lambda: PassDesign("Kopi", background_color="red"), "design.background_color"),
+        (lambda: PassDesign("Kopi", foreground_color="#12345"), "design.foreground_color"),
+        (lambda: PassDesign("Kopi", label_color="#GGGGGG"), "design.label_color"),
+        (lambda: PassDesign(""), "design.program_name"),
+        (lambda: PassDesign("Kopi", initials="ABCD"), "design.initials"),
+        (lambda: PassDesign("Kopi", logo_image=b"not an image"), "design.logo_image"),
         (lambda: Barcode("สวัสดี"), "barcode.message"),
         (lambda: Barcode(""), "barcode.message"),
         (lambda: Location(91, 0), "location.latitude"),
@@ -95,7 +95,7 @@ def test_http_web_service_only_when_allowed(make_content: Callable[..., StoreCar
         (lambda: Location(float("nan"), 0), "location.latitude"),
         (lambda: RewardProgress(1, 0, "x"), "progress.target"),
         (lambda: RewardProgress(1, 10, ""), "progress.reward_name"),
-        (lambda: LedgerEntry(dt.date(2025, 1, 1), "", 1), "ledger.description"),
+        (lambda: ActivityLine(dt.date(2025, 1, 1), "", 1), "activity.description"),
     ],
 )
 def test_bad_parts_name_the_field(factory: Callable[[], object], field: str) -> None:
@@ -105,15 +105,15 @@ def test_bad_parts_name_the_field(factory: Callable[[], object], field: str) -> 
 
 
 def test_colours_become_rgb_strings() -> None:
-    brand = Brand("Kopi", background_color="#abc", foreground_color="000000")
+    brand = PassDesign("Kopi", background_color="#abc", foreground_color="000000")
     assert brand.background_rgb == (0xAA, 0xBB, 0xCC)
     assert brand.foreground_rgb == (0, 0, 0)
 
 
 def test_initials_skip_thai_leading_vowels() -> None:
-    assert Brand("Kopi Kenangan").initials == "KK"
-    assert Brand("เซเว่น อีเลฟเว่น").initials == "ซอ"
-    assert Brand("ร้านกาแฟ").initials == "ร"
+    assert PassDesign("Kopi Kenangan").initials == "KK"
+    assert PassDesign("เซเว่น อีเลฟเว่น").initials == "ซอ"
+    assert PassDesign("ร้านกาแฟ").initials == "ร"
 
 
 def test_latin1_barcode_message_is_fine() -> None:
@@ -121,7 +121,7 @@ def test_latin1_barcode_message_is_fine() -> None:
 
 
 def test_ledger_datetime_is_shown_as_a_date() -> None:
-    entry = LedgerEntry(dt.datetime(2025, 5, 1, 23, 0, tzinfo=dt.UTC), "Big   order\n", 1200)
+    entry = ActivityLine(dt.datetime(2025, 5, 1, 23, 0, tzinfo=dt.UTC), "Big   order\n", 1200)
     assert entry.render() == "2025-05-01 · Big order · +1200"
 
 

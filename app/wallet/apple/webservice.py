@@ -26,7 +26,7 @@ from app.extensions import db
 from app.loyalty.models import Card
 from app.problems import problem
 from app.ratelimit import by_address, limit
-from app.wallet.apple import passes, registrations
+from app.wallet.apple import pass_files, registrations
 from app.wallet.apple.setup import apple_wallet
 from passes.apple import PKPASS_MIME_TYPE
 
@@ -140,7 +140,7 @@ def latest_pass(pass_type_id: str, serial_number: str) -> Response:
         response = Response(status=304)
         response.last_modified = last_modified
         return response
-    signed = passes.pass_for(card, wallet)
+    signed = pass_files.pass_for(card, wallet)
     response = Response(signed.data, mimetype=PKPASS_MIME_TYPE)
     response.last_modified = datetime.fromtimestamp(signed.last_modified, UTC)
     response.headers["Cache-Control"] = "no-cache, private"

@@ -50,6 +50,7 @@ from app.wallet.google.models import (
     GoogleObjectState,
 )
 from app.wallet.google.setup import GoogleWallet, google_wallet
+from app.wording import pass_wording
 from passes.barcode import rotating_pattern, totp_key
 from passes.google.callbacks import WalletCallback
 from passes.google.payloads import (
@@ -113,6 +114,7 @@ def class_content(wallet: GoogleWallet, program: Program) -> LoyaltyClassContent
         logo_url=logo_url(wallet, program),
         background_color=program.background_color,
         callback_url=f"{wallet.base_url}/wallet/google/callback",
+        wording=pass_wording(),
     )
 
 
@@ -134,11 +136,12 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         barcode_alternate_text=card.serial_number[-8:],
         account_id=card.serial_number,
         account_name=card.member.name[:100],
-        points_label=branding.points_label(program),
+        points_label=branding.localized_points_label(program),
         tier=card.tier.name if card.tier else None,
         state="INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE",
         text_modules=modules,
         notify=notify,
+        wording=pass_wording(),
     )
 
 

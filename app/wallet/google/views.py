@@ -22,7 +22,7 @@ log = logging.getLogger("pointpass.google.callbacks")
 def logo(slug: str) -> Response:
     """The program's logo at Google's size, for its loyalty class."""
     program = programs.get_by_slug(slug)
-    response = Response(program_logo_png(branding.pass_brand(program)), mimetype="image/png")
+    response = Response(program_logo_png(branding.pass_design(program)), mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from babel.support import Translations
 
 from app import create_app
 from app.config import ConfigError
+from app.wording import pass_wording
 from passes.barcode import read_code
+from passes.languages import LANGUAGES
 from tests.factories import DEV_CERTS
 
 
@@ -191,9 +194,9 @@ def test_half_configured_apple_stops_start_up(tmp_path: Path) -> None:
 
 
 def test_wrong_intermediate_is_named_at_start_up(tmp_path: Path) -> None:
-    from passes.devcerts import write_dev_certs
+    from passes.devcerts import writeDEV_CERTS
 
-    other = write_dev_certs(tmp_path / "other")
+    other = writeDEV_CERTS(tmp_path / "other")
     with pytest.raises(ConfigError, match="G4"):
         _app_with(tmp_path, APPLE_CERT=str(DEV_CERTS["pass_cert"]),
                   APPLE_KEY=str(DEV_CERTS["pass_key"]), APPLE_WWDR_CERT=str(other["wwdr"]))
@@ -207,10 +210,10 @@ def test_pass_type_id_must_match_certificate(tmp_path: Path) -> None:
 
 
 def test_key_password_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from passes.devcerts import write_dev_certs
+    from passes.devcerts import writeDEV_CERTS
 
     password = "s3cret-Pa55word-xyz"
-    files = write_dev_certs(tmp_path / "enc", key_password=password)
+    files = writeDEV_CERTS(tmp_path / "enc", key_password=password)
     settings = {"APPLE_CERT": str(files["pass_cert"]), "APPLE_KEY": str(files["pass_key"]),
                 "APPLE_WWDR_CERT": str(files["wwdr"])}
     caplog.set_level("DEBUG")
@@ -233,3 +236,54 @@ def test_production_without_apple_settings_runs_without_apple(
     sweeper.join(timeout=5)
     assert app.extensions["pointpass.apple"] is None
     assert "Apple Wallet is off" in caplog.text
+
+
+def test_served_pass_reads_in_every_language(app: Any, api: Any, card: dict[str, Any],
+                                             tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = card["serial_number"]
+    assert api.post(f"/api/v1/cards/{serial}/earn",
+                    json={"points": 10, "reference": "Latte"}).status_code == 201
+    # The catalogs are loaded once per process (here, or by an earlier test), not per pass.
+    pass_wording()
+    loads: list[object] = []
+    monkeypatch.setattr(Translations, "load", lambda *args, **kw: loads.append(args))
+    files = _unzip(_download(app, card["apple_pass_url"]).data, tmp_path)
+    assert loads == []
+    assert _openssl_verify(tmp_path).returncode == 0
+
+    fields = {f["key"]: f for group in json.loads(files["pass.json"])["storeCard"].values()
+              for f in group}
+    history = fields["history"]["value"]
+    assert history.endswith(" · Earned: Latte · +10")
+    day = history.split(" · ", 1)[0]
+    strings = {lang: _strings(files[f"{lang}.lproj/pass.strings"]) for lang in LANGUAGES}
+    assert {lang: strings[lang].get(history, history) for lang in LANGUAGES} == {
+        "en": f"{day} · Earned: Latte · +10",
+        "id": f"{day} · Diperoleh: Latte · +10",
+        "th": f"{day} · ได้รับแต้ม: Latte · +10",
+        "ms": f"{day} · Diperoleh: Latte · +10",
+    }
+    labels = {lang: strings[lang][fields["history"]["label"]] for lang in LANGUAGES}
+    assert labels == {"en": "Recent activity", "id": "Aktivitas terbaru", "th": "กิจกรรมล่าสุด",
+                      "ms": "Aktiviti terkini"}
+    description = json.loads(files["pass.json"])["description"]
+    assert description == "Kopi Test loyalty card"
+    assert {lang: strings[lang].get(description, description) for lang in LANGUAGES} == {
+        "en": "Kopi Test loyalty card", "id": "Kartu loyalitas Kopi Test",
+        "th": "บัตรสะสมแต้ม Kopi Test", "ms": "Kad kesetiaan Kopi Test"}
+    redeem = {lang: strings[lang][fields["redeem"]["value"]] for lang in LANGUAGES}
+    assert redeem["en"].startswith("Show this card's QR code")
+    assert redeem["th"].startswith("แสดงคิวอาร์โค้ด")
+
+
+def _strings(data: bytes) -> dict[str, str]:
+    entries = {}
+    for line in data.decode("utf-8").splitlines():
+        key, value = line.removesuffix(";").split('" = "')
+        entries[_unescape(key[1:])] = _unescape(value[:-1])
+    return entries
+
+
+def _unescape(text: str) -> str:
+    return text.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from app.wallet.google.client import GoogleWalletClient
+from app.wording import pass_wording
 from passes.google.payloads import (
-    LANGUAGES,
     NOTIFY_ON_UPDATE,
     NOTIFY_UNSPECIFIED,
     GooglePayloadError,
@@ -20,8 +21,11 @@ from passes.google.payloads import (
     loyalty_object_patch_body,
     resource_id,
 )
+from passes.languages import LANGUAGES
+from tests.factories import PROGRAM
 from tests.google_server import GoogleWalletTestServer, WalletSchema
 from tests.wallet.google.conftest import ISSUER_ID, REDEMPTION_CODE, class_content, object_content
+from tests.wallet.google.test_google_sync import _api, _settle
 
 SCHEMA = WalletSchema()
 
@@ -203,3 +207,44 @@ def test_resource_id() -> None:
         resource_id(ISSUER_ID, "a b")
     with pytest.raises(GooglePayloadError, match="issuer_id"):
         resource_id("abc", "x")
+
+
+def _translations(localized: dict[str, Any]) -> dict[str, str]:
+    return {t["language"]: t["value"] for t in localized["translatedValues"]}
+
+
+def test_default_labels_come_from_the_catalogs_in_every_language() -> None:
+    wording = pass_wording()
+    obj = loyalty_object_body(object_content(wording=wording))
+    assert obj["loyaltyPoints"]["label"] == "Points"
+    assert _translations(obj["loyaltyPoints"]["localizedLabel"]) == {
+        "en": "Points", "id": "Poin", "th": "แต้ม", "ms": "Mata"}
+    assert _translations(obj["secondaryLoyaltyPoints"]["localizedLabel"]) == {
+        "en": "Tier", "id": "Tingkat", "th": "ระดับ", "ms": "Peringkat"}
+    klass = loyalty_class_body(class_content(wording=wording))
+    assert _translations(klass["localizedAccountNameLabel"]) == {
+        "en": "Member", "id": "Anggota", "th": "สมาชิก", "ms": "Ahli"}
+    assert _translations(klass["localizedAccountIdLabel"]) == {
+        "en": "Member ID", "id": "ID Anggota", "th": "รหัสสมาชิก", "ms": "ID Ahli"}
+    assert SCHEMA.errors("LoyaltyObject", obj) == []
+    assert SCHEMA.errors("LoyaltyClass", klass) == []
+
+
+def test_default_labels_without_a_wording_are_english() -> None:
+    obj = loyalty_object_body(object_content())
+    assert set(_translations(obj["loyaltyPoints"]["localizedLabel"]).values()) == {"Points"}
+    klass = loyalty_class_body(class_content())
+    assert set(_translations(klass["localizedAccountIdLabel"]).values()) == {"Member ID"}
+
+
+def test_the_service_sends_google_the_translated_labels(
+    google_app: Flask, wallet_server: GoogleWalletTestServer
+) -> None:
+    api = _api(google_app)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    member = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ayu"}).json
+    _settle(google_app)
+    obj = wallet_server.objects[f"{ISSUER_ID}.{member['card']['serial_number']}"]
+    assert _translations(obj["loyaltyPoints"]["localizedLabel"])["th"] == "แต้ม"
+    klass = wallet_server.classes[f"{ISSUER_ID}.{program['slug']}"]
+    assert _translations(klass["localizedAccountNameLabel"])["id"] == "Anggota"

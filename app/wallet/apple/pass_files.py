@@ -1,4 +1,4 @@
-"""Apple passes for cards: what they show, their signed bytes and their download link."""
+"""The Apple pass file of a card: what it shows, its signed bytes and its download link."""
 
 from __future__ import annotations
 
@@ -16,36 +16,35 @@ from app.loyalty import branding, ledger
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
+from app.wording import pass_wording
 from passes.apple import (
+    ActivityLine,
     Barcode,
     Location,
     RewardProgress,
     StoreCardContent,
     build_pkpass,
 )
-from passes.apple import (
-    LedgerEntry as PassLedgerEntry,
-)
+from passes.wording import N_, translations
 
 # Bump when what a pass shows changes shape, so passes stored by an older release are rebuilt.
-PASS_FORMAT = 1
-LEDGER_LINES = 5
+# 2: the recent activity is translated (per-card entries in the id/th/ms pass.strings).
+PASS_FORMAT = 2
+ACTIVITY_LINES = 5
 
-HOW_TO_REDEEM = {
-    "en": "Show this card's QR code at the till and choose your reward. Points are deducted "
-          "when the staff confirm.",
-    "id": "Tunjukkan kode QR kartu ini di kasir dan pilih hadiah Anda. Poin dipotong setelah "
-          "staf mengonfirmasi.",
-    "th": "แสดงคิวอาร์โค้ดของบัตรนี้ที่แคชเชียร์และเลือกของรางวัล ระบบจะหักแต้มเมื่อพนักงานยืนยัน",
-    "ms": "Tunjukkan kod QR kad ini di kaunter dan pilih ganjaran anda. Mata ditolak selepas "
-          "kakitangan mengesahkan.",
-}
+# What VoiceOver reads for the pass; {program} is the program's name.
+CARD_DESCRIPTION = N_("{program} loyalty card")
+HOW_TO_REDEEM = N_(
+    "Show this card's QR code at the till and choose your reward. Points are deducted when "
+    "the staff confirm."
+)
+# What each kind of ledger entry reads as on the pass (translated through the catalogs).
 ENTRY_WORDS = {
-    EntryKind.EARN: "Earned",
-    EntryKind.REDEEM: "Redeemed",
-    EntryKind.ADJUST: "Adjusted",
-    EntryKind.EXPIRE: "Expired",
-    EntryKind.REVERSE: "Reversed",
+    EntryKind.EARN: N_("Earned"),
+    EntryKind.REDEEM: N_("Redeemed"),
+    EntryKind.ADJUST: N_("Adjusted"),
+    EntryKind.EXPIRE: N_("Expired"),
+    EntryKind.REVERSE: N_("Reversed"),
 }
 
 
@@ -81,22 +80,24 @@ def next_reward(program: Program, balance: int) -> RewardProgress | None:
 def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
     """What the card's pass shows, from the points store."""
     program = card.program
-    entries = ledger.recent_entries(card, LEDGER_LINES)
+    entries = ledger.recent_entries(card, ACTIVITY_LINES)
+    wording = pass_wording()
     return StoreCardContent(
         pass_type_identifier=wallet.pass_type_id,
         team_identifier=wallet.team_id,
         serial_number=card.serial_number,
         organization_name=program.organization_name,
-        description=f"{program.name} loyalty card",
-        brand=branding.pass_brand(program),
+        description={lang: text.replace("{program}", program.name)
+                     for lang, text in translations(CARD_DESCRIPTION, wording).items()},
+        design=branding.pass_design(program),
         balance=card.balance,
         barcode=Barcode(redemption_code(card), alt_text=card.serial_number[-8:]),
         member_name=card.member.name,
         tier=card.tier.name if card.tier else None,
-        points_label=branding.points_label(program),
+        points_label=branding.localized_points_label(program),
         terms=program.terms,
-        how_to_redeem=HOW_TO_REDEEM,
-        ledger=[_ledger_line(e) for e in entries],
+        how_to_redeem=translations(HOW_TO_REDEEM, wording),
+        activity=[_activity_line(e) for e in entries],
         support_contact=program.support_contact,
         marketer_message=card.message,
         web_service_url=wallet.web_service_url,
@@ -107,14 +108,14 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         expiration_date=card.expires_at,
         locations=[Location(loc.latitude, loc.longitude, loc.relevant_text)
                    for loc in program.locations[:10]],
+        wording=wording,
     )
 
 
-def _ledger_line(entry: LedgerEntry) -> PassLedgerEntry:
-    words = ENTRY_WORDS[entry.kind]
-    detail = entry.reason or entry.reference
-    return PassLedgerEntry(entry.created_at, f"{words}: {detail}" if detail else words,
-                           entry.points)
+def _activity_line(entry: LedgerEntry) -> ActivityLine:
+    # A reason may be longer than a line of the pass takes (500 against 120 characters).
+    detail = (entry.reason or entry.reference or "").strip()[:120].strip() or None
+    return ActivityLine(entry.created_at, ENTRY_WORDS[entry.kind], entry.points, detail=detail)
 
 
 def signed_pass(serial_number: str, token: str) -> SignedPass:
@@ -153,7 +154,7 @@ def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
     """The signed pass of ``card`` as it is now, from the store or freshly signed."""
     def build() -> bytes:
         content = content_for(card, wallet)
-        images = wallet.renderer.render(content.brand, next_reward(card.program, card.balance))
+        images = wallet.renderer.render(content.design, next_reward(card.program, card.balance))
         wallet.signatures += 1
         return build_pkpass(content, images, wallet.signer)
 
