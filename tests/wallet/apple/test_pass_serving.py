@@ -194,9 +194,9 @@ def test_half_configured_apple_stops_start_up(tmp_path: Path) -> None:
 
 
 def test_wrong_intermediate_is_named_at_start_up(tmp_path: Path) -> None:
-    from passes.devcerts import writeDEV_CERTS
+    from passes.devcerts import write_dev_certs
 
-    other = writeDEV_CERTS(tmp_path / "other")
+    other = write_dev_certs(tmp_path / "other")
     with pytest.raises(ConfigError, match="G4"):
         _app_with(tmp_path, APPLE_CERT=str(DEV_CERTS["pass_cert"]),
                   APPLE_KEY=str(DEV_CERTS["pass_key"]), APPLE_WWDR_CERT=str(other["wwdr"]))
@@ -210,10 +210,10 @@ def test_pass_type_id_must_match_certificate(tmp_path: Path) -> None:
 
 
 def test_key_password_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from passes.devcerts import writeDEV_CERTS
+    from passes.devcerts import write_dev_certs
 
     password = "s3cret-Pa55word-xyz"
-    files = writeDEV_CERTS(tmp_path / "enc", key_password=password)
+    files = write_dev_certs(tmp_path / "enc", key_password=password)
     settings = {"APPLE_CERT": str(files["pass_cert"]), "APPLE_KEY": str(files["pass_key"]),
                 "APPLE_WWDR_CERT": str(files["wwdr"])}
     caplog.set_level("DEBUG")

@@ -22,10 +22,10 @@ from passes.google.payloads import (
     resource_id,
 )
 from passes.languages import LANGUAGES
-from tests.factories import PROGRAM
+from tests.factories import PROGRAM, admin_api
 from tests.google_server import GoogleWalletTestServer, WalletSchema
 from tests.wallet.google.conftest import ISSUER_ID, REDEMPTION_CODE, class_content, object_content
-from tests.wallet.google.test_google_sync import _api, _settle
+from tests.wallet.google.test_google_sync import _settle
 
 SCHEMA = WalletSchema()
 
@@ -240,7 +240,7 @@ def test_default_labels_without_a_wording_are_english() -> None:
 def test_the_service_sends_google_the_translated_labels(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
-    api = _api(google_app)
+    api = admin_api(google_app)
     program = api.post("/api/v1/programs", json=PROGRAM).json
     member = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ayu"}).json
     _settle(google_app)
