@@ -59,12 +59,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
             dbutil.check_connections(db.engine)
     app.teardown_appcontext(dbutil.end_open_transactions)
 
-    from app import jobs, jsonbody, openapi, problems
+    from app import background, jsonbody, openapi, problems
 
     jsonbody.init_app(app)
     problems.init_app(app)
     openapi.init_app(app)
-    jobs.init_app(app)
+    background.init_app(app)
     from app import ratelimit
 
     ratelimit.init_app(app)

@@ -128,9 +128,9 @@ def _make_app(database: Any, tmp_path: Path, **overrides: Any) -> Iterator[Any]:
     app.config["DATABASE_NAME"] = database.name
     yield app
     with app.app_context():
-        from app import jobs
+        from app import background
 
-        jobs.dispatcher().shutdown()
+        background.dispatcher().shutdown()
         db.session.remove()
         db.engine.dispose()
     database.reset()

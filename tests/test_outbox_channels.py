@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import jobs
+from app import background
 from app.outbox import channels
 from app.outbox.channels import Channel, Claimed, Delivery
 from tests.conftest import ApiClient
@@ -54,7 +54,7 @@ def test_a_registered_channel_is_told_of_every_change_it_asks_for(
     serial = api.post(f"/api/v1/programs/{program['id']}/members",
                       json={"name": "Ari"}).json["card"]["serial_number"]
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     card_id = _card_id(app, serial)
     assert hook.told == [(card_id, None)]  # the new card
 
@@ -62,7 +62,7 @@ def test_a_registered_channel_is_told_of_every_change_it_asks_for(
                         headers={"Idempotency-Key": "one"})
     assert response.status_code == 201, response.json
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     assert hook.told == [(card_id, None), (card_id, None)]
     assert off.told == []  # not configured: no rows written for it
 

@@ -22,7 +22,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select, update
 
-from app import jobs
+from app import background
 from app.auth import keys as api_keys
 from app.extensions import db
 from app.loyalty.models import Card
@@ -53,7 +53,7 @@ def _enroll(api: ApiClient, program: dict[str, Any], **member: Any) -> str:
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _devices(app: Flask) -> int:

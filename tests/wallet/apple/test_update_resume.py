@@ -24,7 +24,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select
 
-from app import jobs
+from app import background
 from app.auth import keys as api_keys
 from app.extensions import db
 from app.loyalty import changes
@@ -46,7 +46,7 @@ def _api(app: Flask) -> ApiClient:
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _cards_with_phones(app: Flask, api: ApiClient, count: int) -> tuple[dict[str, Any],

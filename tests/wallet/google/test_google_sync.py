@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from flask import Flask
 
-from app import jobs
+from app import background
 from app.auth import keys as api_keys
 from app.extensions import db
 from app.wallet.google.models import GoogleObjectState
@@ -30,7 +30,7 @@ def _api(app: Flask) -> ApiClient:
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _jwt_parts(url: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:

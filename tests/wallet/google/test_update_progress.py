@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app import jobs
+from app import background
 from app.auth import keys as api_keys
 from tests.apns_server import APNsTestServer
 from tests.conftest import PROGRAM, ApiClient, _make_app, apns_settings
@@ -29,7 +29,7 @@ def both_app(database: Any, tmp_path: Path, apns: APNsTestServer,
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _api(app: Flask) -> ApiClient:
