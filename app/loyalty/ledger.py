@@ -254,7 +254,11 @@ class PostingTransaction:
         if exc_type is not None:
             self.tx.rollback()
         elif not self.tx.done:  # a replay has rolled back already
-            self.tx.commit()
+            try:
+                self.tx.commit()
+            except BaseException:
+                self.tx.rollback()  # a commit that failed leaves nothing open either
+                raise
 
     def tier_rules(self) -> list[TierRule]:
         """The tiers of the card's program."""
