@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ from redis import Redis
 from rq import Queue
 
 from app import background
-from app.auth import keys
 from app.extensions import db
-from tests.conftest import PROGRAM, REDIS_URL, ApiClient, _make_app, ledger_state
+from tests.conftest import REDIS_URL, ApiClient, _make_app, ledger_state
 
 BIN = Path(sys.executable).parent
 
@@ -63,34 +61,30 @@ def rq_app(database: Any, tmp_path: Path) -> Any:
     Queue(queue, connection=Redis.from_url(REDIS_URL)).delete(delete_jobs=True)
 
 
-def _referral_on_rq(rq_app: Any) -> tuple[str, Queue]:
-    """A referral whose bonus job waits in the app's rq queue; the referrer's serial, the queue."""
+@pytest.mark.redis
+def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) -> None:
+    from app.auth import keys
+
     with rq_app.app_context():
         admin = keys.create("admin", "admin")[1]
     api = ApiClient(rq_app.test_client(), admin)
+    from tests.conftest import PROGRAM
+
     program = api.post("/api/v1/programs", json=PROGRAM).json
     serial, _ = _refer(api, program)
-    return serial, Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
 
-
-def _worker_env(rq_app: Any, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ,
-            "POINTPASS_ENV": "testing",
-            "POINTPASS_DATABASE_URL": rq_app.config["DATABASE_URL"],
-            "POINTPASS_REDIS_URL": REDIS_URL,
-            "POINTPASS_RQ_QUEUE": rq_app.config["RQ_QUEUE"],
-            "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker-instance")}
-
-
-@pytest.mark.redis
-def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) -> None:
-    serial, queue = _referral_on_rq(rq_app)
+    queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
     # Besides the referral, the new cards' outbox drain waits there too.
     assert "app.enrollment.service.credit_referral" in [job.func_name for job in queue.jobs]
     assert ledger_state(rq_app, serial) == (0, 0, 0)  # nothing ran in the web process
 
-    result = subprocess.run([BIN / "pointpass", "worker", "--burst"],
-                            env=_worker_env(rq_app, tmp_path),
+    env = {**os.environ,
+           "POINTPASS_ENV": "testing",
+           "POINTPASS_DATABASE_URL": rq_app.config["DATABASE_URL"],
+           "POINTPASS_REDIS_URL": REDIS_URL,
+           "POINTPASS_RQ_QUEUE": rq_app.config["RQ_QUEUE"],
+           "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker-instance")}
+    result = subprocess.run([BIN / "pointpass", "worker", "--burst"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert queue.count == 0
@@ -101,14 +95,31 @@ def test_jobs_go_to_rq_and_a_real_worker_runs_them(rq_app: Any, tmp_path: Path) 
 def test_the_worker_runs_the_retries_rq_schedules(rq_app: Any, tmp_path: Path) -> None:
     """rq retries a failed job, and one a killed worker abandoned, by scheduling it: the
     worker must run rq's scheduler, or the retry never runs."""
-    serial, queue = _referral_on_rq(rq_app)
+    from datetime import UTC, datetime, timedelta
+
+    from app.auth import keys
+    from tests.conftest import PROGRAM
+
+    with rq_app.app_context():
+        admin = keys.create("admin", "admin")[1]
+    api = ApiClient(rq_app.test_client(), admin)
+    program = api.post("/api/v1/programs", json=PROGRAM).json
+    serial, _ = _refer(api, program)
+
+    queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
     job = next(job for job in queue.jobs
                if job.func_name == "app.enrollment.service.credit_referral")
     # What Job.retry() does with a retry interval: off the queue, onto the schedule.
     queue.remove(job)
     queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=1))
 
-    worker = subprocess.Popen([BIN / "pointpass", "worker"], env=_worker_env(rq_app, tmp_path),
+    env = {**os.environ,
+           "POINTPASS_ENV": "testing",
+           "POINTPASS_DATABASE_URL": rq_app.config["DATABASE_URL"],
+           "POINTPASS_REDIS_URL": REDIS_URL,
+           "POINTPASS_RQ_QUEUE": rq_app.config["RQ_QUEUE"],
+           "POINTPASS_INSTANCE_PATH": str(tmp_path / "worker-instance")}
+    worker = subprocess.Popen([BIN / "pointpass", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120  # the worker imports and starts the whole app
@@ -123,8 +134,12 @@ def test_the_worker_runs_the_retries_rq_schedules(rq_app: Any, tmp_path: Path) -
 
 def test_unreachable_redis_falls_back_to_in_process(database: Any, tmp_path: Path) -> None:
     for app in _make_app(database, tmp_path, REDIS_URL="redis://127.0.0.1:1/0"):
+        from app.auth import keys
+
         with app.app_context():
             api = ApiClient(app.test_client(), keys.create("admin", "admin")[1])
+        from tests.conftest import PROGRAM
+
         program = api.post("/api/v1/programs", json=PROGRAM).json
         serial, _ = _refer(api, program)
         with app.app_context():
