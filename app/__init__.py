@@ -14,8 +14,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.routing import IntegerConverter
 
+from app import (
+    background,
+    dbutil,
+    health,
+    jsonbody,
+    logs,
+    openapi,
+    problems,
+    ratelimit,
+    redisclient,
+)
 from app import config as config_module
-from app import dbutil, health, jobs, jsonbody, logs, openapi, problems, ratelimit, redisclient
 from app.api.loyalty import bp as loyalty_api
 from app.auth import models as _auth_models  # noqa: F401 - register the tables
 from app.auth.api import bp as keys_api
@@ -91,7 +101,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     jsonbody.init_app(app)
     problems.init_app(app)
     openapi.init_app(app)
-    jobs.init_app(app)
+    background.init_app(app)
     ratelimit.init_app(app)
     apple_setup.init_app(app)
     google_setup.init_app(app)

@@ -1,11 +1,17 @@
-"""Database helpers: statements that differ by database, statements compiled once for the
-hot path, and live pooled connections."""
+"""Database helpers: statements that differ by database, the driver-level transaction of a
+posting and the statements it runs, the one after-commit hook, and live pooled connections.
+
+Run after commit: :func:`after_commit` attaches a callback to the current transaction, a
+posting's :class:`DriverTransaction` when one is open, else the Session's. It runs once that
+transaction has committed and is dropped if it rolls back (a rolled-back savepoint drops
+nothing: only the outermost transaction decides).
+"""
 
 from __future__ import annotations
 
 import select
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from flask import g
@@ -13,10 +19,15 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.extensions import db
 
 INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+Callback = Callable[[], None]
+# Callbacks waiting for a transaction to commit, each with its key (None: no key).
+Waiting = list[tuple[Hashable | None, Callback]]
 
 
 def insert(model: Any) -> Any:
@@ -30,12 +41,13 @@ def upsert(model: Any, key: dict[str, Any], values: dict[str, Any]) -> None:
     db.session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=values))
 
 
-class Precompiled:
-    """A Core statement compiled once for a database, run on a DBAPI cursor (see :class:`Raw`).
+class CompiledStatement:
+    """A Core statement compiled for one database, run on a DBAPI cursor (what a
+    :class:`DriverStatement` compiles to, and a :class:`DriverTransaction` runs).
 
     For a short statement, SQLAlchemy's execution layer (execution context, parameter and
     result objects, events) costs as much CPU as the driver's own work. The postings run the
-    same few statements on every request, so they are compiled here once and run straight on
+    same few statements on every request, so they are compiled once and run straight on
     the driver. Parameters pass through the column types'
     own bind processors and results through their result processors, so the values are the
     ones SQLAlchemy would send and return. What SQLAlchemy adds at execution time is refused
@@ -99,30 +111,32 @@ class Precompiled:
                      for process, value in zip(self._results, row, strict=True))
 
 
-class Prebuilt:
-    """A statement built by ``build(dialect name)`` and compiled once per kind of database, on
-    first use (``build`` may ignore the name when the statement is the same everywhere).
+class DriverStatement:
+    """A statement for a :class:`DriverTransaction`: built by ``build(dialect name)`` and
+    compiled once per kind of database, on first use (``build`` may ignore the name when the
+    statement is the same everywhere).
 
-    ``prebuilt(dialect)`` gives the :class:`Precompiled` statement for that database.
+    ``statement(dialect)`` gives the :class:`CompiledStatement` for that database.
     """
 
     def __init__(self, build: Callable[[str], Any], column_keys: list[str] | None = None,
                  ) -> None:
         self._build = build
         self._column_keys = column_keys
-        self._compiled: dict[str, Precompiled] = {}
+        self._compiled: dict[str, CompiledStatement] = {}
 
-    def __call__(self, dialect: Dialect) -> Precompiled:
+    def __call__(self, dialect: Dialect) -> CompiledStatement:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:  # two threads may both compile it: the same result either way
-            compiled = Precompiled(self._build(dialect.name), dialect, self._column_keys)
+            compiled = CompiledStatement(self._build(dialect.name), dialect, self._column_keys)
             self._compiled[dialect.name] = compiled
         return compiled
 
 
-class Raw:
-    """A transaction driven at the driver: runs :class:`Prebuilt` statements on a DBAPI
-    cursor, then :meth:`commit` or :meth:`rollback`.
+class DriverTransaction:
+    """A posting's transaction, driven at the driver: runs :class:`DriverStatement`\\ s on a
+    DBAPI cursor, then :meth:`commit` or :meth:`rollback`. Begin one with
+    :func:`begin_driver_transaction`.
 
     On PostgreSQL it holds a pooled connection of its own, outside the Session (the Session's
     bookkeeping costs more than the statements of a short posting). On SQLite it shares the
@@ -130,7 +144,8 @@ class Raw:
     write lock, which a second connection would wait for. Driver errors come out as
     SQLAlchemy's exceptions, as they would from ``Session.execute``, and a lost connection is
     invalidated so the pool replaces it. A transaction still open when the application
-    context ends (an error escaped) is rolled back then.
+    context ends (an error escaped) is rolled back then. While it is open it is the current
+    transaction of :func:`after_commit`.
     """
 
     def __init__(self, connection: Any, dialect: Dialect, *, session: Any = None) -> None:
@@ -142,35 +157,38 @@ class Raw:
         self.cursor = connection.cursor()
         self.dialect = dialect
         self.done = False
-        self._on_commit: list[Callable[[], None]] = []
+        self._after_commit: Waiting = []
 
-    def first(self, statement: Prebuilt, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    def first(self, statement: DriverStatement,
+              params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The statement's first row, or ``None``."""
-        return self._run(statement, params, Precompiled.first)  # type: ignore[no-any-return]
+        return self._run(statement, params, CompiledStatement.first)  # type: ignore[no-any-return]
 
-    def all(self, statement: Prebuilt, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def all(self, statement: DriverStatement,
+            params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The statement's rows."""
-        return self._run(statement, params, Precompiled.all)  # type: ignore[no-any-return]
+        return self._run(statement, params, CompiledStatement.all)  # type: ignore[no-any-return]
 
-    def execute(self, statement: Prebuilt, params: Mapping[str, Any]) -> int:
+    def execute(self, statement: DriverStatement, params: Mapping[str, Any]) -> int:
         """The number of rows the statement matched or wrote."""
-        return self._run(statement, params, Precompiled.execute)  # type: ignore[no-any-return]
+        return self._run(statement, params,  # type: ignore[no-any-return]
+                         CompiledStatement.execute)
 
-    def _run(self, statement: Prebuilt, params: Mapping[str, Any],
-             method: Callable[[Precompiled, Any, Mapping[str, Any]], Any]) -> Any:
+    def _run(self, statement: DriverStatement, params: Mapping[str, Any],
+             method: Callable[[CompiledStatement, Any, Mapping[str, Any]], Any]) -> Any:
+        if self.done:  # its connection may be another request's by now
+            raise RuntimeError("this transaction has ended")
         compiled = statement(self.dialect)
         try:
             return method(compiled, self.cursor, params)
         except self.dialect.loaded_dbapi.Error as error:
             raise self._failed(error, compiled.sql, params) from error
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once the transaction has committed (not if it rolls back)."""
-        self._on_commit.append(callback)
-
     def commit(self) -> None:
+        """Commit, then run the callbacks :func:`after_commit` attached to it."""
         if self.session_bound:
-            db.session.commit()
+            db.session.commit()  # on failure it stays open, for rollback()
+            self._end()
         else:
             try:
                 self.connection.commit()
@@ -180,17 +198,17 @@ class Raw:
                     self._release()
                 raise failure from error
             self._release()
-        self.done = True
-        callbacks, self._on_commit = self._on_commit, []
-        for callback in callbacks:
+        waiting, self._after_commit = self._after_commit, []
+        for _key, callback in waiting:
             callback()
 
     def rollback(self) -> None:
-        self._on_commit.clear()
+        """Roll back (nothing if it has ended); its :func:`after_commit` callbacks are dropped."""
+        self._after_commit.clear()
         if self.done:
             return
         if self.session_bound:
-            self.done = True
+            self._end()
             db.session.rollback()
             return
         try:
@@ -200,8 +218,15 @@ class Raw:
         if not self.done:
             self._release()
 
-    def _release(self) -> None:
+    def _end(self) -> None:
+        """No longer open: no statement runs on it, and it stops being the current one."""
         self.done = True
+        open_transactions = g.get(_OPEN)
+        if open_transactions and self in open_transactions:
+            open_transactions.remove(self)
+
+    def _release(self) -> None:
+        self._end()
         self.connection.close()  # back to the pool (or discarded, if invalidated)
 
     def _failed(self, error: Any, sql: str, params: Mapping[str, Any]) -> Exception:
@@ -216,26 +241,74 @@ class Raw:
                                        connection_invalidated=lost, dialect=self.dialect)
 
 
-_OPEN = "pointpass.raw_transactions"
+# The driver transactions open in this application context, innermost last.
+_OPEN = "pointpass.driver_transactions"
 
 
-def begin() -> Raw:
-    """Begin a transaction for a posting (see :class:`Raw`)."""
+def begin_driver_transaction() -> DriverTransaction:
+    """Begin a posting's transaction (see :class:`DriverTransaction`)."""
     engine = db.engine
     if engine.dialect.name == "sqlite":
         connection = db.session.connection()  # BEGIN IMMEDIATE: see create_app
-        tx = Raw(connection.connection, connection.dialect, session=connection)
+        tx = DriverTransaction(connection.connection, connection.dialect, session=connection)
     else:
-        tx = Raw(engine.raw_connection(), engine.dialect)
+        tx = DriverTransaction(engine.raw_connection(), engine.dialect)
     g.setdefault(_OPEN, []).append(tx)
     return tx
 
 
 def end_open_transactions(_error: BaseException | None = None) -> None:
-    """Roll back what an escaped error left open (a ``teardown_appcontext`` handler)."""
-    for tx in g.pop(_OPEN, ()):
-        if not tx.done:
-            tx.rollback()
+    """Roll back the driver transactions an escaped error left open (a
+    ``teardown_appcontext`` handler)."""
+    for tx in list(g.get(_OPEN, ())):
+        tx.rollback()
+    g.pop(_OPEN, None)
+
+
+# Session.info key: the callbacks waiting for the Session's transaction to commit.
+_SESSION_WAITING = "pointpass.after_commit"
+
+
+def after_commit(callback: Callback, *, key: Hashable | None = None) -> None:
+    """Call ``callback()`` once the current transaction has committed; never if it rolls back.
+
+    The current transaction is the innermost :class:`DriverTransaction` open in this
+    application context (a posting's), else the Session's. With ``key``, nothing is added
+    when a callback with the same key already waits for this transaction.
+    """
+    open_transactions = g.get(_OPEN)
+    if open_transactions:
+        _wait(open_transactions[-1]._after_commit, callback, key)
+        return
+    session = db.session()
+    if not session.in_transaction():
+        # Start the (lazy, connection-less) transaction the callback belongs to, so that a
+        # rollback with nothing else done still discards it.
+        session.begin()
+    _wait(session.info.setdefault(_SESSION_WAITING, []), callback, key)
+
+
+def _wait(waiting: Waiting, callback: Callback, key: Hashable | None) -> None:
+    if key is None or all(waiting_key != key for waiting_key, _ in waiting):
+        waiting.append((key, callback))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_committed(session: Session) -> None:
+    # Also fired when a savepoint is released: its callbacks wait for the outermost commit.
+    if session.get_nested_transaction() is not None:
+        return
+    waiting = session.info.pop(_SESSION_WAITING, None)
+    for _key, callback in waiting or ():
+        callback()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    # "soft": fires even when no database transaction had begun yet; only the outermost
+    # transaction owns the callbacks (a rolled-back savepoint does not drop them).
+    if previous_transaction.parent is None:
+        session.info.pop(_SESSION_WAITING, None)
 
 
 # A connection idle in the pool longer than this is pinged before use (a firewall or NAT may

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -82,11 +84,15 @@ def free_port() -> int:
 @contextmanager
 def gunicorn(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:app",
              ) -> Iterator[tuple[int, int]]:
-    """Start gunicorn serving ``app`` on a free port; yields ``(port, master pid)``."""
+    """Start gunicorn serving ``app`` on a free port once every worker has loaded it; yields
+    ``(port, master pid)``."""
     port = free_port()
+    ready = Path(tempfile.mkdtemp(prefix="pointpass-bench-ready-"))
     proc = subprocess.Popen(
         [
             BIN / "gunicorn",
+            "-c",
+            "python:benchmarks.gunicorn_ready",
             "-b",
             f"127.0.0.1:{port}",
             "-w",
@@ -99,25 +105,23 @@ def gunicorn(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:a
             "30",
             app,
         ],
-        env={**os.environ, **env},
+        env={**os.environ, **env, "BENCH_READY_DIR": str(ready)},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") from None
-                time.sleep(0.1)
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < workers:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "")
+            time.sleep(0.1)
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
         yield port, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        shutil.rmtree(ready, ignore_errors=True)
 
 
 def _cpu_of(pid: int) -> float:

@@ -25,7 +25,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select, text
 
-from app import create_app, jobs
+from app import background, create_app
 from app.auth import keys as api_keys
 from app.extensions import db
 from app.loyalty.codes import redemption_code
@@ -99,7 +99,7 @@ def make_app(database: Database, tmp_path: Path, **overrides: Any) -> Iterator[F
     app.config["DATABASE_NAME"] = database.name
     yield app
     with app.app_context():
-        jobs.dispatcher().shutdown()
+        background.dispatcher().shutdown()
         db.session.remove()
         db.engine.dispose()
     database.reset()

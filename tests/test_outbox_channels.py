@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import jobs
+from app import background
 from app.outbox import channels
 from app.outbox.channels import Channel, Claimed, Delivery
 from tests.factories import ApiClient, create_card
@@ -53,7 +53,7 @@ def test_a_registered_channel_is_told_of_every_change_it_asks_for(
 
     serial = create_card(api, program, name="Ari")["serial_number"]
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     card_id = _card_id(app, serial)
     assert hook.told == [(card_id, None)]  # the new card
 
@@ -61,7 +61,7 @@ def test_a_registered_channel_is_told_of_every_change_it_asks_for(
                         headers={"Idempotency-Key": "one"})
     assert response.status_code == 201, response.json
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     assert hook.told == [(card_id, None), (card_id, None)]
     assert off.told == []  # not configured: no rows written for it
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app import ratelimit, redisclient
+from app import background, ratelimit, redisclient
 from app.redisclient import redis_for
 from app.wallet.apple.setup import apple_wallet
 from app.wallet.google.setup import google_wallet
@@ -30,6 +30,7 @@ def test_every_user_of_redis_shares_the_apps_one_pool(sqlite_database: Any,
         assert store.redis.connection_pool is pool  # type: ignore[attr-defined]
         assert google_limiter.redis.connection_pool is pool
         assert limiter_storage.storage.connection_pool is pool
+        assert app.extensions[background.EXTENSION].connection.connection_pool is pool
 
 
 def test_connections_time_out(sqlite_database: Any, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import jobs
+from app import background
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, ledger
@@ -98,7 +98,7 @@ def enroll(program: Program, data: Enrollment) -> Card:
     db.session.add_all([member, card])
     if referrer is not None and program.referral_bonus_points > 0:
         db.session.flush()
-        jobs.enqueue_after_commit(credit_referral, member.id)
+        background.enqueue_after_commit(credit_referral, member.id)
     db.session.flush()
     # Every wallet hears of the new card through the outbox: Google's object is created by
     # the drain this asks for after commit, never in this request (its save link is withheld

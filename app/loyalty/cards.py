@@ -14,21 +14,19 @@ from app.timeutil import utcnow
 
 log = logging.getLogger("pointpass.cards")
 
-_VOID = dbutil.Prebuilt(lambda dialect: update(Card.__table__).where(
+_VOID = dbutil.DriverStatement(lambda dialect: update(Card.__table__).where(
     Card.__table__.c.id == bindparam("card_id")
 ).values(status=bindparam("status", type_=Card.status.type), **changes.bump_template(dialect)))
 
 
 def void(serial_number: str, *, reason: str, actor: str) -> Card:
     """Void a card for good: its passes say so and its balance can no longer change. Commits."""
-    card = ledger.lock_card(serial_number)
-    if card.status is CardStatus.VOIDED:
-        card.tx.rollback()
-        raise CardVoided(f"Card {serial_number} is already voided.")
-    now = utcnow()
-    card.tx.execute(_VOID, {"card_id": card.id, "status": CardStatus.VOIDED,
-                            **changes.bump_params(now)})
-    changes.announce_card(card.tx, card.id, now)
-    card.tx.commit()
+    with ledger.posting(serial_number) as p:  # no ledger entry: the card's lock, one commit
+        if p.card.status is CardStatus.VOIDED:
+            raise CardVoided(f"Card {serial_number} is already voided.")
+        now = utcnow()
+        p.tx.execute(_VOID, {"card_id": p.card.id, "status": CardStatus.VOIDED,
+                             **changes.bump_params(now)})
+        changes.announce_card(p.tx, p.card.id, now)
     log.info("card %s voided by %s: %s", serial_number, actor, reason)
     return ledger.get_card(serial_number)

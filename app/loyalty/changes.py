@@ -107,9 +107,9 @@ def _announce_ids(wallets: tuple[Channel, ...], new_cards: bool) -> Any:
 
 
 @lru_cache(maxsize=16)
-def _announce_one(wallets: tuple[Channel, ...]) -> dbutil.Prebuilt:
+def _announce_one(wallets: tuple[Channel, ...]) -> dbutil.DriverStatement:
     """The outbox insert for one card (parameter ``card_id``): every posting runs it."""
-    return dbutil.Prebuilt(lambda _dialect: channels.announce_statement(
+    return dbutil.DriverStatement(lambda _dialect: channels.announce_statement(
         wallets, Card.id, Card.id == bindparam("card_id")))
 
 
@@ -140,16 +140,16 @@ def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
     return written
 
 
-def announce_card(tx: dbutil.Raw, card_id: int, now: datetime) -> int:
-    """:func:`announce` for one card changed at ``now``, in a posting's transaction ``tx``.
-    """
+def announce_card(tx: dbutil.DriverTransaction, card_id: int, now: datetime) -> int:
+    """:func:`announce` for one card changed at ``now``, in a posting's transaction ``tx``
+    (the current one: the drain it asks for waits for it to commit)."""
     wallets = channels.active()
     if not wallets:
         return 0
     written = tx.execute(_announce_one(wallets),
                          {"card_id": card_id, "now": now, "update_id": None})
     if written:
-        tx.on_commit(drain.request_drain)
+        drain.drain_after_commit()
     return written
 
 

@@ -1,11 +1,12 @@
 """The points ledger: the only code that changes a card's balance.
 
-A posting is one transaction: lock the card row (finding any earlier entry with the same
-idempotency key in the same query), read the program's tiers, a guarded relative update
-(``balance = balance + :points WHERE balance + :points >= 0``), the ledger insert, the outbox
-row that tells the wallets, commit. The
-``balance >= 0`` CHECK constraint backs the guard, so no interleaving of requests, on SQLite
-or PostgreSQL, can overdraw a card.
+A posting is one transaction, ``with posting(serial, idempotency_key, request_fp) as p:``
+lock the card row (finding any earlier entry with the same idempotency key in the same query),
+read the program's tiers, then ``p.post()``: a guarded relative update (``balance = balance +
+:points WHERE balance + :points >= 0``), the ledger insert, the outbox row that tells the
+wallets; and whatever else the caller writes in the block. It commits when the block ends and
+rolls back if anything raises. The ``balance >= 0`` CHECK constraint backs the guard,
+so no interleaving of requests, on SQLite or PostgreSQL, can overdraw a card.
 
 Idempotency keys are unique per card. The key lookup in the locking query serves plain retries
 cheaply, but on PostgreSQL (READ COMMITTED) that statement's snapshot predates the wait for the
@@ -13,7 +14,8 @@ lock, so it cannot see an entry committed by the request it waited for. The ledg
 therefore ``ON CONFLICT DO NOTHING``: a conflict means a concurrent request with the same key
 won, and this transaction rolls back and answers with that request's entry. A check that
 fails under the lock for the same reason (the winner spent the points or used the code) looks
-the key up again with a new statement before refusing (:func:`committed_replay`).
+the key up again with a new statement before refusing
+(:meth:`PostingTransaction.committed_replay`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, bindparam, func, select, update
+from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, select, update
 
 from app import dbutil
 from app.errors import (
@@ -95,8 +98,6 @@ class LockedCard:
     earn_amount: int
     barcode_version: int
     tier_name: str | None
-    replay_entry_id: int | None
-    tx: dbutil.Raw = field(repr=False, compare=False)  # the transaction holding the lock
 
 
 def fingerprint(**request: Any) -> str:
@@ -116,7 +117,8 @@ def tier_for(tiers: list[Any], lifetime_points: int) -> Any:
     return max(reached, key=lambda t: t.threshold) if reached else None
 
 
-_TIER_RULES = dbutil.Prebuilt(lambda _dialect: select(
+# The statements of every posting, compiled once per database (postings are the hot path).
+_TIER_RULES = dbutil.DriverStatement(lambda _dialect: select(
     Tier.id, Tier.name, Tier.threshold, Tier.multiplier_percent
 ).where(Tier.program_id == bindparam("program_id")))
 _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
@@ -144,27 +146,246 @@ def _lock_statement(with_key: bool) -> Any:
     )
 
 
-# The statements of every posting, compiled once per database (postings are the hot path).
-_LOCK = {with_key: dbutil.Prebuilt(lambda _dialect, with_key=with_key: _lock_statement(with_key))
-         for with_key in (False, True)}
+_LOCK = {with_key: dbutil.DriverStatement(
+    lambda _dialect, with_key=with_key: _lock_statement(with_key)) for with_key in (False, True)}
+_ENTRY_BY_ID = dbutil.DriverStatement(lambda _dialect: select(
+    LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points, LedgerEntry.balance_after,
+    LedgerEntry.reference, LedgerEntry.reason, LedgerEntry.amount, LedgerEntry.currency,
+    LedgerEntry.created_at, LedgerEntry.request_fingerprint,
+).where(LedgerEntry.id == bindparam("id")))
+_ENTRY_ID_FOR_KEY = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
+    LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.idempotency_key == bindparam("key")))
 
 
-def _tier_rules(tx: dbutil.Raw, program_id: int) -> list[TierRule]:
-    return [TierRule(*row) for row in tx.all(_TIER_RULES, {"program_id": program_id})]
+def guarded_update(also_set: Callable[[Table], dict[str, Any]] | None = None,
+                   ) -> dbutil.DriverStatement:
+    """The guarded update of a posting, setting the columns ``also_set(cards)`` gives too.
 
-
-def lock_card(serial_number: str, idempotency_key: str | None = None) -> LockedCard:
-    """Lock a card's row until the transaction ends (SQLite: the database write lock).
-
-    The same statement looks up an earlier entry with ``idempotency_key``: a plain retry is
-    answered without writing (see the module docstring for the concurrent case).
+    Build it once, at import: a domain that changes more of the card with its postings (a
+    redemption rotates the card's code) passes it to :meth:`PostingTransaction.post`, with
+    its own parameters, and the posting stays one statement. Parameters: ``card_id``,
+    ``points`` (signed), ``lifetime_delta``, ``new_tier_id`` and :func:`changes.bump_params`.
     """
-    tx = dbutil.begin()
-    row = tx.first(_LOCK[bool(idempotency_key)], {"serial": serial_number, "key": idempotency_key})
-    if row is None:
-        tx.rollback()
-        raise NotFound(f"No card with serial number {serial_number!r}.")
-    return LockedCard(*row[:12], replay_entry_id=row[12] if idempotency_key else None, tx=tx)
+
+    def build(dialect: str) -> Any:
+        cards = Card.__table__
+        points = bindparam("points", type_=BigInteger)
+        return (
+            update(cards)
+            .where(cards.c.id == bindparam("card_id"), cards.c.balance + points >= 0)
+            .values(
+                balance=cards.c.balance + points,
+                lifetime_points=cards.c.lifetime_points
+                + bindparam("lifetime_delta", type_=BigInteger),
+                tier_id=bindparam("new_tier_id", type_=Integer),
+                **changes.bump_template(dialect),
+                **(also_set(cards) if also_set else {}),
+            )
+            .returning(cards.c.balance)
+        )
+
+    return dbutil.DriverStatement(build)
+
+
+def _entry_insert(dialect: str) -> Any:
+    """The ledger insert; a concurrent request with the same key makes it insert nothing."""
+    entries = LedgerEntry.__table__
+    return (
+        dbutil.INSERT[dialect](entries)
+        .on_conflict_do_nothing(index_elements=["card_id", "idempotency_key"])
+        .returning(entries.c.id)
+    )
+
+
+_ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
+                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
+_UPDATE = guarded_update()
+_INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
+
+
+def posting(serial_number: str, idempotency_key: str | None = None,
+            request_fp: str | None = None) -> PostingTransaction:
+    """A posting to a card: ``with posting(...) as p:`` locks the card's row (SQLite: the
+    database write lock) and commits when the block ends; any exception rolls it back.
+
+    With ``idempotency_key``, the same locking read looks up an earlier entry made with it: a
+    plain retry finds ``p.replay`` set (the earlier posting, rolled back, nothing written),
+    or ``IdempotencyKeyReused`` is raised when ``request_fp`` (:func:`fingerprint`) differs.
+    ``NotFound`` when there is no such card.
+    """
+    return PostingTransaction(serial_number, idempotency_key, request_fp)
+
+
+class PostingTransaction:
+    """The transaction of one posting, holding the card's lock (see :func:`posting`).
+
+    ``card`` is the card as read under the lock; ``tx`` the transaction
+    (:class:`app.dbutil.DriverTransaction`), for a caller's own statements in the same
+    transaction; ``replay`` the earlier posting an idempotency key found, if any.
+    """
+
+    card: LockedCard
+    tx: dbutil.DriverTransaction
+
+    def __init__(self, serial_number: str, idempotency_key: str | None,
+                 request_fp: str | None) -> None:
+        self.serial_number = serial_number
+        self.idempotency_key = idempotency_key or None
+        self.request_fp = request_fp
+        self.replay: Posting | None = None
+
+    def __enter__(self) -> PostingTransaction:
+        key = self.idempotency_key
+        tx = self.tx = dbutil.begin_driver_transaction()
+        try:
+            row = tx.first(_LOCK[key is not None], {"serial": self.serial_number, "key": key})
+            if row is None:
+                raise NotFound(f"No card with serial number {self.serial_number!r}.")
+            self.card = LockedCard(*row[:12])
+            if key is not None and row[12] is not None:
+                self.replay = self._replay(row[12])
+        except BaseException:
+            tx.rollback()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.tx.rollback()
+        elif not self.tx.done:  # a replay has rolled back already
+            try:
+                self.tx.commit()
+            except BaseException:
+                self.tx.rollback()  # a commit that failed leaves nothing open either
+                raise
+
+    def tier_rules(self) -> list[TierRule]:
+        """The tiers of the card's program."""
+        return [TierRule(*row)
+                for row in self.tx.all(_TIER_RULES, {"program_id": self.card.program_id})]
+
+    def post(
+        self,
+        kind: EntryKind,
+        points: int,
+        *,
+        actor: str,
+        tiers: list[TierRule] | None = None,
+        reference: str | None = None,
+        reason: str | None = None,
+        amount: int | None = None,
+        currency: str | None = None,
+        card_update: dbutil.DriverStatement = _UPDATE,
+        card_update_params: dict[str, Any] | None = None,
+    ) -> Posting:
+        """Apply ``points`` to the card, append the entry and announce the change (committed
+        when the block ends).
+
+        ``card_update``: the card's guarded update, ``guarded_update()`` by default
+        (``card_update_params``: the parameters of what a variant also sets). When a
+        concurrent request with the same idempotency key went through first, the posting
+        rolls back and this returns that request's posting (``replayed``): the transaction
+        has ended.
+        """
+        card = self.card
+        if card.status is CardStatus.VOIDED:
+            raise CardVoided(f"Card {card.serial_number} is voided.")
+        if points == 0 or abs(points) > MAX_POINTS:
+            raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
+
+        now = utcnow()
+        lifetime = card.lifetime_points
+        tier_id = card.tier_id
+        tier_name = card.tier_name
+        if kind is EntryKind.EARN:
+            # The row is locked, so the stored lifetime is current: the new tier is chosen here.
+            if tiers is None:
+                tiers = self.tier_rules()
+            lifetime += points
+            new_tier = tier_for(tiers, lifetime)
+            tier_id = new_tier.id if new_tier else None
+            tier_name = new_tier.name if new_tier else None
+
+        tx, key = self.tx, self.idempotency_key
+        params = {
+            "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
+            "new_tier_id": tier_id, **changes.bump_params(now),
+        }
+        if card_update_params:
+            params.update(card_update_params)
+        updated = tx.first(card_update, params)
+        if updated is None:
+            if key is not None and (earlier := self._entry_id_for_key()):
+                return self._replay(earlier)
+            raise InsufficientPoints(
+                f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
+                balance=card.balance,
+            )
+
+        (balance,) = updated
+        inserted = tx.first(_INSERT_ENTRY, {
+            "card_id": card.id,
+            "kind": kind,
+            "points": points,
+            "balance_after": balance,
+            "actor": actor,
+            "reference": reference,
+            "reason": reason,
+            "idempotency_key": key,
+            "request_fingerprint": self.request_fp if key else None,
+            "amount": amount,
+            "currency": currency,
+            "created_at": now,
+        })
+        if inserted is None:  # a concurrent request with the same key committed first
+            return self._replay(self._entry_id_for_key())
+        changes.announce_card(tx, card.id, now)
+        return Posting(
+            serial_number=card.serial_number,
+            balance=balance,
+            lifetime_points=lifetime,
+            tier=tier_name,
+            entry=Entry(inserted[0], kind, points, balance, reference, reason, amount, currency,
+                        now),
+        )
+
+    def committed_replay(self) -> Posting | None:
+        """The posting made with this idempotency key, looked up again with a new statement,
+        or None (the transaction then stays open).
+
+        For a check that fails under the lock because a concurrent request with the same key
+        already went through: the locking read's lookup can miss it (see the module
+        docstring). A replay rolls back, as ``p.replay`` did.
+        """
+        if self.idempotency_key is None:
+            return None
+        earlier = self._entry_id_for_key()
+        return None if earlier is None else self._replay(earlier)
+
+    def _entry_id_for_key(self) -> int | None:
+        row = self.tx.first(_ENTRY_ID_FOR_KEY, {"card_id": self.card.id,
+                                                "key": self.idempotency_key})
+        return None if row is None else int(row[0])
+
+    def _replay(self, entry_id: int | None) -> Posting:
+        """The earlier posting ``entry_id``; rolls back (releases the lock, nothing written)."""
+        row = self.tx.first(_ENTRY_BY_ID, {"id": entry_id})
+        self.tx.rollback()
+        assert row is not None
+        entry, fingerprint_of_first = Entry(*row[:9]), row[9]
+        if fingerprint_of_first != self.request_fp:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used for a different request on this card."
+            )
+        return Posting(
+            serial_number=self.card.serial_number,
+            balance=entry.balance_after,
+            lifetime_points=self.card.lifetime_points,
+            tier=self.card.tier_name,
+            entry=entry,
+            replayed=True,
+        )
 
 
 def earn(
@@ -180,34 +401,32 @@ def earn(
     """Credit points, given directly or computed from a purchase amount, then commit."""
     request_fp = fingerprint(op="earn", points=points, amount=amount, currency=currency,
                              reference=reference)
-    card = lock_card(serial_number, idempotency_key)
-    if card.replay_entry_id is not None:
-        return replay(card, request_fp)
-    tiers = _tier_rules(card.tx, card.program_id)
-    if amount is not None:
-        if currency != card.currency:
-            card.tx.rollback()
-            raise Unprocessable(
-                f"This program earns in {card.currency}; the purchase is in {currency}.",
-                errors=[{"location": "json", "field": "currency",
-                         "message": f"Must be {card.currency}."}],
-            )
-        tier = next((t for t in tiers if t.id == card.tier_id), None)
-        points = points_for_amount(card.earn_points, card.earn_amount,
-                                   tier.multiplier_percent if tier else 100, amount)
-        if points <= 0:
-            card.tx.rollback()
-            raise Unprocessable(
-                f"A purchase of {amount} minor units earns no points at this program's rate.",
-                errors=[{"location": "json", "field": "amount",
-                         "message": "Too small to earn a point."}],
-            )
-    if points is None or points <= 0:
-        card.tx.rollback()
-        raise Unprocessable("Earn needs a positive number of points or a purchase amount.")
-    return post(card, EntryKind.EARN, points, actor=actor, tiers=tiers, reference=reference,
-                idempotency_key=idempotency_key, request_fp=request_fp, amount=amount,
-                currency=currency)
+    with posting(serial_number, idempotency_key, request_fp) as p:
+        if p.replay is not None:
+            return p.replay
+        card = p.card
+        tiers = p.tier_rules()
+        if amount is not None:
+            if currency != card.currency:
+                raise Unprocessable(
+                    f"This program earns in {card.currency}; the purchase is in {currency}.",
+                    errors=[{"location": "json", "field": "currency",
+                             "message": f"Must be {card.currency}."}],
+                )
+            tier = next((t for t in tiers if t.id == card.tier_id), None)
+            points = points_for_amount(card.earn_points, card.earn_amount,
+                                       tier.multiplier_percent if tier else 100, amount)
+            if points <= 0:
+                raise Unprocessable(
+                    f"A purchase of {amount} minor units earns no points at this program's "
+                    "rate.",
+                    errors=[{"location": "json", "field": "amount",
+                             "message": "Too small to earn a point."}],
+                )
+        if points is None or points <= 0:
+            raise Unprocessable("Earn needs a positive number of points or a purchase amount.")
+        return p.post(EntryKind.EARN, points, actor=actor, tiers=tiers, reference=reference,
+                      amount=amount, currency=currency)
 
 
 def adjust(
@@ -220,191 +439,10 @@ def adjust(
 ) -> Posting:
     """Add or remove points by hand (signed), with a reason, then commit."""
     request_fp = fingerprint(op="adjust", points=points, reason=reason)
-    card = lock_card(serial_number, idempotency_key)
-    if card.replay_entry_id is not None:
-        return replay(card, request_fp)
-    return post(card, EntryKind.ADJUST, points, actor=actor, reason=reason,
-                idempotency_key=idempotency_key, request_fp=request_fp)
-
-
-def replay(card: LockedCard, request_fp: str) -> Posting:
-    """The earlier posting made with the card's idempotency key (rolls back; see lock_card)."""
-    row = card.tx.first(_ENTRY_BY_ID, {"id": card.replay_entry_id})
-    card.tx.rollback()  # release the lock; nothing was written
-    assert row is not None
-    entry, fingerprint_of_first = Entry(*row[:9]), row[9]
-    if fingerprint_of_first != request_fp:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used for a different request on this card."
-        )
-    return Posting(
-        serial_number=card.serial_number,
-        balance=entry.balance_after,
-        lifetime_points=card.lifetime_points,
-        tier=card.tier_name,
-        entry=entry,
-        replayed=True,
-    )
-
-
-_ENTRY_BY_ID = dbutil.Prebuilt(lambda _dialect: select(
-    LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points, LedgerEntry.balance_after,
-    LedgerEntry.reference, LedgerEntry.reason, LedgerEntry.amount, LedgerEntry.currency,
-    LedgerEntry.created_at, LedgerEntry.request_fingerprint,
-).where(LedgerEntry.id == bindparam("id")))
-_ENTRY_ID_FOR_KEY = dbutil.Prebuilt(lambda _dialect: select(LedgerEntry.id).where(
-    LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.idempotency_key == bindparam("key")))
-
-
-def _posting_update(dialect: str) -> Any:
-    """The guarded update of every posting.
-
-    Parameters: ``card_id``, ``points`` (signed), ``lifetime_delta``, ``new_tier_id``,
-    ``rotate`` (1 moves the card's code version on), ``totp_counter`` (or None) and
-    :func:`changes.bump_params`.
-    """
-    cards = Card.__table__
-    points = bindparam("points", type_=BigInteger)
-    return (
-        update(cards)
-        .where(cards.c.id == bindparam("card_id"), cards.c.balance + points >= 0)
-        .values(
-            balance=cards.c.balance + points,
-            lifetime_points=cards.c.lifetime_points
-            + bindparam("lifetime_delta", type_=BigInteger),
-            tier_id=bindparam("new_tier_id", type_=Integer),
-            barcode_version=cards.c.barcode_version + bindparam("rotate", type_=Integer),
-            totp_last_counter=func.coalesce(bindparam("totp_counter", type_=BigInteger),
-                                            cards.c.totp_last_counter),
-            **changes.bump_template(dialect),
-        )
-        .returning(cards.c.balance)
-    )
-
-
-def _entry_insert(dialect: str) -> Any:
-    """The ledger insert; a concurrent request with the same key makes it insert nothing."""
-    entries = LedgerEntry.__table__
-    return (
-        dbutil.INSERT[dialect](entries)
-        .on_conflict_do_nothing(index_elements=["card_id", "idempotency_key"])
-        .returning(entries.c.id)
-    )
-
-
-_ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
-                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
-_UPDATE = dbutil.Prebuilt(_posting_update)
-_INSERT_ENTRY = dbutil.Prebuilt(_entry_insert, _ENTRY_COLUMNS)
-
-
-def post(
-    card: LockedCard,
-    kind: EntryKind,
-    points: int,
-    *,
-    actor: str,
-    tiers: list[TierRule] | None = None,
-    reference: str | None = None,
-    reason: str | None = None,
-    idempotency_key: str | None = None,
-    request_fp: str | None = None,
-    amount: int | None = None,
-    currency: str | None = None,
-    rotate_code: bool = False,
-    totp_counter: int | None = None,
-    before_commit: Callable[[Entry], None] | None = None,
-) -> Posting:
-    """Apply ``points`` to a card locked with :func:`lock_card`, append the entry, commit.
-
-    ``rotate_code`` moves the card's code version on in the same guarded update (and
-    ``totp_counter`` records the rotating code value used); ``before_commit`` runs with the
-    new entry inside the transaction (to record what the posting was for).
-    """
-    if card.status is CardStatus.VOIDED:
-        card.tx.rollback()
-        raise CardVoided(f"Card {card.serial_number} is voided.")
-    if points == 0 or abs(points) > MAX_POINTS:
-        card.tx.rollback()
-        raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
-
-    now = utcnow()
-    lifetime = card.lifetime_points
-    tier_id = card.tier_id
-    tier_name = card.tier_name
-    if kind is EntryKind.EARN:
-        # The row is locked, so the stored lifetime is current: the new tier is chosen here.
-        if tiers is None:
-            tiers = _tier_rules(card.tx, card.program_id)
-        lifetime += points
-        new_tier = tier_for(tiers, lifetime)
-        tier_id = new_tier.id if new_tier else None
-        tier_name = new_tier.name if new_tier else None
-
-    tx = card.tx
-    updated = tx.first(_UPDATE, {
-        "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
-        "new_tier_id": tier_id, "rotate": int(rotate_code), "totp_counter": totp_counter,
-        **changes.bump_params(now),
-    })
-    if updated is None:
-        if idempotency_key and (earlier := _entry_id_for_key(tx, card.id, idempotency_key)):
-            return replay(replace(card, replay_entry_id=earlier), request_fp or "")
-        tx.rollback()
-        raise InsufficientPoints(
-            f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
-            balance=card.balance,
-        )
-
-    (balance,) = updated
-    inserted = tx.first(_INSERT_ENTRY, {
-        "card_id": card.id,
-        "kind": kind,
-        "points": points,
-        "balance_after": balance,
-        "actor": actor,
-        "reference": reference,
-        "reason": reason,
-        "idempotency_key": idempotency_key or None,
-        "request_fingerprint": request_fp if idempotency_key else None,
-        "amount": amount,
-        "currency": currency,
-        "created_at": now,
-    })
-    if inserted is None:  # a concurrent request with the same key committed first
-        earlier = _entry_id_for_key(tx, card.id, idempotency_key or "")
-        return replay(replace(card, replay_entry_id=earlier), request_fp or "")
-    entry = Entry(inserted[0], kind, points, balance, reference, reason, amount, currency, now)
-    if before_commit is not None:
-        before_commit(entry)
-    changes.announce_card(tx, card.id, now)
-    tx.commit()
-    return Posting(
-        serial_number=card.serial_number,
-        balance=balance,
-        lifetime_points=lifetime,
-        tier=tier_name,
-        entry=entry,
-    )
-
-
-def _entry_id_for_key(tx: dbutil.Raw, card_id: int, idempotency_key: str) -> int | None:
-    row = tx.first(_ENTRY_ID_FOR_KEY, {"card_id": card_id, "key": idempotency_key})
-    return None if row is None else int(row[0])
-
-
-def committed_replay(card: LockedCard, idempotency_key: str, request_fp: str) -> Posting | None:
-    """The posting made with ``idempotency_key`` on the locked card, looked up again with a new
-    statement, or None (the transaction then stays open).
-
-    For a check that fails under the lock because a concurrent request with the same key
-    already went through: the locking read's lookup can miss it (see the module docstring).
-    A replay rolls back, as :func:`replay` does.
-    """
-    earlier = _entry_id_for_key(card.tx, card.id, idempotency_key)
-    if earlier is None:
-        return None
-    return replay(replace(card, replay_entry_id=earlier), request_fp)
+    with posting(serial_number, idempotency_key, request_fp) as p:
+        if p.replay is not None:
+            return p.replay
+        return p.post(EntryKind.ADJUST, points, actor=actor, reason=reason)
 
 
 def recent_entries(card: Card, limit: int = 10) -> list[LedgerEntry]:

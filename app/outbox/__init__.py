@@ -2,7 +2,7 @@
 
 Layers, lowest first (each imports only those below it)::
 
-    app.extensions, app.jobs, app.dbutil, app.timeutil   plumbing
+    app.extensions, app.background, app.dbutil, app.timeutil   plumbing
     app.outbox          the outbox table, the channel interface and registry, the drain
     app.loyalty         the points store; a change writes outbox rows (``changes.announce``)
     app.wallet.apple    channels: each supplies its audience (which changed cards it must

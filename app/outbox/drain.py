@@ -19,7 +19,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from app import jobs
+from app import background
 from app.extensions import db
 from app.outbox import channels
 from app.outbox.channels import Claimed, Delivery
@@ -40,12 +40,12 @@ class DrainStats:
 
 def drain_after_commit() -> None:
     """Ask for a drain once the current transaction commits."""
-    jobs.enqueue_after_commit(drain, coalesce=DRAIN_KEY)
+    background.enqueue_after_commit(drain, coalesce=DRAIN_KEY)
 
 
 def request_drain() -> None:
-    """Ask for a drain now (for a transaction that has just committed)."""
-    jobs.dispatcher().submit(drain, (), DRAIN_KEY)
+    """Ask for a drain now (the periodic sweep)."""
+    background.dispatcher().submit(drain, (), DRAIN_KEY)
 
 
 def _settings() -> tuple[int, int]:

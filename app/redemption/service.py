@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import BigInteger, bindparam, func, insert, select, update
 from sqlalchemy.orm import joinedload
 
 from app import dbutil
@@ -38,25 +38,32 @@ from passes.barcode import is_rotating, read_code, read_rotating_code
 
 SCAN_SECONDS = 300
 
-# Statements of every redemption, compiled once per database (see app.dbutil.Precompiled).
-_REWARD = dbutil.Prebuilt(lambda _dialect: select(
+# Statements of every redemption, compiled once per database (see app.dbutil.DriverStatement).
+_REWARD = dbutil.DriverStatement(lambda _dialect: select(
     Reward.program_id, Reward.active, Reward.points_cost, Reward.name
 ).where(Reward.id == bindparam("id")))
-_CODE_STATE = dbutil.Prebuilt(lambda _dialect: select(
+_CODE_STATE = dbutil.DriverStatement(lambda _dialect: select(
     Card.totp_last_counter, Program.google_rotating_barcode
 ).join(Program, Program.id == Card.program_id).where(Card.id == bindparam("card_id")))
-_LOCATION = dbutil.Prebuilt(lambda _dialect: select(ProgramLocation.program_id).where(
+_LOCATION = dbutil.DriverStatement(lambda _dialect: select(ProgramLocation.program_id).where(
     ProgramLocation.id == bindparam("id")))
-_REVERSED_AT = dbutil.Prebuilt(lambda _dialect: select(Redemption.reversed_at).where(
+_REVERSED_AT = dbutil.DriverStatement(lambda _dialect: select(Redemption.reversed_at).where(
     Redemption.id == bindparam("id")))
-_MARK_REVERSED = dbutil.Prebuilt(lambda _dialect: update(Redemption.__table__).where(
+_MARK_REVERSED = dbutil.DriverStatement(lambda _dialect: update(Redemption.__table__).where(
     Redemption.__table__.c.id == bindparam("redemption_id")
 ).values(reversed_at=bindparam("reversed_at", type_=Redemption.reversed_at.type),
          reversal_entry_id=bindparam("entry_id")))
-_RECORD = dbutil.Prebuilt(
+_RECORD = dbutil.DriverStatement(
     lambda _dialect: insert(Redemption.__table__).returning(Redemption.__table__.c.id),
     ["card_id", "ledger_entry_id", "reward_id", "points", "code_version", "staff_key_id",
      "location_id", "created_at"])
+# The posting's guarded update also rotates the card's code (and records the rotating value
+# used, parameter ``totp_counter``, or None): spending and using up the code are one statement.
+_SPEND_AND_ROTATE = ledger.guarded_update(lambda cards: {
+    "barcode_version": cards.c.barcode_version + 1,
+    "totp_last_counter": func.coalesce(bindparam("totp_counter", type_=BigInteger),
+                                       cards.c.totp_last_counter),
+})
 
 
 @dataclass(frozen=True)
@@ -233,71 +240,59 @@ def redeem(
     request_fp = ledger.fingerprint(op="redeem", serial=serial, reward_id=reward_id,
                                     points=points, location_id=location_id, code=code)
 
-    card = ledger.lock_card(serial, idempotency_key)
-    if card.replay_entry_id is not None:
-        return _result_of(ledger.replay(card, request_fp))
-    if card.status is CardStatus.VOIDED:
-        card.tx.rollback()
-        raise CardVoided("This card is voided.")
-    # Checked under the card's lock: two redemptions of one code or scan cannot both pass.
-    # The locking read gave the code version; a rotating value needs the card's last one.
-    last_counter, rotating_enabled = 0, False
-    if shown.totp_counter is not None:
-        code_state = card.tx.first(_CODE_STATE, {"card_id": card.id})
-        assert code_state is not None  # the card is locked, so it exists
-        last_counter, rotating_enabled = code_state
-    try:
-        _check_fresh(shown, card.barcode_version, last_counter, rotating_enabled,
-                     scanned=code is None)
-    except CodeAlreadyUsed:
-        # On PostgreSQL the locking read's key lookup saw the database as it was before the
-        # lock wait, so it misses a request with this key that committed meanwhile (and
-        # used the code): a new statement sees it, and this retry gets its answer.
-        if idempotency_key and (earlier := ledger.committed_replay(
-                card, idempotency_key, request_fp)):
-            return _result_of(earlier)
-        card.tx.rollback()
-        raise
-    except InvalidCode:
-        card.tx.rollback()
-        raise
-    totp_counter = shown.totp_counter
+    with ledger.posting(serial, idempotency_key, request_fp) as p:
+        if p.replay is not None:
+            return _result_of(p.replay)
+        card = p.card
+        if card.status is CardStatus.VOIDED:
+            raise CardVoided("This card is voided.")
+        # Checked under the card's lock: two redemptions of one code or scan cannot both pass.
+        # The locking read gave the code version; a rotating value needs the card's last one.
+        last_counter, rotating_enabled = 0, False
+        if shown.totp_counter is not None:
+            code_state = p.tx.first(_CODE_STATE, {"card_id": card.id})
+            assert code_state is not None  # the card is locked, so it exists
+            last_counter, rotating_enabled = code_state
+        try:
+            _check_fresh(shown, card.barcode_version, last_counter, rotating_enabled,
+                         scanned=code is None)
+        except CodeAlreadyUsed:
+            # On PostgreSQL the locking read's key lookup saw the database as it was before
+            # the lock wait, so it misses a request with this key that committed meanwhile
+            # (and used the code): a new statement sees it, and this retry gets its answer.
+            if earlier := p.committed_replay():
+                return _result_of(earlier)
+            raise
 
-    reward_name = None
-    if reward_id is not None:
-        reward = card.tx.first(_REWARD, {"id": reward_id})
-        if reward is None or reward[0] != card.program_id or not reward[1]:
-            card.tx.rollback()
-            raise Unprocessable("No such active reward in this card's program.", errors=[
-                {"location": "json", "field": "reward_id", "message": "Unknown reward."}])
-        points, reward_name = reward[2], reward[3]
-    if location_id is not None and card.tx.first(_LOCATION, {"id": location_id}) != (
-            card.program_id,):
-        card.tx.rollback()
-        raise Unprocessable("No such location in this card's program.", errors=[
-            {"location": "json", "field": "location_id", "message": "Unknown location."}])
-    assert points is not None
-    recorded: dict[str, Any] = {}
+        reward_name = None
+        if reward_id is not None:
+            reward = p.tx.first(_REWARD, {"id": reward_id})
+            if reward is None or reward[0] != card.program_id or not reward[1]:
+                raise Unprocessable("No such active reward in this card's program.", errors=[
+                    {"location": "json", "field": "reward_id", "message": "Unknown reward."}])
+            points, reward_name = reward[2], reward[3]
+        if location_id is not None and p.tx.first(_LOCATION, {"id": location_id}) != (
+                card.program_id,):
+            raise Unprocessable("No such location in this card's program.", errors=[
+                {"location": "json", "field": "location_id", "message": "Unknown location."}])
+        assert points is not None
 
-    def record(entry: ledger.Entry) -> None:
-        inserted = card.tx.first(_RECORD, {
-            "card_id": card.id, "ledger_entry_id": entry.id, "reward_id": reward_id,
+        posting = p.post(
+            EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",
+            reference=f"reward:{reward_id}" if reward_id else None, reason=reward_name,
+            card_update=_SPEND_AND_ROTATE,
+            card_update_params={"totp_counter": shown.totp_counter},
+        )
+        if posting.replayed:  # a concurrent request with the same key won
+            return _result_of(posting)
+        recorded = p.tx.first(_RECORD, {
+            "card_id": card.id, "ledger_entry_id": posting.entry.id, "reward_id": reward_id,
             "points": points, "code_version": card.barcode_version, "staff_key_id": staff.id,
-            "location_id": location_id, "created_at": entry.created_at,
+            "location_id": location_id, "created_at": posting.entry.created_at,
         })
-        assert inserted is not None  # INSERT ... RETURNING gives its row
-        recorded["id"] = inserted[0]
-
-    posting = ledger.post(
-        card, EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",
-        reference=f"reward:{reward_id}" if reward_id else None, reason=reward_name,
-        idempotency_key=idempotency_key, request_fp=request_fp,
-        rotate_code=True, totp_counter=totp_counter, before_commit=record,
-    )
-    if posting.replayed:  # a concurrent request with the same key won
-        return _result_of(posting)
+        assert recorded is not None  # INSERT ... RETURNING gives its row
     return RedemptionResult(
-        id=recorded["id"], serial_number=serial, reward_id=reward_id, reward_name=reward_name,
+        id=recorded[0], serial_number=serial, reward_id=reward_id, reward_name=reward_name,
         points=points, balance=posting.balance, tier=posting.tier, location_id=location_id,
         created_at=posting.entry.created_at,
     )
@@ -323,17 +318,14 @@ def reverse(redemption_id: int, *, actor: str, reason: str | None = None) -> led
     if redemption is None:
         raise NotFound(f"No redemption with id {redemption_id}.")
     serial = db.session.scalar(select(Card.serial_number).where(Card.id == redemption.card_id))
-    card = ledger.lock_card(str(serial))
-    # Re-read under the card's lock: two reversals of one redemption cannot both pass.
-    reversed_at = card.tx.first(_REVERSED_AT, {"id": redemption_id})
-    if reversed_at is not None and reversed_at[0] is not None:
-        card.tx.rollback()
-        raise Conflict("This redemption was already reversed.")
-
-    def mark(entry: ledger.Entry) -> None:
-        card.tx.execute(_MARK_REVERSED, {"redemption_id": redemption_id,
-                                         "reversed_at": utcnow(), "entry_id": entry.id})
-
-    return ledger.post(card, EntryKind.REVERSE, redemption.points, actor=actor,
-                       reference=f"redemption:{redemption_id}",
-                       reason=reason or "Redemption reversed", before_commit=mark)
+    with ledger.posting(str(serial)) as p:
+        # Re-read under the card's lock: two reversals of one redemption cannot both pass.
+        reversed_at = p.tx.first(_REVERSED_AT, {"id": redemption_id})
+        if reversed_at is not None and reversed_at[0] is not None:
+            raise Conflict("This redemption was already reversed.")
+        posting = p.post(EntryKind.REVERSE, redemption.points, actor=actor,
+                         reference=f"redemption:{redemption_id}",
+                         reason=reason or "Redemption reversed")
+        p.tx.execute(_MARK_REVERSED, {"redemption_id": redemption_id,
+                                      "reversed_at": utcnow(), "entry_id": posting.entry.id})
+    return posting

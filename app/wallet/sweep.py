@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app import jobs
+from app import background
 from app.outbox import drain as outbox
 from app.wallet import updates
 
@@ -23,9 +23,9 @@ def sweep() -> None:
     outbox.request_drain()
 
 
-def start_sweeper(app: Flask) -> jobs.Sweeper:
+def start_sweeper(app: Flask) -> background.Sweeper:
     """Start the thread that asks for a sweep periodically; returns it, started."""
-    sweeper = jobs.Sweeper(app, sweep, SWEEP_KEY,
+    sweeper = background.Sweeper(app, sweep, SWEEP_KEY,
                            float(app.config.get("OUTBOX_SWEEP_SECONDS", 30)))
     sweeper.start()
     return sweeper

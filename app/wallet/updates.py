@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from app import jobs
+from app import background
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import changes
@@ -41,7 +41,7 @@ def request_update(program: Program, *, actor: str, message: str | None = None,
                              segment_language=language, requested_by=actor)
     db.session.add(pass_update)
     db.session.flush()
-    jobs.enqueue_after_commit(run, pass_update.id)
+    background.enqueue_after_commit(run, pass_update.id)
     db.session.commit()
     return pass_update
 
@@ -194,7 +194,7 @@ def resume_interrupted() -> list[int]:
     db.session.commit()
     for update_id in stale:
         log.info("resuming pass update %d", update_id)
-        jobs.dispatcher().submit(run, (update_id,), f"update-{update_id}")
+        background.dispatcher().submit(run, (update_id,), f"update-{update_id}")
     return stale
 
 

@@ -16,7 +16,7 @@ from babel.messages.pofile import read_po
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
-from app import jobs
+from app import background
 from app.enrollment.links import card_page_path, card_page_token, card_page_url
 from app.extensions import db
 from app.loyalty.codes import redemption_code
@@ -275,7 +275,7 @@ def test_invitation_link_fills_in_the_code_and_credits_the_referrer(
         "referral_code": code.lower(), "consent_terms": "y"})
     assert response.status_code == 303
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
         dewi = db.session.scalar(select(Member).where(Member.name == "Dewi"))
         referrer = get_card(app, card["serial_number"])
         assert dewi is not None and dewi.referred_by_id == referrer.member_id

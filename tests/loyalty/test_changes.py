@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app import jobs
+from app import background
 from app.extensions import db
 from app.outbox.models import OutboxEntry
 from tests.factories import ApiClient
@@ -26,11 +26,11 @@ def drains(app: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The coalesced jobs the app hands to its dispatcher (which still runs them)."""
     submitted: list[str] = []
     with app.app_context():
-        dispatcher = jobs.dispatcher()
+        dispatcher = background.dispatcher()
     submit = dispatcher.submit
 
     def recording(func: Any, args: tuple[Any, ...], coalesce: str | None = None) -> None:
-        submitted.append(coalesce or jobs.job_path(func))
+        submitted.append(coalesce or background.job_path(func))
         submit(func, args, coalesce)
 
     monkeypatch.setattr(dispatcher, "submit", recording)
@@ -53,7 +53,7 @@ def test_a_change_to_a_card_on_an_iphone_is_announced_once(
     Phone(app).add(serial)
     drains.clear()
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     response = api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5},
                         headers={"Idempotency-Key": "one"})
     assert response.status_code == 201, response.json

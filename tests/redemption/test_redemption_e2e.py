@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app import jobs
+from app import background
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     admin_api,
@@ -59,7 +59,7 @@ def test_scan_redeem_push_new_code(e2e_app: Flask, apns: APNsTestServer) -> None
     admin.post(f"/api/v1/cards/{serial}/earn", json={"points": 180})
     phone = register_device(app, serial)
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     apns.reset()
 
     old_pass = _pass(app, card["apple_pass_url"])
@@ -76,7 +76,7 @@ def test_scan_redeem_push_new_code(e2e_app: Flask, apns: APNsTestServer) -> None
     assert redeemed.status_code == 201
     assert redeemed.json["balance"] == 80
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
     assert len(apns.requests_for(phone.token)) == 1
     assert phone.changed() == [serial]

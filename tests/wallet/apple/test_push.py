@@ -21,7 +21,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select, update
 
-from app import jobs
+from app import background
 from app.extensions import db
 from app.loyalty.models import Card
 from app.outbox import drain as outbox
@@ -69,7 +69,7 @@ def _phones_with_cards(app: Flask, count: int) -> tuple[ApiClient, list[tuple[Ph
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _devices(app: Flask) -> int:

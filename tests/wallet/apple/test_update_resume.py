@@ -21,7 +21,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app import jobs
+from app import background
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card
@@ -44,7 +44,7 @@ BIN = Path(sys.executable).parent
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _cards_with_phones(app: Flask, api: ApiClient, count: int) -> tuple[dict[str, Any],

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from flask import Flask
 
-from app import jobs
+from app import background
 from app.extensions import db
 from app.wallet.google.models import GoogleObjectState
 from tests.factories import admin_api, create_api_key, create_card, create_program
@@ -24,7 +24,7 @@ from tests.wallet.google.conftest import ISSUER_ID, new_google_card
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _jwt_parts(url: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:

@@ -22,7 +22,7 @@ from flask import Flask
 from redis import Redis
 from rq import Queue, Worker
 
-from app import jobs
+from app import background
 from app.extensions import db
 from app.outbox import drain as outbox
 from tests.factories import (
@@ -71,7 +71,7 @@ def test_an_older_version_is_never_sent_after_a_newer_one(
     earn = f"/api/v1/cards/{serial}/earn"
     assert api.post(earn, json={"points": 10}).status_code == 201
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
     held = wallet_server.hold("patch", object_id)
     assert api.post(earn, json={"points": 20}).status_code == 201  # its job's patch is held
@@ -90,7 +90,7 @@ def test_an_older_version_is_never_sent_after_a_newer_one(
     second.join(30)
     assert answers == [201]
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     wait_until(lambda: _pending(app) == 0, "the outbox to drain")
 
     balances = [b for b in map(_balance, _object_writes(wallet_server, object_id))
@@ -108,11 +108,11 @@ def test_a_notifying_update_google_may_have_carried_out_is_counted(
     app = google_app
     api, _, serial, object_id = new_google_card(app)
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     wallet_server.fail("patch", object_id, 503, "backendError", times=None)
     assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1}).status_code == 201
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     failed = [r for r in wallet_server.api_requests("patch") if r.resource_id == object_id]
     assert failed and {(r.status, r.body["notifyPreference"]) for r in failed} == {(503, NOTIFY)}
     wallet_server.clear_failures()
@@ -120,7 +120,7 @@ def test_a_notifying_update_google_may_have_carried_out_is_counted(
     for _ in range(3):
         assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1}).status_code == 201
         with app.app_context():
-            jobs.dispatcher().wait()
+            background.dispatcher().wait()
     delivered = [r for r in _object_writes(wallet_server, object_id) if r.operation == "patch"]
     assert [(_balance(r), r.body["notifyPreference"]) for r in delivered] == [
         (2, NOTIFY), (3, NOTIFY), (4, "NOTIFICATION_SETTINGS_FOR_UPDATES_UNSPECIFIED")]
@@ -149,7 +149,7 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     api, _, serial, object_id = new_google_card(app)
     earn = f"/api/v1/cards/{serial}/earn"
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
     held = wallet_server.hold("patch", object_id)
     assert api.post(earn, json={"points": 10}).status_code == 201
@@ -159,7 +159,7 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0]  # sent none
     held.release()
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     # The second job's row waits for its retry (unless the first job's drain, still running,
     # found it due already).
     wait_until(lambda: _pending(app) <= 1, "the first job to finish")
@@ -167,7 +167,7 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
         db.session.execute(update(OutboxEntry).values(available_at=outbox.utcnow()))
         db.session.commit()
         outbox.request_drain()
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     wait_until(lambda: _pending(app) == 0, "the retry")
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0, 10, 30]
     assert wallet_server.objects[object_id]["loyaltyPoints"]["balance"]["int"] == 30
@@ -183,7 +183,7 @@ def test_a_change_while_the_new_object_is_being_created_reaches_google(
     program = create_program(api)
     api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "First"})
     with app.app_context():
-        jobs.dispatcher().wait()  # the class exists: the next insert is the new object's
+        background.dispatcher().wait()  # the class exists: the next insert is the new object's
 
     held = wallet_server.hold("insert", None)
     serial = create_card(api, program, name="Ari")["serial_number"]
@@ -194,7 +194,7 @@ def test_a_change_while_the_new_object_is_being_created_reaches_google(
     assert earned.status_code == 201, earned.json
     held.release()
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     wait_until(lambda: _pending(app) == 0, "the outbox to drain")
 
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0, 40]

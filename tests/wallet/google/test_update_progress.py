@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app import jobs
+from app import background
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     ApiClient,
@@ -35,7 +35,7 @@ def both_app(database: Any, tmp_path: Path, apns: APNsTestServer,
 
 def _settle(app: Flask) -> None:
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
 
 
 def _enroll(api: ApiClient, program: dict[str, Any]) -> str:

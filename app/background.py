@@ -1,29 +1,37 @@
-"""Background jobs, started only once the transaction that asked for them has committed.
+"""Background work: jobs started once the transaction that asked for them has committed,
+where they run, and the periodic sweep.
 
-With ``POINTPASS_REDIS_URL`` set, jobs go to an ``rq`` queue drained by ``pointpass worker``;
-unset, they run on a small in-process thread pool. Either way a job is a plain importable
-function taking plain arguments, run inside an application context: it only translates the job
-into a call to a domain service.
+:func:`enqueue_after_commit` hands a job to the dispatcher through :func:`app.dbutil.after_commit`
+(so it waits for the posting's transaction or the Session's, whichever is current). With
+``POINTPASS_REDIS_URL`` set, jobs go to an ``rq`` queue drained by ``pointpass worker``
+(:class:`RQDispatcher`); unset, they run on a small in-process thread pool
+(:class:`InProcessDispatcher`). :class:`Sweeper` submits a periodic job. Either way a job is a
+plain importable function taking plain arguments, run inside an application context: it only
+translates the job into a call to a domain service.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Retry
 
+from app import dbutil
 from app.extensions import db
+from app.redisclient import redis_for
 
 log = logging.getLogger("pointpass.jobs")
 
-_PENDING = "pointpass.pending_jobs"
 EXTENSION = "pointpass.jobs"
 
 Job = Callable[..., Any]
@@ -36,20 +44,16 @@ def enqueue_after_commit(func: Job, *args: Any, coalesce: str | None = None) -> 
     to start at a time: asking again while one waits adds nothing (one that has started does
     not count, so work committed while it runs gets a run of its own).
     """
-    session = db.session()
-    if not session.in_transaction():
-        # Start the (lazy, connection-less) transaction the job belongs to, so that a rollback
-        # with nothing else done still discards it.
-        session.begin()
-    pending = session.info.setdefault(_PENDING, [])
-    if coalesce is None or all(key != coalesce for _, _, key in pending):
-        pending.append((func, args, coalesce))
+    dbutil.after_commit(partial(_submit, func, args, coalesce),
+                        key=None if coalesce is None else (EXTENSION, coalesce))
+
+
+def _submit(func: Job, args: tuple[Any, ...], coalesce: str | None) -> None:
+    dispatcher().submit(func, args, coalesce)
 
 
 def run_coalesced(key: str, path: str, *args: Any) -> Any:
     """The rq entry point of a coalesced job: free its key, then run it."""
-    import importlib
-
     target = dispatcher()
     if isinstance(target, RQDispatcher):
         target.connection.delete(target.coalesce_key(key))
@@ -130,11 +134,8 @@ class InProcessDispatcher(Dispatcher):
 class RQDispatcher(Dispatcher):
     """Sends jobs to an ``rq`` queue; falls back to in-process if Redis cannot be reached."""
 
-    def __init__(self, app: Flask, redis_url: str, queue_name: str) -> None:
-        from redis import Redis
-        from rq import Queue
-
-        self.connection = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    def __init__(self, app: Flask, connection: Redis, queue_name: str) -> None:
+        self.connection = connection
         self.queue = Queue(queue_name, connection=self.connection)
         self.queue_name = queue_name
         self._fallback = InProcessDispatcher(app, workers=1)
@@ -143,9 +144,6 @@ class RQDispatcher(Dispatcher):
         return f"pointpass:{self.queue_name}:waiting:{key}"
 
     def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
-        from redis.exceptions import RedisError
-        from rq import Retry
-
         retry = Retry(max=5, interval=[1, 5, 30, 120])
         try:
             if coalesce is None:
@@ -184,26 +182,10 @@ class Sweeper(threading.Thread):
         self._stopping.set()
 
 
-@event.listens_for(Session, "after_commit")
-def _dispatch_committed(session: Session) -> None:
-    pending = session.info.pop(_PENDING, None)
-    if pending:
-        target = dispatcher()
-        for func, args, coalesce in pending:
-            target.submit(func, args, coalesce)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _discard_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    # "soft": fires even when no database transaction had begun yet; only the outermost
-    # transaction owns the pending jobs (a rolled-back savepoint does not drop them).
-    if previous_transaction.parent is None:
-        session.info.pop(_PENDING, None)
-
-
 def init_app(app: Flask) -> None:
-    redis_url = app.config.get("REDIS_URL")
-    if redis_url:
-        app.extensions[EXTENSION] = RQDispatcher(app, redis_url, app.config["RQ_QUEUE"])
+    """Jobs go to rq on the app's Redis client (``app.redisclient``), else in-process."""
+    connection = redis_for(app)
+    if connection is not None:
+        app.extensions[EXTENSION] = RQDispatcher(app, connection, app.config["RQ_QUEUE"])
     else:
         app.extensions[EXTENSION] = InProcessDispatcher(app)

@@ -12,7 +12,7 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from app import jobs
+from app import background
 from app.extensions import db
 from tests.factories import (
     REDIS_URL,
@@ -41,7 +41,7 @@ def test_in_process_job_runs_after_commit(app: Any, api: ApiClient,
                                           program: dict[str, Any]) -> None:
     serial, _ = _refer(api, program)
     with app.app_context():
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     assert ledger_state(app, serial) == (50, 50, 1)
     entries = api.get(f"/api/v1/cards/{serial}").json["recent_entries"]
     assert entries[0]["reference"].startswith("referral:")
@@ -50,13 +50,13 @@ def test_in_process_job_runs_after_commit(app: Any, api: ApiClient,
 def test_job_is_dropped_when_the_transaction_rolls_back(app: Any) -> None:
     ran: list[int] = []
     with app.app_context():
-        jobs.enqueue_after_commit(ran.append, 1)
+        background.enqueue_after_commit(ran.append, 1)
         db.session.rollback()
         db.session.commit()  # a later commit must not run the discarded job
-        jobs.dispatcher().wait()
-        jobs.enqueue_after_commit(ran.append, 2)
+        background.dispatcher().wait()
+        background.enqueue_after_commit(ran.append, 2)
         db.session.commit()
-        jobs.dispatcher().wait()
+        background.dispatcher().wait()
     assert ran == [2]
 
 
@@ -122,5 +122,5 @@ def test_unreachable_redis_falls_back_to_in_process(database: Any, tmp_path: Pat
         program = create_program(api)
         serial, _ = _refer(api, program)
         with app.app_context():
-            jobs.dispatcher().wait()
+            background.dispatcher().wait()
         assert ledger_state(app, serial) == (50, 50, 1)
