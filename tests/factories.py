@@ -233,3 +233,9 @@ def ledger_state(app: Flask, serial: str) -> tuple[int, int, int]:
         ).one()
         db.session.rollback()
         return int(row[0]), int(row[1]), int(row[2])
+
+
+def settle(app: Flask) -> None:
+    """Wait until the in-process jobs ``app`` has been given so far (and theirs) have run."""
+    with app.app_context():
+        background.dispatcher().wait()

@@ -22,6 +22,7 @@ from tests.factories import (
     ledger_state,
     make_app,
     make_worker_app,
+    settle,
 )
 
 BIN = Path(sys.executable).parent
@@ -40,8 +41,7 @@ def _refer(api: ApiClient, program: dict[str, Any]) -> tuple[str, str]:
 def test_in_process_job_runs_after_commit(app: Any, api: ApiClient,
                                           program: dict[str, Any]) -> None:
     serial, _ = _refer(api, program)
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     assert ledger_state(app, serial) == (50, 50, 1)
     entries = api.get(f"/api/v1/cards/{serial}").json["recent_entries"]
     assert entries[0]["reference"].startswith("referral:")
@@ -121,6 +121,5 @@ def test_unreachable_redis_falls_back_to_in_process(database: Any, tmp_path: Pat
         api = admin_api(app)
         program = create_program(api)
         serial, _ = _refer(api, program)
-        with app.app_context():
-            background.dispatcher().wait()
+        settle(app)
         assert ledger_state(app, serial) == (50, 50, 1)

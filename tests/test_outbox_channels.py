@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import background
 from app.outbox import channels
 from app.outbox.channels import Channel, Claimed, Delivery
-from tests.factories import ApiClient, create_card
+from tests.factories import ApiClient, create_card, settle
 
 APP = Path(__file__).resolve().parent.parent / "app"
 
@@ -52,16 +51,14 @@ def test_a_registered_channel_is_told_of_every_change_it_asks_for(
         channels.register(app, Channel("hook", audience=hook.audience, deliver=hook.deliver))
 
     serial = create_card(api, program, name="Ari")["serial_number"]
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     card_id = _card_id(app, serial)
     assert hook.told == [(card_id, None)]  # the new card
 
     response = api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5},
                         headers={"Idempotency-Key": "one"})
     assert response.status_code == 201, response.json
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     assert hook.told == [(card_id, None), (card_id, None)]
     assert off.told == []  # not configured: no rows written for it
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+from passes.checks import ContentError
+
 
 class PassError(Exception):
     """Base class for every error raised by :mod:`passes.apple`."""
 
 
-class PassValidationError(PassError, ValueError):
+class PassValidationError(PassError, ContentError):
     """Pass content that Apple Wallet would reject or display wrongly.
 
     ``field`` names the offending field (dotted for nested values, e.g. ``brand.logo_image``
     or ``locations[3].latitude``) and ``problem`` says what is wrong with it.
     """
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
 
 
 class SigningConfigError(PassError):

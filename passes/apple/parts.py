@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from passes import checks
 from passes.apple.errors import PassValidationError
+from passes.checks import set_field
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
 from passes.wording import Wording, translate
 
@@ -32,13 +34,7 @@ _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 def check_text(name: str, value: object, *, max_length: int, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise PassValidationError(name, "must be a non-empty string")
-    if len(value) > max_length:
-        raise PassValidationError(name, f"is longer than {max_length} characters")
-    if "\x00" in value:
-        raise PassValidationError(name, "contains a NUL character")
-    return value
+    return checks.check_text(name, value, max_length=max_length, error=PassValidationError)
 
 
 def check_integer(name: str, value: object, *, minimum: int, maximum: int) -> int:
@@ -70,10 +66,6 @@ def parse_hex_color(name: str, value: object) -> tuple[int, int, int]:
 def css_rgb(rgb: tuple[int, int, int]) -> str:
     """Return the ``rgb(r, g, b)`` notation pass.json uses for colours."""
     return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})"
-
-
-def set_field(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)  # normalizing a frozen dataclass in __post_init__
 
 
 # Thai writes these vowels before the consonant they follow in speech; an initial is the

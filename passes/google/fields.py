@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from passes import checks
+from passes.checks import ContentError, set_field
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
 from passes.wording import LocalizedText
 
@@ -31,30 +33,19 @@ _MODULE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LINK_SCHEMES = ("https", "tel", "mailto")
 
 
-class GooglePayloadError(ValueError):
+class GooglePayloadError(ContentError):
     """Content Google Wallet would reject or display wrongly.
 
     ``field`` names the offending field (dotted for nested values, e.g. ``text_modules[2].body``)
     and ``problem`` says what is wrong with it.
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
 
 # --- validation helpers -------------------------------------------------------------------
 
 
 def check_text(name: str, value: object, *, max_length: int = 1000) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise GooglePayloadError(name, "must be a non-empty string")
-    if len(value) > max_length:
-        raise GooglePayloadError(name, f"is longer than {max_length} characters")
-    if "\x00" in value:
-        raise GooglePayloadError(name, "contains a NUL character")
-    return value
+    return checks.check_text(name, value, max_length=max_length, error=GooglePayloadError)
 
 
 def optional_text(name: str, value: object, *, max_length: int = 1000) -> str | None:
@@ -139,10 +130,6 @@ def hex_color(name: str, value: object) -> str:
     if len(digits) == 3:
         digits = "".join(c * 2 for c in digits)
     return f"#{digits.lower()}"
-
-
-def set_field(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)  # normalizing a frozen dataclass in __post_init__
 
 
 @dataclass(frozen=True)

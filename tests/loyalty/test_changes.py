@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app import background
 from app.extensions import db
 from app.outbox.models import OutboxEntry
-from tests.factories import ApiClient
+from tests.factories import ApiClient, settle
 from tests.phones import Phone
 
 
@@ -52,8 +52,7 @@ def test_a_change_to_a_card_on_an_iphone_is_announced_once(
     serial = card["serial_number"]
     Phone(app).add(serial)
     drains.clear()
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     response = api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5},
                         headers={"Idempotency-Key": "one"})
     assert response.status_code == 201, response.json

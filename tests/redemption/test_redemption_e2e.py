@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app import background
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     admin_api,
@@ -22,6 +21,7 @@ from tests.factories import (
     create_program,
     make_app,
     register_device,
+    settle,
 )
 
 
@@ -58,8 +58,7 @@ def test_scan_redeem_push_new_code(e2e_app: Flask, apns: APNsTestServer) -> None
     serial = card["serial_number"]
     admin.post(f"/api/v1/cards/{serial}/earn", json={"points": 180})
     phone = register_device(app, serial)
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     apns.reset()
 
     old_pass = _pass(app, card["apple_pass_url"])
@@ -75,8 +74,7 @@ def test_scan_redeem_push_new_code(e2e_app: Flask, apns: APNsTestServer) -> None
                           headers={"Idempotency-Key": "e2e-1"})
     assert redeemed.status_code == 201
     assert redeemed.json["balance"] == 80
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
 
     assert len(apns.requests_for(phone.token)) == 1
     assert phone.changed() == [serial]

@@ -21,7 +21,6 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select, update
 
-from app import background
 from app.extensions import db
 from app.loyalty.models import Card
 from app.outbox import drain as outbox
@@ -37,6 +36,7 @@ from tests.factories import (
     create_program,
     make_worker_app,
     register_device,
+    settle,
 )
 from tests.phones import Phone
 from tests.processes import start_worker, wait_until
@@ -46,7 +46,7 @@ BIN = Path(sys.executable).parent
 
 def _enroll(api: ApiClient, program: dict[str, Any], **member: Any) -> str:
     serial = str(create_card(api, program, name="Ayu", **member)["serial_number"])
-    _settle(api.client.application)  # the new card's own announcement, before any phone
+    settle(api.client.application)  # the new card's own announcement, before any phone
     return serial
 
 
@@ -63,13 +63,8 @@ def _phones_with_cards(app: Flask, count: int) -> tuple[ApiClient, list[tuple[Ph
     program = create_program(api)
     phones = [(register_device(app, serial), serial)
               for serial in [_enroll(api, program) for _ in range(count)]]
-    _settle(app)
+    settle(app)
     return api, phones
-
-
-def _settle(app: Flask) -> None:
-    with app.app_context():
-        background.dispatcher().wait()
 
 
 def _devices(app: Flask) -> int:
@@ -84,11 +79,11 @@ def test_earning_pushes_the_phone_which_fetches_the_new_balance(
 ) -> None:
     api, serial, phone = _phone_with_card(push_app)
     assert phone.changed() == [serial]  # the first list call returns every pass
-    _settle(push_app)
+    settle(push_app)
     apns.reset()
 
     assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 42}).status_code == 201
-    _settle(push_app)
+    settle(push_app)
 
     pushes = apns.requests_for(phone.token)
     assert len(pushes) == 1
@@ -117,7 +112,7 @@ def test_a_changed_pass_is_signed_once_however_many_phones_fetch_it(
     for phone in phones:
         phone.add(serial)
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 3})
-    _settle(push_app)
+    settle(push_app)
     wallet = push_app.extensions["pointpass.apple"]
     before = wallet.signatures
     balances = {phone.fetch(serial)["storeCard"]["headerFields"][0]["value"] for phone in phones}
@@ -136,7 +131,7 @@ def test_410_removes_the_device_unless_it_registered_again_later(
 
     api.post(f"/api/v1/cards/{gone_serial}/earn", json={"points": 1})
     api.post(f"/api/v1/cards/{back_serial}/earn", json={"points": 1})
-    _settle(push_app)
+    settle(push_app)
     assert len(apns.requests_for(gone.token)) == 1
     with push_app.app_context():
         tokens = set(db.session.scalars(select(Device.push_token)))
@@ -152,7 +147,7 @@ def test_bad_device_token_is_removed_and_429_is_retried(
 
     api.post(f"/api/v1/cards/{bad_serial}/earn", json={"points": 1})
     api.post(f"/api/v1/cards/{busy_serial}/earn", json={"points": 1})
-    _settle(push_app)
+    settle(push_app)
     assert len(apns.requests_for(busy.token)) == 3  # two 429s, then delivered
     with push_app.app_context():
         assert set(db.session.scalars(select(Device.push_token))) == {busy.token}
@@ -172,7 +167,7 @@ def test_marketer_update_pushes_each_token_once_and_reports_progress(
     for serial in serials:
         phone.add(serial)
     phone.changed()
-    _settle(push_app)
+    settle(push_app)
     apns.reset()
 
     response = api.post(f"/api/v1/programs/{program['id']}/updates",
@@ -180,7 +175,7 @@ def test_marketer_update_pushes_each_token_once_and_reports_progress(
                               "segment": {"language": "th"}})
     assert response.status_code == 202
     assert response.headers["Location"] == response.json["url"]
-    _settle(push_app)
+    settle(push_app)
 
     assert len(apns.requests_for(phone.token)) == 1  # one push for three changed cards
     progress = api.get(response.json["url"]).json
@@ -225,11 +220,11 @@ def test_unreachable_apns_keeps_the_change_until_it_can_be_sent(
     push_app: Flask, apns: APNsTestServer
 ) -> None:
     api, serial, phone = _phone_with_card(push_app)
-    _settle(push_app)
+    settle(push_app)
     apns.respond(phone.token, 503, "ServiceUnavailable", times=4)  # one drain: 1 + 3 retries
 
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1})
-    _settle(push_app)
+    settle(push_app)
     with push_app.app_context():
         assert outbox.pending() == 1  # kept, to be retried later
         db.session.execute(update(OutboxEntry).values(available_at=utcnow()))
@@ -245,7 +240,7 @@ def test_development_certificates_skip_pushes_with_a_log_line(
     caplog.set_level("WARNING", logger="pointpass.apple.push")
     api, serial, _ = _phone_with_card(app)
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1})
-    _settle(app)
+    settle(app)
     assert "APNs pushes skipped" in caplog.text
     with app.app_context():
         assert outbox.pending() == 0
@@ -292,7 +287,7 @@ def test_killed_worker_and_redis_outage_delay_pushes_but_lose_none(
     dispatcher.queue = Queue(app.config["RQ_QUEUE"], connection=dispatcher.connection)
     apns.reset()
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 6})
-    _settle(app)
+    settle(app)
     assert len(apns.requests_for(phone.token)) == 1
     assert _pending(app) == 0
     assert phone.fetch(serial)["storeCard"]["headerFields"][0]["value"] == 11

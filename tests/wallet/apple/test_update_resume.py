@@ -21,7 +21,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app import background
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card
@@ -35,16 +34,12 @@ from tests.factories import (
     create_program,
     make_worker_app,
     register_device,
+    settle,
 )
 from tests.phones import Phone
 from tests.processes import group_alive, start_worker, wait_until
 
 BIN = Path(sys.executable).parent
-
-
-def _settle(app: Flask) -> None:
-    with app.app_context():
-        background.dispatcher().wait()
 
 
 def _cards_with_phones(app: Flask, api: ApiClient, count: int) -> tuple[dict[str, Any],
@@ -89,7 +84,7 @@ def test_an_update_interrupted_while_marking_is_resumed_by_the_sweep(
     app.config.update(UPDATE_CHUNK=2, UPDATE_LEASE_SECONDS=0)
     api = admin_api(app)
     program, phones = _cards_with_phones(app, api, 7)
-    _settle(app)
+    settle(app)
     apns.reset()
 
     touch_cards = changes.touch_cards
@@ -106,7 +101,7 @@ def test_an_update_interrupted_while_marking_is_resumed_by_the_sweep(
                         json={"message": "Double points this weekend"})
     assert response.status_code == 202
     url = response.json["url"]
-    _settle(app)
+    settle(app)
     monkeypatch.undo()
 
     progress = api.get(url).json
@@ -118,7 +113,7 @@ def test_an_update_interrupted_while_marking_is_resumed_by_the_sweep(
         from app.wallet import sweep
 
         sweep.sweep()  # what the periodic sweep runs
-    _settle(app)
+    settle(app)
 
     _assert_done_with_true_counts(api, url, phones, apns)
     with app.app_context():
@@ -141,7 +136,7 @@ def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
     program = create_program(api)
     for i in range(12):
         create_card(api, program, name=f"Member {i}")
-    _settle(app)
+    settle(app)
     with app.app_context():
         card_ids = list(db.session.scalars(select(Card.id).order_by(Card.id)))
         db.session.rollback()
@@ -172,7 +167,7 @@ def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
         blocker.rollback()
         second.join(30)
         assert not second.is_alive()
-        _settle(app)
+        settle(app)
     finally:
         blocker.close()
         observer.close()

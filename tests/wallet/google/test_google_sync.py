@@ -13,18 +13,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from flask import Flask
 
-from app import background
 from app.extensions import db
 from app.wallet.google.models import GoogleObjectState
-from tests.factories import admin_api, create_api_key, create_card, create_program
+from tests.factories import admin_api, create_api_key, create_card, create_program, settle
 from tests.google_callbacks import CallbackSigner, message
 from tests.google_server import GoogleWalletTestServer
 from tests.wallet.google.conftest import ISSUER_ID, new_google_card
-
-
-def _settle(app: Flask) -> None:
-    with app.app_context():
-        background.dispatcher().wait()
 
 
 def _jwt_parts(url: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
@@ -49,7 +43,7 @@ def test_enrolment_creates_class_and_object_before_the_link(
     enrolled = api.post(f"/api/v1/programs/{program['id']}/members",
                         json={"name": "Dewi Lestari", "language": "id"})
     assert enrolled.status_code == 201, enrolled.json
-    _settle(google_app)
+    settle(google_app)
     card = api.get(f"/api/v1/cards/{enrolled.json['card']['serial_number']}").json
     class_id = f"{ISSUER_ID}.{program['slug']}"
     object_id = f"{ISSUER_ID}.{card['serial_number']}"
@@ -83,14 +77,14 @@ def test_balance_changes_patch_the_object_and_the_fourth_notification_is_silent(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
     api, _, serial, object_id = new_google_card(google_app)
-    _settle(google_app)
+    settle(google_app)
     before = len(wallet_server.api_requests("patch"))
     wallet_server.fail("patch", object_id, 429, "rateLimitExceeded", times=1)
 
     for points in (10, 20, 30, 40):
         assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": points}
                         ).status_code == 201
-        _settle(google_app)
+        settle(google_app)
 
     assert wallet_server.objects[object_id]["loyaltyPoints"]["balance"]["int"] == 100
     patches = [r for r in wallet_server.api_requests("patch")[before:]
@@ -109,13 +103,13 @@ def test_redemption_patches_the_new_code_and_void_makes_it_inactive(
     program = create_program(api)
     serial = create_card(api, program, name="Ari")["serial_number"]
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 150})
-    _settle(google_app)
+    settle(google_app)
     object_id = f"{ISSUER_ID}.{serial}"
     old_code = wallet_server.objects[object_id]["barcode"]["value"]
     scan = staff.post("/api/v1/scans", json={"code": old_code}).json
     assert staff.post("/api/v1/redemptions", json={"scan_id": scan["scan_id"],
                                                    "points": 100}).status_code == 201
-    _settle(google_app)
+    settle(google_app)
     obj = wallet_server.objects[object_id]
     assert obj["loyaltyPoints"]["balance"]["int"] == 50
     new_code = obj["barcode"]["value"]
@@ -124,7 +118,7 @@ def test_redemption_patches_the_new_code_and_void_makes_it_inactive(
     assert staff.post("/api/v1/scans", json={"code": new_code}).status_code == 200
 
     api.post(f"/api/v1/cards/{serial}/void", json={"reason": "lost"})
-    _settle(google_app)
+    settle(google_app)
     assert wallet_server.objects[object_id]["state"] == "INACTIVE"
 
 
@@ -132,12 +126,12 @@ def test_marketer_message_notifies_then_falls_back_to_text(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
     api, program, _, object_id = new_google_card(google_app)
-    _settle(google_app)
+    settle(google_app)
     wallet_server.fail("addMessage", object_id, 403, "quotaExceeded", times=1)
     response = api.post(f"/api/v1/programs/{program['id']}/updates",
                         json={"message": "Double points on Friday"})
     assert response.status_code == 202
-    _settle(google_app)
+    settle(google_app)
     messages = [r for r in wallet_server.api_requests("addMessage") if r.resource_id == object_id]
     assert [(m.status, m.body["message"]["messageType"]) for m in messages] == \
         [(403, "TEXT_AND_NOTIFY"), (200, "TEXT")]
@@ -150,11 +144,11 @@ def test_design_change_patches_the_class(google_app: Flask,
     api = admin_api(google_app)
     program = create_program(api)
     api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ari"})
-    _settle(google_app)
+    settle(google_app)
     response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
                            json={"name": "Kopi Test Plus", "background_color": "#112233"})
     assert response.status_code == 200
-    _settle(google_app)
+    settle(google_app)
     google_class = wallet_server.classes[f"{ISSUER_ID}.{program['slug']}"]
     assert google_class["programName"] == "Kopi Test Plus"
     assert google_class["hexBackgroundColor"].lower() == "#112233"
@@ -167,7 +161,7 @@ def test_save_and_delete_callbacks_are_verified_and_recorded(
     api = admin_api(google_app)
     program = create_program(api)
     serial = create_card(api, program, name="Ari")["serial_number"]
-    _settle(google_app)  # the outbox creates the object the callbacks are about
+    settle(google_app)  # the outbox creates the object the callbacks are about
     signer = CallbackSigner()
     wallet_server.root_keys = signer.keys_json()
     client = google_app.test_client()
@@ -233,7 +227,7 @@ def test_rotating_barcode_is_computed_by_the_phone_and_used_once(
     program = create_program(api, google_rotating_barcode=True)
     serial = create_card(api, program, name="Ari")["serial_number"]
     api.post(f"/api/v1/cards/{serial}/earn", json={"points": 300})
-    _settle(google_app)
+    settle(google_app)
 
     rotating = wallet_server.objects[f"{ISSUER_ID}.{serial}"]["rotatingBarcode"]
     details = rotating["totpDetails"]

@@ -22,10 +22,9 @@ from passes.google.payloads import (
     resource_id,
 )
 from passes.languages import LANGUAGES
-from tests.factories import PROGRAM, admin_api
+from tests.factories import PROGRAM, admin_api, settle
 from tests.google_server import GoogleWalletTestServer, WalletSchema
 from tests.wallet.google.conftest import ISSUER_ID, REDEMPTION_CODE, class_content, object_content
-from tests.wallet.google.test_google_sync import _settle
 
 SCHEMA = WalletSchema()
 
@@ -243,7 +242,7 @@ def test_the_service_sends_google_the_translated_labels(
     api = admin_api(google_app)
     program = api.post("/api/v1/programs", json=PROGRAM).json
     member = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Ayu"}).json
-    _settle(google_app)
+    settle(google_app)
     obj = wallet_server.objects[f"{ISSUER_ID}.{member['card']['serial_number']}"]
     assert _translations(obj["loyaltyPoints"]["localizedLabel"])["th"] == "แต้ม"
     klass = wallet_server.classes[f"{ISSUER_ID}.{program['slug']}"]

@@ -32,6 +32,7 @@ from tests.factories import (
     create_program,
     make_app,
     make_worker_app,
+    settle,
 )
 from tests.google_server import GoogleWalletTestServer, RecordedRequest
 from tests.processes import wait_until
@@ -70,8 +71,7 @@ def test_an_older_version_is_never_sent_after_a_newer_one(
     api, _, serial, object_id = new_google_card(app)
     earn = f"/api/v1/cards/{serial}/earn"
     assert api.post(earn, json={"points": 10}).status_code == 201
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
 
     held = wallet_server.hold("patch", object_id)
     assert api.post(earn, json={"points": 20}).status_code == 201  # its job's patch is held
@@ -89,8 +89,7 @@ def test_an_older_version_is_never_sent_after_a_newer_one(
     held.release()
     second.join(30)
     assert answers == [201]
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     wait_until(lambda: _pending(app) == 0, "the outbox to drain")
 
     balances = [b for b in map(_balance, _object_writes(wallet_server, object_id))
@@ -107,20 +106,17 @@ def test_a_notifying_update_google_may_have_carried_out_is_counted(
     three notifications, so the next two changes notify and the third is silent."""
     app = google_app
     api, _, serial, object_id = new_google_card(app)
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     wallet_server.fail("patch", object_id, 503, "backendError", times=None)
     assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1}).status_code == 201
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     failed = [r for r in wallet_server.api_requests("patch") if r.resource_id == object_id]
     assert failed and {(r.status, r.body["notifyPreference"]) for r in failed} == {(503, NOTIFY)}
     wallet_server.clear_failures()
 
     for _ in range(3):
         assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 1}).status_code == 201
-        with app.app_context():
-            background.dispatcher().wait()
+        settle(app)
     delivered = [r for r in _object_writes(wallet_server, object_id) if r.operation == "patch"]
     assert [(_balance(r), r.body["notifyPreference"]) for r in delivered] == [
         (2, NOTIFY), (3, NOTIFY), (4, "NOTIFICATION_SETTINGS_FOR_UPDATES_UNSPECIFIED")]
@@ -148,8 +144,7 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     caplog.set_level("INFO", logger="pointpass.google.sync")
     api, _, serial, object_id = new_google_card(app)
     earn = f"/api/v1/cards/{serial}/earn"
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
 
     held = wallet_server.hold("patch", object_id)
     assert api.post(earn, json={"points": 10}).status_code == 201
@@ -158,8 +153,7 @@ def test_a_sync_that_finds_its_card_busy_too_long_leaves_the_change_for_a_retry(
     wait_until(lambda: "waits for another sync" in caplog.text, "the second job to give up", 10)
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0]  # sent none
     held.release()
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     # The second job's row waits for its retry (unless the first job's drain, still running,
     # found it due already).
     wait_until(lambda: _pending(app) <= 1, "the first job to finish")
@@ -193,8 +187,7 @@ def test_a_change_while_the_new_object_is_being_created_reaches_google(
     earned = api.post(f"/api/v1/cards/{serial}/earn", json={"points": 40})
     assert earned.status_code == 201, earned.json
     held.release()
-    with app.app_context():
-        background.dispatcher().wait()
+    settle(app)
     wait_until(lambda: _pending(app) == 0, "the outbox to drain")
 
     assert [_balance(r) for r in _object_writes(wallet_server, object_id)] == [0, 40]

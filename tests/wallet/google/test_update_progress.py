@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app import background
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     ApiClient,
@@ -18,6 +17,7 @@ from tests.factories import (
     create_card,
     create_program,
     make_app,
+    settle,
 )
 from tests.google_server import GoogleWalletTestServer
 from tests.phones import Phone
@@ -33,11 +33,6 @@ def both_app(database: Any, tmp_path: Path, apns: APNsTestServer,
                         **google_settings(wallet_server))
 
 
-def _settle(app: Flask) -> None:
-    with app.app_context():
-        background.dispatcher().wait()
-
-
 def _enroll(api: ApiClient, program: dict[str, Any]) -> str:
     return str(create_card(api, program, name="Ayu")["serial_number"])
 
@@ -45,7 +40,7 @@ def _enroll(api: ApiClient, program: dict[str, Any]) -> str:
 def _update(api: ApiClient, app: Flask, program: dict[str, Any]) -> dict[str, Any]:
     response = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Hi"})
     assert response.status_code == 202, response.json
-    _settle(app)
+    settle(app)
     progress: dict[str, Any] = api.get(response.json["url"]).json
     return progress
 
@@ -58,7 +53,7 @@ def test_cards_no_wallet_holds_count_as_done(push_app: Flask) -> None:
     phone = Phone(push_app)
     for serial in held:
         phone.add(serial)
-    _settle(push_app)
+    settle(push_app)
 
     progress = _update(api, push_app, program)
     assert progress["status"] == "done"
@@ -71,9 +66,9 @@ def test_a_card_on_apple_and_google_counts_once(both_app: Flask, apns: APNsTestS
     api = admin_api(both_app)
     program = create_program(api)
     serials = [_enroll(api, program) for _ in range(2)]
-    _settle(both_app)
+    settle(both_app)
     Phone(both_app).add(serials[0])  # the first card is on an iPhone and in Google Wallet
-    _settle(both_app)
+    settle(both_app)
 
     progress = _update(api, both_app, program)
     assert progress["status"] == "done"
