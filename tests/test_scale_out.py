@@ -401,8 +401,24 @@ def test_two_instances_behind_nginx_keep_the_data_right(stack: Stack) -> None:
     assert _rate_limited_total(stack.web_urls, 3 * RATE_LIMIT, "198.51.100.7") == RATE_LIMIT
 
 
-def test_the_deployment_files_agree(stack: Stack) -> None:
-    """Settings the files must share, and what each instance keeps to itself."""
+def test_the_deployment_files_agree(stack: Stack, apns_certs: dict[str, Path],
+                                    tmp_path: Path) -> None:
+    """Settings the files must share, what each instance keeps to itself, and the nginx site
+    as written (TLS, HTTP/2) passes ``nginx -t`` once its certificate paths are filled in."""
+    site = NGINX_SITE.read_text()
+    placeholders = re.findall(r"ssl_certificate(?:_key)? (\S*CHANGE-ME\S*);", site)
+    assert len(placeholders) == 2, placeholders
+    for placeholder, real in zip(placeholders, (apns_certs["cert"], apns_certs["key"]),
+                                 strict=True):
+        site = site.replace(placeholder, str(real))
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ include {tmp_path}/site.conf; }}\n")
+    checked = subprocess.run([_require_nginx(), "-t", "-c", str(tmp_path / "nginx.conf")],
+                             capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+
     shared = env_file(ENV_FILE)
     assert shared["POINTPASS_TRUSTED_PROXIES"] == "1"  # nginx is the one proxy
     size = re.search(r"client_max_body_size (\d+)k;", NGINX_SITE.read_text())
