@@ -358,7 +358,8 @@ def test_two_instances_behind_nginx_keep_the_data_right(stack: Stack) -> None:
         updates.append(_update(stack, program, "Double points today"))
 
     load.run(during=marketer_update)
-    _wait(stack.logs_tail, _settled(stack, updates), "the outbox to drain and the update to end")
+    _wait(stack.logs_tail, _settled(stack, updates), "the outbox to drain and the update to end",
+          60)
 
     cards = {card.serial: card for card in load.cards}
     progress = _session(stack.keys["marketer"]).get(updates[0], timeout=30).json()
@@ -389,7 +390,7 @@ def test_two_instances_behind_nginx_keep_the_data_right(stack: Stack) -> None:
     # A marketer update on a quiet system: every device exactly once.
     stack.apns.reset()
     updates = [_update(stack, program, "See you this weekend")]
-    _wait(stack.logs_tail, _settled(stack, updates), "the second update to end")
+    _wait(stack.logs_tail, _settled(stack, updates), "the second update to end", 60)
     progress = _session(stack.keys["marketer"]).get(updates[0], timeout=30).json()
     assert (progress["cards_total"], progress["cards_done"], progress["devices_pushed"],
             progress["failures"]) == (len(cards), len(cards), len(cards), 0), progress
