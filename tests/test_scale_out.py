@@ -107,10 +107,16 @@ def _session(key: str | None = None) -> requests.Session:
     return session
 
 
+def _run(argv: list[str], env: dict[str, str]) -> str:
+    """Run a command to its end; its standard output (its error output if it fails)."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{argv} exited {done.returncode}: {done.stderr[-2000:]}"
+    return done.stdout
+
+
 def _create_key(env: dict[str, str], role: str) -> str:
-    out = subprocess.run([str(BIN / "pointpass"), "create-key", "--role", role, "--name",
-                          f"scale-out {role}"], env=env, check=True, capture_output=True,
-                         text=True, timeout=60).stdout
+    out = _run([str(BIN / "pointpass"), "create-key", "--role", role, "--name",
+                f"scale-out {role}"], env)
     return out.strip().splitlines()[-1]
 
 
@@ -136,14 +142,14 @@ def stack(apns_certs: dict[str, Path]) -> Iterator[Stack]:
     nginx = _require_nginx()
     pg_bin = postgres_bin()
     assert pg_bin is not None, "initdb and pg_ctl not found under /usr/lib/postgresql/*/bin"
-    cluster = PostgresCluster(pg_bin).init()
+    cluster = PostgresCluster(pg_bin)
     workdir = cluster.root / "deploy"
     runtime = workdir / "run"  # stands for /run
     workdir.mkdir()
     processes: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
     queue = f"pointpass-scale-{uuid.uuid4().hex[:8]}"
-    apns = APNsTestServer(apns_certs["cert"], apns_certs["key"], DEV_CERTS["wwdr"]).start()
+    apns = APNsTestServer(apns_certs["cert"], apns_certs["key"], DEV_CERTS["wwdr"])
 
     def start(name: str, argv: list[str], env: dict[str, str]) -> None:
         log = workdir / f"{name}.log"
@@ -154,7 +160,8 @@ def stack(apns_certs: dict[str, Path]) -> Iterator[Stack]:
                                               start_new_session=True))
 
     try:
-        cluster.start()
+        cluster.init().start()
+        apns.start()
         shared = env_file()  # what every web instance and worker reads
         overrides = {
             "SECRET_KEY": secrets.token_urlsafe(48),
@@ -171,8 +178,8 @@ def stack(apns_certs: dict[str, Path]) -> Iterator[Stack]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("POINTPASS_")}
         env = {**environ, **shared, **{f"POINTPASS_{k}": v for k, v in overrides.items()}}
         assert env["POINTPASS_ENV"] == "production"
-        subprocess.run(procfile("release"), env=env, check=True, capture_output=True,
-                       timeout=120)  # pointpass db upgrade, once, before any instance starts
+        # pointpass db upgrade, once, before any instance starts
+        _run(procfile("release"), env)
         web_ports = [free_port(), free_port()]
         for port in web_ports:
             (runtime / f"pointpass-web-{port}").mkdir(parents=True)  # RuntimeDirectory=
