@@ -434,10 +434,15 @@ def test_the_deployment_files_agree(stack: Stack, apns_certs: dict[str, Path],
     too_big = requests.post(f"{stack.url}/api/v1/programs", data=b"x" * (65536 + 1),
                             headers={"Content-Type": "application/json"}, timeout=30)
     assert too_big.status_code == 413
+    masters, workers = set(), set()
     for url in stack.web_urls:  # each instance: its own pid file and control socket
         instance = stack.runtime / f"pointpass-web-{url.rsplit(':', 1)[1]}"
-        assert (instance / "gunicorn.ctl").is_socket()
-        assert int((instance / "gunicorn.pid").read_text())
+        masters.add(int((instance / "gunicorn.pid").read_text()))
+        shown = json.loads(_run([str(BIN / "gunicornc"), "-s", str(instance / "gunicorn.ctl"),
+                                 "-c", "show workers", "-j"], dict(os.environ)))
+        assert shown["count"] == 2  # --workers 2 in the unit
+        workers |= {worker["pid"] for worker in shown["workers"]}
+    assert (len(masters), len(workers)) == (2, 4)  # two instances, each answering for its own
 
 
 def test_readyz_through_nginx_follows_the_database(stack: Stack) -> None:
