@@ -254,6 +254,8 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     """The outbox's "google" channel: sync each changed card once."""
     wallet = google_wallet()
     if wallet is None or not wallet.sync_enabled:
+        for update_id, cards in _cards_by_update(rows).items():
+            outcome.skip(update_id, "google-not-configured", len(cards))
         return
     by_card: dict[int, list[Claimed]] = {}
     for row in rows:
@@ -286,6 +288,14 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
             db.session.rollback()
             outcome.retry.update(r.id for r in card_rows)
             log.warning("Google unreachable for %s: %s", card.serial_number, exc)
+
+
+def _cards_by_update(rows: list[Claimed]) -> dict[int, set[int]]:
+    cards: dict[int, set[int]] = {}
+    for row in rows:
+        if row.update_id is not None:
+            cards.setdefault(row.update_id, set()).add(row.card_id)
+    return cards
 
 
 def _retryable(exc: Exception) -> bool:
