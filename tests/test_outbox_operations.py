@@ -19,6 +19,7 @@ from app.extensions import db
 from app.outbox import drain as outbox
 from app.outbox.models import OutboxEntry
 from app.timeutil import utcnow
+from app.wallet import updates
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     DEV_CERTS,
@@ -178,3 +179,51 @@ def test_update_counts_cards_without_wallets_and_pushes_skipped(app: Flask) -> N
         "skipped", "failures")} == {
         "cards_total": 20, "cards_done": 20, "cards_with_wallet": 10, "devices_pushed": 0,
         "devices_skipped": 10, "skipped": {"apns-not-configured": 10}, "failures": 0}
+
+
+@pytest.fixture
+def queued_once_app(database: Any, tmp_path: Path,
+                    apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    """Jobs on an rq queue no worker serves; one attempt per outbox row."""
+    yield from make_worker_app(database, tmp_path, **apns_app_settings, OUTBOX_MAX_ATTEMPTS=1)
+
+
+def test_a_row_whose_last_attempt_died_is_given_up_and_its_update_finishes(
+    queued_once_app: Flask, apns: APNsTestServer
+) -> None:
+    app = queued_once_app
+    api = admin_api(app)
+    program = create_program(api)
+    register_device(app, create_card(api, program)["serial_number"])
+    pass_update = api.post(f"/api/v1/programs/{program['id']}/updates", json={}).json
+    with app.app_context():
+        updates.run(pass_update["id"])  # the update's job, run here: it marks the card
+        assert len(outbox.claim(100, lease_seconds=0)) == 1  # a drain leases, then dies
+        outbox.drain()  # the next drain (the sweep's) finds the lease run out
+
+    progress = api.get(pass_update["url"]).json
+    assert (progress["status"], progress["cards_done"], progress["failures"]) == ("done", 1, 1)
+    assert apns.requests == []  # given up on, not pushed
+    assert {name: c["past_limit"] for name, c in _status(api).items()} == {"apple": 1, "google": 0}
+
+
+def test_a_push_the_outbox_retries_successfully_is_no_failure(
+    database: Any, tmp_path: Path, apns_app_settings: dict[str, Any], apns: APNsTestServer
+) -> None:
+    for app in make_app(database, tmp_path, **apns_app_settings, APNS_RETRIES=1):
+        api = admin_api(app)
+        program = create_program(api)
+        phone = register_device(app, create_card(api, program)["serial_number"])
+        _settle(app)
+        apns.respond(phone.token, 503, "ServiceUnavailable", times=2)  # a try and its retry
+        pass_update = api.post(f"/api/v1/programs/{program['id']}/updates", json={}).json
+        _settle(app)
+        assert api.get(pass_update["url"]).json["status"] == "pushing"  # backing off
+        with app.app_context():  # the backoff passes; the next drain delivers
+            db.session.execute(update(OutboxEntry).values(available_at=utcnow()))
+            db.session.commit()
+            assert outbox.drain().rows == 1
+
+        progress = api.get(pass_update["url"]).json
+        assert (progress["status"], progress["devices_pushed"], progress["failures"]) == (
+            "done", 1, 0)

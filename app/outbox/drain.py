@@ -101,6 +101,7 @@ def drain() -> DrainStats:
     registry = channels.registered()
     limit, lease = _settings()
     stats = DrainStats()
+    _give_up_abandoned()
     while True:
         batch = claim(limit, lease)
         if not batch:
@@ -131,23 +132,48 @@ def _finish(batch: list[Claimed], outcome: Delivery) -> None:
             delete(OutboxEntry).where(OutboxEntry.id.in_(done)).returning(OutboxEntry.id)))
     now = utcnow()
     limit = max_attempts()
+    given_up = [row for row in batch if row.id in outcome.retry and row.attempts >= limit]
+    _give_up(given_up, outcome)
+    finished.update(row.id for row in given_up)
     for row in batch:
-        if row.id not in outcome.retry:
-            continue
-        if row.attempts >= limit:
-            # Given up on: its update counts the card, and the row stays, out of the drain's
-            # way, for an operator to retry as a plain change.
-            finished.add(row.id)
+        if row.id in outcome.retry and row.attempts < limit:
+            # 2, 4, 8 ... seconds, at most ten minutes: a host that stays down is not hammered.
+            delay = min(2 ** min(row.attempts, 10), 600)
             db.session.execute(update(OutboxEntry).where(OutboxEntry.id == row.id)
-                               .values(update_id=None))
-            log.warning("outbox row %d (%s) past its retry limit of %d attempts", row.id,
-                        row.channel, limit)
-            continue
-        # 2, 4, 8 ... seconds, at most ten minutes: a host that stays down is not hammered.
-        delay = min(2 ** min(row.attempts, 10), 600)
-        db.session.execute(update(OutboxEntry).where(OutboxEntry.id == row.id)
-                           .values(available_at=now + timedelta(seconds=delay)))
+                               .values(available_at=now + timedelta(seconds=delay)))
     _count_updates([row for row in batch if row.id in finished], outcome)
+    db.session.commit()
+
+
+def _give_up(rows: list[Claimed], outcome: Delivery) -> None:
+    """Rows past their retry limit: each card counts as a failure of its update and, once
+    counted (:func:`_count_updates`), as done; the rows stay, out of the drain's way and of
+    their update, for an operator to retry as plain changes (not committed)."""
+    if not rows:
+        return
+    failed = {(row.update_id, row.card_id) for row in rows if row.update_id is not None}
+    for update_id, _ in failed:
+        outcome.failures[update_id] += 1
+    db.session.execute(update(OutboxEntry).where(OutboxEntry.id.in_([row.id for row in rows]))
+                       .values(update_id=None))
+    log.warning("%d outbox row(s) past their retry limit of %d attempts (%s): see "
+                "`pointpass outbox status`", len(rows), max_attempts(),
+                ", ".join(sorted({row.channel for row in rows})))
+
+
+def _give_up_abandoned() -> None:
+    """Give up (and commit) the rows whose last allowed attempt's drain died: its lease ran
+    out, and no drain leases them again, so their updates would never finish."""
+    rows = [Claimed(*row) for row in db.session.execute(
+        select(OutboxEntry.id, OutboxEntry.card_id, OutboxEntry.channel, OutboxEntry.update_id,
+               OutboxEntry.attempts)
+        .where(past_limit(), OutboxEntry.update_id.is_not(None),
+               OutboxEntry.available_at <= utcnow())
+        .with_for_update(skip_locked=True))]
+    if rows:
+        outcome = Delivery()
+        _give_up(rows, outcome)
+        _count_updates(rows, outcome)
     db.session.commit()
 
 

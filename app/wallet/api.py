@@ -50,7 +50,9 @@ class UpdateOut(Schema):
     skipped = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
         "description": "devices skipped by reason, e.g. {\"apns-not-configured\": 10} "
                        "(apns-not-configured, google-not-configured)"})
-    failures = fields.Integer(metadata={"description": "deliveries given up on"})
+    failures = fields.Integer(metadata={
+        "description": "devices a wallet refused for good, and cards given up on after the "
+                       "outbox's retry limit (a later successful retry is no failure)"})
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
     url = fields.String()

@@ -99,11 +99,13 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
             for update_id in updates:
                 outcome.devices_pushed[update_id] += 1
             continue
+        if result.outcome is Outcome.RETRY_EXHAUSTED:
+            # Not a failure yet: the outbox tries again, and counts one if it gives up.
+            outcome.retry.update(r.id for c in cards for r in card_rows[c])
+            continue
         for update_id in updates:
             outcome.failures[update_id] += 1
-        if result.outcome is Outcome.RETRY_EXHAUSTED:
-            outcome.retry.update(r.id for c in cards for r in card_rows[c])
-        elif result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
+        if result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
             forget_token(result)
     db.session.commit()
 

@@ -278,11 +278,11 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
             log.info("Google sync of %s waits for another sync of it", card.serial_number)
         except GoogleWalletError as exc:
             db.session.rollback()
-            for update_id in update_ids:
-                outcome.failures[update_id] += 1
-            if _retryable(exc):
+            if _retryable(exc):  # a failure only if the outbox gives up on it
                 outcome.retry.update(r.id for r in card_rows)
             else:
+                for update_id in update_ids:
+                    outcome.failures[update_id] += 1
                 log.error("Google refused the object of %s: %s", card.serial_number, exc)
         except OSError as exc:
             db.session.rollback()
