@@ -227,3 +227,26 @@ def test_a_push_the_outbox_retries_successfully_is_no_failure(
         progress = api.get(pass_update["url"]).json
         assert (progress["status"], progress["devices_pushed"], progress["failures"]) == (
             "done", 1, 0)
+
+
+def test_rows_left_for_a_wallet_no_longer_configured_are_skipped_with_the_reason(
+    queued_app: Flask, database: Any, tmp_path: Path
+) -> None:
+    api = admin_api(queued_app)
+    program = create_program(api)
+    create_card(api, program)  # its Google object is to be created: a "google" row
+    pass_update = api.post(f"/api/v1/programs/{program['id']}/updates", json={}).json
+    with queued_app.app_context():
+        updates.run(pass_update["id"])  # the update's job, run here: it marks the card
+
+    (tmp_path / "restarted").mkdir()
+    # The same database, served again without Google Wallet configured.
+    for plain in make_app(database, tmp_path / "restarted",
+                          DATABASE_URL=queued_app.config["DATABASE_URL"]):
+        with plain.app_context():
+            outbox.drain()
+        progress = ApiClient(plain.test_client(), api.key).get(pass_update["url"]).json
+        assert {key: progress[key] for key in (
+            "status", "cards_done", "cards_with_wallet", "devices_skipped", "skipped")} == {
+            "status": "done", "cards_done": 1, "cards_with_wallet": 1, "devices_skipped": 1,
+            "skipped": {"google-not-configured": 1}}
