@@ -26,6 +26,7 @@ from app import (
     redisclient,
 )
 from app import config as config_module
+from app.api.admin import bp as admin_api
 from app.api.loyalty import bp as loyalty_api
 from app.auth import models as _auth_models  # noqa: F401 - register the tables
 from app.auth.api import bp as keys_api
@@ -113,14 +114,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(updates_api)
     app.register_blueprint(redemption_api)
     app.register_blueprint(keys_api)
+    app.register_blueprint(admin_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
 
     # CSRF protection is on for every post; these callers prove who they are with API keys,
     # PassKit authentication tokens and Google's signatures, never with the session cookie.
-    pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, passkit,
-                             google_callback)
+    pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
+                             passkit, google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)
     app.register_blueprint(staff_pages)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -18,12 +19,15 @@ from flask_migrate import cli as migrate_cli
 from rq import Queue, SimpleWorker
 from sqlalchemy.engine import make_url
 
-from app import create_app
+from app import background, create_app
 from app.auth import keys
 from app.auth.models import ApiKey, Role
 from app.config import ConfigError
 from app.console.demo import create_demo
+from app.errors import DomainError
 from app.extensions import db
+from app.outbox.status import retry as outbox_retry_rows
+from app.outbox.status import status as outbox_status_of
 from app.redisclient import redis_for
 from app.wallet import sweep
 from passes.devcerts import write_dev_certs
@@ -159,6 +163,48 @@ def demo() -> None:
         click.echo(f"  {role:<9} key: {key}")
     click.echo(f"Sample card: {result.card.serial_number} — {result.card.member.name}, "
                f"{result.card.balance} {result.program.points_label}")
+
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """See and retry what the outbox waits to tell the wallets."""
+
+
+@outbox_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (for scripts).")
+@with_appcontext
+def outbox_status(as_json: bool) -> None:
+    """Backlog per channel: rows, due now, past their retry limit, oldest row's age."""
+    result = outbox_status_of()
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), default=str))
+        return
+    rows = [("CHANNEL", "ROWS", "DUE", "PAST LIMIT", "OLDEST")]
+    rows += [(c.channel, str(c.rows), str(c.due), str(c.past_limit),
+              "-" if c.oldest_age_seconds is None else f"{c.oldest_age_seconds:.0f}s")
+             for c in result.channels]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                   .rstrip())
+    click.echo(f"(a row is past its retry limit after {result.max_attempts} attempts; "
+               f"`pointpass outbox retry` sends it again)")
+
+
+@outbox_group.command("retry")
+@click.option("--channel", help="Only this channel's rows (e.g. apple, google).")
+@click.option("--all", "everything", is_flag=True,
+              help="Every row not due now, not only those past their retry limit.")
+@with_appcontext
+def outbox_retry(channel: str | None, everything: bool) -> None:
+    """Make rows past their retry limit due now (attempts reset) and ask for a drain."""
+    try:
+        count = outbox_retry_rows(channel, everything=everything)
+    except DomainError as error:
+        raise click.BadParameter(error.detail, param_hint="--channel") from None
+    # Without Redis the drain runs in this process: let it finish before the command exits.
+    background.dispatcher().wait()
+    click.echo(f"Retried {count} outbox row{'' if count == 1 else 's'}.")
 
 
 @cli.command("worker")

@@ -18,5 +18,8 @@ names no wallet, and each wallet plugs in through :mod:`app.outbox.channels`.
 - :mod:`app.outbox.models`: the outbox rows and the marketer updates they count towards.
 - :mod:`app.outbox.channels`: what a channel supplies, the per-app registry, and the insert
   that writes one row per card and channel with someone to tell.
-- :mod:`app.outbox.drain`: leasing rows and handing them to their channels.
+- :mod:`app.outbox.drain`: leasing rows and handing them to their channels, and the retry
+  limit past which a row waits for an operator.
+- :mod:`app.outbox.status`: the backlog per channel and the retry of given-up rows, for
+  ``pointpass outbox`` and ``/api/v1/admin/outbox``.
 """

@@ -15,7 +15,7 @@ The registry lives in ``app.extensions``, so every app built by ``create_app`` h
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,13 @@ class Delivery:
     retry: set[int] = field(default_factory=set)  # outbox ids
     devices_pushed: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     failures: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # update id -> reason (e.g. "apns-not-configured") -> devices not told for that reason
+    skipped: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def skip(self, update_id: int, reason: str, count: int = 1) -> None:
+        """Record that ``count`` devices (or wallet objects) of the update were not told,
+        for ``reason`` (such as ``apns-not-configured``); their rows are finished anyway."""
+        self.skipped[update_id][reason] += count
 
 
 # ``audience(card_id, new_cards)``: the condition on the changed cards' id column for the

@@ -7,6 +7,12 @@ channels (:mod:`app.outbox.channels`), and deletes what was delivered. Rows a de
 leased become available again when the lease runs out, and the periodic sweep
 (``app.wallet.sweep``) drains them: nothing is lost when Redis, the worker or the process
 dies, only delayed.
+
+Each lease counts an attempt. A row a channel asks to retry backs off (2, 4, 8 ... seconds, at
+most ten minutes) until it has had ``POINTPASS_OUTBOX_MAX_ATTEMPTS`` attempts (default
+:data:`MAX_ATTEMPTS`, about two hours); then it is *past its retry limit*: no drain leases it
+again, it counts as given up on for its marketer update, and it stays in the table for
+operators to see and retry (:mod:`app.outbox.status`, ``pointpass outbox``).
 """
 
 from __future__ import annotations
@@ -18,17 +24,20 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import background
+from app.dbutil import insert
 from app.extensions import db
 from app.outbox import channels
 from app.outbox.channels import Claimed, Delivery
-from app.outbox.models import OutboxEntry, PassUpdate, UpdateStatus
+from app.outbox.models import OutboxEntry, PassUpdate, PassUpdateSkip, UpdateStatus
 from app.timeutil import utcnow
 
 log = logging.getLogger("pointpass.outbox")
 
 DRAIN_KEY = "outbox-drain"
+MAX_ATTEMPTS = 20  # 2 + 4 + ... + 512 s, then ten-minute steps: about two hours of retries
 
 
 @dataclass
@@ -53,12 +62,22 @@ def _settings() -> tuple[int, int]:
     return int(config.get("OUTBOX_BATCH", 2000)), int(config.get("OUTBOX_LEASE_SECONDS", 60))
 
 
+def max_attempts() -> int:
+    """How many attempts a row gets before it is past its retry limit."""
+    return max(1, int(current_app.config.get("OUTBOX_MAX_ATTEMPTS", MAX_ATTEMPTS)))
+
+
+def past_limit() -> ColumnElement[bool]:
+    """The rows past their retry limit: no drain leases them until an operator retries them."""
+    return OutboxEntry.attempts >= max_attempts()
+
+
 def claim(limit: int, lease_seconds: int) -> list[Claimed]:
     """Lease up to ``limit`` available rows and commit; other drains skip them."""
     now = utcnow()
     available = (
         select(OutboxEntry.id)
-        .where(OutboxEntry.available_at <= now)
+        .where(OutboxEntry.available_at <= now, ~past_limit())
         .order_by(OutboxEntry.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -82,6 +101,7 @@ def drain() -> DrainStats:
     registry = channels.registered()
     limit, lease = _settings()
     stats = DrainStats()
+    _give_up_abandoned()
     while True:
         batch = claim(limit, lease)
         if not batch:
@@ -104,28 +124,68 @@ def drain() -> DrainStats:
 
 def _finish(batch: list[Claimed], outcome: Delivery) -> None:
     done = [row.id for row in batch if row.id not in outcome.retry]
+    finished: set[int] = set()
     if done:
-        db.session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(done)))
+        # Only the rows this drain deleted count: an operator's retry may have had another
+        # drain deliver (and count) a row while this one held it.
+        finished.update(db.session.scalars(
+            delete(OutboxEntry).where(OutboxEntry.id.in_(done)).returning(OutboxEntry.id)))
     now = utcnow()
+    limit = max_attempts()
+    given_up = [row for row in batch if row.id in outcome.retry and row.attempts >= limit]
+    _give_up(given_up, outcome)
+    finished.update(row.id for row in given_up)
     for row in batch:
-        if row.id in outcome.retry:
+        if row.id in outcome.retry and row.attempts < limit:
             # 2, 4, 8 ... seconds, at most ten minutes: a host that stays down is not hammered.
             delay = min(2 ** min(row.attempts, 10), 600)
             db.session.execute(update(OutboxEntry).where(OutboxEntry.id == row.id)
                                .values(available_at=now + timedelta(seconds=delay)))
-    _count_updates(batch, outcome)
+    _count_updates([row for row in batch if row.id in finished], outcome)
     db.session.commit()
 
 
-def _count_updates(batch: list[Claimed], outcome: Delivery) -> None:
-    """Add the batch's outcome to its updates' progress (after its rows were deleted).
+def _give_up(rows: list[Claimed], outcome: Delivery) -> None:
+    """Rows past their retry limit: each card counts as a failure of its update and, once
+    counted (:func:`_count_updates`), as done; the rows stay, out of the drain's way and of
+    their update, for an operator to retry as plain changes (not committed)."""
+    if not rows:
+        return
+    failed = {(row.update_id, row.card_id) for row in rows if row.update_id is not None}
+    for update_id, _ in failed:
+        outcome.failures[update_id] += 1
+    db.session.execute(update(OutboxEntry).where(OutboxEntry.id.in_([row.id for row in rows]))
+                       .values(update_id=None))
+    log.warning("%d outbox row(s) past their retry limit of %d attempts (%s): see "
+                "`pointpass outbox status`", len(rows), max_attempts(),
+                ", ".join(sorted({row.channel for row in rows})))
+
+
+def _give_up_abandoned() -> None:
+    """Give up (and commit) the rows whose last allowed attempt's drain died: its lease ran
+    out, and no drain leases them again, so their updates would never finish."""
+    rows = [Claimed(*row) for row in db.session.execute(
+        select(OutboxEntry.id, OutboxEntry.card_id, OutboxEntry.channel, OutboxEntry.update_id,
+               OutboxEntry.attempts)
+        .where(past_limit(), OutboxEntry.update_id.is_not(None),
+               OutboxEntry.available_at <= utcnow())
+        .with_for_update(skip_locked=True))]
+    if rows:
+        outcome = Delivery()
+        _give_up(rows, outcome)
+        _count_updates(rows, outcome)
+    db.session.commit()
+
+
+def _count_updates(finished: list[Claimed], outcome: Delivery) -> None:
+    """Add a batch's outcome to its updates' progress (after its rows were deleted).
 
     A card is done when the last of its outbox rows for the update is finished (delivered,
     or given up on): a card in Apple and Google Wallet counts once.
     """
     touched: dict[int, set[int]] = defaultdict(set)
-    for row in batch:
-        if row.update_id is not None and row.id not in outcome.retry:
+    for row in finished:
+        if row.update_id is not None:
             touched[row.update_id].add(row.card_id)
     if touched:
         pending = db.session.execute(select(OutboxEntry.update_id, OutboxEntry.card_id).where(
@@ -135,15 +195,20 @@ def _count_updates(batch: list[Claimed], outcome: Delivery) -> None:
         for update_id, card_id in pending:
             touched[update_id].discard(card_id)
     finished_cards = {update_id: len(cards) for update_id, cards in touched.items()}
-    for update_id in set(finished_cards) | set(outcome.devices_pushed) | set(outcome.failures):
+    for update_id in (set(finished_cards) | set(outcome.devices_pushed) | set(outcome.failures)
+                      | set(outcome.skipped)):
+        skipped = outcome.skipped.get(update_id, {})
         db.session.execute(
             update(PassUpdate).where(PassUpdate.id == update_id).values(
                 cards_done=PassUpdate.cards_done + finished_cards.get(update_id, 0),
                 devices_pushed=PassUpdate.devices_pushed
                 + outcome.devices_pushed.get(update_id, 0),
                 failures=PassUpdate.failures + outcome.failures.get(update_id, 0),
+                devices_skipped=PassUpdate.devices_skipped + sum(skipped.values()),
             )
         )
+        for reason, devices in skipped.items():
+            _add_skips(update_id, reason, devices)
     if touched:
         close_finished_updates(list(touched))
 
@@ -158,6 +223,14 @@ def close_finished_updates(update_ids: list[int]) -> None:
                PassUpdate.id.not_in(still_queued))
         .values(status=UpdateStatus.DONE, finished_at=utcnow())
     )
+
+
+def _add_skips(update_id: int, reason: str, devices: int) -> None:
+    statement = insert(PassUpdateSkip).values(update_id=update_id, reason=reason,
+                                              devices=devices)
+    db.session.execute(statement.on_conflict_do_update(
+        index_elements=["update_id", "reason"],
+        set_={"devices": PassUpdateSkip.devices + statement.excluded.devices}))
 
 
 def pending() -> int:

@@ -36,6 +36,12 @@ class PassUpdate(db.Model):
     cards_done: Mapped[int] = mapped_column(default=0)
     devices_pushed: Mapped[int] = mapped_column(default=0)
     failures: Mapped[int] = mapped_column(default=0)
+    # Cards some wallet holds (an outbox row was written for them); the others are done as
+    # soon as they are marked.
+    cards_with_wallet: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Devices (or wallet objects) a channel did not tell because it could not: the reasons
+    # are in ``pass_update_skips``.
+    devices_skipped: Mapped[int] = mapped_column(default=0, server_default="0")
     # Where marking got to: every matching card with a smaller or equal id has been marked
     # (keyset position), so a run interrupted by a dead worker resumes after it.
     last_card_id: Mapped[int] = mapped_column(default=0, server_default="0")
@@ -47,12 +53,26 @@ class PassUpdate(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class PassUpdateSkip(db.Model):
+    """How many devices of an update a channel skipped for one reason (such as
+    ``apns-not-configured``): one row per update and reason, added to by each drain."""
+
+    __tablename__ = "pass_update_skips"
+
+    update_id: Mapped[int] = mapped_column(ForeignKey("pass_updates.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
+    devices: Mapped[int] = mapped_column(default=0)
+
+
 class OutboxEntry(db.Model):
     """A card whose passes changed and whose holders have not been told yet.
 
     Written in the transaction that changed the card, so no change is lost when Redis or the
-    worker is down. A drain leases rows by moving ``available_at`` forward; rows whose
-    drain died become available again when the lease runs out.
+    worker is down. A drain leases rows by moving ``available_at`` forward and counting the
+    attempt; rows whose drain died become available again when the lease runs out. A row
+    whose ``attempts`` reached the drain's limit (``POINTPASS_OUTBOX_MAX_ATTEMPTS``) is no
+    longer leased: it stays for operators to see and retry (``pointpass outbox``).
     """
 
     __tablename__ = "pass_outbox"

@@ -37,9 +37,22 @@ class UpdateOut(Schema):
     message = fields.String(allow_none=True)
     cards_total = fields.Integer(metadata={"description": "cards in the segment"})
     cards_done = fields.Integer(metadata={
-        "description": "cards whose wallets have all been told (or given up on)"})
+        "description": "cards finished: those no wallet holds (nothing to tell) once marked, "
+                       "the others once their wallets have all been told, skipped or given "
+                       "up on; equals cards_total when the update is done"})
+    cards_with_wallet = fields.Integer(metadata={
+        "description": "cards held by some wallet: a device registered for pushes, or a "
+                       "Google Wallet object (a card in both counts once)"})
     devices_pushed = fields.Integer(metadata={"description": "APNs pushes sent"})
-    failures = fields.Integer(metadata={"description": "deliveries given up on"})
+    devices_skipped = fields.Integer(metadata={
+        "description": "devices (Google: wallet objects) not told because their wallet is "
+                       "not configured to send; the reasons are in skipped"})
+    skipped = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "devices skipped by reason, e.g. {\"apns-not-configured\": 10} "
+                       "(apns-not-configured, google-not-configured)"})
+    failures = fields.Integer(metadata={
+        "description": "devices a wallet refused for good, and cards given up on after the "
+                       "outbox's retry limit (a later successful retry is no failure)"})
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
     url = fields.String()
@@ -53,7 +66,10 @@ def _body(pass_update: PassUpdate) -> dict[str, Any]:
         "message": pass_update.message,
         "cards_total": pass_update.cards_total,
         "cards_done": pass_update.cards_done,
+        "cards_with_wallet": pass_update.cards_with_wallet,
         "devices_pushed": pass_update.devices_pushed,
+        "devices_skipped": pass_update.devices_skipped,
+        "skipped": updates.skipped_by_reason(pass_update.id),
         "failures": pass_update.failures,
         "created_at": pass_update.created_at,
         "finished_at": pass_update.finished_at,

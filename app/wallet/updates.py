@@ -15,7 +15,7 @@ from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card, CardStatus, Member, Program, Tier
 from app.outbox import drain as outbox
-from app.outbox.models import OutboxEntry, PassUpdate, UpdateStatus
+from app.outbox.models import OutboxEntry, PassUpdate, PassUpdateSkip, UpdateStatus
 from app.timeutil import utcnow
 from passes.languages import LANGUAGES
 
@@ -148,7 +148,8 @@ def _mark_chunk(update_id: int, where: Any, values: dict[str, Any], after: int, 
         told = db.session.scalar(select(func.count(func.distinct(OutboxEntry.card_id))).where(
             OutboxEntry.update_id == update_id, OutboxEntry.card_id.in_(ids))) or 0
         db.session.execute(this_update.values(
-            last_card_id=ids[-1], cards_done=PassUpdate.cards_done + len(ids) - told))
+            last_card_id=ids[-1], cards_done=PassUpdate.cards_done + len(ids) - told,
+            cards_with_wallet=PassUpdate.cards_with_wallet + told))
     else:
         db.session.execute(this_update.values(status=UpdateStatus.PUSHING, lease_until=None))
         outbox.close_finished_updates([update_id])
@@ -203,3 +204,10 @@ def get(update_id: int) -> PassUpdate:
     if pass_update is None:
         raise NotFound(f"No update with id {update_id}.")
     return pass_update
+
+
+def skipped_by_reason(update_id: int) -> dict[str, int]:
+    """The devices (or wallet objects) of the update not told, by reason."""
+    return {reason: devices for reason, devices in db.session.execute(
+        select(PassUpdateSkip.reason, PassUpdateSkip.devices)
+        .where(PassUpdateSkip.update_id == update_id).order_by(PassUpdateSkip.reason))}

@@ -19,8 +19,8 @@ from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
-COMMANDS = ["create-key", "db", "demo", "dev-certs", "list-keys", "revoke-key", "routes", "run",
-            "shell", "spec", "worker"]
+COMMANDS = ["create-key", "db", "demo", "dev-certs", "list-keys", "outbox", "revoke-key",
+            "routes", "run", "shell", "spec", "worker"]
 
 
 @pytest.fixture

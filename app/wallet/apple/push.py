@@ -79,25 +79,33 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
         .where(Registration.card_id.in_(list(card_rows)))
     ).all()
     db.session.rollback()
-    if not targets or client is None:
-        return
     cards_of: dict[str, set[int]] = defaultdict(set)
     for token, card_id in targets:
         cards_of[token].add(card_id)
 
-    results = client.push_many(list(cards_of))
+    def updates_of(cards: set[int]) -> set[int]:
+        return {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
+
+    if client is None:  # development stand-ins and no POINTPASS_APNS_URL (logged once)
+        for cards in cards_of.values():
+            for update_id in updates_of(cards):
+                outcome.skip(update_id, "apns-not-configured")
+        return
+    results = client.push_many(list(cards_of)) if cards_of else []
     for result in results:
         cards = cards_of[result.token]
-        updates = {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
+        updates = updates_of(cards)
         if result.outcome is Outcome.DELIVERED:
             for update_id in updates:
                 outcome.devices_pushed[update_id] += 1
             continue
+        if result.outcome is Outcome.RETRY_EXHAUSTED:
+            # Not a failure yet: the outbox tries again, and counts one if it gives up.
+            outcome.retry.update(r.id for c in cards for r in card_rows[c])
+            continue
         for update_id in updates:
             outcome.failures[update_id] += 1
-        if result.outcome is Outcome.RETRY_EXHAUSTED:
-            outcome.retry.update(r.id for c in cards for r in card_rows[c])
-        elif result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
+        if result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
             forget_token(result)
     db.session.commit()
 

@@ -254,6 +254,8 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     """The outbox's "google" channel: sync each changed card once."""
     wallet = google_wallet()
     if wallet is None or not wallet.sync_enabled:
+        for update_id, cards in _cards_by_update(rows).items():
+            outcome.skip(update_id, "google-not-configured", len(cards))
         return
     by_card: dict[int, list[Claimed]] = {}
     for row in rows:
@@ -276,16 +278,24 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
             log.info("Google sync of %s waits for another sync of it", card.serial_number)
         except GoogleWalletError as exc:
             db.session.rollback()
-            for update_id in update_ids:
-                outcome.failures[update_id] += 1
-            if _retryable(exc):
+            if _retryable(exc):  # a failure only if the outbox gives up on it
                 outcome.retry.update(r.id for r in card_rows)
             else:
+                for update_id in update_ids:
+                    outcome.failures[update_id] += 1
                 log.error("Google refused the object of %s: %s", card.serial_number, exc)
         except OSError as exc:
             db.session.rollback()
             outcome.retry.update(r.id for r in card_rows)
             log.warning("Google unreachable for %s: %s", card.serial_number, exc)
+
+
+def _cards_by_update(rows: list[Claimed]) -> dict[int, set[int]]:
+    cards: dict[int, set[int]] = {}
+    for row in rows:
+        if row.update_id is not None:
+            cards.setdefault(row.update_id, set()).add(row.card_id)
+    return cards
 
 
 def _retryable(exc: Exception) -> bool:
