@@ -32,6 +32,16 @@ def _logged(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogRecord:
     return next(r for r in caplog.records if text in r.getMessage())
 
 
+def _refer_a_friend(api: ApiClient, program: dict[str, Any], request_id: str) -> None:
+    """Enrol a referrer, then a friend with their code in a request sending ``request_id``:
+    the friend's enrolment enqueues the job crediting the referrer."""
+    referrer = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Referrer"})
+    referred = api.post(f"/api/v1/programs/{program['id']}/members",
+                        json={"name": "Friend", "referral_code": referrer.json["referral_code"]},
+                        headers={"X-Request-Id": request_id})
+    assert referred.status_code == 201, referred.json
+
+
 def test_a_sent_id_is_answered_in_the_header_the_problem_and_the_log(
         app: Any, caplog: pytest.LogCaptureFixture) -> None:
     client = app.test_client()
@@ -108,11 +118,7 @@ def test_an_in_process_job_logs_with_the_id_of_the_request_that_enqueued_it(
 
     monkeypatch.setattr(service, "credit_referral", credit_referral)
     caplog.set_level(logging.INFO)
-    referrer = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Referrer"})
-    referred = api.post(f"/api/v1/programs/{program['id']}/members",
-                        json={"name": "Friend", "referral_code": referrer.json["referral_code"]},
-                        headers={"X-Request-Id": "enrol-friend-1"})
-    assert referred.status_code == 201, referred.json
+    _refer_a_friend(api, program, "enrol-friend-1")
     with app.app_context():
         background.dispatcher().wait()
     line = _logged(caplog, "crediting the referrer of member")
@@ -121,20 +127,16 @@ def test_an_in_process_job_logs_with_the_id_of_the_request_that_enqueued_it(
 
 
 @pytest.fixture
-def rq_app(database: Any, tmp_path: Path) -> Any:
+def worker_app(database: Any, tmp_path: Path) -> Any:
+    """Jobs go to rq (``app.config["TEST_WORKER_ENV"]`` runs a worker for them)."""
     yield from make_worker_app(database, tmp_path)
 
 
 @pytest.mark.redis
-def test_an_rq_job_logs_with_the_id_of_the_request_that_enqueued_it(rq_app: Any) -> None:
+def test_an_rq_job_logs_with_the_id_of_the_request_that_enqueued_it(worker_app: Any) -> None:
     """In a real ``pointpass worker`` writing JSON lines."""
-    api = admin_api(rq_app)
-    program = create_program(api)
-    referrer = api.post(f"/api/v1/programs/{program['id']}/members", json={"name": "Referrer"})
-    referred = api.post(f"/api/v1/programs/{program['id']}/members",
-                        json={"name": "Friend", "referral_code": referrer.json["referral_code"]},
-                        headers={"X-Request-Id": "enrol-friend-2"})
-    assert referred.status_code == 201, referred.json
+    rq_app = worker_app
+    _refer_a_friend(admin_api(rq_app), create_program(admin_api(rq_app)), "enrol-friend-2")
     queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
     job = next(job for job in queue.jobs
                if job.func_name == "app.enrollment.service.credit_referral")
