@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,9 +83,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         "(`urn:pointpass:problem:database-unavailable`, with `Retry-After`) while the "
         "database cannot be reached; retry with the same `Idempotency-Key`. While the "
         "database schema is behind the code the answer is 503 "
-        "`urn:pointpass:problem:schema-outdated` (an operator runs `pointpass db upgrade`).",
+        "`urn:pointpass:problem:schema-outdated` (an operator runs `pointpass db upgrade`). "
+        "Every answer carries an `X-Request-Id` header (the request's own when it sent a "
+        "usable one), also in problem bodies as `request_id` and on the service's log lines.",
     }
-    _configure_logging(app)
+    logs.init_app(app)  # POINTPASS_LOG_FORMAT, and a request id per request
     redisclient.init_app(app)
 
     db.init_app(app)
@@ -188,12 +189,3 @@ def _sqlite_transactions(engine: Engine) -> None:
         reading = has_request_context() and request.method in ("GET", "HEAD")
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
-
-def _configure_logging(app: APIFlask) -> None:
-    # Card page and pass download URLs are secrets: every log line of the process is
-    # redacted, whichever logger or handler writes it (see app/logs.py).
-    logs.install()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )

@@ -8,6 +8,10 @@ where they run, and the periodic sweep.
 (:class:`InProcessDispatcher`). :class:`Sweeper` submits a periodic job. Either way a job is a
 plain importable function taking plain arguments, run inside an application context: it only
 translates the job into a call to a domain service.
+
+A job runs under the request id of the request that enqueued it (``app.requestid``), so its
+log lines carry that id: in-process it is set around the call, with rq it travels in the
+job's ``meta`` and :class:`Worker` sets it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from typing import Any
 from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Queue, Retry, SimpleWorker
+from rq.job import Job as RQJob
 
-from app import dbutil
+from app import dbutil, requestid
 from app.extensions import db
 from app.redisclient import redis_for
 
@@ -35,6 +40,8 @@ log = logging.getLogger("pointpass.jobs")
 EXTENSION = "pointpass.jobs"
 
 Job = Callable[..., Any]
+# The key of an rq job's meta holding the id of the request that enqueued it.
+META_REQUEST_ID = "request_id"
 
 
 def enqueue_after_commit(func: Job, *args: Any, coalesce: str | None = None) -> None:
@@ -44,12 +51,14 @@ def enqueue_after_commit(func: Job, *args: Any, coalesce: str | None = None) -> 
     to start at a time: asking again while one waits adds nothing (one that has started does
     not count, so work committed while it runs gets a run of its own).
     """
-    dbutil.after_commit(partial(_submit, func, args, coalesce),
+    dbutil.after_commit(partial(_submit, func, args, coalesce, requestid.current()),
                         key=None if coalesce is None else (EXTENSION, coalesce))
 
 
-def _submit(func: Job, args: tuple[Any, ...], coalesce: str | None) -> None:
-    dispatcher().submit(func, args, coalesce)
+def _submit(func: Job, args: tuple[Any, ...], coalesce: str | None, request_id: str) -> None:
+    # The dispatchers hand the job the current request id: the one that asked for it.
+    with requestid.bound(request_id):
+        dispatcher().submit(func, args, coalesce)
 
 
 def run_coalesced(key: str, path: str, *args: Any) -> Any:
@@ -92,11 +101,12 @@ class InProcessDispatcher(Dispatcher):
         self._waiting: set[str] = set()
         self._lock = threading.Lock()
 
-    def _run(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
+    def _run(self, func: Job, args: tuple[Any, ...], coalesce: str | None,
+             request_id: str) -> None:
         if coalesce is not None:
             with self._lock:
                 self._waiting.discard(coalesce)
-        with self._app.app_context():
+        with requestid.bound(request_id), self._app.app_context():
             try:
                 func(*args)
             except Exception:
@@ -109,7 +119,7 @@ class InProcessDispatcher(Dispatcher):
                 if coalesce in self._waiting:
                     return
                 self._waiting.add(coalesce)
-            future = self._pool.submit(self._run, func, args, coalesce)
+            future = self._pool.submit(self._run, func, args, coalesce, requestid.current())
             self._futures.add(future)
         future.add_done_callback(self._forget)
 
@@ -145,12 +155,14 @@ class RQDispatcher(Dispatcher):
 
     def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
         retry = Retry(max=5, interval=[1, 5, 30, 120])
+        meta = {META_REQUEST_ID: requestid.current()}
         try:
             if coalesce is None:
-                self.queue.enqueue(job_path(func), *args, retry=retry)
+                self.queue.enqueue(job_path(func), *args, retry=retry, meta=meta)
             # The key expires, so a job lost with a killed worker does not block the next one.
             elif self.connection.set(self.coalesce_key(coalesce), 1, nx=True, ex=60):
-                self.queue.enqueue(run_coalesced, coalesce, job_path(func), *args, retry=retry)
+                self.queue.enqueue(run_coalesced, coalesce, job_path(func), *args, retry=retry,
+                                   meta=meta)
         except RedisError as exc:
             log.warning("Redis unreachable (%s); running job %s in-process", exc, job_path(func))
             self._fallback.submit(func, args, coalesce)
@@ -160,6 +172,15 @@ class RQDispatcher(Dispatcher):
 
     def shutdown(self) -> None:
         self._fallback.shutdown()
+
+
+class Worker(SimpleWorker):  # type: ignore[misc] - rq's classes are partly typed
+    """rq's worker running jobs in its own process (``pointpass worker``), each under the
+    request id its ``meta`` carries."""
+
+    def execute_job(self, job: RQJob, queue: Queue) -> None:
+        with requestid.bound(job.meta.get(META_REQUEST_ID)):
+            super().execute_job(job, queue)
 
 
 class Sweeper(threading.Thread):

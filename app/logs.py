@@ -18,16 +18,31 @@ root logger sees only records logged on the root logger itself.
 For gunicorn, :class:`GunicornLogger` also redacts the access log's fields (``%(r)s``,
 ``%(U)s``, ``%(q)s``, ``%(f)s`` and any header or environment field) and blanks credential
 headers (``Authorization``, ``Cookie``, ``Set-Cookie``); ``app/gunicorn_conf.py`` selects it.
+
+The same factory puts the request id (:mod:`app.requestid`, ``-`` outside a request) on every
+record as ``record.request_id``. ``POINTPASS_LOG_FORMAT`` chooses how lines are written:
+``text`` (:data:`TEXT_FORMAT`) or ``json``, one object per line (:class:`JsonFormatter`), for
+the app's handler (:func:`init_app`, so ``pointpass worker`` too) and gunicorn's error and
+access logs (:class:`GunicornLogger`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import threading
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from flask import Flask
 from gunicorn import glogging
+
+from app import requestid
+from app.config import ConfigError
 
 REDACTED = "[redacted]"
 
@@ -142,11 +157,104 @@ def install() -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
+            record.request_id = requestid.current()
             _redact_record(record)
             return record
 
         logging.setLogRecordFactory(factory)
         _installed = True
+
+
+# Formats of a line: POINTPASS_LOG_FORMAT.
+TEXT = "text"
+JSON = "json"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+_HANDLER_MARK = "_pointpass"
+
+
+def log_format(value: Any) -> str:
+    """``POINTPASS_LOG_FORMAT`` checked: ``text`` (unset) or ``json``."""
+    chosen = TEXT if value is None or value == "" else str(value).strip().lower()
+    if chosen not in (TEXT, JSON):
+        raise ConfigError(f"POINTPASS_LOG_FORMAT must be {TEXT!r} or {JSON!r}, not {value!r}.")
+    return chosen
+
+
+def _with_request_id(record: logging.LogRecord) -> None:
+    # Records not made by the factory (another process's, a handler's own) have none.
+    if not hasattr(record, "request_id"):
+        record.request_id = requestid.NONE
+
+
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT_FORMAT`, for any record (those without a request id print ``-``)."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT, datefmt: str | None = None) -> None:
+        super().__init__(fmt, datefmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        _with_request_id(record)
+        return super().format(record)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (ISO 8601, UTC), ``level``, ``logger``,
+    ``message``, ``request_id``, and ``exception`` (the traceback) when there is one.
+
+    The message is the redacted, escaped one (:func:`install`); the object is written in
+    ASCII, so no character of it (a line separator, a control) can end or disguise a line.
+    A record's ``pointpass_fields`` mapping (the access log's) adds members."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        _with_request_id(record)
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": record.request_id,
+        }
+        fields = getattr(record, "pointpass_fields", None)
+        if isinstance(fields, Mapping):
+            line.update(fields)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, ensure_ascii=True, default=str)
+
+
+def formatter(chosen: str) -> logging.Formatter:
+    """The formatter of a checked :func:`log_format`."""
+    return JsonFormatter() if chosen == JSON else TextFormatter()
+
+
+def configure(chosen: str) -> None:
+    """Redact every record (:func:`install`) and write the process's lines in ``chosen``
+    format: to standard error at INFO when no logging is configured yet (the handler this
+    adds is reformatted on a later call); a deployer's own handlers are left as they are.
+    In JSON, Python's warnings are logged too, so none writes a line of plain text."""
+    install()
+    if chosen == JSON:
+        logging.captureWarnings(True)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        setattr(handler, _HANDLER_MARK, True)
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    for handler in root.handlers:
+        if getattr(handler, _HANDLER_MARK, False):
+            handler.setFormatter(formatter(chosen))
+
+
+def init_app(app: Flask) -> None:
+    """Logging for the service (``POINTPASS_LOG_FORMAT``), and a request id per request."""
+    configure(log_format(app.config.get("LOG_FORMAT")))
+    app.wsgi_app = requestid.RequestIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
 
 
 # Access log fields that are credentials whatever they hold.
@@ -155,6 +263,14 @@ _CREDENTIAL_ATOMS = frozenset({
     "{http_authorization}e", "{http_proxy_authorization}e", "{http_cookie}e",
 })
 _ATOM_NAMES = re.compile(r"%\(([^)]+)\)")
+_REQUEST_ID_ATOM = "{x-request-id}o"
+# The members of a JSON access line, from gunicorn's access log fields.
+_JSON_ACCESS_FIELDS = {"remote_addr": "h", "method": "m", "path": "U", "query": "q",
+                       "status": "s", "bytes": "B", "referer": "f", "user_agent": "a"}
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
 class GunicornLogger(glogging.Logger):  # type: ignore[misc] - gunicorn has no type hints
@@ -165,15 +281,44 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc] - gunicorn has no t
     :func:`redact` (the request line ``%(r)s``, path ``%(U)s``, query ``%(q)s``, referer
     ``%(f)s``, headers and environment values), and credential headers are replaced with
     ``[redacted]``. Every record of the process, the error log's included, is redacted too
-    (:func:`install`).
+    (:func:`install`). Each access line is logged under the response's ``X-Request-Id``, and
+    ``POINTPASS_LOG_FORMAT=json`` turns both logs (and the app's, :func:`configure`) into
+    JSON lines, the access line's fields as members.
     """
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        install()
-        names = _ATOM_NAMES.findall(cfg.access_log_format or "")
+        chosen = log_format(os.environ.get("POINTPASS_LOG_FORMAT"))
+        # Now rather than when a worker builds the app: its settings' warnings are formatted.
+        configure(chosen)
+        names = set(_ATOM_NAMES.findall(cfg.access_log_format or ""))
+        self._json = chosen == JSON
+        if self._json:
+            names.update(_JSON_ACCESS_FIELDS.values())
+            for handler in [*self.error_log.handlers, *self.access_log.handlers]:
+                handler.setFormatter(JsonFormatter())
         # gunicorn looks up header and environment fields in lower case.
         self._format_atoms = frozenset(n.lower() if n.startswith("{") else n for n in names)
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        """gunicorn's access line, logged under the response's request id (so a JSON line
+        carries it as ``request_id``), with the request's fields as members in JSON."""
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        extra = None
+        if self._json:
+            fields = {key: atoms.get(atom) for key, atom in _JSON_ACCESS_FIELDS.items()}
+            fields["status"] = _number(fields["status"])
+            fields["bytes"] = _number(fields["bytes"])
+            fields["duration_ms"] = round(request_time.total_seconds() * 1000, 3)
+            extra = {"pointpass_fields": fields}
+        with requestid.bound(atoms.get(_REQUEST_ID_ATOM)):
+            try:
+                self.access_log.info(self.cfg.access_log_format,
+                                     self.atoms_wrapper_class(atoms), extra=extra)
+            except Exception:
+                self.error(traceback.format_exc())
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)

@@ -8,6 +8,7 @@ from typing import Any
 from apiflask import APIFlask
 from flask import Response, request
 
+from app import requestid
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.schemas import MAX_ID, input_schemas
 
@@ -59,9 +60,17 @@ def document(spec: dict[str, Any]) -> dict[str, Any]:
                         "schema": {"$ref": "#/components/schemas/ProblemSchema"}}},
                 })
             for status, response in operation["responses"].items():
+                response.setdefault("headers", {})[requestid.HEADER] = {
+                    "$ref": f"#/components/headers/{requestid.HEADER}"}
                 content = response.get("content", {})
                 if int(status) >= 400 and "application/json" in content:
                     content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    spec.setdefault("components", {}).setdefault("headers", {})[requestid.HEADER] = {
+        "description": "The request's id: the `X-Request-Id` the request sent when it is "
+        f"printable ASCII without spaces of at most {requestid.MAX_LENGTH} characters, else "
+        "one the service made. Also the `request_id` of a problem body and of the service's "
+        "log lines.",
+        "schema": {"type": "string", "maxLength": requestid.MAX_LENGTH}}
     return spec
 
 

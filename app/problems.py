@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from app import schemacheck
+from app import requestid, schemacheck
 from app.errors import DomainError
 
 log = logging.getLogger("pointpass.problems")
@@ -38,6 +38,10 @@ class ProblemSchema(Schema):
     detail = String()
     instance = String()
     errors = List(Nested(FieldErrorSchema))
+    request_id = String(metadata={
+        "description": "the request's id, as in its X-Request-Id response header: quote it "
+        "when reporting a problem (the service's log lines carry it)",
+        "example": "3f2c9a0d8e7b4c1a9f6e5d4c3b2a1908"})
 
 
 def problem(
@@ -62,6 +66,7 @@ def problem(
     if errors:
         body["errors"] = errors
     body.update(extra)
+    body["request_id"] = requestid.current()
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = value

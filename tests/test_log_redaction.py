@@ -8,31 +8,26 @@ download (``/wallet/apple/<serial>/<token>.pkpass``) gives the pass with its App
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app import create_app
+from app import create_app, logs, requestid
+from app.config import ConfigError
 from app.enrollment.links import card_page_path
 from app.extensions import db
 from app.wallet.apple.pass_files import download_token
 from tests.factories import apple_settings
+from tests.served import service_env, start_gunicorn, stop
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SECRET_KEY = "log-redaction-secret-" + "k" * 30
-# The documented command (README, Deployment), with one worker to spare the test machine.
-GUNICORN = ["-c", "python:app.gunicorn_conf", "--workers", "1", "--threads", "4",
-            "--worker-class", "gthread", "wsgi:app"]
 
 
 def _secret_urls(serial: str, **config: Any) -> tuple[str, str]:
@@ -140,6 +135,55 @@ def test_outside_text_cannot_forge_a_line_from_any_logger(
                        "\\u202eevil \\\\ joined (7)")
 
 
+def test_json_lines_parse_and_stay_redacted_and_escaped(
+        app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """POINTPASS_LOG_FORMAT=json: one object per line, as redacted and escaped as text."""
+    with app.app_context():
+        card_path = card_page_path("PPLOG4")
+    caplog.set_level(logging.INFO)
+    library = logging.getLogger("some.library")
+    forged = 'Ayu\n{"level": "ERROR"}\u2028\x1b[31m'
+    with requestid.bound("req-json-1"):
+        library.warning("member %s opened %s", forged, card_path)
+        try:
+            raise ValueError(f"cannot open {card_path}")
+        except ValueError:
+            library.exception("failed")
+    library.info("outside a request \u00e9")
+    formatter = logs.formatter(logs.log_format("json"))
+    lines = [formatter.format(record) for record in caplog.records[-3:]]
+    for line in lines:
+        assert line.isascii() and len(line.splitlines()) == 1
+    opened, failed, outside = map(json.loads, lines)
+    assert opened["message"] == ('member Ayu\\n{"level": "ERROR"}\\u2028\\x1b[31m opened '
+                                 "/card/PPLOG4/[redacted]")
+    assert (opened["level"], opened["logger"], opened["request_id"]) == (
+        "WARNING", "some.library", "req-json-1")
+    assert datetime.fromisoformat(opened["time"]).utcoffset() == timedelta(0)
+    assert "exception" not in opened
+    assert failed["request_id"] == "req-json-1"
+    assert "ValueError: cannot open /card/PPLOG4/[redacted]" in failed["exception"]
+    assert card_path.rsplit("/", 1)[1] not in "".join(lines)
+    assert (outside["message"], outside["request_id"]) == ("outside a request \u00e9", "-")
+
+
+def test_text_lines_carry_the_request_id(app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    with requestid.bound("req-text-1"):
+        logging.getLogger("some.library").info("inside")
+    logging.getLogger("some.library").info("outside")
+    formatter = logs.formatter(logs.log_format(None))
+    inside, outside = (formatter.format(record) for record in caplog.records[-2:])
+    assert inside.endswith(" INFO some.library [req-text-1]: inside")
+    assert outside.endswith(" INFO some.library [-]: outside")
+
+
+def test_an_unknown_log_format_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="POINTPASS_LOG_FORMAT must be 'text' or 'json'"):
+        create_app({"SECRET_KEY": SECRET_KEY, "ENV": "testing", "TESTING": True,
+                    "INSTANCE_PATH": tmp_path / "instance", "LOG_FORMAT": "xml"})
+
+
 def test_database_errors_hold_no_parameters(app: Any) -> None:
     """An unexpected error's traceback is logged with the database's error message, which
     would otherwise list the statement's parameters (tokens, key hashes)."""
@@ -155,31 +199,6 @@ def test_database_errors_hold_no_parameters(app: Any) -> None:
 
 # The documented gunicorn command: its access log and error log.
 
-def _gunicorn(tmp_path: Path, port: int, env: dict[str, str], *extra: str,
-              name: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    access, errors = tmp_path / f"{name}-stdout.log", tmp_path / f"{name}-stderr.log"
-    with access.open("wb") as out, errors.open("wb") as err:
-        proc = subprocess.Popen([BIN / "gunicorn", "-b", f"127.0.0.1:{port}", *extra, *GUNICORN],
-                                env=env, cwd=ROOT, stdout=out, stderr=err)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                break
-        except urllib.error.HTTPError:
-            break  # it answers
-        except OSError:
-            assert proc.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, "gunicorn did not answer"
-            time.sleep(0.2)
-    return proc, access, errors
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 def _get(url: str, headers: dict[str, str]) -> int:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
@@ -190,21 +209,13 @@ def _get(url: str, headers: dict[str, str]) -> int:
         return int(error.code)
 
 
-def _service_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POINTPASS_")}
-    return {**env, "POINTPASS_SECRET_KEY": SECRET_KEY, "POINTPASS_DATABASE_URL": database_url,
-            "POINTPASS_INSTANCE_PATH": str(tmp_path / "instance"),
-            # Development: Apple Wallet on with stand-in certificates, so passes download.
-            "POINTPASS_ENV": "development", "POINTPASS_BASE_URL": "http://pointpass.test"}
-
-
 def test_gunicorn_logs_hold_no_token(tmp_path: Path, free_port: Any) -> None:
-    env = _service_env(tmp_path, f"sqlite:///{tmp_path / 'service.db'}")
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'service.db'}", SECRET_KEY)
     config = {"DATABASE_URL": env["POINTPASS_DATABASE_URL"], "INSTANCE_PATH": tmp_path / "instance"}
     serial = _demo_card(**config)
     card_path, pass_path = _secret_urls(serial, **config)
     port = free_port()
-    proc, access, errors = _gunicorn(tmp_path, port, env, name="sqlite")
+    proc, access, errors = start_gunicorn(tmp_path, port, env, name="sqlite")
     try:
         base = f"http://127.0.0.1:{port}"
         card_url = base + card_path
@@ -213,7 +224,7 @@ def test_gunicorn_logs_hold_no_token(tmp_path: Path, free_port: Any) -> None:
         assert _get(base + pass_path, {"Referer": card_url}) == 200
         assert _get(base + "/static/staff/scanner.js", {"Referer": card_url}) == 200
     finally:
-        _stop(proc)
+        stop(proc)
     access_log, error_log = access.read_text(), errors.read_text()
     for token in _tokens(card_path, pass_path):
         assert token not in access_log
@@ -228,13 +239,14 @@ def test_gunicorn_error_log_and_custom_access_format_hold_no_secret(tmp_path: Pa
                                                                     free_port: Any) -> None:
     """The database is down: the app's 503 lines name the URL. And a deployer's access log
     format printing the path, query, Authorization and Cookie headers stays clean."""
-    env = _service_env(tmp_path, f"postgresql://postgres@127.0.0.1:{free_port()}/pointpass")
+    env = service_env(tmp_path, f"postgresql://postgres@127.0.0.1:{free_port()}/pointpass",
+                      SECRET_KEY)
     card_path, pass_path = _secret_urls("PPLOG3", DATABASE_URL=env["POINTPASS_DATABASE_URL"],
                                         INSTANCE_PATH=tmp_path / "instance")
     port = free_port()
     log_format = ('%(h)s "%(r)s" %(s)s %(U)s?%(q)s "%(f)s" "%({Authorization}i)s" '
                   '"%({cookie}i)s" "%({set-cookie}o)s"')
-    proc, access, errors = _gunicorn(tmp_path, port, env, "--access-logformat", log_format,
+    proc, access, errors = start_gunicorn(tmp_path, port, env, "--access-logformat", log_format,
                                      name="down")
     apple_token, session = "a" * 40, "session-cookie-value-that-signs-in-staff"
     try:
@@ -244,7 +256,7 @@ def test_gunicorn_error_log_and_custom_access_format_hold_no_secret(tmp_path: Pa
         assert _get(base + card_path, headers) == 503
         assert _get(base + pass_path + "?next=" + card_path.replace("/", "%2F"), headers) == 503
     finally:
-        _stop(proc)
+        stop(proc)
     access_log, error_log = access.read_text(), errors.read_text()
     for secret in [*_tokens(card_path, pass_path), apple_token, session]:
         assert secret not in access_log

@@ -16,7 +16,7 @@ from apiflask.commands import spec_command
 from flask import current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from flask_migrate import cli as migrate_cli
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy.engine import make_url
 
 from app import background, create_app
@@ -242,7 +242,7 @@ def worker(burst: bool) -> None:
     # database pool; a forking worker would share pooled connections with its children.
     # Without the scheduler a retry (which rq schedules, also for a job abandoned by a killed
     # worker) would never run.
-    SimpleWorker([queue], connection=connection).work(burst=burst, with_scheduler=True)
+    background.Worker([queue], connection=connection).work(burst=burst, with_scheduler=True)
 
 
 def _die_with_parent(parent: int) -> None:
