@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from app import telemetry
 from app.extensions import db
 from app.outbox.channels import Channel, Claimed, Delivery
 from app.wallet.apple.apns import APNS_URL, APNsClient, Outcome, PushResult
@@ -80,6 +81,8 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     ).all()
     db.session.rollback()
     if not targets or client is None:
+        if targets:  # pushes skipped: development certificates and no POINTPASS_APNS_URL
+            telemetry.APNS_PUSHES[("skipped", "not-configured")].inc(len({t for t, _ in targets}))
         return
     cards_of: dict[str, set[int]] = defaultdict(set)
     for token, card_id in targets:
@@ -87,6 +90,7 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
 
     results = client.push_many(list(cards_of))
     for result in results:
+        telemetry.count_push(result.outcome, result.status, result.reason)
         cards = cards_of[result.token]
         updates = {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
         if result.outcome is Outcome.DELIVERED:
