@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Queue
 from sqlalchemy import update
@@ -40,29 +38,10 @@ from tests.factories import (
     register_device,
 )
 from tests.processes import wait_until
+from tests.prometheus import moved, parse, scrape, value
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(client: FlaskClient, **headers: str) -> Samples:
-    response = client.get("/metrics", headers=headers)
-    assert response.status_code == 200, response.data
-    return parse(response.get_data(as_text=True))
-
-
-def parse(text: str) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        assert family.name.startswith("pointpass_"), family.name
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 def test_an_earn_counts_one_posting_and_its_route_not_its_serial(
@@ -80,9 +59,8 @@ def test_an_earn_counts_one_posting_and_its_route_not_its_serial(
 
     after = scrape(api.client)
     earned = "pointpass_ledger_postings_total"
-    assert (value(after, earned, kind="earn") or 0) - (value(before, earned, kind="earn") or 0) == 1
-    requests = "pointpass_http_requests_total"
-    assert (value(after, requests, **route) or 0) - (value(before, requests, **route) or 0) == 2
+    assert moved(before, after, earned, kind="earn") == 1
+    assert moved(before, after, "pointpass_http_requests_total", **route) == 2
     assert value(after, "pointpass_http_request_duration_seconds_count",
                  route=route["route"], method="POST") is not None
     assert not [key for key in after if any(serial in v for _, v in key[1])]
@@ -119,8 +97,7 @@ def test_the_outbox_gauge_shows_a_pending_push_until_it_is_delivered(
     pending = scrape(api.client)
     assert value(pending, "pointpass_outbox_depth", channel="apple") == 1
     assert (value(pending, "pointpass_outbox_oldest_age_seconds", channel="apple") or 0) > 0
-    assert (value(pending, pushes, **exhausted) or 0) - (value(before, pushes, **exhausted)
-                                                          or 0) == 1
+    assert moved(before, pending, pushes, **exhausted) == 1
 
     with apns_app.app_context():
         db.session.execute(update(OutboxEntry).values(available_at=utcnow()))
@@ -129,8 +106,24 @@ def test_the_outbox_gauge_shows_a_pending_push_until_it_is_delivered(
     drained = scrape(api.client)
     assert value(drained, "pointpass_outbox_depth", channel="apple") == 0
     delivered = dict(outcome="delivered", reason="none")
-    assert (value(drained, pushes, **delivered) or 0) - (value(pending, pushes, **delivered)
-                                                         or 0) == 1
+    assert moved(pending, drained, pushes, **delivered) == 1
+
+
+def test_pushes_skipped_without_apns_are_counted(app: Flask) -> None:
+    """Development stand-in certificates and no POINTPASS_APNS_URL: nothing is sent."""
+    api = admin_api(app)
+    serial = create_card(api, create_program(api))["serial_number"]
+    register_device(app, serial)
+    with app.app_context():
+        background.dispatcher().wait()
+    before = scrape(api.client)
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 3}).status_code == 201
+    with app.app_context():
+        background.dispatcher().wait()
+    after = scrape(api.client)
+    assert moved(before, after, "pointpass_apns_pushes_total", outcome="skipped",
+                 reason="not-configured") == 1
+    assert value(after, "pointpass_outbox_depth", channel="apple") == 0
 
 
 def test_the_token_is_required_when_set(database: Any, tmp_path: Path) -> None:
