@@ -5,6 +5,7 @@ of every worker in one scrape."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -216,7 +217,7 @@ def test_gunicorn_workers_add_up_in_one_scrape(tmp_path: Path, free_port: Any,
                 sent += 1
 
     def workers_that_counted() -> set[str]:
-        return {path.name.rsplit("_", 1)[1] for path in counts.glob("counter_*.db")}
+        return {path.stem.rsplit("_", 1)[1] for path in counts.glob("counter_*.db")}
 
     try:
         wait_until(lambda: proc.poll() is None and _reachable(base), "gunicorn to answer", 60)
@@ -237,6 +238,11 @@ def test_gunicorn_workers_add_up_in_one_scrape(tmp_path: Path, free_port: Any,
             return len(workers_that_counted()) == 2
 
         wait_until(both_served, "requests served by both workers", 60)
+        status, text = _get(base + "/metrics")
+        assert status == 200
+        assert value(parse(text), "pointpass_http_requests_total", **ok) == before + sent
+        # A worker killed (and marked dead by the master): its counts stay in the sum.
+        os.kill(int(min(workers_that_counted())), signal.SIGKILL)
         status, text = _get(base + "/metrics")
         assert status == 200
         assert value(parse(text), "pointpass_http_requests_total", **ok) == before + sent
