@@ -19,6 +19,7 @@ from app import (
     health,
     jsonbody,
     logs,
+    metrics,
     openapi,
     problems,
     ratelimit,
@@ -93,6 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     health.init_app(app)
+    metrics.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _sqlite_transactions(db.engine)

@@ -33,7 +33,7 @@ ROUTES = [
     ("GET", "/passkit/v1/devices/{0}/registrations/{1}"),
     ("GET", "/staff/login"), ("POST", "/staff/login"), ("POST", "/staff/logout"),
     ("POST", "/staff/redeem"), ("POST", "/staff/scan"), ("GET", "/staff"), ("GET", "/"),
-    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/static/{0}"),
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/static/{0}"), ("GET", "/metrics"),
 ]
 FORM_FIELDS = ["name", "email", "phone", "language", "referral_code", "consent_terms",
                "consent_marketing", "birthday", "key", "code", "scan_id", "reward_id"]
@@ -42,7 +42,8 @@ FORM_FIELDS = ["name", "email", "phone", "language", "referral_code", "consent_t
 @pytest.fixture
 def fuzz_app(database: Any, tmp_path: Path) -> Iterator[Any]:
     yield from make_app(database, tmp_path, WTF_CSRF_ENABLED=False,
-                        STAFF_RATE_LIMIT="1000000/minute", JOIN_RATE_LIMIT="1000000/minute")
+                        STAFF_RATE_LIMIT="1000000/minute", JOIN_RATE_LIMIT="1000000/minute",
+                        METRICS_TOKEN="fuzz-metrics-token")
 
 
 def test_no_route_answers_a_server_error(fuzz_app: Any) -> None:

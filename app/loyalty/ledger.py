@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, select, update
 
-from app import dbutil
+from app import dbutil, telemetry
 from app.errors import (
     CardVoided,
     IdempotencyKeyReused,
@@ -233,6 +233,7 @@ class PostingTransaction:
         self.idempotency_key = idempotency_key or None
         self.request_fp = request_fp
         self.replay: Posting | None = None
+        self._posted: EntryKind | None = None  # the kind of entry post() wrote, if any
 
     def __enter__(self) -> PostingTransaction:
         key = self.idempotency_key
@@ -259,6 +260,8 @@ class PostingTransaction:
             except BaseException:
                 self.tx.rollback()  # a commit that failed leaves nothing open either
                 raise
+            if self._posted is not None:
+                telemetry.POSTINGS[self._posted].inc()
 
     def tier_rules(self) -> list[TierRule]:
         """The tiers of the card's program."""
@@ -341,6 +344,7 @@ class PostingTransaction:
         if inserted is None:  # a concurrent request with the same key committed first
             return self._replay(self._entry_id_for_key())
         changes.announce_card(tx, card.id, now)
+        self._posted = kind
         return Posting(
             serial_number=card.serial_number,
             balance=balance,

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from app import telemetry
 from app.extensions import db
 from app.outbox.channels import Channel, Claimed, Delivery
 from app.wallet.apple.apns import APNS_URL, APNsClient, Outcome, PushResult
@@ -87,12 +88,15 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
         return {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
 
     if client is None:  # development stand-ins and no POINTPASS_APNS_URL (logged once)
+        if cards_of:
+            telemetry.APNS_PUSHES[("skipped", "not-configured")].inc(len(cards_of))
         for cards in cards_of.values():
             for update_id in updates_of(cards):
                 outcome.skip(update_id, "apns-not-configured")
         return
     results = client.push_many(list(cards_of)) if cards_of else []
     for result in results:
+        telemetry.count_push(result.outcome, result.status, result.reason)
         cards = cards_of[result.token]
         updates = updates_of(cards)
         if result.outcome is Outcome.DELIVERED:

@@ -34,7 +34,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import dbutil
+from app import dbutil, telemetry
 from app.extensions import db
 from app.loyalty import branding
 from app.loyalty.codes import redemption_code
@@ -190,8 +190,9 @@ def _end_after_failure(card_id: int, exc: Exception, notified: bool) -> None:
         db.session.rollback()
 
 
-def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> None:
+def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> bool:
     """Insert or patch the card's object (and class) on Google; add ``message`` if given.
+    ``False`` when Google already had this version and there was no message to add.
 
     Holds the card's sync lock while it reads, sends and records (see the module's
     docstring): sends nothing if Google already has this version of the card (and there is
@@ -206,12 +207,12 @@ def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> N
     fresh = db.session.get(Card, card_id, populate_existing=True)
     if fresh is None:
         db.session.commit()
-        return
+        return False
     card = fresh
     state = db.session.get(GoogleObjectState, card_id, populate_existing=True)
     if state is not None and state.synced_version >= card.version and not message:
         db.session.commit()
-        return  # another sync already sent this version (or a newer one)
+        return False  # another sync already sent this version (or a newer one)
     balance_changed = state is not None and state.synced_balance != card.balance
     # The lock reserves the slot: no other sync of the card counts before this one records
     # its notification or lets it go. (Nothing is written before the call: an inserted row
@@ -248,6 +249,7 @@ def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> N
         if notify_message:  # counted even if Google said quotaExceeded and it went as TEXT
             db.session.add(GoogleNotification(card_id=card_id))
         db.session.commit()
+    return True
 
 
 def deliver(rows: list[Claimed], outcome: Delivery) -> None:
@@ -271,13 +273,15 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
                 PassUpdate.id.in_(update_ids), PassUpdate.message.is_not(None))
                 .order_by(PassUpdate.id.desc()).limit(1))
         try:
-            sync_card(wallet, card, message)
+            telemetry.GOOGLE_SYNCS["sent" if sync_card(wallet, card, message) else "current"].inc()
         except SyncBusy:
             # Not a failure: a slow sync of this card holds its lock. Try again later.
+            telemetry.GOOGLE_SYNCS["busy"].inc()
             outcome.retry.update(r.id for r in card_rows)
             log.info("Google sync of %s waits for another sync of it", card.serial_number)
         except GoogleWalletError as exc:
             db.session.rollback()
+            telemetry.GOOGLE_SYNCS["retry" if _retryable(exc) else "refused"].inc()
             if _retryable(exc):  # a failure only if the outbox gives up on it
                 outcome.retry.update(r.id for r in card_rows)
             else:
@@ -286,6 +290,7 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
                 log.error("Google refused the object of %s: %s", card.serial_number, exc)
         except OSError as exc:
             db.session.rollback()
+            telemetry.GOOGLE_SYNCS["unreachable"].inc()
             outcome.retry.update(r.id for r in card_rows)
             log.warning("Google unreachable for %s: %s", card.serial_number, exc)
 
