@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,16 @@ def test_ready_without_redis_configured(app: Any) -> None:
     response = app.test_client().get("/readyz")
     assert response.status_code == 200, response.json
     assert response.json["checks"]["redis"] == "not configured"
+
+
+def test_readiness_checks_write_no_log_lines(app: Any, caplog: Any) -> None:
+    # Load balancers ask every few seconds: alembic's "Context impl ..." lines each time
+    # filled the log.
+    client = app.test_client()
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            assert client.get("/readyz").status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
 
 
 def test_starts_and_reports_unready_without_database_and_redis(
