@@ -35,3 +35,18 @@ def init_app(app: Flask) -> None:
 def redis_for(app: Flask) -> redis.Redis | None:
     """The app's Redis client; ``None`` without ``POINTPASS_REDIS_URL``."""
     return app.extensions.get(EXTENSION)  # type: ignore[no-any-return]
+
+
+def worker_client(app: Flask) -> redis.Redis | None:
+    """A client of its own for ``pointpass worker``'s rq loop (``None`` without Redis).
+
+    rq lengthens its client's read timeout beyond its blocking wait for the next job (about
+    415 s). On a pool of its own that leaves the app's client, which the jobs use (pass store,
+    Google's limit), at :data:`SOCKET_TIMEOUT_SECONDS`.
+    """
+    shared = redis_for(app)
+    if shared is None:
+        return None
+    pool = shared.connection_pool
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **pool.connection_kwargs))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rq import Queue
+
 from app import background, ratelimit, redisclient
 from app.redisclient import redis_for
 from app.wallet.apple.setup import apple_wallet
@@ -57,3 +59,17 @@ def test_without_redis_there_is_no_client(sqlite_database: Any, tmp_path: Path) 
     for app in make_app(sqlite_database, tmp_path):
         assert redis_for(app) is None
         assert isinstance(app.extensions[ratelimit.EXTENSION].storage, ratelimit.ProcessCounters)
+
+
+def test_the_workers_rq_loop_leaves_the_apps_timeouts_alone(sqlite_database: Any,
+                                                           tmp_path: Path) -> None:
+    # rq raised the shared client's read timeout to ~415 s in `pointpass worker`, so a hung
+    # Redis held a job's pass-store or Google-limit call that long.
+    for app in make_app(sqlite_database, tmp_path, REDIS_URL=REDIS_URL):
+        own = redisclient.worker_client(app)
+        assert own is not None
+        background.Worker([Queue("pointpass-timeout-test", connection=own)], connection=own)
+        assert own.connection_pool.connection_kwargs["socket_timeout"] > 60  # rq's, as before
+        shared = redis_for(app).connection_pool  # type: ignore[union-attr]
+        assert shared is not own.connection_pool
+        assert shared.connection_kwargs["socket_timeout"] == redisclient.SOCKET_TIMEOUT_SECONDS

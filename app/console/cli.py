@@ -28,7 +28,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.outbox.status import retry as outbox_retry_rows
 from app.outbox.status import status as outbox_status_of
-from app.redisclient import redis_for
+from app.redisclient import worker_client
 from app.wallet import sweep
 from passes.devcerts import write_dev_certs
 
@@ -218,9 +218,9 @@ def worker(burst: bool) -> None:
     worker left behind.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    # The app's own client. rq lengthens its pool's read timeout in this process beyond its
-    # blocking wait for the next job (rq.Worker._set_connection).
-    connection = redis_for(app)
+    # A client of its own: rq lengthens its read timeout beyond its blocking wait for the next
+    # job, which must not reach the app's client the jobs use.
+    connection = worker_client(app)
     if connection is None:
         raise click.ClickException(
             "POINTPASS_REDIS_URL is not set: without it jobs run in-process, no worker needed."
