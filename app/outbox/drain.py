@@ -135,12 +135,14 @@ def _finish(batch: list[Claimed], outcome: Delivery) -> None:
     given_up = [row for row in batch if row.id in outcome.retry and row.attempts >= limit]
     _give_up(given_up, outcome)
     finished.update(row.id for row in given_up)
+    backing_off: dict[int, list[int]] = defaultdict(list)  # delay in seconds: row ids
     for row in batch:
         if row.id in outcome.retry and row.attempts < limit:
             # 2, 4, 8 ... seconds, at most ten minutes: a host that stays down is not hammered.
-            delay = min(2 ** min(row.attempts, 10), 600)
-            db.session.execute(update(OutboxEntry).where(OutboxEntry.id == row.id)
-                               .values(available_at=now + timedelta(seconds=delay)))
+            backing_off[min(2 ** min(row.attempts, 10), 600)].append(row.id)
+    for delay, ids in backing_off.items():  # one statement per delay, not per row
+        db.session.execute(update(OutboxEntry).where(OutboxEntry.id.in_(ids))
+                           .values(available_at=now + timedelta(seconds=delay)))
     _count_updates([row for row in batch if row.id in finished], outcome)
     db.session.commit()
 
