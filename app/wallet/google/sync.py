@@ -262,16 +262,15 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     by_card: dict[int, list[Claimed]] = {}
     for row in rows:
         by_card.setdefault(row.card_id, []).append(row)
+    messages = _update_messages({r.update_id for r in rows if r.update_id is not None})
     for card_id, card_rows in by_card.items():
         card = db.session.get(Card, card_id)
         if card is None:
             continue
         update_ids = {r.update_id for r in card_rows if r.update_id is not None}
-        message = None
-        if update_ids:
-            message = db.session.scalar(select(PassUpdate.message).where(
-                PassUpdate.id.in_(update_ids), PassUpdate.message.is_not(None))
-                .order_by(PassUpdate.id.desc()).limit(1))
+        # The newest of the card's updates that has a message.
+        message = next((messages[i] for i in sorted(update_ids, reverse=True) if i in messages),
+                       None)
         try:
             telemetry.GOOGLE_SYNCS["sent" if sync_card(wallet, card, message) else "current"].inc()
         except SyncBusy:
@@ -293,6 +292,15 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
             telemetry.GOOGLE_SYNCS["unreachable"].inc()
             outcome.retry.update(r.id for r in card_rows)
             log.warning("Google unreachable for %s: %s", card.serial_number, exc)
+
+
+def _update_messages(update_ids: set[int]) -> dict[int, str]:
+    """The messages of these marketer updates (those that have one): one query per batch."""
+    if not update_ids:
+        return {}
+    rows = db.session.execute(select(PassUpdate.id, PassUpdate.message).where(
+        PassUpdate.id.in_(update_ids), PassUpdate.message.is_not(None)))
+    return {update_id: message for update_id, message in rows}
 
 
 def _cards_by_update(rows: list[Claimed]) -> dict[int, set[int]]:
