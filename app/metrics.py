@@ -19,7 +19,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -34,9 +33,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import redisclient, telemetry
 from app.errors import Unauthorized
 from app.extensions import db
-from app.outbox import channels
-from app.outbox.models import OutboxEntry, PassUpdate, UpdateStatus
-from app.timeutil import utcnow
+from app.outbox import status as outbox_status
+from app.outbox.models import PassUpdate, UpdateStatus
 
 log = logging.getLogger("pointpass.metrics")
 
@@ -99,22 +97,14 @@ class BacklogCollector:
             return []
 
     def _outbox(self) -> list[Metric]:
-        rows = db.session.execute(
-            select(OutboxEntry.channel, func.count(), func.min(OutboxEntry.created_at))
-            .group_by(OutboxEntry.channel)
-        ).all()
-        db.session.rollback()
         depth = GaugeMetricFamily("pointpass_outbox_depth", "Card changes not yet told to a "
                                   "wallet, by channel.", labels=["channel"])
         age = GaugeMetricFamily("pointpass_outbox_oldest_age_seconds", "Age of the oldest card "
                                 "change not yet told to a wallet, by channel (0 when none).",
                                 labels=["channel"])
-        now = utcnow()
-        found: dict[str, tuple[int, datetime | None]] = {row[0]: (row[1], row[2]) for row in rows}
-        for name in sorted(set(channels.registered()) | set(found)):
-            count, oldest = found.get(name, (0, None))
-            depth.add_metric([name], count)
-            age.add_metric([name], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
+        for backlog in outbox_status.status().channels:  # what `pointpass outbox status` shows
+            depth.add_metric([backlog.channel], backlog.rows)
+            age.add_metric([backlog.channel], backlog.oldest_age_seconds or 0.0)
         return [depth, age]
 
     def _updates(self) -> list[Metric]:
