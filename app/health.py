@@ -28,7 +28,13 @@ def healthz() -> dict[str, str]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ready, checks = readiness(current_app._get_current_object())  # type: ignore[attr-defined]
+    return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+def readiness(app: Flask) -> tuple[bool, dict[str, str]]:
+    """Whether the app can serve, and each check's outcome: the database, its schema, Redis.
+    A failure is logged with the driver's message; the answer names only its kind."""
     checks: dict[str, str] = {}
     failed: list[str] = []
     reasons: list[str] = []  # for the log: the drivers' messages name hosts, not secrets
@@ -44,6 +50,7 @@ def readyz() -> tuple[Response, int]:
         checks["schema"] = found.detail
         if not found.ready:
             failed.append("schema")
+            reasons.append(f"schema: {found.detail}")
 
     client = redisclient.redis_for(app)
     if client is None:
@@ -58,11 +65,8 @@ def readyz() -> tuple[Response, int]:
             failed.append("redis")
 
     if failed:
-        if "schema" in failed and "database" not in failed:
-            reasons.append(f"schema: {checks['schema']}")
         log.warning("not ready: %s", "; ".join(reasons))
-        return jsonify(status="unavailable", checks=checks), 503
-    return jsonify(status="ok", checks=checks), 200
+    return not failed, checks
 
 
 def _why(error: BaseException) -> str:
