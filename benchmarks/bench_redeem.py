@@ -89,7 +89,8 @@ def check_scan(port: int, staff: str, staff_id: int, url: str, serial: str) -> N
         headers={"Authorization": f"Bearer {staff}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request) as response:
         scan_id = json.loads(response.read())["scan_id"]
-    signed = sign_scan(SECRET_KEY, serial=serial, staff_id=staff_id, version=version)
+    signed = sign_scan(SECRET_KEY, serial=serial, staff_id=f"api_key:{staff_id}",
+                       version=version)
     if scan_id.rsplit(".", 2)[0] != signed.rsplit(".", 2)[0]:  # the payload, not the time
         sys.exit("the benchmark's scans differ from the service's")
 
@@ -121,8 +122,9 @@ class Scans:
 
         with psycopg.connect(dsn) as conn:
             versions = dict(conn.execute("SELECT serial_number, barcode_version FROM cards"))
+        actor = f"api_key:{staff_id}"
         self.sign = lambda serial, version: sign_scan(SECRET_KEY, serial=serial,
-                                                      staff_id=staff_id, version=version)
+                                                      staff_id=actor, version=version)
         self.cards = [(serial, versions[serial]) for serial in serials]
         self.signed = [[self.sign(serial, version + n) for n in range(per_client)]
                        for serial, version in self.cards]

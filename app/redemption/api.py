@@ -14,6 +14,7 @@ from app.loyalty.schemas import IdempotencyHeader, RewardOfferOut
 from app.ratelimit import limit
 from app.redemption import service
 from app.schemas import MAX_ID, InputSchema, StrictInteger, text
+from app.staff.actor import TillActor
 from passes.barcode import CODE_TEXT_PATTERN
 
 bp = APIBlueprint("redemption", __name__, url_prefix="/api/v1", tag="Redemption")
@@ -103,7 +104,7 @@ class ReversalOut(Schema):
         "staff key. Another reward needs the card's new code scanned again.",
         responses=[401, 403, 404, 409, 410, 422, 429])
 def scan(data: dict[str, Any]) -> dict[str, Any]:
-    result = service.scan(data["code"], staff=current_key())
+    result = service.scan(data["code"], staff=TillActor.from_key(current_key()))
     return {
         "scan_id": result.scan_id,
         "expires_in": result.expires_in,
@@ -126,8 +127,8 @@ def scan(data: dict[str, Any]) -> dict[str, Any]:
         "redeems once and answers with the first result (`Idempotent-Replayed: true`).",
         responses=[401, 403, 404, 409, 410, 422, 429])
 def redeem(headers: dict[str, Any], data: dict[str, Any]) -> Any:
-    result = service.redeem(staff=current_key(), idempotency_key=headers.get("idempotency_key"),
-                            **data)
+    result = service.redeem(staff=TillActor.from_key(current_key()),
+                            idempotency_key=headers.get("idempotency_key"), **data)
     return result, 201, ({"Idempotent-Replayed": "true"} if result.replayed else {})
 
 

@@ -26,12 +26,12 @@ from sqlalchemy import BigInteger, bindparam, func, insert, select, update
 from sqlalchemy.orm import joinedload
 
 from app import dbutil
-from app.auth.keys import Principal
 from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import ledger
 from app.loyalty.models import Card, CardStatus, EntryKind, Program, ProgramLocation, Reward
 from app.redemption.models import Redemption
+from app.staff.actor import TillActor
 from app.timeutil import utcnow
 from passes.barcode import InvalidCode as InvalidCodeText
 from passes.barcode import is_rotating, read_code, read_rotating_code
@@ -108,12 +108,12 @@ def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt="pointpass-scan")
 
 
-def sign_scan(secret_key: str, *, serial: str, staff_id: int, version: int,
+def sign_scan(secret_key: str, *, serial: str, staff_id: str, version: int,
               totp_counter: int | None = None) -> str:
     """The ``scan_id`` :func:`scan` hands out for a scan of ``serial``'s code ``version``
-    (and rotating code value ``totp_counter``) by staff key ``staff_id``.
+    (and rotating code value ``totp_counter``) by ``staff_id`` (a :attr:`TillActor.actor`).
 
-    It is good for one redemption within :data:`SCAN_SECONDS`, by that key only.
+    It is good for one redemption within :data:`SCAN_SECONDS`, by that actor only.
     """
     data: dict[str, Any] = {"s": serial, "k": staff_id, "v": version}
     if totp_counter is not None:
@@ -163,7 +163,7 @@ def _check_fresh(code: Code, barcode_version: int, totp_last_counter: int,
                               "in their wallet again (it shows the new code).")
 
 
-def scan(code: str, *, staff: Principal) -> Scan:
+def scan(code: str, *, staff: TillActor) -> Scan:
     """Check a scanned code and open a short redemption session for its card."""
     scanned = read(code)
     serial = scanned.serial
@@ -180,7 +180,7 @@ def scan(code: str, *, staff: Principal) -> Scan:
     rewards = [RewardOffer(r.id, r.name, r.points_cost) for r in card.program.rewards
                if r.active and r.points_cost <= card.balance]
     # Bound to the code version (and rotating value) just checked: the redemption consumes it.
-    scan_id = sign_scan(current_app.config["SECRET_KEY"], serial=serial, staff_id=staff.id,
+    scan_id = sign_scan(current_app.config["SECRET_KEY"], serial=serial, staff_id=staff.actor,
                         version=card.barcode_version, totp_counter=scanned.totp_counter)
     return Scan(
         scan_id=scan_id,
@@ -194,7 +194,7 @@ def scan(code: str, *, staff: Principal) -> Scan:
     )
 
 
-def _read_scan(scan_id: str, staff: Principal) -> Code:
+def _read_scan(scan_id: str, staff: TillActor) -> Code:
     """The card and code version (and rotating value) a scan saw; ``InvalidCode`` when the
     scan is forged, expired or another staff key's."""
     try:
@@ -203,7 +203,7 @@ def _read_scan(scan_id: str, staff: Principal) -> Code:
         raise InvalidCode("This scan has expired: scan the card again.") from None
     except BadSignature:
         raise InvalidCode("This scan_id is not one this server issued.") from None
-    if not isinstance(data, dict) or data.get("k") != staff.id:
+    if not isinstance(data, dict) or data.get("k") != staff.actor:
         raise InvalidCode("This scan belongs to another staff key: scan the card again.")
     version, counter = data.get("v"), data.get("c")
     if not isinstance(version, int) or not isinstance(counter, int | None):
@@ -214,7 +214,7 @@ def _read_scan(scan_id: str, staff: Principal) -> Code:
 
 def redeem(
     *,
-    staff: Principal,
+    staff: TillActor,
     scan_id: str | None = None,
     code: str | None = None,
     reward_id: int | None = None,
@@ -278,7 +278,7 @@ def redeem(
         assert points is not None
 
         posting = p.post(
-            EntryKind.REDEEM, -points, actor=f"api_key:{staff.id}",
+            EntryKind.REDEEM, -points, actor=staff.actor,
             reference=f"reward:{reward_id}" if reward_id else None, reason=reward_name,
             card_update=_SPEND_AND_ROTATE,
             card_update_params={"totp_counter": shown.totp_counter},
@@ -287,7 +287,7 @@ def redeem(
             return _result_of(posting)
         recorded = p.tx.first(_RECORD, {
             "card_id": card.id, "ledger_entry_id": posting.entry.id, "reward_id": reward_id,
-            "points": points, "code_version": card.barcode_version, "staff_key_id": staff.id,
+            "points": points, "code_version": card.barcode_version, "staff_key_id": staff.key_id,
             "location_id": location_id, "created_at": posting.entry.created_at,
         })
         assert recorded is not None  # INSERT ... RETURNING gives its row

@@ -35,6 +35,7 @@ from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
+from app.staff.actor import TillActor
 from app.web.pagekit import PageForm, csrf_problem
 from passes.languages import LANGUAGE_NAMES
 
@@ -186,7 +187,7 @@ def _page_messages() -> dict[str, str]:
 def scan() -> ResponseReturnValue:
     """Check a scanned code: the same answer as ``POST /api/v1/scans``."""
     data = _load(ScanIn(), request.get_json())
-    result = service.scan(data["code"], staff=g.staff_principal)
+    result = service.scan(data["code"], staff=TillActor.from_key(g.staff_principal))
     return jsonify(ScanOut().dump({"scan_id": result.scan_id, "expires_in": result.expires_in,
                                    "card": result, "rewards": result.rewards}))
 
@@ -198,7 +199,7 @@ def redeem() -> ResponseReturnValue:
     """Redeem a reward for the scanned card: the same answer as ``POST /api/v1/redemptions``."""
     headers = _load(IdempotencyHeader(), dict(request.headers))
     data = _load(StaffRedeemIn(), request.get_json())
-    result = service.redeem(staff=g.staff_principal,
+    result = service.redeem(staff=TillActor.from_key(g.staff_principal),
                             idempotency_key=headers.get("idempotency_key"), **data)
     extra = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return jsonify(RedemptionOut().dump(result)), 201, extra
