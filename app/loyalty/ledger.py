@@ -41,6 +41,7 @@ from app.errors import (
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program, Tier
+from app.staff.actor import TillActor
 from app.timeutil import utcnow
 
 MAX_POINTS = 1_000_000_000  # per posting; far beyond any real purchase, far below int64
@@ -198,7 +199,8 @@ def _entry_insert(dialect: str) -> Any:
 
 
 _ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
-                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
+                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at",
+                  "staff_member_id", "device_id", "location_id"]
 _UPDATE = guarded_update()
 _INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
 
@@ -281,6 +283,8 @@ class PostingTransaction:
         currency: str | None = None,
         card_update: dbutil.DriverStatement = _UPDATE,
         card_update_params: dict[str, Any] | None = None,
+        till: TillActor | None = None,
+        location_id: int | None = None,
     ) -> Posting:
         """Apply ``points`` to the card, append the entry and announce the change (committed
         when the block ends).
@@ -290,6 +294,9 @@ class PostingTransaction:
         concurrent request with the same idempotency key went through first, the posting
         rolls back and this returns that request's posting (``replayed``): the transaction
         has ended.
+
+        ``till``: who acted at the till; the entry records its staff member, device and
+        location (``location_id`` when given, else the till's).
         """
         card = self.card
         if card.status is CardStatus.VOIDED:
@@ -340,6 +347,10 @@ class PostingTransaction:
             "amount": amount,
             "currency": currency,
             "created_at": now,
+            "staff_member_id": till.staff_member_id if till else None,
+            "device_id": till.device_id if till else None,
+            "location_id": location_id if location_id is not None else (
+                till.location_id if till else None),
         })
         if inserted is None:  # a concurrent request with the same key committed first
             return self._replay(self._entry_id_for_key())
