@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, select, update
 
@@ -41,7 +41,6 @@ from app.errors import (
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program, Tier
-from app.staff.actor import TillActor
 from app.timeutil import utcnow
 
 MAX_POINTS = 1_000_000_000  # per posting; far beyond any real purchase, far below int64
@@ -73,6 +72,20 @@ class Posting:
     tier: str | None
     entry: Entry
     replayed: bool = False
+
+
+class AtTheTill(Protocol):
+    """Who acted at the till, as a ledger entry records it (app.staff.actor.TillActor): the
+    staff member, the device and its location, each None when not known."""
+
+    @property
+    def staff_member_id(self) -> int | None: ...
+
+    @property
+    def device_id(self) -> int | None: ...
+
+    @property
+    def location_id(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -283,7 +296,7 @@ class PostingTransaction:
         currency: str | None = None,
         card_update: dbutil.DriverStatement = _UPDATE,
         card_update_params: dict[str, Any] | None = None,
-        till: TillActor | None = None,
+        till: AtTheTill | None = None,
         location_id: int | None = None,
     ) -> Posting:
         """Apply ``points`` to the card, append the entry and announce the change (committed

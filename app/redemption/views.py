@@ -5,7 +5,7 @@ The page is the phone-sized counterpart of the staff API (``/api/v1/scans`` and
 the same shapes and problem types. They authenticate with the Flask session instead of a bearer
 key (the session holds the key's id, never the key), so they need CSRF protection: the page
 sends its token in the ``X-CSRFToken`` header. The key is looked up on every request, so
-revoking it signs its sessions out at once (see :mod:`app.auth.staff_session`).
+revoking it signs its sessions out at once (see :mod:`app.staff.session`).
 
 CSRF is checked for every post before the view runs (:mod:`app.web.pagekit`); the error
 handler below words the refusal for each endpoint.
@@ -28,13 +28,14 @@ from marshmallow import ValidationError
 from wtforms import PasswordField
 from wtforms.validators import InputRequired, Length
 
-from app.auth import keys, staff_session
+from app.auth import keys
 from app.loyalty.schemas import IdempotencyHeader
 from app.problems import problem
 from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
+from app.staff import session as staff_session
 from app.staff import views as pin_pages
 from app.web.pagekit import PageForm, csrf_problem
 from passes.languages import LANGUAGE_NAMES

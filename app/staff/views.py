@@ -3,7 +3,7 @@
 On an enrolled device, ``/staff/login`` (in :mod:`app.redemption.views`) shows the staff
 members who may work at the device's location (:func:`choose_member`); a name opens the PIN
 pad in that member's language; the right PIN starts the session
-(:mod:`app.auth.staff_session`) and opens the scanner. Everything works as plain forms: the
+(:mod:`app.staff.session`) and opens the scanner. Everything works as plain forms: the
 PIN pad's buttons are a convenience that its script adds.
 """
 
@@ -21,8 +21,8 @@ from flask_wtf.csrf import CSRFError
 from wtforms import PasswordField
 from wtforms.validators import InputRequired, Length
 
-from app.auth import staff_session
 from app.staff import devices, members
+from app.staff import session as staff_session
 from app.staff.models import StaffMember, TillDevice
 from app.timeutil import now
 from app.web.pagekit import PageForm, use_languages
