@@ -112,8 +112,11 @@ def check_pin(member_id: int, pin: str) -> PinCheck:
 
     While locked no PIN is checked (the right one neither): the answer is the lock.
     """
+    # Locked and read afresh (populate_existing): the count another instance just wrote
+    # counts, even when this session loaded the member before.
     member = db.session.scalar(
-        select(StaffMember).where(StaffMember.id == member_id).with_for_update())
+        select(StaffMember).where(StaffMember.id == member_id).with_for_update()
+        .execution_options(populate_existing=True))
     if member is None:
         raise NotFound(f"No staff member with id {member_id}.")
     current = now()

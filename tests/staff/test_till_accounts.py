@@ -326,3 +326,28 @@ def test_a_forged_device_cookie_is_no_device(app: Any, till: Till, location: int
     stranger.set_cookie("pp_till", f"{device['id']}.not-the-secret", path="/staff")
     assert 'name="key"' in stranger.get("/staff/login").get_data(as_text=True)
     assert stranger.get(f"/staff/pin/{budi['id']}").status_code == 303
+
+
+def test_wrong_pins_at_once_on_many_tills_lock_after_exactly_five(pg_app: Any) -> None:
+    """Eight tills send a wrong PIN for one member at the same moment (PostgreSQL, threads):
+    the member's row lock counts each one, so four are told the attempts left and the fifth
+    and later ones find the lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.factories import admin_api
+
+    till = Till(admin_api(pg_app))
+    location = till.location(create_program(till.api))
+    member = till.add_staff("Budi", "2468", location)
+    clients = [pg_app.test_client() for _ in range(8)]
+    tokens = []
+    for client in clients:
+        till.enrol(client, location)
+        tokens.append(form_token(client.get(f"/staff/pin/{member['id']}")
+                                 .get_data(as_text=True)))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(
+            lambda pair: till.type_pin(pair[0], member["id"], "0000", pair[1]).status_code,
+            zip(clients, tokens, strict=True)))
+    assert sorted(statuses) == [422] * 4 + [423] * 4
+    assert till.type_pin(clients[0], member["id"], "2468", tokens[0]).status_code == 423
