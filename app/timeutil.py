@@ -39,9 +39,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 def now() -> datetime:
     """The current time for rules that tests move through time (PIN locks, link expiry):
     the app's ``CLOCK`` setting (a callable giving epoch seconds, e.g. tests' FakeClock)
-    when one is set, else the real clock."""
+    when one is set, else the real clock. (Not an operator's setting: a ``POINTPASS_CLOCK``
+    from the environment is text, not a clock, and is ignored.)"""
     if has_app_context():
         clock = current_app.config.get("CLOCK")
-        if clock is not None:
+        if callable(clock):
             return datetime.fromtimestamp(clock(), UTC)
     return utcnow()
