@@ -39,6 +39,9 @@ from app.redemption import models as _redemption_models  # noqa: F401
 from app.redemption.api import bp as redemption_api
 from app.redemption.views import bp as staff_pages
 from app.schemas import MAX_ID
+from app.staff import models as _staff_models  # noqa: F401
+from app.staff.api import bp as till_admin_api
+from app.staff.views import bp as till_pages
 from app.wallet import sweep
 from app.wallet.api import bp as updates_api
 from app.wallet.apple import models as _apple_models  # noqa: F401
@@ -118,6 +121,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(redemption_api)
     app.register_blueprint(keys_api)
     app.register_blueprint(admin_api)
+    app.register_blueprint(till_admin_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -125,10 +129,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     # CSRF protection is on for every post; these callers prove who they are with API keys,
     # PassKit authentication tokens and Google's signatures, never with the session cookie.
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
-                             passkit, google_callback)
+                             till_admin_api, passkit, google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)
     app.register_blueprint(staff_pages)
+    app.register_blueprint(till_pages)
 
     if not app.config.get("REDIS_URL") and not app.testing:
         # Jobs run in this process, so the periodic sweep does too (with rq, the

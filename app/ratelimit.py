@@ -112,9 +112,12 @@ class ProcessCounters(Storage):
 
 def by_caller() -> str:
     """Per API key (or signed-in staff member); anonymous callers per address."""
-    principal = g.get("flask_httpauth_user") or g.get("staff_principal")
+    principal = g.get("flask_httpauth_user")
     if principal is not None:
         return f"key:{principal.id}"
+    till = g.get("till_actor")  # app.staff.actor.TillActor, on the staff pages
+    if till is not None:
+        return f"key:{till.id}" if till.kind == "api_key" else f"{till.kind}:{till.id}"
     return by_address()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -33,3 +34,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def now() -> datetime:
+    """The current time for rules that tests move through time (PIN locks, link expiry):
+    the app's ``CLOCK`` setting (a callable giving epoch seconds, e.g. tests' FakeClock)
+    when one is set, else the real clock. (Not an operator's setting: a ``POINTPASS_CLOCK``
+    from the environment is text, not a clock, and is ignored.)"""
+    if has_app_context():
+        clock = current_app.config.get("CLOCK")
+        if callable(clock):
+            return datetime.fromtimestamp(clock(), UTC)
+    return utcnow()

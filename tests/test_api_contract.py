@@ -119,7 +119,7 @@ def test_hostile_bodies_to_every_operation_are_refused_as_documented(
     client = contract_app.test_client()
     headers = {"Authorization": f"Bearer {seeded['key']}"}
     values = {"program_id": seeded["program_id"], "serial": seeded["serial"],
-              "update_id": 1, "redemption_id": 1, "key_id": 1}
+              "update_id": 1, "redemption_id": 1, "key_id": 1, "device_id": 1, "member_id": 1}
     max_length = contract_app.config["MAX_CONTENT_LENGTH"]
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 17

@@ -29,6 +29,7 @@ from app.extensions import db
 from app.outbox.status import retry as outbox_retry_rows
 from app.outbox.status import status as outbox_status_of
 from app.redisclient import worker_client
+from app.staff.cli import COMMANDS as TILL_COMMANDS
 from app.wallet import sweep
 from passes.devcerts import write_dev_certs
 
@@ -89,6 +90,8 @@ def _database_commands() -> click.Group:
 
 cli.add_command(_database_commands())
 cli.add_command(spec_command)
+for _command in TILL_COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.command("create-key")

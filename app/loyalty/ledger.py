@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, select, update
 
@@ -72,6 +72,20 @@ class Posting:
     tier: str | None
     entry: Entry
     replayed: bool = False
+
+
+class AtTheTill(Protocol):
+    """Who acted at the till, as a ledger entry records it (app.staff.actor.TillActor): the
+    staff member, the device and its location, each None when not known."""
+
+    @property
+    def staff_member_id(self) -> int | None: ...
+
+    @property
+    def device_id(self) -> int | None: ...
+
+    @property
+    def location_id(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -198,7 +212,8 @@ def _entry_insert(dialect: str) -> Any:
 
 
 _ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
-                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
+                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at",
+                  "staff_member_id", "device_id", "location_id"]
 _UPDATE = guarded_update()
 _INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
 
@@ -281,6 +296,8 @@ class PostingTransaction:
         currency: str | None = None,
         card_update: dbutil.DriverStatement = _UPDATE,
         card_update_params: dict[str, Any] | None = None,
+        till: AtTheTill | None = None,
+        location_id: int | None = None,
     ) -> Posting:
         """Apply ``points`` to the card, append the entry and announce the change (committed
         when the block ends).
@@ -290,6 +307,9 @@ class PostingTransaction:
         concurrent request with the same idempotency key went through first, the posting
         rolls back and this returns that request's posting (``replayed``): the transaction
         has ended.
+
+        ``till``: who acted at the till; the entry records its staff member, device and
+        location (``location_id`` when given, else the till's).
         """
         card = self.card
         if card.status is CardStatus.VOIDED:
@@ -340,6 +360,10 @@ class PostingTransaction:
             "amount": amount,
             "currency": currency,
             "created_at": now,
+            "staff_member_id": till.staff_member_id if till else None,
+            "device_id": till.device_id if till else None,
+            "location_id": location_id if location_id is not None else (
+                till.location_id if till else None),
         })
         if inserted is None:  # a concurrent request with the same key committed first
             return self._replay(self._entry_id_for_key())

@@ -226,6 +226,10 @@ class LedgerEntry(db.Model):
     currency: Mapped[str | None] = mapped_column(String(3))
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # At the till: who (a staff member signed in with a PIN), on which device, where.
+    staff_member_id: Mapped[int | None] = mapped_column(ForeignKey("staff_members.id"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("till_devices.id"))
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("program_locations.id"))
 
     card: Mapped[Card] = relationship()
 

@@ -1,4 +1,5 @@
-"""Redemptions: which reward, by which staff key, where and when; and their reversal."""
+"""Redemptions: which reward, by which staff key or member, where and when; and their
+reversal."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ class Redemption(db.Model):
     reward_id: Mapped[int | None] = mapped_column(ForeignKey("rewards.id"))
     points: Mapped[int] = mapped_column(BigInteger)  # positive: what was spent
     code_version: Mapped[int]  # the code version the card showed
-    staff_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    # Who redeemed: a staff (or admin) key, or a staff member signed in on a till device.
+    staff_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    staff_member_id: Mapped[int | None] = mapped_column(ForeignKey("staff_members.id"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("till_devices.id"))
     location_id: Mapped[int | None] = mapped_column(ForeignKey("program_locations.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

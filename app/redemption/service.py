@@ -56,7 +56,7 @@ _MARK_REVERSED = dbutil.DriverStatement(lambda _dialect: update(Redemption.__tab
 _RECORD = dbutil.DriverStatement(
     lambda _dialect: insert(Redemption.__table__).returning(Redemption.__table__.c.id),
     ["card_id", "ledger_entry_id", "reward_id", "points", "code_version", "staff_key_id",
-     "location_id", "created_at"])
+     "staff_member_id", "device_id", "location_id", "created_at"])
 # The posting's guarded update also rotates the card's code (and records the rotating value
 # used, parameter ``totp_counter``, or None): spending and using up the code are one statement.
 _SPEND_AND_ROTATE = ledger.guarded_update(lambda cards: {
@@ -173,6 +173,7 @@ def scan(code: str, *, staff: TillActor) -> Scan:
         joinedload(Card.program).selectinload(Program.rewards)))
     if card is None:
         raise NotFound("No card with this code.")
+    _check_program(staff, card.program_id)
     if card.status is CardStatus.VOIDED:
         raise CardVoided("This card is voided.")
     _check_fresh(scanned, card.barcode_version, card.totp_last_counter,
@@ -192,6 +193,13 @@ def scan(code: str, *, staff: TillActor) -> Scan:
         points_label=card.program.points_label,
         rewards=rewards,
     )
+
+
+def _check_program(staff: TillActor, program_id: int) -> None:
+    """A staff member works for their device's program only: another program's card is, for
+    them, no card at all (``NotFound``, telling nothing about it)."""
+    if staff.program_id is not None and staff.program_id != program_id:
+        raise NotFound("No card with this code.")
 
 
 def _read_scan(scan_id: str, staff: TillActor) -> Code:
@@ -237,6 +245,8 @@ def redeem(
     # A code, or a scan of one: either names the card and the code version it showed.
     shown = read(code) if code is not None else _read_scan(scan_id or "", staff)
     serial = shown.serial
+    if location_id is None:
+        location_id = staff.location_id  # a staff member redeems where their device is
     request_fp = ledger.fingerprint(op="redeem", serial=serial, reward_id=reward_id,
                                     points=points, location_id=location_id, code=code)
 
@@ -244,6 +254,7 @@ def redeem(
         if p.replay is not None:
             return _result_of(p.replay)
         card = p.card
+        _check_program(staff, card.program_id)
         if card.status is CardStatus.VOIDED:
             raise CardVoided("This card is voided.")
         # Checked under the card's lock: two redemptions of one code or scan cannot both pass.
@@ -282,12 +293,14 @@ def redeem(
             reference=f"reward:{reward_id}" if reward_id else None, reason=reward_name,
             card_update=_SPEND_AND_ROTATE,
             card_update_params={"totp_counter": shown.totp_counter},
+            till=staff, location_id=location_id,
         )
         if posting.replayed:  # a concurrent request with the same key won
             return _result_of(posting)
         recorded = p.tx.first(_RECORD, {
             "card_id": card.id, "ledger_entry_id": posting.entry.id, "reward_id": reward_id,
             "points": points, "code_version": card.barcode_version, "staff_key_id": staff.key_id,
+            "staff_member_id": staff.staff_member_id, "device_id": staff.device_id,
             "location_id": location_id, "created_at": posting.entry.created_at,
         })
         assert recorded is not None  # INSERT ... RETURNING gives its row

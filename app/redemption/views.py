@@ -5,7 +5,7 @@ The page is the phone-sized counterpart of the staff API (``/api/v1/scans`` and
 the same shapes and problem types. They authenticate with the Flask session instead of a bearer
 key (the session holds the key's id, never the key), so they need CSRF protection: the page
 sends its token in the ``X-CSRFToken`` header. The key is looked up on every request, so
-revoking it signs its sessions out at once (see :mod:`app.auth.staff_session`).
+revoking it signs its sessions out at once (see :mod:`app.staff.session`).
 
 CSRF is checked for every post before the view runs (:mod:`app.web.pagekit`); the error
 handler below words the refusal for each endpoint.
@@ -28,14 +28,15 @@ from marshmallow import ValidationError
 from wtforms import PasswordField
 from wtforms.validators import InputRequired, Length
 
-from app.auth import keys, staff_session
+from app.auth import keys
 from app.loyalty.schemas import IdempotencyHeader
 from app.problems import problem
 from app.ratelimit import RateLimited, by_address, limit
 from app.redemption import service
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
-from app.staff.actor import TillActor
+from app.staff import session as staff_session
+from app.staff import views as pin_pages
 from app.web.pagekit import PageForm, csrf_problem
 from passes.languages import LANGUAGE_NAMES
 
@@ -81,18 +82,19 @@ def _session_expired() -> Response:
 
 
 def _json_endpoint(view: Callable[P, R]) -> Callable[P, R | Response]:
-    """Session auth for the page's JSON endpoints; sets ``g.staff_principal``. (Their CSRF
-    token was checked before the view, as for every post.)
+    """Session auth for the page's JSON endpoints; sets ``g.till_actor`` (the staff member
+    on this device, or the staff key). (Their CSRF token was checked before the view, as for
+    every post.)
 
-    Applied outside ``limit("STAFF_RATE_LIMIT")``, so the limit counts per staff key.
+    Applied outside ``limit("STAFF_RATE_LIMIT")``, so the limit counts per staff member or key.
     """
 
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        principal = staff_session.signed_in_staff()
-        if principal is None:
+        till = staff_session.signed_in()
+        if till is None:
             return _session_expired()
-        g.staff_principal = principal
+        g.till_actor = till
         return view(*args, **kwargs)
 
     return wrapper
@@ -116,7 +118,12 @@ def _login_form(form: LoginForm, status: int) -> tuple[str, int]:
 @bp.route("/staff/login", methods=["GET", "POST"])
 @limit(fixed="10/minute", key=by_address, methods=("POST",))
 def login() -> ResponseReturnValue:
-    """Show the sign-in form; on a valid staff key remember its id and open the scanner."""
+    """On an enrolled till device, the staff members to sign in with a PIN; elsewhere (or
+    with ``?with=key``) the staff key form: on a valid key remember its id and open the
+    scanner."""
+    device = staff_session.this_device()
+    if device is not None and request.method == "GET" and request.args.get("with") != "key":
+        return pin_pages.choose_member(device)
     form = LoginForm()
     if request.method == "GET" or not form.validate():
         return _login_form(form, 200 if request.method == "GET" else 422)
@@ -140,12 +147,12 @@ def logout() -> ResponseReturnValue:
 
 @bp.get("/staff")
 def scanner() -> ResponseReturnValue:
-    """The scanner page, or the sign-in form when no active staff key is signed in."""
-    principal = staff_session.signed_in_staff()
-    if principal is None:
+    """The scanner page, or the sign-in page when nobody (still allowed) is signed in."""
+    till = staff_session.signed_in()
+    if till is None:
         staff_session.forget_key()
         return redirect(url_for(".login"), 303)
-    return render_template("staff.html", staff=principal, messages=_page_messages())
+    return render_template("staff.html", staff=till, messages=_page_messages())
 
 
 def _page_messages() -> dict[str, str]:
@@ -187,7 +194,7 @@ def _page_messages() -> dict[str, str]:
 def scan() -> ResponseReturnValue:
     """Check a scanned code: the same answer as ``POST /api/v1/scans``."""
     data = _load(ScanIn(), request.get_json())
-    result = service.scan(data["code"], staff=TillActor.from_key(g.staff_principal))
+    result = service.scan(data["code"], staff=g.till_actor)
     return jsonify(ScanOut().dump({"scan_id": result.scan_id, "expires_in": result.expires_in,
                                    "card": result, "rewards": result.rewards}))
 
@@ -199,7 +206,7 @@ def redeem() -> ResponseReturnValue:
     """Redeem a reward for the scanned card: the same answer as ``POST /api/v1/redemptions``."""
     headers = _load(IdempotencyHeader(), dict(request.headers))
     data = _load(StaffRedeemIn(), request.get_json())
-    result = service.redeem(staff=TillActor.from_key(g.staff_principal),
+    result = service.redeem(staff=g.till_actor,
                             idempotency_key=headers.get("idempotency_key"), **data)
     extra = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return jsonify(RedemptionOut().dump(result)), 201, extra
@@ -220,7 +227,7 @@ def _csrf_failed(error: CSRFError) -> ResponseReturnValue:
     if request.endpoint in JSON_ENDPOINTS:
         # Failing both checks, a request is told about the session (as when these endpoints
         # checked it first): signing in again is what helps, and brings a new token too.
-        if staff_session.signed_in_staff() is None:
+        if staff_session.signed_in() is None:
             return _session_expired()
         return csrf_problem(error)
     if request.endpoint == "staff_pages.login":

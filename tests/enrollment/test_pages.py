@@ -520,12 +520,18 @@ def test_translations_are_complete_and_compiled(language: str) -> None:
     entries = {m.id: m for m in source if m.id}
     assert template <= set(entries), f"run pybabel update: missing {template - set(entries)}"
     for message in entries.values():
-        assert message.string, f"{language}: {message.id!r} is not translated"
+        # A plural message has a tuple of ids, and one string per plural form.
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        assert all(strings), f"{language}: {message.id!r} is not translated"
         assert "fuzzy" not in message.flags, f"{language}: {message.id!r} is fuzzy"
-        for placeholder in re.findall(r"%\(\w+\)s", message.id):
-            assert placeholder in message.string, f"{language}: {message.id!r}"
-    compiled_strings = {m.id: m.string for m in compiled if m.id}
-    assert compiled_strings == {k: m.string for k, m in entries.items()}, (
+        for placeholder in re.findall(r"%\(\w+\)[sd]", ids[-1]):
+            assert all(placeholder in s for s in strings), f"{language}: {message.id!r}"
+    def plain(value: Any) -> Any:  # the .mo reader gives a plural's ids and strings as lists
+        return tuple(value) if isinstance(value, list | tuple) else value
+
+    compiled_strings = {plain(m.id): plain(m.string) for m in compiled if m.id}
+    assert compiled_strings == {plain(k): plain(m.string) for k, m in entries.items()}, (
         "the .mo is stale: run pybabel compile -d app/translations")
 
 
