@@ -198,7 +198,8 @@ def _entry_insert(dialect: str) -> Any:
 
 
 _ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
-                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
+                  "idempotency_key", "request_fingerprint", "amount", "currency", "reverses_id",
+                  "created_at"]
 _UPDATE = guarded_update()
 _INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
 
@@ -281,6 +282,8 @@ class PostingTransaction:
         currency: str | None = None,
         card_update: dbutil.DriverStatement = _UPDATE,
         card_update_params: dict[str, Any] | None = None,
+        reverses_id: int | None = None,
+        counts_toward_tier: bool | None = None,
     ) -> Posting:
         """Apply ``points`` to the card, append the entry and announce the change (committed
         when the block ends).
@@ -290,6 +293,10 @@ class PostingTransaction:
         concurrent request with the same idempotency key went through first, the posting
         rolls back and this returns that request's posting (``replayed``): the transaction
         has ended.
+
+        ``reverses_id``: the entry this one takes back. ``counts_toward_tier`` (by default:
+        for an earn) moves the lifetime points with the balance and chooses the tier again;
+        taking back an earn passes it, so the earn's tier effect goes too.
         """
         card = self.card
         if card.status is CardStatus.VOIDED:
@@ -301,7 +308,9 @@ class PostingTransaction:
         lifetime = card.lifetime_points
         tier_id = card.tier_id
         tier_name = card.tier_name
-        if kind is EntryKind.EARN:
+        if counts_toward_tier is None:
+            counts_toward_tier = kind is EntryKind.EARN
+        if counts_toward_tier:
             # The row is locked, so the stored lifetime is current: the new tier is chosen here.
             if tiers is None:
                 tiers = self.tier_rules()
@@ -339,6 +348,7 @@ class PostingTransaction:
             "request_fingerprint": self.request_fp if key else None,
             "amount": amount,
             "currency": currency,
+            "reverses_id": reverses_id,
             "created_at": now,
         })
         if inserted is None:  # a concurrent request with the same key committed first
