@@ -233,6 +233,8 @@
     $("points").value = "";
     $("earn-box").hidden = false;
     hideUndo();
+    renderRewards(data.rewards);
+    setRewardsDisabled(false);
     $("member-name").textContent = data.card.member_first_name;
     $("points-label").textContent = data.card.points_label;
     $("balance").textContent = numbers.format(data.card.balance);
@@ -240,7 +242,6 @@
     $("tier-box").hidden = !data.card.tier;
     $("redeemed").hidden = true;
     $("rewards-box").hidden = false;
-    renderRewards(data.rewards);
     $("scan-step").hidden = true;
     $("result-step").hidden = false;
     $("manual-code").value = "";
