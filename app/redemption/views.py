@@ -34,10 +34,9 @@ from app.loyalty.branding import points_label_in
 from app.loyalty.schemas import IdempotencyHeader
 from app.problems import problem
 from app.ratelimit import RateLimited, by_address, limit
-from app.redemption import service
+from app.redemption import service, till
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
-from app.staff import till
 from app.staff.actor import TillActor
 from app.staff.schemas import TillActionOut, TillEarnIn, TillUndoIn
 from app.web.pagekit import PageForm, csrf_problem

@@ -14,8 +14,8 @@ from app.errors import IdempotencyKeyReused, InvalidCode, Unprocessable
 from app.extensions import db
 from app.loyalty.models import Card, EntryKind, LedgerEntry
 from app.redemption import service as redemption
+from app.redemption import till
 from app.redemption.models import Redemption
-from app.staff import till
 from app.staff.actor import TillActor
 from tests.clock import FakeClock
 from tests.factories import card_code, create_api_key, ledger_state
