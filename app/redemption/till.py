@@ -154,10 +154,35 @@ def _action(posting: ledger.Posting, kind: str, *, undo_seconds: int | None,
                       undo_seconds=undo_seconds, replayed=replayed)
 
 
-def _last_action(staff: TillActor) -> LedgerEntry | None:
-    """The latest entry this actor made (an undo included: it is an action too)."""
-    return db.session.scalar(select(LedgerEntry).where(LedgerEntry.actor == staff.actor)
-                             .order_by(LedgerEntry.id.desc()).limit(1))
+def _last_action(staff: TillActor, after: int = 0) -> LedgerEntry | None:
+    """The latest entry this actor made after entry ``after`` (an undo included: it is an
+    action too)."""
+    return db.session.scalar(select(LedgerEntry).where(
+        LedgerEntry.actor == staff.actor, LedgerEntry.id > after,
+    ).order_by(LedgerEntry.id.desc()).limit(1))
+
+
+def _action_to_undo(staff: TillActor, entry_id: int | None) -> LedgerEntry:
+    """The entry ``undo_last`` may take back, or the 409 that says why there is none."""
+    if entry_id is None:
+        # Without an index on the actor this reads the ledger backwards to the actor's last
+        # entry; the page always names the entry it shows (below), which reads only the entries
+        # made after it.
+        last = _last_action(staff)
+        if last is None or last.kind not in (*UNDOABLE, EntryKind.REVERSE):
+            raise NothingToUndo("You have no action to undo.")
+        if last.kind is EntryKind.REVERSE:
+            raise AlreadyUndone("Your last action was already undone.")
+        return last
+    shown = db.session.get(LedgerEntry, entry_id)
+    if shown is None or shown.actor != staff.actor or shown.kind not in UNDOABLE:
+        raise NotYourAction("This action was not yours to undo.")
+    later = _last_action(staff, after=shown.id)
+    if later is not None:
+        if later.reverses_id == shown.id:
+            raise AlreadyUndone("This action was already undone.")
+        raise NotYourAction("Only your last action can be undone.")
+    return shown
 
 
 def undo_last(staff: TillActor, *, entry_id: int | None = None,
@@ -170,17 +195,7 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None,
     ``undo-too-late``, ``already-undone``; ``insufficient-points`` when the points an earn
     gave were spent since.
     """
-    last = _last_action(staff)
-    if entry_id is not None:
-        shown = db.session.get(LedgerEntry, entry_id)
-        if shown is None or shown.actor != staff.actor:
-            raise NotYourAction("This action was not yours to undo.")
-        if last is None or last.id != shown.id:
-            raise NotYourAction("Only your last action can be undone.")
-    if last is None or (last.kind not in UNDOABLE and last.kind is not EntryKind.REVERSE):
-        raise NothingToUndo("You have no action to undo.")
-    if last.kind is EntryKind.REVERSE:
-        raise AlreadyUndone("Your last action was already undone.")
+    last = _action_to_undo(staff, entry_id)
     if clock() - last.created_at.timestamp() > UNDO_SECONDS:
         raise UndoTooLate(f"An action can be undone within {UNDO_SECONDS // 60} minutes only.")
     serial = last.card.serial_number
@@ -208,7 +223,6 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None,
                          reference=f"entry:{target_id}", reverses_id=target_id,
                          counts_toward_tier=True)
     return _action(posting, "undo", undo_seconds=None)
-
 
 
 @dataclass(frozen=True)

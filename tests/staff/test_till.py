@@ -157,7 +157,7 @@ def test_undo_an_earn_takes_back_its_points_and_tier(app: Any, card: dict[str, A
     with app.app_context(), pytest.raises(till.AlreadyUndone) as twice:
         till.undo_last(alice)
     assert twice.value.status == 409
-    with app.app_context(), pytest.raises(till.NotYourAction):
+    with app.app_context(), pytest.raises(till.AlreadyUndone):
         till.undo_last(alice, entry_id=earned.entry_id)
     assert ledger_state(app, serial) == (0, 0, 2)
 
@@ -217,3 +217,22 @@ def test_undo_after_the_points_were_spent_is_refused(app: Any, card: dict[str, A
         till.undo_last(alice)
     assert getattr(spent.value, "code", None) == "insufficient-points"
     assert ledger_state(app, serial) == (40, 40, 2)
+
+
+def test_only_the_last_action_and_not_one_an_admin_reversed(app: Any, funded: dict[str, Any],
+                                                             alice: TillActor,
+                                                             api: Any) -> None:
+    serial = funded["serial_number"]
+    scan_id = _scan(app, serial, alice)
+    with app.app_context():
+        first = till.earn_at_till(scan_id, staff=alice, locale="en", points=10)
+        reward_id = db.session.scalar(select(Card).where(Card.serial_number == serial)
+                                      ).program.rewards[0].id
+        redeemed = redemption.redeem(staff=alice, scan_id=scan_id, reward_id=reward_id)
+        with pytest.raises(till.NotYourAction):  # not the last one any more
+            till.undo_last(alice, entry_id=first.entry_id)
+    # An admin reversed the redemption through the API meanwhile.
+    assert api.post(f"/api/v1/redemptions/{redeemed.id}/reverse", json={}).status_code == 201
+    with app.app_context(), pytest.raises(till.AlreadyUndone):
+        till.undo_last(alice, entry_id=redeemed.ledger_entry_id)
+    assert ledger_state(app, serial) == (260, 260, 4)

@@ -45,7 +45,9 @@ def test_add_points_for_a_typed_amount_then_undo(app: Any, staff: Staff,
     assert (undone.json["kind"], undone.json["balance"]) == ("undo", 0)
     twice = staff.post("/staff/undo", {"entry_id": first.json["entry_id"]})
     assert twice.status_code == 409
-    assert twice.json["type"] == "urn:pointpass:problem:not-your-action"
+    assert twice.json["type"] == "urn:pointpass:problem:already-undone"
+    assert staff.post("/staff/undo", {"entry_id": undone.json["entry_id"]}).json["type"] == (
+        "urn:pointpass:problem:not-your-action")  # an undo is not undone
     assert staff.post("/staff/undo", {}).json["type"] == (
         "urn:pointpass:problem:already-undone")
     assert ledger_state(app, serial) == (0, 0, 2)
