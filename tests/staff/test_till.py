@@ -18,7 +18,7 @@ from app.redemption import till
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
 from tests.clock import FakeClock
-from tests.factories import card_code, create_api_key, ledger_state
+from tests.factories import card_code, create_api_key, create_program, ledger_state
 
 
 @pytest.mark.parametrize(("typed", "locale", "currency", "minor"), [
@@ -236,3 +236,20 @@ def test_only_the_last_action_and_not_one_an_admin_reversed(app: Any, funded: di
     with app.app_context(), pytest.raises(till.AlreadyUndone):
         till.undo_last(alice, entry_id=redeemed.ledger_entry_id)
     assert ledger_state(app, serial) == (260, 260, 4)
+
+
+def test_the_till_names_its_program_and_location(app: Any, api: Any, program: dict[str, Any],
+                                                 alice: TillActor) -> None:
+    location = api.post(f"/api/v1/programs/{program['id']}/locations", json={
+        "name": "Kopi Test Kemang", "latitude": -6.26, "longitude": 106.81}).json
+    at_kemang = TillActor(kind="staff", id=7, name="Alice", location_id=location["id"])
+    with app.app_context():
+        assert till.till_place(at_kemang) == till.TillPlace(
+            "Kopi Test", "#1F2937", "#FFFFFF", "#D1D5DB", location_name="Kopi Test Kemang")
+        # A key has no location: the only program there is.
+        assert till.till_place(alice) == till.TillPlace(
+            "Kopi Test", "#1F2937", "#FFFFFF", "#D1D5DB")
+    create_program(api, name="Teh Test", slug="teh-test")
+    with app.app_context():
+        assert till.till_place(alice) is None  # which one, the scan will tell
+        assert till.till_place(at_kemang).location_name == "Kopi Test Kemang"
