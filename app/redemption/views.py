@@ -154,7 +154,8 @@ def scanner() -> ResponseReturnValue:
     if principal is None:
         staff_session.forget_key()
         return redirect(url_for(".login"), 303)
-    actor = TillActor.from_key(principal)
+    g.staff_principal = principal
+    actor = _till_actor()
     return render_template("staff.html", staff=actor, place=till.till_place(actor),
                            messages=_page_messages(), undo_minutes=till.UNDO_SECONDS // 60)
 
