@@ -41,8 +41,9 @@ UNDO_SECONDS = 300
 _HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 UNDOABLE = (EntryKind.EARN, EntryKind.REDEEM)
 
+# Among the card's entries (its index), not the whole ledger: reverses_id has no index.
 _REVERSAL_OF = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
-    LedgerEntry.reverses_id == bindparam("id")))
+    LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.reverses_id == bindparam("id")))
 
 
 class NothingToUndo(Conflict, code="nothing-to-undo"): ...
@@ -162,7 +163,13 @@ def _last_action(staff: TillActor, after: int = 0) -> LedgerEntry | None:
     ).order_by(LedgerEntry.id.desc()).limit(1))
 
 
-def _action_to_undo(staff: TillActor, entry_id: int | None) -> LedgerEntry:
+def _check_in_time(entry: LedgerEntry, clock: Callable[[], float]) -> None:
+    if clock() - entry.created_at.timestamp() > UNDO_SECONDS:
+        raise UndoTooLate(f"An action can be undone within {UNDO_SECONDS // 60} minutes only.")
+
+
+def _action_to_undo(staff: TillActor, entry_id: int | None,
+                    clock: Callable[[], float]) -> LedgerEntry:
     """The entry ``undo_last`` may take back, or the 409 that says why there is none."""
     if entry_id is None:
         # Without an index on the actor this reads the ledger backwards to the actor's last
@@ -173,10 +180,12 @@ def _action_to_undo(staff: TillActor, entry_id: int | None) -> LedgerEntry:
             raise NothingToUndo("You have no action to undo.")
         if last.kind is EntryKind.REVERSE:
             raise AlreadyUndone("Your last action was already undone.")
+        _check_in_time(last, clock)
         return last
     shown = db.session.get(LedgerEntry, entry_id)
     if shown is None or shown.actor != staff.actor or shown.kind not in UNDOABLE:
         raise NotYourAction("This action was not yours to undo.")
+    _check_in_time(shown, clock)  # first: the entries after it are then only minutes' worth
     later = _last_action(staff, after=shown.id)
     if later is not None:
         if later.reverses_id == shown.id:
@@ -195,9 +204,7 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None,
     ``undo-too-late``, ``already-undone``; ``insufficient-points`` when the points an earn
     gave were spent since.
     """
-    last = _action_to_undo(staff, entry_id)
-    if clock() - last.created_at.timestamp() > UNDO_SECONDS:
-        raise UndoTooLate(f"An action can be undone within {UNDO_SECONDS // 60} minutes only.")
+    last = _action_to_undo(staff, entry_id, clock)
     serial = last.card.serial_number
     reason = f"Undone at the till by {staff.name}"[:500]
     target_id, kind, points = last.id, last.kind, last.points
@@ -217,7 +224,7 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None,
     db.session.rollback()
     with ledger.posting(serial) as p:
         # Under the card's lock: two undos of one earn cannot both pass.
-        if p.tx.first(_REVERSAL_OF, {"id": target_id}) is not None:
+        if p.tx.first(_REVERSAL_OF, {"card_id": p.card.id, "id": target_id}) is not None:
             raise AlreadyUndone("This action was already undone.")
         posting = p.post(EntryKind.REVERSE, -points, actor=staff.actor, reason=reason,
                          reference=f"entry:{target_id}", reverses_id=target_id,

@@ -198,6 +198,8 @@ def test_undo_is_refused_for_another_actor_and_after_five_minutes(
         with pytest.raises(till.UndoTooLate) as too_late:
             till.undo_last(alice, clock=late)
         assert too_late.value.status == 409
+        with pytest.raises(till.UndoTooLate):
+            till.undo_last(alice, entry_id=earned.entry_id, clock=late)
         # Just in time.
         in_time = FakeClock(time.time() + till.UNDO_SECONDS - 30)
         assert till.undo_last(alice, clock=in_time).balance == 250
