@@ -81,7 +81,8 @@ def test_every_write_route_is_checked_except_the_cookieless_ones(app: Any) -> No
 
     # The walk saw the routes it is about (so it cannot pass by finding none).
     assert {"enrollment_pages.join", "staff_pages.login", "staff_pages.logout",
-            "staff_pages.scan", "staff_pages.redeem"} <= checked
+            "staff_pages.scan", "staff_pages.redeem", "staff_pages.earn",
+            "staff_pages.undo"} <= checked
     assert {"loyalty.earn", "passkit.register", "passkit.device_logs",
             "google_wallet.callback"} <= exempt
 

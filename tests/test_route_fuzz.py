@@ -32,11 +32,13 @@ ROUTES = [
     ("DELETE", "/passkit/v1/devices/{0}/registrations/{1}/{2}"),
     ("GET", "/passkit/v1/devices/{0}/registrations/{1}"),
     ("GET", "/staff/login"), ("POST", "/staff/login"), ("POST", "/staff/logout"),
-    ("POST", "/staff/redeem"), ("POST", "/staff/scan"), ("GET", "/staff"), ("GET", "/"),
+    ("POST", "/staff/redeem"), ("POST", "/staff/scan"), ("POST", "/staff/earn"),
+    ("POST", "/staff/undo"), ("GET", "/staff"), ("GET", "/"),
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/static/{0}"), ("GET", "/metrics"),
 ]
 FORM_FIELDS = ["name", "email", "phone", "language", "referral_code", "consent_terms",
-               "consent_marketing", "birthday", "key", "code", "scan_id", "reward_id"]
+               "consent_marketing", "birthday", "key", "code", "scan_id", "reward_id", "amount",
+               "points", "locale", "entry_id"]
 
 
 @pytest.fixture

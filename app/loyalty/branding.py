@@ -25,3 +25,11 @@ def localized_points_label(program: object) -> LocalizedText:
     if label == DEFAULT_POINTS_LABEL:  # the column's default: "Points"
         return translations(DEFAULT_POINTS_LABEL, pass_wording())
     return label
+
+
+def points_label_in(program: object, language: str) -> str:
+    """The program's word for points as a page in ``language`` shows it."""
+    label = localized_points_label(program)
+    if isinstance(label, str):
+        return label
+    return label.get(language) or label.get("en") or DEFAULT_POINTS_LABEL

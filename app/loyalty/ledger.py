@@ -212,8 +212,8 @@ def _entry_insert(dialect: str) -> Any:
 
 
 _ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
-                  "idempotency_key", "request_fingerprint", "amount", "currency", "created_at",
-                  "staff_member_id", "device_id", "location_id"]
+                  "idempotency_key", "request_fingerprint", "amount", "currency", "reverses_id",
+                  "created_at", "staff_member_id", "device_id", "location_id"]
 _UPDATE = guarded_update()
 _INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
 
@@ -296,6 +296,8 @@ class PostingTransaction:
         currency: str | None = None,
         card_update: dbutil.DriverStatement = _UPDATE,
         card_update_params: dict[str, Any] | None = None,
+        reverses_id: int | None = None,
+        counts_toward_tier: bool | None = None,
         till: AtTheTill | None = None,
         location_id: int | None = None,
     ) -> Posting:
@@ -307,6 +309,10 @@ class PostingTransaction:
         concurrent request with the same idempotency key went through first, the posting
         rolls back and this returns that request's posting (``replayed``): the transaction
         has ended.
+
+        ``reverses_id``: the entry this one takes back. ``counts_toward_tier`` (by default:
+        for an earn) moves the lifetime points with the balance and chooses the tier again;
+        taking back an earn passes it, so the earn's tier effect goes too.
 
         ``till``: who acted at the till; the entry records its staff member, device and
         location (``location_id`` when given, else the till's).
@@ -321,7 +327,9 @@ class PostingTransaction:
         lifetime = card.lifetime_points
         tier_id = card.tier_id
         tier_name = card.tier_name
-        if kind is EntryKind.EARN:
+        if counts_toward_tier is None:
+            counts_toward_tier = kind is EntryKind.EARN
+        if counts_toward_tier:
             # The row is locked, so the stored lifetime is current: the new tier is chosen here.
             if tiers is None:
                 tiers = self.tier_rules()
@@ -359,6 +367,7 @@ class PostingTransaction:
             "request_fingerprint": self.request_fp if key else None,
             "amount": amount,
             "currency": currency,
+            "reverses_id": reverses_id,
             "created_at": now,
             "staff_member_id": till.staff_member_id if till else None,
             "device_id": till.device_id if till else None,
@@ -425,8 +434,10 @@ def earn(
     currency: str | None = None,
     reference: str | None = None,
     idempotency_key: str | None = None,
+    till: AtTheTill | None = None,
 ) -> Posting:
-    """Credit points, given directly or computed from a purchase amount, then commit."""
+    """Credit points, given directly or computed from a purchase amount, then commit.
+    ``till``: who earned it for the member at a till (recorded on the entry)."""
     request_fp = fingerprint(op="earn", points=points, amount=amount, currency=currency,
                              reference=reference)
     with posting(serial_number, idempotency_key, request_fp) as p:
@@ -454,7 +465,7 @@ def earn(
         if points is None or points <= 0:
             raise Unprocessable("Earn needs a positive number of points or a purchase amount.")
         return p.post(EntryKind.EARN, points, actor=actor, tiers=tiers, reference=reference,
-                      amount=amount, currency=currency)
+                      amount=amount, currency=currency, till=till)
 
 
 def adjust(

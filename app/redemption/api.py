@@ -35,12 +35,24 @@ class ScanIn(InputSchema):
     code = code_text(required=True)
 
 
+class ScannedProgramOut(Schema):
+    """The card's program, as a till shows it."""
+
+    id = fields.Integer()
+    name = fields.String()
+    currency = fields.String(metadata={"description": "ISO 4217: purchases are typed in it"})
+    background_color = fields.String()
+    foreground_color = fields.String()
+    label_color = fields.String()
+
+
 class ScannedCardOut(Schema):
     serial_number = fields.String()
     member_first_name = fields.String()
     balance = fields.Integer()
     tier = fields.String(allow_none=True)
     points_label = fields.String()
+    program = fields.Nested(ScannedProgramOut)
 
 
 class ScanOut(Schema):
@@ -81,6 +93,7 @@ class RedemptionOut(Schema):
     tier = fields.String(allow_none=True)
     location_id = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
+    ledger_entry_id = fields.Integer(metadata={"description": "the redemption's ledger entry"})
 
 
 class ReverseIn(InputSchema):

@@ -74,6 +74,19 @@ class RewardOffer:
 
 
 @dataclass(frozen=True)
+class ScannedProgram:
+    """What a till shows of the card's program: its name, colours and currency."""
+
+    id: int
+    name: str
+    currency: str
+    background_color: str
+    foreground_color: str
+    label_color: str
+    points_label: str
+
+
+@dataclass(frozen=True)
 class Scan:
     scan_id: str
     expires_in: int
@@ -83,6 +96,7 @@ class Scan:
     tier: str | None
     points_label: str
     rewards: list[RewardOffer]  # the active rewards the balance can pay for
+    program: ScannedProgram
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,7 @@ class RedemptionResult:
     tier: str | None
     location_id: int | None
     created_at: datetime
+    ledger_entry_id: int
     replayed: bool = False
 
 
@@ -192,6 +207,11 @@ def scan(code: str, *, staff: TillActor) -> Scan:
         tier=card.tier.name if card.tier else None,
         points_label=card.program.points_label,
         rewards=rewards,
+        program=ScannedProgram(
+            id=card.program.id, name=card.program.name, currency=card.program.currency,
+            background_color=card.program.background_color,
+            foreground_color=card.program.foreground_color,
+            label_color=card.program.label_color, points_label=card.program.points_label),
     )
 
 
@@ -200,6 +220,13 @@ def _check_program(staff: TillActor, program_id: int) -> None:
     them, no card at all (``NotFound``, telling nothing about it)."""
     if staff.program_id is not None and staff.program_id != program_id:
         raise NotFound("No card with this code.")
+
+
+def scanned_serial(scan_id: str, *, staff: TillActor) -> str:
+    """The card a scan by ``staff`` named, for acting on it at the till without spending its
+    code (adding points). ``InvalidCode`` (422) when the scan is forged, expired or another
+    actor's."""
+    return _read_scan(scan_id, staff).serial
 
 
 def _read_scan(scan_id: str, staff: TillActor) -> Code:
@@ -307,7 +334,7 @@ def redeem(
     return RedemptionResult(
         id=recorded[0], serial_number=serial, reward_id=reward_id, reward_name=reward_name,
         points=points, balance=posting.balance, tier=posting.tier, location_id=location_id,
-        created_at=posting.entry.created_at,
+        created_at=posting.entry.created_at, ledger_entry_id=posting.entry.id,
     )
 
 
@@ -321,12 +348,14 @@ def _result_of(posting: ledger.Posting) -> RedemptionResult:
         id=redemption.id, serial_number=posting.serial_number, reward_id=redemption.reward_id,
         reward_name=reward.name if reward else None, points=redemption.points,
         balance=posting.balance, tier=posting.tier, location_id=redemption.location_id,
-        created_at=redemption.created_at, replayed=True,
+        created_at=redemption.created_at, ledger_entry_id=posting.entry.id, replayed=True,
     )
 
 
-def reverse(redemption_id: int, *, actor: str, reason: str | None = None) -> ledger.Posting:
-    """Give a redemption's points back with a ledger entry. Commits. 409 if already reversed."""
+def reverse(redemption_id: int, *, actor: str, reason: str | None = None,
+            till: TillActor | None = None) -> ledger.Posting:
+    """Give a redemption's points back with a ledger entry. Commits. 409 if already reversed.
+    ``till``: the staff member undoing it at a till (recorded on the entry)."""
     redemption = db.session.get(Redemption, redemption_id)
     if redemption is None:
         raise NotFound(f"No redemption with id {redemption_id}.")
@@ -338,7 +367,8 @@ def reverse(redemption_id: int, *, actor: str, reason: str | None = None) -> led
             raise Conflict("This redemption was already reversed.")
         posting = p.post(EntryKind.REVERSE, redemption.points, actor=actor,
                          reference=f"redemption:{redemption_id}",
-                         reason=reason or "Redemption reversed")
+                         reason=reason or "Redemption reversed",
+                         reverses_id=redemption.ledger_entry_id, till=till)
         p.tx.execute(_MARK_REVERSED, {"redemption_id": redemption_id,
                                       "reversed_at": utcnow(), "entry_id": posting.entry.id})
     return posting

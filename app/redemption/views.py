@@ -1,4 +1,5 @@
-"""The staff scanner page: sign in with a staff key, scan a card's QR code, redeem a reward.
+"""The staff scanner page, the till: sign in, scan a card's QR code (or type its code), add
+points for a purchase or redeem a reward, and undo one's own last action.
 
 The page is the phone-sized counterpart of the staff API (``/api/v1/scans`` and
 ``/api/v1/redemptions``): its JSON endpoints call the same service functions and answer with
@@ -29,20 +30,24 @@ from wtforms import PasswordField
 from wtforms.validators import InputRequired, Length
 
 from app.auth import keys
+from app.loyalty.branding import points_label_in
 from app.loyalty.schemas import IdempotencyHeader
 from app.problems import problem
 from app.ratelimit import RateLimited, by_address, limit
-from app.redemption import service
+from app.redemption import service, till
 from app.redemption.api import ID, RedemptionOut, ScanIn, ScanOut
 from app.schemas import InputSchema, StrictInteger, text
 from app.staff import session as staff_session
 from app.staff import views as pin_pages
+from app.staff.actor import TillActor
+from app.staff.schemas import TillActionOut, TillEarnIn, TillUndoIn
 from app.web.pagekit import PageForm, csrf_problem
 from passes.languages import LANGUAGE_NAMES
 
 bp = Blueprint("staff_pages", __name__)
 
-JSON_ENDPOINTS = frozenset({"staff_pages.scan", "staff_pages.redeem"})
+JSON_ENDPOINTS = frozenset({"staff_pages.scan", "staff_pages.redeem", "staff_pages.earn",
+                            "staff_pages.undo"})
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,7 +69,7 @@ class StaffRedeemIn(InputSchema):
 
 @bp.context_processor
 def _page_context() -> dict[str, Any]:
-    return {"lang": str(get_locale() or "en"), "language_names": LANGUAGE_NAMES,
+    return {"lang": _page_language(), "language_names": LANGUAGE_NAMES,
             "language_url": _language_url}
 
 
@@ -98,6 +103,13 @@ def _json_endpoint(view: Callable[P, R]) -> Callable[P, R | Response]:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _till_actor() -> TillActor:
+    """Who acts at this till: the staff member signed in on this device, or the staff key
+    (set by :func:`_json_endpoint`)."""
+    actor: TillActor = g.till_actor
+    return actor
 
 
 def _load(schema: InputSchema, data: Any) -> dict[str, Any]:
@@ -148,11 +160,12 @@ def logout() -> ResponseReturnValue:
 @bp.get("/staff")
 def scanner() -> ResponseReturnValue:
     """The scanner page, or the sign-in page when nobody (still allowed) is signed in."""
-    till = staff_session.signed_in()
-    if till is None:
+    actor = staff_session.signed_in()
+    if actor is None:
         staff_session.forget_key()
         return redirect(url_for(".login"), 303)
-    return render_template("staff.html", staff=till, messages=_page_messages())
+    return render_template("staff.html", staff=actor, place=till.till_place(actor),
+                           messages=_page_messages(), undo_minutes=till.UNDO_SECONDS // 60)
 
 
 def _page_messages() -> dict[str, str]:
@@ -180,6 +193,17 @@ def _page_messages() -> dict[str, str]:
         "session_expired": _("Your session has expired. Sign in again."),
         "sign_in": _("Sign in"),
         "page_expired": _("This page has expired. Reload it and try again."),
+        "earned": _("Added: %(points)s %(label)s"),
+        "undone": _("Undone. The balance is back as it was."),
+        "amount_hint": _("Type the amount as on the receipt, for example %(example)s."),
+        "amount_invalid": _("This amount cannot be read. Type it like %(example)s."),
+        "amount_too_small": _("This amount is too small to earn a point."),
+        "undo_too_late": _("It is too late to undo: an action can be undone within %(minutes)s "
+                           "minutes.", minutes=till.UNDO_SECONDS // 60),
+        "already_undone": _("This was already undone."),
+        "not_your_action": _("Only your own last action can be undone."),
+        "nothing_to_undo": _("There is nothing to undo."),
+        "undo_spent": _("Cannot undo: the points were already spent."),
         "network": _("No connection to the server. Check the network and try again."),
         "error": _("Something went wrong. Try again."),
     }
@@ -194,9 +218,13 @@ def _page_messages() -> dict[str, str]:
 def scan() -> ResponseReturnValue:
     """Check a scanned code: the same answer as ``POST /api/v1/scans``."""
     data = _load(ScanIn(), request.get_json())
-    result = service.scan(data["code"], staff=g.till_actor)
-    return jsonify(ScanOut().dump({"scan_id": result.scan_id, "expires_in": result.expires_in,
-                                   "card": result, "rewards": result.rewards}))
+    result = service.scan(data["code"], staff=_till_actor())
+    body = ScanOut().dump({"scan_id": result.scan_id, "expires_in": result.expires_in,
+                           "card": result, "rewards": result.rewards})
+    # The page says "points" in its own language: the program's word, or the default one's
+    # translation ("Poin").
+    body["card"]["points_label"] = points_label_in(result.program, _page_language())
+    return jsonify(body)
 
 
 @bp.post("/staff/redeem")
@@ -206,10 +234,40 @@ def redeem() -> ResponseReturnValue:
     """Redeem a reward for the scanned card: the same answer as ``POST /api/v1/redemptions``."""
     headers = _load(IdempotencyHeader(), dict(request.headers))
     data = _load(StaffRedeemIn(), request.get_json())
-    result = service.redeem(staff=g.till_actor,
+    result = service.redeem(staff=_till_actor(),
                             idempotency_key=headers.get("idempotency_key"), **data)
     extra = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return jsonify(RedemptionOut().dump(result)), 201, extra
+
+
+@bp.post("/staff/earn")
+@_json_endpoint
+@limit("STAFF_RATE_LIMIT")
+def earn() -> ResponseReturnValue:
+    """Add points to the scanned card: for a purchase amount as typed, or as points. Send an
+    ``Idempotency-Key`` per tap; a retry with it adds nothing and gets the first answer."""
+    headers = _load(IdempotencyHeader(), dict(request.headers))
+    data = _load(TillEarnIn(), request.get_json())
+    result = till.earn_at_till(
+        data["scan_id"], staff=_till_actor(), locale=data.get("locale") or _page_language(),
+        amount=data.get("amount"), points=data.get("points"),
+        idempotency_key=headers.get("idempotency_key"))
+    extra = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return jsonify(TillActionOut().dump(result)), 201, extra
+
+
+@bp.post("/staff/undo")
+@_json_endpoint
+@limit("STAFF_RATE_LIMIT")
+def undo() -> ResponseReturnValue:
+    """Undo the signed-in staff member's own last action, within a few minutes."""
+    data = _load(TillUndoIn(), request.get_json())
+    result = till.undo_last(_till_actor(), entry_id=data.get("entry_id"))
+    return jsonify(TillActionOut().dump(result)), 201
+
+
+def _page_language() -> str:
+    return str(get_locale() or "en")
 
 
 @bp.after_request

@@ -40,7 +40,11 @@ def test_scan_shows_card_and_affordable_rewards(app: Any, api: ApiClient, staff:
     assert response.status_code == 200
     body = response.json
     assert body["card"] == {"serial_number": funded["serial_number"], "member_first_name": "Siti",
-                            "balance": 250, "tier": "Bronze", "points_label": "Points"}
+                            "balance": 250, "tier": "Bronze", "points_label": "Points",
+                            "program": {"id": program["id"], "name": "Kopi Test",
+                                        "currency": "IDR", "background_color": "#1F2937",
+                                        "foreground_color": "#FFFFFF",
+                                        "label_color": "#D1D5DB"}}
     assert [r["name"] for r in body["rewards"]] == ["Coffee"]  # Cake costs 400
     assert body["expires_in"] == 300 and body["scan_id"]
 

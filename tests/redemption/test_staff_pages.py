@@ -261,15 +261,18 @@ def test_scan_and_redeem_answer_as_the_api_does(app: Any, api: ApiClient, keys: 
     assert scan.headers["Cache-Control"] == "no-store"
     from_api = api.as_(keys["staff"]).post("/api/v1/scans", json={"code": code}).json
     assert {**scan.json, "scan_id": None} == {**from_api, "scan_id": None}
-    assert scan.json["card"] == {"serial_number": serial, "member_first_name": "Siti",
-                                 "balance": 250, "tier": "Bronze", "points_label": "Points"}
+    assert {**scan.json["card"], "program": None} == {
+        "serial_number": serial, "member_first_name": "Siti", "balance": 250, "tier": "Bronze",
+        "points_label": "Points", "program": None}
+    assert scan.json["card"]["program"]["currency"] == "IDR"
     reward = scan.json["rewards"][0]
     assert reward["name"] == "Coffee" and reward["points_cost"] == 100
 
     first = staff.redeem(scan.json["scan_id"], reward["id"], key="tap-1")
     assert first.status_code == 201, first.json
     assert set(first.json) == {"id", "serial_number", "reward_id", "reward_name", "points",
-                               "balance", "tier", "location_id", "created_at"}
+                               "balance", "tier", "location_id", "created_at",
+                               "ledger_entry_id"}
     assert first.json["balance"] == 150 and first.json["reward_name"] == "Coffee"
     assert "Idempotent-Replayed" not in first.headers
 

@@ -1,7 +1,10 @@
-/* The staff scanner: camera frames -> jsQR -> POST /staff/scan -> reward buttons ->
- * POST /staff/redeem. The server decides everything (is the code genuine, current, can the
- * card afford it); this script only shows its answers. Text comes translated from the page.
- * A scan pays for one redemption (the card's code rotates): after it, staff scan again. */
+/* The till: camera frames -> jsQR -> POST /staff/scan -> the card, with "add points" (POST
+ * /staff/earn, a purchase amount as typed) and reward buttons (POST /staff/redeem) -> the
+ * result with the new balance and "Undo" (POST /staff/undo). The server decides everything
+ * (is the code genuine, current, can the card afford it, how an amount reads); this script
+ * only shows its answers. Text comes translated from the page. A scan pays for one
+ * redemption (the card's code rotates): after it, staff scan again. Each tap that changes
+ * points carries its own Idempotency-Key; a retry of that tap (the answer was lost) keeps it. */
 (function () {
   "use strict";
 
@@ -14,7 +17,9 @@
   const app = $("scanner-app");
   const text = JSON.parse($("staff-messages").textContent);
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
-  const numbers = new Intl.NumberFormat(document.documentElement.lang || "en");
+  const lang = document.documentElement.lang || "en";
+  const numbers = new Intl.NumberFormat(lang);
+  const EXAMPLE_AMOUNT = 45000;  // shown as the shop writes it: 45.000 (id), 45,000 (en)
   const video = $("camera");
   const canvas = $("frame");
   const context = canvas.getContext("2d", { willReadFrequently: true });
@@ -29,6 +34,8 @@
   // Idempotency-Key of a tap whose answer never came (network loss): tapping the same reward
   // again resends it with the same key, so the server redeems it at most once.
   let pendingKeys = new Map();
+  let lastAction = null;     // the entry the result shows, while it can be undone
+  let undoTimer = null;
 
   function format(message, values) {
     return message.replace(/%\((\w+)\)s/g, (_, name) => String(values[name] ?? ""));
@@ -92,13 +99,29 @@
     switch (type) {
       case "invalid-code": return [during === "redeem" ? text.scan_expired : text.invalid_code, false];
       case "code-already-used": return [during === "redeem" ? text.scan_used : text.code_used, false];
-      case "insufficient-points": return [text.insufficient, false];
+      case "insufficient-points":
+        return [during === "undo" ? text.undo_spent : text.insufficient, false];
+      case "undo-too-late": return [text.undo_too_late, false];
+      case "already-undone": return [text.already_undone, false];
+      case "not-your-action": return [text.not_your_action, false];
+      case "nothing-to-undo": return [text.nothing_to_undo, false];
       case "card-voided": return [text.voided, false];
       case "not-found": return [text.unknown_card, false];
-      case "unprocessable": return [text.reward_unavailable, false];
+      case "unprocessable":
+      case "validation-failed":
+        if (during === "earn") return [amountProblem(result), false];
+        return [text.reward_unavailable, false];
       default: return [during === "scan" && result.status === 422 ? text.invalid_code : text.error,
                        false];
     }
+  }
+
+  function amountProblem(result) {
+    const errors = Array.isArray(result.data.errors) ? result.data.errors : [];
+    if (errors.some((e) => /too small/i.test(String(e.message || "")))) {
+      return text.amount_too_small;
+    }
+    return format(text.amount_invalid, { example: numbers.format(EXAMPLE_AMOUNT) });
   }
 
   // --- Camera ----------------------------------------------------------------------------
@@ -202,6 +225,16 @@
   function showCard(data) {
     current = { scanId: data.scan_id, pointsLabel: data.card.points_label, rewards: data.rewards };
     pendingKeys = new Map();
+    showProgram(data.card.program);
+    $("currency").textContent = data.card.program ? data.card.program.currency : "";
+    $("amount-hint").textContent = format(text.amount_hint,
+                                          { example: numbers.format(EXAMPLE_AMOUNT) });
+    $("amount").value = "";
+    $("points").value = "";
+    $("earn-box").hidden = false;
+    hideUndo();
+    renderRewards(data.rewards);
+    setRewardsDisabled(false);
     $("member-name").textContent = data.card.member_first_name;
     $("points-label").textContent = data.card.points_label;
     $("balance").textContent = numbers.format(data.card.balance);
@@ -209,7 +242,6 @@
     $("tier-box").hidden = !data.card.tier;
     $("redeemed").hidden = true;
     $("rewards-box").hidden = false;
-    renderRewards(data.rewards);
     $("scan-step").hidden = true;
     $("result-step").hidden = false;
     $("manual-code").value = "";
@@ -239,7 +271,37 @@
   }
 
   function setRewardsDisabled(disabled) {
-    for (const button of $("rewards").querySelectorAll("button")) button.disabled = disabled;
+    for (const button of app.querySelectorAll("#rewards button, #earn-box button")) {
+      button.disabled = disabled;
+    }
+  }
+
+  /* The card's program: its name over the member, its colours on the page. */
+  function showProgram(program) {
+    if (!program) return;
+    $("card-program").textContent = program.name;
+    $("program-name").textContent = program.name;
+    const root = document.documentElement.style;
+    root.setProperty("--brand-bg", program.background_color);
+    root.setProperty("--brand-fg", program.foreground_color);
+    root.setProperty("--brand-label", program.label_color);
+  }
+
+  function tapKey(what) {
+    let key = pendingKeys.get(what);
+    if (!key) {
+      key = newKey();
+      pendingKeys.set(what, key);
+    }
+    return key;
+  }
+
+  function settleKey(what, result) {
+    // Only an answer that says nothing was done (or that it was) frees the key; a lost answer
+    // keeps it, so tapping again retries the same request.
+    if (result.ok || (!result.network && result.status < 500 && result.status !== 429)) {
+      pendingKeys.delete(what);
+    }
   }
 
   /* The scan is used up (or expired): no more reward buttons until the card is scanned again. */
@@ -248,6 +310,7 @@
     current.rewards = [];
     $("rewards").replaceChildren();
     $("rewards-box").hidden = true;
+    $("earn-box").hidden = true;
   }
 
   async function redeem(reward) {
@@ -257,23 +320,15 @@
     setRewardsDisabled(true);
     clearMessage();
     setState("redeeming");
-    let key = pendingKeys.get(reward.id);
-    if (!key) {
-      key = newKey();
-      pendingKeys.set(reward.id, key);
-    }
+    const what = `reward:${reward.id}`;
     const result = await post(app.dataset.redeemUrl,
                               { scan_id: current.scanId, reward_id: reward.id },
-                              { "Idempotency-Key": key });
+                              { "Idempotency-Key": tapKey(what) });
     busy = false;
+    settleKey(what, result);
     if (result.ok) {
-      pendingKeys.delete(reward.id);
       showRedeemed(result.data, reward);
       return;
-    }
-    // Only an answer that says nothing was done frees the key; a lost answer keeps it.
-    if (!result.network && result.status < 500 && result.status !== 429) {
-      pendingKeys.delete(reward.id);
     }
     const [message, signIn] = explain(result, "redeem");
     showMessage(message, signIn);
@@ -286,21 +341,96 @@
   }
 
   function showRedeemed(data, reward) {
-    $("redeemed-reward").textContent = format(text.redeemed, { reward: data.reward_name || reward.name });
+    showResult(format(text.redeemed, { reward: data.reward_name || reward.name }), data);
+    // The redemption used the scan up: another reward needs the card's new code scanned.
+    closeScan();
+    $("scan-again").hidden = false;
+    offerUndo(data.ledger_entry_id, Number(app.dataset.undoSeconds));
+    setState("redeemed");
+  }
+
+  /* The result screen: what was done and the new balance; the card's actions are gone. */
+  function showResult(headline, data) {
+    $("redeemed-reward").textContent = headline;
     $("new-balance").textContent = numbers.format(data.balance);
     $("new-balance-label").textContent = current.pointsLabel;
     $("balance").textContent = numbers.format(data.balance);
     $("tier").textContent = data.tier || "";
     $("tier-box").hidden = !data.tier;
     $("redeemed").hidden = false;
-    // The redemption used the scan up: another reward needs the card's new code scanned.
-    closeScan();
-    setState("redeemed");
+    $("earn-box").hidden = true;
+    $("rewards-box").hidden = true;
+    $("scan-again").hidden = true;
     $("redeemed").scrollIntoView({ block: "start" });
+  }
+
+  function offerUndo(entryId, seconds) {
+    hideUndo();
+    if (!entryId || !seconds) return;
+    lastAction = entryId;
+    $("undo").hidden = false;
+    $("undo").disabled = false;
+    $("undo-hint").hidden = false;
+    undoTimer = setTimeout(hideUndo, seconds * 1000);
+  }
+
+  function hideUndo() {
+    clearTimeout(undoTimer);
+    lastAction = null;
+    $("undo").hidden = true;
+    $("undo-hint").hidden = true;
+  }
+
+  async function earn(body, what) {
+    if (busy || !current || !current.scanId) return;
+    busy = true;
+    setRewardsDisabled(true);
+    clearMessage();
+    setState("earning");
+    const result = await post(app.dataset.earnUrl,
+                              { scan_id: current.scanId, locale: lang, ...body },
+                              { "Idempotency-Key": tapKey(what) });
+    busy = false;
+    settleKey(what, result);
+    setRewardsDisabled(false);
+    if (!result.ok) {
+      const [message, signIn] = explain(result, "earn");
+      showMessage(message, signIn);
+      setState("card");
+      return;
+    }
+    showResult(format(text.earned, { points: numbers.format(result.data.points),
+                                     label: current.pointsLabel }), result.data);
+    offerUndo(result.data.entry_id, result.data.undo_seconds);
+    setState("earned");
+  }
+
+  async function undo() {
+    if (busy || !lastAction) return;
+    busy = true;
+    $("undo").disabled = true;
+    clearMessage();
+    const result = await post(app.dataset.undoUrl, { entry_id: lastAction });
+    busy = false;
+    if (!result.ok) {
+      const [message, signIn] = explain(result, "undo");
+      showMessage(message, signIn);
+      if (result.network || result.status === 429) $("undo").disabled = false;
+      else hideUndo();
+      return;
+    }
+    hideUndo();
+    $("redeemed-reward").textContent = text.undone;
+    $("new-balance").textContent = numbers.format(result.data.balance);
+    $("balance").textContent = numbers.format(result.data.balance);
+    $("tier").textContent = result.data.tier || "";
+    $("tier-box").hidden = !result.data.tier;
+    setState("undone");
   }
 
   function scanNext() {
     current = null;
+    hideUndo();
     pendingKeys = new Map();
     clearMessage();
     $("result-step").hidden = true;
@@ -322,6 +452,22 @@
     if (code) scan(code);
   });
   $("next").addEventListener("click", scanNext);
+  $("undo").addEventListener("click", undo);
+  $("earn").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const amount = $("amount").value.trim();
+    if (amount) earn({ amount }, `amount:${amount}`);
+  });
+  $("earn-points").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const typed = $("points").value.trim();
+    const points = /^[0-9]{1,10}$/.test(typed) ? Number(typed) : NaN;
+    if (!Number.isSafeInteger(points) || points < 1) {
+      showMessage(format(text.amount_invalid, { example: "20" }), false);
+      return;
+    }
+    earn({ points }, `points:${points}`);
+  });
 
   // A phone in a pocket should not keep its camera on: stop it while the page is hidden.
   document.addEventListener("visibilitychange", () => {

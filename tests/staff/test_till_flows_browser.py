@@ -1,0 +1,160 @@
+"""The till on a phone (390x844) in headless Chromium with a fake camera, in all four
+languages: scan, add points for a typed IDR amount, undo, scan again, redeem, undo, and a
+typed card code. The page shows the program (not "Pointpass") and its word for points in the
+staff member's language; every target is at least 48 px; axe-core finds no violation.
+
+SQLite only, as the scanner's other browser tests. Screenshots go to
+``test-artifacts/till-<lang>-<step>.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, Playwright, sync_playwright
+
+from tests.browser import ARTIFACTS, CHROMIUM, need
+from tests.factories import ApiClient, card_code, create_card, ledger_state
+from tests.redemption.test_staff_browser import camera_video, sign_in, staff_phone
+
+# What each language's screen says, and how its staff type 45 000 rupiah.
+SCREENS = {
+    "en": {"amount": "45,000", "label": "Points", "added": "Added: 4 Points",
+           "undone": "Undone. The balance is back as it was.", "redeemed": "Redeemed: Coffee"},
+    "id": {"amount": "45.000", "label": "Poin", "added": "Ditambahkan: 4 Poin",
+           "undone": "Dibatalkan. Saldo kembali seperti semula.",
+           "redeemed": "Ditukar: Coffee"},
+    "th": {"amount": "45,000", "label": "แต้ม", "added": "เพิ่มแล้ว: 4 แต้ม",
+           "undone": "ยกเลิกแล้ว ยอดแต้มกลับเป็นเหมือนเดิม", "redeemed": None},
+    "ms": {"amount": "45,000", "label": "Mata", "added": "Ditambah: 4 Mata",
+           "undone": "Dibatalkan. Baki kembali seperti asal.", "redeemed": None},
+}
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    need(CHROMIUM, "Chromium", "chromium fonts-noto-core")
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture
+def database(sqlite_database: Any) -> Any:
+    """SQLite only (overrides conftest's both-databases parameter for this module)."""
+    return sqlite_database
+
+
+def _no_axe_violations(page: Page) -> None:
+    results = Axe().run(page)
+    violations = results.response["violations"]
+    assert violations == [], results.generate_report()
+
+
+def _small_targets(page: Page) -> list[str]:
+    """Visible buttons, inputs, summaries and links of the till under 48 px tall."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll(
+        '#scanner-app button, #scanner-app input, #scanner-app summary, .staff-bar button'))
+        .filter((e) => e.offsetParent !== null && e.getBoundingClientRect().height < 48)
+        .map((e) => e.id || e.outerHTML.slice(0, 80))""")
+
+
+def _shot(page: Page, lang: str, step: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"till-{lang}-{step}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("lang", ["en", "id", "th", "ms"])
+def test_the_till_in_every_language(app: Any, api: ApiClient, program: dict[str, Any],
+                                    playwright: Playwright, live_url: str,
+                                    keys: dict[str, str], tmp_path: Path, lang: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    screen = SCREENS[lang]
+    card = create_card(api, program, name="Siti Rahma", email=f"siti-{lang}@example.com")
+    serial = card["serial_number"]
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 250}).status_code == 201
+    video = camera_video(card_code(app, serial), tmp_path)
+
+    with staff_phone(playwright, "--use-fake-device-for-media-stream",
+                     "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-video-capture={video}",
+                     permissions=["camera"]) as page:
+        sign_in(page, live_url, keys["staff"], language=lang)
+        assert page.locator("html").get_attribute("lang") == lang
+        # The program, not "Pointpass", heads the page (the only program there is).
+        assert page.locator("#program-name").inner_text().upper() == "KOPI TEST"
+        assert "Pointpass" not in page.locator(".staff-bar").inner_text()
+
+        # Scan: the camera finds the card's code.
+        page.locator("#member-name").wait_for(state="visible")
+        assert page.locator("#member-name").inner_text() == "Siti"
+        assert page.locator("#balance").inner_text() == "250"
+        assert page.locator("#points-label").text_content() == screen["label"]
+        assert page.locator("#currency").inner_text() == "IDR"
+        assert _small_targets(page) == []
+        _shot(page, lang, "1-card")
+        _no_axe_violations(page)
+
+        # Add points for a purchase of 45 000 rupiah, typed as this language writes it; a
+        # double tap adds them once.
+        page.locator("#amount").fill(screen["amount"])
+        page.locator("#earn button[type=submit]").dblclick()
+        page.locator("#redeemed").wait_for(state="visible")
+        assert page.locator("#redeemed-reward").inner_text() == screen["added"]
+        assert page.locator("#new-balance").inner_text() == "254"
+        assert page.locator("#undo").is_visible()
+        assert _small_targets(page) == []
+        _shot(page, lang, "2-added")
+        _no_axe_violations(page)
+        assert ledger_state(app, serial) == (254, 254, 2)
+
+        # Undo it.
+        page.locator("#undo").click()
+        page.locator("#undo").wait_for(state="hidden")
+        assert page.locator("#redeemed-reward").inner_text() == screen["undone"]
+        assert page.locator("#new-balance").inner_text() == "250"
+        _shot(page, lang, "3-undone")
+        assert ledger_state(app, serial) == (250, 250, 3)
+
+        # Next customer is the same one: the camera scans the card again; redeem, then undo.
+        page.locator("#next").click()
+        page.locator("button.reward").wait_for(state="visible")
+        reward = page.locator("button.reward")
+        assert screen["label"] in reward.inner_text()
+        reward.click()
+        page.locator("#redeemed").wait_for(state="visible")
+        if screen["redeemed"]:
+            assert page.locator("#redeemed-reward").inner_text() == screen["redeemed"]
+        assert page.locator("#new-balance").inner_text() == "150"
+        _shot(page, lang, "4-redeemed")
+        _no_axe_violations(page)
+        page.locator("#undo").click()
+        page.locator("#undo").wait_for(state="hidden")
+        assert page.locator("#new-balance").inner_text() == "250"
+        _shot(page, lang, "5-redemption-undone")
+        assert ledger_state(app, serial) == (250, 250, 5)
+
+        # The redemption rotated the card's code: its new code, typed in, opens the card.
+        page.locator("#next").click()
+        page.locator("#manual-code").fill(card_code(app, serial))
+        page.locator("#manual button[type=submit]").click()
+        page.locator("#earn-box").wait_for(state="visible")
+        assert page.locator("#balance").inner_text() == "250"
+        _shot(page, lang, "6-typed-code")
+
+        # Whole points, without a purchase.
+        page.locator(".points-instead summary").click()
+        page.locator("#points").fill("20")
+        page.locator("#earn-points button[type=submit]").click()
+        page.locator("#redeemed").wait_for(state="visible")
+        assert page.locator("#new-balance").inner_text() == "270"
+        assert ledger_state(app, serial) == (270, 270, 6)
+        if lang != "en":
+            assert "Points" not in page.locator("body").inner_text()
+            assert "POINTS" not in page.locator("body").inner_text()
+        assert page.outside_requests == []  # type: ignore[attr-defined]
+        # The camera, still on, saw the card's used code after the redemption (a 409).
+        assert [e for e in page.console_errors  # type: ignore[attr-defined]
+                if "409" not in e] == []
