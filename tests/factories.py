@@ -28,7 +28,7 @@ from sqlalchemy import func, select, text
 from app import background, create_app
 from app.auth import keys as api_keys
 from app.extensions import db
-from app.loyalty.codes import redemption_code
+from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card
 from tests.apns_server import APNsTestServer
 from tests.phones import Phone
@@ -209,6 +209,15 @@ def row_counts(app: Flask, *models: Any) -> tuple[int, ...]:
                        for model in models)
         db.session.rollback()
         return counts
+
+
+def card_short_code(app: Flask, serial: str) -> str:
+    """The card's current short code (what its passes show under the QR code)."""
+    with app.app_context():
+        card = db.session.scalar(select(Card).where(Card.serial_number == serial))
+        code = short_code(card)
+        db.session.rollback()
+        return code
 
 
 def card_code(app: Flask, serial: str) -> str:

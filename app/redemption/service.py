@@ -30,11 +30,13 @@ from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFo
 from app.extensions import db
 from app.loyalty import ledger
 from app.loyalty.models import Card, CardStatus, EntryKind, Program, ProgramLocation, Reward
+from app.redemption import shortcodes
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
 from app.timeutil import utcnow
 from passes.barcode import InvalidCode as InvalidCodeText
 from passes.barcode import is_rotating, read_code, read_rotating_code
+from passes.shortcode import looks_like_short_code
 
 SCAN_SECONDS = 300
 
@@ -130,8 +132,16 @@ class Code:
     totp_counter: int | None = None
 
 
-def read(code: str) -> Code:
-    """The card a genuine code names; ``InvalidCode`` (422) otherwise, no database asked."""
+def read(code: str, staff: TillActor) -> Code:
+    """The card a genuine code names; ``InvalidCode`` (422) otherwise.
+
+    A scanned code is checked with the key alone, before any database is asked. A typed
+    short code is looked up, and counts against ``staff`` (and its device) when no card
+    has it: see :mod:`app.redemption.shortcodes` (429 while locked out).
+    """
+    if looks_like_short_code(code):
+        serial, version = shortcodes.read(code, staff)
+        return Code(serial, version=version)
     key = current_app.config["REDEMPTION_CODE_KEY"]
     try:
         if is_rotating(code):
@@ -165,7 +175,7 @@ def _check_fresh(code: Code, barcode_version: int, totp_last_counter: int,
 
 def scan(code: str, *, staff: TillActor) -> Scan:
     """Check a scanned code and open a short redemption session for its card."""
-    scanned = read(code)
+    scanned = read(code, staff)
     serial = scanned.serial
     # One round trip for the card, its member, tier and program, one for the rewards.
     card = db.session.scalar(select(Card).where(Card.serial_number == serial).options(
@@ -235,7 +245,7 @@ def redeem(
     if (reward_id is None) == (points is None):
         raise Unprocessable("Give either reward_id or points.")
     # A code, or a scan of one: either names the card and the code version it showed.
-    shown = read(code) if code is not None else _read_scan(scan_id or "", staff)
+    shown = read(code, staff) if code is not None else _read_scan(scan_id or "", staff)
     serial = shown.serial
     request_fp = ledger.fingerprint(op="redeem", serial=serial, reward_id=reward_id,
                                     points=points, location_id=location_id, code=code)

@@ -75,7 +75,8 @@
     }
     let data = {};
     try { data = await response.json(); } catch (error) { /* not JSON: a proxy's page */ }
-    return { ok: response.ok, network: false, status: response.status, data: data || {} };
+    return { ok: response.ok, network: false, status: response.status, data: data || {},
+             retryAfter: Number(response.headers.get("Retry-After")) || 0 };
   }
 
   function problemType(result) {
@@ -83,12 +84,17 @@
   }
 
   /* The staff-facing sentence for a problem answer, and whether to offer signing in. */
-  function explain(result, during) {
+  function explain(result, during, typed) {
     if (result.network) return [text.network, false];
     const type = problemType(result);
     if (result.status === 401) return [text.session_expired, true];
     if (result.status === 400 && type === "csrf") return [text.page_expired, false];
+    if (type === "short-code-locked") {
+      return [format(text.typed_locked, { minutes: Math.max(1, Math.ceil(result.retryAfter / 60)) }),
+              false];
+    }
     if (result.status === 429) return [text.rate_limited, false];
+    if (typed && type === "invalid-code") return [text.typed_code_wrong, false];
     switch (type) {
       case "invalid-code": return [during === "redeem" ? text.scan_expired : text.invalid_code, false];
       case "code-already-used": return [during === "redeem" ? text.scan_used : text.code_used, false];
@@ -177,7 +183,7 @@
 
   // --- Scan and redeem -------------------------------------------------------------------
 
-  async function scan(code) {
+  async function scan(code, typed) {
     if (busy) return;
     busy = true;
     pauseDecoding();
@@ -187,7 +193,7 @@
     const result = await post(app.dataset.scanUrl, { code });
     busy = false;
     if (!result.ok) {
-      const [message, signIn] = explain(result, "scan");
+      const [message, signIn] = explain(result, "scan", typed);
       showMessage(message, signIn);
       refused = { code, until: Date.now() + SAME_CODE_PAUSE_MS };
       setState("scanning");
@@ -319,7 +325,7 @@
   $("manual").addEventListener("submit", (event) => {
     event.preventDefault();
     const code = $("manual-code").value.trim();
-    if (code) scan(code);
+    if (code) scan(code, true);
   });
   $("next").addEventListener("click", scanNext);
 
