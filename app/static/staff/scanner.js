@@ -84,7 +84,8 @@
   }
 
   /* The staff-facing sentence for a problem answer, and whether to offer signing in. */
-  function explain(result, during, typed) {
+  /* ``shortCode``: the code was typed in the short form (not a scanned or pasted PP1/PPT). */
+  function explain(result, during, shortCode) {
     if (result.network) return [text.network, false];
     const type = problemType(result);
     if (result.status === 401) return [text.session_expired, true];
@@ -94,7 +95,7 @@
               false];
     }
     if (result.status === 429) return [text.rate_limited, false];
-    if (typed && type === "invalid-code") return [text.typed_code_wrong, false];
+    if (shortCode && type === "invalid-code") return [text.typed_code_wrong, false];
     switch (type) {
       case "invalid-code": return [during === "redeem" ? text.scan_expired : text.invalid_code, false];
       case "code-already-used": return [during === "redeem" ? text.scan_used : text.code_used, false];
@@ -183,7 +184,7 @@
 
   // --- Scan and redeem -------------------------------------------------------------------
 
-  async function scan(code, typed) {
+  async function scan(code, shortCode) {
     if (busy) return;
     busy = true;
     pauseDecoding();
@@ -193,7 +194,7 @@
     const result = await post(app.dataset.scanUrl, { code });
     busy = false;
     if (!result.ok) {
-      const [message, signIn] = explain(result, "scan", typed);
+      const [message, signIn] = explain(result, "scan", shortCode);
       showMessage(message, signIn);
       refused = { code, until: Date.now() + SAME_CODE_PAUSE_MS };
       setState("scanning");
@@ -325,7 +326,7 @@
   $("manual").addEventListener("submit", (event) => {
     event.preventDefault();
     const code = $("manual-code").value.trim();
-    if (code) scan(code, true);
+    if (code) scan(code, !/^pp[1t]:/i.test(code));
   });
   $("next").addEventListener("click", scanNext);
 
