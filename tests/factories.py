@@ -211,22 +211,22 @@ def row_counts(app: Flask, *models: Any) -> tuple[int, ...]:
         return counts
 
 
-def card_short_code(app: Flask, serial: str) -> str:
-    """The card's current short code (what its passes show under the QR code)."""
+def _code_of(app: Flask, serial: str, code_of: Callable[[Card], str]) -> str:
     with app.app_context():
         card = db.session.scalar(select(Card).where(Card.serial_number == serial))
-        code = short_code(card)
+        code = code_of(card)
         db.session.rollback()
         return code
+
+
+def card_short_code(app: Flask, serial: str) -> str:
+    """The card's current short code (what its passes show under the QR code)."""
+    return _code_of(app, serial, short_code)
 
 
 def card_code(app: Flask, serial: str) -> str:
     """The card's current redemption code (what its passes show)."""
-    with app.app_context():
-        card = db.session.scalar(select(Card).where(Card.serial_number == serial))
-        code = redemption_code(card)
-        db.session.rollback()
-        return code
+    return _code_of(app, serial, redemption_code)
 
 
 def ledger_state(app: Flask, serial: str) -> tuple[int, int, int]:
