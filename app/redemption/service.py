@@ -6,7 +6,9 @@ used: a screenshot of a spent code), and hands out a short-lived signed ``scan_i
 that code version (and, for a rotating code, to its value). A redemption spends the points
 with the ledger's guarded update and, in the same statement, rotates the card's code version;
 the new code reaches the card's passes through the outbox. So one scan, like one code, pays
-for exactly one redemption: the next needs the card scanned again.
+for exactly one redemption: the next needs the card scanned again. A short code typed in
+place of the QR code (:mod:`app.redemption.shortcodes`) names the card and code version the
+same way, after a lookup that counts against the actor when it finds no card.
 
 Freshness is checked under the card's lock, after the idempotency key: a retry of a
 redemption that went through gets its first answer, never "already used".
