@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,17 @@ def test_an_unreachable_lock_store_refuses_short_codes_only(database: Any, tmp_p
         assert "Retry-After" in refused.headers
         assert staff.post("/api/v1/scans", json={"code": card_code(app, card["serial_number"])}
                           ).status_code == 200
+
+
+def test_the_api_document_states_both_code_forms_and_the_lock_out(app: Any) -> None:
+    document = app.test_client().get("/api/openapi.json").json
+    schemas = document["components"]["schemas"]
+    for name in ("ScanIn", "RedeemIn"):
+        code = schemas[name]["properties"]["code"]
+        pattern = re.compile(code["pattern"])
+        assert pattern.match("k7qm 4xz9.h3pa") and pattern.match("K7QM-4XZ9-H3PA")
+        assert pattern.match("PP1:9BD0DB859CECAA0E0D7C:0:" + "A" * 24)
+        assert not pattern.match("K7QM-4XZ9-H3P0") and not pattern.match("98DF90D0")
+        assert "short-code-locked" in code["description"]
+    responses = document["paths"]["/api/v1/scans"]["post"]["responses"]
+    assert {"409", "422", "429", "503"} <= set(responses)
