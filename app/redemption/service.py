@@ -240,7 +240,7 @@ def redeem(
     the ``idempotency_key`` of one that went through gets that result (``replayed``), even
     when it ran concurrently with it. Raises ``InvalidCode`` (422) for a forged code or scan,
     ``NotFound`` (404), ``CardVoided`` (410), ``CodeAlreadyUsed`` or ``InsufficientPoints``
-    (409).
+    (409), and for a typed short code ``LockedOut`` (429) while the actor is locked out.
     """
     if (scan_id is None) == (code is None):
         raise Unprocessable("Give either scan_id or code.")
