@@ -147,6 +147,13 @@ def check(scope: str, limit: str, caller: str) -> None:
                       headers={"Retry-After": str(retry_after)})
 
 
+def counters() -> Storage:
+    """The store the limits count in (Redis when configured): :mod:`app.lockout` keeps its
+    counts there too."""
+    limiter: FixedWindowRateLimiter = current_app.extensions[EXTENSION]
+    return limiter.storage
+
+
 def limit(setting: str | None = None, *, fixed: str | None = None,
           key: Callable[[], str] = by_caller, methods: tuple[str, ...] | None = None,
           ) -> Callable[[Callable[P, R]], Callable[P, R]]:

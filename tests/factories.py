@@ -28,7 +28,7 @@ from sqlalchemy import func, select, text
 from app import background, create_app
 from app.auth import keys as api_keys
 from app.extensions import db
-from app.loyalty.codes import redemption_code
+from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card
 from tests.apns_server import APNsTestServer
 from tests.phones import Phone
@@ -211,13 +211,22 @@ def row_counts(app: Flask, *models: Any) -> tuple[int, ...]:
         return counts
 
 
-def card_code(app: Flask, serial: str) -> str:
-    """The card's current redemption code (what its passes show)."""
+def _code_of(app: Flask, serial: str, code_of: Callable[[Card], str]) -> str:
     with app.app_context():
         card = db.session.scalar(select(Card).where(Card.serial_number == serial))
-        code = redemption_code(card)
+        code = code_of(card)
         db.session.rollback()
         return code
+
+
+def card_short_code(app: Flask, serial: str) -> str:
+    """The card's current short code (what its passes show under the QR code)."""
+    return _code_of(app, serial, short_code)
+
+
+def card_code(app: Flask, serial: str) -> str:
+    """The card's current redemption code (what its passes show)."""
+    return _code_of(app, serial, redemption_code)
 
 
 def ledger_state(app: Flask, serial: str) -> tuple[int, int, int]:

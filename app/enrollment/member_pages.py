@@ -17,7 +17,7 @@ from app.enrollment.service import Enrollment, enroll
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import programs
-from app.loyalty.codes import redemption_code
+from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.wallet.apple import pass_files as apple_passes
 from app.wallet.google import links as google_links
@@ -170,7 +170,7 @@ def card_view(card: Card, user_agent: str | None) -> CardView:
         tier=card.tier.name if card.tier else None,
         voided=voided,
         qr=qr_svg(redemption_code(card), label=_("Your card's QR code")),
-        code_hint=card.serial_number[-8:],
+        code_hint=short_code(card),
         platform=platform,
         # A voided card is not offered to wallets; its page only says so.
         apple_url=None if voided else apple_passes.pass_url(card),

@@ -34,6 +34,7 @@ class Enrollment:
 
 
 def new_serial_number() -> str:
+    # 20 upper-case hex digits: a card's short code (passes.shortcode) finds it by the first 9.
     return secrets.token_hex(10).upper()
 
 

@@ -12,14 +12,19 @@ from app.auth.security import actor, auth, current_key
 from app.loyalty.ledger import MAX_POINTS
 from app.loyalty.schemas import IdempotencyHeader, RewardOfferOut
 from app.ratelimit import limit
-from app.redemption import service
+from app.redemption import service, shortcodes
 from app.schemas import MAX_ID, InputSchema, StrictInteger, text
 from app.staff.actor import TillActor
 from passes.barcode import CODE_TEXT_PATTERN
+from passes.shortcode import SHORT_CODE_TEXT_PATTERN
 
 bp = APIBlueprint("redemption", __name__, url_prefix="/api/v1", tag="Redemption")
 
 ID = validators.Range(min=1, max=MAX_ID)
+
+
+# A scanned code (``PP1:…``, ``PPT:…``) or a typed short code (``K7QM-4XZ9-H3PA``).
+CARD_CODE_PATTERN = f"{CODE_TEXT_PATTERN}|{SHORT_CODE_TEXT_PATTERN}"
 
 
 def code_text(**kwargs: Any) -> fields.String:
@@ -27,8 +32,13 @@ def code_text(**kwargs: Any) -> fields.String:
     refuses other text as a code that is not genuine (422 ``invalid-code``, as a forged one),
     not as a validation failure."""
     return fields.String(validate=validators.Length(min=1, max=200), metadata={
-        "description": "the text of the card's QR code", "pattern": CODE_TEXT_PATTERN},
-        **kwargs)
+        "description": "the text of the card's QR code, or the short code printed under it "
+        "(12 symbols such as `K7QM-4XZ9-H3PA`, in any case, with or without spaces, dashes "
+        "or dots). A short code that names no card counts against the key (and device): "
+        f"{shortcodes.MAX_FAILURES} within {shortcodes.WINDOW_SECONDS // 60} minutes lock "
+        f"typed short codes out for {shortcodes.LOCK_SECONDS // 60} minutes (429 "
+        "`short-code-locked` with `Retry-After`, even for a right code).",
+        "pattern": CARD_CODE_PATTERN}, **kwargs)
 
 
 class ScanIn(InputSchema):
@@ -114,8 +124,10 @@ class ReversalOut(Schema):
 @bp.doc(summary="Check a scanned card code; returns the card and what it can redeem",
         description="The `scan_id` is bound to the code version scanned: it pays for one "
         "redemption (which rotates the card's code), within `expires_in` seconds, by the same "
-        "staff key. Another reward needs the card's new code scanned again.",
-        responses=[401, 403, 404, 409, 410, 422, 429])
+        "staff key. Another reward needs the card's new code scanned again. A typed short "
+        "code that names no card answers 422 `invalid-code`, whether no card or a wrong "
+        "check; too many lock typed codes out (429 `short-code-locked`).",
+        responses=[401, 403, 404, 409, 410, 422, 429, 503])
 def scan(data: dict[str, Any]) -> dict[str, Any]:
     result = service.scan(data["code"], staff=TillActor.from_key(current_key()))
     return {
@@ -138,7 +150,7 @@ def scan(data: dict[str, Any]) -> dict[str, Any]:
         "`code-already-used`, whatever the `Idempotency-Key`). Send an `Idempotency-Key`; a "
         "retry with it and the same body, even one sent while the first is still running, "
         "redeems once and answers with the first result (`Idempotent-Replayed: true`).",
-        responses=[401, 403, 404, 409, 410, 422, 429])
+        responses=[401, 403, 404, 409, 410, 422, 429, 503])
 def redeem(headers: dict[str, Any], data: dict[str, Any]) -> Any:
     result = service.redeem(staff=TillActor.from_key(current_key()),
                             idempotency_key=headers.get("idempotency_key"), **data)

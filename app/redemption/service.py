@@ -6,7 +6,9 @@ used: a screenshot of a spent code), and hands out a short-lived signed ``scan_i
 that code version (and, for a rotating code, to its value). A redemption spends the points
 with the ledger's guarded update and, in the same statement, rotates the card's code version;
 the new code reaches the card's passes through the outbox. So one scan, like one code, pays
-for exactly one redemption: the next needs the card scanned again.
+for exactly one redemption: the next needs the card scanned again. A short code typed in
+place of the QR code (:mod:`app.redemption.shortcodes`) names the card and code version the
+same way, after a lookup that counts against the actor when it finds no card.
 
 Freshness is checked under the card's lock, after the idempotency key: a retry of a
 redemption that went through gets its first answer, never "already used".
@@ -30,11 +32,13 @@ from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFo
 from app.extensions import db
 from app.loyalty import ledger
 from app.loyalty.models import Card, CardStatus, EntryKind, Program, ProgramLocation, Reward
+from app.redemption import shortcodes
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
 from app.timeutil import utcnow
 from passes.barcode import InvalidCode as InvalidCodeText
 from passes.barcode import is_rotating, read_code, read_rotating_code
+from passes.shortcode import looks_like_short_code
 
 SCAN_SECONDS = 300
 
@@ -145,8 +149,16 @@ class Code:
     totp_counter: int | None = None
 
 
-def read(code: str) -> Code:
-    """The card a genuine code names; ``InvalidCode`` (422) otherwise, no database asked."""
+def read(code: str, staff: TillActor) -> Code:
+    """The card a genuine code names; ``InvalidCode`` (422) otherwise.
+
+    A scanned code is checked with the key alone, before any database is asked. A typed
+    short code is looked up, and counts against ``staff`` (and its device) when no card
+    has it: see :mod:`app.redemption.shortcodes` (429 while locked out).
+    """
+    if looks_like_short_code(code):
+        serial, version = shortcodes.read(code, staff)
+        return Code(serial, version=version)
     key = current_app.config["REDEMPTION_CODE_KEY"]
     try:
         if is_rotating(code):
@@ -180,7 +192,7 @@ def _check_fresh(code: Code, barcode_version: int, totp_last_counter: int,
 
 def scan(code: str, *, staff: TillActor) -> Scan:
     """Check a scanned code and open a short redemption session for its card."""
-    scanned = read(code)
+    scanned = read(code, staff)
     serial = scanned.serial
     # One round trip for the card, its member, tier and program, one for the rewards.
     card = db.session.scalar(select(Card).where(Card.serial_number == serial).options(
@@ -263,14 +275,14 @@ def redeem(
     the ``idempotency_key`` of one that went through gets that result (``replayed``), even
     when it ran concurrently with it. Raises ``InvalidCode`` (422) for a forged code or scan,
     ``NotFound`` (404), ``CardVoided`` (410), ``CodeAlreadyUsed`` or ``InsufficientPoints``
-    (409).
+    (409), and for a typed short code ``LockedOut`` (429) while the actor is locked out.
     """
     if (scan_id is None) == (code is None):
         raise Unprocessable("Give either scan_id or code.")
     if (reward_id is None) == (points is None):
         raise Unprocessable("Give either reward_id or points.")
     # A code, or a scan of one: either names the card and the code version it showed.
-    shown = read(code) if code is not None else _read_scan(scan_id or "", staff)
+    shown = read(code, staff) if code is not None else _read_scan(scan_id or "", staff)
     serial = shown.serial
     if location_id is None:
         location_id = staff.location_id  # a staff member redeems where their device is

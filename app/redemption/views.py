@@ -181,6 +181,10 @@ def _page_messages() -> dict[str, str]:
         "invalid_code": _("This is not a valid card code. Ask the customer to show their card "
                           "again."),
         "unknown_card": _("No card matches this code."),
+        "typed_code_wrong": _("No card has this code. Check it with the customer and type it "
+                              "again."),
+        "typed_locked": _("Too many wrong codes were typed. Typed codes are refused for "
+                          "%(minutes)s min; scanning the QR code still works."),
         "code_used": _("This code was already used. Ask the customer to open the card in their "
                        "wallet again: it shows a new code."),
         "insufficient": _("Not enough points for this reward."),

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from app import background
 from app.enrollment.links import card_page_path, card_page_token, card_page_url
 from app.extensions import db
-from app.loyalty.codes import redemption_code
+from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, Member
 from app.wallet.apple.pass_files import pass_url
 from app.wallet.google import links as google_links
@@ -224,7 +224,9 @@ def test_joining_redirects_to_the_card_page(app: Any, client: Any, program: dict
     assert card_page.status_code == 200
     assert "สวัสดี คุณAyu!" in card_page.get_data(as_text=True)  # the member's language
     assert members(app) == 1
-    assert serial[-8:] in card_page.get_data(as_text=True)  # the code's readable hint
+    with app.app_context():  # the code to type, under the QR code
+        assert text_of(card_page.get_data(as_text=True), "short-code") == short_code(
+            get_card(app, serial))
 
 
 def test_marketing_consent_is_optional_and_email_too(app: Any, client: Any,

@@ -33,8 +33,9 @@ from playwright.sync_api import Page, Playwright, sync_playwright
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.loyalty.codes import redemption_code
+from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card
+from app.redemption import shortcodes
 from app.redemption.models import Redemption
 from tests.browser import ARTIFACTS, CHROMIUM, PHONE, launch, need, offline_page
 from tests.factories import ApiClient, ledger_state
@@ -270,3 +271,46 @@ def test_a_used_scan_offers_no_more_rewards(app: Any, playwright: Playwright, li
         assert page.outside_requests == []  # type: ignore[attr-defined]
         assert [e for e in page.console_errors  # type: ignore[attr-defined]
                 if "409" not in e] == []
+
+
+def test_typed_short_code_in_indonesian_then_locked_out(app: Any, playwright: Playwright,
+                                                        live_url: str, keys: dict[str, str],
+                                                        funded: dict[str, Any]) -> None:
+    """The code under the QR code, typed as read out (lower case, spaces), opens the card; a
+    wrong one says so plainly; the failure that locks the key out says for how long."""
+    serial = funded["serial_number"]
+    with app.app_context():
+        found = db.session.scalar(select(Card).where(Card.serial_number == serial))
+        code = short_code(found)
+        db.session.rollback()
+    wrong = code[:-1] + ("A" if code[-1] != "A" else "B")
+    with staff_phone(playwright) as page:
+        sign_in(page, live_url, keys["staff"], language="id")
+        page.locator("#scanner-app[data-camera=off]").wait_for()
+        assert page.locator("#manual-code").get_attribute("placeholder") == "XXXX-XXXX-XXXX"
+        page.locator("#manual-code").fill(wrong)
+        page.locator("#manual button[type=submit]").click()
+        message = page.locator("#message")
+        message.wait_for(state="visible")
+        assert message.inner_text() == ("Tidak ada kartu dengan kode ini. Periksa kembali "
+                                        "bersama pelanggan, lalu ketik ulang.")
+
+        page.locator("#manual-code").fill(code.lower().replace("-", " "))
+        page.locator("#manual button[type=submit]").click()
+        page.locator("#member-name").wait_for(state="visible")
+        assert page.locator("#balance").inner_text() == "250"
+        page.screenshot(path=str(ARTIFACTS / "staff-short-code-id.png"), full_page=True)
+
+        # Eight more wrong codes with the same key elsewhere; the page's next one locks it.
+        other_till = ApiClient(app.test_client(), keys["staff"])
+        for _ in range(shortcodes.MAX_FAILURES - 2):
+            assert other_till.post("/api/v1/scans", json={"code": wrong}).status_code == 422
+        page.locator("#next").click()
+        page.locator("#manual-code").fill(wrong)
+        page.locator("#manual button[type=submit]").click()
+        message.wait_for(state="visible")
+        assert message.inner_text() == (
+            "Terlalu banyak kode salah yang diketik. Kode yang diketik ditolak selama 15 menit; "
+            "memindai kode QR tetap bisa.")
+        page.screenshot(path=str(ARTIFACTS / "staff-short-code-locked-id.png"), full_page=True)
+        assert page.outside_requests == []  # type: ignore[attr-defined]

@@ -20,7 +20,15 @@ from app.extensions import db
 from app.loyalty.models import LedgerEntry
 from app.redemption.models import Redemption
 from passes.barcode import derive_key, make_code
-from tests.factories import ApiClient, card_code, create_api_key, ledger_state, make_app, row_counts
+from tests.factories import (
+    ApiClient,
+    card_code,
+    card_short_code,
+    create_api_key,
+    ledger_state,
+    make_app,
+    row_counts,
+)
 
 
 def form_token(page: str) -> str:
@@ -438,3 +446,22 @@ def test_json_endpoints_are_rate_limited_per_staff_key(database: Any, tmp_path: 
         assert limited.content_type == "application/problem+json"
         assert "Retry-After" in limited.headers
         assert second.scan("x").status_code == 422  # another key has its own budget
+
+
+def test_a_typed_short_code_scans_and_locks_out_as_in_the_api(app: Any, api: ApiClient,
+                                                              staff: Staff, keys: dict[str, str],
+                                                              funded: dict[str, Any]) -> None:
+    code = card_short_code(app, funded["serial_number"])
+    scanned = staff.scan(f" {code.lower()} ")
+    assert scanned.status_code == 200, scanned.json
+    assert scanned.json["card"]["serial_number"] == funded["serial_number"]
+    wrong = code[:-1] + ("A" if code[-1] != "A" else "B")
+    # The page and the API count together for one staff key.
+    for _ in range(5):
+        assert staff.scan(wrong).status_code == 422
+        assert api.as_(keys["staff"]).post("/api/v1/scans", json={"code": wrong}
+                                           ).status_code in (422, 429)
+    locked = staff.scan(code)
+    assert locked.status_code == 429
+    assert locked.json["type"] == "urn:pointpass:problem:short-code-locked"
+    assert int(locked.headers["Retry-After"]) > 0

@@ -82,7 +82,8 @@
     }
     let data = {};
     try { data = await response.json(); } catch (error) { /* not JSON: a proxy's page */ }
-    return { ok: response.ok, network: false, status: response.status, data: data || {} };
+    return { ok: response.ok, network: false, status: response.status, data: data || {},
+             retryAfter: Number(response.headers.get("Retry-After")) || 0 };
   }
 
   function problemType(result) {
@@ -90,12 +91,18 @@
   }
 
   /* The staff-facing sentence for a problem answer, and whether to offer signing in. */
-  function explain(result, during) {
+  /* ``shortCode``: the code was typed in the short form (not a scanned or pasted PP1/PPT). */
+  function explain(result, during, shortCode) {
     if (result.network) return [text.network, false];
     const type = problemType(result);
     if (result.status === 401) return [text.session_expired, true];
     if (result.status === 400 && type === "csrf") return [text.page_expired, false];
+    if (type === "short-code-locked") {
+      return [format(text.typed_locked, { minutes: Math.max(1, Math.ceil(result.retryAfter / 60)) }),
+              false];
+    }
     if (result.status === 429) return [text.rate_limited, false];
+    if (shortCode && type === "invalid-code") return [text.typed_code_wrong, false];
     switch (type) {
       case "invalid-code": return [during === "redeem" ? text.scan_expired : text.invalid_code, false];
       case "code-already-used": return [during === "redeem" ? text.scan_used : text.code_used, false];
@@ -200,7 +207,7 @@
 
   // --- Scan and redeem -------------------------------------------------------------------
 
-  async function scan(code) {
+  async function scan(code, shortCode) {
     if (busy) return;
     busy = true;
     pauseDecoding();
@@ -210,7 +217,7 @@
     const result = await post(app.dataset.scanUrl, { code });
     busy = false;
     if (!result.ok) {
-      const [message, signIn] = explain(result, "scan");
+      const [message, signIn] = explain(result, "scan", shortCode);
       showMessage(message, signIn);
       refused = { code, until: Date.now() + SAME_CODE_PAUSE_MS };
       setState("scanning");
@@ -449,7 +456,7 @@
   $("manual").addEventListener("submit", (event) => {
     event.preventDefault();
     const code = $("manual-code").value.trim();
-    if (code) scan(code);
+    if (code) scan(code, !/^pp[1t]:/i.test(code));
   });
   $("next").addEventListener("click", scanNext);
   $("undo").addEventListener("click", undo);

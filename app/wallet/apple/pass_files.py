@@ -13,7 +13,7 @@ from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
 from app.loyalty import branding, ledger
-from app.loyalty.codes import redemption_code
+from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
 from app.wording import pass_wording
@@ -29,7 +29,8 @@ from passes.wording import N_, translations
 
 # Bump when what a pass shows changes shape, so passes stored by an older release are rebuilt.
 # 2: the recent activity is translated (per-card entries in the id/th/ms pass.strings).
-PASS_FORMAT = 2
+# 3: the text under the QR code is the card's short code (passes.shortcode).
+PASS_FORMAT = 3
 ACTIVITY_LINES = 5
 
 # What VoiceOver reads for the pass; {program} is the program's name.
@@ -91,7 +92,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
                      for lang, text in translations(CARD_DESCRIPTION, wording).items()},
         design=branding.pass_design(program),
         balance=card.balance,
-        barcode=Barcode(redemption_code(card), alt_text=card.serial_number[-8:]),
+        barcode=Barcode(redemption_code(card), alt_text=short_code(card)),
         member_name=card.member.name,
         tier=card.tier.name if card.tier else None,
         points_label=branding.localized_points_label(program),

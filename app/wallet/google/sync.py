@@ -37,7 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app import dbutil, telemetry
 from app.extensions import db
 from app.loyalty import branding
-from app.loyalty.codes import redemption_code
+from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.outbox.channels import Channel, Claimed, Delivery
 from app.outbox.models import OutboxEntry, PassUpdate
@@ -133,7 +133,7 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         else redemption_code(card),
         rotating_totp_secret=totp_key(current_app.config["REDEMPTION_CODE_KEY"],
                                       card.serial_number) if rotating else None,
-        barcode_alternate_text=card.serial_number[-8:],
+        barcode_alternate_text=short_code(card),
         account_id=card.serial_number,
         account_name=card.member.name[:100],
         points_label=branding.localized_points_label(program),

@@ -19,7 +19,7 @@ from app.config import ConfigError
 from app.wording import pass_wording
 from passes.barcode import read_code
 from passes.languages import LANGUAGES
-from tests.factories import DEV_CERTS
+from tests.factories import DEV_CERTS, card_short_code
 
 
 def _unzip(data: bytes, target: Path) -> dict[str, bytes]:
@@ -287,3 +287,29 @@ def _strings(data: bytes) -> dict[str, str]:
 
 def _unescape(text: str) -> str:
     return text.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+
+
+def test_the_text_under_the_qr_code_is_the_short_code_and_rotates_with_it(
+        app: Any, api: Any, keys: dict[str, str], card: dict[str, Any], tmp_path: Path) -> None:
+    serial = card["serial_number"]
+    staff = api.as_(keys["staff"])
+    shown = []
+    for round_ in range(2):
+        response = _download(app, card["apple_pass_url"])
+        assert response.status_code == 200
+        target = tmp_path / str(round_)
+        files = _unzip(response.data, target)
+        verified = _openssl_verify(target)
+        assert verified.returncode == 0, verified.stderr
+        barcode = json.loads(files["pass.json"])["barcodes"][0]
+        assert barcode["altText"] == card_short_code(app, serial)
+        assert read_code(app.config["REDEMPTION_CODE_KEY"], barcode["message"])[0] == serial
+        shown.append(barcode["altText"])
+        # The customer reads it out, the staff types it: it scans. Spending rotates it.
+        assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 10}).status_code == 201
+        scan = staff.post("/api/v1/scans", json={"code": barcode["altText"].lower()})
+        assert scan.status_code == 200, scan.json
+        assert staff.post("/api/v1/redemptions", json={"scan_id": scan.json["scan_id"],
+                                                       "points": 10}).status_code == 201
+    assert shown[0] != shown[1]
+    assert staff.post("/api/v1/scans", json={"code": shown[0]}).status_code == 409

@@ -15,7 +15,14 @@ from flask import Flask
 
 from app.extensions import db
 from app.wallet.google.models import GoogleObjectState
-from tests.factories import admin_api, create_api_key, create_card, create_program, settle
+from tests.factories import (
+    admin_api,
+    card_short_code,
+    create_api_key,
+    create_card,
+    create_program,
+    settle,
+)
 from tests.google_callbacks import CallbackSigner, message
 from tests.google_server import GoogleWalletTestServer
 from tests.wallet.google.conftest import ISSUER_ID, new_google_card
@@ -106,6 +113,8 @@ def test_redemption_patches_the_new_code_and_void_makes_it_inactive(
     settle(google_app)
     object_id = f"{ISSUER_ID}.{serial}"
     old_code = wallet_server.objects[object_id]["barcode"]["value"]
+    old_short = wallet_server.objects[object_id]["barcode"]["alternateText"]
+    assert old_short == card_short_code(google_app, serial)
     scan = staff.post("/api/v1/scans", json={"code": old_code}).json
     assert staff.post("/api/v1/redemptions", json={"scan_id": scan["scan_id"],
                                                    "points": 100}).status_code == 201
@@ -116,6 +125,13 @@ def test_redemption_patches_the_new_code_and_void_makes_it_inactive(
     assert new_code != old_code
     assert staff.post("/api/v1/scans", json={"code": old_code}).status_code == 409
     assert staff.post("/api/v1/scans", json={"code": new_code}).status_code == 200
+    # The text under the QR code is the short code, patched with it: it scans, the old one
+    # does not.
+    assert obj["barcode"]["alternateText"] == card_short_code(google_app, serial)
+    assert obj["barcode"]["alternateText"] != old_short
+    assert staff.post("/api/v1/scans", json={"code": old_short}).status_code == 409
+    assert staff.post("/api/v1/scans", json={"code": obj["barcode"]["alternateText"]}
+                      ).status_code == 200
 
     api.post(f"/api/v1/cards/{serial}/void", json={"reason": "lost"})
     settle(google_app)
