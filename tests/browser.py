@@ -72,3 +72,13 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def axe_violations(page: Page) -> list[str]:
+    """What axe-core (bundled with axe-playwright-python, no download) finds wrong with the
+    page as shown: one line per violation, its rule, impact and the elements at fault."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page).response
+    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
+            for v in results["violations"]]
