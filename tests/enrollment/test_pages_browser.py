@@ -269,7 +269,7 @@ def language_links_fit(page: Page) -> None:
     assert len(tops) == 1, f"language links wrap: {boxes}"
     for box in boxes:
         assert box["height"] >= 44, f"tap target too small: {box}"  # type: ignore[index]
-        assert 0 <= box["x"] and box["x"] + box["width"] <= width, box  # type: ignore[index]
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, box  # type: ignore[index]
 
 
 @pytest.mark.parametrize("size", SMALL_PHONES)
