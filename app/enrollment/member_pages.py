@@ -94,8 +94,8 @@ class ProgramShowcase:
     """What the join page shows of a program besides the form."""
 
     logo: PageLogo
-    description: str | None
-    terms: str | None
+    description: program_texts.ProgramText | None
+    terms: program_texts.ProgramText | None
     points_label: str
     rewards: list[RewardLine]
     tiers: list[tuple[str, int]]  # name, lifetime points needed
@@ -184,8 +184,8 @@ def showcase(program: Program, language: str) -> ProgramShowcase:
     """The join page's preview, texts, rewards and tiers for a reader of ``language``."""
     return ProgramShowcase(
         logo=program_logo(program),
-        description=program_texts.text_in(program, "description", language),
-        terms=program_texts.text_in(program, "terms", language),
+        description=program_texts.chosen(program, "description", language),
+        terms=program_texts.chosen(program, "terms", language),
         points_label=shown_points_label(program),
         rewards=reward_lines(program, 0),
         tiers=[(tier.name, tier.threshold) for tier in program.tiers],

@@ -9,6 +9,7 @@ before there were languages), else in any language the program wrote it in.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from passes.languages import LANGUAGES
@@ -17,20 +18,36 @@ KINDS = ("terms", "description")
 MAX_LENGTHS = {"terms": 5000, "description": 1000}
 
 
-def text_in(program: Any, kind: str, language: str) -> str | None:
-    """The program's ``kind`` text ("terms" or "description") for a reader of ``language``."""
+@dataclass(frozen=True)
+class ProgramText:
+    """One of a program's texts and the language it is written in."""
+
+    text: str
+    language: str
+
+
+def chosen(program: Any, kind: str, language: str) -> ProgramText | None:
+    """The program's ``kind`` text ("terms" or "description") for a reader of ``language``,
+    with the language it is in (the single-language ``terms`` count as the default
+    language's)."""
     texts: Mapping[str, Mapping[str, str]] = program.texts or {}
     for choice in (language, program.default_language):
         found = texts.get(choice, {}).get(kind)
         if found:
-            return found
+            return ProgramText(found, choice)
     if kind == "terms" and program.terms:
-        return str(program.terms)
+        return ProgramText(str(program.terms), program.default_language)
     for choice in LANGUAGES:
         found = texts.get(choice, {}).get(kind)
         if found:
-            return found
+            return ProgramText(found, choice)
     return None
+
+
+def text_in(program: Any, kind: str, language: str) -> str | None:
+    """The text :func:`chosen` picks, without its language."""
+    found = chosen(program, kind, language)
+    return found.text if found else None
 
 
 def localized(program: Any, kind: str) -> dict[str, str] | None:

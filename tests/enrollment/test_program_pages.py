@@ -99,6 +99,7 @@ def test_join_page_texts_follow_the_page_language(app: Any, api: Any) -> None:
     # No Malay texts: the program's default language (Thai) stands in, not English.
     malay = client.get("/join/kopi-pages?lang=ms").get_data(as_text=True)
     assert text_of(malay, "terms") == "แต้มไม่มีมูลค่าเป็นเงินสด"
+    assert '<pre id="terms" lang="th">' in malay  # marked as Thai for screen readers
     english = client.get("/join/kopi-pages?lang=en").get_data(as_text=True)
     assert text_of(english, "terms") == "Points have no cash value."
 
