@@ -362,6 +362,13 @@ def test_card_page_with_rewards_is_accessible_on_phones(app: Any, api: Any, keys
             page.goto(f"{live_url}{card_path(app, serial)}?lang={language}")
             page.evaluate("document.fonts.ready")
             assert page.locator("#next-reward").is_visible()
+            # The till QR as large as the card allows, and inside it.
+            qr = page.locator("section.code svg.qr").bounding_box()
+            section = page.locator("section.code").bounding_box()
+            assert qr is not None and section is not None
+            assert qr["width"] >= 0.75 * section["width"], (qr, section)
+            assert section["x"] <= qr["x"] and (qr["x"] + qr["width"]
+                                                <= section["x"] + section["width"]), (qr, section)
             language_links_fit(page)
             assert axe_violations(page) == [], language
             page.screenshot(path=str(ARTIFACTS / f"card-{language}-{size}.png"), full_page=True)
