@@ -112,7 +112,6 @@ class CardView:
     tier: str | None
     voided: bool
     welcome: bool  # right after joining: the "you're in" moment, wallet buttons first
-    logo: PageLogo
     qr: Markup
     code_text: str
     points_word: str
@@ -284,7 +283,6 @@ def card_view(card: Card, user_agent: str | None) -> CardView:
         tier=card.tier.name if card.tier else None,
         voided=voided,
         welcome=_take_just_joined(card) and not voided,
-        logo=program_logo(program),
         qr=qr_svg(redemption_code(card), label=_("Your card's QR code")),
         code_text=code_under_qr(card),
         points_word=points_word(program),
