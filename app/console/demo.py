@@ -14,6 +14,21 @@ from app.loyalty import ledger, programs
 from app.loyalty.models import Card, Member, Program
 
 DEMO_SLUG = "kopi-nusantara"
+# Pointpass does not expire points (yet): the terms must not promise it.
+DEMO_TEXTS = {
+    "en": {"terms": "Points have no cash value and cannot be transferred to another card.",
+           "description": "Earn 1 point for every Rp10.000 you spend at Kopi Nusantara and "
+                          "swap your points for drinks, pastries and coffee beans."},
+    "id": {"terms": "Poin tidak memiliki nilai tunai dan tidak dapat dipindahkan ke kartu lain.",
+           "description": "Dapatkan 1 poin untuk setiap belanja Rp10.000 di Kopi Nusantara dan "
+                          "tukarkan poin Anda dengan minuman, kue, dan biji kopi."},
+    "th": {"terms": "แต้มไม่มีมูลค่าเป็นเงินสด และไม่สามารถโอนไปยังบัตรอื่นได้",
+           "description": "รับ 1 แต้มทุกการใช้จ่าย 10,000 รูเปียห์ที่ Kopi Nusantara "
+                          "แล้วนำแต้มไปแลกเครื่องดื่ม ขนมอบ และเมล็ดกาแฟ"},
+    "ms": {"terms": "Mata tidak mempunyai nilai tunai dan tidak boleh dipindahkan ke kad lain.",
+           "description": "Kumpul 1 mata bagi setiap perbelanjaan Rp10.000 di Kopi Nusantara dan "
+                          "tukar mata anda dengan minuman, pastri dan biji kopi."},
+}
 
 
 @dataclass
@@ -41,8 +56,7 @@ def create_demo() -> DemoResult:
             default_language="id",
             referral_bonus_points=50,
             support_contact="halo@kopinusantara.example",
-            # Pointpass does not expire points (yet): the terms must not promise it.
-            terms="Points have no cash value and cannot be transferred to another card.",
+            texts=DEMO_TEXTS,
             tiers=[
                 {"name": "Bronze", "threshold": 0, "multiplier_percent": 100},
                 {"name": "Silver", "threshold": 500, "multiplier_percent": 125},
@@ -54,6 +68,8 @@ def create_demo() -> DemoResult:
                 {"name": "Kopi Tubruk 250 g", "points_cost": 600},
             ],
         )
+    elif not program.texts:  # a demo made before programs had texts per language
+        programs.update_design(program, texts=DEMO_TEXTS)
     card = db.session.scalar(
         select(Card).join(Member).where(Card.program_id == program.id).order_by(Card.id)
     )

@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, session
 from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import select
@@ -16,13 +16,15 @@ from app.enrollment.forms import JoinForm
 from app.enrollment.service import Enrollment, enroll
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
-from app.loyalty import programs
+from app.loyalty import branding, program_texts, programs
 from app.loyalty.codes import redemption_code, short_code
-from app.loyalty.models import Card, CardStatus, Program
+from app.loyalty.models import Card, CardStatus, Program, Reward
 from app.wallet.apple import pass_files as apple_passes
 from app.wallet.google import links as google_links
 from app.web.qr import qr_svg
 
+# The session key that marks a card as just joined: its page then opens with the welcome.
+_JUST_JOINED = "just_joined"
 _HEX_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 # The model's defaults, used should a stored colour not be a plain #RRGGBB (it goes into CSS).
 _DEFAULT_COLORS = ("#1F2937", "#FFFFFF", "#D1D5DB")
@@ -48,6 +50,58 @@ class PageBranding:
 
 
 @dataclass(frozen=True)
+class PageLogo:
+    """What stands for the program's logo on pages: an image when the program has one,
+    else its monogram (the initials passes draw)."""
+
+    initials: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class RewardLine:
+    """One reward as the member sees it: ready, or how many points it still needs."""
+
+    name: str
+    points_cost: int
+    missing: int  # 0 when the balance pays for it
+
+    @property
+    def ready(self) -> bool:
+        return self.missing == 0
+
+
+@dataclass(frozen=True)
+class NextReward:
+    """Progress toward the reward the pass's strip shows (the next one, or the last one
+    reached)."""
+
+    name: str
+    points: int
+    target: int
+
+    @property
+    def missing(self) -> int:
+        return max(self.target - self.points, 0)
+
+    @property
+    def percent(self) -> int:
+        return min(max(self.points, 0) * 100 // self.target, 100)
+
+
+@dataclass(frozen=True)
+class ProgramShowcase:
+    """What the join page shows of a program besides the form."""
+
+    logo: PageLogo
+    description: program_texts.ProgramText | None
+    terms: program_texts.ProgramText | None
+    points_label: str
+    rewards: list[RewardLine]
+    tiers: list[tuple[str, int]]  # name, lifetime points needed
+
+
+@dataclass(frozen=True)
 class CardView:
     """Everything the card page shows."""
 
@@ -57,8 +111,12 @@ class CardView:
     points_label: str
     tier: str | None
     voided: bool
+    welcome: bool  # right after joining: the "you're in" moment, wallet buttons first
     qr: Markup
-    code_hint: str
+    code_text: str
+    points_word: str
+    rewards: list[RewardLine]
+    next_reward: NextReward | None
     platform: VisitorPlatform
     apple_url: str | None
     google_url: str | None
@@ -94,6 +152,61 @@ def page_branding(program: Program) -> PageBranding:
         )
     ]
     return PageBranding(program.name, program.organization_name, *colors)
+
+
+def program_logo(program: Program) -> PageLogo:
+    """The program's logo on pages. The one place that decides it: today the monogram."""
+    return PageLogo(initials=branding.pass_design(program).initials or "?")
+
+
+def reward_lines(program: Program, balance: int) -> list[RewardLine]:
+    """The program's active rewards, cheapest first, each with the points it still needs."""
+    rewards: list[Reward] = [r for r in program.rewards if r.active]
+    return [RewardLine(r.name, r.points_cost, max(r.points_cost - balance, 0))
+            for r in sorted(rewards, key=lambda r: r.points_cost)]
+
+
+def next_reward(program: Program, balance: int) -> NextReward | None:
+    """The reward the card's pass shows progress toward (the pass's own choice)."""
+    progress = apple_passes.next_reward(program, balance)
+    if progress is None:
+        return None
+    return NextReward(progress.reward_name, progress.points, progress.target)
+
+
+def points_word(program: Program) -> str:
+    """The program's word for points inside a sentence ("20 more points for ...")."""
+    return _("points") if program.points_label == "Points" else program.points_label
+
+
+def showcase(program: Program, language: str) -> ProgramShowcase:
+    """The join page's preview, texts, rewards and tiers for a reader of ``language``."""
+    return ProgramShowcase(
+        logo=program_logo(program),
+        description=program_texts.chosen(program, "description", language),
+        terms=program_texts.chosen(program, "terms", language),
+        points_label=shown_points_label(program),
+        rewards=reward_lines(program, 0),
+        tiers=[(tier.name, tier.threshold) for tier in program.tiers],
+    )
+
+
+def code_under_qr(card: Card) -> str:
+    """The code printed under the till QR, for staff to type when the QR does not scan."""
+    return short_code(card)  # the pass's altText too
+
+
+def mark_just_joined(card: Card) -> None:
+    """Remember (in the visitor's session) that ``card`` was just made, for its welcome."""
+    session[_JUST_JOINED] = card.serial_number
+
+
+def _take_just_joined(card: Card) -> bool:
+    """Whether ``card`` was just made in this session; true only once."""
+    if session.get(_JUST_JOINED) != card.serial_number:
+        return False
+    session.pop(_JUST_JOINED)
+    return True
 
 
 def program_for_page(slug: str) -> Program:
@@ -169,8 +282,12 @@ def card_view(card: Card, user_agent: str | None) -> CardView:
         points_label=shown_points_label(program),
         tier=card.tier.name if card.tier else None,
         voided=voided,
+        welcome=_take_just_joined(card) and not voided,
         qr=qr_svg(redemption_code(card), label=_("Your card's QR code")),
-        code_hint=short_code(card),
+        code_text=code_under_qr(card),
+        points_word=points_word(program),
+        rewards=reward_lines(program, card.balance),
+        next_reward=next_reward(program, card.balance),
         platform=platform,
         # A voided card is not offered to wallets; its page only says so.
         apple_url=None if voided else apple_passes.pass_url(card),

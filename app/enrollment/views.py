@@ -43,7 +43,8 @@ def _language_url(code: str) -> str:
 def _join_form(program: Program, form: JoinForm, status: int) -> tuple[str, int]:
     form.language.choices = [SelectChoice(code, name) for code, name in LANGUAGE_NAMES.items()]
     return render_template("join.html", program=program, form=form,
-                           brand=member_pages.page_branding(program)), status
+                           brand=member_pages.page_branding(program),
+                           showcase=member_pages.showcase(program, str(get_locale()))), status
 
 
 @bp.route("/join/<slug>", methods=["GET", "POST"])
@@ -61,6 +62,7 @@ def join(slug: str) -> ResponseReturnValue:
     if form.validate():
         card = member_pages.join(program, form)
         if card is not None:
+            member_pages.mark_just_joined(card)
             target = url_for(".card", serial=card.serial_number,
                              token=card_page_token(card.serial_number))
             return redirect(target, 303)

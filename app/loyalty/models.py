@@ -6,6 +6,7 @@ import enum
 from datetime import date, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     ForeignKey,
@@ -50,6 +51,9 @@ class Program(db.Model):
     referral_bonus_points: Mapped[int] = mapped_column(default=0)
     support_contact: Mapped[str | None] = mapped_column(String(200))
     terms: Mapped[str | None] = mapped_column(Text)
+    # Terms and description per language: {"th": {"terms": "...", "description": "..."}};
+    # see app.loyalty.program_texts for how a page or pass picks one.
+    texts: Mapped[dict[str, dict[str, str]] | None] = mapped_column(JSON)
     # Bumped by every change to how the program looks (name, colours, labels): the Google
     # loyalty class is patched when it is behind.
     design_version: Mapped[int] = mapped_column(default=1, server_default="1")

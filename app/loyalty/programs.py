@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.loyalty import changes
+from app.loyalty import changes, program_texts
 from app.loyalty.models import Card, Program, ProgramLocation, Reward, Tier
 
 
@@ -42,6 +42,8 @@ def create(
     """Create a program, with optional tiers and rewards, and commit."""
     fields.setdefault("slug", slugify(fields["name"]))
     fields.setdefault("organization_name", fields["name"])
+    if "texts" in fields:
+        fields["texts"] = program_texts.merged(None, fields["texts"]) or None
     program = Program(**fields)
     program.tiers = [Tier(**t) for t in tiers or []]
     program.rewards = [Reward(**r) for r in rewards or []]
@@ -109,15 +111,19 @@ def all_programs() -> list[Program]:
 
 
 DESIGN_FIELDS = ("name", "organization_name", "background_color", "foreground_color",
-                 "label_color", "points_label", "support_contact", "terms",
+                 "label_color", "points_label", "support_contact", "terms", "texts",
                  "google_rotating_barcode")
 
 
 def update_design(program: Program, **fields: Any) -> Program:
-    """Change how the program looks; every card's passes (and the Google class) follow."""
+    """Change how the program looks; every card's passes (and the Google class) follow.
+
+    ``texts`` changes only the languages it gives (see ``program_texts.merged``)."""
     for name, value in fields.items():
         if name not in DESIGN_FIELDS:
             raise ValueError(f"{name} is not a design field")
+        if name == "texts":
+            value = program_texts.merged(program.texts, value) or None
         setattr(program, name, value)
     program.design_version = Program.design_version + 1
     changes.touch_cards(Card.program_id == program.id)

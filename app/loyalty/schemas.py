@@ -8,6 +8,7 @@ from apiflask import fields, validators
 from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
 
+from app.loyalty import program_texts
 from app.loyalty.ledger import MAX_AMOUNT, MAX_POINTS
 from app.loyalty.models import CURRENCIES, EntryKind
 from app.schemas import HEX_COLOR, InputSchema, PlainText, StrictBoolean, StrictInteger, text
@@ -39,6 +40,39 @@ class ProgramRewardIn(RewardIn):
     pass
 
 
+class ProgramTextIn(InputSchema):
+    """A program's wording in one language."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
+    terms = text(program_texts.MAX_LENGTHS["terms"])
+    description = text(program_texts.MAX_LENGTHS["description"],
+                       metadata={"description": "what the join page says the program is"})
+
+    @validates_schema
+    def _something(self, data: dict, **kwargs: object) -> None:
+        if not data:
+            raise ValidationError("Give terms, a description or both.")
+
+
+_LANGUAGE_TEXTS = {"allow_none": True,
+                   "metadata": {"description": "the texts in this language (null removes them)"}}
+
+
+class ProgramTextsIn(InputSchema):
+    """Texts per language; any other key is refused as an unknown field, named in the answer."""
+
+    en = fields.Nested(ProgramTextIn, **_LANGUAGE_TEXTS)
+    id = fields.Nested(ProgramTextIn, **_LANGUAGE_TEXTS)
+    th = fields.Nested(ProgramTextIn, **_LANGUAGE_TEXTS)
+    ms = fields.Nested(ProgramTextIn, **_LANGUAGE_TEXTS)
+
+
+TEXTS_DESCRIPTION = (
+    "Terms and description per language (en, id, th, ms). Pages and passes show a reader's "
+    "language, else the program's default language, else `terms`. On PATCH each language "
+    "given replaces that language's texts; null removes them.")
+
+
 class ProgramIn(InputSchema):
     name = text(120, required=True)
     slug = fields.String(validate=[validators.Regexp(r"^[a-z0-9]+(-[a-z0-9]+)*$"),
@@ -54,7 +88,9 @@ class ProgramIn(InputSchema):
     default_language = fields.String(validate=validators.OneOf(LANGUAGES))
     referral_bonus_points = StrictInteger(validate=COUNT)
     support_contact = text(200)
-    terms = text(5000)
+    terms = text(5000, metadata={"description": "terms in the program's default language; "
+                                 "`texts` has them per language"})
+    texts = fields.Nested(ProgramTextsIn, metadata={"description": TEXTS_DESCRIPTION})
     google_rotating_barcode = StrictBoolean(
         metadata={"description": "Google cards show a rotating (TOTP) barcode"})
     tiers = fields.List(fields.Nested(ProgramTierIn), validate=validators.Length(max=20))
@@ -71,6 +107,7 @@ class DesignIn(InputSchema):
     points_label = text(32)
     support_contact = text(200)
     terms = text(5000)
+    texts = fields.Nested(ProgramTextsIn, metadata={"description": TEXTS_DESCRIPTION})
     google_rotating_barcode = StrictBoolean()
 
     @validates_schema
@@ -106,6 +143,18 @@ class ProgramRewardOut(RewardOut):
     pass
 
 
+class ProgramTextOut(Schema):
+    terms = fields.String()
+    description = fields.String()
+
+
+class ProgramTextsOut(Schema):
+    en = fields.Nested(ProgramTextOut)
+    id = fields.Nested(ProgramTextOut)
+    th = fields.Nested(ProgramTextOut)
+    ms = fields.Nested(ProgramTextOut)
+
+
 class ProgramOut(Schema):
     id = fields.Integer()
     slug = fields.String()
@@ -122,6 +171,7 @@ class ProgramOut(Schema):
     referral_bonus_points = fields.Integer()
     support_contact = fields.String(allow_none=True)
     terms = fields.String(allow_none=True)
+    texts = fields.Nested(ProgramTextsOut, allow_none=True)
     google_rotating_barcode = fields.Boolean()
     tiers = fields.List(fields.Nested(ProgramTierOut))
     rewards = fields.List(fields.Nested(ProgramRewardOut))

@@ -55,6 +55,13 @@ def test_upgrade_create_key_demo(cli_env: dict[str, str], tmp_path: Path) -> Non
     admin = next(line.split("key: ")[1] for line in first.stdout.splitlines() if "admin" in line)
     programs = client.get("/api/v1/programs", headers={"Authorization": f"Bearer {admin}"}).json
     assert [p["slug"] for p in programs["programs"]] == ["kopi-nusantara"]
+    # The demo's terms and description read in each language, on the pages too.
+    assert set(programs["programs"][0]["texts"]) == {"en", "id", "th", "ms"}
+    thai = client.get("/join/kopi-nusantara?lang=th").get_data(as_text=True)
+    assert "แต้มไม่มีมูลค่าเป็นเงินสด" in thai
+    # A new visitor without a language gets the program's default language, Indonesian.
+    indonesian = app.test_client().get("/join/kopi-nusantara").get_data(as_text=True)
+    assert "Poin tidak memiliki nilai tunai" in indonesian
 
 
 def test_create_key_rejects_unknown_role(cli_env: dict[str, str]) -> None:

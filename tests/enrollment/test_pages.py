@@ -222,11 +222,16 @@ def test_joining_redirects_to_the_card_page(app: Any, client: Any, program: dict
             card_page_url(member.card)).path
     card_page = client.get(response.headers["Location"])
     assert card_page.status_code == 200
-    assert "สวัสดี คุณAyu!" in card_page.get_data(as_text=True)  # the member's language
+    body = card_page.get_data(as_text=True)
+    # The "you're in" moment, in the member's language, with the space Thai puts after คุณ.
+    assert "ยินดีต้อนรับ คุณ Ayu!" in body
     assert members(app) == 1
     with app.app_context():  # the code to type, under the QR code
-        assert text_of(card_page.get_data(as_text=True), "short-code") == short_code(
-            get_card(app, serial))
+        assert text_of(body, "code-text") == short_code(get_card(app, serial))
+    # Only once: the page opened again greets as usual.
+    again = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "ยินดีต้อนรับ" not in again
+    assert "สวัสดี คุณ Ayu!" in again
 
 
 def test_marketing_consent_is_optional_and_email_too(app: Any, client: Any,

@@ -27,7 +27,7 @@ from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, Member
 from app.wallet.apple.pass_files import pass_url
 from app.wallet.google import links as google_links
-from tests.browser import ARTIFACTS, PHONE, launch, offline_page
+from tests.browser import ARTIFACTS, PHONE, axe_violations, launch, offline_page
 
 GOOGLE_SAVE = "https://pay.google.com/gp/v/save/browser-test"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
@@ -63,7 +63,7 @@ def database(sqlite_database: Any) -> Any:
 
 
 def new_page(browser: Browser, device: str, **options: Any) -> tuple[BrowserContext, Page]:
-    return offline_page(browser, **DEVICES[device], **options)
+    return offline_page(browser, **{**DEVICES[device], **options})
 
 
 def card_path(app: Any, serial: str) -> str:
@@ -108,7 +108,7 @@ def test_join_in_the_browser_and_land_on_the_card_page(app: Any, browser: Browse
         assert urlsplit(page.url).path == urlsplit(expected_page).path
         assert page.locator("#balance").inner_text() == "0"
         assert page.locator("#tier").inner_text() == "Bronze"
-        assert "Hi Putri!" in page.locator("main").inner_text()
+        assert "You're in, Putri!" in page.locator("main").inner_text()
 
         apple_link = page.locator('a[data-wallet="apple"]')
         assert apple_link.is_visible()
@@ -119,8 +119,9 @@ def test_join_in_the_browser_and_land_on_the_card_page(app: Any, browser: Browse
             assert google_link.count() == 0
         else:
             assert google_link.get_attribute("href") == google
-        assert decode_qr(page, "svg.qr >> nth=0") == code
         assert decode_qr(page, "svg.qr-page") == expected_page  # open it on the phone
+        page.get_by_text("Show my code").click()  # the till's code, behind a tap on a desktop
+        assert decode_qr(page, "svg.qr:not(.qr-page)") == code
         assert page.outside_requests == []  # type: ignore[attr-defined]
     finally:
         context.close()
@@ -247,5 +248,130 @@ def test_thai_page_renders_thai_glyphs(app: Any, browser: Browser, live_url: str
                 assert ImageChops.difference(image, letters[j]).getbbox(), (
                     f"{THAI_LETTERS[i]!r} and {THAI_LETTERS[j]!r} render the same (tofu)")
         assert page.outside_requests == []  # type: ignore[attr-defined]
+    finally:
+        context.close()
+
+
+# --- Phones of two sizes, every language: joining, the welcome, the language links ----------
+
+SMALL_PHONES = {"360x640": {"width": 360, "height": 640}, "390x844": {"width": 390, "height": 844}}
+WELCOME = {"en": "You're in, Putri!", "id": "Selamat bergabung, Putri!",
+           "th": "ยินดีต้อนรับ คุณ Putri!", "ms": "Selamat datang, Putri!"}
+THAI_TERMS = "แต้มไม่มีมูลค่าเป็นเงินสด และโอนให้บัตรอื่นไม่ได้"
+
+
+def language_links_fit(page: Page) -> None:
+    """The language links sit on one row, inside the viewport, each a 44 px tap target."""
+    width = page.viewport_size["width"]  # type: ignore[index]
+    boxes = [page.locator(".languages a").nth(i).bounding_box() for i in range(4)]
+    assert all(box is not None for box in boxes)
+    tops = {round(box["y"]) for box in boxes}  # type: ignore[index]
+    assert len(tops) == 1, f"language links wrap: {boxes}"
+    for box in boxes:
+        assert box["height"] >= 44, f"tap target too small: {box}"  # type: ignore[index]
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, box  # type: ignore[index]
+
+
+@pytest.mark.parametrize("size", SMALL_PHONES)
+@pytest.mark.parametrize("language", ["en", "id", "th", "ms"])
+def test_join_and_welcome_on_small_phones(app: Any, api: Any, browser: Browser, live_url: str,
+                                          program: dict, size: str, language: str) -> None:
+    assert api.request("PATCH", f"/api/v1/programs/{program['id']}", json={"texts": {
+        "th": {"terms": THAI_TERMS, "description": "กาแฟทุกแก้วได้แต้ม"}}}).status_code == 200
+    ARTIFACTS.mkdir(exist_ok=True)
+    viewport = SMALL_PHONES[size]
+    context, page = new_page(browser, "iphone", viewport=viewport)
+    try:
+        page.goto(f"{live_url}/join/kopi-test?lang={language}")
+        page.evaluate("document.fonts.ready")
+        assert page.locator("html").get_attribute("lang") == language
+        language_links_fit(page)
+        assert axe_violations(page) == []
+        if language == "th":
+            page.locator("summary").first.click()
+            assert page.locator("#terms").inner_text() == THAI_TERMS
+        page.locator("#name").fill("Putri Wulandari")
+        assert page.locator("#preview-name").inner_text() == "Putri Wulandari"  # live preview
+        page.screenshot(path=str(ARTIFACTS / f"join-{language}-{size}.png"), full_page=True)
+        page.locator("#consent_terms").check()
+        page.locator("button[type=submit]").click()
+        page.wait_for_url("**/card/**")
+        page.evaluate("document.fonts.ready")
+
+        assert page.locator("#welcome-title").inner_text() == WELCOME[language]
+        button = page.locator('#welcome a[data-wallet="apple"]')
+        box = button.bounding_box()
+        assert box is not None
+        # Visible without scrolling: the whole button inside the first screen.
+        assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], box
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
+        language_links_fit(page)
+        assert axe_violations(page) == []
+        page.screenshot(path=str(ARTIFACTS / f"welcome-{language}-{size}.png"))
+        page.screenshot(path=str(ARTIFACTS / f"welcome-{language}-{size}-full.png"),
+                        full_page=True)
+        assert page.outside_requests == []  # type: ignore[attr-defined]
+        assert page.console_errors == []  # type: ignore[attr-defined]
+    finally:
+        context.close()
+
+
+def test_thai_card_page_greets_with_a_space(app: Any, browser: Browser, live_url: str,
+                                            card: dict) -> None:
+    context, page = new_page(browser, "iphone")
+    try:
+        page.goto(f"{live_url}{card_path(app, card['serial_number'])}?lang=th")
+        assert page.locator(".hello").inner_text() == "สวัสดี คุณ Siti!"
+    finally:
+        context.close()
+
+
+def visible_qr_codes(page: Page) -> int:
+    codes = page.locator("svg.qr")
+    return sum(1 for i in range(codes.count()) if codes.nth(i).is_visible())
+
+
+@pytest.mark.parametrize("language", ["en", "id", "th", "ms"])
+def test_desktop_shows_one_qr_until_show_my_code(app: Any, browser: Browser, live_url: str,
+                                                 card: dict, language: str) -> None:
+    context, page = new_page(browser, "desktop")
+    try:
+        page.goto(f"{live_url}{card_path(app, card['serial_number'])}?lang={language}")
+        assert visible_qr_codes(page) == 1
+        assert page.locator("svg.qr-page").is_visible()  # the labelled one: open on the phone
+        assert axe_violations(page) == []
+        page.locator("#show-code summary").click()  # no script: a <details>
+        assert visible_qr_codes(page) == 2
+        assert page.locator("#code-text").is_visible()
+        assert axe_violations(page) == []
+        page.screenshot(path=str(ARTIFACTS / f"card-desktop-{language}.png"), full_page=True)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("size", SMALL_PHONES)
+def test_card_page_with_rewards_is_accessible_on_phones(app: Any, api: Any, keys: dict,
+                                                        browser: Browser, live_url: str,
+                                                        card: dict, size: str) -> None:
+    serial = card["serial_number"]
+    assert api.as_(keys["pos"]).post(f"/api/v1/cards/{serial}/earn",
+                                     json={"points": 80}).status_code == 201
+    context, page = new_page(browser, "android", viewport=SMALL_PHONES[size])
+    try:
+        for language in ("en", "id", "th", "ms"):
+            page.goto(f"{live_url}{card_path(app, serial)}?lang={language}")
+            page.evaluate("document.fonts.ready")
+            assert page.locator("#next-reward").is_visible()
+            # The till QR as large as the card allows, and inside it.
+            qr = page.locator("section.code svg.qr").bounding_box()
+            section = page.locator("section.code").bounding_box()
+            assert qr is not None and section is not None
+            assert qr["width"] >= 0.75 * section["width"], (qr, section)
+            assert section["x"] <= qr["x"] and (qr["x"] + qr["width"]
+                                                <= section["x"] + section["width"]), (qr, section)
+            language_links_fit(page)
+            assert axe_violations(page) == [], language
+            page.screenshot(path=str(ARTIFACTS / f"card-{language}-{size}.png"), full_page=True)
+        assert page.locator("#next-reward").inner_text() == "20 mata lagi untuk Coffee"
     finally:
         context.close()

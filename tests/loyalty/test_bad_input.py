@@ -253,7 +253,10 @@ CROSS_FIELD = [
         {"code": "PP1:X:0:AAAAAAAAAAAAAAAAAAAAAAAA", "points": 1},
         {"scan_id": "x", "code": "y", "points": 1}, {"code": "y"}, {"points": 1},
         {"scan_id": "x", "reward_id": 1, "points": 1}]),
-    ("DesignIn", "PATCH", "/api/v1/programs/{program}", "admin", [{}, {"name": "Kopi"}]),
+    ("DesignIn", "PATCH", "/api/v1/programs/{program}", "admin", [
+        {}, {"name": "Kopi"}, {"texts": {"th": {"terms": "x"}}}, {"texts": {"th": None}},
+        {"texts": {"fr": {"terms": "x"}}}, {"texts": {"th": {}}},
+        {"texts": {"th": {"description": "a\u200bb"}}}]),
     # Text fields state their pattern: no NUL, no invisible or direction-changing characters.
     ("MemberIn", "POST", "/api/v1/programs/{program}/members", "pos", [
         {"name": "Siti"}, {"name": "\u202eitiS"}, {"name": "Si\u200bti"}, {"name": "Si\x00ti"},
@@ -272,7 +275,9 @@ def test_the_openapi_document_states_the_rules_that_span_fields(
         bodies: list[dict[str, Any]]) -> None:
     import jsonschema_rs
 
-    schema = api.get("/api/openapi.json").json["components"]["schemas"][component]
+    # The component with the others beside it, for the schemas it refers to.
+    components = api.get("/api/openapi.json").json["components"]
+    schema = {"$ref": f"#/components/schemas/{component}", "components": components}
     validator = jsonschema_rs.Draft202012Validator(schema)
     url = path.format(serial=card["serial_number"], program=program["id"])
     for body in bodies:

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty import branding, ledger
+from app.loyalty import branding, ledger, program_texts
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
@@ -96,7 +96,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         member_name=card.member.name,
         tier=card.tier.name if card.tier else None,
         points_label=branding.localized_points_label(program),
-        terms=program.terms,
+        terms=program_texts.localized(program, "terms"),
         how_to_redeem=translations(HOW_TO_REDEEM, wording),
         activity=[_activity_line(e) for e in entries],
         support_contact=program.support_contact,
