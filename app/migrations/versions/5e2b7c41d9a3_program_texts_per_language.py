@@ -1,7 +1,7 @@
 """program texts per language (terms and description)
 
 Revision ID: 5e2b7c41d9a3
-Revises: e3b71f0c5a92
+Revises: 5c2e8d41f7a3
 Create Date: 2026-11-28 21:15:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '5e2b7c41d9a3'
-down_revision = 'e3b71f0c5a92'
+down_revision = '5c2e8d41f7a3'
 branch_labels = None
 depends_on = None
 
