@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty import branding, ledger
+from app.loyalty import artwork, branding, ledger
 from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
@@ -29,7 +29,8 @@ from passes.wording import N_, translations
 
 # Bump when what a pass shows changes shape, so passes stored by an older release are rebuilt.
 # 2: the recent activity is translated (per-card entries in the id/th/ms pass.strings).
-PASS_FORMAT = 2
+# 3: the program's own artwork, and what the member can do now over the strip.
+PASS_FORMAT = 3
 ACTIVITY_LINES = 5
 
 # What VoiceOver reads for the pass; {program} is the program's name.
@@ -69,12 +70,15 @@ def pass_url(card: Card) -> str | None:
 
 
 def next_reward(program: Program, balance: int) -> RewardProgress | None:
-    """Progress toward the cheapest active reward the balance cannot yet pay for."""
+    """Progress toward the cheapest active reward the balance cannot yet pay for, and the
+    dearest one it pays for now (``ready_reward``: "Es Kopi Susu ready")."""
     costs = sorted((r.points_cost, r.name) for r in program.rewards if r.active)
     if not costs:
         return None
     cost, name = next(((c, n) for c, n in costs if c > balance), costs[-1])
-    return RewardProgress(points=balance, target=cost, reward_name=name)
+    affordable = [n for c, n in costs if c <= balance]
+    return RewardProgress(points=balance, target=cost, reward_name=name,
+                          ready_reward=affordable[-1] if affordable else None)
 
 
 def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
@@ -89,7 +93,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         organization_name=program.organization_name,
         description={lang: text.replace("{program}", program.name)
                      for lang, text in translations(CARD_DESCRIPTION, wording).items()},
-        design=branding.pass_design(program),
+        design=branding.pass_design(program, artwork.images_of(program.id)),
         balance=card.balance,
         barcode=Barcode(redemption_code(card), alt_text=card.serial_number[-8:]),
         member_name=card.member.name,
@@ -108,6 +112,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         expiration_date=card.expires_at,
         locations=[Location(loc.latitude, loc.longitude, loc.relevant_text)
                    for loc in program.locations[:10]],
+        progress=next_reward(program, card.balance),
         wording=wording,
     )
 
@@ -154,7 +159,7 @@ def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
     """The signed pass of ``card`` as it is now, from the store or freshly signed."""
     def build() -> bytes:
         content = content_for(card, wallet)
-        images = wallet.renderer.render(content.design, next_reward(card.program, card.balance))
+        images = wallet.renderer.render(content.design, content.progress)
         wallet.signatures += 1
         return build_pkpass(content, images, wallet.signer)
 
