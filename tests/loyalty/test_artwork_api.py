@@ -216,3 +216,15 @@ def test_colours_below_aa_contrast_are_refused_naming_the_pair(
     assert api.request("PATCH", f"/api/v1/programs/{program['id']}", json={
         "background_color": "#FACC15", "foreground_color": "#1F2937",
         "label_color": "#3F3F46"}).status_code == 200
+
+
+def test_the_join_page_shows_the_uploaded_logo(app: Flask, api: ApiClient,
+                                               program: dict[str, Any]) -> None:
+    page = app.test_client().get(f"/join/{program['slug']}")
+    assert page.status_code == 200 and b'class="brand-logo"' not in page.data
+    url = put_image(api, program["id"], "logo", RED_LOGO).json["url"]
+    path = url.removeprefix("https://pointpass.test")
+    page = app.test_client().get(f"/join/{program['slug']}?lang=th")
+    assert f'<img class="brand-logo" src="{path}" alt="" height="48">' in page.get_data(
+        as_text=True)
+    assert app.test_client().get(path).status_code == 200
