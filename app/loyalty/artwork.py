@@ -8,6 +8,9 @@ card's passes are rebuilt and their devices told, as for a change of colours.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 from flask import current_app
 from sqlalchemy import select
 
@@ -88,10 +91,35 @@ def get(program: Program, kind: str) -> ProgramImage:
 
 
 def images_of(program_id: int) -> dict[str, bytes]:
-    """The program's uploaded artwork, PNG bytes by kind (only the kinds uploaded)."""
-    rows = db.session.execute(
-        select(ProgramImage.kind, ProgramImage.data).where(ProgramImage.program_id == program_id))
-    return {kind: data for kind, data in rows}
+    """The program's uploaded artwork, PNG bytes by kind (only the kinds uploaded).
+
+    Every pass build asks, so the bytes are remembered by their SHA-256 in the process: a
+    build reads only the hashes (a new upload has a new hash, so nothing stale is served),
+    and the same bytes object each time, whose hash the image cache's key reuses.
+    """
+    hashes = hashes_of(program_id)
+    with _bytes_lock:
+        missing = [sha for sha in hashes.values() if sha not in _bytes_by_hash]
+    if missing:
+        rows = db.session.execute(select(ProgramImage.sha256, ProgramImage.data).where(
+            ProgramImage.program_id == program_id, ProgramImage.sha256.in_(missing)))
+        with _bytes_lock:
+            for sha, data in rows:
+                _bytes_by_hash[sha] = data
+                while len(_bytes_by_hash) > _BYTES_CACHED:
+                    _bytes_by_hash.popitem(last=False)
+    with _bytes_lock:
+        found = {kind: _bytes_by_hash.get(sha) for kind, sha in hashes.items()}
+        for sha in hashes.values():
+            if sha in _bytes_by_hash:
+                _bytes_by_hash.move_to_end(sha)
+    # A row replaced between the two reads is left out (the next build has it).
+    return {kind: data for kind, data in found.items() if data is not None}
+
+
+_BYTES_CACHED = 48  # images: a few MB at most
+_bytes_by_hash: OrderedDict[str, bytes] = OrderedDict()
+_bytes_lock = threading.Lock()
 
 
 def hashes_of(program_id: int) -> dict[str, str]:
