@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "BASE_URL": "http://127.0.0.1:8000",
     "SECRET_KEY": None,
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # Program artwork uploads (PUT /api/v1/programs/<id>/images/<kind>) only.
+    "MAX_IMAGE_BYTES": 2 * 1024 * 1024,
     "RQ_QUEUE": "pointpass",
     # The session cookie (staff sign-in, form tokens) is not sent on cross-site posts. Set
     # here: Flask's own default (None) exists already, so a setdefault would change nothing.

@@ -20,6 +20,25 @@ _NEEDS_A_BODY = ("required", "oneOf", "allOf", "minProperties")
 SERIAL_PATTERN = r"^[0-9A-Z]{1,32}$"
 
 
+#: Request bodies that are not JSON (an image upload): ``(method, OpenAPI path)`` -> the
+#: operation's ``requestBody``, filled in by :func:`raw_body`.
+RAW_BODIES: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def raw_body(method: str, path: str, media_types: list[str], description: str) -> None:
+    """Say in the document that ``method path`` takes a body of ``media_types`` read as bytes
+    (APIFlask describes only the bodies of input schemas)."""
+    RAW_BODIES[(method.lower(), path)] = {
+        "required": True, "description": description,
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in media_types}}
+
+
+#: Path parameters that take a fixed set of words (Werkzeug's ``any`` converter, which
+#: APIFlask describes as any string): name -> the words.
+PATH_WORDS: dict[str, tuple[str, ...]] = {}
+
+
 def document(spec: dict[str, Any]) -> dict[str, Any]:
     """Make the OpenAPI document say what the API takes and answers: the rules input schemas
     check across fields (``InputSchema.openapi_rules``), errors as problem details
@@ -30,15 +49,19 @@ def document(spec: dict[str, Any]) -> dict[str, Any]:
     for schema_class in input_schemas():
         if schema_class.openapi_rules and schema_class.__name__ in schemas:
             _merge(schemas[schema_class.__name__], schema_class.openapi_rules)
-    for operations in spec.get("paths", {}).values():
-        for operation in operations.values():
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            if (method, path) in RAW_BODIES:
+                operation["requestBody"] = copy.deepcopy(RAW_BODIES[(method, path)])
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "path" and parameter["schema"].get("type") == "integer":
                     parameter["schema"].update(minimum=1, maximum=MAX_ID)
                 elif parameter.get("in") == "path" and parameter.get("name") == "serial":
                     parameter["schema"]["pattern"] = SERIAL_PATTERN
+                elif parameter.get("in") == "path" and parameter.get("name") in PATH_WORDS:
+                    parameter["schema"]["enum"] = list(PATH_WORDS[parameter["name"]])
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if body is not None:
                 reference = body.get("schema", {}).get("$ref", "")

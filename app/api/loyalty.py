@@ -38,6 +38,11 @@ from app.wallet.google import links as google_links
 
 bp = APIBlueprint("loyalty", __name__, url_prefix="/api/v1", tag="Loyalty")
 
+CONTRAST_RULE = (
+    "`foreground_color` and `label_color` each need a WCAG AA contrast of at least 4.5:1 on "
+    "`background_color`; a pair below it is 422 `low-contrast`, naming the pair and its "
+    "ratio in `errors`.")
+
 
 def card_body(card: Card) -> dict[str, Any]:
     """What the API says about a card: the links are filled in by the wallet modules."""
@@ -62,7 +67,8 @@ def _posting_response(posting: ledger.Posting) -> tuple[ledger.Posting, int, dic
 @bp.auth_required(auth, roles=["admin"])
 @bp.input(ProgramIn, arg_name="data")
 @bp.output(ProgramOut, status_code=201)
-@bp.doc(summary="Create a program", responses=[401, 403, 409, 422])
+@bp.doc(summary="Create a program", description=CONTRAST_RULE,
+        responses=[401, 403, 409, 422])
 def create_program(data: dict[str, Any]) -> Program:
     return programs.create(**data)
 
@@ -88,7 +94,8 @@ def get_program(program_id: int) -> Program:
 @bp.input(DesignIn, arg_name="data")
 @bp.output(ProgramOut)
 @bp.doc(summary="Change a program's design; every card's passes follow",
-        responses=[401, 403, 404, 422])
+        description=CONTRAST_RULE + " A change of one colour is checked against the others "
+        "as stored.", responses=[401, 403, 404, 422])
 def update_program(program_id: int, data: dict[str, Any]) -> Program:
     return programs.update_design(programs.get(program_id), **data)
 

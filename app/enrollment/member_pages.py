@@ -17,6 +17,7 @@ from app.enrollment.service import Enrollment, enroll
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import branding, program_texts, programs
+from app.loyalty.artwork_views import program_image_url
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program, Reward
 from app.wallet.apple import pass_files as apple_passes
@@ -155,8 +156,9 @@ def page_branding(program: Program) -> PageBranding:
 
 
 def program_logo(program: Program) -> PageLogo:
-    """The program's logo on pages. The one place that decides it: today the monogram."""
-    return PageLogo(initials=branding.pass_design(program).initials or "?")
+    """The program's logo on pages: its uploaded logo, and the monogram for when it has none."""
+    return PageLogo(initials=branding.pass_design(program).initials or "?",
+                    url=program_image_url(program, "logo"))
 
 
 def reward_lines(program: Program, balance: int) -> list[RewardLine]:

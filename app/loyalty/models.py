@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -123,6 +124,25 @@ class ProgramLocation(PartOfProgram, db.Model):
     __table_args__ = (
         CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
         CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
+    )
+
+
+class ProgramImage(PartOfProgram, db.Model):
+    """A program's own artwork of one kind (logo, strip or icon): a normalized PNG, kept in
+    the database so that every instance of the service serves and draws the same."""
+
+    __tablename__ = "program_images"
+
+    kind: Mapped[str] = mapped_column(String(8))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int]
+    height: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("program_id", "kind"),
+        CheckConstraint("kind IN ('logo', 'strip', 'icon')", name="image_kind"),
     )
 
 

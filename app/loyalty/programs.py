@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.loyalty import changes, program_texts
+from app.loyalty import branding, changes, program_texts
 from app.loyalty.models import Card, Program, ProgramLocation, Reward, Tier
 
 
@@ -44,6 +44,8 @@ def create(
     fields.setdefault("organization_name", fields["name"])
     if "texts" in fields:
         fields["texts"] = program_texts.merged(None, fields["texts"]) or None
+    branding.check_contrast({name: fields.get(name) or _default_colour(name)
+                             for name in COLOUR_FIELDS})
     program = Program(**fields)
     program.tiers = [Tier(**t) for t in tiers or []]
     program.rewards = [Reward(**r) for r in rewards or []]
@@ -115,17 +117,37 @@ DESIGN_FIELDS = ("name", "organization_name", "background_color", "foreground_co
                  "google_rotating_barcode")
 
 
+COLOUR_FIELDS = ("background_color", "foreground_color", "label_color")
+
+
+def _default_colour(name: str) -> str:
+    return str(Program.__table__.c[name].default.arg)  # type: ignore[union-attr]
+
+
 def update_design(program: Program, **fields: Any) -> Program:
     """Change how the program looks; every card's passes (and the Google class) follow.
 
-    ``texts`` changes only the languages it gives (see ``program_texts.merged``)."""
-    for name, value in fields.items():
+    ``texts`` changes only the languages it gives (see ``program_texts.merged``). A change of
+    colours is refused (``LowContrast``, nothing written) if it leaves text below WCAG AA
+    contrast on the background (see :func:`app.loyalty.branding.check_contrast`)."""
+    for name in fields:
         if name not in DESIGN_FIELDS:
             raise ValueError(f"{name} is not a design field")
+    if any(name in fields for name in COLOUR_FIELDS):
+        branding.check_contrast({name: fields.get(name, getattr(program, name))
+                                 for name in COLOUR_FIELDS})
+    for name, value in fields.items():
         if name == "texts":
             value = program_texts.merged(program.texts, value) or None
         setattr(program, name, value)
-    program.design_version = Program.design_version + 1
-    changes.touch_cards(Card.program_id == program.id)
+    design_changed(program)
     db.session.commit()
     return program
+
+
+def design_changed(program: Program) -> None:
+    """Record that how the program looks changed (in the caller's transaction): its design
+    version goes up, so the Google class is patched, and every card's passes are rebuilt
+    and their devices told."""
+    program.design_version = Program.design_version + 1
+    changes.touch_cards(Card.program_id == program.id)

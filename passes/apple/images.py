@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from PIL import Image, ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFont, ImageOps, features
 
 from passes.apple.archive import PassFile
 from passes.apple.errors import PassValidationError
@@ -172,7 +172,7 @@ def _file_name(base: str, scale: int) -> str:
     return f"{base}.png" if scale == 1 else f"{base}@{scale}x.png"
 
 
-def _decode_logo(data: bytes) -> Image.Image:
+def _decode_logo(data: bytes, field: str = "design.logo_image") -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -180,10 +180,15 @@ def _decode_logo(data: bytes) -> Image.Image:
                 image.load()
                 logo = image.convert("RGBA")
     except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PassValidationError("design.logo_image", "could not be decoded as an image") from None
+        raise PassValidationError(field, "could not be decoded as an image") from None
     if logo.getbbox() is None:
-        raise PassValidationError("design.logo_image", "is completely transparent")
+        raise PassValidationError(field, "is completely transparent")
     return logo.crop(logo.getbbox())
+
+
+def _cover(artwork: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``artwork`` scaled to cover ``size`` and cut to it around its centre."""
+    return ImageOps.fit(artwork, size, Image.Resampling.LANCZOS)
 
 
 class _Look(NamedTuple):
@@ -193,11 +198,14 @@ class _Look(NamedTuple):
     foreground: tuple[int, int, int]
     initials: str
     logo_image: bytes | None
+    strip_image: bytes | None = None
+    icon_image: bytes | None = None
 
     @classmethod
     def of(cls, design: PassDesign) -> _Look:
         return cls(
-            design.background_rgb, design.foreground_rgb, design.initials or "?", design.logo_image
+            design.background_rgb, design.foreground_rgb, design.initials or "?",
+            design.logo_image, design.strip_image, design.icon_image,
         )
 
 
@@ -227,11 +235,17 @@ def _fit_logo(logo: Image.Image, box: tuple[int, int]) -> Image.Image:
     return logo.resize(size, Image.Resampling.LANCZOS)
 
 
-def render_icon(look: _Look, scale: int, logo: Image.Image | None) -> Image.Image:
-    """The notification/lock-screen icon: the logo or initials on the brand background."""
+def render_icon(
+    look: _Look, scale: int, logo: Image.Image | None, icon: Image.Image | None = None
+) -> Image.Image:
+    """The notification/lock-screen icon: the program's icon, else the logo or initials on the
+    brand background."""
     side = ICON_SIZE[0] * scale
     image = Image.new("RGB", (side, side), look.background)
-    if logo is not None:
+    if icon is not None:
+        fitted = _cover(icon, (side, side))
+        image.paste(fitted, (0, 0), fitted)
+    elif logo is not None:
         fitted = _fit_logo(logo, (round(side * 0.8), round(side * 0.8)))
         image.paste(fitted, ((side - fitted.width) // 2, (side - fitted.height) // 2), fitted)
     else:
@@ -276,21 +290,50 @@ def render_logo(look: _Look, scale: int, logo: Image.Image | None) -> Image.Imag
 
 
 def progress_text(progress: RewardProgress) -> str:
-    """The strip's caption, e.g. ``20% → Free coffee`` (in 5% steps, rounded down)."""
+    """A short caption of the progress, e.g. ``20% → Free coffee`` (in 5% steps, rounded
+    down). The pass states it in words, translated, in a field over the strip."""
     return f"{progress.step * 100 // PROGRESS_STEPS}% → {progress.reward_name}"
 
 
-def render_strip(look: _Look, scale: int, progress: RewardProgress) -> Image.Image:
-    """The strip: a progress bar toward the next reward with its caption above it.
+def _generated_artwork(look: _Look, image: Image.Image, scale: int) -> None:
+    """Fill the strip with the brand's colours: soft overlapping circles toward the right, a
+    tint of the foreground strong enough to see and faint enough that the field text Wallet
+    draws over the strip keeps its contrast."""
+    draw = ImageDraw.Draw(image)
+    width, height = image.size
+    for cx, cy, radius, tint in ((0.86, 0.15, 0.62, 0.10), (0.70, 1.05, 0.55, 0.07),
+                                 (1.02, 0.75, 0.40, 0.13), (0.48, -0.30, 0.45, 0.05)):
+        r = radius * height * 1.6
+        x, y = cx * width, cy * height
+        draw.ellipse((x - r, y - r, x + r, y + r),
+                     fill=_mix(look.background, look.foreground, tint))
+    step = 14 * scale  # a fine dot grid over the left part, under the field text
+    dots = _mix(look.background, look.foreground, 0.06)
+    for y in range(step // 2, height - 30 * scale, step):
+        for x in range(step // 2, width // 2, step):
+            draw.ellipse((x - scale, y - scale, x + scale, y + scale), fill=dots)
 
-    Kept to the lower half because Wallet lays primary fields over the strip's top-left.
+
+def render_strip(
+    look: _Look, scale: int, progress: RewardProgress, artwork: Image.Image | None = None
+) -> Image.Image:
+    """The strip: the program's strip artwork (or generated artwork in its colours) with a
+    progress bar toward the next reward along the bottom.
+
+    Wallet lays the primary field (what the member can do now) over the strip's top-left,
+    so the artwork fills the whole strip and the bar keeps to the bottom.
     """
     width, height = STRIP_SIZE[0] * scale, STRIP_SIZE[1] * scale
     image = Image.new("RGB", (width, height), look.background)
+    if artwork is not None:
+        fitted = _cover(artwork, (width, height))
+        image.paste(fitted, (0, 0), fitted)
+    else:
+        _generated_artwork(look, image, scale)
     draw = ImageDraw.Draw(image)
     margin = 16 * scale
-    bar_height = 10 * scale
-    bar_bottom = height - 18 * scale
+    bar_height = 8 * scale
+    bar_bottom = height - 12 * scale
     bar_top = bar_bottom - bar_height
     track = _mix(look.background, look.foreground, 0.25)
     draw.rounded_rectangle(
@@ -303,11 +346,6 @@ def render_strip(look: _Look, scale: int, progress: RewardProgress) -> Image.Ima
             radius=bar_height // 2,
             fill=look.foreground,
         )
-    chain = FONT_CHAINS["bold"]
-    caption, size = fit_text(
-        progress_text(progress), chain, width - 2 * margin, 20 * scale, 11 * scale
-    )
-    draw_text(draw, (margin, bar_top - 10 * scale), caption, chain, size, look.foreground)
     return image
 
 
@@ -419,11 +457,13 @@ class ImageRenderer:
     @staticmethod
     def _render_brand(look: _Look) -> tuple[PassFile, ...]:
         logo = _decode_logo(look.logo_image) if look.logo_image is not None else None
+        icon = (_decode_logo(look.icon_image, "design.icon_image")
+                if look.icon_image is not None else None)
         files = []
         for scale in SCALES:
-            files.append(
-                PassFile.create(_file_name("icon", scale), _png(render_icon(look, scale, logo)))
-            )
+            files.append(PassFile.create(
+                _file_name("icon", scale), _png(render_icon(look, scale, logo, icon))
+            ))
         for scale in SCALES:
             files.append(
                 PassFile.create(_file_name("logo", scale), _png(render_logo(look, scale, logo)))
@@ -432,8 +472,12 @@ class ImageRenderer:
 
     @staticmethod
     def _render_strip(look: _Look, progress: RewardProgress) -> tuple[PassFile, ...]:
+        artwork = (_decode_logo(look.strip_image, "design.strip_image")
+                   if look.strip_image is not None else None)
         return tuple(
-            PassFile.create(_file_name("strip", scale), _png(render_strip(look, scale, progress)))
+            PassFile.create(
+                _file_name("strip", scale), _png(render_strip(look, scale, progress, artwork))
+            )
             for scale in SCALES
         )
 

@@ -42,6 +42,7 @@ HISTORY_EMPTY = "history_empty"
 SUPPORT_LABEL = "support_label"
 MESSAGE_LABEL = "message_label"
 MESSAGE_CHANGE = "message_change"
+REWARD_LABEL = "reward_label"
 
 #: The fixed words: ``pass.strings`` key -> English msgid of the catalogs.
 FIXED_WORDS: Mapping[str, str] = {
@@ -54,12 +55,45 @@ FIXED_WORDS: Mapping[str, str] = {
     HISTORY_EMPTY: N_("No activity yet."),
     SUPPORT_LABEL: N_("Customer support"),
     MESSAGE_LABEL: N_("Message"),
+    REWARD_LABEL: N_("Rewards"),
 }
 # The notification shows the new message itself, in every language.
 _MESSAGE_CHANGE_TEXT = "%@"
 
 # {points} is the program's own word for points; %@ is where Wallet puts the new balance.
 BALANCE_CHANGE_TEMPLATE = N_("You now have %@ {points}.")
+
+
+# What the member can do now, over the strip. {reward} is the reward's name as the program
+# wrote it; {points} a number and {points_label} the program's word for points.
+REWARD_READY = N_("{reward} ready")
+POINTS_TO_REWARD = N_("{points} {points_label} to {reward}")
+
+
+def format_points(points: int, language: str) -> str:
+    """``points`` with the language's digit grouping: dots in Indonesian (``1.500``), commas
+    in English, Thai and Malay (``1,500``)."""
+    text = f"{points:,}"
+    return text.replace(",", ".") if language == "id" else text
+
+
+def reward_status_texts(
+    points_to_go: int, reward: str, ready_reward: str | None, points_label: Texts,
+    wording: Wording,
+) -> Texts:
+    """What the member can do now, per language: ``Es Kopi Susu ready`` when
+    ``ready_reward`` is affordable, else ``20 Points to Croissant``."""
+    texts = []
+    for language, label in zip(LANGUAGES, points_label, strict=True):
+        if ready_reward is not None:
+            text = translate(wording, language, REWARD_READY).replace("{reward}", ready_reward)
+        else:
+            text = (translate(wording, language, POINTS_TO_REWARD)
+                    .replace("{points_label}", label)
+                    .replace("{points}", format_points(points_to_go, language))
+                    .replace("{reward}", reward))
+        texts.append(text)
+    return tuple(texts)
 
 
 def localize(field: str, value: LocalizedText, *, max_length: int = 4000) -> Texts:

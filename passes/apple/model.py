@@ -27,20 +27,24 @@ from passes.apple.localization import (
     MESSAGE_LABEL,
     POINTS_LABEL,
     REDEEM_LABEL,
+    REWARD_LABEL,
     SUPPORT_LABEL,
     TERMS_LABEL,
     TIER_LABEL,
     LocalizedText,
     ProgramStrings,
+    Texts,
     balance_change_texts,
     content_key,
     localize,
+    reward_status_texts,
 )
 from passes.apple.parts import (
     ActivityLine,
     Barcode,
     Location,
     PassDesign,
+    RewardProgress,
     activity_texts,
     check_activity,
     check_integer,
@@ -86,6 +90,9 @@ class StoreCardContent:
     certificate; ``serial_number`` is unique per card within the pass type.
     Front: ``balance`` (header field, primary field or both, per ``balance_placement``, under
     the program's ``points_label``), ``member_name`` (secondary) and ``tier`` (auxiliary).
+    With ``progress``, what the member can do now ("Es Kopi Susu ready", "20 Points to
+    Croissant", translated) is the primary field over the strip (a secondary field when the
+    balance is the primary one).
     Back: ``marketer_message``, ``activity`` (newest first), ``how_to_redeem``,
     ``support_contact`` and ``terms``. ``points_label``, ``terms``, ``how_to_redeem`` and
     ``marketer_message`` are :data:`LocalizedText`: a ``str`` for every language, or a mapping
@@ -119,6 +126,7 @@ class StoreCardContent:
     expiration_date: dt.datetime | None = None
     locations: Sequence[Location] = ()
     balance_placement: BalancePlacement = "header"
+    progress: RewardProgress | None = None
     wording: Wording = field(default=english, repr=False, compare=False)
     program_strings: ProgramStrings = field(init=False, repr=False, compare=False)
     card_strings: ProgramStrings = field(init=False, repr=False, compare=False)
@@ -136,6 +144,8 @@ class StoreCardContent:
         check_text("support_contact", self.support_contact, max_length=300, optional=True)
         set_field(self, "activity", check_activity(self.activity))
         set_field(self, "locations", check_locations(self.locations))
+        if self.progress is not None and not isinstance(self.progress, RewardProgress):
+            raise PassValidationError("progress", "must be a RewardProgress")
         if self.balance_placement not in ("header", "primary", "both"):
             raise PassValidationError("balance_placement", "must be 'header', 'primary' or 'both'")
         for name in ("allow_insecure_web_service", "sharing_prohibited", "voided"):
@@ -217,12 +227,20 @@ class StoreCardContent:
                 values[name] = key
         set_field(self, "program_strings", tuple(sorted(strings.items())))
         # The activity stays English in pass.json; that text is the key of its translations.
-        card: ProgramStrings = ()
+        card: list[tuple[str, Texts]] = []
         if self.activity:
             history = activity_texts(self.activity, self.wording)
             if any(text != history[_ENGLISH] for text in history):
-                card = ((history[_ENGLISH], history),)
-        set_field(self, "card_strings", card)
+                card.append((history[_ENGLISH], history))
+        if self.progress is not None:
+            status = reward_status_texts(
+                self.progress.points_to_go, self.progress.reward_name,
+                self.progress.ready_reward, points, self.wording)
+            values["reward_status"] = status[_ENGLISH]
+            if any(text != status[_ENGLISH] for text in status) and \
+                    all(key != status[_ENGLISH] for key, _ in card):
+                card.append((status[_ENGLISH], status))
+        set_field(self, "card_strings", tuple(card))
         set_field(self, "_values", values)
 
     def pass_dict(self) -> dict[str, Any]:
@@ -248,10 +266,18 @@ class StoreCardContent:
             card["headerFields"] = header
         if primary:
             card["primaryFields"] = primary
+        secondary: list[dict[str, Any]] = []
         if self.member_name is not None:
-            card["secondaryFields"] = [
-                {"key": "member", "label": MEMBER_LABEL, "value": self.member_name}
-            ]
+            secondary.append({"key": "member", "label": MEMBER_LABEL, "value": self.member_name})
+        if "reward_status" in self._values:
+            status = {"key": "reward", "label": REWARD_LABEL,
+                      "value": self._values["reward_status"]}
+            if primary:
+                secondary.append(status)
+            else:
+                card["primaryFields"] = [status]
+        if secondary:
+            card["secondaryFields"] = secondary
         if self.tier is not None:
             card["auxiliaryFields"] = [{"key": "tier", "label": TIER_LABEL, "value": self.tier}]
         card["backFields"] = self._back_fields()

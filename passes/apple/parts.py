@@ -90,7 +90,9 @@ class PassDesign:
 
     ``logo_text`` is shown next to the logo (defaults to ``program_name``); ``initials`` are
     drawn on the icon and logo when there is no ``logo_image`` (default: from the name).
-    ``logo_image`` is PNG, JPEG or GIF bytes.
+    ``logo_image``, ``strip_image`` and ``icon_image`` are the program's own artwork as PNG,
+    JPEG or GIF bytes (checked beforehand, e.g. by :func:`passes.artwork.normalize`): each
+    replaces the generated one, resized to Wallet's sizes.
     """
 
     program_name: str
@@ -100,6 +102,8 @@ class PassDesign:
     logo_text: str | None = None
     logo_image: bytes | None = field(default=None, repr=False)
     initials: str | None = None
+    strip_image: bytes | None = field(default=None, repr=False)
+    icon_image: bytes | None = field(default=None, repr=False)
     background_rgb: tuple[int, int, int] = field(init=False, repr=False, compare=False)
     foreground_rgb: tuple[int, int, int] = field(init=False, repr=False, compare=False)
     label_rgb: tuple[int, int, int] = field(init=False, repr=False, compare=False)
@@ -116,11 +120,14 @@ class PassDesign:
             set_field(self, "initials", _initials(self.program_name))
         else:
             check_text("design.initials", self.initials, max_length=3)
-        if self.logo_image is not None:
-            if not isinstance(self.logo_image, bytes):
-                raise PassValidationError("design.logo_image", "must be bytes")
-            if not self.logo_image.startswith(_IMAGE_MAGIC):
-                raise PassValidationError("design.logo_image", "must be a PNG, JPEG or GIF image")
+        for name in ("logo_image", "strip_image", "icon_image"):
+            data = getattr(self, name)
+            if data is None:
+                continue
+            if not isinstance(data, bytes):
+                raise PassValidationError(f"design.{name}", "must be bytes")
+            if not data.startswith(_IMAGE_MAGIC):
+                raise PassValidationError(f"design.{name}", "must be a PNG, JPEG or GIF image")
 
     @property
     def display_logo_text(self) -> str:
@@ -140,11 +147,19 @@ class RewardProgress:
     points: int
     target: int
     reward_name: str
+    #: The best reward the points pay for now, if any: the pass says it is ready.
+    ready_reward: str | None = None
 
     def __post_init__(self) -> None:
         check_integer("progress.points", self.points, minimum=-(10**12), maximum=10**12)
         check_integer("progress.target", self.target, minimum=1, maximum=10**12)
         check_text("progress.reward_name", self.reward_name, max_length=60)
+        check_text("progress.ready_reward", self.ready_reward, max_length=60, optional=True)
+
+    @property
+    def points_to_go(self) -> int:
+        """Points still missing for ``reward_name`` (0 once reached)."""
+        return max(self.target - self.points, 0)
 
     @property
     def fraction(self) -> float:

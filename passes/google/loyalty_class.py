@@ -37,8 +37,9 @@ _COUNTRY = re.compile(r"[A-Za-z]{2}")
 class LoyaltyClassContent:
     """A loyalty program as a Google Wallet ``loyaltyClass`` (one class per program).
 
-    The class id is ``<issuer_id>.<program_slug>``. ``logo_url`` must be a public https URL
-    Google can fetch. ``callback_url`` (https) makes Google call back on every save/delete of
+    The class id is ``<issuer_id>.<program_slug>``. ``logo_url`` (and ``hero_image_url``, the
+    wide image across the top of the card: the program's strip artwork) must be public https
+    URLs Google can fetch. ``callback_url`` (https) makes Google call back on every save/delete of
     a card of this class. Names and labels are :data:`LocalizedText`; the labels default to
     the catalogs' words through ``wording`` (English without one).
     """
@@ -55,6 +56,7 @@ class LoyaltyClassContent:
     account_name_label: LocalizedText | None = None  # default: "Member", translated
     account_id_label: LocalizedText | None = None  # default: "Member ID", translated
     callback_url: str | None = None
+    hero_image_url: str | None = None
     wording: Wording = field(default=english, repr=False, compare=False)
     _texts: dict[str, dict[str, str]] = field(init=False, repr=False, compare=False)
 
@@ -98,6 +100,8 @@ class LoyaltyClassContent:
                                      "ONE_USER_ONE_DEVICE")
         if self.callback_url is not None:
             public_https_url("callback_url", self.callback_url)
+        if self.hero_image_url is not None:
+            public_https_url("hero_image_url", self.hero_image_url)
 
     @property
     def class_id(self) -> str:
@@ -135,4 +139,9 @@ def loyalty_class_body(content: LoyaltyClassContent) -> dict[str, Any]:
         body["countryCode"] = content.country_code
     if content.callback_url is not None:
         body["callbackOptions"] = {"url": content.callback_url}
+    if content.hero_image_url is not None:
+        body["heroImage"] = {
+            "sourceUri": {"uri": content.hero_image_url},
+            "contentDescription": localized_string(texts["program_name"]),
+        }
     return body

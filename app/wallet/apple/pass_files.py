@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty import branding, ledger, program_texts
+from app.loyalty import artwork, branding, ledger, program_texts
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
@@ -29,7 +29,8 @@ from passes.wording import N_, translations
 
 # Bump when what a pass shows changes shape, so passes stored by an older release are rebuilt.
 # 2: the recent activity is translated (per-card entries in the id/th/ms pass.strings).
-# 3: the text under the QR code is the card's short code (passes.shortcode).
+# 3: the text under the QR code is the card's short code (passes.shortcode); the program's
+#    own artwork, and what the member can do now over the strip; terms in the member's language.
 PASS_FORMAT = 3
 ACTIVITY_LINES = 5
 
@@ -70,12 +71,15 @@ def pass_url(card: Card) -> str | None:
 
 
 def next_reward(program: Program, balance: int) -> RewardProgress | None:
-    """Progress toward the cheapest active reward the balance cannot yet pay for."""
+    """Progress toward the cheapest active reward the balance cannot yet pay for, and the
+    dearest one it pays for now (``ready_reward``: "Es Kopi Susu ready")."""
     costs = sorted((r.points_cost, r.name) for r in program.rewards if r.active)
     if not costs:
         return None
     cost, name = next(((c, n) for c, n in costs if c > balance), costs[-1])
-    return RewardProgress(points=balance, target=cost, reward_name=name)
+    affordable = [n for c, n in costs if c <= balance]
+    return RewardProgress(points=balance, target=cost, reward_name=name,
+                          ready_reward=affordable[-1] if affordable else None)
 
 
 def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
@@ -90,7 +94,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         organization_name=program.organization_name,
         description={lang: text.replace("{program}", program.name)
                      for lang, text in translations(CARD_DESCRIPTION, wording).items()},
-        design=branding.pass_design(program),
+        design=branding.pass_design(program, artwork.images_of(program.id)),
         balance=card.balance,
         barcode=Barcode(redemption_code(card), alt_text=short_code(card)),
         member_name=card.member.name,
@@ -109,6 +113,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         expiration_date=card.expires_at,
         locations=[Location(loc.latitude, loc.longitude, loc.relevant_text)
                    for loc in program.locations[:10]],
+        progress=next_reward(program, card.balance),
         wording=wording,
     )
 
@@ -155,7 +160,7 @@ def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
     """The signed pass of ``card`` as it is now, from the store or freshly signed."""
     def build() -> bytes:
         content = content_for(card, wallet)
-        images = wallet.renderer.render(content.design, next_reward(card.program, card.balance))
+        images = wallet.renderer.render(content.design, content.progress)
         wallet.signatures += 1
         return build_pkpass(content, images, wallet.signer)
 

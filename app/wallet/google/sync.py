@@ -36,7 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app import dbutil, telemetry
 from app.extensions import db
-from app.loyalty import branding
+from app.loyalty import artwork, branding
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.outbox.channels import Channel, Claimed, Delivery
@@ -102,7 +102,9 @@ def _lock(namespace: int, ident: int) -> None:
 
 
 def logo_url(wallet: GoogleWallet, program: Program) -> str:
-    return f"{wallet.base_url}/wallet/google/logo/{program.slug}.png"
+    """The program's uploaded logo made square (content-addressed), else the generated one."""
+    return (artwork.google_logo_url(program)
+            or f"{wallet.base_url}/wallet/google/logo/{program.slug}.png")
 
 
 def class_content(wallet: GoogleWallet, program: Program) -> LoyaltyClassContent:
@@ -114,6 +116,7 @@ def class_content(wallet: GoogleWallet, program: Program) -> LoyaltyClassContent
         logo_url=logo_url(wallet, program),
         background_color=program.background_color,
         callback_url=f"{wallet.base_url}/wallet/google/callback",
+        hero_image_url=artwork.public_url(program, "strip"),
         wording=pass_wording(),
     )
 

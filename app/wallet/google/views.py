@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, request
 
 from app.errors import NotFound
-from app.loyalty import branding, programs
+from app.loyalty import artwork, branding, programs
 from app.problems import problem
 from app.wallet.google import sync as google_sync
 from app.wallet.google.setup import google_wallet
@@ -22,7 +22,8 @@ log = logging.getLogger("pointpass.google.callbacks")
 def logo(slug: str) -> Response:
     """The program's logo at Google's size, for its loyalty class."""
     program = programs.get_by_slug(slug)
-    response = Response(program_logo_png(branding.pass_design(program)), mimetype="image/png")
+    response = Response(program_logo_png(
+        branding.pass_design(program, artwork.images_of(program.id))), mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
