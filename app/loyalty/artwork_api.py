@@ -18,7 +18,9 @@ from passes.artwork import KINDS, MEDIA_TYPES, MIN_SIZE
 
 bp = APIBlueprint("program_images", __name__, url_prefix="/api/v1", tag="Loyalty")
 
-PATH = "/programs/<int:program_id>/images/<any(logo, strip, icon):kind>"
+# <kind> is any word in the URL, so every route walker can fill it in; _kind() answers 404
+# for one that is not logo, strip or icon.
+PATH = "/programs/<int:program_id>/images/<kind>"
 _SIZES = ", ".join(f"{kind} {w} × {h}" for kind, (w, h) in MIN_SIZE.items())
 openapi.PATH_WORDS["kind"] = KINDS
 openapi.raw_body(
@@ -45,7 +47,7 @@ def _image_body(program_id: int, image: ProgramImage) -> dict[str, Any]:
 
 
 def _kind(kind: str) -> str:
-    if kind not in KINDS:  # the route's converter lets no other through
+    if kind not in KINDS:
         raise NotFound(f"No kind of image {kind!r}.")
     return kind
 
@@ -64,6 +66,7 @@ def _kind(kind: str) -> str:
         responses=[401, 403, 404, 413, 415, 422])
 def put_image(program_id: int, kind: str) -> dict[str, Any]:
     program = programs.get(program_id)
+    kind = _kind(kind)
     media_type = artwork.check_media_type(request.mimetype)
     request.max_content_length = artwork.max_bytes()
     try:
@@ -71,7 +74,7 @@ def put_image(program_id: int, kind: str) -> dict[str, Any]:
     except RequestEntityTooLarge:
         raise ImageTooLarge(f"The image is larger than the {artwork.max_bytes():,} bytes "
                             "taken.", reason="too-many-bytes") from None
-    return _image_body(program.id, artwork.put(program, _kind(kind), data, media_type))
+    return _image_body(program.id, artwork.put(program, kind, data, media_type))
 
 
 @bp.get(PATH)

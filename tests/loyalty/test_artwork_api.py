@@ -228,3 +228,11 @@ def test_the_join_page_shows_the_uploaded_logo(app: Flask, api: ApiClient,
     assert f'<img class="brand-logo" src="{path}" alt="" height="48">' in page.get_data(
         as_text=True)
     assert app.test_client().get(path).status_code == 200
+
+
+def test_an_unknown_kind_of_image_is_404(api: ApiClient, program: dict[str, Any]) -> None:
+    for method in ("PUT", "GET", "DELETE"):
+        response = api.request(method, f"/api/v1/programs/{program['id']}/images/banner",
+                               data=RED_LOGO, headers={"Content-Type": "image/png"})
+        assert response.status_code == 404, method
+        assert response.json["type"] == "urn:pointpass:problem:not-found"
