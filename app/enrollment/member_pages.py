@@ -107,6 +107,7 @@ class CardView:
     """Everything the card page shows."""
 
     brand: PageBranding
+    logo: PageLogo
     first_name: str
     balance: int
     points_label: str
@@ -279,6 +280,7 @@ def card_view(card: Card, user_agent: str | None) -> CardView:
     base = current_app.config["BASE_URL"]
     return CardView(
         brand=page_branding(program),
+        logo=program_logo(program),
         first_name=first_name(card.member.name),
         balance=card.balance,
         points_label=shown_points_label(program),

@@ -16,6 +16,7 @@ from flask import Flask
 from PIL import Image
 
 from app.loyalty.models import ProgramImage
+from tests.enrollment.test_pages import card_path
 from tests.factories import DEV_CERTS, ApiClient, create_card, row_counts
 from tests.images import bomb_png, image_bytes
 
@@ -218,15 +219,21 @@ def test_colours_below_aa_contrast_are_refused_naming_the_pair(
         "label_color": "#3F3F46"}).status_code == 200
 
 
-def test_the_join_page_shows_the_uploaded_logo(app: Flask, api: ApiClient,
-                                               program: dict[str, Any]) -> None:
-    page = app.test_client().get(f"/join/{program['slug']}")
-    assert page.status_code == 200 and b'class="brand-logo"' not in page.data
+def test_the_join_and_card_pages_show_the_uploaded_logo(app: Flask, api: ApiClient,
+                                                        program: dict[str, Any]) -> None:
+    card = create_card(api, program)
+    card_page = card_path(app, card["serial_number"])
+    for page_path in (f"/join/{program['slug']}", card_page):
+        page = app.test_client().get(page_path)
+        assert page.status_code == 200 and b'class="brand-logo"' not in page.data
+        assert b'class="preview-logo"' not in page.data
     url = put_image(api, program["id"], "logo", RED_LOGO).json["url"]
     path = url.removeprefix("https://pointpass.test")
-    page = app.test_client().get(f"/join/{program['slug']}?lang=th")
-    assert f'<img class="brand-logo" src="{path}" alt="" height="48">' in page.get_data(
-        as_text=True)
+    join = app.test_client().get(f"/join/{program['slug']}?lang=th").get_data(as_text=True)
+    assert f'<img class="brand-logo" src="{path}" alt="" height="48">' in join
+    assert f'<img class="preview-logo" src="{path}" alt="">' in join  # on the card preview
+    card_html = app.test_client().get(card_page).get_data(as_text=True)
+    assert f'<img class="brand-logo" src="{path}" alt="" height="48">' in card_html
     assert app.test_client().get(path).status_code == 200
 
 

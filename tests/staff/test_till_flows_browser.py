@@ -1,7 +1,9 @@
 """The till on a phone (390x844) in headless Chromium with a fake camera, in all four
-languages: scan, add points for a typed IDR amount, undo, scan again, redeem, undo, and a
-typed card code. The page shows the program (not "Pointpass") and its word for points in the
-staff member's language; every target is at least 48 px; axe-core finds no violation.
+languages: a manager's link enrols the phone, a staff member signs in with the PIN pad, then
+scan, add points for a typed IDR amount, undo, scan again, redeem, undo, and a typed short
+code; every entry records the staff member, the device and the location. The page shows the
+program (not "Pointpass") and its word for points in the staff member's language; every
+target is at least 48 px; axe-core finds no violation.
 
 SQLite only, as the scanner's other browser tests. Screenshots go to
 ``test-artifacts/till-<lang>-<step>.png``.
@@ -16,10 +18,15 @@ from typing import Any
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, Playwright, sync_playwright
+from sqlalchemy import select
 
+from app.extensions import db
+from app.loyalty.models import Card, LedgerEntry
 from tests.browser import ARTIFACTS, CHROMIUM, need
-from tests.factories import ApiClient, card_code, create_card, ledger_state
-from tests.redemption.test_staff_browser import camera_video, sign_in, staff_phone
+from tests.factories import ApiClient, card_code, card_short_code, create_card, ledger_state
+from tests.redemption.test_staff_browser import camera_video, staff_phone
+from tests.staff.conftest import Till
+from tests.staff.test_till_browser import tap_pin
 
 # What each language's screen says, and how its staff type 45 000 rupiah.
 SCREENS = {
@@ -68,8 +75,8 @@ def _shot(page: Page, lang: str, step: str) -> None:
 
 @pytest.mark.parametrize("lang", ["en", "id", "th", "ms"])
 def test_the_till_in_every_language(app: Any, api: ApiClient, program: dict[str, Any],
-                                    playwright: Playwright, live_url: str,
-                                    keys: dict[str, str], tmp_path: Path, lang: str) -> None:
+                                    playwright: Playwright, live_url: str, till: Till,
+                                    tmp_path: Path, lang: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     screen = SCREENS[lang]
     card = create_card(api, program, name="Siti Rahma", email=f"siti-{lang}@example.com")
@@ -81,7 +88,17 @@ def test_the_till_in_every_language(app: Any, api: ApiClient, program: dict[str,
                      "--use-fake-ui-for-media-stream",
                      f"--use-file-for-fake-video-capture={video}",
                      permissions=["camera"]) as page:
-        sign_in(page, live_url, keys["staff"], language=lang)
+        # The manager's one-time link enrols this phone at the location; Dewi signs in.
+        location = till.location(program)
+        dewi = till.add_staff("Dewi", "2468", location, language=lang)
+        device = till.new_device(location)
+        page.goto(device["enrol_url"].replace(app.config["BASE_URL"], live_url))
+        page.locator("#enrol").click()
+        page.wait_for_url("**/staff/login")
+        page.locator(".member-button", has_text="Dewi").click()
+        tap_pin(page, "2468")
+        page.wait_for_url("**/staff")
+        _shot(page, lang, "0-signed-in")
         assert page.locator("html").get_attribute("lang") == lang
         # The program, not "Pointpass", heads the page (the only program there is).
         assert page.locator("#program-name").inner_text().upper() == "KOPI TEST"
@@ -136,9 +153,10 @@ def test_the_till_in_every_language(app: Any, api: ApiClient, program: dict[str,
         _shot(page, lang, "5-redemption-undone")
         assert ledger_state(app, serial) == (250, 250, 5)
 
-        # The redemption rotated the card's code: its new code, typed in, opens the card.
+        # The redemption rotated the card's code: its new short code (the one under the QR),
+        # typed in lower case with spaces, opens the card.
         page.locator("#next").click()
-        page.locator("#manual-code").fill(card_code(app, serial))
+        page.locator("#manual-code").fill(card_short_code(app, serial).lower().replace("-", " "))
         page.locator("#manual button[type=submit]").click()
         page.locator("#earn-box").wait_for(state="visible")
         assert page.locator("#balance").inner_text() == "250"
@@ -158,3 +176,16 @@ def test_the_till_in_every_language(app: Any, api: ApiClient, program: dict[str,
         # The camera, still on, saw the card's used code after the redemption (a 409).
         assert [e for e in page.console_errors  # type: ignore[attr-defined]
                 if "409" not in e] == []
+
+    # Every entry made at the till names Dewi, this phone and its location.
+    with app.app_context():
+        entries = db.session.execute(
+            select(LedgerEntry.actor, LedgerEntry.staff_member_id, LedgerEntry.device_id,
+                   LedgerEntry.location_id)
+            .join(Card, Card.id == LedgerEntry.card_id)
+            .where(Card.serial_number == serial).order_by(LedgerEntry.id)).all()
+        db.session.rollback()
+    assert len(entries) == 6
+    assert entries[0].actor.startswith("api_key:")  # the opening 250, from the POS API
+    assert {tuple(e) for e in entries[1:]} == {
+        (f"staff:{dewi['id']}", dewi["id"], device["id"], location)}
