@@ -29,6 +29,7 @@ from app.extensions import db
 from app.outbox.status import retry as outbox_retry_rows
 from app.outbox.status import status as outbox_status_of
 from app.redisclient import worker_client
+from app.staff import devices
 from app.staff.cli import COMMANDS as TILL_COMMANDS
 from app.wallet import sweep
 from passes.devcerts import write_dev_certs
@@ -166,6 +167,10 @@ def demo() -> None:
         click.echo(f"  {role:<9} key: {key}")
     click.echo(f"Sample card: {result.card.serial_number} — {result.card.member.name}, "
                f"{result.card.balance} {result.program.points_label}")
+    till = result.till
+    click.echo(f"Till at {till.location.name}: open {till.enrol_url} once on the till's phone "
+               f"(valid {devices.ENROL_HOURS} h), then sign in as {till.staff.name} with PIN "
+               f"{till.pin}")
 
 
 @cli.group("outbox")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -11,7 +12,9 @@ from app.auth.models import Role
 from app.enrollment import service as enrollment
 from app.extensions import db
 from app.loyalty import ledger, programs
-from app.loyalty.models import Card, Member, Program
+from app.loyalty.models import Card, Member, Program, ProgramLocation
+from app.staff import devices, members
+from app.staff.models import StaffMember
 
 DEMO_SLUG = "kopi-nusantara"
 # Pointpass does not expire points (yet): the terms must not promise it.
@@ -31,11 +34,26 @@ DEMO_TEXTS = {
 }
 
 
+DEMO_LOCATION = "Kopi Nusantara Sudirman"
+DEMO_STAFF = "Dewi"
+
+
+@dataclass
+class DemoTill:
+    """A till to try: where it is, who signs in with which PIN, the link that enrols it."""
+
+    location: ProgramLocation
+    staff: StaffMember
+    pin: str
+    enrol_url: str
+
+
 @dataclass
 class DemoResult:
     program: Program
     card: Card
     keys: dict[str, str]
+    till: DemoTill
 
 
 def create_demo() -> DemoResult:
@@ -82,4 +100,23 @@ def create_demo() -> DemoResult:
         ledger.earn(card.serial_number, points=120, actor="cli:demo", reference="demo",
                     idempotency_key="demo-welcome")
     issued = {role.value: keys.create(f"demo {role.value}", role)[1] for role in Role}
-    return DemoResult(program=program, card=card, keys=issued)
+    return DemoResult(program=program, card=card, keys=issued, till=_demo_till(program))
+
+
+def _demo_till(program: Program) -> DemoTill:
+    """The demo's shop and its staff member (made once), with a PIN and a one-time link to
+    enrol a till that are new on every call: no fixed credential, the old PIN stops working."""
+    location = db.session.scalar(select(ProgramLocation).where(
+        ProgramLocation.program_id == program.id).order_by(ProgramLocation.id))
+    if location is None:
+        location = programs.add_location(program, name=DEMO_LOCATION, latitude=-6.2088,
+                                          longitude=106.8456,
+                                          relevant_text="Kopi Nusantara is nearby")
+    pin = f"{secrets.randbelow(10**6):06d}"
+    staff = next((m for m in members.at_location(location.id) if m.name == DEMO_STAFF), None)
+    if staff is None:
+        staff = members.create(DEMO_STAFF, pin, [location.id], language="id")
+    else:
+        staff = members.update(staff.id, pin=pin, active=True)
+    new = devices.create(location.id, name="Demo till")
+    return DemoTill(location=location, staff=staff, pin=pin, enrol_url=new.enrol_url)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+
+from tests.staff.conftest import form_token
 
 BIN = Path(sys.executable).parent
 
@@ -62,6 +66,30 @@ def test_upgrade_create_key_demo(cli_env: dict[str, str], tmp_path: Path) -> Non
     # A new visitor without a language gets the program's default language, Indonesian.
     indonesian = app.test_client().get("/join/kopi-nusantara").get_data(as_text=True)
     assert "Poin tidak memiliki nilai tunai" in indonesian
+
+    # The demo's till: the link printed last enrols a phone, the PIN printed signs Dewi in;
+    # the first run's PIN no longer works (a new one each run).
+    def till_line(output: str) -> tuple[str, str]:
+        line = next(x for x in output.splitlines() if x.startswith("Till at "))
+        return urlsplit(line.split("open ")[1].split()[0]).path, line.rsplit("PIN ", 1)[1]
+
+    old_pin = till_line(first.stdout)[1]
+    enrol, pin = till_line(second.stdout)
+    phone = app.test_client()
+    page = phone.get(enrol).get_data(as_text=True)
+    assert phone.post(enrol, data={"csrf_token": form_token(page)}).status_code == 303
+    names = phone.get("/staff/login").get_data(as_text=True)
+    member = re.search(r'href="/staff/pin/(\d+)', names)
+    assert member, names
+    pin_path = f"/staff/pin/{member.group(1)}"
+    if old_pin != pin:
+        wrong = phone.post(pin_path, data={"csrf_token": form_token(phone.get(pin_path).get_data(
+            as_text=True)), "pin": old_pin})
+        assert wrong.status_code == 422
+    right = phone.post(pin_path, data={"csrf_token": form_token(phone.get(pin_path).get_data(
+        as_text=True)), "pin": pin})
+    assert right.status_code == 303 and right.headers["Location"].endswith("/staff")
+    assert "Dewi" in phone.get("/staff").get_data(as_text=True)
 
 
 def test_create_key_rejects_unknown_role(cli_env: dict[str, str]) -> None:
