@@ -1,10 +1,11 @@
 """The till's commands: ``pointpass enrol-device``, ``list-devices``, ``revoke-device`` and
-``pointpass staff add|list``. They call the same services as the admin API."""
+``pointpass staff add|list|unlock|set-pin``. They call the same services as the admin API."""
 
 from __future__ import annotations
 
 import io
 import sys
+from typing import Any
 
 import click
 import qrcode
@@ -132,6 +133,35 @@ def list_staff() -> None:
                      ",".join(str(loc.id) for loc in member.locations) or "-",
                      member.language, member.name))
     _table(rows)
+
+
+def _changed(member_id: int, **change: Any) -> str:
+    try:
+        member = members.update(member_id, **change)
+    except DomainError:
+        raise click.ClickException(
+            f"There is no staff member #{member_id} (see `pointpass staff list`).") from None
+    return member.name
+
+
+@staff_group.command("unlock")
+@click.argument("member_id", type=click.IntRange(min=1))
+@with_appcontext
+def unlock_staff(member_id: int) -> None:
+    """Lift staff member MEMBER_ID's PIN lock (and forget their wrong PINs)."""
+    name = _changed(member_id, unlock=True)
+    click.echo(f"Unlocked staff member #{member_id} '{name}'.")
+
+
+@staff_group.command("set-pin")
+@click.argument("member_id", type=click.IntRange(min=1))
+@with_appcontext
+def set_pin(member_id: int) -> None:
+    """Give staff member MEMBER_ID a new PIN (asked for, or read from standard input); it
+    also lifts a lock."""
+    pin = _read_pin()
+    name = _changed(member_id, pin=pin)
+    click.echo(f"New PIN set for staff member #{member_id} '{name}'.")
 
 
 COMMANDS = (enrol_device, list_devices, revoke_device, staff_group)

@@ -1,4 +1,4 @@
-"""The till's commands: enrol-device, list-devices, revoke-device, staff add|list.
+"""The till's commands: enrol-device, list-devices, revoke-device, staff add|list|unlock|set-pin.
 
 Run through Flask's CLI runner on the test app (SQLite and PostgreSQL). The PIN comes from
 standard input, never from the command line.
@@ -82,3 +82,32 @@ def test_staff_add_has_no_pin_option_and_refuses_a_bad_pin(app: Any, location: i
     assert unknown.exit_code == 1 and "No location with id 77" in unknown.output
     assert run(app, "staff", "list").output.strip().splitlines() == [
         "ID  STATUS  LOCATIONS  LANGUAGE  NAME"]
+
+
+def test_staff_unlock_and_set_pin_from_the_command_line(app: Any, api: ApiClient, till: Till,
+                                                        location: int) -> None:
+    member = till.add_staff("Ana", "1357", location)
+    client = app.test_client()
+    till.enrol(client, location)
+    for _ in range(5):
+        till.type_pin(client, member["id"], "0000")
+    assert 'id="pin-locked"' in client.get(f"/staff/pin/{member['id']}").get_data(as_text=True)
+    assert "locked until" in run(app, "staff", "list").output
+
+    unlocked = run(app, "staff", "unlock", str(member["id"]))
+    assert unlocked.exit_code == 0, unlocked.output
+    assert unlocked.output.strip() == f"Unlocked staff member #{member['id']} 'Ana'."
+    assert till.type_pin(client, member["id"], "1357").status_code == 303
+
+    changed = run(app, "staff", "set-pin", str(member["id"]), input="97531\n")
+    assert changed.exit_code == 0, changed.output
+    assert "97531" not in changed.output
+    other = app.test_client()
+    till.enrol(other, location)
+    assert till.type_pin(other, member["id"], "1357").status_code == 422  # the old PIN
+    assert till.type_pin(other, member["id"], "97531").status_code == 303
+
+    bad = run(app, "staff", "set-pin", str(member["id"]), input="12\n")
+    assert bad.exit_code == 1 and "4 to 8 digits" in bad.output
+    missing = run(app, "staff", "unlock", "99")
+    assert missing.exit_code == 1 and "no staff member #99" in missing.output
