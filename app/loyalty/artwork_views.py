@@ -33,13 +33,11 @@ def image(program_id: int, kind: str, short_hash: str) -> Response:
 
 
 def program_image_url(program: Program, kind: str) -> str | None:
-    """The path of the program's uploaded ``kind`` of artwork, or ``None`` (for templates:
-    ``{% if program_image_url(program, "logo") %}``)."""
+    """The path of the program's uploaded ``kind`` of artwork, or ``None``."""
     sha256 = artwork.hashes_of(program.id).get(kind)
     return None if sha256 is None else artwork.public_path(program.id, kind, sha256)
 
 
 def init_app(app: Flask) -> None:
-    """Serve the images and give templates ``program_image_url``."""
+    """Serve the images."""
     app.register_blueprint(bp)
-    app.jinja_env.globals["program_image_url"] = program_image_url
