@@ -12,8 +12,6 @@ row is marked reversed too.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +34,7 @@ from app.loyalty.models import Card, EntryKind, LedgerEntry, Program, ProgramLoc
 from app.redemption import service as redemption
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
+from app.timeutil import now
 
 UNDO_SECONDS = 300
 _HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
@@ -164,13 +163,13 @@ def _last_action(staff: TillActor, after: int = 0) -> LedgerEntry | None:
     ).order_by(LedgerEntry.id.desc()).limit(1))
 
 
-def _check_in_time(entry: LedgerEntry, clock: Callable[[], float]) -> None:
-    if clock() - entry.created_at.timestamp() > UNDO_SECONDS:
+def _check_in_time(entry: LedgerEntry) -> None:
+    # The app's clock (app.timeutil.now): the one PIN locks and enrolment links follow.
+    if (now() - entry.created_at).total_seconds() > UNDO_SECONDS:
         raise UndoTooLate(f"An action can be undone within {UNDO_SECONDS // 60} minutes only.")
 
 
-def _action_to_undo(staff: TillActor, entry_id: int | None,
-                    clock: Callable[[], float]) -> LedgerEntry:
+def _action_to_undo(staff: TillActor, entry_id: int | None) -> LedgerEntry:
     """The entry ``undo_last`` may take back, or the 409 that says why there is none."""
     if entry_id is None:
         # Without an index on the actor this reads the ledger backwards to the actor's last
@@ -181,12 +180,12 @@ def _action_to_undo(staff: TillActor, entry_id: int | None,
             raise NothingToUndo("You have no action to undo.")
         if last.kind is EntryKind.REVERSE:
             raise AlreadyUndone("Your last action was already undone.")
-        _check_in_time(last, clock)
+        _check_in_time(last)
         return last
     shown = db.session.get(LedgerEntry, entry_id)
     if shown is None or shown.actor != staff.actor or shown.kind not in UNDOABLE:
         raise NotYourAction("This action was not yours to undo.")
-    _check_in_time(shown, clock)  # first: the entries after it are then only minutes' worth
+    _check_in_time(shown)  # first: the entries after it are then only minutes' worth
     later = _last_action(staff, after=shown.id)
     if later is not None:
         if later.reverses_id == shown.id:
@@ -195,8 +194,7 @@ def _action_to_undo(staff: TillActor, entry_id: int | None,
     return shown
 
 
-def undo_last(staff: TillActor, *, entry_id: int | None = None,
-              clock: Callable[[], float] = time.time) -> TillAction:
+def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
     """Take back ``staff``'s own last action (an earn or a redemption), made less than
     :data:`UNDO_SECONDS` ago, with a ``reverse`` entry naming who undid it. Commits.
 
@@ -205,7 +203,7 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None,
     ``undo-too-late``, ``already-undone``; ``insufficient-points`` when the points an earn
     gave were spent since.
     """
-    last = _action_to_undo(staff, entry_id, clock)
+    last = _action_to_undo(staff, entry_id)
     serial = last.card.serial_number
     reason = f"Undone at the till by {staff.name}"[:500]
     target_id, kind, points = last.id, last.kind, last.points

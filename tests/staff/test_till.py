@@ -184,7 +184,8 @@ def test_undo_a_redemption_marks_it_reversed(app: Any, funded: dict[str, Any],
 
 
 def test_undo_is_refused_for_another_actor_and_after_five_minutes(
-        app: Any, funded: dict[str, Any], alice: TillActor, bob: TillActor) -> None:
+        app: Any, funded: dict[str, Any], alice: TillActor, bob: TillActor,
+        clock: FakeClock) -> None:
     serial = funded["serial_number"]
     scan_id = _scan(app, serial, alice)
     with app.app_context():
@@ -194,15 +195,15 @@ def test_undo_is_refused_for_another_actor_and_after_five_minutes(
         assert not_bobs.value.status == 409
         with pytest.raises(till.NothingToUndo):  # Bob did nothing at the till
             till.undo_last(bob)
-        late = FakeClock(time.time() + till.UNDO_SECONDS + 1)
+        clock.advance(time.time() - clock() + till.UNDO_SECONDS + 1)  # the app's clock
         with pytest.raises(till.UndoTooLate) as too_late:
-            till.undo_last(alice, clock=late)
+            till.undo_last(alice)
         assert too_late.value.status == 409
         with pytest.raises(till.UndoTooLate):
-            till.undo_last(alice, entry_id=earned.entry_id, clock=late)
+            till.undo_last(alice, entry_id=earned.entry_id)
         # Just in time.
-        in_time = FakeClock(time.time() + till.UNDO_SECONDS - 30)
-        assert till.undo_last(alice, clock=in_time).balance == 250
+        clock.advance(-31)
+        assert till.undo_last(alice).balance == 250
     assert ledger_state(app, serial) == (250, 250, 3)
 
 
