@@ -213,7 +213,8 @@ def _entry_insert(dialect: str) -> Any:
 
 _ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
                   "idempotency_key", "request_fingerprint", "amount", "currency", "reverses_id",
-                  "created_at", "staff_member_id", "device_id", "location_id"]
+                  "created_at", "staff_member_id", "device_id", "location_id", "pending_points",
+                  "rule_id", "purchase_id", "shortfall"]
 _UPDATE = guarded_update()
 _INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
 
@@ -373,6 +374,10 @@ class PostingTransaction:
             "device_id": till.device_id if till else None,
             "location_id": location_id if location_id is not None else (
                 till.location_id if till else None),
+            "pending_points": 0,
+            "rule_id": None,
+            "purchase_id": None,
+            "shortfall": None,
         })
         if inserted is None:  # a concurrent request with the same key committed first
             return self._replay(self._entry_id_for_key())

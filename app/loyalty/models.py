@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -60,6 +61,19 @@ class Program(db.Model):
     design_version: Mapped[int] = mapped_column(default=1, server_default="1")
     # Google cards show Google's rotating (TOTP) barcode instead of the signed code.
     google_rotating_barcode: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # The loyalty engine's settings (see docs/loyalty-engine.md). Points of a credit expire this
+    # many days after it (None: never); members are reminded ``expiry_reminder_days`` before.
+    points_expire_after_days: Mapped[int | None]
+    expiry_reminder_days: Mapped[int] = mapped_column(default=14, server_default="14")
+    # Points from purchases become spendable this many days after the purchase.
+    pending_days: Mapped[int] = mapped_column(default=0, server_default="0")
+    # A refund whose points were spent already: "clamp" takes the rest from the balance down
+    # to zero, "forgive" takes only what is left of the purchase's own points. Either way the
+    # entry records the shortfall, and no balance goes below zero.
+    refund_shortfall: Mapped[str] = mapped_column(String(8), default="clamp",
+                                                  server_default="clamp")
+    # The program's IANA time zone: birthdays, days of week and local time windows of rules.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     rewards: Mapped[list[Reward]] = relationship(
@@ -76,6 +90,10 @@ class Program(db.Model):
         CheckConstraint("earn_points >= 0", name="earn_points_non_negative"),
         CheckConstraint("earn_amount > 0", name="earn_amount_positive"),
         CheckConstraint("referral_bonus_points >= 0", name="referral_bonus_non_negative"),
+        CheckConstraint("points_expire_after_days > 0", name="expire_after_days_positive"),
+        CheckConstraint("expiry_reminder_days >= 0", name="expiry_reminder_days_non_negative"),
+        CheckConstraint("pending_days >= 0", name="pending_days_non_negative"),
+        CheckConstraint("refund_shortfall IN ('clamp', 'forgive')", name="refund_shortfall_kind"),
     )
 
 
@@ -227,10 +245,20 @@ class EntryKind(enum.StrEnum):
     ADJUST = "adjust"
     EXPIRE = "expire"
     REVERSE = "reverse"
+    RELEASE = "release"  # pending points of a lot become spendable
+    REFUND = "refund"  # a returned purchase claws back what it earned
+    BONUS = "bonus"  # an earning rule's award (rule_id names the rule)
 
 
 class LedgerEntry(db.Model):
-    """One balance change. Append-only: rows are never updated or deleted."""
+    """One balance change. Append-only: rows are never updated or deleted.
+
+    ``points`` changes the card's (spendable) balance, ``pending_points`` its pending points:
+    an earn whose points are pending has ``points`` 0 and ``pending_points`` > 0, and the
+    ``release`` entry later moves them (``points`` +N, ``pending_points`` -N). So a card's
+    balance is the sum of its entries' ``points`` and its pending points the sum of their
+    ``pending_points``, each equal to what its lots hold (app.loyalty.invariants).
+    """
 
     __tablename__ = "ledger_entries"
 
@@ -254,13 +282,115 @@ class LedgerEntry(db.Model):
     staff_member_id: Mapped[int | None] = mapped_column(ForeignKey("staff_members.id"))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("till_devices.id"))
     location_id: Mapped[int | None] = mapped_column(ForeignKey("program_locations.id"))
+    pending_points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The earning rule that awarded a ``bonus`` entry.
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("earning_rules.id"))
+    # The purchase (an ``earn`` entry) a ``refund`` claws back from, or that a rule's
+    # ``bonus`` was awarded on: a refund claws back in proportion what the purchase earned.
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    # A refund's points that the card no longer had (spent), so were not clawed back.
+    shortfall: Mapped[int | None] = mapped_column(BigInteger)
 
     card: Mapped[Card] = relationship()
 
     __table_args__ = (
         UniqueConstraint("card_id", "idempotency_key"),
         Index("ix_ledger_entries_card_id_id", "card_id", "id"),
-        CheckConstraint("points <> 0", name="points_non_zero"),
+        Index("ix_ledger_entries_purchase_id", "purchase_id"),
+        CheckConstraint("points <> 0 OR pending_points <> 0", name="points_non_zero"),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
+        CheckConstraint("shortfall >= 0", name="shortfall_non_negative"),
+    )
+
+
+class PointLot(db.Model):
+    """The points of one credit, spent, clawed back or expired in part or whole.
+
+    A lot is pending (not spendable, not counted for tiers) until its ``release`` entry, due at
+    ``available_at``; its ``remaining`` points are then part of the balance until spent or
+    until ``expires_at``. The opening lot of a card that had points before lots existed has no
+    ``entry_id``.
+    """
+
+    __tablename__ = "point_lots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    pending: Mapped[bool] = mapped_column(default=False)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the member was told that this lot's points expire soon (once).
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        # A card's open lots (what a spend reads); and what tick looks for.
+        Index("ix_point_lots_open", "card_id", postgresql_where=text("remaining > 0"),
+              sqlite_where=text("remaining > 0")),
+        Index("ix_point_lots_expiring", "expires_at",
+              postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+              sqlite_where=text("remaining > 0 AND expires_at IS NOT NULL")),
+        Index("ix_point_lots_pending", "available_at", postgresql_where=text("pending"),
+              sqlite_where=text("pending")),
+        Index("ix_point_lots_entry_id", "entry_id"),
+        CheckConstraint("points > 0", name="lot_points_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= points", name="lot_remaining_in_range"),
+    )
+
+
+class LotConsumption(db.Model):
+    """What a debit (redeem, negative adjust, expiry, refund, reversal of an earn) took from
+    which lot."""
+
+    __tablename__ = "lot_consumptions"
+
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("point_lots.id"), primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_lot_consumptions_lot_id", "lot_id"),
+        CheckConstraint("points > 0", name="consumed_points_positive"),
+    )
+
+
+class RuleKind(enum.StrEnum):
+    WELCOME = "welcome"  # points on enrolment
+    BIRTHDAY = "birthday"  # points once a year on the member's birthday (program's time zone)
+    REFERRAL = "referral"  # to referrer and/or referee, after the referee's first purchase
+    MULTIPLIER = "multiplier"  # percent of an earn's points on top (200: twice the points)
+    BONUS = "bonus"  # fixed points on a qualifying earn
+
+
+class EarningRule(PartOfProgram, db.Model):
+    """A bonus or earning rule. Deleting one sets ``deleted_at``: the ledger keeps naming it."""
+
+    __tablename__ = "earning_rules"
+
+    kind: Mapped[RuleKind] = mapped_column(stored_enum(RuleKind, "rule_kind"))
+    name: Mapped[str] = mapped_column(String(120))
+    points: Mapped[int | None] = mapped_column(BigInteger)  # welcome, birthday, bonus
+    percent: Mapped[int | None]  # multiplier: 200 = 2x (the earn's points again on top)
+    referrer_points: Mapped[int | None] = mapped_column(BigInteger)
+    referee_points: Mapped[int | None] = mapped_column(BigInteger)
+    # Higher runs first; a rule that applies with ``stackable`` False stops the rules below it.
+    priority: Mapped[int] = mapped_column(default=0)
+    stackable: Mapped[bool] = mapped_column(default=True)
+    # {"tiers": [...names], "location_ids": [...], "min_amount": int, "days_of_week": [1..7],
+    #  "time_from": "HH:MM", "time_to": "HH:MM", "starts_at": iso, "ends_at": iso,
+    #  "first_purchase_only": bool, "max_awards_per_member": int}; see app.loyalty.rules.
+    conditions: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("points > 0", name="rule_points_positive"),
+        CheckConstraint("percent > 100", name="rule_percent_above_100"),
+        CheckConstraint("referrer_points >= 0 AND referee_points >= 0",
+                        name="referral_points_non_negative"),
     )
 
