@@ -8,9 +8,10 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
+from app import timeutil
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
-from app.loyalty import cards, ledger, programs
+from app.loyalty import balances, cards, ledger, programs
 from app.loyalty.models import Card, Member, Program
 from app.loyalty.schemas import (
     AdjustIn,
@@ -44,12 +45,21 @@ CONTRAST_RULE = (
     "ratio in `errors`.")
 
 
+def _points_on_day(points: balances.PointsOnDay | None) -> dict[str, Any] | None:
+    return None if points is None else {"points": points.points, "at": points.at}
+
+
 def card_body(card: Card) -> dict[str, Any]:
     """What the API says about a card: the links are filled in by the wallet modules."""
+    lots = balances.summary(card.id, timeutil.now())
     return {
         "serial_number": card.serial_number,
         "status": card.status.value,
         "balance": card.balance,
+        "available_points": lots.available,
+        "pending_points": lots.pending,
+        "next_release": _points_on_day(lots.next_release),
+        "next_expiry": _points_on_day(lots.next_expiry),
         "lifetime_points": card.lifetime_points,
         "tier": card.tier.name if card.tier else None,
         "program_id": card.program_id,

@@ -7,22 +7,25 @@ import re
 from dataclasses import dataclass
 
 from flask import current_app, session
+from flask_babel import format_number, get_locale
 from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import select
 
+from app import timeutil
 from app.enrollment import links
 from app.enrollment.forms import JoinForm
 from app.enrollment.service import Enrollment, enroll
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
-from app.loyalty import branding, program_texts, programs
+from app.loyalty import balances, branding, program_texts, programs
 from app.loyalty.artwork_views import program_image_url
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program, Reward
 from app.wallet.apple import pass_files as apple_passes
 from app.wallet.google import links as google_links
 from app.web.qr import qr_svg
+from passes import points_lines
 
 # The session key that marks a card as just joined: its page then opens with the welcome.
 _JUST_JOINED = "just_joined"
@@ -127,6 +130,10 @@ class CardView:
     referral_code: str
     referral_bonus_points: int
     join_url: str
+    # "+40 pending until 3 Dec" (and "+20 more pending later"); none when nothing is pending.
+    pending_lines: list[str]
+    # "120 points expire on 31 Dec 2026", within the program's reminder window only.
+    expiry_line: str | None
 
 
 def platform_for(user_agent: str | None) -> VisitorPlatform:
@@ -271,6 +278,28 @@ def shown_points_label(program: Program) -> str:
     return _("Points") if program.points_label == "Points" else program.points_label
 
 
+def points_notes(card: Card) -> tuple[list[str], str | None]:
+    """What the card page says of pending and soon expiring points, in the page's language
+    (the passes' wording), dates in the program's time zone."""
+    pending, expiring = balances.pass_lines(balances.summary(card.id, timeutil.now()))
+    language = str(get_locale() or "en")
+    lines = []
+    if pending is not None:
+        lines.append(_(points_lines.PENDING_LINE)
+                     .replace("{points}", format_number(pending.points))
+                     .replace("{date}", points_lines.short_date(pending.until, language)))
+        if pending.later:
+            lines.append(_(points_lines.PENDING_LATER_LINE)
+                         .replace("{points}", format_number(pending.later)))
+    expiry = None
+    if expiring is not None:
+        expiry = (_(points_lines.EXPIRY_LINE)
+                  .replace("{points_label}", points_word(card.program))
+                  .replace("{points}", format_number(expiring.points))
+                  .replace("{date}", points_lines.long_date(expiring.on, language)))
+    return lines, expiry
+
+
 def card_view(card: Card, user_agent: str | None) -> CardView:
     """What the card page shows to a visitor with ``user_agent``."""
     program = card.program
@@ -278,6 +307,7 @@ def card_view(card: Card, user_agent: str | None) -> CardView:
     voided = card.status is CardStatus.VOIDED
     page_url = links.card_page_url(card)
     base = current_app.config["BASE_URL"]
+    pending_lines, expiry_line = ([], None) if voided else points_notes(card)
     return CardView(
         brand=page_branding(program),
         logo=program_logo(program),
@@ -302,4 +332,6 @@ def card_view(card: Card, user_agent: str | None) -> CardView:
         referral_code=card.member.referral_code,
         referral_bonus_points=program.referral_bonus_points,
         join_url=f"{base}/join/{program.slug}?ref={card.member.referral_code}",
+        pending_lines=pending_lines,
+        expiry_line=expiry_line,
     )

@@ -223,10 +223,26 @@ class LedgerEntryOut(Schema):
     created_at = fields.DateTime()
 
 
+class PointsOnDayOut(Schema):
+    points = fields.Integer()
+    at = fields.DateTime(metadata={"description": "the earliest instant of them"})
+
+
 class CardOut(Schema):
     serial_number = fields.String()
     status = fields.String()
     balance = fields.Integer()
+    available_points = fields.Integer(metadata={
+        "description": "points the card can spend now (equal to `balance`)"})
+    pending_points = fields.Integer(metadata={
+        "description": "points earned that are not spendable yet (the program's "
+        "`pending_days`); they count for tiers once available"})
+    next_release = fields.Nested(PointsOnDayOut, allow_none=True, metadata={
+        "description": "pending points that become available next: those due on the day "
+        "(program's time zone) of the earliest; null when none are pending"})
+    next_expiry = fields.Nested(PointsOnDayOut, allow_none=True, metadata={
+        "description": "available points that expire next: those expiring on the day "
+        "(program's time zone) of the soonest; null when none expire"})
     lifetime_points = fields.Integer()
     tier = fields.String(allow_none=True)
     program_id = fields.Integer()

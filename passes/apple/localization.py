@@ -18,6 +18,7 @@ import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 
+from passes import points_lines
 from passes.apple.archive import PassFile
 from passes.apple.errors import PassValidationError
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
@@ -43,6 +44,9 @@ SUPPORT_LABEL = "support_label"
 MESSAGE_LABEL = "message_label"
 MESSAGE_CHANGE = "message_change"
 REWARD_LABEL = "reward_label"
+PENDING_LABEL = "pending_label"
+EXPIRY_LABEL = "expiry_label"
+EXPIRY_CHANGE = "expiry_change"
 
 #: The fixed words: ``pass.strings`` key -> English msgid of the catalogs.
 FIXED_WORDS: Mapping[str, str] = {
@@ -56,8 +60,11 @@ FIXED_WORDS: Mapping[str, str] = {
     SUPPORT_LABEL: N_("Customer support"),
     MESSAGE_LABEL: N_("Message"),
     REWARD_LABEL: N_("Rewards"),
+    PENDING_LABEL: points_lines.PENDING_LABEL,
+    EXPIRY_LABEL: points_lines.EXPIRY_LABEL,
 }
-# The notification shows the new message itself, in every language.
+# The notification shows the new message itself, in every language (so does the reminder
+# of expiring points).
 _MESSAGE_CHANGE_TEXT = "%@"
 
 # {points} is the program's own word for points; %@ is where Wallet puts the new balance.
@@ -194,6 +201,7 @@ def strings_for_language(
     index = LANGUAGES.index(language)
     entries = {key: translate(wording, language, msgid) for key, msgid in FIXED_WORDS.items()}
     entries[MESSAGE_CHANGE] = _MESSAGE_CHANGE_TEXT
+    entries[EXPIRY_CHANGE] = _MESSAGE_CHANGE_TEXT
     # A text keyed by its own English (the description) needs no line where it reads the same.
     entries.update((key, texts[index]) for key, texts in program_strings if texts[index] != key)
     return entries

@@ -20,11 +20,14 @@ from passes.apple.errors import PassValidationError
 from passes.apple.localization import (
     BALANCE_CHANGE,
     BALANCE_LABEL,
+    EXPIRY_CHANGE,
+    EXPIRY_LABEL,
     HISTORY_EMPTY,
     HISTORY_LABEL,
     MEMBER_LABEL,
     MESSAGE_CHANGE,
     MESSAGE_LABEL,
+    PENDING_LABEL,
     POINTS_LABEL,
     REDEEM_LABEL,
     REWARD_LABEL,
@@ -54,6 +57,7 @@ from passes.apple.parts import (
     set_field,
 )
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
+from passes.points_lines import ExpiringPoints, PendingPoints
 from passes.wording import DEFAULT_POINTS_LABEL, Wording, english, translations
 
 BalancePlacement = Literal["header", "primary", "both"]
@@ -93,11 +97,14 @@ class StoreCardContent:
     With ``progress``, what the member can do now ("Es Kopi Susu ready", "20 Points to
     Croissant", translated) is the primary field over the strip (a secondary field when the
     balance is the primary one).
-    Back: ``marketer_message``, ``activity`` (newest first), ``how_to_redeem``,
-    ``support_contact`` and ``terms``. ``points_label``, ``terms``, ``how_to_redeem`` and
-    ``marketer_message`` are :data:`LocalizedText`: a ``str`` for every language, or a mapping
-    from language code (``en`` required) to text. So is ``description`` (what VoiceOver reads):
-    ``pass.json`` holds its English text, which is the key of its translations.
+    Back: ``marketer_message``, ``expiring`` (points that expire soon: give it only within
+    the program's reminder window; its field carries a change message: Wallet says it on
+    the lock screen when the value changes), ``pending`` (points not spendable yet),
+    ``activity`` (newest first), ``how_to_redeem``, ``support_contact`` and ``terms``.
+    ``points_label``, ``terms``, ``how_to_redeem`` and ``marketer_message`` are
+    :data:`LocalizedText`: a ``str`` for every language, or a mapping from language code
+    (``en`` required) to text. So is ``description`` (what VoiceOver reads): ``pass.json``
+    holds its English text, which is the key of its translations.
     Updates: ``web_service_url`` + ``authentication_token`` (both or neither; https unless
     ``allow_insecure_web_service``). ``expiration_date`` must be timezone-aware.
     """
@@ -127,6 +134,8 @@ class StoreCardContent:
     locations: Sequence[Location] = ()
     balance_placement: BalancePlacement = "header"
     progress: RewardProgress | None = None
+    pending: PendingPoints | None = None
+    expiring: ExpiringPoints | None = None
     wording: Wording = field(default=english, repr=False, compare=False)
     program_strings: ProgramStrings = field(init=False, repr=False, compare=False)
     card_strings: ProgramStrings = field(init=False, repr=False, compare=False)
@@ -146,6 +155,10 @@ class StoreCardContent:
         set_field(self, "locations", check_locations(self.locations))
         if self.progress is not None and not isinstance(self.progress, RewardProgress):
             raise PassValidationError("progress", "must be a RewardProgress")
+        if self.pending is not None and not isinstance(self.pending, PendingPoints):
+            raise PassValidationError("pending", "must be a PendingPoints")
+        if self.expiring is not None and not isinstance(self.expiring, ExpiringPoints):
+            raise PassValidationError("expiring", "must be an ExpiringPoints")
         if self.balance_placement not in ("header", "primary", "both"):
             raise PassValidationError("balance_placement", "must be 'header', 'primary' or 'both'")
         for name in ("allow_insecure_web_service", "sharing_prohibited", "voided"):
@@ -240,6 +253,17 @@ class StoreCardContent:
             if any(text != status[_ENGLISH] for text in status) and \
                     all(key != status[_ENGLISH] for key, _ in card):
                 card.append((status[_ENGLISH], status))
+        # Lines of this card alone, keyed by their English text as the activity is.
+        for name, texts in (
+            ("expiring", self.expiring.texts(points, self.wording) if self.expiring else None),
+            ("pending", self.pending.texts(self.wording) if self.pending else None),
+        ):
+            if texts is None:
+                continue
+            values[name] = texts[_ENGLISH]
+            if any(text != texts[_ENGLISH] for text in texts) and \
+                    all(key != texts[_ENGLISH] for key, _ in card):
+                card.append((texts[_ENGLISH], texts))
         set_field(self, "card_strings", tuple(card))
         set_field(self, "_values", values)
 
@@ -323,6 +347,11 @@ class StoreCardContent:
                     "changeMessage": MESSAGE_CHANGE,
                 }
             )
+        if "expiring" in values:
+            back.append({"key": "expiry", "label": EXPIRY_LABEL, "value": values["expiring"],
+                         "changeMessage": EXPIRY_CHANGE})
+        if "pending" in values:
+            back.append({"key": "pending", "label": PENDING_LABEL, "value": values["pending"]})
         history = "\n".join([line.line for line in self.activity]) or HISTORY_EMPTY
         back.append({"key": "history", "label": HISTORY_LABEL, "value": history})
         if "how_to_redeem" in values:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from passes import points_lines
 from passes.google.fields import (
     MAX_LINKS,
     MAX_TEXT_MODULES,
@@ -28,7 +29,8 @@ from passes.google.fields import (
     validate_id_suffix,
     validate_issuer_id,
 )
-from passes.languages import FALLBACK_LANGUAGE
+from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
+from passes.points_lines import ExpiringPoints, PendingPoints
 from passes.wording import DEFAULT_POINTS_LABEL, N_, LocalizedText, Wording, english, translations
 
 ObjectState = Literal["ACTIVE", "INACTIVE"]
@@ -57,6 +59,10 @@ class LoyaltyObjectContent:
     ``barcode_alternate_text`` printed below it. ``notify`` asks Google to notify the member
     of this update (``notifyPreference``). The labels default to the catalogs' words through
     ``wording`` (English without one).
+
+    On the back: ``text_modules``, then, as text modules of their own, ``expiring`` (points
+    that expire soon: give it only within the program's reminder window; id ``expiry``) and
+    ``pending`` (points not spendable yet; id ``pending``), translated like the labels.
     """
 
     issuer_id: str
@@ -79,8 +85,11 @@ class LoyaltyObjectContent:
     text_modules: Sequence[TextModule] = ()
     links: Sequence[Link] = ()
     notify: bool = False
+    pending: PendingPoints | None = None
+    expiring: ExpiringPoints | None = None
     wording: Wording = field(default=english, repr=False, compare=False)
     _points_label: dict[str, str] = field(init=False, repr=False, compare=False)
+    _modules: tuple[TextModule, ...] = field(init=False, repr=False, compare=False)
     _tier_label: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +120,30 @@ class LoyaltyObjectContent:
         set_field(self, "text_modules",
              nested("text_modules", self.text_modules, TextModule, MAX_TEXT_MODULES))
         set_field(self, "links", nested("links", self.links, Link, MAX_LINKS))
+        set_field(self, "_modules", self._all_text_modules())
+
+    def _all_text_modules(self) -> tuple[TextModule, ...]:
+        modules = list(self.text_modules)
+        if self.expiring is not None:
+            if not isinstance(self.expiring, ExpiringPoints):
+                raise GooglePayloadError("expiring", "must be an ExpiringPoints")
+            label = tuple(self._points_label[lang] for lang in LANGUAGES)
+            modules.append(self._points_module(
+                "expiry", points_lines.EXPIRY_LABEL, self.expiring.texts(label, self.wording)))
+        if self.pending is not None:
+            if not isinstance(self.pending, PendingPoints):
+                raise GooglePayloadError("pending", "must be a PendingPoints")
+            modules.append(self._points_module(
+                "pending", points_lines.PENDING_LABEL, self.pending.texts(self.wording)))
+        return nested("text_modules", modules, TextModule, MAX_TEXT_MODULES)
+
+    def _points_module(self, module_id: str, label: str,
+                       texts: tuple[str, ...]) -> TextModule:
+        return TextModule(id=module_id, header=translations(label, self.wording),
+                          body=dict(zip(LANGUAGES, texts, strict=True)))
+
+    def _text_modules(self) -> list[dict[str, Any]]:
+        return [module.body_json() for module in self._modules]
 
     @property
     def object_id(self) -> str:
@@ -178,8 +211,8 @@ def loyalty_object_body(content: LoyaltyObjectContent) -> dict[str, Any]:
     secondary = content._secondary_points()
     if secondary is not None:
         body["secondaryLoyaltyPoints"] = secondary
-    if content.text_modules:
-        body["textModulesData"] = [module.body_json() for module in content.text_modules]
+    if content._modules:
+        body["textModulesData"] = content._text_modules()
     if content.links:
         body["linksModuleData"] = {"uris": [link.body_json() for link in content.links]}
     return body
@@ -191,11 +224,13 @@ def loyalty_object_patch_body(
     """A ``loyaltyObject`` PATCH body with only what changed since ``previous``.
 
     Considered: balance and its label (``loyaltyPoints``), tier (``secondaryLoyaltyPoints``),
-    barcode, and state; without ``previous`` all four are sent (except a tier the card does
-    not have). ``notifyPreference`` is always sent, because Google forgets it after each
-    request. A tier removed since ``previous`` is sent as ``null``, which PATCH treats as
-    "delete this field". Other fields (texts, links, names) need a full update with
-    :func:`loyalty_object_body`.
+    barcode, state, and the text modules (``textModulesData``, replaced as a whole: the
+    pending and expiring points change with the balance); without ``previous`` all five are
+    sent (except a tier the card does not have; text modules even when there are none, so
+    that lines no longer true are removed). ``notifyPreference`` is always sent, because
+    Google forgets it after each request. A tier removed since ``previous`` is sent as
+    ``null``, which PATCH treats as "delete this field". Other fields (links, names) need a
+    full update with :func:`loyalty_object_body`.
     """
     if previous is not None and previous.object_id != current.object_id:
         raise GooglePayloadError("previous", "describes another object")
@@ -210,5 +245,7 @@ def loyalty_object_patch_body(
         body[current._barcode_field()] = current._barcode()
     if previous is None or previous.state != current.state:
         body["state"] = current.state
+    if previous is None or previous._text_modules() != current._text_modules():
+        body["textModulesData"] = current._text_modules()
     body["notifyPreference"] = current._notify_preference()
     return body

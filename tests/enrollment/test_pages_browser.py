@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,10 +25,12 @@ from sqlalchemy import select
 from app.enrollment.links import card_page_path, card_page_url
 from app.extensions import db
 from app.loyalty.codes import redemption_code
-from app.loyalty.models import Card, Member
+from app.loyalty.models import Card, Member, Program
 from app.wallet.apple.pass_files import pass_url
 from app.wallet.google import links as google_links
-from tests.browser import ARTIFACTS, PHONE, axe_violations, launch, offline_page
+from tests.browser import ARTIFACTS, PHONE, axe_violations, launch, offline_page, serve
+from tests.clock import FakeClock
+from tests.factories import admin_api, create_card, create_program, make_app
 
 GOOGLE_SAVE = "https://pay.google.com/gp/v/save/browser-test"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
@@ -375,3 +378,65 @@ def test_card_page_with_rewards_is_accessible_on_phones(app: Any, api: Any, keys
         assert page.locator("#next-reward").inner_text() == "20 mata lagi untuk Coffee"
     finally:
         context.close()
+
+
+POINTS_NOTES = {
+    "en": ("120 points expire on 27 Nov 2027", "+40 pending until 21 Nov"),
+    "id": ("120 poin kedaluwarsa pada 27 Nov 2027", "+40 tertunda hingga 21 Nov"),
+    "th": ("120 แต้ม จะหมดอายุวันที่ 27 พ.ย. 2027", "+40 รอเข้าบัญชีถึง 21 พ.ย."),
+    "ms": ("120 mata luput pada 27 Nov 2027", "+40 belum sah sehingga 21 Nov"),
+}
+POINTS_START = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)  # 27 Nov, 03:00 in Jakarta
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=POINTS_START.timestamp())
+
+
+@pytest.fixture
+def clocked_app(database: Any, tmp_path: Any, clock: FakeClock) -> Iterator[Any]:
+    """The app on SQLite, on a clock the test moves."""
+    yield from make_app(database, tmp_path, CLOCK=clock)
+
+
+def set_program(app: Any, program_id: int, **values: Any) -> None:
+    with app.app_context():
+        row = db.session.get(Program, program_id)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+        db.session.commit()
+
+
+def test_card_page_with_pending_and_expiring_points_is_accessible(
+        clocked_app: Any, clock: FakeClock, browser: Browser) -> None:
+    """The expiry reminder and the pending points on a 390x844 phone, in every language."""
+    app = clocked_app
+    api = admin_api(app)
+    program = create_program(api)
+    serial = create_card(api, program, name="Putri")["serial_number"]
+
+    def earn(points: int) -> None:
+        assert api.post(f"/api/v1/cards/{serial}/earn", json={
+            "amount": points * 1_000_000, "currency": "IDR"}).status_code == 201
+
+    set_program(app, program["id"], time_zone="Asia/Jakarta", points_expire_after_days=365)
+    earn(120)  # expires on 27 Nov 2027
+    clock.advance(timedelta(days=352).total_seconds())  # 14 Nov 2027: 13 days before
+    set_program(app, program["id"], pending_days=7)
+    earn(40)  # available on 21 Nov 2027
+    with serve(app) as url:
+        context, page = new_page(browser, "iphone")
+        try:
+            for language, (expiry, pending) in POINTS_NOTES.items():
+                page.goto(f"{url}{card_path(app, serial)}?lang={language}")
+                page.evaluate("document.fonts.ready")
+                assert page.locator("#expiry").inner_text() == expiry
+                assert page.locator("#pending-1").inner_text() == pending
+                assert page.locator("#balance").inner_text() == "120"
+                assert axe_violations(page) == [], language
+                page.screenshot(path=str(ARTIFACTS / f"card-points-{language}.png"),
+                                full_page=True)
+        finally:
+            context.close()

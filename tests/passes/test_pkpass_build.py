@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
@@ -28,6 +29,7 @@ from passes.apple import (
 )
 from passes.devcerts import certificate_pem, create_ca
 from passes.languages import LANGUAGES
+from passes.points_lines import ExpiringPoints, PendingPoints
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI missing")
 
@@ -380,3 +382,53 @@ def test_second_pass_reuses_cached_images_and_strings(
     assert one.read("pass.json") != two.read("pass.json")
     renderer.render(first.design, RewardProgress(130, 500, "Free coffee"))
     assert renderer.cache_info()["misses"] == 3  # only the strip was redrawn
+
+
+@needs_openssl
+def test_pending_and_expiring_points_on_the_back_in_every_language(
+    build: Callable[[StoreCardContent], bytes], make_content: Callable[..., StoreCardContent],
+    dev_certs: dict[str, Path], tmp_path: Path, pk: SimpleNamespace,
+) -> None:
+    content = make_content(balance=1500, points_label={"en": "Stars", "th": "ดาว"},
+                           pending=PendingPoints(40, dt.date(2026, 12, 3)),
+                           expiring=ExpiringPoints(1200, dt.date(2026, 12, 31)))
+    directory = pk.unzip(build(content), tmp_path / "pass")
+    assert pk.openssl_verify(directory, dev_certs["wwdr"]).returncode == 0
+    back = {f["key"]: f for f in pk.read_pass_json(directory)["storeCard"]["backFields"]}
+    assert list(back)[:3] == ["message", "expiry", "pending"]
+    expiry, pending = back["expiry"], back["pending"]
+    assert expiry == {"key": "expiry", "label": "expiry_label",
+                      "value": "1,200 Stars expire on 31 Dec 2026",
+                      "changeMessage": "expiry_change"}
+    assert pending == {"key": "pending", "label": "pending_label",
+                       "value": "+40 pending until 3 Dec"}
+    assert "changeMessage" not in pending  # the lock screen speaks of expiry only
+    strings = {lang: pk.parse_strings((directory / f"{lang}.lproj" / "pass.strings")
+                                      .read_bytes()) for lang in LANGUAGES}
+
+    def shown(lang: str, text: str) -> str:
+        return strings[lang].get(text, text)
+
+    assert [shown(lang, expiry["value"]) for lang in LANGUAGES] == [
+        "1,200 Stars expire on 31 Dec 2026", "1.200 Stars kedaluwarsa pada 31 Des 2026",
+        "1,200 ดาว จะหมดอายุวันที่ 31 ธ.ค. 2026", "1,200 Stars luput pada 31 Dis 2026"]
+    assert [shown(lang, pending["value"]) for lang in LANGUAGES] == [
+        "+40 pending until 3 Dec", "+40 tertunda hingga 3 Des", "+40 รอเข้าบัญชีถึง 3 ธ.ค.",
+        "+40 belum sah sehingga 3 Dis"]
+    assert [strings[lang]["expiry_label"] for lang in LANGUAGES] == [
+        "Points expiring", "Poin akan kedaluwarsa", "แต้มใกล้หมดอายุ", "Mata akan luput"]
+    assert {strings[lang]["expiry_change"] for lang in LANGUAGES} == {"%@"}
+    assert strings["th"]["pending_label"] == "แต้มรอเข้าบัญชี"
+
+
+def test_no_pending_or_expiring_points_no_lines(
+    make_content: Callable[..., StoreCardContent],
+) -> None:
+    back = make_content().pass_dict()["storeCard"]["backFields"]
+    assert not {"expiry", "pending"} & {f["key"] for f in back}
+    with pytest.raises(PassValidationError, match="pending"):
+        make_content(pending=(40, dt.date(2026, 12, 3)))
+    with pytest.raises(ValueError, match=r"expiring\.on"):
+        ExpiringPoints(10, dt.datetime(2026, 12, 31, tzinfo=dt.UTC))
+    with pytest.raises(ValueError, match=r"pending\.points"):
+        PendingPoints(0, dt.date(2026, 12, 3))

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import bindparam, select
 
+from app import timeutil
 from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty import artwork, branding, ledger, program_texts
+from app.loyalty import artwork, balances, branding, ledger, program_texts
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.wallet.apple.setup import AppleWallet, apple_wallet
@@ -31,7 +32,9 @@ from passes.wording import N_, translations
 # 2: the recent activity is translated (per-card entries in the id/th/ms pass.strings).
 # 3: the text under the QR code is the card's short code (passes.shortcode); the program's
 #    own artwork, and what the member can do now over the strip; terms in the member's language.
-PASS_FORMAT = 3
+# 4: pending points and the reminder of expiring points on the back; activity lines for
+#    releases, refunds and bonuses, and for pending earns.
+PASS_FORMAT = 4
 ACTIVITY_LINES = 5
 
 # What VoiceOver reads for the pass; {program} is the program's name.
@@ -47,6 +50,14 @@ ENTRY_WORDS = {
     EntryKind.ADJUST: N_("Adjusted"),
     EntryKind.EXPIRE: N_("Expired"),
     EntryKind.REVERSE: N_("Reversed"),
+    EntryKind.RELEASE: N_("Now available"),
+    EntryKind.REFUND: N_("Refunded"),
+    EntryKind.BONUS: N_("Bonus"),
+}
+# An earn or bonus whose points are pending (its ``points`` 0, its ``pending_points`` > 0).
+PENDING_WORDS = {
+    EntryKind.EARN: N_("Earned, pending"),
+    EntryKind.BONUS: N_("Bonus, pending"),
 }
 
 
@@ -85,6 +96,7 @@ def next_reward(program: Program, balance: int) -> RewardProgress | None:
 def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
     """What the card's pass shows, from the points store."""
     program = card.program
+    pending, expiring = balances.pass_lines(balances.summary(card.id, timeutil.now()))
     entries = ledger.recent_entries(card, ACTIVITY_LINES)
     wording = pass_wording()
     return StoreCardContent(
@@ -114,6 +126,8 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         locations=[Location(loc.latitude, loc.longitude, loc.relevant_text)
                    for loc in program.locations[:10]],
         progress=next_reward(program, card.balance),
+        pending=pending,
+        expiring=expiring,
         wording=wording,
     )
 
@@ -121,7 +135,16 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
 def _activity_line(entry: LedgerEntry) -> ActivityLine:
     # A reason may be longer than a line of the pass takes (500 against 120 characters).
     detail = (entry.reason or entry.reference or "").strip()[:120].strip() or None
-    return ActivityLine(entry.created_at, ENTRY_WORDS[entry.kind], entry.points, detail=detail)
+    pending = entry.pending_points or 0
+    word = ENTRY_WORDS[entry.kind]
+    if entry.kind is EntryKind.RELEASE:
+        points = entry.points  # pending points moved to the balance: +N once
+    else:
+        # A refund or reversal may take from the balance and from pending points alike.
+        points = entry.points + pending
+        if entry.points == 0 and pending > 0:
+            word = PENDING_WORDS.get(entry.kind, word)
+    return ActivityLine(entry.created_at, word, points, detail=detail)
 
 
 def signed_pass(serial_number: str, token: str) -> SignedPass:

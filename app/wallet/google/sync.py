@@ -34,9 +34,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import dbutil, telemetry
+from app import dbutil, telemetry, timeutil
 from app.extensions import db
-from app.loyalty import artwork, branding
+from app.loyalty import artwork, balances, branding
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.outbox.channels import Channel, Claimed, Delivery
@@ -127,6 +127,7 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
     modules = []
     if card.message:
         modules.append(TextModule(id="message", header=program.name[:100], body=card.message))
+    pending, expiring = balances.pass_lines(balances.summary(card.id, timeutil.now()))
     return LoyaltyObjectContent(
         issuer_id=wallet.issuer_id,
         serial=card.serial_number,
@@ -143,6 +144,8 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         tier=card.tier.name if card.tier else None,
         state="INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE",
         text_modules=modules,
+        pending=pending,
+        expiring=expiring,
         notify=notify,
         wording=pass_wording(),
     )

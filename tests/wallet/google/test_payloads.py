@@ -3,6 +3,7 @@ server enforces it) accepts them, and that bad content is refused naming the fie
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from passes.google.payloads import (
     resource_id,
 )
 from passes.languages import LANGUAGES
+from passes.points_lines import ExpiringPoints, PendingPoints
 from tests.factories import PROGRAM, admin_api, settle
 from tests.google_server import GoogleWalletTestServer, WalletSchema
 from tests.wallet.google.conftest import ISSUER_ID, REDEMPTION_CODE, class_content, object_content
@@ -112,10 +114,62 @@ def test_patch_body_sends_only_changes() -> None:
 
     everything = loyalty_object_patch_body(after)
     assert set(everything) == {"loyaltyPoints", "secondaryLoyaltyPoints", "barcode", "state",
-                               "notifyPreference"}
+                               "textModulesData", "notifyPreference"}
 
     with pytest.raises(GooglePayloadError, match="previous"):
         loyalty_object_patch_body(after, object_content(serial="OTHER"))
+
+
+def _texts(localized: dict[str, Any]) -> dict[str, str]:
+    return {t["language"]: t["value"] for t in localized["translatedValues"]}
+
+
+def test_object_shows_pending_and_expiring_points_in_every_language() -> None:
+    content = object_content(
+        balance=1500, wording=pass_wording(),
+        pending=PendingPoints(40, date(2026, 12, 3), later=1200),
+        expiring=ExpiringPoints(1200, date(2026, 12, 31)))
+    body = loyalty_object_body(content)
+    assert SCHEMA.errors("LoyaltyObject", body) == []
+    modules = {m["id"]: m for m in body["textModulesData"]}
+    assert list(modules) == ["terms", "expiry", "pending"]
+    expiry, pending = modules["expiry"], modules["pending"]
+    assert (expiry["header"], expiry["body"]) == ("Points expiring",
+                                                  "1,200 Points expire on 31 Dec 2026")
+    assert _texts(expiry["localizedBody"]) == {
+        "en": "1,200 Points expire on 31 Dec 2026",
+        "id": "1.200 Poin kedaluwarsa pada 31 Des 2026",
+        "th": "1,200 แต้ม จะหมดอายุวันที่ 31 ธ.ค. 2026",
+        "ms": "1,200 Mata luput pada 31 Dis 2026"}
+    assert _texts(pending["localizedHeader"])["id"] == "Poin tertunda"
+    assert _texts(pending["localizedBody"]) == {
+        "en": "+40 pending until 3 Dec\n+1,200 more pending later",
+        "id": "+40 tertunda hingga 3 Des\n+1.200 lagi tertunda setelahnya",
+        "th": "+40 รอเข้าบัญชีถึง 3 ธ.ค.\n+1,200 รอเข้าบัญชีภายหลัง",
+        "ms": "+40 belum sah sehingga 3 Dis\n+1,200 lagi belum sah kemudian"}
+
+    # A release changes only the text modules: the patch sends them, replaced as a whole.
+    released = object_content(balance=1500, wording=pass_wording(),
+                              expiring=ExpiringPoints(1200, date(2026, 12, 31)))
+    patch = loyalty_object_patch_body(released, content)
+    assert set(patch) == {"textModulesData", "notifyPreference"}
+    assert [m["id"] for m in patch["textModulesData"]] == ["terms", "expiry"]
+    assert SCHEMA.errors("LoyaltyObject", patch, partial=True) == []
+
+    with pytest.raises(GooglePayloadError, match="pending"):
+        object_content(pending=(40, date(2026, 12, 3)))
+
+
+def test_patch_without_previous_clears_lines_no_longer_true(
+        google_client: GoogleWalletClient, wallet_server: GoogleWalletTestServer) -> None:
+    google_client.upsert_class(loyalty_class_body(class_content()))
+    shown = object_content(text_modules=(), pending=PendingPoints(40, date(2026, 12, 3)))
+    google_client.insert_object(loyalty_object_body(shown))
+    object_id = f"{ISSUER_ID}.CARD1"
+    assert [m["id"] for m in wallet_server.objects[object_id]["textModulesData"]] == ["pending"]
+    google_client.patch_object(object_id, loyalty_object_patch_body(
+        object_content(text_modules=())))
+    assert wallet_server.objects[object_id].get("textModulesData", []) == []
 
 
 def test_bodies_are_accepted_by_the_server(google_client: GoogleWalletClient,
