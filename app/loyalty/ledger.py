@@ -33,6 +33,7 @@ from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, select, upda
 from app import dbutil, telemetry
 from app.errors import (
     CardVoided,
+    Conflict,
     IdempotencyKeyReused,
     InsufficientPoints,
     NotFound,
@@ -301,6 +302,9 @@ class PostingTransaction:
         counts_toward_tier: bool | None = None,
         till: AtTheTill | None = None,
         location_id: int | None = None,
+        rule_id: int | None = None,
+        purchase_id: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Posting:
         """Apply ``points`` to the card, append the entry and announce the change (committed
         when the block ends).
@@ -317,6 +321,10 @@ class PostingTransaction:
 
         ``till``: who acted at the till; the entry records its staff member, device and
         location (``location_id`` when given, else the till's).
+
+        ``rule_id``: the earning rule a ``bonus`` entry awards; ``purchase_id``: the earn it
+        was awarded on. ``idempotency_key`` overrides the transaction's key for this entry
+        (a rule's award: ``rule:<rule id>:<occasion>``); the caller checks it is free first.
         """
         card = self.card
         if card.status is CardStatus.VOIDED:
@@ -340,6 +348,9 @@ class PostingTransaction:
             tier_name = new_tier.name if new_tier else None
 
         tx, key = self.tx, self.idempotency_key
+        own_key = idempotency_key is not None
+        if own_key:
+            key = idempotency_key
         params = {
             "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
             "new_tier_id": tier_id, **changes.bump_params(now),
@@ -348,7 +359,7 @@ class PostingTransaction:
             params.update(card_update_params)
         updated = tx.first(card_update, params)
         if updated is None:
-            if key is not None and (earlier := self._entry_id_for_key()):
+            if not own_key and key is not None and (earlier := self._entry_id_for_key()):
                 return self._replay(earlier)
             raise InsufficientPoints(
                 f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
@@ -365,7 +376,7 @@ class PostingTransaction:
             "reference": reference,
             "reason": reason,
             "idempotency_key": key,
-            "request_fingerprint": self.request_fp if key else None,
+            "request_fingerprint": self.request_fp if key and not own_key else None,
             "amount": amount,
             "currency": currency,
             "reverses_id": reverses_id,
@@ -375,10 +386,12 @@ class PostingTransaction:
             "location_id": location_id if location_id is not None else (
                 till.location_id if till else None),
             "pending_points": 0,
-            "rule_id": None,
-            "purchase_id": None,
+            "rule_id": rule_id,
+            "purchase_id": purchase_id,
             "shortfall": None,
         })
+        if inserted is None and own_key:
+            raise Conflict(f"An entry with the key {key!r} exists already.")
         if inserted is None:  # a concurrent request with the same key committed first
             return self._replay(self._entry_id_for_key())
         changes.announce_card(tx, card.id, now)
@@ -440,14 +453,23 @@ def earn(
     reference: str | None = None,
     idempotency_key: str | None = None,
     till: AtTheTill | None = None,
+    location_id: int | None = None,
+    apply_rules: bool = True,
 ) -> Posting:
-    """Credit points, given directly or computed from a purchase amount, then commit.
-    ``till``: who earned it for the member at a till (recorded on the entry)."""
+    """Credit points, given directly or computed from a purchase amount, and the awards of
+    the program's earning rules (:mod:`app.loyalty.rules`; the answer is then a
+    ``rules.EarnPosting`` with the breakdown, a retry's too), then commit.
+    ``till``: who earned it for the member at a till (recorded on the entry); ``location_id``:
+    the program's store it was earned at (else the till's). ``apply_rules`` False: the points
+    alone (the program's referral bonus credit)."""
+    from app.loyalty import rules  # rules builds on this module
+
     request_fp = fingerprint(op="earn", points=points, amount=amount, currency=currency,
-                             reference=reference)
+                             reference=reference,
+                             **({} if location_id is None else {"location_id": location_id}))
     with posting(serial_number, idempotency_key, request_fp) as p:
         if p.replay is not None:
-            return p.replay
+            return rules.replayed_earn(p.replay) if apply_rules else p.replay
         card = p.card
         tiers = p.tier_rules()
         if amount is not None:
@@ -469,8 +491,18 @@ def earn(
                 )
         if points is None or points <= 0:
             raise Unprocessable("Earn needs a positive number of points or a purchase amount.")
-        return p.post(EntryKind.EARN, points, actor=actor, tiers=tiers, reference=reference,
-                      amount=amount, currency=currency, till=till)
+        if location_id is not None:
+            rules.check_location(p, location_id)
+        plan = rules.plan_earn(
+            p, points, amount=amount, currency=currency,
+            location_id=location_id if location_id is not None else (
+                till.location_id if till else None)) if apply_rules else None
+        earned = p.post(EntryKind.EARN, points, actor=actor, tiers=tiers, reference=reference,
+                        amount=amount, currency=currency, till=till, location_id=location_id)
+        if not apply_rules:
+            return earned
+        return rules.award_on_earn(p, earned, plan, base_points=points, tiers=tiers,
+                                   actor=actor, till=till, location_id=location_id)
 
 
 def adjust(

@@ -12,7 +12,7 @@ row is marked reversed too.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from babel.core import Locale, UnknownLocaleError
@@ -31,6 +31,7 @@ from app.extensions import db
 from app.loyalty import ledger
 from app.loyalty.ledger import MAX_AMOUNT
 from app.loyalty.models import Card, EntryKind, LedgerEntry, Program, ProgramLocation
+from app.loyalty.rules import Award, EarnPosting
 from app.redemption import service as redemption
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
@@ -40,6 +41,11 @@ UNDO_SECONDS = 300
 _HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 UNDOABLE = (EntryKind.EARN, EntryKind.REDEEM)
 
+# The earning rules' awards on an earn (bonus entries naming it as their purchase).
+_AWARDS_ON = dbutil.DriverStatement(lambda _dialect: select(
+    LedgerEntry.id, LedgerEntry.points).where(
+    LedgerEntry.purchase_id == bindparam("purchase_id"), LedgerEntry.kind == EntryKind.BONUS,
+).order_by(LedgerEntry.id.desc()))
 # Among the card's entries (its index), not the whole ledger: reverses_id has no index.
 _REVERSAL_OF = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
     LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.reverses_id == bindparam("id")))
@@ -67,6 +73,10 @@ class TillAction:
     created_at: datetime
     undo_seconds: int | None
     replayed: bool = False
+    # An earn's breakdown: the earning rules' awards on it and the points in all (an undo:
+    # the points taken back in all, the awards' included).
+    rules: tuple[Award, ...] = ()
+    total_points: int | None = None
 
 
 def _amount_problem(message: str) -> Unprocessable:
@@ -143,7 +153,10 @@ def earn_at_till(
     posting = ledger.earn(serial, actor=staff.actor, points=points, amount=minor,
                           currency=currency, reference="till", idempotency_key=idempotency_key,
                           till=staff)
-    return _action(posting, "earn", undo_seconds=UNDO_SECONDS, replayed=posting.replayed)
+    action = _action(posting, "earn", undo_seconds=UNDO_SECONDS, replayed=posting.replayed)
+    if isinstance(posting, EarnPosting):
+        action = replace(action, rules=posting.awards, total_points=posting.total_points)
+    return action
 
 
 def _action(posting: ledger.Posting, kind: str, *, undo_seconds: int | None,
@@ -160,6 +173,7 @@ def _last_action(staff: TillActor, after: int = 0) -> LedgerEntry | None:
     action too)."""
     return db.session.scalar(select(LedgerEntry).where(
         LedgerEntry.actor == staff.actor, LedgerEntry.id > after,
+        LedgerEntry.kind != EntryKind.BONUS,  # an earning rule's award goes with its earn
     ).order_by(LedgerEntry.id.desc()).limit(1))
 
 
@@ -226,10 +240,25 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
         # Under the card's lock: two undos of one earn cannot both pass.
         if p.tx.first(_REVERSAL_OF, {"card_id": p.card.id, "id": target_id}) is not None:
             raise AlreadyUndone("This action was already undone.")
+        # The earning rules' awards on the earn go with it, before it (so the earn's reversal
+        # is the actor's last action).
+        taken = 0
+        for award_id, award_points in p.tx.all(_AWARDS_ON, {"purchase_id": target_id}):
+            done = p.post(EntryKind.REVERSE, -award_points, actor=staff.actor, reason=reason,
+                          reference=f"entry:{award_id}", reverses_id=award_id,
+                          counts_toward_tier=True, till=staff)
+            p.card = replace(p.card, balance=done.balance, lifetime_points=done.lifetime_points,
+                             tier_id=_tier_id(p, done.lifetime_points), tier_name=done.tier)
+            taken += award_points
         posting = p.post(EntryKind.REVERSE, -points, actor=staff.actor, reason=reason,
                          reference=f"entry:{target_id}", reverses_id=target_id,
                          counts_toward_tier=True, till=staff)
-    return _action(posting, "undo", undo_seconds=None)
+    return replace(_action(posting, "undo", undo_seconds=None), total_points=-points - taken)
+
+
+def _tier_id(p: ledger.PostingTransaction, lifetime_points: int) -> int | None:
+    tier = ledger.tier_for(p.tier_rules(), lifetime_points)
+    return tier.id if tier else None
 
 
 @dataclass(frozen=True)
