@@ -29,7 +29,6 @@ Every award is a ``bonus`` ledger entry naming the rule, with the idempotency ke
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ from app.loyalty.ledger import (
     TierRule,
     points_for_amount,
     posting,
-    tier_for,
 )
 from app.loyalty.models import (
     Card,
@@ -397,14 +395,6 @@ def plan_earn(p: PostingTransaction, points: int, *, amount: int | None,
                     {r.id: r for r in rules}, member_id)
 
 
-def _follow(p: PostingTransaction, done: Posting, tiers: list[TierRule]) -> None:
-    """Keep ``p.card`` as the last posting left the row, for the next post in the block."""
-    tier = tier_for(tiers, done.lifetime_points)
-    p.card = dataclasses.replace(p.card, balance=done.balance,
-                                 lifetime_points=done.lifetime_points,
-                                 tier_id=tier.id if tier else None, tier_name=done.tier)
-
-
 def award_on_earn(p: PostingTransaction, earned: Posting, plan: EarnPlan | None, *,
                   base_points: int, tiers: list[TierRule], actor: str,
                   till: AtTheTill | None = None,
@@ -417,18 +407,15 @@ def award_on_earn(p: PostingTransaction, earned: Posting, plan: EarnPlan | None,
     awards: list[Award] = []
     last = earned
     if plan is not None:
-        _follow(p, earned, tiers)
         purchase_id = earned.entry.id
         for outcome in plan.outcomes:
             if not outcome.applies or outcome.points <= 0:
                 continue
             last = p.post(EntryKind.BONUS, outcome.points, actor=actor, tiers=tiers,
                           reference=earned.entry.reference, reason=outcome.name,
-                          counts_toward_tier=True,
-                          till=till, location_id=location_id, rule_id=outcome.rule_id,
-                          purchase_id=purchase_id,
+                          counts_toward_tier=True, till=till, location_id=location_id,
+                          rule_id=outcome.rule_id, purchase_id=purchase_id,
                           idempotency_key=f"rule:{outcome.rule_id}:earn:{purchase_id}")
-            _follow(p, last, tiers)
             awards.append(Award(outcome.rule_id, outcome.name, outcome.kind, outcome.points,
                                 last.entry.id))
         for outcome in plan.referral:
@@ -441,7 +428,6 @@ def award_on_earn(p: PostingTransaction, earned: Posting, plan: EarnPlan | None,
                               counts_toward_tier=False, rule_id=rule.id, idempotency_key=key,
                               reason=f"referral: {rule.name}", till=till,
                               location_id=location_id)
-                _follow(p, last, tiers)
             if rule.referrer_points:
                 background.enqueue_after_commit(award_referrer, rule.id, plan.member_id)
     return EarnPosting(serial_number=earned.serial_number, balance=last.balance,
@@ -486,10 +472,9 @@ def _post_awards(p: PostingTransaction, outcomes: Iterable[Outcome], occasion: s
         key = f"rule:{outcome.rule_id}:{occasion}"
         if not outcome.applies or outcome.points <= 0 or _key_taken(p, key):
             continue
-        done = p.post(EntryKind.BONUS, outcome.points, actor=actor, counts_toward_tier=False,
-                      rule_id=outcome.rule_id, idempotency_key=key,
-                      reason=f"{reason}: {outcome.name}")
-        p.card = dataclasses.replace(p.card, balance=done.balance)
+        p.post(EntryKind.BONUS, outcome.points, actor=actor, counts_toward_tier=False,
+               rule_id=outcome.rule_id, idempotency_key=key,
+               reason=f"{reason}: {outcome.name}")
         posted += 1
     return posted
 

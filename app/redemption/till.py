@@ -41,11 +41,6 @@ UNDO_SECONDS = 300
 _HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 UNDOABLE = (EntryKind.EARN, EntryKind.REDEEM)
 
-# The earning rules' awards on an earn (bonus entries naming it as their purchase).
-_AWARDS_ON = dbutil.DriverStatement(lambda _dialect: select(
-    LedgerEntry.id, LedgerEntry.points).where(
-    LedgerEntry.purchase_id == bindparam("purchase_id"), LedgerEntry.kind == EntryKind.BONUS,
-).order_by(LedgerEntry.id.desc()))
 # Among the card's entries (its index), not the whole ledger: reverses_id has no index.
 _REVERSAL_OF = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
     LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.reverses_id == bindparam("id")))
@@ -73,8 +68,7 @@ class TillAction:
     created_at: datetime
     undo_seconds: int | None
     replayed: bool = False
-    # An earn's breakdown: the earning rules' awards on it and the points in all (an undo:
-    # the points taken back in all, the awards' included).
+    # An earn's breakdown: the earning rules' awards on it and the points in all.
     rules: tuple[Award, ...] = ()
     total_points: int | None = None
 
@@ -220,7 +214,7 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
     last = _action_to_undo(staff, entry_id)
     serial = last.card.serial_number
     reason = f"Undone at the till by {staff.name}"[:500]
-    target_id, kind, points = last.id, last.kind, last.points
+    target_id, kind = last.id, last.kind
     if kind is EntryKind.REDEEM:
         redemption_id = db.session.scalar(select(Redemption.id).where(
             Redemption.ledger_entry_id == target_id))
@@ -240,25 +234,13 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
         # Under the card's lock: two undos of one earn cannot both pass.
         if p.tx.first(_REVERSAL_OF, {"card_id": p.card.id, "id": target_id}) is not None:
             raise AlreadyUndone("This action was already undone.")
-        # The earning rules' awards on the earn go with it, before it (so the earn's reversal
-        # is the actor's last action).
-        taken = 0
-        for award_id, award_points in p.tx.all(_AWARDS_ON, {"purchase_id": target_id}):
-            done = p.post(EntryKind.REVERSE, -award_points, actor=staff.actor, reason=reason,
-                          reference=f"entry:{award_id}", reverses_id=award_id,
-                          counts_toward_tier=True, till=staff)
-            p.card = replace(p.card, balance=done.balance, lifetime_points=done.lifetime_points,
-                             tier_id=_tier_id(p, done.lifetime_points), tier_name=done.tier)
-            taken += award_points
-        posting = p.post(EntryKind.REVERSE, -points, actor=staff.actor, reason=reason,
-                         reference=f"entry:{target_id}", reverses_id=target_id,
+        # All the purchase gave, pending or not, with the rules' awards on it, taken from its
+        # own lots first.
+        posting = p.post(EntryKind.REVERSE, -p.earned_by(target_id), actor=staff.actor,
+                         reason=reason, reference=f"entry:{target_id}", reverses_id=target_id,
+                         take_first_from=target_id,
                          counts_toward_tier=True, till=staff)
-    return replace(_action(posting, "undo", undo_seconds=None), total_points=-points - taken)
-
-
-def _tier_id(p: ledger.PostingTransaction, lifetime_points: int) -> int | None:
-    tier = ledger.tier_for(p.tier_rules(), lifetime_points)
-    return tier.id if tier else None
+    return _action(posting, "undo", undo_seconds=None)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,6 @@ class TillActionOut(Schema):
     rules = fields.List(fields.Nested(AwardOut), metadata={
         "description": "an earn: the earning rules that gave points on it"})
     total_points = fields.Integer(allow_none=True, metadata={
-        "description": "an earn: its points and the rules' in all; an undo: all it took back"})
+        "description": "an earn: its points and the rules' in all"})
     undo_seconds = fields.Integer(allow_none=True,
                                   metadata={"description": "how long it can be undone"})
