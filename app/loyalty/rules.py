@@ -297,6 +297,7 @@ _PURCHASE_RULES = dbutil.DriverStatement(lambda _dialect: select(
         EarningRule.kind == RuleKind.REFERRAL),
 )).where(Program.id == bindparam("program_id")))
 
+
 def _purchase_query(_dialect: str) -> Any:
     """Any earlier purchase of the card: an earn (not the legacy referral credit) not undone."""
     earn = LedgerEntry.__table__.alias("earn")

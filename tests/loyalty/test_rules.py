@@ -560,3 +560,59 @@ def test_awards_on_a_pending_purchase_are_pending_with_it(app: Any, api: ApiClie
         db.session.rollback()
     assert [tuple(r) for r in lots] == [(10, 10, True), (5, 5, True)]
     assert [(str(k), n) for k, n in pending] == [("earn", 10), ("bonus", 5)]
+
+
+def test_parallel_retries_and_birthday_runs_award_once(pg_app: Any) -> None:
+    """On PostgreSQL: 20 copies of one earn (one Idempotency-Key) and 20 earns of their own
+    on a card with a first-purchase rule, and five birthday runs at once, award once each."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.factories import admin_api
+
+    api = admin_api(pg_app)
+    program = create_program(api)
+    bonus = add_rule(api, program, kind="bonus", name="Every visit", points=3)
+    first = add_rule(api, program, kind="bonus", name="First visit", points=50,
+                     conditions={"first_purchase_only": True})
+    add_rule(api, program, kind="birthday", name="Birthday", points=7)
+    serial = create_card(api, program, birthday="1990-06-15")["serial_number"]
+    other = create_card(api, program, name="Budi", birthday="1991-06-15")["serial_number"]
+    n = 20
+    barrier = threading.Barrier(n)
+
+    def same_earn(_: int) -> tuple[int, Any]:
+        barrier.wait()
+        response = ApiClient(pg_app.test_client(), api.key).post(
+            f"/api/v1/cards/{serial}/earn", json={"points": 10},
+            headers={"Idempotency-Key": "order-1"})
+        return response.status_code, breakdown(response.json)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        answers = list(pool.map(same_earn, range(n)))
+    assert answers == [(201, (10, [(bonus["id"], 3), (first["id"], 50)], 63))] * n
+    assert ledger_state(pg_app, serial) == (63, 63, 3)
+
+    def own_earn(i: int) -> Any:
+        barrier.wait()
+        response = ApiClient(pg_app.test_client(), api.key).post(
+            f"/api/v1/cards/{other}/earn", json={"points": 1},
+            headers={"Idempotency-Key": f"visit-{i}"})
+        return response.status_code, breakdown(response.json)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        answers = list(pool.map(own_earn, range(n)))
+    assert [a[1][2] for a in answers].count(54) == 1  # one first purchase
+    assert sorted(a[1][2] for a in answers) == [4] * (n - 1) + [54]
+    assert ledger_state(pg_app, other)[0] == n * 4 + 50
+
+    runs = threading.Barrier(5)
+
+    def birthdays(_: int) -> int:
+        with pg_app.app_context():
+            runs.wait()
+            return rules.award_birthdays(datetime(2027, 6, 15, 12, 0, tzinfo=UTC))
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        assert sum(pool.map(birthdays, range(5))) == 2
+    assert ledger_state(pg_app, serial) == (70, 70, 4)
