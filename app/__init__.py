@@ -35,6 +35,7 @@ from app.extensions import db, migrate
 from app.loyalty import artwork_views
 from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api
+from app.loyalty.rules_api import bp as rules_api
 from app.outbox import channels
 from app.outbox import models as _outbox_models  # noqa: F401
 from app.redemption import models as _redemption_models  # noqa: F401
@@ -125,6 +126,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(admin_api)
     app.register_blueprint(till_admin_api)
     app.register_blueprint(artwork_api)
+    app.register_blueprint(rules_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -132,7 +134,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     # CSRF protection is on for every post; these callers prove who they are with API keys,
     # PassKit authentication tokens and Google's signatures, never with the session cookie.
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
-                             till_admin_api, artwork_api, passkit, google_callback)
+                             till_admin_api, artwork_api, rules_api, passkit,
+                             google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)
     app.register_blueprint(staff_pages)

@@ -57,6 +57,10 @@ def seeded(contract_app: Any) -> dict[str, Any]:
     api = ApiClient(contract_app.test_client(), key)
     program = create_program(api)
     card = create_card(api, program, name="Siti Rahayu")
+    # A rule, so that generated rule ids (and the hostile bodies' rule_id 1) name one.
+    assert api.post(f"/api/v1/programs/{program['id']}/rules", json={
+        "kind": "bonus", "name": "Weekend treat", "points": 5,
+        "conditions": {"days_of_week": [6, 7]}}).status_code == 201
     return {"key": key, "program_id": program["id"], "serial": card["serial_number"]}
 
 
@@ -120,6 +124,7 @@ def test_hostile_bodies_to_every_operation_are_refused_as_documented(
     headers = {"Authorization": f"Bearer {seeded['key']}"}
     values = {"program_id": seeded["program_id"], "serial": seeded["serial"],
               "update_id": 1, "redemption_id": 1, "key_id": 1, "device_id": 1, "member_id": 1,
+              "rule_id": 1,
               "kind": "logo"}
     max_length = contract_app.config["MAX_CONTENT_LENGTH"]
     operations = [result.ok() for result in schema.get_all_operations()]

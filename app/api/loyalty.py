@@ -19,6 +19,7 @@ from app.loyalty.schemas import (
     CardOut,
     DesignIn,
     EarnIn,
+    EarnOut,
     IdempotencyHeader,
     LocationIn,
     LocationOut,
@@ -173,10 +174,12 @@ def get_card(serial: str) -> dict[str, Any]:
 @bp.auth_required(auth, roles=["pos", "admin"])
 @bp.input(IdempotencyHeader, location="headers", arg_name="headers")
 @bp.input(EarnIn, arg_name="data")
-@bp.output(PostingOut, status_code=201)
+@bp.output(EarnOut, status_code=201)
 @bp.doc(summary="Credit points for a purchase or a number of points",
         description="Send an `Idempotency-Key` header: a retried request with the same key "
-        "credits once and answers with the first result (`Idempotent-Replayed: true`).",
+        "credits once and answers with the first result (`Idempotent-Replayed: true`). The "
+        "program's earning rules give their points on it, each as a `bonus` entry; the "
+        "answer breaks the total down (as `POST /programs/{id}/rules/preview` says it would).",
         responses=[401, 403, 404, 410, 422])
 def earn(serial: str, headers: dict[str, Any], data: dict[str, Any]) -> Any:
     posting = ledger.earn(serial, actor=actor(), idempotency_key=headers.get("idempotency_key"),

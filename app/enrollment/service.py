@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app import background
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
-from app.loyalty import changes, ledger
+from app.loyalty import changes, ledger, rules
 from app.loyalty.models import Card, Member, Program
 from passes.languages import LANGUAGES
 
@@ -53,7 +53,8 @@ def new_card(program: Program, member: Member) -> Card:
 
 
 def enroll(program: Program, data: Enrollment) -> Card:
-    """Create a member and their card in ``program`` and commit.
+    """Create a member and their card in ``program`` and commit; then give the card the
+    program's welcome rules (:func:`app.loyalty.rules.award_welcome`).
 
     Raises ``Conflict`` when the e-mail address is already enrolled in the program and
     ``Unprocessable`` for an unknown referral code or language.
@@ -111,6 +112,8 @@ def enroll(program: Program, data: Enrollment) -> Card:
         db.session.rollback()
         # A concurrent enrollment with the same e-mail won the race.
         raise Conflict("This e-mail address is already enrolled in the program.") from exc
+    # The program's welcome rules, right after the enrolment (once each, by their key).
+    rules.award_welcome(card)
     return card
 
 
@@ -129,4 +132,5 @@ def credit_referral(member_id: int) -> None:
         actor="job:referral",
         reference=f"referral:{member.referral_code}",
         idempotency_key=f"referral:{member_id}",
+        apply_rules=False,  # not a purchase: no earning rule applies to it
     )

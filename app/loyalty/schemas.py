@@ -11,7 +11,15 @@ from marshmallow import ValidationError, validates_schema
 from app.loyalty import program_texts
 from app.loyalty.ledger import MAX_AMOUNT, MAX_POINTS
 from app.loyalty.models import CURRENCIES, EntryKind
-from app.schemas import HEX_COLOR, InputSchema, PlainText, StrictBoolean, StrictInteger, text
+from app.schemas import (
+    HEX_COLOR,
+    MAX_ID,
+    InputSchema,
+    PlainText,
+    StrictBoolean,
+    StrictInteger,
+    text,
+)
 from passes.languages import LANGUAGES
 
 POINTS = validators.Range(min=1, max=MAX_POINTS)
@@ -277,6 +285,8 @@ class EarnIn(InputSchema):
                            metadata={"description": "purchase amount in minor units"})
     currency = fields.String(validate=validators.OneOf(sorted(CURRENCIES)))
     reference = text(128)
+    location_id = StrictInteger(validate=validators.Range(1, MAX_ID), metadata={
+        "description": "the program's store it was earned at (earning rules may ask for one)"})
 
     @validates_schema
     def _points_or_amount(self, data: dict, **kwargs: object) -> None:
@@ -307,6 +317,25 @@ class PostingOut(Schema):
     lifetime_points = fields.Integer()
     tier = fields.String(allow_none=True)
     entry = fields.Nested(LedgerEntryOut)
+
+
+class AwardOut(Schema):
+    rule_id = fields.Integer()
+    name = fields.String()
+    kind = fields.String(metadata={"description": "multiplier or bonus"})
+    points = fields.Integer()
+    entry_id = fields.Integer(metadata={"description": "the award's own `bonus` entry"})
+
+
+class EarnOut(PostingOut):
+    """An earn with its breakdown: what the purchase earned and what each earning rule gave
+    on it (``entry`` is the earn's own entry; ``balance`` is after all of them)."""
+
+    base_points = fields.Integer(metadata={
+        "description": "the earn's own points (the tier's multiplier included)"})
+    rules = fields.List(fields.Nested(AwardOut), attribute="awards", metadata={
+        "description": "the earning rules that gave points on it, in the order they ran"})
+    total_points = fields.Integer(metadata={"description": "base_points and the rules' points"})
 
 
 class IdempotencyHeader(InputSchema):

@@ -12,7 +12,7 @@ row is marked reversed too.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from babel.core import Locale, UnknownLocaleError
@@ -31,6 +31,7 @@ from app.extensions import db
 from app.loyalty import ledger
 from app.loyalty.ledger import MAX_AMOUNT
 from app.loyalty.models import Card, EntryKind, LedgerEntry, Program, ProgramLocation
+from app.loyalty.rules import Award, EarnPosting
 from app.redemption import service as redemption
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
@@ -67,6 +68,9 @@ class TillAction:
     created_at: datetime
     undo_seconds: int | None
     replayed: bool = False
+    # An earn's breakdown: the earning rules' awards on it and the points in all.
+    rules: tuple[Award, ...] = ()
+    total_points: int | None = None
 
 
 def _amount_problem(message: str) -> Unprocessable:
@@ -143,7 +147,10 @@ def earn_at_till(
     posting = ledger.earn(serial, actor=staff.actor, points=points, amount=minor,
                           currency=currency, reference="till", idempotency_key=idempotency_key,
                           till=staff)
-    return _action(posting, "earn", undo_seconds=UNDO_SECONDS, replayed=posting.replayed)
+    action = _action(posting, "earn", undo_seconds=UNDO_SECONDS, replayed=posting.replayed)
+    if isinstance(posting, EarnPosting):
+        action = replace(action, rules=posting.awards, total_points=posting.total_points)
+    return action
 
 
 def _action(posting: ledger.Posting, kind: str, *, undo_seconds: int | None,
@@ -160,6 +167,7 @@ def _last_action(staff: TillActor, after: int = 0) -> LedgerEntry | None:
     action too)."""
     return db.session.scalar(select(LedgerEntry).where(
         LedgerEntry.actor == staff.actor, LedgerEntry.id > after,
+        LedgerEntry.kind != EntryKind.BONUS,  # an earning rule's award goes with its earn
     ).order_by(LedgerEntry.id.desc()).limit(1))
 
 

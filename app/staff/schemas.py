@@ -9,6 +9,7 @@ from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
 
 from app.loyalty.ledger import MAX_POINTS
+from app.loyalty.schemas import AwardOut
 from app.schemas import MAX_ID, InputSchema, StrictInteger, text
 from passes.languages import LANGUAGES
 
@@ -46,5 +47,9 @@ class TillActionOut(Schema):
     balance = fields.Integer()
     tier = fields.String(allow_none=True)
     created_at = fields.DateTime()
+    rules = fields.List(fields.Nested(AwardOut), metadata={
+        "description": "an earn: the earning rules that gave points on it"})
+    total_points = fields.Integer(allow_none=True, metadata={
+        "description": "an earn: its points and the rules' in all"})
     undo_seconds = fields.Integer(allow_none=True,
                                   metadata={"description": "how long it can be undone"})

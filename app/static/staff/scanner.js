@@ -406,7 +406,9 @@
       setState("card");
       return;
     }
-    showResult(format(text.earned, { points: numbers.format(result.data.points),
+    // The earn's points and what earning rules gave on it.
+    const earned = result.data.total_points ?? result.data.points;
+    showResult(format(text.earned, { points: numbers.format(earned),
                                      label: current.pointsLabel }), result.data);
     offerUndo(result.data.entry_id, result.data.undo_seconds);
     setState("earned");
