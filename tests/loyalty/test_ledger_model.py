@@ -28,7 +28,10 @@ from hypothesis.stateful import (
     multiple,
     rule,
 )
+from sqlalchemy import func, select
 
+from app.extensions import db
+from app.loyalty.models import Card, LedgerEntry, LotConsumption, PointLot
 from passes.barcode import make_code
 from tests.factories import (
     ApiClient,
@@ -58,6 +61,59 @@ class ModelCard:
     @property
     def tier(self) -> tuple[int, str, int]:
         return max(t for t in TIERS if t[0] <= self.lifetime)
+
+
+def ledger_violations(app: Any, card_ids: list[int] | None = None) -> list[str]:
+    """What breaks the ledger's invariants (docs/loyalty-engine.md), read from the database:
+    for each card, balance == Σ entries.points == Σ remaining of its available lots and
+    Σ entries.pending_points == Σ remaining of its pending lots, no negative balance; each
+    lot's remaining == points − Σ its consumptions, within [0, points]; every consumption
+    belongs to a debit. Empty when all hold.
+
+    (A stand-in for ``app.loyalty.invariants.violations``, written on another branch.)
+    """
+    def sums(column: Any, *where: Any) -> dict[int, int]:
+        """card id -> the sum of ``column`` over the rows ``where`` selects."""
+        table = column.class_
+        query = select(table.card_id, func.coalesce(func.sum(column), 0)).where(
+            *where).group_by(table.card_id)
+        return {card_id: int(total) for card_id, total in db.session.execute(query)}
+
+    problems: list[str] = []
+    with app.app_context():
+        cards = select(Card.id, Card.balance)
+        if card_ids is not None:
+            cards = cards.where(Card.id.in_(card_ids))
+        points = sums(LedgerEntry.points)
+        pending = sums(LedgerEntry.pending_points)
+        available_lots = sums(PointLot.remaining, PointLot.pending.is_(False))
+        pending_lots = sums(PointLot.remaining, PointLot.pending.is_(True))
+        for card_id, balance in db.session.execute(cards):
+            got = (balance, points.get(card_id, 0), available_lots.get(card_id, 0))
+            if len(set(got)) != 1 or balance < 0:
+                problems.append(f"card {card_id}: balance, Σ points, Σ available lots = {got}")
+            got_pending = (pending.get(card_id, 0), pending_lots.get(card_id, 0))
+            if got_pending[0] != got_pending[1]:
+                problems.append(f"card {card_id}: Σ pending_points, Σ pending lots = "
+                                f"{got_pending}")
+        consumed = dict(db.session.execute(select(
+            LotConsumption.lot_id, func.sum(LotConsumption.points)).group_by(
+            LotConsumption.lot_id)).all())
+        lots = select(PointLot.id, PointLot.card_id, PointLot.points, PointLot.remaining)
+        if card_ids is not None:
+            lots = lots.where(PointLot.card_id.in_(card_ids))
+        for lot_id, card_id, lot_points, remaining in db.session.execute(lots):
+            if not 0 <= remaining <= lot_points or remaining != lot_points - int(
+                    consumed.get(lot_id) or 0):
+                problems.append(f"card {card_id} lot {lot_id}: points {lot_points}, remaining "
+                                f"{remaining}, consumed {consumed.get(lot_id)}")
+        credits = db.session.execute(select(LotConsumption.entry_id, LedgerEntry.kind).join(
+            LedgerEntry, LedgerEntry.id == LotConsumption.entry_id).where(
+            LedgerEntry.points + LedgerEntry.pending_points >= 0)).all()
+        problems.extend(f"entry {entry_id} ({kind}) consumed a lot but is no debit"
+                        for entry_id, kind in credits)
+        db.session.rollback()
+    return problems
 
 
 def _machine(app: Any, keys: dict[str, str]) -> type[RuleBasedStateMachine]:
