@@ -20,10 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from app.auth.models import ApiKey
 from app.extensions import db
 from app.loyalty import ledger
 from app.loyalty.models import Card, EntryKind, LedgerEntry, PointLot, Program
 from app.loyalty.refunds import clawback
+from app.redemption import till
+from app.staff.actor import TillActor
 from tests.clock import FakeClock
 from tests.factories import ApiClient, create_card, make_app, row_counts
 from tests.loyalty.test_ledger_model import ledger_violations
@@ -332,6 +335,34 @@ def test_the_openapi_document_describes_refunds(app: Any) -> None:
     refund_in = spec["components"]["schemas"]["RefundIn"]
     assert set(refund_in["required"]) == {"reference", "amount", "currency"}
     assert refund_in["properties"]["amount"]["minimum"] == 1
+
+
+def test_undoing_a_partly_refunded_purchase_at_the_till_takes_back_only_what_is_left(
+        app: Any, api: ApiClient, pos: ApiClient, program: dict[str, Any]) -> None:
+    serial = create_card(api, program)["serial_number"]
+    api.post(f"/api/v1/cards/{serial}/adjust", json={"points": 20, "reason": "welcome"})
+    bought = _buy(pos, serial, 100_000, "INV-U")  # the pos key's last action
+    refunded = _refund(api, serial, 50_000, "INV-U", "ru")  # by the admin key
+    assert (refunded.json["clawed_back"], refunded.json["balance"]) == (5, 25)
+    with app.app_context():
+        pos_key = db.session.scalar(select(ApiKey).where(ApiKey.name == "test pos"))
+        undo = till.undo_last(TillActor(kind="api_key", id=pos_key.id, name=pos_key.name),
+                              entry_id=bought["entry"]["id"])
+    assert (undo.points, undo.balance) == (-5, 20)
+    assert ledger_violations(app, [_card_id(app, serial)]) == []
+
+
+def test_a_purchase_refunded_in_full_has_nothing_to_undo_at_the_till(
+        app: Any, api: ApiClient, pos: ApiClient, program: dict[str, Any]) -> None:
+    serial = create_card(api, program)["serial_number"]
+    bought = _buy(pos, serial, 100_000, "INV-F")
+    assert _refund(api, serial, 100_000, "INV-F", "rf").json["balance"] == 0
+    with app.app_context():
+        pos_key = db.session.scalar(select(ApiKey).where(ApiKey.name == "test pos"))
+        with pytest.raises(till.NothingToUndo):
+            till.undo_last(TillActor(kind="api_key", id=pos_key.id, name=pos_key.name),
+                           entry_id=bought["entry"]["id"])
+    assert row_counts(app, LedgerEntry) == (2,)
 
 
 def test_parallel_refunds_of_one_purchase_claw_back_its_points_once(
