@@ -1,9 +1,10 @@
-"""The loyalty API: programs, rewards, tiers, members, cards, earning and adjusting.
+"""The loyalty API: programs, rewards, tiers, members, cards, earning, adjusting, refunds.
 
 It lives above the domains it composes (see ``app.api``)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from apiflask import APIBlueprint
@@ -11,7 +12,7 @@ from apiflask import APIBlueprint
 from app import timeutil
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
-from app.loyalty import balances, cards, ledger, programs
+from app.loyalty import balances, cards, ledger, programs, refunds
 from app.loyalty.models import Card, Member, Program
 from app.loyalty.schemas import (
     AdjustIn,
@@ -29,6 +30,9 @@ from app.loyalty.schemas import (
     ProgramIn,
     ProgramList,
     ProgramOut,
+    RefundIn,
+    RefundOut,
+    RequiredIdempotencyHeader,
     RewardIn,
     RewardOut,
     TierIn,
@@ -208,3 +212,33 @@ def adjust(serial: str, headers: dict[str, Any], data: dict[str, Any]) -> Any:
     posting = ledger.adjust(serial, actor=actor(), idempotency_key=headers.get("idempotency_key"),
                             **data)
     return _posting_response(posting)
+
+
+@bp.post("/cards/<serial>/refunds")
+@bp.auth_required(auth, roles=["pos", "admin"])
+# The body first: a malformed body is 400 whatever the headers.
+@bp.input(RefundIn, arg_name="data")
+@bp.input(RequiredIdempotencyHeader, location="headers", arg_name="headers")
+@bp.output(RefundOut, status_code=201)
+@bp.doc(summary="Refund (part of) a purchase: claw back the points it earned, in proportion",
+        description="`reference` names the purchase (the card's earn with that reference). "
+        "After refunds totalling R of a purchase of amount A that earned E points (its earn "
+        "and the rules' awards on it), `floor(E × R / A)` points have been clawed back: each "
+        "refund takes the difference, first from the purchase's own points (pending or "
+        "not), then, when the program's `refund_shortfall` is `clamp`, from the balance down "
+        "to zero; with `forgive` only from the purchase's own points. What could not be "
+        "taken is the entry's `shortfall`. The `Idempotency-Key` header is required: a retry "
+        "with the same key and body refunds once and answers with the first result "
+        "(`Idempotent-Replayed: true`). 404 `purchase-not-found`: no earn with that "
+        "reference on the card; 409 `refund-exceeds-purchase` (more than is left to "
+        "refund), `nothing-earned` (the purchase was reversed), `ambiguous-reference` "
+        "(several earns have it), `not-a-purchase` (an earn of plain points); 410 "
+        "`card-voided`; 422 for a currency that is not the program's.",
+        responses=[401, 403, 404, 409, 410, 422])
+def refund(serial: str, headers: dict[str, Any], data: dict[str, Any]) -> Any:
+    result = refunds.refund(serial, actor=actor(), idempotency_key=headers["idempotency_key"],
+                            **data)
+    body = {**asdict(result),
+            "entry": {**asdict(result.entry), "shortfall": result.shortfall,
+                      "purchase_id": result.purchase.entry_id}}
+    return body, 201, ({"Idempotent-Replayed": "true"} if result.replayed else {})

@@ -345,3 +345,53 @@ class IdempotencyHeader(InputSchema):
 
     class Meta:
         unknown = "exclude"  # other headers are none of our business
+
+
+class RequiredIdempotencyHeader(IdempotencyHeader):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key", required=True, validate=validators.Length(min=1, max=128),
+        metadata={"description": "required: a retry with the same key and body answers as "
+                  "the first request did, and refunds once"})
+
+
+class RefundIn(InputSchema):
+    reference = text(128, required=True, metadata={
+        "description": "the purchase's reference, as its earn gave it"})
+    amount = StrictInteger(required=True, validate=validators.Range(1, MAX_AMOUNT),
+                           metadata={"description": "the amount refunded, in minor units"})
+    currency = fields.String(required=True, validate=validators.OneOf(sorted(CURRENCIES)),
+                             metadata={"description": "the program's currency"})
+    reason = text(500)
+
+
+class RefundEntryOut(LedgerEntryOut):
+    pending_points = fields.Integer(metadata={"description": "signed: pending points taken"})
+    shortfall = fields.Integer(allow_none=True)
+    purchase_id = fields.Integer(allow_none=True, metadata={
+        "description": "the ledger entry of the refunded purchase (its earn)"})
+
+
+class RefundedPurchaseOut(Schema):
+    entry_id = fields.Integer(metadata={"description": "the purchase's earn entry"})
+    reference = fields.String()
+    amount = fields.Integer(metadata={"description": "the purchase's amount, minor units"})
+    currency = fields.String()
+    earned = fields.Integer(metadata={
+        "description": "points the purchase earned (its earn and the rules' awards on it)"})
+    refunded = fields.Integer(metadata={
+        "description": "minor units refunded so far, this refund included"})
+    left = fields.Integer(metadata={"description": "minor units left to refund"})
+
+
+class RefundOut(Schema):
+    serial_number = fields.String()
+    balance = fields.Integer()
+    lifetime_points = fields.Integer()
+    tier = fields.String(allow_none=True)
+    entry = fields.Nested(RefundEntryOut)
+    clawed_back = fields.Integer(metadata={"description": "points taken from the balance"})
+    pending_clawed_back = fields.Integer(metadata={
+        "description": "pending points taken (the purchase's points not yet spendable)"})
+    shortfall = fields.Integer(metadata={
+        "description": "points due that the card no longer had (spent), not clawed back"})
+    purchase = fields.Nested(RefundedPurchaseOut)

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, select
 from app import dbutil
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
-from app.loyalty import ledger
+from app.loyalty import ledger, refunds
 from app.loyalty.ledger import MAX_AMOUNT
 from app.loyalty.models import Card, EntryKind, LedgerEntry, Program, ProgramLocation
 from app.loyalty.rules import Award, EarnPosting
@@ -235,8 +235,11 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
         if p.tx.first(_REVERSAL_OF, {"card_id": p.card.id, "id": target_id}) is not None:
             raise AlreadyUndone("This action was already undone.")
         # All the purchase gave, pending or not, with the rules' awards on it, taken from its
-        # own lots first.
-        posting = p.post(EntryKind.REVERSE, -p.earned_by(target_id), actor=staff.actor,
+        # own lots first; less what refunds of it clawed back already.
+        left = p.earned_by(target_id) - refunds.settled_by_refunds(p, target_id)
+        if left <= 0:
+            raise NothingToUndo("This purchase was refunded in full.")
+        posting = p.post(EntryKind.REVERSE, -left, actor=staff.actor,
                          reason=reason, reference=f"entry:{target_id}", reverses_id=target_id,
                          take_first_from=target_id,
                          counts_toward_tier=True, till=staff)
