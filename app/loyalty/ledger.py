@@ -23,28 +23,32 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, select, update
+from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, func, or_, select, update
 
-from app import dbutil, telemetry
+from app import dbutil, telemetry, timeutil
 from app.errors import (
     CardVoided,
+    Conflict,
     IdempotencyKeyReused,
     InsufficientPoints,
     NotFound,
     Unprocessable,
 )
 from app.extensions import db
-from app.loyalty import changes
+from app.loyalty import changes, lots
+from app.loyalty.lots import OpenLot
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program, Tier
-from app.timeutil import utcnow
 
 MAX_POINTS = 1_000_000_000  # per posting; far beyond any real purchase, far below int64
 MAX_AMOUNT = 10**15  # minor units
+# The actor of the entries a posting writes on the clock's behalf (releases and expiries).
+CLOCK_ACTOR = "clock"
+_TRANSACTION_KEY: str = "\x00the posting's own key"  # post(idempotency_key=...) default
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Entry:
     amount: int | None
     currency: str | None
     created_at: datetime
+    pending_points: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class LockedCard:
     earn_amount: int
     barcode_version: int
     tier_name: str | None
+    pending_days: int = 0
+    points_expire_after_days: int | None = None
 
 
 def fingerprint(**request: Any) -> str:
@@ -137,7 +144,9 @@ _TIER_RULES = dbutil.DriverStatement(lambda _dialect: select(
 ).where(Tier.program_id == bindparam("program_id")))
 _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
                  Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
-                 Program.earn_amount, Card.barcode_version, Tier.name)
+                 Program.earn_amount, Card.barcode_version, Tier.name, Program.pending_days,
+                 Program.points_expire_after_days)
+_LOCKED_CARD_FIELDS = len(_LOCK_COLUMNS)
 
 
 def _lock_statement(with_key: bool) -> Any:
@@ -165,8 +174,14 @@ _LOCK = {with_key: dbutil.DriverStatement(
 _ENTRY_BY_ID = dbutil.DriverStatement(lambda _dialect: select(
     LedgerEntry.id, LedgerEntry.kind, LedgerEntry.points, LedgerEntry.balance_after,
     LedgerEntry.reference, LedgerEntry.reason, LedgerEntry.amount, LedgerEntry.currency,
-    LedgerEntry.created_at, LedgerEntry.request_fingerprint,
+    LedgerEntry.created_at, LedgerEntry.pending_points, LedgerEntry.request_fingerprint,
 ).where(LedgerEntry.id == bindparam("id")))
+# What a purchase earned: its earn's points (available or pending) and the rule awards on it.
+_EARNED_BY = dbutil.DriverStatement(lambda _dialect: select(
+    func.coalesce(func.sum(LedgerEntry.points + LedgerEntry.pending_points), 0),
+).where(or_(LedgerEntry.id == bindparam("entry_id"),
+            and_(LedgerEntry.purchase_id == bindparam("entry_id"),
+                 LedgerEntry.kind == EntryKind.BONUS))))
 _ENTRY_ID_FOR_KEY = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
     LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.idempotency_key == bindparam("key")))
 
@@ -219,6 +234,25 @@ _UPDATE = guarded_update()
 _INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
 
 
+@dataclass(frozen=True)
+class _Write:
+    """What one entry of a posting writes, besides its points."""
+
+    kind: EntryKind
+    key: str | None
+    own_key: bool  # the entry's own key (an expiry, a rule's award), not the posting's
+    now: datetime
+    card_update: dbutil.DriverStatement
+    card_update_params: dict[str, Any] | None
+    entry: dict[str, Any]
+
+
+_CLOCK_KINDS = (EntryKind.RELEASE, EntryKind.EXPIRE)
+_CLOCK_ENTRY = {"actor": CLOCK_ACTOR, "reference": None, "reason": None, "amount": None,
+                "currency": None, "reverses_id": None, "rule_id": None, "purchase_id": None,
+                "staff_member_id": None, "device_id": None, "location_id": None}
+
+
 def posting(serial_number: str, idempotency_key: str | None = None,
             request_fp: str | None = None) -> PostingTransaction:
     """A posting to a card: ``with posting(...) as p:`` locks the card's row (SQLite: the
@@ -250,6 +284,7 @@ class PostingTransaction:
         self.request_fp = request_fp
         self.replay: Posting | None = None
         self._posted: EntryKind | None = None  # the kind of entry post() wrote, if any
+        self._tiers: list[TierRule] | None = None
 
     def __enter__(self) -> PostingTransaction:
         key = self.idempotency_key
@@ -258,9 +293,9 @@ class PostingTransaction:
             row = tx.first(_LOCK[key is not None], {"serial": self.serial_number, "key": key})
             if row is None:
                 raise NotFound(f"No card with serial number {self.serial_number!r}.")
-            self.card = LockedCard(*row[:12])
-            if key is not None and row[12] is not None:
-                self.replay = self._replay(row[12])
+            self.card = LockedCard(*row[:_LOCKED_CARD_FIELDS])
+            if key is not None and row[_LOCKED_CARD_FIELDS] is not None:
+                self.replay = self._replay(row[_LOCKED_CARD_FIELDS])
         except BaseException:
             tx.rollback()
             raise
@@ -280,9 +315,11 @@ class PostingTransaction:
                 telemetry.POSTINGS[self._posted].inc()
 
     def tier_rules(self) -> list[TierRule]:
-        """The tiers of the card's program."""
-        return [TierRule(*row)
-                for row in self.tx.all(_TIER_RULES, {"program_id": self.card.program_id})]
+        """The tiers of the card's program (read once per posting)."""
+        if self._tiers is None:
+            self._tiers = [TierRule(*row) for row in
+                           self.tx.all(_TIER_RULES, {"program_id": self.card.program_id})]
+        return self._tiers
 
     def post(
         self,
@@ -301,9 +338,25 @@ class PostingTransaction:
         counts_toward_tier: bool | None = None,
         till: AtTheTill | None = None,
         location_id: int | None = None,
+        rule_id: int | None = None,
+        purchase_id: int | None = None,
+        idempotency_key: str | None = _TRANSACTION_KEY,
+        take_first_from: int | None = None,
+        shortfall: str | None = None,
     ) -> Posting:
-        """Apply ``points`` to the card, append the entry and announce the change (committed
-        when the block ends).
+        """Apply ``points`` to the card, append the entry, keep the card's lots and announce
+        the change (committed when the block ends). Several postings may share one block.
+
+        A credit (``points`` > 0) makes a lot: pending for ``pending_days`` when it comes
+        from a purchase (an ``earn``, or a ``bonus`` with ``purchase_id``), expiring after the
+        program's ``points_expire_after_days``; the reversal (``reverses_id``) of a spend
+        gives back the lots the spend took, with their expiry. A debit first settles the card
+        (the releases and expiries now due, each its own entry), then takes its points from
+        the lots of ``take_first_from`` (an earn: its lot and those of the rule awards on it)
+        and then from available lots in spend order (:mod:`app.loyalty.lots`).
+        ``InsufficientPoints`` when they hold too little, unless ``shortfall`` is given: with
+        ``"clamp"`` the debit takes what there is, with ``"forgive"`` only from
+        ``take_first_from``'s lots, and the entry records the rest as its shortfall.
 
         ``card_update``: the card's guarded update, ``guarded_update()`` by default
         (``card_update_params``: the parameters of what a variant also sets). When a
@@ -311,9 +364,10 @@ class PostingTransaction:
         rolls back and this returns that request's posting (``replayed``): the transaction
         has ended.
 
-        ``reverses_id``: the entry this one takes back. ``counts_toward_tier`` (by default:
-        for an earn) moves the lifetime points with the balance and chooses the tier again;
-        taking back an earn passes it, so the earn's tier effect goes too.
+        ``counts_toward_tier`` (by default: an earn, or a rule's bonus on a purchase) moves
+        the lifetime points with the points that are or become available, and chooses the
+        tier again; taking back an earn passes it, so the earn's tier effect goes too.
+        ``idempotency_key``: this entry's own key instead of the posting's (a rule's award).
 
         ``till``: who acted at the till; the entry records its staff member, device and
         location (``location_id`` when given, else the till's).
@@ -321,76 +375,173 @@ class PostingTransaction:
         card = self.card
         if card.status is CardStatus.VOIDED:
             raise CardVoided(f"Card {card.serial_number} is voided.")
-        if points == 0 or abs(points) > MAX_POINTS:
+        if (points == 0 and kind is not EntryKind.REFUND) or abs(points) > MAX_POINTS:
             raise Unprocessable(f"Points must be non-zero and at most {MAX_POINTS} in size.")
-
-        now = utcnow()
-        lifetime = card.lifetime_points
-        tier_id = card.tier_id
-        tier_name = card.tier_name
+        if tiers is not None:
+            self._tiers = tiers
         if counts_toward_tier is None:
-            counts_toward_tier = kind is EntryKind.EARN
-        if counts_toward_tier:
-            # The row is locked, so the stored lifetime is current: the new tier is chosen here.
-            if tiers is None:
-                tiers = self.tier_rules()
-            lifetime += points
-            new_tier = tier_for(tiers, lifetime)
-            tier_id = new_tier.id if new_tier else None
-            tier_name = new_tier.name if new_tier else None
-
-        tx, key = self.tx, self.idempotency_key
-        params = {
-            "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
-            "new_tier_id": tier_id, **changes.bump_params(now),
-        }
-        if card_update_params:
-            params.update(card_update_params)
-        updated = tx.first(card_update, params)
-        if updated is None:
-            if key is not None and (earlier := self._entry_id_for_key()):
-                return self._replay(earlier)
-            raise InsufficientPoints(
-                f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
-                balance=card.balance,
-            )
-
-        (balance,) = updated
-        inserted = tx.first(_INSERT_ENTRY, {
-            "card_id": card.id,
-            "kind": kind,
-            "points": points,
-            "balance_after": balance,
-            "actor": actor,
-            "reference": reference,
-            "reason": reason,
-            "idempotency_key": key,
-            "request_fingerprint": self.request_fp if key else None,
-            "amount": amount,
-            "currency": currency,
-            "reverses_id": reverses_id,
-            "created_at": now,
+            counts_toward_tier = kind is EntryKind.EARN or (
+                kind is EntryKind.BONUS and purchase_id is not None)
+        now = timeutil.now()
+        entry: dict[str, Any] = {
+            "actor": actor, "reference": reference, "reason": reason, "amount": amount,
+            "currency": currency, "reverses_id": reverses_id, "rule_id": rule_id,
+            "purchase_id": purchase_id,
             "staff_member_id": till.staff_member_id if till else None,
             "device_id": till.device_id if till else None,
             "location_id": location_id if location_id is not None else (
                 till.location_id if till else None),
-            "pending_points": 0,
-            "rule_id": None,
-            "purchase_id": None,
-            "shortfall": None,
+        }
+        own_key = idempotency_key is not _TRANSACTION_KEY
+        key = idempotency_key if own_key else self.idempotency_key
+        write = _Write(kind, key, own_key, now, card_update, card_update_params, entry)
+        if points > 0:
+            return self._credit(write, points, counts_toward_tier)
+        return self._debit(write, -points, counts_toward_tier, take_first_from, shortfall)
+
+    def _credit(self, write: _Write, points: int, counts: bool) -> Posting:
+        card, tx, now = self.card, self.tx, write.now
+        expire_days = card.points_expire_after_days
+        pending = card.pending_days > 0 and (write.kind is EntryKind.EARN or (
+            write.kind is EntryKind.BONUS and write.entry["purchase_id"] is not None))
+        available_at = now + timedelta(days=card.pending_days) if pending else now
+        # A reversal of a spend gives back what the spend took, each with its lot's expiry.
+        new_lots: list[tuple[int, datetime | None]] = []
+        reverses_id = write.entry["reverses_id"]
+        if write.kind is EntryKind.REVERSE and reverses_id is not None:
+            left = points
+            for taken, expires_at in tx.all(lots.CONSUMED_BY, {"entry_id": reverses_id}):
+                if left > 0:
+                    new_lots.append((min(taken, left), expires_at))
+                    left -= min(taken, left)
+            if left > 0:  # spent before lots existed
+                new_lots.append((left, lots.expiry_for(now, expire_days)))
+        else:
+            new_lots.append((points, lots.expiry_for(available_at, expire_days)))
+        posting = self._write(write, 0 if pending else points, points if pending else 0,
+                              points if counts and not pending else 0)
+        if posting.replayed:
+            return posting
+        for lot_points, expires_at in new_lots:
+            tx.execute(lots.INSERT_LOT, {
+                "card_id": card.id, "entry_id": posting.entry.id, "points": lot_points,
+                "remaining": lot_points, "pending": pending, "available_at": available_at,
+                "expires_at": expires_at, "reminded_at": None, "created_at": now,
+            })
+        return self._announced(posting)
+
+    def _debit(self, write: _Write, points: int, counts: bool, take_first_from: int | None,
+               shortfall: str | None) -> Posting:
+        card, tx = self.card, self.tx
+        open_lots = self._settle(
+            [OpenLot(*row) for row in tx.all(lots.OPEN_LOTS, {"card_id": card.id})], write.now)
+        first = [] if take_first_from is None else [
+            row[0] for row in tx.all(lots.PURCHASE_LOTS, {"entry_id": take_first_from})]
+        takes = lots.choose(open_lots, points, first=first,
+                            spend_from_balance=shortfall != "forgive")
+        taken = sum(take.points for take in takes)
+        if taken < points and shortfall is None:
+            if write.key is not None and not write.own_key and (
+                    earlier := self._entry_id_for_key()):
+                return self._replay(earlier)
+            raise InsufficientPoints(
+                f"Card {card.serial_number} has {self.card.balance} points; {points} are "
+                "needed.", balance=self.card.balance)
+        from_available = sum(take.points for take in takes if not take.lot.pending)
+        posting = self._write(write, -from_available, from_available - taken,
+                              -from_available if counts else 0,
+                              shortfall=None if shortfall is None else points - taken)
+        if posting.replayed:
+            return posting
+        for take in takes:
+            self._take(take, posting.entry.id)
+        return self._announced(posting)
+
+    def _settle(self, open_lots: list[OpenLot], now: datetime) -> list[OpenLot]:
+        """Write the releases and expiries due at ``now`` (each its own entry); the lots left
+        to spend from."""
+        release, expire = lots.settle_due(open_lots, now)
+        for lot in release:
+            write = _Write(EntryKind.RELEASE, f"release:{lot.id}", True, now, _UPDATE, None,
+                           _CLOCK_ENTRY)
+            self._write(write, lot.remaining, -lot.remaining, lot.remaining)
+            self.tx.execute(lots.RELEASE, {"lot_id": lot.id})
+            lot.pending = False
+        for lot in expire:
+            write = _Write(EntryKind.EXPIRE, f"expire:{lot.id}", True, now, _UPDATE, None,
+                           _CLOCK_ENTRY)
+            posting = self._write(write, -lot.remaining, 0, 0)
+            self._take(lots.Take(lot, lot.remaining), posting.entry.id)
+        return [lot for lot in open_lots if lot.remaining > 0]
+
+    def _take(self, take: lots.Take, entry_id: int) -> None:
+        if self.tx.execute(lots.TAKE, {"lot_id": take.lot.id, "taken": take.points}) != 1:
+            raise RuntimeError(f"lot {take.lot.id} holds less than {take.points} points")
+        self.tx.execute(lots.INSERT_CONSUMPTION,
+                        {"entry_id": entry_id, "lot_id": take.lot.id, "points": take.points})
+        take.lot.remaining -= take.points
+
+    def _write(self, write: _Write, points: int, pending_points: int, lifetime_delta: int,
+               shortfall: int | None = None) -> Posting:
+        """The card's guarded update and the entry; the card as it is after them becomes
+        ``self.card``. A replay (``replayed``) when a concurrent request with the posting's
+        key went through first."""
+        card, tx = self.card, self.tx
+        lifetime = max(card.lifetime_points + lifetime_delta, 0)
+        tier_id, tier_name = card.tier_id, card.tier_name
+        if lifetime != card.lifetime_points:
+            # The row is locked, so the stored lifetime is current: the new tier is chosen here.
+            new_tier = tier_for(self.tier_rules(), lifetime)
+            tier_id = new_tier.id if new_tier else None
+            tier_name = new_tier.name if new_tier else None
+        params = {
+            "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
+            "new_tier_id": tier_id, **changes.bump_params(write.now),
+        }
+        card_update = _UPDATE
+        if write.kind not in _CLOCK_KINDS:
+            card_update = write.card_update
+            params.update(write.card_update_params or {})
+        updated = tx.first(card_update, params)
+        if updated is None:  # the lots and the balance disagree: refuse rather than overdraw
+            raise InsufficientPoints(
+                f"Card {card.serial_number} has {card.balance} points; {-points} are needed.",
+                balance=card.balance)
+        (balance,) = updated
+        own_key = write.own_key
+        inserted = tx.first(_INSERT_ENTRY, {
+            **write.entry, "card_id": card.id, "kind": write.kind, "points": points,
+            "pending_points": pending_points, "balance_after": balance,
+            "idempotency_key": write.key,
+            "request_fingerprint": self.request_fp if write.key and not own_key else None,
+            "created_at": write.now, "shortfall": shortfall,
         })
-        if inserted is None:  # a concurrent request with the same key committed first
+        if inserted is None:
+            if own_key:
+                raise Conflict(f"A {write.kind} entry with key {write.key!r} exists already.")
+            # A concurrent request with the same key committed first.
             return self._replay(self._entry_id_for_key())
-        changes.announce_card(tx, card.id, now)
-        self._posted = kind
+        self.card = replace(card, balance=balance, lifetime_points=lifetime, tier_id=tier_id,
+                            tier_name=tier_name)
+        entry = write.entry
         return Posting(
-            serial_number=card.serial_number,
-            balance=balance,
-            lifetime_points=lifetime,
+            serial_number=card.serial_number, balance=balance, lifetime_points=lifetime,
             tier=tier_name,
-            entry=Entry(inserted[0], kind, points, balance, reference, reason, amount, currency,
-                        now),
+            entry=Entry(inserted[0], write.kind, points, balance, entry["reference"],
+                        entry["reason"], entry["amount"], entry["currency"],
+                        write.now, pending_points),
         )
+
+    def _announced(self, posting: Posting) -> Posting:
+        changes.announce_card(self.tx, self.card.id, posting.entry.created_at)
+        self._posted = posting.entry.kind
+        return posting
+
+    def earned_by(self, purchase_id: int) -> int:
+        """The points the purchase ``purchase_id`` (an earn entry) earned: its own, pending or
+        not, and those of the rules' awards on it."""
+        row = self.tx.first(_EARNED_BY, {"entry_id": purchase_id})
+        return int(row[0]) if row else 0
 
     def committed_replay(self) -> Posting | None:
         """The posting made with this idempotency key, looked up again with a new statement,
@@ -415,7 +566,7 @@ class PostingTransaction:
         row = self.tx.first(_ENTRY_BY_ID, {"id": entry_id})
         self.tx.rollback()
         assert row is not None
-        entry, fingerprint_of_first = Entry(*row[:9]), row[9]
+        entry, fingerprint_of_first = Entry(*row[:10]), row[10]
         if fingerprint_of_first != self.request_fp:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was already used for a different request on this card."

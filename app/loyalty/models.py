@@ -297,7 +297,8 @@ class LedgerEntry(db.Model):
         UniqueConstraint("card_id", "idempotency_key"),
         Index("ix_ledger_entries_card_id_id", "card_id", "id"),
         Index("ix_ledger_entries_purchase_id", "purchase_id"),
-        CheckConstraint("points <> 0 OR pending_points <> 0", name="points_non_zero"),
+        CheckConstraint("points <> 0 OR pending_points <> 0 OR kind = 'refund'",
+                        name="points_non_zero"),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
         CheckConstraint("shortfall >= 0", name="shortfall_non_negative"),
     )

@@ -206,7 +206,7 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
     last = _action_to_undo(staff, entry_id)
     serial = last.card.serial_number
     reason = f"Undone at the till by {staff.name}"[:500]
-    target_id, kind, points = last.id, last.kind, last.points
+    target_id, kind = last.id, last.kind
     if kind is EntryKind.REDEEM:
         redemption_id = db.session.scalar(select(Redemption.id).where(
             Redemption.ledger_entry_id == target_id))
@@ -226,8 +226,11 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
         # Under the card's lock: two undos of one earn cannot both pass.
         if p.tx.first(_REVERSAL_OF, {"card_id": p.card.id, "id": target_id}) is not None:
             raise AlreadyUndone("This action was already undone.")
-        posting = p.post(EntryKind.REVERSE, -points, actor=staff.actor, reason=reason,
-                         reference=f"entry:{target_id}", reverses_id=target_id,
+        # All the purchase gave, pending or not, with the rules' awards on it, taken from its
+        # own lots first.
+        posting = p.post(EntryKind.REVERSE, -p.earned_by(target_id), actor=staff.actor,
+                         reason=reason, reference=f"entry:{target_id}", reverses_id=target_id,
+                         take_first_from=target_id,
                          counts_toward_tier=True, till=staff)
     return _action(posting, "undo", undo_seconds=None)
 

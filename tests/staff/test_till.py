@@ -256,3 +256,26 @@ def test_the_till_names_its_program_and_location(app: Any, api: Any, program: di
     with app.app_context():
         assert till.till_place(alice) is None  # which one, the scan will tell
         assert till.till_place(at_kemang).location_name == "Kopi Test Kemang"
+
+
+def test_undo_a_pending_earn_takes_back_its_pending_points(app: Any, card: dict[str, Any],
+                                                           program: dict[str, Any],
+                                                           alice: TillActor) -> None:
+    """An earn whose points are pending (the program's pending_days) gave 0 spendable points:
+    undoing it takes back the pending ones, from its own lot."""
+    from app.loyalty.models import PointLot, Program
+
+    with app.app_context():
+        db.session.get(Program, program["id"]).pending_days = 3
+        db.session.commit()
+    serial = card["serial_number"]
+    scan_id = _scan(app, serial, alice)
+    with app.app_context():
+        earned = till.earn_at_till(scan_id, staff=alice, locale="en", points=40)
+        undone = till.undo_last(alice, entry_id=earned.entry_id)
+        entry = db.session.get(LedgerEntry, undone.entry_id)
+        assert (entry.kind, entry.points, entry.pending_points) == (EntryKind.REVERSE, 0, -40)
+        lot = db.session.scalars(select(PointLot)).one()
+        assert (lot.points, lot.remaining, lot.pending) == (40, 0, True)
+        db.session.rollback()
+    assert _card(app, serial) == (0, 0, "Bronze")

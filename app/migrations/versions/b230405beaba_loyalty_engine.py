@@ -92,7 +92,7 @@ def upgrade():
         batch_op.drop_constraint(batch_op.f('ck_ledger_entries_entry_kind'), type_='check')
         batch_op.create_check_constraint('entry_kind', f"kind IN ({', '.join(repr(k) for k in KINDS)})")
         batch_op.drop_constraint(batch_op.f('ck_ledger_entries_points_non_zero'), type_='check')
-        batch_op.create_check_constraint('points_non_zero', 'points <> 0 OR pending_points <> 0')
+        batch_op.create_check_constraint('points_non_zero', "points <> 0 OR pending_points <> 0 OR kind = 'refund'")
         batch_op.create_check_constraint('shortfall_non_negative', 'shortfall >= 0')
 
     with op.batch_alter_table('programs', schema=None) as batch_op:
