@@ -54,6 +54,7 @@ from app import dbutil, timeutil
 from app.config import ConfigError
 from app.extensions import db
 from app.loyalty import changes
+from app.loyalty.ledger import CLOCK_ACTOR
 from app.loyalty.models import (
     Card,
     CardStatus,
@@ -68,7 +69,7 @@ from app.loyalty.models import (
 log = logging.getLogger("pointpass.tick")
 
 BATCH_SIZE = 10_000  # lots per transaction
-ACTOR = "job:tick"
+ACTOR = CLOCK_ACTOR  # as the releases and expiries a posting writes when it settles a card
 # A batch that lost a deadlock (a program-wide card update took its cards in another order)
 # or a serialization failure is tried again this often.
 RETRIES = 5
