@@ -446,3 +446,27 @@ def test_a_tick_and_spends_at_once_expire_once(pg_app: Any, clock: FakeClock) ->
         assert card_state(app, serial)[0] == 45
     assert reports[0].expired <= len(serials)
     assert_invariants_hold(app)
+
+
+@pytest.mark.redis
+def test_the_worker_ticks_every_tick_interval(database: Any, tmp_path: Path) -> None:
+    """``pointpass worker`` runs the tick on its schedule (``POINTPASS_TICK_INTERVAL``): points
+    earned 400 days ago (on the web app's clock) expire without anyone running the command."""
+    from app.timeutil import utcnow
+    from tests.factories import admin_api, make_worker_app
+    from tests.processes import start_worker, wait_until
+
+    for app in make_worker_app(database, tmp_path, TICK_INTERVAL=0.5):
+        app.config["CLOCK"] = FakeClock(start=(utcnow() - timedelta(days=400)).timestamp())
+        api = admin_api(app)
+        program = create_program(api, points_expire_after_days=30)
+        serial = create_card(api, program)["serial_number"]
+        earn(api, serial, points=120)
+        worker = start_worker(app.config["TEST_WORKER_ENV"])
+        try:
+            wait_until(lambda app=app, serial=serial: card_state(app, serial)[0] == 0,
+                       "the scheduled tick", timeout=120)
+        finally:
+            worker.terminate()
+            worker.wait(10)
+        assert entries(app, serial, EntryKind.EXPIRE) == [("expire", -120, 0)]
