@@ -17,7 +17,8 @@ from app.extensions import db
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry
 
 ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "reference", "reason",
-                 "idempotency_key", "request_fingerprint", "amount", "currency", "created_at"]
+                 "idempotency_key", "request_fingerprint", "amount", "currency", "created_at",
+                 "pending_points"]
 INSERT_ENTRY = dbutil.DriverStatement(
     lambda _dialect: insert(LedgerEntry.__table__).returning(LedgerEntry.__table__.c.id),
     ENTRY_COLUMNS)
@@ -30,7 +31,7 @@ def _entry(card_id: int, created_at: datetime) -> dict[str, Any]:
     return {"card_id": card_id, "kind": EntryKind.ADJUST, "points": 5, "balance_after": 5,
             "actor": "test", "reference": None, "reason": "r", "idempotency_key": None,
             "request_fingerprint": None, "amount": None, "currency": None,
-            "created_at": created_at}
+            "created_at": created_at, "pending_points": 0}
 
 
 def test_values_go_in_and_come_out_as_sqlalchemy_would(app: Any, card: dict[str, Any]) -> None:

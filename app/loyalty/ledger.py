@@ -43,6 +43,7 @@ from app.extensions import db
 from app.loyalty import changes, lots
 from app.loyalty.lots import OpenLot
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program, Tier
+from app.timeutil import utcnow
 
 MAX_POINTS = 1_000_000_000  # per posting; far beyond any real purchase, far below int64
 MAX_AMOUNT = 10**15  # minor units
@@ -496,7 +497,9 @@ class PostingTransaction:
             tier_name = new_tier.name if new_tier else None
         params = {
             "card_id": card.id, "points": points, "lifetime_delta": lifetime - card.lifetime_points,
-            "new_tier_id": tier_id, **changes.bump_params(write.now),
+            # The pass's Last-Modified and the outbox run on the real clock; only the loyalty
+            # rules (entry times, lots, expiry) follow the app's clock, which tests move.
+            "new_tier_id": tier_id, **changes.bump_params(utcnow()),
         }
         card_update = _UPDATE
         if write.kind not in _CLOCK_KINDS:
@@ -533,7 +536,7 @@ class PostingTransaction:
         )
 
     def _announced(self, posting: Posting) -> Posting:
-        changes.announce_card(self.tx, self.card.id, posting.entry.created_at)
+        changes.announce_card(self.tx, self.card.id, utcnow())
         self._posted = posting.entry.kind
         return posting
 

@@ -156,7 +156,7 @@ def _settled_tag(wallet: Wallet, tag: str) -> str:
     databases can hold it back and a serial is listed again (harmless: Wallet then gets a 304
     for the pass). With nothing changing here, the list must empty within a few calls.
     """
-    for _ in range(50):
+    for _ in range(200):  # 10 s: other test databases' transactions hold the tag back
         response = wallet.serials(tag)
         if response.status_code == 204:
             return tag
