@@ -395,7 +395,9 @@ def _work(batch: Batch) -> Done:
         .values(balance=CARDS.c.balance + totals.c.released - totals.c.expired,
                 lifetime_points=lifetime,
                 tier_id=case((totals.c.released > 0, reached), else_=CARDS.c.tier_id),
-                **changes.bump(as_of)),
+                # The pass's Last-Modified runs on the real clock (as a posting's); only the
+                # entries follow ``as_of``, which may be another time (tests, --as-of).
+                **changes.bump(timeutil.utcnow())),
         params)
     # The lots, last: the statements above read them as they were.
     reminding = due.remind
