@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -33,10 +34,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import bench_app, machine, scratch_postgres
+from benchmarks.common import _cpu_of, bench_app, machine, scratch_postgres
 
 LOTS_PER_CARD = 5
 ENTRIES_PER_CARD = 6  # an earn per lot and one redemption
@@ -120,7 +122,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     with scratch_postgres() as url:
         app = bench_app(url, TICK_INTERVAL=0)
+        from sqlalchemy import event
+
+        from app.extensions import db
         from app.loyalty import invariants, tick
+
+        # The PostgreSQL backends of the app's connections, to count their CPU: the
+        # machine may be shared, so CPU seconds say more than the wall clock alone.
+        backends: set[int] = set()
+        with app.app_context():
+            @event.listens_for(db.engine, "connect")
+            def _remember_backend(dbapi_connection: object, _record: object) -> None:
+                backends.add(int(dbapi_connection.info.backend_pid))  # type: ignore[attr-defined]
 
         started = time.monotonic()
         generate(url, app, cards, as_of)
@@ -129,20 +142,26 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
               f"{generated:.1f} s", flush=True)
 
         rss_before = peak_rss_mib()
+        load_before = os.getloadavg()[0]
         with app.app_context():
+            db.session.execute(text("SELECT 1"))  # a pooled connection, its backend known
+            db.session.rollback()
             options = {} if args.batch_size is None else {"batch_size": args.batch_size}
+            backend_cpu = {pid: _cpu_of(pid) for pid in backends}
+            own_cpu = resource.getrusage(resource.RUSAGE_SELF)
             started = time.monotonic()
             report = tick.run(as_of, **options)
             seconds = time.monotonic() - started
+            own_after = resource.getrusage(resource.RUSAGE_SELF)
+            postgres_cpu = sum(_cpu_of(pid) - backend_cpu.get(pid, 0.0) for pid in backends)
+            python_cpu = (own_after.ru_utime + own_after.ru_stime
+                          - own_cpu.ru_utime - own_cpu.ru_stime)
             rss_after = peak_rss_mib()
+            load_after = os.getloadavg()[0]
             print(f"tick: {report}", flush=True)
             started = time.monotonic()
             found = invariants.violations()
             checked = time.monotonic() - started
-            from sqlalchemy import text
-
-            from app.extensions import db
-
             # Every card reached Silver with its release; balances: 360 + 100 (released)
             # - 160 (expired) on even cards, 460 on odd ones.
             silver, balances = db.session.execute(text(
@@ -162,7 +181,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     result: dict[str, object] = {
         "benchmark": "tick", "machine": machine(), "lots": cards * LOTS_PER_CARD,
         "cards": cards, "batch_size": args.batch_size or tick.BATCH_SIZE,
-        "tick_seconds": round(seconds, 2), "generate_seconds": round(generated, 1),
+        "tick_seconds": round(seconds, 2),
+        "tick_cpu_seconds": {"python": round(python_cpu, 1), "postgres": round(postgres_cpu, 1),
+                             "total": round(python_cpu + postgres_cpu, 1)},
+        "load_average": [round(load_before, 1), round(load_after, 1)],
+        "generate_seconds": round(generated, 1),
         "check_ledger_seconds": round(checked, 2),
         "peak_rss_mib_before_tick": round(rss_before, 1),
         "peak_rss_mib": round(rss_after, 1), "report": report.as_dict(),

@@ -290,12 +290,18 @@ class _Pass:
             return
 
     def _lock_cards(self, after: int, upto: int) -> list[int]:
-        """Lock the active cards with lots due in the batch, in id order; their ids."""
-        in_range = select(LOTS.c.card_id).where(LOTS.c.id > after, LOTS.c.id <= upto,
-                                                self.due.any)
+        """Lock the active cards with lots due in the batch, in id order; their ids.
+
+        Their ids are read first (a scan of the batch's lots), then locked by id: a lookup
+        per card, where a join would read the whole cards table for every batch."""
+        candidates = sorted({int(card) for (card,) in db.session.execute(
+            select(LOTS.c.card_id).where(LOTS.c.id > after, LOTS.c.id <= upto, self.due.any))})
+        if not candidates:
+            return []
         rows = db.session.execute(
             select(CARDS.c.id)
-            .where(CARDS.c.id.in_(in_range), CARDS.c.status == CardStatus.ACTIVE)
+            .where(_among(CARDS.c.id, self.dialect, candidates),
+                   CARDS.c.status == CardStatus.ACTIVE)
             .order_by(CARDS.c.id)
             .with_for_update(of=CARDS)
         ).all()
