@@ -32,7 +32,7 @@ from app.auth import models as _auth_models  # noqa: F401 - register the tables
 from app.auth.api import bp as keys_api
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
-from app.loyalty import artwork_views
+from app.loyalty import artwork_views, tick
 from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api
 from app.loyalty.rules_api import bp as rules_api
@@ -143,9 +143,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     artwork_views.init_app(app)
 
     if not app.config.get("REDIS_URL") and not app.testing:
-        # Jobs run in this process, so the periodic sweep does too (with rq, the
+        # Jobs run in this process, so the periodic sweep and tick do too (with rq, the
         # workers run it: `pointpass worker`).
         app.extensions["pointpass.sweeper"] = sweep.start_sweeper(app)
+        app.extensions["pointpass.ticker"] = tick.start_scheduler(app)
     app.register_blueprint(web)
     return app
 

@@ -15,6 +15,7 @@ from app.enrollment import service as enrollment
 from app.loyalty import balances, cards, ledger, programs, refunds
 from app.loyalty.models import Card, Member, Program
 from app.loyalty.schemas import (
+    SETTINGS_CHANGES,
     AdjustIn,
     CardDetailOut,
     CardOut,
@@ -82,7 +83,7 @@ def _posting_response(posting: ledger.Posting) -> tuple[ledger.Posting, int, dic
 @bp.auth_required(auth, roles=["admin"])
 @bp.input(ProgramIn, arg_name="data")
 @bp.output(ProgramOut, status_code=201)
-@bp.doc(summary="Create a program", description=CONTRAST_RULE,
+@bp.doc(summary="Create a program", description=CONTRAST_RULE + " " + SETTINGS_CHANGES,
         responses=[401, 403, 409, 422])
 def create_program(data: dict[str, Any]) -> Program:
     return programs.create(**data)
@@ -108,11 +109,11 @@ def get_program(program_id: int) -> Program:
 @bp.auth_required(auth, roles=["admin", "marketer"])
 @bp.input(DesignIn, arg_name="data")
 @bp.output(ProgramOut)
-@bp.doc(summary="Change a program's design; every card's passes follow",
+@bp.doc(summary="Change a program's design (every card's passes follow) or settings",
         description=CONTRAST_RULE + " A change of one colour is checked against the others "
-        "as stored.", responses=[401, 403, 404, 422])
+        "as stored. " + SETTINGS_CHANGES, responses=[401, 403, 404, 422])
 def update_program(program_id: int, data: dict[str, Any]) -> Program:
-    return programs.update_design(programs.get(program_id), **data)
+    return programs.change(programs.get(program_id), **data)
 
 
 @bp.post("/programs/<int:program_id>/rewards")

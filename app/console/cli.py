@@ -26,6 +26,8 @@ from app.config import ConfigError
 from app.console.demo import create_demo
 from app.errors import DomainError
 from app.extensions import db
+from app.loyalty import tick
+from app.loyalty.cli import COMMANDS as LOYALTY_COMMANDS
 from app.outbox.status import retry as outbox_retry_rows
 from app.outbox.status import status as outbox_status_of
 from app.redisclient import worker_client
@@ -91,7 +93,7 @@ def _database_commands() -> click.Group:
 
 cli.add_command(_database_commands())
 cli.add_command(spec_command)
-for _command in TILL_COMMANDS:
+for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS]:
     cli.add_command(_command)
 
 
@@ -223,7 +225,7 @@ def worker(burst: bool) -> None:
 
     It also runs rq's scheduler, which starts the retries of failed and abandoned jobs when
     their time comes, and (unless ``--burst``) the periodic sweep, which resumes what a dead
-    worker left behind.
+    worker left behind, and ``pointpass tick`` every POINTPASS_TICK_INTERVAL seconds.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # A client of its own: rq lengthens its read timeout beyond its blocking wait for the next
@@ -246,6 +248,7 @@ def worker(burst: bool) -> None:
     os.register_at_fork(after_in_child=in_forked_child)
     if not burst:
         sweep.start_sweeper(app)
+        tick.start_scheduler(app)
     # SimpleWorker runs jobs in this process, which already holds the app context and the
     # database pool; a forking worker would share pooled connections with its children.
     # Without the scheduler a retry (which rq schedules, also for a job abandoned by a killed

@@ -119,9 +119,48 @@ DESIGN_FIELDS = ("name", "organization_name", "background_color", "foreground_co
 
 COLOUR_FIELDS = ("background_color", "foreground_color", "label_color")
 
+# The loyalty engine's settings (docs/loyalty-engine.md). They change what happens from now
+# on, not how the program looks: no design version, and passes are rebuilt only for
+# ``time_zone``, the zone of the dates they show.
+SETTINGS_FIELDS = ("points_expire_after_days", "expiry_reminder_days", "pending_days",
+                   "refund_shortfall", "time_zone")
+
 
 def _default_colour(name: str) -> str:
     return str(Program.__table__.c[name].default.arg)  # type: ignore[union-attr]
+
+
+def change(program: Program, **fields: Any) -> Program:
+    """Change a program's design (:data:`DESIGN_FIELDS`, see :func:`update_design`) and
+    settings (:data:`SETTINGS_FIELDS`, see :func:`update_settings`) at once. Commits."""
+    for name in fields:
+        if name not in DESIGN_FIELDS and name not in SETTINGS_FIELDS:
+            raise ValueError(f"{name} is neither a design field nor a setting")
+    design = {name: value for name, value in fields.items() if name in DESIGN_FIELDS}
+    if design:
+        _change_design(program, design)
+    _change_settings(program, {name: value for name, value in fields.items()
+                               if name in SETTINGS_FIELDS}, design_changed_too=bool(design))
+    db.session.commit()
+    return program
+
+
+def update_settings(program: Program, **fields: Any) -> Program:
+    """Change the loyalty engine's settings; they apply from now on (new credits, refunds,
+    reminders). Passes are rebuilt only when ``time_zone`` changes. Commits."""
+    for name in fields:
+        if name not in SETTINGS_FIELDS:
+            raise ValueError(f"{name} is not a setting")
+    return change(program, **fields)
+
+
+def _change_settings(program: Program, settings: dict[str, Any], *,
+                     design_changed_too: bool) -> None:
+    zone_changed = "time_zone" in settings and settings["time_zone"] != program.time_zone
+    for name, value in settings.items():
+        setattr(program, name, value)
+    if zone_changed and not design_changed_too:  # a design change rebuilt the passes already
+        changes.touch_cards(Card.program_id == program.id)
 
 
 def update_design(program: Program, **fields: Any) -> Program:
@@ -133,6 +172,12 @@ def update_design(program: Program, **fields: Any) -> Program:
     for name in fields:
         if name not in DESIGN_FIELDS:
             raise ValueError(f"{name} is not a design field")
+    _change_design(program, fields)
+    db.session.commit()
+    return program
+
+
+def _change_design(program: Program, fields: dict[str, Any]) -> None:
     if any(name in fields for name in COLOUR_FIELDS):
         branding.check_contrast({name: fields.get(name, getattr(program, name))
                                  for name in COLOUR_FIELDS})
@@ -141,8 +186,6 @@ def update_design(program: Program, **fields: Any) -> Program:
             value = program_texts.merged(program.texts, value) or None
         setattr(program, name, value)
     design_changed(program)
-    db.session.commit()
-    return program
 
 
 def design_changed(program: Program) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, ClassVar
+from zoneinfo import available_timezones
 
 from apiflask import fields, validators
 from apiflask.schemas import Schema
@@ -81,7 +83,50 @@ TEXTS_DESCRIPTION = (
     "given replaces that language's texts; null removes them.")
 
 
-class ProgramIn(InputSchema):
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _valid_time_zone(name: str) -> None:
+    if name not in _time_zones():
+        raise ValidationError("Not an IANA time zone name (such as Asia/Jakarta or UTC).")
+
+
+SETTINGS_CHANGES = (
+    "The loyalty engine's settings (docs/loyalty-engine.md) apply to what happens after the "
+    "change: `points_expire_after_days` and `pending_days` to new credits, "
+    "`refund_shortfall` to new refunds. Changing only settings leaves the design version "
+    "and the passes as they are, except `time_zone`, in which passes show dates.")
+
+
+class ProgramSettingsIn(InputSchema):
+    """The loyalty engine's settings of a program (on create and PATCH)."""
+
+    points_expire_after_days = StrictInteger(
+        allow_none=True, validate=validators.Range(1, 3650),
+        metadata={"description": "points of a credit expire this many days after it; "
+                  "null: never (default)"})
+    expiry_reminder_days = StrictInteger(
+        validate=validators.Range(0, 365),
+        metadata={"description": "members are reminded this many days before points "
+                  "expire (default 14; 0: no reminder)"})
+    pending_days = StrictInteger(
+        validate=validators.Range(0, 365),
+        metadata={"description": "points from purchases become spendable this many days "
+                  "after the purchase (default 0: at once)"})
+    refund_shortfall = fields.String(
+        validate=validators.OneOf(["clamp", "forgive"]),
+        metadata={"description": "a refund whose points were spent: `clamp` (default) takes "
+                  "the rest from the balance down to zero, `forgive` only the purchase's own "
+                  "points"})
+    time_zone = fields.String(
+        validate=[validators.Length(max=64), _valid_time_zone],
+        metadata={"description": "IANA time zone of birthdays, days of week and time "
+                  "windows (default UTC)", "example": "Asia/Jakarta"})
+
+
+class ProgramIn(ProgramSettingsIn):
     name = text(120, required=True)
     slug = fields.String(validate=[validators.Regexp(r"^[a-z0-9]+(-[a-z0-9]+)*$"),
                                    validators.Length(max=64)])
@@ -105,7 +150,9 @@ class ProgramIn(InputSchema):
     rewards = fields.List(fields.Nested(ProgramRewardIn), validate=validators.Length(max=100))
 
 
-class DesignIn(InputSchema):
+class DesignIn(ProgramSettingsIn):
+    """A PATCH of a program: its design, its settings or both."""
+
     openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
     name = text(120)
     organization_name = text(120)
@@ -181,6 +228,11 @@ class ProgramOut(Schema):
     terms = fields.String(allow_none=True)
     texts = fields.Nested(ProgramTextsOut, allow_none=True)
     google_rotating_barcode = fields.Boolean()
+    points_expire_after_days = fields.Integer(allow_none=True)
+    expiry_reminder_days = fields.Integer()
+    pending_days = fields.Integer()
+    refund_shortfall = fields.String()
+    time_zone = fields.String()
     tiers = fields.List(fields.Nested(ProgramTierOut))
     rewards = fields.List(fields.Nested(ProgramRewardOut))
 

@@ -19,9 +19,9 @@ from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
-COMMANDS = ["create-key", "db", "demo", "dev-certs", "enrol-device", "list-devices", "list-keys",
-            "outbox", "revoke-device", "revoke-key", "routes", "run", "shell", "spec", "staff",
-            "worker"]
+COMMANDS = ["check-ledger", "create-key", "db", "demo", "dev-certs", "enrol-device",
+            "list-devices", "list-keys", "outbox", "revoke-device", "revoke-key", "routes", "run",
+            "shell", "spec", "staff", "tick", "worker"]
 
 
 @pytest.fixture
