@@ -20,8 +20,6 @@ way has committed its finished batches; the next run does the rest.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import time
@@ -53,7 +51,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app import dbutil, timeutil
 from app.config import ConfigError
 from app.extensions import db
-from app.loyalty import changes
+from app.loyalty import changes, rules
 from app.loyalty.ledger import CLOCK_ACTOR
 from app.loyalty.models import (
     Card,
@@ -141,13 +139,9 @@ def run(as_of: datetime | None = None, batch_size: int = BATCH_SIZE) -> TickRepo
 
 
 def award_birthdays(as_of: datetime) -> int:
-    """The birthday awards due at ``as_of``: :func:`app.loyalty.rules.award_birthdays`, once
-    that module exists (it is the rules' business, not the tick's). The number awarded."""
-    if importlib.util.find_spec("app.loyalty.rules") is None:
-        return 0
-    rules = importlib.import_module("app.loyalty.rules")
-    award = getattr(rules, "award_birthdays", None)
-    return int(award(as_of) or 0) if award is not None else 0
+    """The birthday awards due at ``as_of`` (:func:`app.loyalty.rules.award_birthdays`: the
+    rules' business, not the tick's). The number awarded."""
+    return rules.award_birthdays(as_of)
 
 
 def scheduled() -> None:

@@ -38,12 +38,13 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.auth.models import ApiKey
 from app.errors import DomainError
 from app.extensions import db
-from app.loyalty.models import Card, LedgerEntry, LotConsumption, PointLot, Program, Tier
+from app.loyalty import invariants
+from app.loyalty.models import Card, PointLot, Program, Tier
 from app.redemption import till
 from app.staff.actor import TillActor
 from passes.barcode import make_code
@@ -60,6 +61,8 @@ EXAMPLES = int(os.environ.get("POINTPASS_MODEL_EXAMPLES", "15"))
 # PROGRAM: 1 point per Rp 10.000 (1,000,000 minor units); Silver from 500 lifetime points
 # earns 150% on purchases.
 TIERS = [(0, "Bronze", 100), (500, "Silver", 150)]
+BIG_PURCHASE = 20_000_000  # Rp 200.000: the 1.5x rule's minimum amount
+FIXED_BONUS = 10  # the fixed bonus rule's points
 CARD = st.integers(0, 1)  # each run enrolls two members
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = 86_400
@@ -134,53 +137,10 @@ class Taken:
 
 
 def ledger_violations(app: Any, card_ids: list[int] | None = None) -> list[str]:
-    """What breaks the ledger's invariants (docs/loyalty-engine.md), read from the database:
-    for each card, balance == Σ entries.points == Σ remaining of its available lots and
-    Σ entries.pending_points == Σ remaining of its pending lots, no negative balance; each
-    lot's remaining == points − Σ its consumptions, within [0, points]; every consumption
-    belongs to a debit. Empty when all hold.
-
-    (A stand-in for ``app.loyalty.invariants.violations``, written on another branch.)
-    """
-    def total(column: Any, *where: Any) -> Any:
-        """Σ ``column`` over the card's rows that ``where`` selects (a correlated subquery)."""
-        table = column.class_
-        return select(func.coalesce(func.sum(column), 0)).where(
-            table.card_id == Card.id, *where).scalar_subquery()
-
-    problems: list[str] = []
+    """What breaks the ledger's invariants (docs/loyalty-engine.md), read from the database
+    by :func:`app.loyalty.invariants.violations`. Empty when all hold."""
     with app.app_context():
-        cards = select(Card.id, Card.balance, total(LedgerEntry.points),
-                       total(PointLot.remaining, PointLot.pending.is_(False)),
-                       total(LedgerEntry.pending_points),
-                       total(PointLot.remaining, PointLot.pending.is_(True)))
-        consumed = (select(LotConsumption.lot_id,
-                           func.sum(LotConsumption.points).label("points"))
-                    .group_by(LotConsumption.lot_id).subquery())
-        lots = select(PointLot.id, PointLot.card_id, PointLot.points, PointLot.remaining,
-                      func.coalesce(consumed.c.points, 0)).outerjoin(
-            consumed, consumed.c.lot_id == PointLot.id)
-        credits = select(LotConsumption.entry_id, LedgerEntry.kind).join(
-            LedgerEntry, LedgerEntry.id == LotConsumption.entry_id).where(
-            LedgerEntry.points + LedgerEntry.pending_points >= 0)
-        if card_ids is not None:
-            cards = cards.where(Card.id.in_(card_ids))
-            lots = lots.where(PointLot.card_id.in_(card_ids))
-            credits = credits.where(LedgerEntry.card_id.in_(card_ids))
-        for card_id, balance, points, available, pending, pending_lots in db.session.execute(
-                cards):
-            if not balance == points == available >= 0:
-                problems.append(f"card {card_id}: balance {balance}, Σ points {points}, "
-                                f"Σ available lots {available}")
-            if pending != pending_lots:
-                problems.append(f"card {card_id}: Σ pending_points {pending}, Σ pending lots "
-                                f"{pending_lots}")
-        for lot_id, card_id, lot_points, remaining, taken in db.session.execute(lots):
-            if not 0 <= remaining <= lot_points or remaining != lot_points - int(taken):
-                problems.append(f"card {card_id} lot {lot_id}: points {lot_points}, remaining "
-                                f"{remaining}, consumed {taken}")
-        problems.extend(f"entry {entry_id} ({kind}) consumed a lot but is no debit"
-                        for entry_id, kind in db.session.execute(credits))
+        problems = invariants.violations(card_ids)
         db.session.rollback()
     return problems
 
@@ -190,6 +150,13 @@ def _machine(app: Any, keys: dict[str, str], clock: FakeClock) -> type[RuleBased
     staff = admin.as_(keys["staff"])
     pos = admin.as_(keys["pos"])
     program = create_program(admin)
+    # Two earning rules: 1.5x on big purchases (not stackable, runs first), a fixed bonus.
+    for earning_rule in ({"kind": "multiplier", "name": "Big purchase 1.5x", "percent": 150,
+                  "priority": 10, "stackable": False,
+                  "conditions": {"min_amount": BIG_PURCHASE}},
+                 {"kind": "bonus", "name": "Thanks", "points": FIXED_BONUS, "priority": 5}):
+        created = admin.post(f"/api/v1/programs/{program['id']}/rules", json=earning_rule)
+        assert created.status_code == 201, created.json
     code_key = app.config["REDEMPTION_CODE_KEY"]
     with app.app_context():
         pos_key = db.session.scalar(select(ApiKey).where(ApiKey.name == "model pos"))
@@ -327,11 +294,15 @@ def _machine(app: Any, keys: dict[str, str], clock: FakeClock) -> type[RuleBased
 
         def _bonuses(self, card: ModelCard, points: int, amount: int | None) -> list[int]:
             """The points of the rules' awards on an earn (each a ``bonus`` entry whose lot is
-            the purchase's, pending with it): none yet. Earning rules come from another
-            branch: when they land, create rules in ``enroll`` and return here what each
-            awards on this earn; refunds and undos then take them back with the earn
-            (``ModelPurchase.earned`` counts them)."""
-            return []
+            the purchase's, pending with it), by the program's two rules (see ``_machine``):
+            a purchase of at least Rp 200.000 earns half its points again (1.5x), and then no
+            other rule; any other earn gets the fixed bonus. Refunds and undos take them back
+            with the earn (``ModelPurchase.earned`` counts them)."""
+            if amount is not None and amount >= BIG_PURCHASE:
+                extra = points * 50 // 100
+                event("a big purchase's 1.5x stops the fixed bonus")
+                return [extra] if extra else []
+            return [FIXED_BONUS]
 
         # Expectations of the API's answers.
 

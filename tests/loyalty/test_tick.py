@@ -470,3 +470,18 @@ def test_the_worker_ticks_every_tick_interval(database: Any, tmp_path: Path) -> 
             worker.terminate()
             worker.wait(10)
         assert entries(app, serial, EntryKind.EXPIRE) == [("expire", -120, 0)]
+
+
+def test_the_tick_awards_birthdays_once(app: Any, api: ApiClient) -> None:
+    """``pointpass tick`` awards the birthday rules due that day (app.loyalty.rules), once."""
+    program = create_program(api, slug="hbd", time_zone="Asia/Bangkok")
+    response = api.post(f"/api/v1/programs/{program['id']}/rules",
+                        json={"kind": "birthday", "name": "Happy birthday", "points": 30})
+    assert response.status_code == 201, response.json
+    serial = create_card(api, program, birthday="1994-12-03")["serial_number"]
+    # 3 December in Bangkok begins at 17:00 UTC on the 2nd.
+    assert cli_tick(app, datetime(2026, 12, 2, 16, 59, tzinfo=UTC))["birthdays"] == 0
+    assert cli_tick(app, datetime(2026, 12, 2, 17, 0, tzinfo=UTC))["birthdays"] == 1
+    assert cli_tick(app, datetime(2026, 12, 3, 9, 0, tzinfo=UTC))["birthdays"] == 0
+    assert card_state(app, serial)[0] == 30
+    assert_invariants_hold(app)
