@@ -11,28 +11,39 @@ from app.auth import keys
 from app.auth.models import Role
 from app.enrollment import service as enrollment
 from app.extensions import db
-from app.loyalty import ledger, programs
-from app.loyalty.models import Card, Member, Program, ProgramLocation
+from app.loyalty import ledger, programs, rules
+from app.loyalty.models import Card, Member, Program, ProgramLocation, RuleKind
 from app.staff import devices, members
 from app.staff.models import StaffMember
 
 DEMO_SLUG = "kopi-nusantara"
-# Pointpass does not expire points (yet): the terms must not promise it.
+# The terms say what the demo's settings do: points expire 12 months after they can be spent.
 DEMO_TEXTS = {
-    "en": {"terms": "Points have no cash value and cannot be transferred to another card.",
+    "en": {"terms": "Points have no cash value and cannot be transferred to another card. "
+                    "Points expire 12 months after they are earned.",
            "description": "Earn 1 point for every Rp10.000 you spend at Kopi Nusantara and "
                           "swap your points for drinks, pastries and coffee beans."},
-    "id": {"terms": "Poin tidak memiliki nilai tunai dan tidak dapat dipindahkan ke kartu lain.",
+    "id": {"terms": "Poin tidak memiliki nilai tunai dan tidak dapat dipindahkan ke kartu lain. "
+                    "Poin berlaku 12 bulan sejak diperoleh.",
            "description": "Dapatkan 1 poin untuk setiap belanja Rp10.000 di Kopi Nusantara dan "
                           "tukarkan poin Anda dengan minuman, kue, dan biji kopi."},
-    "th": {"terms": "แต้มไม่มีมูลค่าเป็นเงินสด และไม่สามารถโอนไปยังบัตรอื่นได้",
+    "th": {"terms": "แต้มไม่มีมูลค่าเป็นเงินสด และไม่สามารถโอนไปยังบัตรอื่นได้ "
+                    "แต้มมีอายุ 12 เดือนนับจากวันที่ได้รับ",
            "description": "รับ 1 แต้มทุกการใช้จ่าย 10,000 รูเปียห์ที่ Kopi Nusantara "
                           "แล้วนำแต้มไปแลกเครื่องดื่ม ขนมอบ และเมล็ดกาแฟ"},
-    "ms": {"terms": "Mata tidak mempunyai nilai tunai dan tidak boleh dipindahkan ke kad lain.",
+    "ms": {"terms": "Mata tidak mempunyai nilai tunai dan tidak boleh dipindahkan ke kad lain. "
+                    "Mata tamat tempoh 12 bulan selepas diperoleh.",
            "description": "Kumpul 1 mata bagi setiap perbelanjaan Rp10.000 di Kopi Nusantara dan "
                           "tukar mata anda dengan minuman, pastri dan biji kopi."},
 }
 
+
+# Earning rules to try: a welcome gift, and double points at weekends (Jakarta time).
+DEMO_RULES = [
+    {"kind": RuleKind.WELCOME, "name": "Welcome gift", "points": 20},
+    {"kind": RuleKind.MULTIPLIER, "name": "Double points at weekends", "percent": 200,
+     "priority": 10, "conditions": {"days_of_week": [6, 7]}},
+]
 
 DEMO_LOCATION = "Kopi Nusantara Sudirman"
 DEMO_STAFF = "Dewi"
@@ -72,6 +83,8 @@ def create_demo() -> DemoResult:
             earn_points=1,
             earn_amount=1_000_000,  # 1 point per Rp10.000 (IDR minor units are sen)
             default_language="id",
+            time_zone="Asia/Jakarta",
+            points_expire_after_days=365,
             referral_bonus_points=50,
             support_contact="halo@kopinusantara.example",
             texts=DEMO_TEXTS,
@@ -86,6 +99,8 @@ def create_demo() -> DemoResult:
                 {"name": "Kopi Tubruk 250 g", "points_cost": 600},
             ],
         )
+        for rule in DEMO_RULES:
+            rules.create_rule(program, **rule)
     elif not program.texts:  # a demo made before programs had texts per language
         programs.update_design(program, texts=DEMO_TEXTS)
     card = db.session.scalar(
@@ -97,8 +112,10 @@ def create_demo() -> DemoResult:
             enrollment.Enrollment(name="Siti Rahayu", email="siti@example.com", language="id",
                                   consent_terms=True),
         )
+        # Her purchases so far (the welcome gift came with her enrolment); without the
+        # rules, so the demo starts the same on a weekend.
         ledger.earn(card.serial_number, points=120, actor="cli:demo", reference="demo",
-                    idempotency_key="demo-welcome")
+                    idempotency_key="demo-welcome", apply_rules=False)
     issued = {role.value: keys.create(f"demo {role.value}", role)[1] for role in Role}
     return DemoResult(program=program, card=card, keys=issued, till=_demo_till(program))
 

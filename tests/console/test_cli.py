@@ -55,10 +55,15 @@ def test_upgrade_create_key_demo(cli_env: dict[str, str], tmp_path: Path) -> Non
     client = app.test_client()
     r = client.get(f"/api/v1/cards/{serial}", headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200
-    assert r.json["balance"] == 120
+    assert r.json["balance"] == 140  # 120 earned and the demo's welcome gift of 20
     admin = next(line.split("key: ")[1] for line in first.stdout.splitlines() if "admin" in line)
     programs = client.get("/api/v1/programs", headers={"Authorization": f"Bearer {admin}"}).json
     assert [p["slug"] for p in programs["programs"]] == ["kopi-nusantara"]
+    demo = programs["programs"][0]
+    assert (demo["time_zone"], demo["points_expire_after_days"]) == ("Asia/Jakarta", 365)
+    rules = client.get(f"/api/v1/programs/{demo['id']}/rules",
+                       headers={"Authorization": f"Bearer {admin}"}).json
+    assert sorted(r["kind"] for r in rules["rules"]) == ["multiplier", "welcome"]
     # The demo's terms and description read in each language, on the pages too.
     assert set(programs["programs"][0]["texts"]) == {"en", "id", "th", "ms"}
     thai = client.get("/join/kopi-nusantara?lang=th").get_data(as_text=True)
