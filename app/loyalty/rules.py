@@ -371,6 +371,8 @@ def plan_earn(p: PostingTransaction, points: int, *, amount: int | None,
               currency: str | None, location_id: int | None) -> EarnPlan | None:
     """Evaluate the card's program's purchase rules for an earn of ``points`` (None: the
     program has no live rule of a purchase). Call it under the lock, before the earn."""
+    if not p.card.has_purchase_rules:  # read with the card's lock
+        return None
     rows = p.tx.all(_PURCHASE_RULES, {"program_id": p.card.program_id})
     if not rows or rows[0][1] is None:
         return None
