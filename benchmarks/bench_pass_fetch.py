@@ -35,7 +35,7 @@ def main() -> None:
     from app import create_app
     from app.enrollment import service as enrollment
     from app.extensions import db
-    from app.loyalty import changes, ledger, programs
+    from app.loyalty import changes, earning, programs
     from app.loyalty.models import Card
     from app.wallet.apple import pass_files
 
@@ -47,7 +47,7 @@ def main() -> None:
         program = programs.create(name="Kopi Bench", rewards=[{"name": "Coffee",
                                                                "points_cost": 500}])
         card = enrollment.enroll(program, enrollment.Enrollment(name="Ayu"))
-        ledger.earn(card.serial_number, points=120, actor="bench")
+        earning.earn(card.serial_number, points=120, actor="bench")
         serial = card.serial_number
         url = pass_files.pass_url(card).removeprefix("https://bench.test")  # type: ignore[union-attr]
 
@@ -70,7 +70,7 @@ def main() -> None:
         return total
 
     def earn() -> None:
-        ledger.earn(serial, points=1, actor="bench")
+        earning.earn(serial, points=1, actor="bench")
 
     def touch() -> None:
         changes.touch_cards(Card.serial_number == serial)

@@ -12,7 +12,7 @@ from apiflask import APIBlueprint
 from app import timeutil
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
-from app.loyalty import balances, cards, ledger, programs, refunds
+from app.loyalty import balances, cards, earning, ledger, programs, refunds
 from app.loyalty.models import Card, Member, Program
 from app.loyalty.schemas import (
     SETTINGS_CHANGES,
@@ -187,7 +187,7 @@ def get_card(serial: str) -> dict[str, Any]:
         "answer breaks the total down (as `POST /programs/{id}/rules/preview` says it would).",
         responses=[401, 403, 404, 410, 422])
 def earn(serial: str, headers: dict[str, Any], data: dict[str, Any]) -> Any:
-    posting = ledger.earn(serial, actor=actor(), idempotency_key=headers.get("idempotency_key"),
+    posting = earning.earn(serial, actor=actor(), idempotency_key=headers.get("idempotency_key"),
                           **data)
     return _posting_response(posting)
 

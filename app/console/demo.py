@@ -11,7 +11,7 @@ from app.auth import keys
 from app.auth.models import Role
 from app.enrollment import service as enrollment
 from app.extensions import db
-from app.loyalty import ledger, programs, rules
+from app.loyalty import earning, programs, rules
 from app.loyalty.models import Card, Member, Program, ProgramLocation, RuleKind
 from app.staff import devices, members
 from app.staff.models import StaffMember
@@ -114,7 +114,7 @@ def create_demo() -> DemoResult:
         )
         # Her purchases so far (the welcome gift came with her enrolment); without the
         # rules, so the demo starts the same on a weekend.
-        ledger.earn(card.serial_number, points=120, actor="cli:demo", reference="demo",
+        earning.earn(card.serial_number, points=120, actor="cli:demo", reference="demo",
                     idempotency_key="demo-welcome", apply_rules=False)
     issued = {role.value: keys.create(f"demo {role.value}", role)[1] for role in Role}
     return DemoResult(program=program, card=card, keys=issued, till=_demo_till(program))

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app import background
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
-from app.loyalty import changes, ledger, rules
+from app.loyalty import changes, earning, ledger, rules
 from app.loyalty.models import Card, Member, Program
 from passes.languages import LANGUAGES
 
@@ -126,7 +126,7 @@ def credit_referral(member_id: int) -> None:
     program = member.program
     if referrer is None or referrer.card is None or program.referral_bonus_points <= 0:
         return
-    ledger.earn(
+    earning.earn(
         referrer.card.serial_number,
         points=program.referral_bonus_points,
         actor="job:referral",

@@ -253,7 +253,7 @@ def zone_of(name: str | None) -> ZoneInfo:
 
 
 # ---------------------------------------------------------------------------------------------
-# Earn: inside ledger.earn's posting.
+# Earn: inside earning.earn's posting.
 
 @dataclass(frozen=True)
 class Award:

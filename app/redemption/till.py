@@ -3,7 +3,7 @@
 Staff add points for a purchase typed as the shop writes money (``45.000`` rupiah on an
 Indonesian screen, ``1,234.50`` ringgit on a Malay one) or as whole points, and may undo their
 own last action within :data:`UNDO_SECONDS`. Every change is a ledger posting: an earn goes
-through :func:`app.loyalty.ledger.earn` with the tap's idempotency key, as the POS earn API
+through :func:`app.loyalty.earning.earn` with the tap's idempotency key, as the POS earn API
 does; an undo is a ``reverse`` entry that names the entry it takes back and who took it back.
 Undoing a redemption goes through :func:`app.redemption.service.reverse`, so the redemption
 row is marked reversed too.
@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, select
 from app import dbutil
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
-from app.loyalty import ledger, refunds
+from app.loyalty import earning, ledger, refunds
 from app.loyalty.ledger import MAX_AMOUNT
 from app.loyalty.models import Card, EntryKind, LedgerEntry, Program, ProgramLocation
 from app.loyalty.rules import Award, EarnPosting
@@ -144,7 +144,7 @@ def earn_at_till(
     if amount is not None:
         currency = _program_currency(serial)
         minor = parse_amount(amount, locale=locale, currency=currency)
-    posting = ledger.earn(serial, actor=staff.actor, points=points, amount=minor,
+    posting = earning.earn(serial, actor=staff.actor, points=points, amount=minor,
                           currency=currency, reference="till", idempotency_key=idempotency_key,
                           till=staff)
     action = _action(posting, "earn", undo_seconds=UNDO_SECONDS, replayed=posting.replayed)
