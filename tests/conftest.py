@@ -76,9 +76,10 @@ class SQLiteDatabase:
         shutil.copyfile(self.template, path)
         return f"sqlite:///{path}"
 
-    def reset(self, url: str) -> None:
-        """Delete the app's copy (and any journal beside it)."""
-        shutil.rmtree(Path(url.removeprefix("sqlite:///")).parent, ignore_errors=True)
+    def reset(self, url: str | None = None) -> None:
+        """Delete the app's copy (and any journal beside it); the rest go at :meth:`close`."""
+        if url is not None:
+            shutil.rmtree(Path(url.removeprefix("sqlite:///")).parent, ignore_errors=True)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -102,7 +103,7 @@ class PostgresDatabase:
     def url_for(self, tmp_path: Path) -> str:
         return self.url
 
-    def reset(self, url: str) -> None:
+    def reset(self, url: str | None = None) -> None:
         """Empty every table and restart every id sequence, as after the migrations.
 
         DELETE (children first) rather than TRUNCATE: TRUNCATE gives each table, index and

@@ -64,7 +64,7 @@ class Database(Protocol):
 
     def url_for(self, tmp_path: Path) -> str: ...
 
-    def reset(self, url: str) -> None:
+    def reset(self, url: str | None = None) -> None:
         """Empty the database at ``url`` (given by :meth:`url_for`) after its app is done."""
 
 
