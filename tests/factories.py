@@ -64,7 +64,8 @@ class Database(Protocol):
 
     def url_for(self, tmp_path: Path) -> str: ...
 
-    def reset(self) -> None: ...
+    def reset(self, url: str | None = None) -> None:
+        """Empty the database at ``url`` (given by :meth:`url_for`) after its app is done."""
 
 
 def apple_settings() -> dict[str, Any]:
@@ -102,7 +103,7 @@ def make_app(database: Database, tmp_path: Path, **overrides: Any) -> Iterator[F
         background.dispatcher().shutdown()
         db.session.remove()
         db.engine.dispose()
-    database.reset()
+    database.reset(config["DATABASE_URL"])
 
 
 def make_worker_app(database: Database, tmp_path: Path,

@@ -11,6 +11,7 @@ exception, a log line or a repr.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from pathlib import Path
 
@@ -65,13 +66,20 @@ def _load_certificate(data: bytes, what: str, source: str) -> x509.Certificate:
         ) from None
 
 
+@functools.lru_cache(maxsize=8)
+def _parse_private_key(data: bytes, secret: bytes | None) -> object:
+    """The key in ``data``, parsed once per process for the same bytes and password: loading
+    an RSA key checks it (~50 ms), and a process that builds several apps (the test suite
+    builds one per test) would check the same key each time. Failures are not cached."""
+    if b"-----BEGIN" in data:
+        return serialization.load_pem_private_key(data, secret)
+    return serialization.load_der_private_key(data, secret)
+
+
 def _load_private_key(data: bytes, password: Password, source: str) -> SigningKey:
     secret = _password_bytes(password)
     try:
-        if b"-----BEGIN" in data:
-            key = serialization.load_pem_private_key(data, secret)
-        else:
-            key = serialization.load_der_private_key(data, secret)
+        key = _parse_private_key(data, secret)
     except TypeError:
         # cryptography raises TypeError exactly when encryption and password disagree.
         if secret is None:

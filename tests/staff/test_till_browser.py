@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.browser import ARTIFACTS, CHROMIUM, PHONE, axe_violations, launch, need, offline_page
 from tests.staff.conftest import Till
@@ -27,10 +27,13 @@ WORDING = {
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module; each test has a context (cookies, storage) of its own."""
     need(CHROMIUM, "Chromium", "chromium fonts-noto-core")
     with sync_playwright() as running:
-        yield running
+        launched = launch(running)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture
@@ -40,14 +43,12 @@ def database(sqlite_database: Any) -> Any:
 
 
 @pytest.fixture
-def phone(playwright: Playwright) -> Iterator[Page]:
-    browser = launch(playwright)
+def phone(browser: Browser) -> Iterator[Page]:
     context, page = offline_page(browser, **PHONE)
     try:
         yield page
     finally:
         context.close()
-        browser.close()
 
 
 def shot(page: Page, language: str, name: str) -> None:
