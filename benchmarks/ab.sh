@@ -10,9 +10,10 @@ set -u
 OTHER=$1; BENCH=$2; PAIRS=${3:-10}; SECS=${4:-6}; OUT=${5:-ab.log}; shift 5 || true
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 PY="$HERE/.venv/bin/python"
-run() {  # $1 label $2 tree
-  echo "== $1 $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT"
-  (cd "$2" && PYTHONPATH="$2" "$PY" "benchmarks/$BENCH.py" --seconds "$SECS" "$@" 2>&1 \
+run() {  # $1 label $2 tree, then the benchmark's own arguments
+  local label=$1 tree=$2; shift 2
+  echo "== $label $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT"
+  (cd "$tree" && PYTHONPATH="$tree" "$PY" "benchmarks/$BENCH.py" --seconds "$SECS" "$@" 2>&1 \
      | grep -E "^(floor|service:|  CPU|ratio)") >> "$OUT"
 }
 for i in $(seq 1 "$PAIRS"); do
