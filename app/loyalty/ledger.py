@@ -48,6 +48,7 @@ from app.loyalty.models import (
     EarningRule,
     EntryKind,
     LedgerEntry,
+    PointLot,
     Program,
     RuleKind,
     Tier,
@@ -252,6 +253,40 @@ _ENTRY_COLUMNS = ["card_id", "kind", "points", "balance_after", "actor", "refere
                   "rule_id", "purchase_id", "shortfall"]
 _UPDATE = guarded_update()
 _INSERT_ENTRY = dbutil.DriverStatement(_entry_insert, _ENTRY_COLUMNS)
+_LOT_PARAMS = ("lot_points", "lot_pending", "lot_available_at", "lot_expires_at")
+
+
+def _entry_and_lot_insert(dialect: str) -> Any:
+    """On PostgreSQL, a credit's entry and its lot in one statement (a round trip fewer on
+    every earn): the lot is inserted from what the entry insert returned, so when a
+    concurrent request with the same key won (the entry insert did nothing) there is no lot
+    either, and the statement returns no row. Parameters: the entry's columns and
+    :data:`_LOT_PARAMS`. SQLite (no data-modifying WITH) runs the two inserts one by one."""
+    if dialect != "postgresql":
+        return None
+    entries, lot_table = LedgerEntry.__table__, PointLot.__table__
+    entry = (
+        dbutil.INSERT[dialect](entries)
+        .values({name: bindparam(name, type_=entries.c[name].type) for name in _ENTRY_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["card_id", "idempotency_key"])
+        .returning(entries.c.id)
+        .cte("entry")
+    )
+    points = bindparam("lot_points", type_=BigInteger)
+    lot = select(
+        entry.c.id, bindparam("card_id", type_=Integer), points, points,
+        bindparam("lot_pending", type_=lot_table.c.pending.type),
+        bindparam("lot_available_at", type_=lot_table.c.available_at.type),
+        bindparam("lot_expires_at", type_=lot_table.c.expires_at.type),
+        bindparam("created_at", type_=lot_table.c.created_at.type),
+    )
+    return lot_table.insert().from_select(
+        ["entry_id", "card_id", "points", "remaining", "pending", "available_at", "expires_at",
+         "created_at"], lot,
+    ).returning(lot_table.c.entry_id)
+
+
+_INSERT_ENTRY_AND_LOT = dbutil.DriverStatement(_entry_and_lot_insert)
 
 
 @dataclass(frozen=True)
@@ -438,8 +473,13 @@ class PostingTransaction:
                 new_lots.append((left, lots.expiry_for(now, expire_days)))
         else:
             new_lots.append((points, lots.expiry_for(available_at, expire_days)))
+        one_lot = None
+        if len(new_lots) == 1 and tx.dialect.name == "postgresql":
+            one_lot = {"lot_points": points, "lot_pending": pending,
+                       "lot_available_at": available_at, "lot_expires_at": new_lots[0][1]}
+            new_lots = []
         posting = self._write(write, 0 if pending else points, points if pending else 0,
-                              points if counts and not pending else 0)
+                              points if counts and not pending else 0, lot=one_lot)
         if posting.replayed:
             return posting
         for lot_points, expires_at in new_lots:
@@ -495,17 +535,22 @@ class PostingTransaction:
         return [lot for lot in open_lots if lot.remaining > 0]
 
     def _take(self, take: lots.Take, entry_id: int) -> None:
-        if self.tx.execute(lots.TAKE, {"lot_id": take.lot.id, "taken": take.points}) != 1:
+        params = {"lot_id": take.lot.id, "taken": take.points, "entry_id": entry_id,
+                  "points": take.points}
+        if self.tx.dialect.name == "postgresql":
+            taken = self.tx.execute(lots.TAKE_AND_RECORD, params)
+        elif (taken := self.tx.execute(lots.TAKE, params)) == 1:
+            self.tx.execute(lots.INSERT_CONSUMPTION, params)
+        if taken != 1:
             raise RuntimeError(f"lot {take.lot.id} holds less than {take.points} points")
-        self.tx.execute(lots.INSERT_CONSUMPTION,
-                        {"entry_id": entry_id, "lot_id": take.lot.id, "points": take.points})
         take.lot.remaining -= take.points
 
     def _write(self, write: _Write, points: int, pending_points: int, lifetime_delta: int,
-               shortfall: int | None = None) -> Posting:
-        """The card's guarded update and the entry; the card as it is after them becomes
-        ``self.card``. A replay (``replayed``) when a concurrent request with the posting's
-        key went through first."""
+               shortfall: int | None = None, lot: dict[str, Any] | None = None) -> Posting:
+        """The card's guarded update and the entry (with ``lot``, the :data:`_LOT_PARAMS` of
+        the entry's lot on PostgreSQL: that too, in the same statement); the card as it is
+        after them becomes ``self.card``. A replay (``replayed``) when a concurrent request
+        with the posting's key went through first."""
         card, tx = self.card, self.tx
         lifetime = max(card.lifetime_points + lifetime_delta, 0)
         tier_id, tier_name = card.tier_id, card.tier_name
@@ -531,12 +576,12 @@ class PostingTransaction:
                 balance=card.balance)
         (balance,) = updated
         own_key = write.own_key
-        inserted = tx.first(_INSERT_ENTRY, {
+        inserted = tx.first(_INSERT_ENTRY if lot is None else _INSERT_ENTRY_AND_LOT, {
             **write.entry, "card_id": card.id, "kind": write.kind, "points": points,
             "pending_points": pending_points, "balance_after": balance,
             "idempotency_key": write.key,
             "request_fingerprint": self.request_fp if write.key and not own_key else None,
-            "created_at": write.now, "shortfall": shortfall,
+            "created_at": write.now, "shortfall": shortfall, **(lot or {}),
         })
         if inserted is None:
             if own_key:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, bindparam, or_, select, update
+from sqlalchemy import BigInteger, Integer, bindparam, or_, select, update
 
 from app import dbutil
 from app.loyalty.models import LedgerEntry, LotConsumption, PointLot
@@ -102,6 +102,24 @@ def _take(_dialect: str) -> object:
 
 
 TAKE = dbutil.DriverStatement(_take)
+
+
+def _take_and_record(dialect: str) -> object:
+    """On PostgreSQL, :data:`TAKE` and :data:`INSERT_CONSUMPTION` in one statement (a round
+    trip fewer per lot a spend takes from): the consumption is inserted from the lot the guarded
+    update returned, so it writes one row, or none when the lot holds too little."""
+    if dialect != "postgresql":
+        return None
+    lots = PointLot.__table__
+    taken = bindparam("taken", type_=BigInteger)
+    took = (update(lots).where(lots.c.id == bindparam("lot_id"), lots.c.remaining >= taken)
+            .values(remaining=lots.c.remaining - taken).returning(lots.c.id).cte("took"))
+    return LotConsumption.__table__.insert().from_select(
+        ["entry_id", "lot_id", "points"],
+        select(bindparam("entry_id", type_=Integer), took.c.id, taken))
+
+
+TAKE_AND_RECORD = dbutil.DriverStatement(_take_and_record)
 RELEASE = dbutil.DriverStatement(lambda _dialect: update(PointLot.__table__).where(
     PointLot.__table__.c.id == bindparam("lot_id"), PointLot.__table__.c.pending)
     .values(pending=False))
