@@ -13,9 +13,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,22 +25,13 @@ from app.loyalty.models import EntryKind, Program
 from app.wallet.apple.pass_files import ENTRY_WORDS
 from passes.languages import LANGUAGES
 from tests.clock import FakeClock
-from tests.factories import ApiClient, create_api_key, create_card, create_program, make_app
+from tests.factories import ApiClient, create_api_key, create_card, create_program
 
 # 20:00 UTC is 03:00 the next day in Jakarta.
 T0 = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+CLOCK_START = T0  # where this module's fake clock starts (tests/loyalty/conftest.py)
 DAY = timedelta(days=1)
 RUPIAH_PER_POINT = 1_000_000  # the test program's earn rate, in minor units
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=T0.timestamp())
-
-
-@pytest.fixture
-def app(database: Any, tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
-    yield from make_app(database, tmp_path, CLOCK=clock)
 
 
 @pytest.fixture

@@ -24,11 +24,7 @@ from tests.factories import create_card, make_app
 THREADS = 50
 DAY = 86_400.0
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0.timestamp())
+CLOCK_START = T0  # where this module's fake clock starts (tests/loyalty/conftest.py)
 
 
 @pytest.fixture

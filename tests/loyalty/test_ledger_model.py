@@ -65,6 +65,7 @@ BIG_PURCHASE = 20_000_000  # Rp 200.000: the 1.5x rule's minimum amount
 FIXED_BONUS = 10  # the fixed bonus rule's points
 CARD = st.integers(0, 1)  # each run enrolls two members
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+CLOCK_START = T0  # where this module's fake clock starts (tests/loyalty/conftest.py)
 DAY = 86_400
 # How far the clock moves in one step: within the till's 5-minute undo, past it, and days
 # that reach the run's pending days (3) and expiries (20 or 60 days) exactly and beyond.
@@ -569,11 +570,6 @@ def _cards(app: Any, card_ids: list[int]) -> dict[str, tuple[Any, ...]]:
         db.session.rollback()
     return {serial: (balance, lifetime, tier, str(status), lots)
             for serial, balance, lifetime, tier, status, lots in cards.values()}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0.timestamp())
 
 
 @pytest.fixture

@@ -3,22 +3,20 @@ the API, on SQLite and PostgreSQL, with the app's clock moved by the test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.loyalty.lots import OpenLot, choose, settle_due
 from app.loyalty.models import Card, EntryKind, LedgerEntry, LotConsumption, PointLot, Program
 from tests.clock import FakeClock
-from tests.factories import ApiClient, card_code, create_card, make_app
+from tests.factories import ApiClient, card_code, create_card
 
 DAY = 86_400.0
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+CLOCK_START = T0  # where this module's fake clock starts (tests/loyalty/conftest.py)
 
 
 def _lot(id: int, remaining: int, *, pending: bool = False, day: int = 0,
@@ -51,16 +49,6 @@ def test_settling_releases_due_pending_lots_and_expires_lots_past_their_expiry()
     release, expire = settle_due(lots, now)
     assert [lot.id for lot in release] == [3, 5]
     assert [lot.id for lot in expire] == [1, 5]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0.timestamp())
-
-
-@pytest.fixture
-def app(database: Any, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
-    yield from make_app(database, tmp_path, CLOCK=clock)
 
 
 def _settings(app: Any, program: dict[str, Any], **values: Any) -> None:

@@ -8,11 +8,9 @@ points) earns 150%.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,23 +26,14 @@ from app.loyalty.refunds import clawback
 from app.redemption import till
 from app.staff.actor import TillActor
 from tests.clock import FakeClock
-from tests.factories import ApiClient, create_card, make_app, row_counts
+from tests.factories import ApiClient, create_card, row_counts
 from tests.loyalty.test_ledger_model import ledger_violations
 
 DAY = 86_400.0
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+CLOCK_START = T0  # where this module's fake clock starts (tests/loyalty/conftest.py)
 RP = 100  # minor units of a rupiah
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0.timestamp())
-
-
-@pytest.fixture
-def app(database: Any, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
-    yield from make_app(database, tmp_path, CLOCK=clock)
 
 
 @pytest.fixture

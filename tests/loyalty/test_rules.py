@@ -4,9 +4,7 @@ awards once each, deleting a rule, and bad input refused as problems."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,30 +25,19 @@ from tests.factories import (
     create_card,
     create_program,
     ledger_state,
-    make_app,
     row_counts,
     settle,
 )
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=JAKARTA)
+CLOCK_START = WEDNESDAY  # where this module's fake clock starts (tests/loyalty/conftest.py)
 # Saturday 06:30 in Jakarta: still Friday (23:30) in UTC.
 SATURDAY = datetime(2026, 11, 28, 6, 30, tzinfo=JAKARTA)
 MONDAY = datetime(2026, 11, 30, 10, 0, tzinfo=JAKARTA)
 TIERS = [{"name": "Bronze", "threshold": 0},
          {"name": "Gold", "threshold": 100, "multiplier_percent": 120}]
 RUPIAH_25_000 = 2_500_000_000 // 100  # 25 000 000 minor units: 25 points at the base rate
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=WEDNESDAY.timestamp())
-
-
-@pytest.fixture
-def app(database: Any, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
-    """The app (SQLite and PostgreSQL) on ``clock``: rules see the time it says."""
-    yield from make_app(database, tmp_path, CLOCK=clock)
 
 
 def move_to(clock: FakeClock, moment: datetime) -> None:

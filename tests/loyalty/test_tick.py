@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,33 +31,17 @@ from tests.factories import (
     card_code,
     create_card,
     create_program,
-    make_app,
     register_device,
     settle,
 )
 
 DAY0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+CLOCK_START = DAY0  # where this module's fake clock starts (tests/loyalty/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def day(n: float) -> datetime:
     return DAY0 + timedelta(days=n)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=DAY0.timestamp())
-
-
-@pytest.fixture
-def app(database: Any, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
-    """The app (SQLite and PostgreSQL) on ``clock``: postings and lots happen at its time."""
-    yield from make_app(database, tmp_path, CLOCK=clock)
-
-
-@pytest.fixture
-def pg_app(postgres_database: Any, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
-    yield from make_app(postgres_database, tmp_path, CLOCK=clock)
 
 
 def move_to(clock: FakeClock, when: datetime) -> None:
