@@ -130,6 +130,7 @@ class LockedCard:
     tier_name: str | None
     pending_days: int = 0
     points_expire_after_days: int | None = None
+    refund_shortfall: str = "clamp"
     has_purchase_rules: bool = True
 
 
@@ -157,7 +158,7 @@ _TIER_RULES = dbutil.DriverStatement(lambda _dialect: select(
 _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.lifetime_points,
                  Card.tier_id, Card.program_id, Program.currency, Program.earn_points,
                  Program.earn_amount, Card.barcode_version, Tier.name, Program.pending_days,
-                 Program.points_expire_after_days,
+                 Program.points_expire_after_days, Program.refund_shortfall,
                  # Whether the program has live rules of purchases: without, an earn asks
                  # nothing more of the rules (one round trip fewer on the hot path).
                  select(EarningRule.id).where(
@@ -203,6 +204,9 @@ _EARNED_BY = dbutil.DriverStatement(lambda _dialect: select(
 ).where(or_(LedgerEntry.id == bindparam("entry_id"),
             and_(LedgerEntry.purchase_id == bindparam("entry_id"),
                  LedgerEntry.kind == EntryKind.BONUS))))
+_REVERSAL_OF = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
+    LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.reverses_id == bindparam("id"))
+    .limit(1))
 _ENTRY_ID_FOR_KEY = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
     LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.idempotency_key == bindparam("key")))
 
@@ -623,10 +627,20 @@ class PostingTransaction:
         earlier = self._entry_id_for_key()
         return None if earlier is None else self._replay(earlier)
 
-    def _entry_id_for_key(self) -> int | None:
+    def _entry_id_for_key(self, key: str | None = None) -> int | None:
         row = self.tx.first(_ENTRY_ID_FOR_KEY, {"card_id": self.card.id,
-                                                "key": self.idempotency_key})
+                                                "key": key or self.idempotency_key})
         return None if row is None else int(row[0])
+
+    def has_entry_with_key(self, key: str) -> bool:
+        """Whether the card has an entry made with the idempotency key ``key`` (an award's
+        own key, say)."""
+        return self._entry_id_for_key(key) is not None
+
+    def reversed(self, entry_id: int) -> bool:
+        """Whether the card's entry ``entry_id`` has been reversed (read under the card's
+        lock: two reversals of one entry cannot both pass)."""
+        return self.tx.first(_REVERSAL_OF, {"card_id": self.card.id, "id": entry_id}) is not None
 
     def _replay(self, entry_id: int | None) -> Posting:
         """The earlier posting ``entry_id``; rolls back (releases the lock, nothing written)."""

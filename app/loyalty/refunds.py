@@ -27,7 +27,7 @@ from app import dbutil
 from app.errors import CardVoided, Conflict, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import ledger
-from app.loyalty.models import CardStatus, EntryKind, LedgerEntry, Program
+from app.loyalty.models import CardStatus, EntryKind, LedgerEntry
 
 
 class PurchaseNotFound(NotFound, code="purchase-not-found"): ...
@@ -75,10 +75,6 @@ _PURCHASES = dbutil.DriverStatement(lambda _dialect: select(
 ).where(LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.kind == EntryKind.EARN,
         LedgerEntry.reference == bindparam("reference"))
  .order_by(LedgerEntry.id).limit(2))
-# A reversal of the purchase (the till's undo): it took back everything.
-_REVERSAL = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
-    LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.reverses_id == bindparam("id"))
-    .limit(1))
 # The refunds of a purchase so far: the amount refunded and the points they settled (what
 # they took, pending or not, and what they recorded as shortfall).
 _REFUNDED = dbutil.DriverStatement(lambda _dialect: select(
@@ -87,8 +83,6 @@ _REFUNDED = dbutil.DriverStatement(lambda _dialect: select(
                            + func.coalesce(LedgerEntry.shortfall, 0)), 0),
 ).where(LedgerEntry.purchase_id == bindparam("purchase_id"),
         LedgerEntry.kind == EntryKind.REFUND))
-_SHORTFALL_SETTING = dbutil.DriverStatement(lambda _dialect: select(
-    Program.refund_shortfall).where(Program.id == bindparam("program_id")))
 
 
 def settled_by_refunds(p: ledger.PostingTransaction, purchase_id: int) -> int:
@@ -158,7 +152,7 @@ def _refund_under_lock(p: ledger.PostingTransaction, reference: str, amount: int
     if purchase_amount is None:
         raise NotAPurchase(f"The earn {reference!r} credited points, not a purchase amount: "
                            "take them back with an adjustment.")
-    if tx.first(_REVERSAL, {"card_id": card.id, "id": purchase_id}) is not None:
+    if p.reversed(purchase_id):  # the till's undo took back everything
         raise NothingEarned(f"The purchase {reference!r} was reversed: it keeps no points.")
     earned = p.earned_by(purchase_id)
     if earned <= 0:
@@ -172,8 +166,7 @@ def _refund_under_lock(p: ledger.PostingTransaction, reference: str, amount: int
             f"{amount} were asked.", purchase_amount=purchase_amount,
             refunded=refunded_before, refundable=left)
     points = clawback(earned, purchase_amount, refunded_before, amount, settled_before)
-    setting_row = tx.first(_SHORTFALL_SETTING, {"program_id": card.program_id})
-    setting = setting_row[0] if setting_row else "clamp"
+    setting = card.refund_shortfall
     posting = p.post(EntryKind.REFUND, -points, actor=actor, reference=reference,
                      reason=reason, amount=amount, currency=currency,
                      purchase_id=purchase_id, take_first_from=purchase_id,

@@ -315,9 +315,6 @@ _AWARDS = dbutil.DriverStatement(lambda _dialect: select(
     LedgerEntry.rule_id, func.count(),
 ).where(LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.kind == EntryKind.BONUS,
         LedgerEntry.rule_id.is_not(None)).group_by(LedgerEntry.rule_id))
-_KEY_TAKEN = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
-    LedgerEntry.card_id == bindparam("card_id"),
-    LedgerEntry.idempotency_key == bindparam("key")))
 _MEMBER = dbutil.DriverStatement(lambda _dialect: select(
     Member.id, Member.referred_by_id,
 ).join(Card, Card.member_id == Member.id).where(Card.id == bindparam("card_id")))
@@ -341,10 +338,6 @@ def _awards_so_far(p: PostingTransaction) -> dict[int, int]:
 
 def _needs_awards(rules: Iterable[Rule]) -> bool:
     return any(r.conditions.max_awards_per_member is not None for r in rules)
-
-
-def _key_taken(p: PostingTransaction, key: str) -> bool:
-    return p.tx.first(_KEY_TAKEN, {"card_id": p.card.id, "key": key}) is not None
 
 
 def check_location(p: PostingTransaction, location_id: int) -> None:
@@ -426,7 +419,7 @@ def award_on_earn(p: PostingTransaction, earned: Posting, plan: EarnPlan | None,
                 continue
             rule = plan.rules[outcome.rule_id]
             key = f"rule:{rule.id}:referral:{plan.member_id}"
-            if rule.referee_points and not _key_taken(p, key):
+            if rule.referee_points and not p.has_entry_with_key(key):
                 last = p.post(EntryKind.BONUS, rule.referee_points, actor=actor,
                               counts_toward_tier=False, rule_id=rule.id, idempotency_key=key,
                               reason=f"referral: {rule.name}", till=till,
@@ -473,7 +466,7 @@ def _post_awards(p: PostingTransaction, outcomes: Iterable[Outcome], occasion: s
     posted = 0
     for outcome in outcomes:
         key = f"rule:{outcome.rule_id}:{occasion}"
-        if not outcome.applies or outcome.points <= 0 or _key_taken(p, key):
+        if not outcome.applies or outcome.points <= 0 or p.has_entry_with_key(key):
             continue
         p.post(EntryKind.BONUS, outcome.points, actor=actor, counts_toward_tier=False,
                rule_id=outcome.rule_id, idempotency_key=key,
@@ -518,7 +511,7 @@ def award_referrer(rule_id: int, referee_member_id: int) -> None:
     key = f"rule:{rule_id}:referral:{referee_member_id}"
     try:
         with posting(serial) as p:
-            if _key_taken(p, key):
+            if p.has_entry_with_key(key):
                 return
             if limit is not None and _awards_so_far(p).get(rule_id, 0) >= limit:
                 return

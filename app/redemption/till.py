@@ -23,9 +23,8 @@ from babel.numbers import (
     get_group_symbol,
     parse_decimal,
 )
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
-from app import dbutil
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import earning, ledger, refunds
@@ -42,8 +41,6 @@ _HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 UNDOABLE = (EntryKind.EARN, EntryKind.REDEEM)
 
 # Among the card's entries (its index), not the whole ledger: reverses_id has no index.
-_REVERSAL_OF = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
-    LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.reverses_id == bindparam("id")))
 
 
 class NothingToUndo(Conflict, code="nothing-to-undo"): ...
@@ -232,7 +229,7 @@ def undo_last(staff: TillActor, *, entry_id: int | None = None) -> TillAction:
     db.session.rollback()
     with ledger.posting(serial) as p:
         # Under the card's lock: two undos of one earn cannot both pass.
-        if p.tx.first(_REVERSAL_OF, {"card_id": p.card.id, "id": target_id}) is not None:
+        if p.reversed(target_id):
             raise AlreadyUndone("This action was already undone.")
         # All the purchase gave, pending or not, with the rules' awards on it, taken from its
         # own lots first; less what refunds of it clawed back already.
