@@ -26,10 +26,13 @@ from app import (
     redisclient,
 )
 from app import config as config_module
+from app.accounts import models as _account_models  # noqa: F401 - register the tables
 from app.api.admin import bp as admin_api
 from app.api.loyalty import bp as loyalty_api
-from app.auth import models as _auth_models  # noqa: F401 - register the tables
+from app.audit import AuditEvent as _AuditEvent  # noqa: F401
+from app.auth import models as _auth_models  # noqa: F401
 from app.auth.api import bp as keys_api
+from app.console import parts as console_parts
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
 from app.loyalty import artwork_views, tick
@@ -141,6 +144,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(staff_pages)
     app.register_blueprint(till_pages)
     artwork_views.init_app(app)
+    console_parts.init_app(app)
 
     if not app.config.get("REDIS_URL") and not app.testing:
         # Jobs run in this process, so the periodic sweep and tick do too (with rq, the

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -85,6 +86,22 @@ def load(app: Flask, overrides: Mapping[str, Any] | None,
     )
     app.config["TRUSTED_PROXIES"] = _trusted_proxies(app.config["TRUSTED_PROXIES"])
     _google_needs_https(app)
+    _smtp_url(app.config.get("SMTP_URL"))
+
+
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+
+
+def _smtp_url(url: Any) -> None:
+    """``POINTPASS_SMTP_URL``, when set, names a scheme we speak and a host."""
+    if not url:
+        return
+    parts = urlsplit(str(url))
+    if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
+        raise ConfigError(
+            "POINTPASS_SMTP_URL must be smtp://host:port, smtp+starttls://user:password@host:587 "
+            f"or smtps://user:password@host:465 (scheme {parts.scheme or 'missing'!r}"
+            f"{', no host' if not parts.hostname else ''}).")
 
 
 def trust_proxies(app: Flask) -> None:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from app.auth import keys as api_keys
-from app.console.cli import cli
+from app.cli.cli import cli
 from app.extensions import db
 from tests.factories import ApiClient, make_app
 

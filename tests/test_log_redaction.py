@@ -44,7 +44,7 @@ def _demo_card(**config: Any) -> str:
     """Migrate the database and make the demo program; the sample card's serial."""
     from flask_migrate import upgrade
 
-    from app.console.demo import create_demo
+    from app.cli.demo import create_demo
 
     app = create_app({"SECRET_KEY": SECRET_KEY, "ENV": "testing", "TESTING": True, **config})
     with app.app_context():

@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import update
 
 from app import background
-from app.console.cli import cli
+from app.cli.cli import cli
 from app.extensions import db
 from app.outbox import drain as outbox
 from app.outbox.models import OutboxEntry

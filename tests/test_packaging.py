@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
 
     from flask_migrate import upgrade
     from app import create_app
-    from app.console.demo import create_demo
+    from app.cli.demo import create_demo
     from app.extensions import db
     from app.wallet.apple.pass_files import pass_url
 

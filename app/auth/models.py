@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Column, ForeignKey, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db, stored_enum
@@ -17,6 +17,15 @@ class Role(enum.StrEnum):
     MARKETER = "marketer"
     STAFF = "staff"
     POS = "pos"
+
+
+# The programs a key may reach; a key with none reaches every program.
+api_key_programs = Table(
+    "api_key_programs",
+    db.metadata,
+    Column("api_key_id", ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("program_id", ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True),
+)
 
 
 class ApiKey(db.Model):

@@ -6,6 +6,7 @@ import hmac
 
 from apiflask import HTTPTokenAuth
 
+from app import audit
 from app.auth import keys
 from app.auth.keys import Principal
 from app.auth.models import Role
@@ -24,7 +25,10 @@ auth = HTTPTokenAuth(scheme="Bearer", description="An API key from `pointpass cr
 
 @auth.verify_token
 def _verify(token: str) -> Principal | None:
-    return keys.authenticate(token) if token else None
+    principal = keys.authenticate(token) if token else None
+    if principal is not None:
+        audit.act_as(audit.Actor(f"api_key:{principal.id}", principal.name))
+    return principal
 
 
 @auth.get_user_roles

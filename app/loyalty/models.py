@@ -103,6 +103,10 @@ class Reward(PartOfProgram, db.Model):
     name: Mapped[str] = mapped_column(String(120))
     points_cost: Mapped[int] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(default=True)
+    # Where the reward is listed among the program's (the console's order; lowest first).
+    position: Mapped[int] = mapped_column(default=0, server_default="0")
+    # A retired reward is no longer offered; it stays, for the ledger entries that name it.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     program: Mapped[Program] = relationship(back_populates="rewards")

@@ -33,7 +33,7 @@ LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
 LEGACY_CODES = {"in": "id"}
 
 # Blueprints whose pages are translated, take the ``lang`` cookie and are not cached.
-PAGE_BLUEPRINTS = {"enrollment_pages", "staff_pages", "till_pages"}
+PAGE_BLUEPRINTS = {"enrollment_pages", "staff_pages", "till_pages", "console"}
 
 csrf = CSRFProtect()
 babel = Babel()

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from app import background
-from app.console.cli import cli
+from app.cli.cli import cli
 from app.extensions import db
 from app.loyalty import invariants, tick
 from app.loyalty.models import Card, EntryKind, LedgerEntry, PointLot

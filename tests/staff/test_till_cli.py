@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from app.console.cli import cli
+from app.cli.cli import cli
 from tests.factories import ApiClient
 from tests.staff.conftest import Till
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from app.accounts import service as accounts
+from app.accounts.models import AccountRole
 from app.auth import keys
 from app.auth.models import Role
 from app.enrollment import service as enrollment
@@ -46,6 +48,7 @@ DEMO_RULES = [
 ]
 
 DEMO_LOCATION = "Kopi Nusantara Sudirman"
+DEMO_MARKETER = "marketer@kopinusantara.example"
 DEMO_STAFF = "Dewi"
 
 
@@ -60,11 +63,20 @@ class DemoTill:
 
 
 @dataclass
+class DemoConsole:
+    """The console account to try (a marketer of the demo program) and its new password."""
+
+    email: str
+    password: str
+
+
+@dataclass
 class DemoResult:
     program: Program
     card: Card
     keys: dict[str, str]
     till: DemoTill
+    console: DemoConsole
 
 
 def create_demo() -> DemoResult:
@@ -117,7 +129,20 @@ def create_demo() -> DemoResult:
         earning.earn(card.serial_number, points=120, actor="cli:demo", reference="demo",
                     idempotency_key="demo-welcome", apply_rules=False)
     issued = {role.value: keys.create(f"demo {role.value}", role)[1] for role in Role}
-    return DemoResult(program=program, card=card, keys=issued, till=_demo_till(program))
+    return DemoResult(program=program, card=card, keys=issued, till=_demo_till(program),
+                      console=_demo_console(program))
+
+
+def _demo_console(program: Program) -> DemoConsole:
+    """The demo's marketer account (made once), with a password that is new on every call."""
+    password = secrets.token_urlsafe(12)
+    account = accounts.by_email(DEMO_MARKETER)
+    if account is None:
+        accounts.create(DEMO_MARKETER, AccountRole.MARKETER, password=password,
+                        name="Demo marketer", language="id", program_ids=[program.id])
+    else:
+        accounts.set_password(account, password)
+    return DemoConsole(email=DEMO_MARKETER, password=password)
 
 
 def _demo_till(program: Program) -> DemoTill:

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.console.test_cli import BIN
+from tests.cli.test_cli import BIN
 from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
-COMMANDS = ["check-ledger", "create-key", "db", "demo", "dev-certs", "enrol-device",
+COMMANDS = ["check-ledger", "create-key", "create-user", "db", "demo", "dev-certs", "enrol-device",
             "list-devices", "list-keys", "outbox", "revoke-device", "revoke-key", "routes", "run",
             "shell", "spec", "staff", "tick", "worker"]
 

@@ -20,10 +20,11 @@ from rq import Queue
 from sqlalchemy.engine import make_url
 
 from app import background, create_app
+from app.accounts.cli import COMMANDS as ACCOUNT_COMMANDS
 from app.auth import keys
 from app.auth.models import ApiKey, Role
+from app.cli.demo import create_demo
 from app.config import ConfigError
-from app.console.demo import create_demo
 from app.errors import DomainError
 from app.extensions import db
 from app.loyalty import tick
@@ -93,7 +94,7 @@ def _database_commands() -> click.Group:
 
 cli.add_command(_database_commands())
 cli.add_command(spec_command)
-for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS]:
+for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS, *ACCOUNT_COMMANDS]:
     cli.add_command(_command)
 
 
@@ -173,6 +174,8 @@ def demo() -> None:
     click.echo(f"Till at {till.location.name}: open {till.enrol_url} once on the till's phone "
                f"(valid {devices.ENROL_HOURS} h), then sign in as {till.staff.name} with PIN "
                f"{till.pin}")
+    click.echo(f"Console: sign in at {current_app.config['BASE_URL']}/console/login as "
+               f"{result.console.email} with password {result.console.password}")
 
 
 @cli.group("outbox")

@@ -1,0 +1,40 @@
+"""The console's frame in Chromium: sign-in and the program page, on a desktop and a tablet, in
+every language (screenshots in test-artifacts/, axe-core clean, nothing from other hosts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Browser
+
+from tests.browser import offline_page, serve
+from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+
+
+@pytest.fixture
+def database(sqlite_database: Any) -> Any:
+    return sqlite_database  # the pages are the same on both databases
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_sign_in_and_the_program_page_in_every_language(
+        app: Flask, program: dict[str, Any], browser: Browser, screen: str) -> None:
+    make_account(app, "m@example.com", "marketer", programs=[program["id"]])
+    with serve(app) as base:
+        context, page = offline_page(browser, **SCREENS[screen])
+        for lang in LANGUAGES:
+            page.goto(f"{base}/console/login?lang={lang}")
+            check_page(page, f"login-{lang}-{screen}")
+        context.close()
+        context, page = console_page(browser, base, "m@example.com", screen=screen)
+        assert page.url.endswith(f"/console/programs/{program['id']}")
+        for lang in LANGUAGES:
+            page.goto(f"{base}/console/programs/{program['id']}?lang={lang}")
+            assert page.locator("html").get_attribute("lang") == lang
+            check_page(page, f"program-{lang}-{screen}")
+        page.goto(f"{base}/console/programs/{program['id']}?lang=en")
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/console/login")
+        context.close()
