@@ -28,6 +28,7 @@ from app.extensions import db
 from passes.barcode import make_code
 from tests.factories import ApiClient, card_code, create_card, create_program
 from tests.images import image_bytes
+from tests.redemption.test_staff_pages import Staff
 
 ROLES = ("admin", "marketer", "staff", "pos")
 LOGO = image_bytes((400, 200))
@@ -414,3 +415,16 @@ def test_create_key_with_programs_from_the_command_line(
             ("cli", "Siam marketing"), ("cli", "both tills"), ("cli", "ops")]
         assert all(plaintext not in repr(e.details) for e in events)
         db.session.rollback()
+
+
+def test_a_limited_staff_keys_till_session_finds_no_other_programs_card(
+        world: World, keys: dict[str, str]) -> None:
+    """Signed in at ``/staff`` with a key limited to A, another program's card is no card."""
+    with world.app.app_context():
+        key = api_keys.create("A's till", "staff", program_ids=[world.a["program_id"]])[1]
+    till = Staff(world.app.test_client(), key)
+    other = till.scan(world.b["code"])
+    assert other.status_code == 404 and other.json["detail"] == "No card with this code."
+    assert till.scan(world.a["code"]).status_code == 200
+    everywhere = Staff(world.app.test_client(), keys["staff"])
+    assert everywhere.scan(world.b["code"]).status_code == 200
