@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import g, has_app_context
 from sqlalchemy import ColumnElement, true
 
-from app.errors import NotFound
+from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.loyalty.models import Program
 
@@ -65,3 +65,18 @@ def check(program_id: int, what: str) -> None:
     objects found by another key (a card's serial, a reward's id) that belong to a program."""
     if not current().allows(program_id):
         raise NotFound(f"No {what}.")
+
+
+class NeedsEveryProgram(DomainError, code="needs-every-program", status=403,
+                        title="Needs every program"):
+    """The operation concerns the whole service (not one program's objects): a caller limited
+    to some programs may not do it."""
+
+
+def require_every_program(what: str) -> None:
+    """403 ``needs-every-program`` unless the caller reaches every program: for operations on
+    the whole service (making programs, API keys, the outbox), which a caller limited to some
+    programs must not do (``what`` says which, e.g. "Creating a program")."""
+    if current().program_ids is not None:
+        raise NeedsEveryProgram(f"{what} needs a key that reaches every program; this one is "
+                                "limited to some.")

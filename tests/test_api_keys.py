@@ -55,9 +55,9 @@ def test_admin_lists_keys_without_the_keys(app: Any, api: ApiClient,
     for role, plaintext in keys.items():
         key = listed[f"test {role}"]
         assert set(key) == {"id", "name", "role", "prefix", "revoked", "created_at",
-                            "last_used_at"}
+                            "last_used_at", "program_ids"}
         assert key["id"] == key_id(app, plaintext)
-        assert key["role"] == role and key["revoked"] is False
+        assert key["role"] == role and key["revoked"] is False and key["program_ids"] is None
         assert key["prefix"] == plaintext[:10]
         assert datetime.fromisoformat(key["created_at"]) <= datetime.now(UTC)
     # Used: the admin (this request) and pos; never used: marketer and staff.
@@ -158,7 +158,7 @@ def test_cli_lists_and_revokes_keys(app: Any, api: ApiClient, keys: dict[str, st
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
     assert lines[0].split() == ["ID", "ROLE", "STATUS", "CREATED", "LAST", "USED", "PREFIX",
-                                "NAME"]
+                                "PROGRAMS", "NAME"]
     rows = {int(line.split()[0]): line for line in lines[1:]}
     assert len(rows) == 4
     assert rows[pos_id].split()[1:3] == ["pos", "active"]

@@ -1,5 +1,8 @@
 """Operator API (admins only): the outbox backlog, and retrying what it gave up on.
 
+The outbox is the whole service's (every program's rows at once), so these need a key that
+reaches every program: a key limited to some gets 403 ``needs-every-program``.
+
 The same as ``pointpass outbox status|retry``: both call :mod:`app.outbox.status`.
 """
 
@@ -11,6 +14,7 @@ from apiflask import APIBlueprint, fields
 from apiflask.schemas import Schema
 from marshmallow import ValidationError
 
+from app import access
 from app.auth.security import auth
 from app.errors import Unprocessable
 from app.outbox import status
@@ -61,8 +65,10 @@ class RetryOut(Schema):
 @bp.auth_required(auth, roles=["admin"])
 @bp.output(OutboxStatusOut)
 @bp.doc(summary="Outbox backlog per channel: rows, due, past their retry limit, oldest age",
-        responses=[401, 403])
+        description="Every program's rows: a key limited to some programs cannot read it "
+        "(403 `needs-every-program`).", responses=[401, 403])
 def outbox_status() -> dict[str, Any]:
+    access.require_every_program("The outbox")
     return status.status().as_dict()
 
 
@@ -72,6 +78,9 @@ def outbox_status() -> dict[str, Any]:
 @bp.output(RetryOut)
 @bp.doc(summary="Send again the outbox rows past their retry limit (or all waiting rows)",
         description="Makes the rows due now with their attempts reset, then asks for a drain. "
-        "Idempotent: run again, it retries none.", responses=[401, 403, 422])
+        "Idempotent: run again, it retries none. Every program's rows: a key limited to "
+        "some programs cannot retry them (403 `needs-every-program`).",
+        responses=[401, 403, 422])
 def retry_outbox(data: dict[str, Any]) -> dict[str, Any]:
+    access.require_every_program("The outbox")
     return {"retried": status.retry(data.get("channel"), everything=data["all"])}

@@ -9,7 +9,7 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
-from app import timeutil
+from app import access, timeutil
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
 from app.loyalty import balances, cards, earning, ledger, programs, refunds
@@ -83,18 +83,22 @@ def _posting_response(posting: ledger.Posting) -> tuple[ledger.Posting, int, dic
 @bp.auth_required(auth, roles=["admin"])
 @bp.input(ProgramIn, arg_name="data")
 @bp.output(ProgramOut, status_code=201)
-@bp.doc(summary="Create a program", description=CONTRAST_RULE + " " + SETTINGS_CHANGES,
+@bp.doc(summary="Create a program", description=CONTRAST_RULE + " " + SETTINGS_CHANGES +
+        "\n\nA key limited to some programs cannot create one (403 `needs-every-program`).",
         responses=[401, 403, 409, 422])
 def create_program(data: dict[str, Any]) -> Program:
+    access.require_every_program("Creating a program")
     return programs.create(**data)
 
 
 @bp.get("/programs")
 @bp.auth_required(auth, roles=ALL_ROLES)
 @bp.output(ProgramList)
-@bp.doc(summary="List programs", responses=[401])
+@bp.doc(summary="List programs",
+        description="Only the programs the key reaches (every one for a key not limited to "
+        "some).", responses=[401])
 def list_programs() -> dict[str, Any]:
-    return {"programs": programs.all_programs()}
+    return {"programs": programs.reachable_programs()}
 
 
 @bp.get("/programs/<int:program_id>")

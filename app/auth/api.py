@@ -1,4 +1,4 @@
-"""The key API: list API keys and revoke them (admins only)."""
+"""The key API: list API keys and revoke them (admins whose key reaches every program)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from apiflask import APIBlueprint, fields
 from apiflask.schemas import Schema
 
+from app import access
 from app.auth import keys
 from app.auth.models import Role
 from app.auth.security import actor, auth
@@ -28,6 +29,9 @@ class KeyOut(Schema):
     last_used_at = fields.DateTime(allow_none=True, metadata={
         "description": "when the key last authenticated a request, to about a minute; null "
                        "if never"})
+    program_ids = fields.List(fields.Integer(), allow_none=True, metadata={
+        "description": "the programs the key is limited to (`pointpass create-key --program`); "
+                       "null: every program, those made later too"})
 
 
 class KeyList(Schema):
@@ -37,9 +41,18 @@ class KeyList(Schema):
 @bp.get("/keys")
 @bp.auth_required(auth, roles=["admin"])
 @bp.output(KeyList)
-@bp.doc(summary="List API keys (never the keys themselves)", responses=[401, 403])
+@bp.doc(summary="List API keys (never the keys themselves)",
+        description="Each with the programs it is limited to. Keys are the whole service's: "
+        "a key limited to some programs cannot list them (403 `needs-every-program`).",
+        responses=[401, 403])
 def list_keys() -> dict[str, Any]:
-    return {"keys": keys.all_keys()}
+    access.require_every_program("Listing API keys")
+    every = keys.all_keys()
+    granted = keys.programs_of(key.id for key in every)
+    return {"keys": [{"id": key.id, "name": key.name, "role": key.role.value,
+                      "prefix": key.prefix, "revoked": key.revoked,
+                      "created_at": key.created_at, "last_used_at": key.last_used_at,
+                      "program_ids": granted.get(key.id)} for key in every]}
 
 
 @bp.delete("/keys/<int:key_id>")
@@ -47,9 +60,12 @@ def list_keys() -> dict[str, Any]:
 @bp.output({}, status_code=204)
 @bp.doc(summary="Revoke an API key",
         description="Idempotent: revoking a revoked key answers 204 too. This process refuses "
-        "the key from its next request; every process within 10 seconds.",
+        "the key from its next request; every process within 10 seconds. The revocation is "
+        "recorded in the audit trail (`key.revoke`). A key limited to some programs cannot "
+        "revoke keys (403 `needs-every-program`).",
         responses=[401, 403, 404])
 def revoke_key(key_id: int) -> tuple[str, int]:
+    access.require_every_program("Revoking an API key")
     revoked = keys.revoke(key_id)
     if revoked is None:
         raise NotFound(f"No API key with id {key_id}.")

@@ -8,16 +8,19 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.auth.models import ApiKey, Role
+from app import audit
+from app.auth.models import ApiKey, Role, api_key_programs
+from app.errors import NotFound
 from app.extensions import db
+from app.loyalty.models import Program
 from app.timeutil import utcnow
 
 KEY_PREFIX = "pp_"
@@ -34,11 +37,13 @@ log = logging.getLogger("pointpass.auth")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: the key's id, name and role."""
+    """Who made a request: the key's id, name and role, and the programs it reaches
+    (``program_ids``; None: every program)."""
 
     id: int
     name: str
     role: Role
+    program_ids: frozenset[int] | None = None
 
 
 _cache: dict[str, tuple[Principal, float]] = {}
@@ -53,11 +58,27 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create(name: str, role: Role | str) -> tuple[ApiKey, str]:
-    """Store a new key and return it with its plaintext, which is not kept anywhere."""
+def create(name: str, role: Role | str, program_ids: Iterable[int] = ()) -> tuple[ApiKey, str]:
+    """Store a new key and return it with its plaintext, which is not kept anywhere.
+
+    ``program_ids``: the programs the key may reach (none given: every program, also those
+    made later). ``NotFound`` for an unknown program. The creation is recorded in the audit
+    trail (never the key). Commits."""
+    wanted = sorted(set(program_ids))
+    found = set(db.session.scalars(select(Program.id).where(Program.id.in_(wanted))))
+    missing = [program_id for program_id in wanted if program_id not in found]
+    if missing:
+        raise NotFound(f"No program with id {missing[0]}.")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(name=name, role=Role(role), prefix=plaintext[:10], key_hash=_hash(plaintext))
     db.session.add(key)
+    db.session.flush()
+    if wanted:
+        db.session.execute(insert(api_key_programs),
+                           [{"api_key_id": key.id, "program_id": p} for p in wanted])
+    audit.record("key.create", target=f"api_key:{key.id}",
+                 details={"name": key.name, "role": key.role.value, "prefix": key.prefix,
+                          "program_ids": wanted or None})
     db.session.commit()
     return key, plaintext
 
@@ -65,6 +86,22 @@ def create(name: str, role: Role | str) -> tuple[ApiKey, str]:
 def all_keys() -> Sequence[ApiKey]:
     """Every key, revoked ones included, by id."""
     return db.session.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+
+
+def programs_of(key_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The programs each of ``key_ids`` is limited to, by key id, in id order; a key that
+    reaches every program is not in the answer."""
+    wanted = sorted(set(key_ids))
+    granted: dict[int, list[int]] = {}
+    if not wanted:
+        return granted
+    rows = db.session.execute(
+        select(api_key_programs.c.api_key_id, api_key_programs.c.program_id)
+        .where(api_key_programs.c.api_key_id.in_(wanted))
+        .order_by(api_key_programs.c.api_key_id, api_key_programs.c.program_id))
+    for key_id, program_id in rows:
+        granted.setdefault(key_id, []).append(program_id)
+    return granted
 
 
 def revoke(key_id: int) -> bool | None:
@@ -78,6 +115,8 @@ def revoke(key_id: int) -> bool | None:
     was_active = not key.revoked
     if was_active:
         key.revoked = True
+        audit.record("key.revoke", target=f"api_key:{key.id}",
+                     details={"name": key.name, "role": key.role.value, "prefix": key.prefix})
         db.session.commit()
     with _cache_lock:
         _cache_generation += 1
@@ -124,9 +163,11 @@ def _active_key(which: ColumnElement[bool]) -> Principal | None:
     ).one_or_none()
     if row is None or row.revoked:
         return None
+    granted = frozenset(db.session.scalars(
+        select(api_key_programs.c.program_id).where(api_key_programs.c.api_key_id == row.id)))
     if fresh:
         _note_use(row)
-    return Principal(row.id, row.name, row.role)
+    return Principal(row.id, row.name, row.role, granted or None)
 
 
 def _session_is_clean() -> bool:

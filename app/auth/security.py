@@ -6,7 +6,7 @@ import hmac
 
 from apiflask import HTTPTokenAuth
 
-from app import audit
+from app import access, audit
 from app.auth import keys
 from app.auth.keys import Principal
 from app.auth.models import Role
@@ -28,6 +28,7 @@ def _verify(token: str) -> Principal | None:
     principal = keys.authenticate(token) if token else None
     if principal is not None:
         audit.act_as(audit.Actor(f"api_key:{principal.id}", principal.name))
+        access.limit_to(access.Scope(principal.program_ids))
     return principal
 
 

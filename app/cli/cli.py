@@ -19,7 +19,7 @@ from flask_migrate import cli as migrate_cli
 from rq import Queue
 from sqlalchemy.engine import make_url
 
-from app import background, create_app
+from app import audit, background, create_app
 from app.accounts.cli import COMMANDS as ACCOUNT_COMMANDS
 from app.auth import keys
 from app.auth.models import ApiKey, Role
@@ -27,7 +27,7 @@ from app.cli.demo import create_demo
 from app.config import ConfigError
 from app.errors import DomainError
 from app.extensions import db
-from app.loyalty import tick
+from app.loyalty import programs, tick
 from app.loyalty.cli import COMMANDS as LOYALTY_COMMANDS
 from app.outbox.status import retry as outbox_retry_rows
 from app.outbox.status import status as outbox_status_of
@@ -101,26 +101,40 @@ for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS, *ACCOUNT_COMMANDS]:
 @cli.command("create-key")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @click.option("--name", required=True, help="Who or what uses the key, e.g. 'till 3'.")
+@click.option("--program", "program_slugs", multiple=True, metavar="SLUG",
+              help="Limit the key to this program (repeat for several); without it the key "
+              "reaches every program.")
 @with_appcontext
-def create_key(role: str, name: str) -> None:
+def create_key(role: str, name: str, program_slugs: tuple[str, ...]) -> None:
     """Create an API key and print it once; only its hash is stored."""
-    key, plaintext = keys.create(name, role)
-    click.echo(f"Created {key.role.value} key #{key.id} '{key.name}'. It will not be shown again:",
-               err=True)
+    audit.act_as(audit.CLI)
+    try:
+        program_ids = [programs.get_by_slug(slug).id for slug in program_slugs]
+        key, plaintext = keys.create(name, role, program_ids=program_ids)
+    except DomainError as error:
+        raise click.ClickException(error.detail) from None
+    reach = f" for {', '.join(sorted(set(program_slugs)))}" if program_slugs else ""
+    click.echo(f"Created {key.role.value} key #{key.id} '{key.name}'{reach}. It will not be "
+               "shown again:", err=True)
     click.echo(plaintext)
 
 
 @cli.command("list-keys")
 @with_appcontext
 def list_keys() -> None:
-    """List API keys: id, role, status, created, last used, prefix and name (never the key)."""
+    """List API keys: id, role, status, created, last used, prefix, programs (``*``: every
+    program) and name (never the key)."""
     minute = "%Y-%m-%d %H:%MZ"  # times are UTC
-    rows = [("ID", "ROLE", "STATUS", "CREATED", "LAST USED", "PREFIX", "NAME")]
-    for key in keys.all_keys():
+    every = keys.all_keys()
+    granted = keys.programs_of(key.id for key in every)
+    slugs = {program.id: program.slug for program in programs.all_programs()}
+    rows = [("ID", "ROLE", "STATUS", "CREATED", "LAST USED", "PREFIX", "PROGRAMS", "NAME")]
+    for key in every:
+        reach = ",".join(slugs[p] for p in granted[key.id]) if key.id in granted else "*"
         rows.append((str(key.id), key.role.value, "revoked" if key.revoked else "active",
                      key.created_at.strftime(minute),
                      key.last_used_at.strftime(minute) if key.last_used_at else "never",
-                     key.prefix, key.name))
+                     key.prefix, reach, key.name))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
@@ -133,6 +147,7 @@ def list_keys() -> None:
 def revoke_key(key_id: int) -> None:
     """Revoke API key KEY_ID (an id from list-keys). Running services refuse it within
     10 seconds."""
+    audit.act_as(audit.CLI)
     revoked = keys.revoke(key_id)
     key = db.session.get(ApiKey, key_id)
     if revoked is None or key is None:

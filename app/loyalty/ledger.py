@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, func, or_, select, update
 
-from app import dbutil, telemetry, timeutil
+from app import access, dbutil, telemetry, timeutil
 from app.errors import (
     CardVoided,
     Conflict,
@@ -169,6 +169,7 @@ _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.li
                          EarningRule.kind == RuleKind.REFERRAL),
                  ).exists().label("has_purchase_rules"))
 _LOCKED_CARD_FIELDS = len(_LOCK_COLUMNS)
+_PROGRAM_ID = next(i for i, column in enumerate(_LOCK_COLUMNS) if column is Card.program_id)
 
 
 def _lock_statement(with_key: bool) -> Any:
@@ -350,7 +351,8 @@ class PostingTransaction:
         tx = self.tx = dbutil.begin_driver_transaction()
         try:
             row = tx.first(_LOCK[key is not None], {"serial": self.serial_number, "key": key})
-            if row is None:
+            # A card of a program outside the caller's reach is no card at all (app.access).
+            if row is None or not access.current().allows(row[_PROGRAM_ID]):
                 raise NotFound(f"No card with serial number {self.serial_number!r}.")
             self.card = LockedCard(*row[:_LOCKED_CARD_FIELDS])
             if key is not None and row[_LOCKED_CARD_FIELDS] is not None:
@@ -691,7 +693,10 @@ def recent_entries(card: Card, limit: int = 10) -> list[LedgerEntry]:
 
 
 def get_card(serial_number: str) -> Card:
-    card = db.session.scalar(select(Card).where(Card.serial_number == serial_number))
+    """The card with this serial number; ``NotFound`` (404) when there is none or its program
+    is outside the caller's reach (:mod:`app.access`), alike."""
+    card = db.session.scalar(select(Card).where(Card.serial_number == serial_number,
+                                                access.current().where(Card.program_id)))
     if card is None:
         raise NotFound(f"No card with serial number {serial_number!r}.")
     return card

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from app import access
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.loyalty import branding, changes, program_texts
@@ -22,10 +23,9 @@ def slugify(name: str) -> str:
 
 
 def get(program_id: int) -> Program:
-    program = db.session.get(Program, program_id)
-    if program is None:
-        raise NotFound(f"No program with id {program_id}.")
-    return program
+    """The program with this id; ``NotFound`` (404) when there is none or it is outside the
+    caller's programs (:mod:`app.access`), alike."""
+    return access.program(program_id)
 
 
 def get_by_slug(slug: str) -> Program:
@@ -110,6 +110,12 @@ def add_location(program: Program, **fields: Any) -> ProgramLocation:
 
 def all_programs() -> list[Program]:
     return list(db.session.scalars(select(Program).order_by(Program.id)))
+
+
+def reachable_programs() -> list[Program]:
+    """The programs the caller reaches (:mod:`app.access`), by id."""
+    return list(db.session.scalars(
+        select(Program).where(access.current().where(Program.id)).order_by(Program.id)))
 
 
 DESIGN_FIELDS = ("name", "organization_name", "background_color", "foreground_color",

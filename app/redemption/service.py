@@ -27,7 +27,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import BigInteger, bindparam, func, insert, select, update
 from sqlalchemy.orm import joinedload
 
-from app import dbutil
+from app import access, dbutil
 from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import ledger
@@ -228,9 +228,11 @@ def scan(code: str, *, staff: TillActor) -> Scan:
 
 
 def _check_program(staff: TillActor, program_id: int) -> None:
-    """A staff member works for their device's program only: another program's card is, for
-    them, no card at all (``NotFound``, telling nothing about it)."""
-    if staff.program_id is not None and staff.program_id != program_id:
+    """A staff member works for their device's program only, a key limited to some programs
+    for those (:mod:`app.access`): another program's card is, for them, no card at all
+    (``NotFound``, telling nothing about it)."""
+    if ((staff.program_id is not None and staff.program_id != program_id)
+            or not access.current().allows(program_id)):
         raise NotFound("No card with this code.")
 
 
@@ -369,9 +371,12 @@ def reverse(redemption_id: int, *, actor: str, reason: str | None = None,
     """Give a redemption's points back with a ledger entry. Commits. 409 if already reversed.
     ``till``: the staff member undoing it at a till (recorded on the entry)."""
     redemption = db.session.get(Redemption, redemption_id)
-    if redemption is None:
+    card = None if redemption is None else db.session.execute(
+        select(Card.serial_number, Card.program_id).where(Card.id == redemption.card_id)).one()
+    # Another program's redemption (app.access) is no redemption at all.
+    if redemption is None or card is None or not access.current().allows(card.program_id):
         raise NotFound(f"No redemption with id {redemption_id}.")
-    serial = db.session.scalar(select(Card.serial_number).where(Card.id == redemption.card_id))
+    serial = card.serial_number
     with ledger.posting(str(serial)) as p:
         # Re-read under the card's lock: two reversals of one redemption cannot both pass.
         reversed_at = p.tx.first(_REVERSED_AT, {"id": redemption_id})

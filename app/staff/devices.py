@@ -21,6 +21,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 
+from app import access
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty.models import ProgramLocation
@@ -39,8 +40,10 @@ class NewDevice:
 
 def create(location_id: int, name: str | None = None) -> NewDevice:
     """A device-to-be at ``location_id`` and its one-time enrolment URL (shown only now).
-    Commits. ``Unprocessable`` (422) for an unknown location."""
-    if db.session.get(ProgramLocation, location_id) is None:
+    Commits. ``Unprocessable`` (422) for an unknown location, or one of a program outside the
+    caller's reach (:mod:`app.access`)."""
+    location = db.session.get(ProgramLocation, location_id)
+    if location is None or not access.current().allows(location.program_id):
         raise Unprocessable(f"No location with id {location_id}.", errors=[
             {"location": "json", "field": "location_id", "message": "Unknown location."}])
     token = secrets.token_urlsafe(24)
@@ -112,14 +115,20 @@ def revoke(device_id: int) -> bool:
 
 
 def get(device_id: int) -> TillDevice:
+    """The device with this id; ``NotFound`` (404) when there is none or its location's
+    program is outside the caller's reach (:mod:`app.access`), alike."""
     device = db.session.get(TillDevice, device_id)
-    if device is None:
+    if device is None or not access.current().allows(device.location.program_id):
         raise NotFound(f"No device with id {device_id}.")
     return device
 
 
 def all_devices() -> Sequence[TillDevice]:
-    return db.session.scalars(select(TillDevice).order_by(TillDevice.id)).all()
+    """The devices at the locations of the programs the caller reaches, by id."""
+    return db.session.scalars(
+        select(TillDevice).join(ProgramLocation, ProgramLocation.id == TillDevice.location_id)
+        .where(access.current().where(ProgramLocation.program_id))
+        .order_by(TillDevice.id)).all()
 
 
 def status(device: TillDevice) -> str:

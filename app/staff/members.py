@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select, true
 
+from app import access
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty.models import ProgramLocation
@@ -73,10 +74,26 @@ def update(member_id: int, *, name: str | None = None, pin: str | None = None,
 
 
 def get(member_id: int) -> StaffMember:
+    """The staff member with this id; ``NotFound`` (404) when there is none or they may work
+    at a location of a program outside the caller's reach (:mod:`app.access`), alike."""
     member = db.session.get(StaffMember, member_id)
-    if member is None:
+    scope = access.current()
+    if member is None or not all(scope.allows(loc.program_id) for loc in member.locations):
         raise NotFound(f"No staff member with id {member_id}.")
     return member
+
+
+def _reachable() -> ColumnElement[bool]:
+    """Staff members whose every location is in a program the caller reaches: one who also
+    works for another program is that program's too, so a caller limited to some programs
+    neither sees nor changes them."""
+    scope = access.current()
+    if scope.program_ids is None:
+        return true()
+    return ~exists().where(
+        staff_member_locations.c.staff_member_id == StaffMember.id,
+        ProgramLocation.id == staff_member_locations.c.location_id,
+        ~scope.where(ProgramLocation.program_id))
 
 
 def get_or_none(member_id: int) -> StaffMember | None:
@@ -84,8 +101,9 @@ def get_or_none(member_id: int) -> StaffMember | None:
 
 
 def all_members() -> Sequence[StaffMember]:
-    """Every staff member, deactivated ones too, by id."""
-    return db.session.scalars(select(StaffMember).order_by(StaffMember.id)).all()
+    """Every staff member the caller reaches (see :func:`get`), deactivated ones too, by id."""
+    return db.session.scalars(
+        select(StaffMember).where(_reachable()).order_by(StaffMember.id)).all()
 
 
 def at_location(location_id: int) -> Sequence[StaffMember]:
@@ -179,7 +197,8 @@ def _locations(location_ids: Iterable[int]) -> list[ProgramLocation]:
         raise Unprocessable("Give at least one location.", errors=[
             {"location": "json", "field": "location_ids", "message": "At least one."}])
     found = db.session.scalars(
-        select(ProgramLocation).where(ProgramLocation.id.in_(wanted))).all()
+        select(ProgramLocation).where(ProgramLocation.id.in_(wanted),
+                                      access.current().where(ProgramLocation.program_id))).all()
     missing = sorted(set(wanted) - {loc.id for loc in found})
     if missing:
         raise Unprocessable(f"No location with id {missing[0]}.", errors=[

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Response, current_app, request, session
 
+from app import access
 from app.auth import keys
 from app.auth.keys import Principal
 from app.auth.models import Role
@@ -103,6 +104,8 @@ def signed_in_staff() -> Principal | None:
     principal = keys.principal_by_id(key_id)
     if principal is None or not is_staff(principal):
         return None
+    # The key's programs bind its till session as they bind its API requests.
+    access.limit_to(access.Scope(principal.program_ids))
     return principal
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from app import background
+from app import access, background
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import changes
@@ -200,8 +200,10 @@ def resume_interrupted() -> list[int]:
 
 
 def get(update_id: int) -> PassUpdate:
+    """The pass update with this id; ``NotFound`` (404) when there is none or its program is
+    outside the caller's reach (:mod:`app.access`), alike."""
     pass_update = db.session.get(PassUpdate, update_id)
-    if pass_update is None:
+    if pass_update is None or not access.current().allows(pass_update.program_id):
         raise NotFound(f"No update with id {update_id}.")
     return pass_update
 
