@@ -31,11 +31,20 @@ from app.enrollment import links
 from app.errors import CardVoided, IdempotencyKeyReused, InsufficientPoints, NotFound
 from app.loyalty import balances, cards, ledger
 from app.loyalty import members as directory
-from app.loyalty.models import CardStatus, Program
+from app.loyalty.models import CardStatus, EntryKind, Program
 from app.wallet import devices
 from app.web.pagekit import PageForm
 
 pages.section(_l("Members"), "console.members")
+
+
+# What the ledger calls each kind of entry.
+ENTRY_KINDS = {
+    EntryKind.EARN: _l("earned"), EntryKind.REDEEM: _l("redeemed"),
+    EntryKind.ADJUST: _l("adjusted"), EntryKind.EXPIRE: _l("expired"),
+    EntryKind.REVERSE: _l("taken back"), EntryKind.RELEASE: _l("became available"),
+    EntryKind.REFUND: _l("refunded"), EntryKind.BONUS: _l("bonus"),
+}
 
 
 class WholeNumberField(IntegerField):
@@ -128,7 +137,7 @@ def _member_page(program: Program, found: directory.Found, *, adjust: AdjustForm
         ledger_page=page, wallets=devices.of_card(card),
         adjust_form=adjust, void_form=void or VoidForm(formdata=None),
         link_form=CardLinkForm(), link=link, link_result=link_result,
-        voided=card.status is CardStatus.VOIDED,
+        voided=card.status is CardStatus.VOIDED, entry_kinds=ENTRY_KINDS,
         when=lambda value: _program_time(value, program)), status
 
 

@@ -158,6 +158,7 @@ def test_a_members_page_shows_the_card_its_points_ledger_and_wallets(
     for expected in ("Siti Rahma", "siti.rahma@example.com", "+62 812-3456-7890",
                      "Bahasa Indonesia", serial, "receipt-77", "Welcome gift",
                      "API key “test admin”", "Installed on a device since", "Saved",
+                     "<td>earned</td>", "<td>adjusted</td>",
                      # 20 Nov 2026 03:00 UTC is 10:00 in Jakarta
                      "Nov 20, 2026, 10:00:00"):
         assert expected in page, expected
