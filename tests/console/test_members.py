@@ -125,7 +125,8 @@ def test_results_come_alone_to_htmx_and_page_by_keyset(
     fragment = marketer.get(url, query_string={"q": "MEMBER"},
                             headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<html" not in fragment
-    assert fragment.lstrip().startswith('<section id="member-results"')
+    assert fragment.lstrip().startswith('<section aria-labelledby="results-heading">')
+    assert '<div id="member-results" aria-live="polite">' in page
     first = _names(fragment)
     assert first == [f"Member {n:02d}" for n in range(26, 1, -1)]  # 25, newest first
     more = re.search(r'href="([^"]+after=\d+)"', fragment)
