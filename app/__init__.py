@@ -29,6 +29,7 @@ from app import config as config_module
 from app.accounts import models as _account_models  # noqa: F401 - register the tables
 from app.api.admin import bp as admin_api
 from app.api.loyalty import bp as loyalty_api
+from app.api.members import bp as members_api
 from app.audit import AuditEvent as _AuditEvent  # noqa: F401
 from app.auth import models as _auth_models  # noqa: F401
 from app.auth.api import bp as keys_api
@@ -123,6 +124,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     channels.register(app, google_sync.CHANNEL)
 
     app.register_blueprint(loyalty_api)
+    app.register_blueprint(members_api)
     app.register_blueprint(updates_api)
     app.register_blueprint(redemption_api)
     app.register_blueprint(keys_api)
@@ -136,6 +138,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     # CSRF protection is on for every post; these callers prove who they are with API keys,
     # PassKit authentication tokens and Google's signatures, never with the session cookie.
+    pagekit.exempt_from_csrf(members_api)
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
                              till_admin_api, artwork_api, rules_api, passkit,
                              google_callback)

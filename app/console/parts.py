@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.console import pages
+from app.console import (
+    members,  # noqa: F401 (after pages: it adds to its blueprint)
+    pages,
+)
 
 
 def init_app(app: Flask) -> None:

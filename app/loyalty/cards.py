@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy import bindparam, update
 
-from app import dbutil
+from app import access, dbutil
 from app.errors import CardVoided
 from app.loyalty import changes, ledger
 from app.loyalty.models import Card, CardStatus
@@ -20,13 +20,17 @@ _VOID = dbutil.DriverStatement(lambda dialect: update(Card.__table__).where(
 
 
 def void(serial_number: str, *, reason: str, actor: str) -> Card:
-    """Void a card for good: its passes say so and its balance can no longer change. Commits."""
+    """Void a card for good: its passes say so and its balance can no longer change. Commits;
+    recorded in the audit trail as ``card.void``. ``NotFound`` for a card outside the
+    caller's programs (:mod:`app.access`), as for one that does not exist."""
     with ledger.posting(serial_number) as p:  # no ledger entry: the card's lock, one commit
+        access.check(p.card.program_id, f"card with serial number {serial_number!r}")
         if p.card.status is CardStatus.VOIDED:
             raise CardVoided(f"Card {serial_number} is already voided.")
         now = utcnow()
         p.tx.execute(_VOID, {"card_id": p.card.id, "status": CardStatus.VOIDED,
                              **changes.bump_params(now)})
         changes.announce_card(p.tx, p.card.id, now)
+        p.record("card.void", details={"reason": reason})
     log.info("card %s voided by %s: %s", serial_number, actor, reason)
     return ledger.get_card(serial_number)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, func, or_, select, update
 
-from app import access, dbutil, telemetry, timeutil
+from app import access, audit, dbutil, telemetry, timeutil
 from app.errors import (
     CardVoided,
     Conflict,
@@ -208,6 +208,9 @@ _EARNED_BY = dbutil.DriverStatement(lambda _dialect: select(
 _REVERSAL_OF = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
     LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.reverses_id == bindparam("id"))
     .limit(1))
+_AUDIT_COLUMNS = ["at", "actor", "actor_name", "program_id", "action", "target", "details"]
+_INSERT_AUDIT = dbutil.DriverStatement(
+    lambda _dialect: audit.AuditEvent.__table__.insert(), _AUDIT_COLUMNS)
 _ENTRY_ID_FOR_KEY = dbutil.DriverStatement(lambda _dialect: select(LedgerEntry.id).where(
     LedgerEntry.card_id == bindparam("card_id"), LedgerEntry.idempotency_key == bindparam("key")))
 
@@ -634,6 +637,15 @@ class PostingTransaction:
                                                 "key": key or self.idempotency_key})
         return None if row is None else int(row[0])
 
+    def record(self, action: str, *, details: dict[str, Any] | None = None) -> None:
+        """Record ``action`` on the card in the audit trail (:mod:`app.audit`), in this
+        transaction: it commits with the posting or not at all."""
+        who = audit.current_actor()
+        self.tx.execute(_INSERT_AUDIT, {
+            "at": utcnow(), "actor": who.ref, "actor_name": who.name[:254],
+            "program_id": self.card.program_id, "action": action,
+            "target": f"card:{self.card.serial_number}", "details": details or None})
+
     def has_entry_with_key(self, key: str) -> bool:
         """Whether the card has an entry made with the idempotency key ``key`` (an award's
         own key, say)."""
@@ -672,12 +684,21 @@ def adjust(
     actor: str,
     idempotency_key: str | None = None,
 ) -> Posting:
-    """Add or remove points by hand (signed), with a reason, then commit."""
+    """Add or remove points by hand (signed), with a reason, then commit; recorded in the
+    audit trail as ``card.adjust``. ``NotFound`` for a card outside the caller's programs
+    (:mod:`app.access`), as for one that does not exist; ``InsufficientPoints`` when a
+    removal would take the balance below zero."""
     request_fp = fingerprint(op="adjust", points=points, reason=reason)
     with posting(serial_number, idempotency_key, request_fp) as p:
+        access.check(p.card.program_id, f"card with serial number {serial_number!r}")
         if p.replay is not None:
             return p.replay
-        return p.post(EntryKind.ADJUST, points, actor=actor, reason=reason)
+        done = p.post(EntryKind.ADJUST, points, actor=actor, reason=reason)
+        if not done.replayed:
+            p.record("card.adjust", details={"points": points, "reason": reason,
+                                             "entry_id": done.entry.id,
+                                             "balance": done.balance})
+        return done
 
 
 def recent_entries(card: Card, limit: int = 10) -> list[LedgerEntry]:

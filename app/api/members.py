@@ -1,0 +1,236 @@
+"""The members API: search a program's members, and a card's ledger, lots and wallets; send
+the card link again. What the console's Members pages show and do (:mod:`app.console.members`),
+through the same services. A program or card outside the key's programs is 404, as one that
+does not exist (:mod:`app.access`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint, fields, validators
+from apiflask.schemas import Schema
+
+from app import access, timeutil
+from app.auth.models import Role
+from app.auth.security import auth, current_key
+from app.enrollment import links
+from app.loyalty import balances
+from app.loyalty import members as directory
+from app.loyalty.models import Card, EntryKind
+from app.loyalty.schemas import PointsOnDayOut
+from app.schemas import MAX_ID, InputSchema, text
+from app.wallet import devices
+
+bp = APIBlueprint("members", __name__, url_prefix="/api/v1", tag="Members")
+
+READERS = ["admin", "marketer"]
+LIMIT = fields.Integer(load_default=directory.DEFAULT_LIMIT,
+                       validate=validators.Range(1, directory.MAX_LIMIT),
+                       metadata={"description": f"at most {directory.MAX_LIMIT}"})
+
+
+class MemberSearchQuery(InputSchema):
+    q = text(directory.MAX_QUERY, load_default="", metadata={
+        "description": "a name or e-mail address (or part of one, any case), phone digits, "
+        "the start of a serial number (at least 4 hex digits) or a card's short code; empty: "
+        "every member"})
+    after = fields.Integer(validate=validators.Range(1, MAX_ID), metadata={
+        "description": "the previous page's `next_after`"})
+    limit = LIMIT
+
+
+class MemberCardOut(Schema):
+    serial_number = fields.String()
+    status = fields.String()
+    balance = fields.Integer()
+    lifetime_points = fields.Integer()
+    tier = fields.String(allow_none=True)
+
+
+class FoundMemberOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    language = fields.String()
+    joined_at = fields.DateTime()
+    card = fields.Nested(MemberCardOut)
+
+
+class MemberPageOut(Schema):
+    members = fields.List(fields.Nested(FoundMemberOut), metadata={
+        "description": "newest members first"})
+    next_after = fields.Integer(allow_none=True, metadata={
+        "description": "pass as `after` for the next page; null on the last one"})
+
+
+class LedgerQuery(InputSchema):
+    before = fields.Integer(validate=validators.Range(1, MAX_ID), metadata={
+        "description": "the previous page's `next_before`"})
+    limit = LIMIT
+
+
+class LedgerLineOut(Schema):
+    id = fields.Integer()
+    kind = fields.Enum(EntryKind, by_value=True)
+    points = fields.Integer()
+    pending_points = fields.Integer()
+    balance_after = fields.Integer()
+    reference = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    amount = fields.Integer(allow_none=True)
+    currency = fields.String(allow_none=True)
+    actor = fields.String(metadata={"description": "`api_key:<id>`, `account:<id>`, `clock`…"})
+    who = fields.String(metadata={"description": "the actor's name (a staff member's, an "
+                                  "account's e-mail address, an API key's name)"})
+    created_at = fields.DateTime()
+
+
+class LedgerPageOut(Schema):
+    entries = fields.List(fields.Nested(LedgerLineOut), metadata={
+        "description": "newest first"})
+    next_before = fields.Integer(allow_none=True, metadata={
+        "description": "pass as `before` for the next page; null on the last one"})
+
+
+class LotOut(Schema):
+    id = fields.Integer()
+    points = fields.Integer()
+    remaining = fields.Integer()
+    pending = fields.Boolean()
+    available_at = fields.DateTime(metadata={"description": "when pending points become "
+                                             "spendable (or became)"})
+    expires_at = fields.DateTime(allow_none=True, metadata={"description": "null: never"})
+    created_at = fields.DateTime()
+
+
+class LotsOut(Schema):
+    available_points = fields.Integer()
+    pending_points = fields.Integer()
+    next_release = fields.Nested(PointsOnDayOut, allow_none=True)
+    next_expiry = fields.Nested(PointsOnDayOut, allow_none=True)
+    lots = fields.List(fields.Nested(LotOut), metadata={
+        "description": "lots with points left: pending ones first, then by expiry"})
+
+
+class AppleDeviceOut(Schema):
+    device_id = fields.Integer()
+    registered_at = fields.DateTime()
+
+
+class GoogleObjectOut(Schema):
+    status = fields.String(metadata={"description": "`not-created`, `not-saved`, `saved` or "
+                                     "`deleted` (saved, then deleted by its holder)"})
+    changed_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when Google last said it was saved or deleted"})
+    synced_at = fields.DateTime(allow_none=True)
+
+
+class DevicesOut(Schema):
+    apple = fields.List(fields.Nested(AppleDeviceOut), metadata={
+        "description": "devices with the pass installed now (removing the pass unregisters "
+        "its device)"})
+    google = fields.Nested(GoogleObjectOut)
+
+
+class CardLinkOut(Schema):
+    sent = fields.Boolean()
+    result = fields.String(metadata={"description": "`sent`, `no-email` (the member gave "
+                                     "none), `not-configured` (no `POINTPASS_SMTP_URL`) or "
+                                     "`failed`"})
+    link = fields.String(allow_none=True, metadata={
+        "description": "the card page's URL to give the member, when not sent (admin and "
+        "marketer keys only; null otherwise)"})
+
+
+def _card(serial: str) -> Card:
+    card = directory.card_by_serial(serial)
+    access.check(card.program_id, f"card with serial number {serial!r}")
+    return card
+
+
+@bp.get("/programs/<int:program_id>/members")
+@bp.auth_required(auth, roles=READERS)
+@bp.input(MemberSearchQuery, location="query", arg_name="query")
+@bp.output(MemberPageOut)
+@bp.doc(summary="Search a program's members",
+        description="By name or e-mail address (containing the text, any case), phone "
+        "(containing its digits), serial number (starting with it) or short code (the code "
+        "under the card's QR code, any case, with or without dashes). Paged, newest members "
+        "first.", responses=[401, 403, 404, 422])
+def search_members(program_id: int, query: dict[str, Any]) -> dict[str, Any]:
+    program = access.program(program_id)
+    page = directory.search(program.id, query["q"], after=query.get("after"),
+                            limit=query["limit"])
+    return {"members": [_found(f) for f in page.members], "next_after": page.next_after}
+
+
+def _found(found: directory.Found) -> dict[str, Any]:
+    member, card = found.member, found.card
+    return {"id": member.id, "name": member.name, "email": member.email,
+            "phone": member.phone, "language": member.language,
+            "joined_at": member.created_at,
+            "card": {"serial_number": card.serial_number, "status": card.status.value,
+                     "balance": card.balance, "lifetime_points": card.lifetime_points,
+                     "tier": card.tier.name if card.tier else None}}
+
+
+@bp.get("/cards/<serial>/ledger")
+@bp.auth_required(auth, roles=READERS)
+@bp.input(LedgerQuery, location="query", arg_name="query")
+@bp.output(LedgerPageOut)
+@bp.doc(summary="A card's ledger, newest entries first, paged", responses=[401, 403, 404, 422])
+def card_ledger(serial: str, query: dict[str, Any]) -> dict[str, Any]:
+    page = directory.ledger(_card(serial), before=query.get("before"), limit=query["limit"])
+    return {"entries": [{**{c: getattr(line.entry, c) for c in (
+        "id", "kind", "points", "pending_points", "balance_after", "reference", "reason",
+        "amount", "currency", "actor", "created_at")}, "who": line.who}
+        for line in page.entries], "next_before": page.next_before}
+
+
+def _on_day(points: balances.PointsOnDay | None) -> dict[str, Any] | None:
+    return None if points is None else {"points": points.points, "at": points.at}
+
+
+@bp.get("/cards/<serial>/lots")
+@bp.auth_required(auth, roles=READERS)
+@bp.output(LotsOut)
+@bp.doc(summary="A card's points by lot: what is pending until when, what expires when",
+        responses=[401, 403, 404])
+def card_lots(serial: str) -> dict[str, Any]:
+    card = _card(serial)
+    summary = balances.summary(card.id, timeutil.now())
+    return {"available_points": summary.available, "pending_points": summary.pending,
+            "next_release": _on_day(summary.next_release),
+            "next_expiry": _on_day(summary.next_expiry),
+            "lots": directory.open_lots(card)}
+
+
+@bp.get("/cards/<serial>/devices")
+@bp.auth_required(auth, roles=READERS)
+@bp.output(DevicesOut)
+@bp.doc(summary="The wallets holding a card: Apple devices, the Google object's state",
+        responses=[401, 403, 404])
+def card_devices(serial: str) -> dict[str, Any]:
+    found = devices.of_card(_card(serial))
+    return {"apple": found.apple,
+            "google": {"status": found.google.status.value,
+                       "changed_at": found.google.changed_at,
+                       "synced_at": found.google.synced_at}}
+
+
+@bp.post("/cards/<serial>/card-link")
+@bp.auth_required(auth, roles=["admin", "marketer", "pos"])
+@bp.output(CardLinkOut)
+@bp.doc(summary="Send the member the link to their card page again",
+        description="By e-mail, in the member's language, when `POINTPASS_SMTP_URL` is set "
+        "and the member gave an address. When it is not sent, admin and marketer keys get "
+        "the link to give the member; other keys get null. Recorded in the audit trail as "
+        "`card.resend-link` (without the link).", responses=[401, 403, 404])
+def send_card_link(serial: str) -> dict[str, Any]:
+    card = _card(serial)
+    result = links.send_card_link(card)
+    sent = result is links.LinkSent.SENT
+    may_see = current_key().role in (Role.ADMIN, Role.MARKETER)
+    return {"sent": sent, "result": result.value,
+            "link": links.card_page_url(card) if not sent and may_see else None}
