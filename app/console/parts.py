@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.console import pages
+from app.console import (
+    design,  # noqa: F401  (adds its pages)
+    pages,
+)
 
 
 def init_app(app: Flask) -> None:
