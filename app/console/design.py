@@ -149,7 +149,22 @@ def _page(program: Program, form: DesignForm, status: int = 200, *,
         "console/design.html", form=form, preview=preview, images=images, kinds=KINDS,
         image_form=ImageForm(formdata=None), remove_form=RemoveImageForm(formdata=None),
         image_errors=image_errors or {}, colours=COLOURS, languages=LANGUAGES,
-        language_names=LANGUAGE_NAMES, stored=program), status
+        language_names=LANGUAGE_NAMES, stored=program, image_words=_image_words()), status
+
+
+def _image_words() -> dict[str, dict[str, str]]:
+    """What the images part says of each kind (whole sentences, for the translators)."""
+    return {
+        "logo": {"title": _("Logo"), "current": _("The current logo"),
+                 "remove": _("Remove the logo"), "choose": _("New logo"),
+                 "upload": _("Upload the logo")},
+        "strip": {"title": _("Strip"), "current": _("The current strip"),
+                  "remove": _("Remove the strip"), "choose": _("New strip"),
+                  "upload": _("Upload the strip")},
+        "icon": {"title": _("Icon"), "current": _("The current icon"),
+                 "remove": _("Remove the icon"), "choose": _("New icon"),
+                 "upload": _("Upload the icon")},
+    }
 
 
 @pages.bp.route("/programs/<int:program_id>/design", methods=["GET", "POST"])

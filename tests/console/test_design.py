@@ -243,7 +243,7 @@ def test_upload_and_remove_artwork(
     assert image.status_code == 200 and image.mimetype == "image/png"
     html = marketer.get(_url(program)).get_data(as_text=True)
     assert re.search(rf'src="/images/programs/{program["id"]}/logo-[0-9a-f]{{8}}\.png"', html)
-    assert "Remove the Logo" in html
+    assert "Remove the logo" in html
     [event] = _events(app, "program.image.upload")
     assert event.details == {"kind": "logo"} and event.program_id == program["id"]
 
