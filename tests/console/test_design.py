@@ -84,6 +84,10 @@ def test_the_preview_follows_unsaved_values_and_saves_nothing(
     assert "background=7C2D12" in html  # the preview's stylesheet
     assert '"hexBackgroundColor"' not in html and "#7c2d12" in html  # Google's class
     assert 'id="publish" hx-swap-oob="true"' in html
+    # The back of the pass: the terms in the page's language (English, else another's).
+    data.update(terms_en="Points expire after a year.")
+    back = marketer.post(_url(program, "/preview"), data=data).get_data(as_text=True)
+    assert "Points expire after a year." in back and "Back of the pass" in back
     css = marketer.get(_url(program, "/preview.css?background=7C2D12&foreground=FFFFFF"
                                       "&label=D1D5DB"))
     assert css.mimetype == "text/css" and "background:#7C2D12" in css.get_data(as_text=True)

@@ -6,6 +6,7 @@ fetches through the PassKit web service has the new colours. Screenshots in ever
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.apns_server import APNsTestServer
 from tests.browser import serve
 from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
 from tests.factories import admin_api, create_card, create_program, register_device, settle
+from tests.images import image_bytes
 
 
 @pytest.fixture
@@ -25,7 +27,8 @@ def database(sqlite_database: Any) -> Any:
 
 @pytest.mark.parametrize("screen", SCREENS)
 def test_change_the_colours_see_the_preview_and_publish_to_every_phone(
-        push_app: Flask, apns: APNsTestServer, browser: Browser, screen: str) -> None:
+        push_app: Flask, apns: APNsTestServer, browser: Browser, screen: str,
+        tmp_path: Path) -> None:
     api = admin_api(push_app)
     program = create_program(api)
     serials = [create_card(api, program, name=name)["serial_number"]
@@ -44,6 +47,14 @@ def test_change_the_colours_see_the_preview_and_publish_to_every_phone(
             assert page.locator("html").get_attribute("lang") == lang
             check_page(page, f"design-{lang}-{screen}")
         page.goto(f"{base}{design}?lang=en")
+        # A logo: uploaded through the artwork service, shown, and on the preview.
+        logo = tmp_path / "logo.png"
+        logo.write_bytes(image_bytes((400, 200), colour=(250, 204, 21)))
+        before = page.locator(".ac-logo").get_attribute("src")
+        page.get_by_label("New logo").set_input_files(str(logo))
+        page.get_by_role("button", name="Upload the logo").click()
+        expect(page.get_by_alt_text("The current logo")).to_be_visible()
+        assert page.locator(".ac-logo").get_attribute("src") != before
         card = page.locator(".apple-card")
         expect(card).to_have_css("background-color", "rgb(31, 41, 55)")
 
