@@ -192,7 +192,8 @@ def design(program: Program) -> ResponseReturnValue:
     audit.record("program.design", program_id=program.id, target=f"program:{program.id}",
                  details=_audit_details(changed))
     try:
-        programs.change(program, **changed)
+        # The pass update below tells every card (once, with progress), not the change.
+        programs.change(program, touch_cards=False, **changed)
     except LowContrast as exc:  # checked above; the service has the last word
         db.session.rollback()
         form.form_errors.append(exc.detail)
