@@ -110,13 +110,13 @@ def changes_of(form: DesignForm, program: Program) -> dict[str, Any]:
         elif value == current:
             continue
         changed[name] = value
-    texts = program.texts or {}
+    stored = stored_texts(program)
     text_changes = {}
     for language in LANGUAGES:
         given = {kind: (getattr(form, f"{kind}_{language}").data or "").strip()
                  for kind in program_texts.KINDS}
         given = {kind: text for kind, text in given.items() if text}
-        if given != {k: v for k, v in texts.get(language, {}).items() if v}:
+        if given != stored[language]:
             text_changes[language] = given or None
     if text_changes:
         changed["texts"] = text_changes
@@ -131,8 +131,7 @@ def _language() -> str:
 def _preview_of(form: DesignForm, program: Program) -> design_preview.DesignPreview | None:
     if not form.validate():
         return None
-    return design_preview.preview(program, changes_of(form, program), language=_language(),
-                                  sample_name=_("Ayu Lestari"))
+    return design_preview.preview(program, changes_of(form, program), language=_language())
 
 
 def _page(program: Program, form: DesignForm, status: int = 200, *,
@@ -141,7 +140,7 @@ def _page(program: Program, form: DesignForm, status: int = 200, *,
     if preview is None and not form.errors:
         preview = design_preview.preview(program, changes_of(form, program)
                                          if request.method == "POST" else {},
-                                         language=_language(), sample_name=_("Ayu Lestari"))
+                                         language=_language())
     uploaded = artwork.hashes_of(program.id)
     images = {kind: artwork.public_path(program.id, kind, uploaded[kind])
               if kind in uploaded else None for kind in KINDS}
@@ -263,14 +262,26 @@ def design_image_remove(program: Program, kind: str) -> ResponseReturnValue:
 
 
 def _form_from(program: Program) -> DesignForm:
-    """The design form as stored (an image form was posted, not this one)."""
-    texts = program.texts or {}
+    """The design form as stored."""
+    texts = stored_texts(program)
     data: dict[str, Any] = {name: getattr(program, name) for name in (
         "name", "organization_name", *COLOURS, "points_label", "support_contact")}
     for language in LANGUAGES:
         for kind in program_texts.KINDS:
-            data[f"{kind}_{language}"] = texts.get(language, {}).get(kind, "")
+            data[f"{kind}_{language}"] = texts[language].get(kind, "")
     return DesignForm(formdata=None, data=data)
+
+
+def stored_texts(program: Program) -> dict[str, dict[str, str]]:
+    """The program's own texts in each language as the form shows them: the terms written
+    before there were languages count as the default language's, as passes show them."""
+    texts = program.texts or {}
+    stored = {language: {kind: text for kind, text in texts.get(language, {}).items() if text}
+              for language in LANGUAGES}
+    default = stored.get(program.default_language)
+    if program.terms and default is not None and "terms" not in default:
+        default["terms"] = program.terms
+    return stored
 
 
 def _update_of(program: Program, update_id: int) -> Any:

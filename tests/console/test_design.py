@@ -42,7 +42,7 @@ def _fields(client: FlaskClient, program: dict[str, Any]) -> dict[str, str]:
     form = html[html.index('class="panel stack design-form"'):html.index("</form>",
                                                                             html.index("design-form"))]
     data = dict(re.findall(r'<input[^>]*?name="([^"]+)"[^>]*?value="([^"]*)"', form))
-    for name, text in re.findall(r'<textarea[^>]*?name="([^"]+)"[^>]*>\n?([^<]*)</textarea>',
+    for name, text in re.findall(r'<textarea[^>]*?name="([^"]+)"[^>]*>\r?\n?([^<]*)</textarea>',
                                  form):
         data[name] = text
     data["csrf_token"] = form_token(html)
@@ -291,3 +291,19 @@ def test_the_preview_api_matches_the_console(
     assert api.post("/api/v1/programs/999/design/preview", json={}).status_code == 404
     spec = json.dumps(api.get("/api/openapi.json").json["paths"])
     assert "/api/v1/programs/{program_id}/design/preview" in spec
+
+
+def test_terms_from_before_languages_show_as_the_default_languages(
+        app: Flask, api: ApiClient, marketer: FlaskClient, program: dict[str, Any]) -> None:
+    assert api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                       json={"terms": "Old terms."}).status_code == 200
+    data = _fields(marketer, program)
+    assert data["terms_en"] == "Old terms." and data["terms_th"] == ""
+    data.update(name="Kopi Baru", action="publish")
+    assert marketer.post(_url(program), data=data).status_code == 303
+    [event] = _events(app, "program.design")
+    assert event.details["fields"] == ["name"]  # the terms did not change
+    unchanged = marketer.post(_url(program), data={**_fields(marketer, program),
+                                                   "action": "publish"})
+    assert unchanged.status_code == 422
+    assert "Nothing has changed" in unchanged.get_data(as_text=True)
