@@ -27,7 +27,7 @@ from wtforms.validators import InputRequired, Length, Optional, Regexp
 from app import audit
 from app.console import pages
 from app.console.pages import console_page
-from app.errors import DomainError, LowContrast, NotFound
+from app.errors import DomainError, LowContrast, NotFound, UnsupportedMediaType
 from app.extensions import db
 from app.loyalty import artwork, program_texts, programs
 from app.loyalty.models import Program
@@ -35,7 +35,7 @@ from app.outbox.models import UpdateStatus
 from app.wallet import preview as design_preview
 from app.wallet import updates
 from app.web.pagekit import PageForm
-from passes.artwork import KINDS
+from passes.artwork import KINDS, MIN_SIZE
 from passes.contrast import contrast_ratio
 from passes.languages import LANGUAGE_NAMES, LANGUAGES
 
@@ -241,7 +241,8 @@ def design_image(program: Program, kind: str) -> ResponseReturnValue:
         artwork.put(program, kind, data, upload.mimetype or "")
     except DomainError as exc:
         db.session.rollback()
-        return _page(program, _form_from(program), 422, image_errors={kind: [exc.detail]})
+        return _page(program, _form_from(program), 422,
+                     image_errors={kind: [_image_error(exc, kind)]})
     return redirect(url_for("console.design", program_id=program.id) + "#images", 303)
 
 
@@ -259,6 +260,25 @@ def design_image_remove(program: Program, kind: str) -> ResponseReturnValue:
         if not artwork.delete(program, kind):
             db.session.rollback()
     return redirect(url_for("console.design", program_id=program.id) + "#images", 303)
+
+
+def _image_error(exc: DomainError, kind: str) -> str:
+    """Why an upload was refused, in the page's language (the service says it in English)."""
+    if isinstance(exc, UnsupportedMediaType):
+        return _("Choose a PNG or JPEG file.")
+    reason = exc.extra.get("reason")
+    if reason == "too-many-bytes":
+        return _("The file is too large: at most %(mb).1f MB.",
+                 mb=artwork.max_bytes() / 1024 / 1024)
+    if reason == "too-small":
+        width, height = MIN_SIZE[kind]
+        return _("The image is too small: at least %(width)d × %(height)d pixels.",
+                 width=width, height=height)
+    if reason == "too-many-pixels":
+        return _("The image is too large: at most 4096 × 4096 pixels.")
+    if reason == "blank":
+        return _("The image is completely transparent.")
+    return _("The file is not a PNG or JPEG image, or it is damaged.")
 
 
 def _form_from(program: Program) -> DesignForm:

@@ -257,11 +257,12 @@ def test_upload_and_remove_artwork(
         content_type="multipart/form-data")
     assert refused.status_code == 422
     assert 'id="image-icon-errors"' in refused.get_data(as_text=True)
+    assert "too small: at least 87 × 87 pixels" in refused.get_data(as_text=True)
     assert len(_events(app, "program.image.upload")) == 1  # the refused one is not recorded
     gif = marketer.post(_url(program, "/images/icon"), data={
         "csrf_token": token, "image": (__import__("io").BytesIO(b"GIF89a"), "i.gif",
                                        "image/gif")}, content_type="multipart/form-data")
-    assert gif.status_code == 422
+    assert gif.status_code == 422 and "Choose a PNG or JPEG file." in gif.get_data(as_text=True)
     assert marketer.post(_url(program, "/images/banner"),
                          data={"csrf_token": token}).status_code == 404
 
