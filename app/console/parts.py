@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.console import (
-    members,  # noqa: F401 (after pages: it adds to its blueprint)
+from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
+    design,
+    members,
     pages,
 )
 

@@ -136,15 +136,19 @@ def _default_colour(name: str) -> str:
     return str(Program.__table__.c[name].default.arg)  # type: ignore[union-attr]
 
 
-def change(program: Program, **fields: Any) -> Program:
+def change(program: Program, *, touch_cards: bool = True, **fields: Any) -> Program:
     """Change a program's design (:data:`DESIGN_FIELDS`, see :func:`update_design`) and
-    settings (:data:`SETTINGS_FIELDS`, see :func:`update_settings`) at once. Commits."""
+    settings (:data:`SETTINGS_FIELDS`, see :func:`update_settings`) at once. Commits.
+
+    ``touch_cards=False`` leaves telling the cards of a design change to the caller, which
+    then starts a pass update of every card (``app.wallet.updates.request_update``, as the
+    console's "Publish" does), so each device is told once, with progress to follow."""
     for name in fields:
         if name not in DESIGN_FIELDS and name not in SETTINGS_FIELDS:
             raise ValueError(f"{name} is neither a design field nor a setting")
     design = {name: value for name, value in fields.items() if name in DESIGN_FIELDS}
     if design:
-        _change_design(program, design)
+        _change_design(program, design, touch_cards=touch_cards)
     _change_settings(program, {name: value for name, value in fields.items()
                                if name in SETTINGS_FIELDS}, design_changed_too=bool(design))
     db.session.commit()
@@ -183,7 +187,8 @@ def update_design(program: Program, **fields: Any) -> Program:
     return program
 
 
-def _change_design(program: Program, fields: dict[str, Any]) -> None:
+def _change_design(program: Program, fields: dict[str, Any], *,
+                   touch_cards: bool = True) -> None:
     if any(name in fields for name in COLOUR_FIELDS):
         branding.check_contrast({name: fields.get(name, getattr(program, name))
                                  for name in COLOUR_FIELDS})
@@ -191,12 +196,13 @@ def _change_design(program: Program, fields: dict[str, Any]) -> None:
         if name == "texts":
             value = program_texts.merged(program.texts, value) or None
         setattr(program, name, value)
-    design_changed(program)
+    design_changed(program, touch_cards=touch_cards)
 
 
-def design_changed(program: Program) -> None:
+def design_changed(program: Program, *, touch_cards: bool = True) -> None:
     """Record that how the program looks changed (in the caller's transaction): its design
-    version goes up, so the Google class is patched, and every card's passes are rebuilt
-    and their devices told."""
+    version goes up, so the Google class is patched, and (unless ``touch_cards`` is false)
+    every card's passes are rebuilt and their devices told."""
     program.design_version = Program.design_version + 1
-    changes.touch_cards(Card.program_id == program.id)
+    if touch_cards:
+        changes.touch_cards(Card.program_id == program.id)

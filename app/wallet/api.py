@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
 from flask import url_for
 
+from app import access
 from app.auth.security import actor, auth
 from app.loyalty import programs
+from app.loyalty.schemas import TEXTS_DESCRIPTION, ProgramTextsIn
 from app.outbox.models import PassUpdate
-from app.schemas import InputSchema, text
-from app.wallet import updates
+from app.schemas import HEX_COLOR, InputSchema, text
+from app.wallet import preview, updates
 from passes.languages import LANGUAGES
 
 bp = APIBlueprint("wallet_updates", __name__, url_prefix="/api/v1", tag="Pass updates")
@@ -98,3 +101,53 @@ def create_update(program_id: int, data: dict[str, Any]) -> Any:
 @bp.doc(summary="Progress of a pass update", responses=[401, 403, 404])
 def get_update(update_id: int) -> dict[str, Any]:
     return _body(updates.get(update_id))
+
+
+class DesignPreviewIn(InputSchema):
+    """Design fields as ``PATCH /api/v1/programs/<id>`` takes them; none are saved."""
+
+    name = text(120)
+    organization_name = text(120)
+    background_color = fields.String(validate=HEX_COLOR)
+    foreground_color = fields.String(validate=HEX_COLOR)
+    label_color = fields.String(validate=HEX_COLOR)
+    points_label = text(32)
+    support_contact = text(200)
+    terms = text(5000)
+    texts = fields.Nested(ProgramTextsIn, metadata={"description": TEXTS_DESCRIPTION})
+
+
+class ContrastOut(Schema):
+    text_field = fields.String(metadata={"description": "foreground_color or label_color"})
+    background_field = fields.String()
+    text = fields.String(metadata={"description": "#RRGGBB"})
+    background = fields.String()
+    ratio = fields.Float(metadata={"description": "WCAG contrast ratio, 1 to 21"})
+    passes = fields.Boolean(metadata={"description": "at least 4.5:1 (WCAG AA)"})
+
+
+class DesignPreviewOut(Schema):
+    pass_json = fields.Dict(metadata={
+        "description": "pass.json of a sample member's Apple pass with this design, built by "
+                       "the pass builder (labels are pass.strings keys)"})
+    google_class = fields.Dict(metadata={
+        "description": "the Google Wallet loyaltyClass body with this design"})
+    contrast = fields.List(fields.Nested(ContrastOut))
+    publishable = fields.Boolean(metadata={
+        "description": "every colour pair passes: a PATCH with these values would be taken"})
+
+
+@bp.post("/programs/<int:program_id>/design/preview")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(DesignPreviewIn, arg_name="data")
+@bp.output(DesignPreviewOut)
+@bp.doc(summary="Preview a program's passes with a changed design, saving nothing",
+        description="What a sample member's Apple pass (pass.json) and the Google class would "
+        "be with the given design fields (as PATCH /api/v1/programs/{program_id} takes them) "
+        "applied to the stored design, and the contrast check a PATCH makes. Nothing is "
+        "saved and no pass changes.", tags=["Loyalty"], responses=[401, 403, 404, 422])
+def preview_design(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    result = preview.preview(access.program(program_id), data)
+    return {"pass_json": result.pass_json, "google_class": result.google_class,
+            "contrast": [{**asdict(pair), "passes": pair.passes} for pair in result.contrast],
+            "publishable": result.publishable}

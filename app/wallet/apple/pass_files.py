@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, select
@@ -98,24 +100,16 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
     program = card.program
     pending, expiring = balances.pass_lines(balances.summary(card.id, timeutil.now()))
     entries = ledger.recent_entries(card, ACTIVITY_LINES)
-    wording = pass_wording()
     return StoreCardContent(
         pass_type_identifier=wallet.pass_type_id,
         team_identifier=wallet.team_id,
         serial_number=card.serial_number,
-        organization_name=program.organization_name,
-        description={lang: text.replace("{program}", program.name)
-                     for lang, text in translations(CARD_DESCRIPTION, wording).items()},
-        design=branding.pass_design(program, artwork.images_of(program.id)),
+        **program_content(program, artwork.images_of(program.id)),
         balance=card.balance,
         barcode=Barcode(redemption_code(card), alt_text=short_code(card)),
         member_name=card.member.name,
         tier=card.tier.name if card.tier else None,
-        points_label=branding.localized_points_label(program),
-        terms=program_texts.localized(program, "terms"),
-        how_to_redeem=translations(HOW_TO_REDEEM, wording),
         activity=[_activity_line(e) for e in entries],
-        support_contact=program.support_contact,
         marketer_message=card.message,
         web_service_url=wallet.web_service_url,
         authentication_token=card.authentication_token,
@@ -128,8 +122,25 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         progress=next_reward(program, card.balance),
         pending=pending,
         expiring=expiring,
-        wording=wording,
     )
+
+
+def program_content(program: Any, images: Mapping[str, bytes]) -> dict[str, Any]:
+    """What every card of ``program`` shows alike (its design, names, labels and texts), as
+    :class:`StoreCardContent` arguments. ``program`` may be an unsaved copy (the console's
+    design preview builds its pass from one); ``images`` is its uploaded artwork by kind."""
+    wording = pass_wording()
+    return {
+        "organization_name": program.organization_name,
+        "description": {lang: text.replace("{program}", program.name)
+                        for lang, text in translations(CARD_DESCRIPTION, wording).items()},
+        "design": branding.pass_design(program, images),
+        "points_label": branding.localized_points_label(program),
+        "terms": program_texts.localized(program, "terms"),
+        "how_to_redeem": translations(HOW_TO_REDEEM, wording),
+        "support_contact": program.support_contact,
+        "wording": wording,
+    }
 
 
 def _activity_line(entry: LedgerEntry) -> ActivityLine:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import func, or_, select
@@ -107,16 +108,23 @@ def logo_url(wallet: GoogleWallet, program: Program) -> str:
             or f"{wallet.base_url}/wallet/google/logo/{program.slug}.png")
 
 
-def class_content(wallet: GoogleWallet, program: Program) -> LoyaltyClassContent:
+def class_content(wallet: GoogleWallet, program: Program, *,
+                  public_base: str | None = None) -> LoyaltyClassContent:
+    """The program's class. ``program`` may be an unsaved copy (the console's design preview);
+    ``public_base`` replaces the scheme and host of its URLs (a preview on a server Google
+    cannot reach, whose own URLs the class would refuse)."""
+    def public(url: str | None) -> str | None:
+        return url if url is None or public_base is None else public_base + urlsplit(url).path
+
     return LoyaltyClassContent(
         issuer_id=wallet.issuer_id,
         program_slug=program.slug,
         issuer_name=program.organization_name[:100],
         program_name=program.name[:100],
-        logo_url=logo_url(wallet, program),
+        logo_url=public(logo_url(wallet, program)) or "",
         background_color=program.background_color,
-        callback_url=f"{wallet.base_url}/wallet/google/callback",
-        hero_image_url=artwork.public_url(program, "strip"),
+        callback_url=public(f"{wallet.base_url}/wallet/google/callback"),
+        hero_image_url=public(artwork.public_url(program, "strip")),
         wording=pass_wording(),
     )
 
