@@ -10,6 +10,7 @@ from marshmallow import ValidationError, validates_schema
 
 from app import access
 from app.auth.security import auth
+from app.campaigns import models as _models  # noqa: F401 - register the tables
 from app.campaigns import segments
 from app.loyalty.ledger import MAX_POINTS
 from app.schemas import MAX_ID, InputSchema, StrictBoolean, StrictInteger
