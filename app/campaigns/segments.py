@@ -181,7 +181,13 @@ def card_ids(program: Program, segment: Segment, at: datetime | None = None) -> 
     return _select(Card.id, program, segment, at)
 
 
+def count_statement(program: Program, segment: Segment,
+                    at: datetime | None = None) -> Select[Any]:
+    """The SELECT counting the segment's cards (what :func:`count` runs)."""
+    return _select(func.count(), program, segment, at)
+
+
 def count(program: Program, segment: Segment, at: datetime | None = None) -> int:
     """How many of the program's active cards are in the segment."""
     check(program, segment)
-    return int(db.session.scalar(_select(func.count(), program, segment, at)) or 0)
+    return int(db.session.scalar(count_statement(program, segment, at)) or 0)
