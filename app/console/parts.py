@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app.campaigns import views as _campaigns  # noqa: F401 - the Campaigns section
 from app.console import pages
 
 
