@@ -60,6 +60,14 @@ class Campaign(db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Counted when the send starts (the recipients are fixed then), and as it goes.
+    recipients_total: Mapped[int] = mapped_column(default=0, server_default="0")
+    held_out_total: Mapped[int] = mapped_column(default=0, server_default="0")
+    sent_total: Mapped[int] = mapped_column(default=0, server_default="0")
+    skipped_total: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The pass update whose outbox rows carry the campaign's changes: the outbox drain counts
+    # its devices reached and failures (app.outbox.drain).
+    pass_update_id: Mapped[int | None] = mapped_column(ForeignKey("pass_updates.id"))
 
     __table_args__ = (
         CheckConstraint("holdout_percent >= 0 AND holdout_percent <= 50",

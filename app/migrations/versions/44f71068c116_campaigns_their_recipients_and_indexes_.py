@@ -1,8 +1,8 @@
 """campaigns, their recipients, and indexes for segments
 
-Revision ID: a69dfec4f9eb
+Revision ID: 44f71068c116
 Revises: 0675ea766296
-Create Date: 2026-11-29 03:38:50.648085
+Create Date: 2026-11-29 03:46:29.285990
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'a69dfec4f9eb'
+revision = '44f71068c116'
 down_revision = '0675ea766296'
 branch_labels = None
 depends_on = None
@@ -33,7 +33,13 @@ def upgrade():
     sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('recipients_total', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('held_out_total', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('sent_total', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('skipped_total', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('pass_update_id', sa.Integer(), nullable=True),
     sa.CheckConstraint('holdout_percent >= 0 AND holdout_percent <= 50', name=op.f('ck_campaigns_holdout_percent_range')),
+    sa.ForeignKeyConstraint(['pass_update_id'], ['pass_updates.id'], name=op.f('fk_campaigns_pass_update_id_pass_updates')),
     sa.ForeignKeyConstraint(['program_id'], ['programs.id'], name=op.f('fk_campaigns_program_id_programs')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaigns'))
     )
