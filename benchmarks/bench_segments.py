@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     worst = max(result["median_ms"] for result in results.values())
     summary = {
-        "benchmark": "segments", "machine": machine(), "date": AS_OF.date().isoformat(),
+        "benchmark": "segments", "machine": machine(),
+        "date": datetime.now(UTC).date().isoformat(), "data_as_of": AS_OF.isoformat(),
         "members": args.members, "runs": args.runs, "generate_seconds": round(generated, 1),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "target_ms": TARGET_MS, "worst_median_ms": worst,
