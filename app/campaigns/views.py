@@ -7,23 +7,33 @@ with :func:`app.campaigns.segments.count`, as the API does.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import get_month_names
-from flask import current_app, render_template
+from flask import abort, current_app, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from wtforms import DateField, IntegerField, SelectField, SelectMultipleField
-from wtforms.validators import NumberRange, Optional, ValidationError
+from wtforms import (
+    DateField,
+    DateTimeLocalField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.campaigns import segments
+from app.campaigns import segments, service
 from app.console import pages
 from app.console.pages import bp, console_page
-from app.errors import Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.loyalty.ledger import MAX_POINTS
 from app.loyalty.models import Program
 from app.web.pagekit import PageForm
@@ -114,6 +124,55 @@ class SegmentForm(PageForm):
             joined_until=moment(self.joined_until.data))
 
 
+class CampaignForm(SegmentForm):
+    """A new campaign: the segment above, and what its members get."""
+
+    name = StringField(_l("Campaign name"), validators=[InputRequired(), Length(max=120)])
+    bonus_points = IntegerField(_l("Bonus points (optional)"), validators=[
+        Optional(), NumberRange(1, MAX_POINTS)])
+    holdout_percent = IntegerField(_l("Holdout: percent kept as a control group"),
+                                   default=0, validators=[Optional(), NumberRange(0, 50)])
+    scheduled_at = DateTimeLocalField(_l("Send at (empty: when you press Send)"),
+                                      validators=[Optional()])
+
+    def __init__(self, program: Program, **kwargs: Any) -> None:
+        super().__init__(program, **kwargs)
+        for code, language in LANGUAGE_NAMES.items():
+            self[f"lock_{code}"].label.text = _("Lock screen (%(language)s)", language=language)
+            self[f"back_{code}"].label.text = _("Back of the pass (%(language)s)",
+                                                language=language)
+
+    def validate_back_en(self, field: Any) -> None:
+        if not any(self[f"{part}_{code}"].data for part in ("lock", "back")
+                   for code in LANGUAGE_NAMES):
+            raise ValidationError(_l("Write a message in at least one language."))
+
+    def messages(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for code in LANGUAGE_NAMES:
+            parts = {name: self[f"{short}_{code}"].data.strip()
+                     for short, name in (("lock", "lock_screen"), ("back", "back"))
+                     if self[f"{short}_{code}"].data and self[f"{short}_{code}"].data.strip()}
+            if parts:
+                out[code] = parts
+        return out
+
+    def when(self) -> datetime | None:
+        if not self.scheduled_at.data:
+            return None
+        return self.scheduled_at.data.replace(tzinfo=ZoneInfo(self.program.time_zone))
+
+
+for _code in LANGUAGE_NAMES:
+    setattr(CampaignForm, f"lock_{_code}", StringField(validators=[Optional(), Length(max=178)]))
+    setattr(CampaignForm, f"back_{_code}", TextAreaField(validators=[Optional(),
+                                                                     Length(max=1000)]))
+
+
+class ActionForm(PageForm):
+    """Send or cancel: the CSRF token only."""
+
+
 def _count(form: SegmentForm) -> int | None:
     """The segment's count, or None with the form's errors."""
     if not form.validate():
@@ -129,14 +188,91 @@ def _count(form: SegmentForm) -> int | None:
 @bp.route("/programs/<int:program_id>/campaigns", methods=["GET", "POST"])
 @console_page
 def campaigns(program: Program) -> ResponseReturnValue:
-    """The segment builder: GET shows everyone's count; a plain POST counts the conditions."""
-    form = SegmentForm(program)
+    """The segment builder and the campaigns: GET shows everyone's count; a plain POST
+    counts the conditions."""
+    form = CampaignForm(program)
     if form.is_submitted():
-        found = _count(form)
+        segment_form = SegmentForm(program)
+        found = _count(segment_form)
+        form.validate()  # show the segment's errors, not the campaign's yet
+        for name in ("name", "back_en"):
+            form[name].errors = []
         status = 200 if found is not None else 422
     else:
         found, status = segments.count(program, segments.Segment()), 200
-    return render_template("console/campaigns.html", form=form, count=found), status
+    return _campaigns_page(program, form, found, status)
+
+
+def _campaigns_page(program: Program, form: CampaignForm, found: int | None,
+                    status: int) -> ResponseReturnValue:
+    return render_template("console/campaigns.html", form=form, count=found,
+                           campaigns=service.list_campaigns(program)), status
+
+
+@bp.post("/programs/<int:program_id>/campaigns/new")
+@console_page
+def campaign_create(program: Program) -> ResponseReturnValue:
+    """Create a draft campaign from the builder's form, then show it."""
+    form = CampaignForm(program)
+    if form.validate():
+        try:
+            campaign = service.create(
+                program, name=form.name.data, segment=form.segment(),
+                messages=form.messages(), bonus_points=form.bonus_points.data,
+                holdout_percent=form.holdout_percent.data or 0, scheduled_at=form.when())
+        except Unprocessable as error:
+            form.form_errors.append(error.detail)
+        else:
+            return redirect(url_for("console.campaign", program_id=program.id,
+                                    campaign_id=campaign.id), 303)
+    return _campaigns_page(program, form, None, 422)
+
+
+@bp.get("/programs/<int:program_id>/campaigns/<int:campaign_id>")
+@console_page
+def campaign(program: Program, campaign_id: int) -> ResponseReturnValue:
+    """A campaign: its dry run before sending, its progress while sending, its results."""
+    found = _campaign_or_404(program, campaign_id)
+    dry = service.dry_run(program, campaign_id) if found.status in service.EDITABLE else None
+    return render_template("console/campaign.html", campaign=found, dry=dry,
+                           results=service.results(program, campaign_id),
+                           action_form=ActionForm())
+
+
+@bp.get("/programs/<int:program_id>/campaigns/<int:campaign_id>/progress")
+@console_page
+def campaign_progress(program: Program, campaign_id: int) -> ResponseReturnValue:
+    """The progress fragment (htmx polls it while the campaign is sending)."""
+    found = _campaign_or_404(program, campaign_id)
+    return render_template("console/campaign_progress.html", campaign=found,
+                           results=service.results(program, campaign_id))
+
+
+@bp.post("/programs/<int:program_id>/campaigns/<int:campaign_id>/send")
+@console_page
+def campaign_send(program: Program, campaign_id: int) -> ResponseReturnValue:
+    _campaign_or_404(program, campaign_id)
+    with contextlib.suppress(Conflict):  # sent or cancelled meanwhile: the page says which
+        service.send(program, campaign_id)
+    return redirect(url_for("console.campaign", program_id=program.id,
+                            campaign_id=campaign_id), 303)
+
+
+@bp.post("/programs/<int:program_id>/campaigns/<int:campaign_id>/cancel")
+@console_page
+def campaign_cancel(program: Program, campaign_id: int) -> ResponseReturnValue:
+    _campaign_or_404(program, campaign_id)
+    with contextlib.suppress(Conflict):
+        service.cancel(program, campaign_id)
+    return redirect(url_for("console.campaign", program_id=program.id,
+                            campaign_id=campaign_id), 303)
+
+
+def _campaign_or_404(program: Program, campaign_id: int) -> Any:
+    try:
+        return service.get(program, campaign_id)
+    except NotFound:
+        abort(404)
 
 
 @bp.post("/programs/<int:program_id>/campaigns/count")
@@ -147,6 +283,15 @@ def segment_count(program: Program) -> ResponseReturnValue:
     found = _count(form)
     html = render_template("console/segment_count.html", form=form, count=found)
     return html, 200  # errors too: htmx swaps 2xx answers only
+
+
+STATUS_NAMES = {"draft": _l("Draft"), "scheduled": _l("Scheduled"), "sending": _l("Sending"),
+                "sent": _l("Sent"), "cancelled": _l("Cancelled")}
+
+
+@bp.context_processor
+def _campaign_words() -> dict[str, Any]:
+    return {"status_names": STATUS_NAMES}
 
 
 pages.section(_l("Campaigns"), "console.campaigns")
