@@ -51,7 +51,8 @@ def holdout_bucket(campaign_id: Any, card_id: Any) -> Any:
         campaign_id = cast(campaign_id, BigInteger)
     # Kept below 2**31 before the multiplication, so the product fits in 64 bits.
     mixed = (card_id * 40503 + campaign_id * _SPREAD) % 2147483648
-    return mixed * _MULTIPLIER % 4294967296 % 100
+    # The hash's high bits (the low ones of a multiplicative hash follow the id's pattern).
+    return mixed * _MULTIPLIER % 4294967296 * 100 // 4294967296
 
 
 def get(program: Program, campaign_id: int) -> Campaign:
