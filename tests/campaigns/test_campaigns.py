@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.audit import AuditEvent
 from app.campaigns import service
@@ -164,3 +164,43 @@ def test_reach(api: ApiClient, keys: dict[str, str], program: dict[str, Any]) ->
     other = api.post("/api/v1/programs", json={"name": "Other", "slug": "other-one"}).json
     assert api.get(_path(other, campaign["id"])).status_code == 404
     assert api.post(_path(other, campaign["id"], "dry-run")).status_code == 404
+
+
+def test_a_stopped_send_resumes_where_it_was(app: Flask, api: ApiClient,
+                                             program: dict[str, Any],
+                                             members: list[dict[str, Any]],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.campaigns.models import Campaign, CampaignStatus
+
+    campaign = _create(api, program, bonus_points=5, holdout_percent=20)
+    cid = campaign["id"]
+    monkeypatch.setattr(service, "BATCH", 7)
+    with app.app_context():
+        # What the send's job does first, then one batch; then its worker dies.
+        db.session.execute(update(Campaign).where(Campaign.id == cid)
+                           .values(status=CampaignStatus.SENDING))
+        db.session.commit()
+        assert service._fix_recipients(cid) is not None
+        assert service._send_batch(cid)
+        assert db.session.scalar(select(func.count()).where(
+            Recipient.campaign_id == cid, Recipient.outcome.is_not(None))) == 7
+        service._fix_recipients(cid)  # the recipients are fixed once
+        assert db.session.scalar(select(func.count()).where(
+            Recipient.campaign_id == cid)) == 40
+        # The sweep resumes a send that made no progress for a while.
+        assert service.start_due() == 0
+        assert db.session.get(Campaign, cid).status is CampaignStatus.SENDING
+        db.session.execute(update(Campaign).where(Campaign.id == cid).values(
+            updated_at=datetime.now(UTC) - timedelta(seconds=service.STALLED_SECONDS + 1)))
+        db.session.commit()
+        service.start_due()
+    settle(app)
+    got = api.get(_path(program, cid)).json
+    assert got["status"] == "sent"
+    assert got["sent_total"] + got["held_out_total"] == 40
+    with app.app_context():
+        per_card = db.session.execute(
+            select(LedgerEntry.card_id, func.count()).where(LedgerEntry.kind == EntryKind.BONUS)
+            .group_by(LedgerEntry.card_id)).all()
+        assert len(per_card) == got["sent_total"] and all(n == 1 for _, n in per_card)
+        db.session.rollback()
