@@ -142,10 +142,14 @@ class CampaignForm(SegmentForm):
             self[f"back_{code}"].label.text = _("Back of the pass (%(language)s)",
                                                 language=language)
 
-    def validate_back_en(self, field: Any) -> None:
-        if not any(self[f"{part}_{code}"].data for part in ("lock", "back")
-                   for code in LANGUAGE_NAMES):
-            raise ValidationError(_l("Write a message in at least one language."))
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        if not self.messages():
+            # Shown at the first message field (an Optional() field skips its own checks).
+            self.back_en.errors = [*self.back_en.errors,
+                                   _("Write a message in at least one language.")]
+            return False
+        return valid
 
     def messages(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}

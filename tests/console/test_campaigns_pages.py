@@ -82,3 +82,43 @@ def test_csrf_and_reach(app: Flask, api: ApiClient, program: dict[str, Any]) -> 
     staff = app.test_client()
     sign_in(staff, "s@example.com")
     assert staff.get(path).status_code in (302, 303, 403)
+
+
+def test_create_and_send_without_javascript(app: Flask, api: ApiClient,
+                                            program: dict[str, Any]) -> None:
+    from tests.factories import settle
+
+    for i in range(3):
+        create_card(api, program, email=f"n{i}@example.com", language="th" if i else "en")
+    client = _signed_in(app, [program["id"]])
+    path = f"/console/programs/{program['id']}/campaigns"
+    token = form_token(client.get(path).get_data(as_text=True))
+    missing = client.post(path + "/new", data={"csrf_token": token, "name": "",
+                                                "holdout_percent": "0"})
+    assert missing.status_code == 422
+    assert missing.get_data(as_text=True).count('aria-invalid="true"') >= 2  # name, message
+    too_many = client.post(path + "/new", data={"csrf_token": token, "name": "x",
+                                                 "holdout_percent": "60", "lock_en": "Hi"})
+    assert too_many.status_code == 422
+    created = client.post(path + "/new", data={
+        "csrf_token": token, "name": "Songkran", "languages": ["th"], "holdout_percent": "0",
+        "lock_th": "สุขสันต์วันสงกรานต์", "bonus_points": "15"})
+    assert created.status_code == 303
+    page = client.get(created.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-dry="would_receive">2<' in html
+    send = re.search(r'action="([^"]+/send)"', html)
+    assert send
+    assert client.post(send.group(1), data={"csrf_token": token}).status_code == 303
+    settle(app)
+    html = client.get(created.headers["Location"]).get_data(as_text=True)
+    assert 'data-status="sent"' in html
+    campaign_id = int(created.headers["Location"].rstrip("/").split("/")[-1])
+    got = api.get(f"/api/v1/programs/{program['id']}/campaigns/{campaign_id}").json
+    assert got["sent_total"] == 2 and got["bonus_points"] == 15
+    assert got["messages"] == {"th": {"lock_screen": "สุขสันต์วันสงกรานต์"}}
+    # Cancelling a sent campaign changes nothing.
+    cancel = client.post(f"{path}/{campaign_id}/cancel", data={"csrf_token": token})
+    assert cancel.status_code == 303
+    assert api.get(f"/api/v1/programs/{program['id']}/campaigns/{campaign_id}").json[
+        "status"] == "sent"
