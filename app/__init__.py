@@ -33,6 +33,7 @@ from app.api.members import bp as members_api
 from app.audit import AuditEvent as _AuditEvent  # noqa: F401
 from app.auth import models as _auth_models  # noqa: F401
 from app.auth.api import bp as keys_api
+from app.campaigns.api import bp as campaigns_api
 from app.console import parts as console_parts
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
@@ -132,6 +133,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(till_admin_api)
     app.register_blueprint(artwork_api)
     app.register_blueprint(rules_api)
+    app.register_blueprint(campaigns_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -140,7 +142,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     # PassKit authentication tokens and Google's signatures, never with the session cookie.
     pagekit.exempt_from_csrf(members_api)
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
-                             till_admin_api, artwork_api, rules_api, passkit,
+                             till_admin_api, artwork_api, rules_api, campaigns_api, passkit,
                              google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)

@@ -92,6 +92,8 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, Any]], Request]] = {
     ("POST", "/api/v1/redemptions/{redemption_id}/reverse"):
         _json(lambda o: {"reason": "wrong cake"}),
     ("PATCH", "/api/v1/staff/{member_id}"): _json(lambda o: {"name": "Renamed"}),
+    ("POST", "/api/v1/programs/{program_id}/design/preview"):
+        _json(lambda o: {"background_color": "#102030"}),
     ("POST", "/api/v1/scans"): _json(lambda o: {"code": o["code"]}),
     ("POST", "/api/v1/redemptions"):
         _json(lambda o: {"code": o["code"], "reward_id": o["reward_id"]}),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
+    campaigns,
     design,
     members,
     pages,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app import background
+from app.campaigns import service as campaigns
 from app.outbox import drain as outbox
 from app.wallet import updates
 
@@ -20,6 +21,7 @@ SWEEP_KEY = "sweep"
 def sweep() -> None:
     """Resume interrupted updates and drain the outbox (a job)."""
     updates.resume_interrupted()
+    campaigns.start_due()
     outbox.request_drain()
 
 

@@ -1,0 +1,1 @@
+"""Segments of a program's members and the campaigns sent to them."""
