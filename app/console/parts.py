@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app.campaigns import views as _campaigns  # noqa: F401 - the Campaigns section
 from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
-    campaigns,
     design,
     members,
     pages,
