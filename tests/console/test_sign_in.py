@@ -137,7 +137,8 @@ def test_sign_out_everywhere_and_a_new_password_end_other_sessions(app: Flask) -
     assert laptop.get("/console").headers["Location"].startswith("/console/login")
     assert sign_in(laptop, "a@example.com").status_code == 401
     assert sign_in(laptop, "a@example.com", "a brand new passphrase").status_code == 303
-    assert actions == ["account.create", "account.sign-out-everywhere", "account.password"]
+    assert [a for a in actions if a.startswith("account.")] == [
+        "account.create", "account.sign-out-everywhere", "account.password"]
 
 
 def test_a_deactivated_account_is_signed_out_at_the_next_click(app: Flask) -> None:
@@ -188,7 +189,8 @@ def test_create_user_reads_the_password_from_standard_input(app: Flask,
     with app.app_context():
         account = accounts.get(1)
         assert [p.id for p in account.programs] == [program["id"]]
-        event = db.session.scalar(db.select(AuditEvent))
+        event = db.session.scalar(db.select(AuditEvent).where(
+            AuditEvent.action == "account.create"))
         assert (event.actor, event.action) == ("cli", "account.create")
     assert sign_in(app.test_client(), "m@example.com", "a long enough secret").status_code \
         == 303
