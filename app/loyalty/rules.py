@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, bindparam, extract, func, or_, select
 
-from app import background, dbutil
+from app import audit, background, dbutil
 from app.errors import CardVoided, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty.ledger import (
@@ -752,6 +752,10 @@ def create_rule(program: Program, *, kind: RuleKind, **values: Any) -> EarningRu
     rule = EarningRule(program_id=program.id, kind=kind, created_at=now, updated_at=now,
                        **{**values, "conditions": stored_conditions(values.get("conditions"))})
     db.session.add(rule)
+    db.session.flush()
+    audit.record("rule.create", program_id=program.id, target=f"rule:{rule.id}",
+                 details={"kind": kind.value, **{name: getattr(rule, name)
+                                                 for name in RULE_FIELDS}})
     db.session.commit()
     return rule
 
@@ -770,6 +774,8 @@ def update_rule(program: Program, rule_id: int, **changes: Any) -> EarningRule:
     for name in changes:
         setattr(rule, name, values[name])
     rule.updated_at = utcnow()
+    audit.record("rule.update", program_id=program.id, target=f"rule:{rule.id}",
+                 details={name: values[name] for name in changes})
     db.session.commit()
     return rule
 
@@ -779,4 +785,6 @@ def delete_rule(program: Program, rule_id: int) -> None:
     rule = get_rule(program, rule_id)
     if rule.deleted_at is None:
         rule.deleted_at = rule.updated_at = utcnow()
+        audit.record("rule.delete", program_id=program.id, target=f"rule:{rule.id}",
+                     details={"name": rule.name})
         db.session.commit()
