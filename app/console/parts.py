@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app.console import pages
+from app.console import rewards as _rewards  # noqa: F401 (adds its pages)
 
 
 def init_app(app: Flask) -> None:
