@@ -264,6 +264,14 @@ KIND_LABELS = {
 }
 DAYS = [(1, _l("Monday")), (2, _l("Tuesday")), (3, _l("Wednesday")), (4, _l("Thursday")),
         (5, _l("Friday")), (6, _l("Saturday")), (7, _l("Sunday"))]
+# Why a rule gives nothing in the preview (app.loyalty.rules.refusal's reasons).
+REASONS = {
+    "disabled": _l("switched off"), "not_started": _l("not started yet"),
+    "ended": _l("ended"), "tier": _l("another tier"), "location": _l("another location"),
+    "min_amount": _l("below the minimum purchase"), "day_of_week": _l("another day"),
+    "time_window": _l("outside its hours"), "first_purchase_only": _l("first purchase only"),
+    "max_awards": _l("given as often as allowed"),
+}
 CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message=_l("Use a time like 22:30."))
 
 
@@ -393,7 +401,7 @@ def _rules_page(program: Program, status: int = 200, *, new: RuleForm | None = N
     live = rules.list_rules(program)
     forms = {rule.id: (edits or {}).get(rule.id) or _form_of(program, rule) for rule in live}
     return render_template(
-        "console/rules.html", rules=live, forms=forms, kind_labels=KIND_LABELS,
+        "console/rules.html", rules=live, forms=forms, kind_labels=KIND_LABELS, reasons=REASONS,
         amount_fields=AMOUNT_FIELDS,
         new=new or RuleForm(prefix="new-", formdata=None).for_program(program),
         confirm=ConfirmForm(), problem=problem,
@@ -462,6 +470,23 @@ def edit_rule(program: Program, rule_id: int) -> ResponseReturnValue:
     return redirect(url_for("console.rules", program_id=program.id) + f"#rule-{rule_id}", 303)
 
 
+class SwitchForm(PageForm):
+    enabled = StringField(validators=[AnyOf(["on", "off"])])
+
+
+@pages.bp.post("/programs/<int:program_id>/rules/<int:rule_id>/switch")
+@console_page
+def switch_rule(program: Program, rule_id: int) -> ResponseReturnValue:
+    """Switch a rule on or off (off: it applies to nothing, and stays listed)."""
+    if _live_rule(program, rule_id) is None:
+        return _rules_page(program, 404, problem=_("That rule is gone."))
+    form = SwitchForm()
+    if not form.validate():
+        return _rules_page(program, 422)
+    rules.update_rule(program, rule_id, enabled=form.enabled.data == "on")
+    return redirect(url_for("console.rules", program_id=program.id) + f"#rule-{rule_id}", 303)
+
+
 @pages.bp.post("/programs/<int:program_id>/rules/<int:rule_id>/delete")
 @console_page
 def delete_rule(program: Program, rule_id: int) -> ResponseReturnValue:
@@ -495,7 +520,6 @@ def preview_rules(program: Program) -> ResponseReturnValue:
         status = 422
     if fragment:
         return render_template("console/_rules_preview.html", preview_form=form,
-                               preview=result, rules_by_id={r.id: r for r in
-                                                            rules.list_rules(program)}), status
+                               preview=result, reasons=REASONS), status
     return _rules_page(program, status, preview_form=form, preview=result)
 

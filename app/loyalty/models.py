@@ -399,6 +399,11 @@ class EarningRule(PartOfProgram, db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    @property
+    def enabled(self) -> bool:
+        """False while switched off (``paused`` among its conditions): it applies to nothing."""
+        return not (self.conditions or {}).get("paused")
+
     __table_args__ = (
         CheckConstraint("points > 0", name="rule_points_positive"),
         CheckConstraint("percent > 100", name="rule_percent_above_100"),

@@ -212,3 +212,25 @@ def test_rules_create_edit_delete_and_preview(api: ApiClient, program: dict[str,
     assert marketer.post(f"{base}/{rid}/delete", data={"csrf_token": token}).status_code == 303
     assert api.get(f"/api/v1/programs/{program['id']}/rules").json["rules"] == []
     assert marketer.post(f"{base}/{rid}/delete", data={"csrf_token": token}).status_code == 404
+
+
+def test_switch_a_rule_off_and_on(api: ApiClient, program: dict[str, Any],
+                                  marketer: FlaskClient) -> None:
+    base = f"/console/programs/{program['id']}/rules"
+    rule = api.post(base.replace("/console", "/api/v1"),
+                    json={"kind": "bonus", "name": "Extra", "points": 4}).json
+    token = form_token(marketer.get(base).get_data(as_text=True))
+    assert marketer.post(f"{base}/{rule['id']}/switch",
+                         data={"csrf_token": token, "enabled": "off"}).status_code == 303
+    page = marketer.get(base).get_data(as_text=True)
+    assert "Switch on Extra" in page and "switched off" in page
+    fragment = marketer.post(f"{base}/preview", headers={"HX-Request": "true"}, data={
+        "csrf_token": token, "try-amount": "20000"}).get_data(as_text=True)
+    assert "Total: 2 points" in fragment and "(switched off)" in fragment
+    assert marketer.post(f"{base}/{rule['id']}/switch",
+                         data={"csrf_token": token, "enabled": "maybe"}).status_code == 422
+    assert marketer.post(f"{base}/{rule['id']}/switch",
+                         data={"enabled": "on"}).status_code in (400, 403)
+    assert marketer.post(f"{base}/{rule['id']}/switch",
+                         data={"csrf_token": token, "enabled": "on"}).status_code == 303
+    assert api.get(f"/api/v1/programs/{program['id']}/rules/{rule['id']}").json["enabled"]

@@ -234,3 +234,35 @@ def test_a_new_card_and_the_create_call_keep_the_order(api: ApiClient) -> None:
     assert [r["name"] for r in program["rewards"]] == ["Big", "Small"]
     create_card(api, program, email="a@example.com")
     assert [r["position"] for r in rewards_of(api, program)] == [0, 1]
+
+
+def test_a_rule_switched_off_applies_to_nothing_until_switched_on(
+        app: Any, api: ApiClient, program: dict[str, Any], card: dict[str, Any]) -> None:
+    path = f"/api/v1/programs/{program['id']}/rules"
+    rule = api.post(path, json={"kind": "bonus", "name": "Extra", "points": 4,
+                                "conditions": {"min_amount": 100}}).json
+    assert rule["enabled"] is True
+    off = api.request("PATCH", f"{path}/{rule['id']}", json={"enabled": False})
+    assert off.status_code == 200 and off.json["enabled"] is False
+    assert off.json["conditions"] == {"min_amount": 100}
+    preview = api.post(f"{path}/preview", json={"amount": 2_000_000, "currency": "IDR",
+                                                "tier": "Bronze"}).json
+    assert preview["rules"][0]["reason"] == "disabled" and preview["total_points"] == 2
+    earned = api.post(f"/api/v1/cards/{card['serial_number']}/earn",
+                      json={"amount": 2_000_000, "currency": "IDR"}).json
+    assert earned["total_points"] == 2
+    # An edit keeps it off; switching on again makes it apply.
+    assert api.request("PATCH", f"{path}/{rule['id']}",
+                       json={"points": 5}).json["enabled"] is False
+    assert api.request("PATCH", f"{path}/{rule['id']}",
+                       json={"enabled": True}).json["enabled"] is True
+    preview = api.post(f"{path}/preview", json={"amount": 2_000_000, "currency": "IDR",
+                                                "tier": "Bronze"}).json
+    assert preview["total_points"] == 7
+    with app.app_context():
+        details = db.session.scalars(select(AuditEvent.details).where(
+            AuditEvent.action == "rule.update").order_by(AuditEvent.id)).all()
+    assert details == [{"enabled": False}, {"points": 5}, {"enabled": True}]
+    created_off = api.post(path, json={"kind": "welcome", "name": "Hi", "points": 3,
+                                       "enabled": False}).json
+    assert created_off["enabled"] is False
