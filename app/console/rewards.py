@@ -33,6 +33,7 @@ from wtforms.validators import (
     NumberRange,
     Optional,
     Regexp,
+    StopValidation,
     ValidationError,
 )
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -41,7 +42,7 @@ from app.console import pages
 from app.console.pages import console_page
 from app.errors import DomainError
 from app.loyalty import rewards, rules
-from app.loyalty.ledger import MAX_POINTS
+from app.loyalty.ledger import MAX_AMOUNT, MAX_POINTS
 from app.loyalty.models import CURRENCIES, EarningRule, Program, ProgramLocation, RuleKind
 from app.schemas import invisible_character
 from app.web.pagekit import PageForm
@@ -113,7 +114,8 @@ def _rewards_page(program: Program, status: int = 200, *, new: RewardForm | None
                   problem: str | None = None) -> tuple[str, int]:
     return render_template(
         "console/rewards.html", current=rewards.current(program),
-        retired=rewards.retired(program), new=new or RewardForm(prefix="new-"),
+        retired=rewards.retired(program),
+        new=new or RewardForm(prefix="new-", formdata=None),
         edits=_reward_forms(program, edits), move=MoveForm(), confirm=ConfirmForm(),
         new_tier=new_tier or TierForm(prefix="new-tier-", formdata=None),
         tier_edits=_tier_forms(program, tier_edits), problem=problem), status
@@ -286,6 +288,22 @@ class CheckboxesField(SelectMultipleField):
                 raise ValidationError(_("Not one of the choices."))
 
 
+# Amounts are typed in the currency's main unit (rupiah, baht, ringgit): two decimals at most.
+LARGEST_AMOUNT = Decimal(MAX_AMOUNT) / 100
+
+
+def money(form: Any, field: Field) -> None:
+    """An amount of money: a finite number (not NaN), at most two decimals, in range."""
+    value = field.data
+    if value is None:
+        return
+    if not value.is_finite() or not Decimal("0.01") <= value <= LARGEST_AMOUNT:
+        raise StopValidation(_("Enter an amount between 0.01 and %(most)s.",
+                               most=f"{LARGEST_AMOUNT:,.2f}"))
+    if value != value.quantize(Decimal("0.01")):
+        raise StopValidation(_("Use at most two decimals."))
+
+
 def _optional_count(label: Any, low: int, high: int) -> IntegerField:
     return IntegerField(label, validators=[Optional(), NumberRange(low, high)])
 
@@ -305,7 +323,7 @@ class RuleForm(PageForm):
     tiers = CheckboxesField(_l("Only for tiers"), choices=[])
     location_ids = CheckboxesField(_l("Only at locations"), choices=[], coerce=int)
     min_amount = DecimalField(_l("Minimum purchase"), places=None,
-                              validators=[Optional(), NumberRange(min=Decimal("0.01"))])
+                              validators=[Optional(), money])
     days_of_week = CheckboxesField(_l("Only on days"), choices=DAYS, coerce=int)
     time_from = StringField(_l("From (local time)"), validators=[Optional(), CLOCK])
     time_to = StringField(_l("Until (local time)"), validators=[Optional(), CLOCK])
@@ -324,7 +342,7 @@ class RuleForm(PageForm):
 
 class PreviewForm(PageForm):
     amount = DecimalField(_l("Purchase amount"), places=None, validators=[
-        InputRequired(_l("Please enter an amount.")), NumberRange(min=Decimal("0.01"))])
+        InputRequired(_l("Please enter an amount.")), money])
     at = DateTimeLocalField(_l("Date and time"), format="%Y-%m-%dT%H:%M",
                             validators=[Optional()])
     location_id = SelectField(_l("Location"), choices=[], validators=[Optional()])

@@ -234,3 +234,18 @@ def test_switch_a_rule_off_and_on(api: ApiClient, program: dict[str, Any],
     assert marketer.post(f"{base}/{rule['id']}/switch",
                          data={"csrf_token": token, "enabled": "on"}).status_code == 303
     assert api.get(f"/api/v1/programs/{program['id']}/rules/{rule['id']}").json["enabled"]
+
+
+@pytest.mark.parametrize("amount", ["NaN", "sNaN", "Infinity", "-5", "0", "1e999999", "1.234",
+                                    "", "x"])
+def test_amounts_that_are_no_money_are_refused(api: ApiClient, program: dict[str, Any],
+                                               marketer: FlaskClient, amount: str) -> None:
+    base = f"/console/programs/{program['id']}/rules"
+    token = form_token(marketer.get(base).get_data(as_text=True))
+    preview = marketer.post(f"{base}/preview", headers={"HX-Request": "true"},
+                            data={"csrf_token": token, "try-amount": amount})
+    assert preview.status_code == 422
+    rule = marketer.post(base, data={"csrf_token": token, "new-kind": "bonus",
+                                     "new-name": "B", "new-points": "1", "new-priority": "0",
+                                     "new-min_amount": amount})
+    assert rule.status_code == (303 if amount == "" else 422)
