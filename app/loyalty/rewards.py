@@ -100,9 +100,11 @@ def reorder(program: Program, reward_ids: Sequence[int]) -> list[Reward]:
     """Put the program's rewards in the order of ``reward_ids``, which must name every reward
     not retired exactly once (``Unprocessable`` otherwise). Commits. The passes show no order
     (they show the next reward by cost), so they are not rebuilt."""
-    # The program's row is locked so that two reorders (or a reorder and a new reward) do
-    # not interleave: each sees the list as the other left it.
-    db.session.execute(select(Program.id).where(Program.id == program.id).with_for_update())
+    # The program's row is locked so that two reorders do not interleave: each sees the list
+    # as the other left it. (FOR NO KEY UPDATE: enrolments, whose rows point at the program,
+    # do not wait for it.)
+    db.session.execute(select(Program.id).where(Program.id == program.id)
+                       .with_for_update(key_share=True))
     db.session.expire(program, ["rewards"])
     rewards = current(program)
     known = {r.id for r in rewards}
