@@ -404,6 +404,12 @@ class EarningRule(PartOfProgram, db.Model):
         """False while switched off (``paused`` among its conditions): it applies to nothing."""
         return not (self.conditions or {}).get("paused")
 
+    @property
+    def own_conditions(self) -> dict | None:
+        """The conditions as given (without the switch): what the API shows."""
+        own = {k: v for k, v in (self.conditions or {}).items() if k != "paused"}
+        return own or None
+
     __table_args__ = (
         CheckConstraint("points > 0", name="rule_points_positive"),
         CheckConstraint("percent > 100", name="rule_percent_above_100"),

@@ -127,7 +127,7 @@ class RuleOut(Schema):
     priority = fields.Integer()
     stackable = fields.Boolean()
     enabled = fields.Boolean(metadata={"description": "false: switched off"})
-    conditions = fields.Nested(ConditionsOut, allow_none=True)
+    conditions = fields.Nested(ConditionsOut, allow_none=True, attribute="own_conditions")
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     deleted_at = fields.DateTime(allow_none=True, metadata={

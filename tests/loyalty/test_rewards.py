@@ -265,4 +265,4 @@ def test_a_rule_switched_off_applies_to_nothing_until_switched_on(
     assert details == [{"enabled": False}, {"points": 5}, {"enabled": True}]
     created_off = api.post(path, json={"kind": "welcome", "name": "Hi", "points": 3,
                                        "enabled": False}).json
-    assert created_off["enabled"] is False
+    assert created_off["enabled"] is False and created_off["conditions"] is None
