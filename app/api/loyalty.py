@@ -12,8 +12,8 @@ from apiflask import APIBlueprint
 from app import access, timeutil
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
-from app.loyalty import balances, cards, earning, ledger, programs, refunds
-from app.loyalty.models import Card, Member, Program
+from app.loyalty import balances, cards, earning, ledger, programs, refunds, rewards
+from app.loyalty.models import Card, Member, Program, Reward, Tier
 from app.loyalty.schemas import (
     SETTINGS_CHANGES,
     AdjustIn,
@@ -35,9 +35,14 @@ from app.loyalty.schemas import (
     RefundOut,
     RequiredIdempotencyHeader,
     RewardIn,
+    RewardList,
+    RewardOrderIn,
     RewardOut,
+    RewardPatchIn,
     TierIn,
+    TierList,
     TierOut,
+    TierPatchIn,
     VoidIn,
 )
 from app.wallet.apple import pass_files as apple_passes
@@ -136,6 +141,88 @@ def create_reward(program_id: int, data: dict[str, Any]) -> Any:
 @bp.doc(summary="Add a tier", responses=[401, 403, 404, 409, 422])
 def create_tier(program_id: int, data: dict[str, Any]) -> Any:
     return programs.add_tier(programs.get(program_id), **data)
+
+
+REWARDS = "/programs/<int:program_id>/rewards"
+TIERS = "/programs/<int:program_id>/tiers"
+RETIRED = ("A retired reward is no longer offered anywhere (the pass, the join and card "
+           "pages, the till; redeeming it is 409 `reward-retired`) but stays, so ledger "
+           "entries and redemptions keep its name; it cannot change or come back.")
+
+
+@bp.get(REWARDS)
+@bp.auth_required(auth, roles=ALL_ROLES)
+@bp.output(RewardList)
+@bp.doc(summary="List a program's rewards, retired ones too (with `retired_at`)",
+        description="Current rewards in the program's order, then retired ones. " + RETIRED,
+        responses=[401, 404])
+def list_rewards(program_id: int) -> dict[str, Any]:
+    program = access.program(program_id)
+    return {"rewards": rewards.current(program) + rewards.retired(program)}
+
+
+@bp.patch(REWARDS + "/<int:reward_id>")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(RewardPatchIn, arg_name="data")
+@bp.output(RewardOut)
+@bp.doc(summary="Change a reward's name, cost or whether it is offered (passes follow)",
+        description="409 `reward-retired` for a retired reward.",
+        responses=[401, 403, 404, 409, 422])
+def update_reward(program_id: int, reward_id: int, data: dict[str, Any]) -> Reward:
+    return rewards.edit(access.program(program_id), reward_id, **data)
+
+
+@bp.post(REWARDS + "/<int:reward_id>/retire")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.output(RewardOut)
+@bp.doc(summary="Retire a reward for good (passes follow)",
+        description=RETIRED + " 409 `reward-retired` when it is retired already.",
+        responses=[401, 403, 404, 409])
+def retire_reward(program_id: int, reward_id: int) -> Reward:
+    return rewards.retire(access.program(program_id), reward_id)
+
+
+@bp.put(REWARDS + "/order")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(RewardOrderIn, arg_name="data")
+@bp.output(RewardList)
+@bp.doc(summary="Put a program's rewards in a new order",
+        description="`reward_ids` names every reward that is not retired, each once; "
+        "otherwise 422. The answer lists the current rewards in their new order.",
+        responses=[401, 403, 404, 422])
+def reorder_rewards(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    return {"rewards": rewards.reorder(access.program(program_id), data["reward_ids"])}
+
+
+@bp.get(TIERS)
+@bp.auth_required(auth, roles=ALL_ROLES)
+@bp.output(TierList)
+@bp.doc(summary="List a program's tiers", responses=[401, 404])
+def list_tiers(program_id: int) -> dict[str, Any]:
+    return {"tiers": access.program(program_id).tiers}
+
+
+@bp.patch(TIERS + "/<int:tier_id>")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(TierPatchIn, arg_name="data")
+@bp.output(TierOut)
+@bp.doc(summary="Change a tier (a new threshold moves every card to the tier it reaches)",
+        description="A new name is carried into the rules whose conditions name the tier. "
+        "409 `base-tier`: the tier at 0 points stays at 0; 409 `tier-threshold-taken`: "
+        "another tier has that threshold.", responses=[401, 403, 404, 409, 422])
+def update_tier(program_id: int, tier_id: int, data: dict[str, Any]) -> Tier:
+    return rewards.edit_tier(access.program(program_id), tier_id, **data)
+
+
+@bp.delete(TIERS + "/<int:tier_id>")
+@bp.auth_required(auth, roles=["admin"])
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a tier: its cards move to the tier their lifetime points reach",
+        description="409 `base-tier` for the tier at 0 points; 409 `tier-in-use` while an "
+        "earning rule names it in its conditions.", responses=[401, 403, 404, 409])
+def delete_tier(program_id: int, tier_id: int) -> tuple[str, int]:
+    rewards.delete_tier(access.program(program_id), tier_id)
+    return "", 204
 
 
 @bp.post("/programs/<int:program_id>/locations")

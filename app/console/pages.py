@@ -37,8 +37,8 @@ from app.web.pagekit import PageForm, use_languages
 from passes.languages import LANGUAGE_NAMES
 
 bp = Blueprint("console", __name__, url_prefix="/console")
-# APIFlask reads this of every blueprint with a before_request function when it writes the
-# OpenAPI document (a plain Blueprint lacks it, and /api/openapi.json would fail).
+# Pages, not API operations: APIFlask reads this when it builds the OpenAPI document (it
+# reads the before_request functions of every blueprint, and fails on one without it).
 bp.enable_openapi = False  # type: ignore[attr-defined]
 
 # Five wrong passwords for an address within 15 minutes hold that account's sign-in for 5

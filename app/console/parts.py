@@ -10,6 +10,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     design,
     members,
     pages,
+    rewards,
 )
 
 

@@ -21,7 +21,8 @@ from app.extensions import db
 from app.loyalty import balances, branding, program_texts, programs
 from app.loyalty.artwork_views import program_image_url
 from app.loyalty.codes import redemption_code, short_code
-from app.loyalty.models import Card, CardStatus, Program, Reward
+from app.loyalty.models import Card, CardStatus, Program
+from app.loyalty.rewards import offered
 from app.wallet.apple import pass_files as apple_passes
 from app.wallet.google import links as google_links
 from app.web.qr import qr_svg
@@ -170,10 +171,9 @@ def program_logo(program: Program) -> PageLogo:
 
 
 def reward_lines(program: Program, balance: int) -> list[RewardLine]:
-    """The program's active rewards, cheapest first, each with the points it still needs."""
-    rewards: list[Reward] = [r for r in program.rewards if r.active]
+    """The rewards the program offers, in its order, each with the points it still needs."""
     return [RewardLine(r.name, r.points_cost, max(r.points_cost - balance, 0))
-            for r in sorted(rewards, key=lambda r: r.points_cost)]
+            for r in offered(program)]
 
 
 def next_reward(program: Program, balance: int) -> NextReward | None:

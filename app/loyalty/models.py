@@ -76,8 +76,10 @@ class Program(db.Model):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Every reward, retired ones too, in the program's order (app.loyalty.rewards says which
+    # are offered).
     rewards: Mapped[list[Reward]] = relationship(
-        back_populates="program", order_by="Reward.points_cost"
+        back_populates="program", order_by="[Reward.position, Reward.id]"
     )
     tiers: Mapped[list[Tier]] = relationship(
         back_populates="program", order_by="Tier.threshold"
@@ -85,6 +87,11 @@ class Program(db.Model):
     locations: Mapped[list[ProgramLocation]] = relationship(
         back_populates="program", order_by="ProgramLocation.id"
     )
+
+    @property
+    def current_rewards(self) -> list[Reward]:
+        """The rewards not retired (active or not), in the program's order."""
+        return [r for r in self.rewards if r.retired_at is None]
 
     __table_args__ = (
         CheckConstraint("earn_points >= 0", name="earn_points_non_negative"),
@@ -391,6 +398,17 @@ class EarningRule(PartOfProgram, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def enabled(self) -> bool:
+        """False while switched off (``paused`` among its conditions): it applies to nothing."""
+        return not (self.conditions or {}).get("paused")
+
+    @property
+    def own_conditions(self) -> dict | None:
+        """The conditions as given (without the switch): what the API shows."""
+        own = {k: v for k, v in (self.conditions or {}).items() if k != "paused"}
+        return own or None
 
     __table_args__ = (
         CheckConstraint("points > 0", name="rule_points_positive"),

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import access
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.loyalty import branding, changes, program_texts
+from app.loyalty import branding, changes, program_texts, rewards
 from app.loyalty.models import Card, Program, ProgramLocation, Reward, Tier
 
 
@@ -48,7 +48,7 @@ def create(
                              for name in COLOUR_FIELDS})
     program = Program(**fields)
     program.tiers = [Tier(**t) for t in tiers or []]
-    program.rewards = [Reward(**r) for r in rewards or []]
+    program.rewards = [Reward(position=i, **r) for i, r in enumerate(rewards or [])]
     db.session.add(program)
     with _duplicate_is_conflict(f"A program with slug {fields['slug']!r} already exists."):
         db.session.commit()
@@ -66,36 +66,14 @@ def _duplicate_is_conflict(message: str) -> Iterator[None]:
 
 
 def add_reward(program: Program, *, name: str, points_cost: int, active: bool = True) -> Reward:
-    """Add a reward; every card's pass changes (progress toward the next reward). Commits."""
-    reward = Reward(program=program, name=name, points_cost=points_cost, active=active)
-    db.session.add(reward)
-    db.session.flush()
-    changes.touch_cards(Card.program_id == program.id)
-    db.session.commit()
-    return reward
+    """Add a reward at the end of the list (see :func:`app.loyalty.rewards.create`). Commits."""
+    return rewards.create(program, name=name, points_cost=points_cost, active=active)
 
 
 def add_tier(program: Program, *, name: str, threshold: int, multiplier_percent: int = 100) -> Tier:
-    """Add a tier and move every card to the tier its lifetime points now reach. Commits."""
-    tier = Tier(program=program, name=name, threshold=threshold,
-                multiplier_percent=multiplier_percent)
-    db.session.add(tier)
-    with _duplicate_is_conflict(f"The program already has a tier at {threshold} points."):
-        db.session.flush()
-    reached = (
-        select(Tier.id)
-        .where(Tier.program_id == program.id, Tier.threshold <= Card.lifetime_points)
-        .order_by(Tier.threshold.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    db.session.execute(
-        update(Card).where(Card.program_id == program.id).values(tier_id=reached)
-        .execution_options(synchronize_session=False)
-    )
-    changes.touch_cards(Card.program_id == program.id)
-    db.session.commit()
-    return tier
+    """Add a tier (see :func:`app.loyalty.rewards.add_tier`). Commits."""
+    return rewards.add_tier(program, name=name, threshold=threshold,
+                            multiplier_percent=multiplier_percent)
 
 
 def add_location(program: Program, **fields: Any) -> ProgramLocation:

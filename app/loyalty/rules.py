@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, bindparam, extract, func, or_, select
 
-from app import background, dbutil
+from app import audit, background, dbutil
 from app.errors import CardVoided, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty.ledger import (
@@ -88,6 +88,8 @@ class Conditions:
     ends_at: datetime | None = None
     first_purchase_only: bool = False
     max_awards_per_member: int | None = None
+    # Switched off (the console's "disable", the API's ``enabled: false``): applies to nothing.
+    paused: bool = False
 
 
 def parse_clock(text: str) -> time:
@@ -123,6 +125,7 @@ def parse_conditions(raw: Mapping[str, Any] | None) -> Conditions:
         ends_at=parse_instant(raw["ends_at"]) if raw.get("ends_at") else None,
         first_purchase_only=bool(raw.get("first_purchase_only", False)),
         max_awards_per_member=raw.get("max_awards_per_member"),
+        paused=bool(raw.get("paused", False)),
     )
 
 
@@ -193,6 +196,8 @@ def in_window(clock: time, start: time, end: time) -> bool:
 def refusal(rule: Rule, context: Context) -> str | None:
     """Why ``rule``'s conditions do not hold in ``context`` (None: they hold)."""
     c = rule.conditions
+    if c.paused:
+        return "disabled"
     local = context.at.astimezone(context.time_zone)
     if c.starts_at is not None and context.at < c.starts_at:
         return "not_started"
@@ -499,7 +504,7 @@ def award_referrer(rule_id: int, referee_member_id: int) -> None:
     rule = db.session.get(EarningRule, rule_id)
     referee = db.session.get(Member, referee_member_id)
     if (rule is None or rule.deleted_at is not None or not rule.referrer_points
-            or referee is None or referee.referred_by_id is None):
+            or not rule.enabled or referee is None or referee.referred_by_id is None):
         return
     referrer = db.session.get(Member, referee.referred_by_id)
     if referrer is None or referrer.card is None:
@@ -744,32 +749,55 @@ def get_rule(program: Program, rule_id: int) -> EarningRule:
     return rule
 
 
-def create_rule(program: Program, *, kind: RuleKind, **values: Any) -> EarningRule:
-    """Add a rule to ``program`` (see :func:`check`). Commits."""
+def _switched(conditions: Mapping[str, Any] | None, enabled: bool) -> dict[str, Any] | None:
+    """Stored conditions with the rule switched on or off (off: ``paused`` among them)."""
+    switched = {name: value for name, value in (conditions or {}).items() if name != "paused"}
+    if not enabled:
+        switched["paused"] = True
+    return switched or None
+
+
+def create_rule(program: Program, *, kind: RuleKind, enabled: bool = True,
+                **values: Any) -> EarningRule:
+    """Add a rule to ``program`` (see :func:`check`); ``enabled`` False: switched off.
+    Commits."""
     kind = RuleKind(kind)
     check(program, kind, values)
     now = utcnow()
+    conditions = _switched(stored_conditions(values.get("conditions")), enabled)
     rule = EarningRule(program_id=program.id, kind=kind, created_at=now, updated_at=now,
-                       **{**values, "conditions": stored_conditions(values.get("conditions"))})
+                       **{**values, "conditions": conditions})
     db.session.add(rule)
+    db.session.flush()
+    audit.record("rule.create", program_id=program.id, target=f"rule:{rule.id}",
+                 details={"kind": kind.value, "enabled": enabled,
+                          **{name: getattr(rule, name) for name in RULE_FIELDS}})
     db.session.commit()
     return rule
 
 
 def update_rule(program: Program, rule_id: int, **changes: Any) -> EarningRule:
     """Change a live rule: the fields given replace the stored ones (``conditions`` as a
-    whole). Commits. ``NotFound`` for a deleted rule."""
+    whole; whether the rule is ``enabled`` stays unless given). Commits. ``NotFound`` for a
+    deleted rule."""
     rule = get_rule(program, rule_id)
     if rule.deleted_at is not None:
         raise NotFound(f"Rule {rule_id} was deleted.")
+    enabled = changes.pop("enabled", rule.enabled)
     values = {name: getattr(rule, name) for name in RULE_FIELDS}
     values.update(changes)
     if "conditions" in changes:
         values["conditions"] = stored_conditions(changes["conditions"])
+    values["conditions"] = _switched(values["conditions"], enabled)
     check(program, RuleKind(rule.kind), values)
-    for name in changes:
+    details = {name: values[name] for name in changes}
+    if enabled != rule.enabled:
+        details["enabled"] = enabled
+    for name in (*changes, "conditions"):
         setattr(rule, name, values[name])
     rule.updated_at = utcnow()
+    audit.record("rule.update", program_id=program.id, target=f"rule:{rule.id}",
+                 details=details)
     db.session.commit()
     return rule
 
@@ -779,4 +807,6 @@ def delete_rule(program: Program, rule_id: int) -> None:
     rule = get_rule(program, rule_id)
     if rule.deleted_at is None:
         rule.deleted_at = rule.updated_at = utcnow()
+        audit.record("rule.delete", program_id=program.id, target=f"rule:{rule.id}",
+                     details={"name": rule.name})
         db.session.commit()

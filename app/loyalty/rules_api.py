@@ -77,6 +77,8 @@ class RuleIn(InputSchema):
                              metadata={"description": "higher runs first"})
     stackable = StrictBoolean(load_default=True, metadata={
         "description": "false: when it applies, the rules below it do not"})
+    enabled = StrictBoolean(load_default=True, metadata={
+        "description": "false: switched off, it applies to nothing until switched on"})
     conditions = fields.Nested(ConditionsIn)
 
 
@@ -91,6 +93,7 @@ class RulePatchIn(InputSchema):
     referee_points = StrictInteger(validate=COUNT, allow_none=True)
     priority = StrictInteger(validate=validators.Range(-1_000_000, 1_000_000))
     stackable = StrictBoolean()
+    enabled = StrictBoolean()
     conditions = fields.Nested(ConditionsIn, allow_none=True)
 
     @validates_schema
@@ -123,7 +126,8 @@ class RuleOut(Schema):
     referee_points = fields.Integer(allow_none=True)
     priority = fields.Integer()
     stackable = fields.Boolean()
-    conditions = fields.Nested(ConditionsOut, allow_none=True)
+    enabled = fields.Boolean(metadata={"description": "false: switched off"})
+    conditions = fields.Nested(ConditionsOut, allow_none=True, attribute="own_conditions")
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     deleted_at = fields.DateTime(allow_none=True, metadata={
@@ -169,8 +173,8 @@ class OutcomeOut(Schema):
     applies = fields.Boolean()
     reason = fields.String(allow_none=True, metadata={
         "description": "why it does not apply: not_started, ended, tier, location, "
-        "min_amount, day_of_week, time_window, first_purchase_only, max_awards or "
-        "stopped_by:<rule id>"})
+        "min_amount, day_of_week, time_window, first_purchase_only, max_awards, disabled "
+        "or stopped_by:<rule id>"})
 
 
 class PreviewOut(Schema):

@@ -40,6 +40,42 @@ class RewardIn(InputSchema):
     active = StrictBoolean(load_default=True)
 
 
+class RewardPatchIn(InputSchema):
+    """The fields given replace the stored ones."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
+    name = text(120)
+    points_cost = StrictInteger(validate=POINTS)
+    active = StrictBoolean(metadata={"description": "false: kept, but not offered for now"})
+
+    @validates_schema
+    def _something(self, data: dict, **kwargs: object) -> None:
+        if not data:
+            raise ValidationError("Give at least one field to change.")
+
+
+class RewardOrderIn(InputSchema):
+    reward_ids = fields.List(
+        StrictInteger(validate=validators.Range(1, MAX_ID)), required=True,
+        validate=validators.Length(max=1000),
+        metadata={"description": "every reward of the program that is not retired, once, "
+                  "in the new order (first: listed first)"})
+
+
+class TierPatchIn(InputSchema):
+    """The fields given replace the stored ones."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
+    name = text(64)
+    threshold = StrictInteger(validate=COUNT)
+    multiplier_percent = StrictInteger(validate=validators.Range(100, 1000))
+
+    @validates_schema
+    def _something(self, data: dict, **kwargs: object) -> None:
+        if not data:
+            raise ValidationError("Give at least one field to change.")
+
+
 # Schemas nested in programs are subclasses of their own: APIFlask does not notice schemas that
 # the spec already holds as nested, and would register TierIn a second time as "TierIn1".
 class ProgramTierIn(TierIn):
@@ -188,6 +224,19 @@ class RewardOfferOut(Schema):
 
 class RewardOut(RewardOfferOut):
     active = fields.Boolean()
+    position = fields.Integer(metadata={"description": "the program's order, lowest first"})
+    retired_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when it was retired (no longer offered, for good); null: current"})
+
+
+class RewardList(Schema):
+    rewards = fields.List(fields.Nested(RewardOut), metadata={
+        "description": "current rewards in the program's order, then retired ones, most "
+        "recently retired first"})
+
+
+class TierList(Schema):
+    tiers = fields.List(fields.Nested(TierOut), metadata={"description": "by threshold"})
 
 
 class ProgramTierOut(TierOut):
@@ -234,7 +283,9 @@ class ProgramOut(Schema):
     refund_shortfall = fields.String()
     time_zone = fields.String()
     tiers = fields.List(fields.Nested(ProgramTierOut))
-    rewards = fields.List(fields.Nested(ProgramRewardOut))
+    rewards = fields.List(fields.Nested(ProgramRewardOut), attribute="current_rewards",
+                          metadata={"description": "the rewards not retired, in the program's "
+                                    "order; `GET /programs/{id}/rewards` lists retired ones too"})
 
 
 class ProgramList(Schema):

@@ -32,6 +32,7 @@ from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFo
 from app.extensions import db
 from app.loyalty import ledger
 from app.loyalty.models import Card, CardStatus, EntryKind, Program, ProgramLocation, Reward
+from app.loyalty.rewards import offered
 from app.redemption import shortcodes
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
@@ -44,7 +45,7 @@ SCAN_SECONDS = 300
 
 # Statements of every redemption, compiled once per database (see app.dbutil.DriverStatement).
 _REWARD = dbutil.DriverStatement(lambda _dialect: select(
-    Reward.program_id, Reward.active, Reward.points_cost, Reward.name
+    Reward.program_id, Reward.active, Reward.points_cost, Reward.name, Reward.retired_at
 ).where(Reward.id == bindparam("id")))
 _CODE_STATE = dbutil.DriverStatement(lambda _dialect: select(
     Card.totp_last_counter, Program.google_rotating_barcode
@@ -205,8 +206,8 @@ def scan(code: str, *, staff: TillActor) -> Scan:
         raise CardVoided("This card is voided.")
     _check_fresh(scanned, card.barcode_version, card.totp_last_counter,
                  card.program.google_rotating_barcode)
-    rewards = [RewardOffer(r.id, r.name, r.points_cost) for r in card.program.rewards
-               if r.active and r.points_cost <= card.balance]
+    rewards = [RewardOffer(r.id, r.name, r.points_cost) for r in offered(card.program)
+               if r.points_cost <= card.balance]
     # Bound to the code version (and rotating value) just checked: the redemption consumes it.
     scan_id = sign_scan(current_app.config["SECRET_KEY"], serial=serial, staff_id=staff.actor,
                         version=card.barcode_version, totp_counter=scanned.totp_counter)
@@ -319,6 +320,9 @@ def redeem(
         reward_name = None
         if reward_id is not None:
             reward = p.tx.first(_REWARD, {"id": reward_id})
+            if reward is not None and reward[0] == card.program_id and reward[4] is not None:
+                raise Conflict("This reward is retired: it is no longer offered.",
+                               code="reward-retired")
             if reward is None or reward[0] != card.program_id or not reward[1]:
                 raise Unprocessable("No such active reward in this card's program.", errors=[
                     {"location": "json", "field": "reward_id", "message": "Unknown reward."}])

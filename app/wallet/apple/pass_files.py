@@ -18,6 +18,7 @@ from app.extensions import db
 from app.loyalty import artwork, balances, branding, ledger, program_texts
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
+from app.loyalty.rewards import offered
 from app.wallet.apple.setup import AppleWallet, apple_wallet
 from app.wording import pass_wording
 from passes.apple import (
@@ -86,7 +87,7 @@ def pass_url(card: Card) -> str | None:
 def next_reward(program: Program, balance: int) -> RewardProgress | None:
     """Progress toward the cheapest active reward the balance cannot yet pay for, and the
     dearest one it pays for now (``ready_reward``: "Es Kopi Susu ready")."""
-    costs = sorted((r.points_cost, r.name) for r in program.rewards if r.active)
+    costs = sorted((r.points_cost, r.name) for r in offered(program))
     if not costs:
         return None
     cost, name = next(((c, n) for c, n in costs if c > balance), costs[-1])
