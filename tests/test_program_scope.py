@@ -25,6 +25,7 @@ from app.audit import AuditEvent
 from app.auth import keys as api_keys
 from app.cli.cli import cli
 from app.extensions import db
+from app.loyalty.models import Reward
 from passes.barcode import make_code
 from tests.factories import ApiClient, card_code, create_card, create_program
 from tests.images import image_bytes
@@ -36,7 +37,8 @@ LOGO = image_bytes((400, 200))
 #: Values for path parameters that name nothing at all: what "does not exist" answers.
 MISSING = {"program_id": 999_999, "serial": "NOSUCHCARD0", "rule_id": 999_998,
            "update_id": 999_997, "redemption_id": 999_996, "device_id": 999_995,
-           "member_id": 999_994, "location_id": 999_993, "kind": "logo"}
+           "member_id": 999_994, "location_id": 999_993, "kind": "logo",
+           "campaign_id": 999_992, "reward_id": 999_991, "tier_id": 999_990}
 
 #: Operations on the whole service rather than on one program's objects.
 WHOLE_SERVICE = {
@@ -53,11 +55,23 @@ LISTS = {("GET", "/api/v1/programs"), ("GET", "/api/v1/devices"), ("GET", "/api/
 BY_BODY = {("POST", "/api/v1/scans"): 404, ("POST", "/api/v1/redemptions"): 404,
            ("POST", "/api/v1/devices"): 422, ("POST", "/api/v1/staff"): 422}
 
+CAMPAIGN = {"name": "Rainy season", "messages": {"en": {"lock_screen": "Hot drinks 2x"}},
+            "holdout_percent": 10}
+
 Request = dict[str, Any]  # keyword arguments of ApiClient.request: json, data, headers
 
 
 def _json(body: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Request]:
     return lambda objects: {"json": body(objects)}
+
+
+def _offered(objects: dict[str, Any]) -> list[int]:
+    """The ids of the program's unretired rewards now (a reorder must name them all)."""
+    with objects["app"].app_context():
+        ids = db.session.scalars(select(Reward.id).where(
+            Reward.program_id == objects["program_id"], Reward.retired_at.is_(None))).all()
+        db.session.rollback()
+    return list(ids)
 
 
 def _keyed(body: dict[str, Any]) -> Callable[[dict[str, Any]], Request]:
@@ -92,6 +106,16 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, Any]], Request]] = {
     ("POST", "/api/v1/redemptions/{redemption_id}/reverse"):
         _json(lambda o: {"reason": "wrong cake"}),
     ("PATCH", "/api/v1/staff/{member_id}"): _json(lambda o: {"name": "Renamed"}),
+    ("POST", "/api/v1/programs/{program_id}/segments/count"): _json(lambda o: {}),
+    ("POST", "/api/v1/programs/{program_id}/campaigns"): _json(lambda o: CAMPAIGN),
+    ("PATCH", "/api/v1/programs/{program_id}/campaigns/{campaign_id}"):
+        _json(lambda o: {"name": "Renamed"}),
+    ("PATCH", "/api/v1/programs/{program_id}/rewards/{reward_id}"):
+        _json(lambda o: {"name": "Renamed"}),
+    ("PUT", "/api/v1/programs/{program_id}/rewards/order"):
+        _json(lambda o: {"reward_ids": list(reversed(_offered(o)))}),
+    ("PATCH", "/api/v1/programs/{program_id}/tiers/{tier_id}"):
+        _json(lambda o: {"name": "Renamed"}),
     ("POST", "/api/v1/programs/{program_id}/design/preview"):
         _json(lambda o: {"background_color": "#102030"}),
     ("POST", "/api/v1/scans"): _json(lambda o: {"code": o["code"]}),
@@ -171,12 +195,16 @@ def _furnish(app: Flask, api: ApiClient, slug: str) -> dict[str, Any]:
     device = api.post("/api/v1/devices", json={"location_id": location_id})
     staff = api.post("/api/v1/staff", json={"name": "Nok", "pin": "1357",
                                             "location_ids": [location_id]})
-    for made in (location, rule, logo, update, redemption, device, staff):
+    tier = api.post(f"/api/v1/programs/{pid}/tiers", json={"name": "Gold", "threshold": 900})
+    campaign = api.post(f"/api/v1/programs/{pid}/campaigns", json=CAMPAIGN)
+    for made in (location, rule, logo, update, redemption, device, staff, tier, campaign):
         assert made.status_code in (200, 201, 202), made.json
     return {"program_id": pid, "serial": serial, "rule_id": rule.json["id"], "kind": "logo",
             "update_id": update.json["id"], "redemption_id": redemption.json["id"],
             "device_id": device.json["id"], "member_id": staff.json["id"],
             "location_id": location_id, "reward_id": reward_id,
+            "app": app, "tier_id": tier.json["id"],
+            "campaign_id": campaign.json["id"],
             "code": card_code(app, serial)}
 
 
