@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app.console import pages
+from app.console import staff as _staff  # noqa: F401  (Staff and devices)
 
 
 def init_app(app: Flask) -> None:
