@@ -56,14 +56,15 @@ class NewDeviceOut(DeviceOut):
 
 
 class DeviceQuery(InputSchema):
-    program_id = StrictInteger(validate=ID, metadata={
+    # Query values are strings: plain (not strict) integers.
+    program_id = fields.Integer(validate=ID, metadata={
         "description": "only the devices at this program's locations"})
-    location_id = StrictInteger(validate=ID, metadata={
+    location_id = fields.Integer(validate=ID, metadata={
         "description": "only the devices at this location"})
 
 
 class StaffQuery(InputSchema):
-    program_id = StrictInteger(validate=ID, metadata={
+    program_id = fields.Integer(validate=ID, metadata={
         "description": "only the staff who work at one of this program's locations"})
 
 
