@@ -173,6 +173,12 @@ def staff(program: Program) -> ResponseReturnValue:
     return _page(program)
 
 
+def _back(program: Program) -> ResponseReturnValue:
+    """A GET of a form's action (the language links of the answer to a post): the page."""
+    return redirect(url_for("console.staff", program_id=program.id, lang=request.args.get("lang")),
+                    303)
+
+
 def _field_errors(form: PageForm, error: Unprocessable, fields: dict[str, str]) -> None:
     """Show a service's refusal on the form: on the field it names, else above the form."""
     for problem in error.extra.get("errors") or []:
@@ -192,9 +198,11 @@ def _location_values(form: LocationForm) -> dict[str, Any]:
             "relevant_text": (form.relevant_text.data or "").strip() or None}
 
 
-@pages.bp.post("/programs/<int:program_id>/staff/locations")
+@pages.bp.route("/programs/<int:program_id>/staff/locations", methods=["GET", "POST"])
 @console_page(admin=True)
 def add_location(program: Program) -> ResponseReturnValue:
+    if request.method == "GET":
+        return _back(program)
     form = LocationForm(prefix="location")
     if not form.validate() or not _location_values(form)["name"]:
         if not form.errors:
@@ -232,9 +240,11 @@ def edit_location(program: Program, location_id: int) -> ResponseReturnValue:
 # --- Staff members -----------------------------------------------------------------------------
 
 
-@pages.bp.post("/programs/<int:program_id>/staff/members")
+@pages.bp.route("/programs/<int:program_id>/staff/members", methods=["GET", "POST"])
 @console_page(admin=True)
 def add_member(program: Program) -> ResponseReturnValue:
+    if request.method == "GET":
+        return _back(program)
     form = _staff_form(program)
     if not form.validate():
         return _page(program, staff_form=form, status=422)
@@ -296,10 +306,14 @@ def edit_member(program: Program, member_id: int) -> ResponseReturnValue:
     return redirect(url_for("console.staff", program_id=program.id) + "#staff", 303)
 
 
-@pages.bp.post("/programs/<int:program_id>/staff/members/<int:member_id>/pin")
+@pages.bp.route("/programs/<int:program_id>/staff/members/<int:member_id>/pin",
+                methods=["GET", "POST"])
 @console_page(admin=True)
 def reset_pin(program: Program, member_id: int) -> ResponseReturnValue:
     member = _member(program, member_id)
+    if request.method == "GET":
+        return redirect(url_for("console.edit_member", program_id=program.id,
+                                member_id=member.id, lang=request.args.get("lang")), 303)
     form = PinForm()
     if not form.validate():
         return _member_page(program, member, pin_form=form, status=422)
@@ -308,9 +322,12 @@ def reset_pin(program: Program, member_id: int) -> ResponseReturnValue:
                     303)
 
 
-@pages.bp.post("/programs/<int:program_id>/staff/members/<int:member_id>/unlock")
+@pages.bp.route("/programs/<int:program_id>/staff/members/<int:member_id>/unlock",
+                methods=["GET", "POST"])
 @console_page(admin=True)
 def unlock_member(program: Program, member_id: int) -> ResponseReturnValue:
+    if request.method == "GET":
+        return _back(program)
     member = _member(program, member_id)
     members.unlock(member.id)
     return redirect(url_for("console.staff", program_id=program.id) + "#staff", 303)
@@ -319,10 +336,12 @@ def unlock_member(program: Program, member_id: int) -> ResponseReturnValue:
 # --- Till devices ------------------------------------------------------------------------------
 
 
-@pages.bp.post("/programs/<int:program_id>/staff/devices")
+@pages.bp.route("/programs/<int:program_id>/staff/devices", methods=["GET", "POST"])
 @console_page(admin=True)
 def enrol_device(program: Program) -> ResponseReturnValue:
     """Make a device's one-time link and show it with its QR code: on this answer only."""
+    if request.method == "GET":
+        return _back(program)
     form = _device_form(program)
     if not form.validate():
         return _page(program, device_form=form, status=422)

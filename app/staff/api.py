@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
-from marshmallow import ValidationError, validates_schema
+from marshmallow import ValidationError, pre_load, validates_schema
 
 from app.auth.security import actor, auth
 from app.schemas import MAX_ID, InputSchema, StrictBoolean, StrictInteger, text
@@ -55,7 +55,19 @@ class NewDeviceOut(DeviceOut):
                        "in this answer"})
 
 
-class DeviceQuery(InputSchema):
+class QueryIn(InputSchema):
+    """Query parameters: unknown ones are refused too (webargs would drop them, while the
+    OpenAPI document, like every input schema's, allows no others)."""
+
+    @pre_load
+    def _refuse_unknown(self, data: Any, **kwargs: object) -> Any:
+        unknown = sorted(set(data) - {f.data_key or name for name, f in self.fields.items()})
+        if unknown:
+            raise ValidationError({name: ["Unknown field."] for name in unknown})
+        return data
+
+
+class DeviceQuery(QueryIn):
     # Query values are strings: plain (not strict) integers.
     program_id = fields.Integer(validate=ID, metadata={
         "description": "only the devices at this program's locations"})
@@ -63,7 +75,7 @@ class DeviceQuery(InputSchema):
         "description": "only the devices at this location"})
 
 
-class StaffQuery(InputSchema):
+class StaffQuery(QueryIn):
     program_id = fields.Integer(validate=ID, metadata={
         "description": "only the staff who work at one of this program's locations"})
 

@@ -340,3 +340,12 @@ def test_marketers_cannot_manage_staff_and_devices(
     stranger = app.test_client()
     sign_in(stranger, "other@example.com")
     assert stranger.get(f"/console/programs/{program['id']}/staff").status_code in (403, 404)
+
+
+def test_the_language_links_of_a_forms_answer_lead_back_to_the_page(
+        admin: FlaskClient, program: dict[str, Any], location: int) -> None:
+    base = f"/console/programs/{program['id']}/staff"
+    for action in ("locations", "members", "devices"):
+        answer = admin.get(f"{base}/{action}?lang=th")
+        assert answer.status_code == 303
+        assert answer.headers["Location"] == f"{base}?lang=th"

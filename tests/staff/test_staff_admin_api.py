@@ -193,3 +193,11 @@ def test_the_new_operations_are_in_the_openapi_document(api: ApiClient) -> None:
     assert {"program_id", "location_id"} <= parameters
     schemas = document["components"]["schemas"]
     assert "LocationPatchIn" in schemas and "LocationList" in schemas
+
+
+def test_unknown_query_parameters_are_refused(api: ApiClient) -> None:
+    for path in ("/api/v1/staff?colour=red", "/api/v1/devices?program=1"):
+        answer = api.get(path)
+        assert answer.status_code == 422, path
+        assert answer.mimetype == "application/problem+json"
+    assert api.get("/api/v1/staff?program_id=1").status_code == 200
