@@ -157,8 +157,7 @@ def _page(program: Program, *, location_form: LocationForm | None = None,
         staff_form=staff_form or _staff_form(program),
         device_form=device_form or _device_form(program),
         action_form=ActionForm(), locked_until=members.locked_until,
-        device_status=devices.status, language_names=LANGUAGE_NAMES,
-        program_locations=_program_locations), status
+        device_status=devices.status, program_locations=_program_locations), status
 
 
 def _program_locations(member: StaffMember) -> list[ProgramLocation]:

@@ -201,3 +201,20 @@ def test_unknown_query_parameters_are_refused(api: ApiClient) -> None:
         assert answer.status_code == 422, path
         assert answer.mimetype == "application/problem+json"
     assert api.get("/api/v1/staff?program_id=1").status_code == 200
+
+
+def test_the_command_line_is_recorded_as_such(app: Flask, kopi: dict[str, Any]) -> None:
+    from app.cli.cli import cli
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(cli, ["staff", "set-pin", str(kopi["member"])],
+                         input="2468\n").exit_code == 0
+    assert runner.invoke(cli, ["revoke-device", str(kopi["device"])]).exit_code == 0
+    made = runner.invoke(cli, ["enrol-device", "--location", str(kopi["location"]), "--no-qr"])
+    assert made.exit_code == 0
+    token = made.stdout.strip().rsplit("/", 1)[1]
+    for action in ("staff.pin", "device.revoke"):
+        [event] = events(app, action)
+        assert (event.actor, event.actor_name) == ("cli", "command line")
+    last = events(app, "device.enrol")[-1]
+    assert last.actor == "cli" and token not in str(last.details)
