@@ -232,8 +232,8 @@ def _checked_language(language: str) -> str:
 
 def _replaceable(location: ProgramLocation, program_id: int | None) -> bool:
     """Whether an update's ``location_ids`` replaces this location of the member's."""
-    if program_id is not None:
-        return location.program_id == program_id
+    if program_id is not None and location.program_id != program_id:
+        return False
     return access.current().allows(location.program_id)
 
 

@@ -177,6 +177,19 @@ def test_the_services_keep_a_scoped_caller_to_its_programs(
             members.create("Eve", "1234", [teh["location"]])
         with pytest.raises(Unprocessable):
             members.update(kopi["member"], location_ids=[teh["location"]])
+    with app.app_context():
+        both = members.create("Budi", "1234", [kopi["location"], teh["location"]])
+        both_id = both.id
+    with app.test_request_context():
+        access.limit_to(access.Scope(frozenset({kopi["program"]["id"]})))
+        # Naming the other program does not reach its locations: they stay.
+        changed = members.update(both_id, location_ids=[], program_id=teh["program"]["id"])
+        assert [loc.id for loc in changed.locations] == [kopi["location"], teh["location"]]
+        # Taking them off this program's locations leaves them at the other's only.
+        changed = members.update(both_id, location_ids=[], program_id=kopi["program"]["id"])
+        assert [loc.id for loc in changed.locations] == [teh["location"]]
+        with pytest.raises(NotFound):
+            members.get_in_reach(both_id)
         assert members.get_in_reach(kopi["member"]).name == "Dewi"
     with app.app_context():
         assert members.get(teh["member"]).active
