@@ -351,7 +351,18 @@ def enrol_device(program: Program) -> ResponseReturnValue:
         return _page(program, device_form=form, status=422)
     return render_template(
         "console/staff_device_new.html", device=new.device, enrol_url=new.enrol_url,
-        qr=qr_svg(new.enrol_url, label=_("QR code of the enrolment link")))
+        qr=qr_svg(new.enrol_url, label=_("QR code of the enrolment link")),
+        status=devices.status(new.device))
+
+
+@pages.bp.get("/programs/<int:program_id>/staff/devices/<int:device_id>/status")
+@console_page(admin=True)
+def device_status(program: Program, device_id: int) -> ResponseReturnValue:
+    """The device's status as a fragment: the enrolment page polls it (htmx) until the till
+    has used the link, so the admin sees it work without reloading."""
+    device = _device(program, device_id)
+    return render_template("console/_staff_device_status.html", device=device,
+                           status=devices.status(device))
 
 
 def _device(program: Program, device_id: int) -> TillDevice:

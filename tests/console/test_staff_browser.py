@@ -76,6 +76,8 @@ def test_add_staff_enrol_a_device_and_revoke_it(
         till.locator("#enrol").click()
         till.wait_for_url("**/staff/login")
         assert till.locator(".member-button").all_inner_texts() == ["Siti Aminah"]
+        # The console's page sees it happen (htmx asks every 3 seconds).
+        page.locator("#device-status .status.enrolled").wait_for()
 
         page.get_by_role("link", name="Done", exact=True).click()
         page.wait_for_url(f"**{staff_url}#devices")

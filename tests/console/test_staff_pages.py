@@ -255,6 +255,11 @@ def test_enrol_a_device_shows_the_link_once_and_revoke_it(
     assert "Front till" in html and "Waiting for enrolment" in html
     assert path not in html  # shown once only
 
+    device_id = int(enrolled.target.split(":")[1])
+    status_path = f"/console/programs/{program['id']}/staff/devices/{device_id}/status"
+    waiting = admin.get(status_path).get_data(as_text=True)
+    assert "Waiting for the device" in waiting and 'hx-trigger="every 3s"' in waiting
+
     # The till's phone opens the link and enrols.
     phone = app.test_client()
     confirm = phone.get(path)
@@ -264,8 +269,9 @@ def test_enrol_a_device_shows_the_link_once_and_revoke_it(
     html, _ = page_of(admin, program)
     assert "Enrolled" in html
     assert "Kopi Sudirman" in phone.get("/staff/login").get_data(as_text=True)
+    done = admin.get(status_path).get_data(as_text=True)
+    assert "Enrolled" in done and "hx-trigger" not in done  # polling stops
 
-    device_id = int(enrolled.target.split(":")[1])
     revoke = f"/console/programs/{program['id']}/staff/devices/{device_id}/revoke"
     confirm_page = admin.get(revoke)
     assert confirm_page.status_code == 200 and "Revoke the device" in \
@@ -319,6 +325,7 @@ def test_another_programs_objects_are_404_and_never_listed(
                  f"{base}/devices/{other['device']}/revoke"):
         assert admin.get(path).status_code == 404, path
         assert admin.post(path, data={"csrf_token": token}).status_code == 404, path
+    assert admin.get(f"{base}/devices/{other['device']}/status").status_code == 404
     for path in (f"{base}/members/{other['member']}/pin",
                  f"{base}/members/{other['member']}/unlock"):
         assert admin.post(path, data={"csrf_token": token, "pin": "1111",
