@@ -24,7 +24,9 @@ from app.loyalty.schemas import (
     EarnOut,
     IdempotencyHeader,
     LocationIn,
+    LocationList,
     LocationOut,
+    LocationPatchIn,
     MemberIn,
     MemberOut,
     PostingOut,
@@ -232,7 +234,27 @@ def delete_tier(program_id: int, tier_id: int) -> tuple[str, int]:
 @bp.doc(summary="Add a store location (passes show the first ten)",
         responses=[401, 403, 404, 422])
 def create_location(program_id: int, data: dict[str, Any]) -> Any:
-    return programs.add_location(programs.get(program_id), **data)
+    return programs.add_location(access.program(program_id), **data)
+
+
+@bp.get("/programs/<int:program_id>/locations")
+@bp.auth_required(auth, roles=ALL_ROLES)
+@bp.output(LocationList)
+@bp.doc(summary="List a program's store locations", responses=[401, 404])
+def list_locations(program_id: int) -> dict[str, Any]:
+    return {"locations": access.program(program_id).locations}
+
+
+@bp.patch("/programs/<int:program_id>/locations/<int:location_id>")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(LocationPatchIn, arg_name="data")
+@bp.output(LocationOut)
+@bp.doc(summary="Change a store location (every card's passes follow)",
+        description="`relevant_text: null` removes the lock-screen text.",
+        responses=[401, 403, 404, 422])
+def update_location(program_id: int, location_id: int, data: dict[str, Any]) -> Any:
+    program = access.program(program_id)
+    return programs.update_location(programs.get_location(program, location_id), **data)
 
 
 @bp.post("/programs/<int:program_id>/members")

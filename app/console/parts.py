@@ -11,6 +11,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     members,
     pages,
     rewards,
+    staff,
 )
 
 

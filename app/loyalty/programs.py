@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import access
+from app import access, audit
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.loyalty import branding, changes, program_texts, rewards
@@ -76,14 +76,51 @@ def add_tier(program: Program, *, name: str, threshold: int, multiplier_percent:
                             multiplier_percent=multiplier_percent)
 
 
+LOCATION_FIELDS = ("name", "latitude", "longitude", "relevant_text")
+
+
 def add_location(program: Program, **fields: Any) -> ProgramLocation:
-    """Add a store location; passes show the first ten. Commits."""
+    """Add a store location (:data:`LOCATION_FIELDS`); passes show the first ten. Recorded in
+    the audit trail. Commits."""
+    _check_location_fields(fields)
     location = ProgramLocation(program=program, **fields)
     db.session.add(location)
     db.session.flush()
     changes.touch_cards(Card.program_id == program.id)
+    audit.record("location.create", program_id=program.id, target=f"location:{location.id}",
+                 details={name: getattr(location, name) for name in LOCATION_FIELDS})
     db.session.commit()
     return location
+
+
+def get_location(program: Program, location_id: int) -> ProgramLocation:
+    """The program's location ``location_id``; ``NotFound`` (404) for any other."""
+    location = db.session.get(ProgramLocation, location_id)
+    if location is None or location.program_id != program.id:
+        raise NotFound(f"No location with id {location_id}.")
+    return location
+
+
+def update_location(location: ProgramLocation, **fields: Any) -> ProgramLocation:
+    """Change a location's :data:`LOCATION_FIELDS`; when something changed, every card's passes
+    follow (they carry the locations) and the change is recorded in the audit trail. Commits."""
+    _check_location_fields(fields)
+    changed = {name: value for name, value in fields.items()
+               if getattr(location, name) != value}
+    for name, value in changed.items():
+        setattr(location, name, value)
+    if changed:
+        changes.touch_cards(Card.program_id == location.program_id)
+        audit.record("location.update", program_id=location.program_id,
+                     target=f"location:{location.id}", details=changed)
+    db.session.commit()
+    return location
+
+
+def _check_location_fields(fields: dict[str, Any]) -> None:
+    for name in fields:
+        if name not in LOCATION_FIELDS:
+            raise ValueError(f"{name} is not a location field")
 
 
 def all_programs() -> list[Program]:

@@ -307,6 +307,24 @@ class LocationOut(Schema):
     relevant_text = fields.String(allow_none=True)
 
 
+class LocationPatchIn(InputSchema):
+    openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
+    name = text(120)
+    latitude = fields.Float(validate=validators.Range(-90, 90))
+    longitude = fields.Float(validate=validators.Range(-180, 180))
+    relevant_text = text(200, allow_none=True,
+                         metadata={"description": "shown on the lock screen nearby"})
+
+    @validates_schema
+    def _something(self, data: dict, **kwargs: object) -> None:
+        if not data:
+            raise ValidationError("Give at least one field to change.")
+
+
+class LocationList(Schema):
+    locations = fields.List(fields.Nested(LocationOut))
+
+
 class VoidIn(InputSchema):
     reason = text(500, required=True)
 

@@ -1,7 +1,9 @@
 """The till's admin API: enrol and revoke till devices, add and change staff members.
 
-The same as ``pointpass enrol-device|list-devices|revoke-device`` and ``pointpass staff``:
-both call :mod:`app.staff.devices` and :mod:`app.staff.members`.
+The same as ``pointpass enrol-device|list-devices|revoke-device``, ``pointpass staff`` and the
+console's "Staff and devices" page: all call :mod:`app.staff.devices` and
+:mod:`app.staff.members`. Staff and devices of programs outside the caller's reach
+(:mod:`app.access`) are neither listed nor found (404), and their locations are unknown (422).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any, ClassVar
 
 from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
-from marshmallow import ValidationError, validates_schema
+from marshmallow import ValidationError, pre_load, validates_schema
 
 from app.auth.security import actor, auth
 from app.schemas import MAX_ID, InputSchema, StrictBoolean, StrictInteger, text
@@ -53,6 +55,31 @@ class NewDeviceOut(DeviceOut):
                        "in this answer"})
 
 
+class QueryIn(InputSchema):
+    """Query parameters: unknown ones are refused too (webargs would drop them, while the
+    OpenAPI document, like every input schema's, allows no others)."""
+
+    @pre_load
+    def _refuse_unknown(self, data: Any, **kwargs: object) -> Any:
+        unknown = sorted(set(data) - {f.data_key or name for name, f in self.fields.items()})
+        if unknown:
+            raise ValidationError({name: ["Unknown field."] for name in unknown})
+        return data
+
+
+class DeviceQuery(QueryIn):
+    # Query values are strings: plain (not strict) integers.
+    program_id = fields.Integer(validate=ID, metadata={
+        "description": "only the devices at this program's locations"})
+    location_id = fields.Integer(validate=ID, metadata={
+        "description": "only the devices at this location"})
+
+
+class StaffQuery(QueryIn):
+    program_id = fields.Integer(validate=ID, metadata={
+        "description": "only the staff who work at one of this program's locations"})
+
+
 class DeviceList(Schema):
     devices = fields.List(fields.Nested(DeviceOut))
 
@@ -77,10 +104,14 @@ class StaffPatchIn(InputSchema):
         "description": "false signs the member out at once and hides them at the till"})
     unlock = StrictBoolean(metadata={
         "description": "true lifts a lock after five wrong PINs"})
+    program_id = StrictInteger(validate=ID, metadata={
+        "description": "with `location_ids`: replace the member's locations at this program "
+                       "only (without it: at every program the caller reaches); their "
+                       "locations elsewhere stay"})
 
     @validates_schema
     def _something(self, data: dict, **kwargs: object) -> None:
-        if not data:
+        if not set(data) - {"program_id"}:
             raise ValidationError("Give at least one field to change.")
 
 
@@ -118,10 +149,11 @@ def create_device(data: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/devices")
 @bp.auth_required(auth, roles=["admin"])
+@bp.input(DeviceQuery, location="query", arg_name="query")
 @bp.output(DeviceList)
-@bp.doc(summary="List till devices (never their links or secrets)", responses=[401, 403])
-def list_devices() -> dict[str, Any]:
-    return {"devices": [devices.as_dict(d) for d in devices.all_devices()]}
+@bp.doc(summary="List till devices (never their links or secrets)", responses=[401, 403, 422])
+def list_devices(query: dict[str, Any]) -> dict[str, Any]:
+    return {"devices": [devices.as_dict(d) for d in devices.all_devices(**query)]}
 
 
 @bp.delete("/devices/<int:device_id>")
@@ -153,9 +185,10 @@ def create_staff(data: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/staff")
 @bp.auth_required(auth, roles=["admin"])
 @bp.output(StaffList)
-@bp.doc(summary="List staff members (never their PINs)", responses=[401, 403])
-def list_staff() -> dict[str, Any]:
-    return {"staff": [members.as_dict(m) for m in members.all_members()]}
+@bp.input(StaffQuery, location="query", arg_name="query")
+@bp.doc(summary="List staff members (never their PINs)", responses=[401, 403, 422])
+def list_staff(query: dict[str, Any]) -> dict[str, Any]:
+    return {"staff": [members.as_dict(m) for m in members.in_reach(query.get("program_id"))]}
 
 
 @bp.patch("/staff/<int:member_id>")
@@ -163,10 +196,23 @@ def list_staff() -> dict[str, Any]:
 @bp.input(StaffPatchIn, arg_name="data")
 @bp.output(StaffOut)
 @bp.doc(summary="Change a staff member: name, PIN, locations, language, active; unlock",
-        description="A new PIN also lifts a lock. Deactivating signs the member out at once.",
+        description="A new PIN (a PIN reset) also lifts a lock. Deactivating signs the member "
+        "out at once.",
         responses=[401, 403, 404, 422])
 def update_staff(member_id: int, data: dict[str, Any]) -> dict[str, Any]:
     member = members.update(member_id, **data)
     # The names of what changed, never the PIN itself.
     log.info("Staff member #%d changed (%s) by %s", member_id, ", ".join(sorted(data)), actor())
+    return members.as_dict(member)
+
+
+@bp.post("/staff/<int:member_id>/unlock")
+@bp.auth_required(auth, roles=["admin"])
+@bp.output(StaffOut)
+@bp.doc(summary="Unlock a staff member locked after five wrong PINs",
+        description="Forgets their wrong PINs too. Unlocking a member who is not locked "
+        "changes nothing (200).", responses=[401, 403, 404])
+def unlock_staff(member_id: int) -> dict[str, Any]:
+    member = members.unlock(member_id)
+    log.info("Staff member #%d unlocked by %s", member_id, actor())
     return members.as_dict(member)

@@ -11,6 +11,7 @@ import click
 import qrcode
 from flask.cli import with_appcontext
 
+from app import audit
 from app.errors import DomainError
 from app.staff import devices, members
 from app.staff.pins import is_valid_pin
@@ -45,6 +46,7 @@ def enrol_device(location_id: int, name: str | None, no_qr: bool) -> None:
 
     Open the link on the device (or scan the QR code printed with it) and confirm there.
     """
+    audit.act_as(audit.CLI)
     try:
         new = devices.create(location_id, name)
     except DomainError as error:
@@ -75,6 +77,7 @@ def list_devices() -> None:
 @with_appcontext
 def revoke_device(device_id: int) -> None:
     """Revoke till device DEVICE_ID: its link and cookie stop working, its sessions end."""
+    audit.act_as(audit.CLI)
     try:
         revoked = devices.revoke(device_id)
     except DomainError:
@@ -112,6 +115,7 @@ def _read_pin() -> str:
 def add_staff(name: str, location_ids: tuple[int, ...], language: str) -> None:
     """Add a staff member; the PIN is asked for (or read from standard input)."""
     pin = _read_pin()
+    audit.act_as(audit.CLI)
     try:
         member = members.create(name, pin, location_ids, language=language)
     except DomainError as error:
@@ -136,6 +140,7 @@ def list_staff() -> None:
 
 
 def _changed(member_id: int, **change: Any) -> str:
+    audit.act_as(audit.CLI)
     try:
         member = members.update(member_id, **change)
     except DomainError:

@@ -21,7 +21,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 
-from app import access
+from app import access, audit
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty.models import ProgramLocation
@@ -40,8 +40,8 @@ class NewDevice:
 
 def create(location_id: int, name: str | None = None) -> NewDevice:
     """A device-to-be at ``location_id`` and its one-time enrolment URL (shown only now).
-    Commits. ``Unprocessable`` (422) for an unknown location, or one of a program outside the
-    caller's reach (:mod:`app.access`)."""
+    Recorded in the audit trail (``device.enrol``, never the link). Commits.
+    ``Unprocessable`` (422) for an unknown location (or one outside the caller's programs)."""
     location = db.session.get(ProgramLocation, location_id)
     if location is None or not access.current().allows(location.program_id):
         raise Unprocessable(f"No location with id {location_id}.", errors=[
@@ -51,6 +51,9 @@ def create(location_id: int, name: str | None = None) -> NewDevice:
                         enrol_token_hash=_hash(token),
                         enrol_expires_at=now() + timedelta(hours=ENROL_HOURS))
     db.session.add(device)
+    db.session.flush()
+    audit.record("device.enrol", program_id=location.program_id, target=f"device:{device.id}",
+                 details={"location_id": location_id, "name": device.name})
     db.session.commit()
     return NewDevice(device, enrol_url(token))
 
@@ -103,32 +106,40 @@ def authenticate(cookie: str | None) -> TillDevice | None:
 
 
 def revoke(device_id: int) -> bool:
-    """Revoke the device: ``True`` if it was not revoked yet. Idempotent. Commits.
-    ``NotFound`` (404) when there is no such device."""
+    """Revoke the device: ``True`` if it was not revoked yet (recorded in the audit trail,
+    ``device.revoke``). Idempotent. Commits. ``NotFound`` (404) when there is no such device
+    (or it is at a location outside the caller's programs)."""
     device = get(device_id)
     if device.revoked_at is not None:
         return False
     device.revoked_at = now()
     device.enrol_token_hash = None
+    audit.record("device.revoke", program_id=device.location.program_id,
+                 target=f"device:{device.id}", details={"location_id": device.location_id})
     db.session.commit()
     return True
 
 
 def get(device_id: int) -> TillDevice:
-    """The device with this id; ``NotFound`` (404) when there is none or its location's
-    program is outside the caller's reach (:mod:`app.access`), alike."""
+    """The device, if at a location of one of the caller's programs (:mod:`app.access`);
+    else ``NotFound`` (404), as for one that does not exist."""
     device = db.session.get(TillDevice, device_id)
     if device is None or not access.current().allows(device.location.program_id):
         raise NotFound(f"No device with id {device_id}.")
     return device
 
 
-def all_devices() -> Sequence[TillDevice]:
-    """The devices at the locations of the programs the caller reaches, by id."""
-    return db.session.scalars(
-        select(TillDevice).join(ProgramLocation, ProgramLocation.id == TillDevice.location_id)
-        .where(access.current().where(ProgramLocation.program_id))
-        .order_by(TillDevice.id)).all()
+def all_devices(*, program_id: int | None = None,
+                location_id: int | None = None) -> Sequence[TillDevice]:
+    """The devices at the caller's programs' locations (at ``program_id``'s, at
+    ``location_id``, when given), by id."""
+    query = select(TillDevice).join(ProgramLocation).where(
+        access.current().where(ProgramLocation.program_id)).order_by(TillDevice.id)
+    if program_id is not None:
+        query = query.where(ProgramLocation.program_id == program_id)
+    if location_id is not None:
+        query = query.where(TillDevice.location_id == location_id)
+    return db.session.scalars(query).all()
 
 
 def status(device: TillDevice) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, exists, select, true
 
-from app import access
+from app import access, audit
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty.models import ProgramLocation
@@ -40,37 +40,93 @@ class PinCheck:
 
 def create(name: str, pin: str, location_ids: Iterable[int], *,
            language: str = "en") -> StaffMember:
-    """Add a staff member who may work at ``location_ids``. Commits. ``Unprocessable`` (422)
-    for a blank name, a PIN that is not 4 to 8 digits, an unknown location or language."""
+    """Add a staff member who may work at ``location_ids``. Recorded in the audit trail
+    (``staff.create``, never the PIN). Commits. ``Unprocessable`` (422) for a blank name, a PIN
+    that is not 4 to 8 digits, an unknown location (one outside the caller's programs too, see
+    :mod:`app.access`) or language."""
     member = StaffMember(name=_checked_name(name), pin_hash=_hashed(pin),
                          language=_checked_language(language),
                          locations=_locations(location_ids))
     db.session.add(member)
+    db.session.flush()
+    _record("staff.create", member, _programs_of(member.locations), {
+        "name": member.name, "language": member.language,
+        "location_ids": [loc.id for loc in member.locations]})
     db.session.commit()
     return member
 
 
 def update(member_id: int, *, name: str | None = None, pin: str | None = None,
            location_ids: Iterable[int] | None = None, active: bool | None = None,
-           language: str | None = None, unlock: bool = False) -> StaffMember:
+           language: str | None = None, unlock: bool = False,
+           program_id: int | None = None) -> StaffMember:
     """Change what is given; ``unlock`` lifts a PIN lock and forgets wrong PINs. Commits.
-    Deactivating a member signs their sessions out on their next request."""
-    member = get(member_id)
-    if name is not None:
-        member.name = _checked_name(name)
+    Deactivating a member signs their sessions out on their next request.
+
+    The member must work at one of the caller's programs (else ``NotFound``). ``location_ids``
+    replaces the member's locations at the caller's programs (only at ``program_id``, when
+    given); their locations at other programs stay. Recorded in the audit trail:
+    ``staff.update`` (the fields changed, their new values), ``staff.pin`` (never the PIN)
+    and ``staff.unlock``.
+    """
+    member = get_in_reach(member_id)
+    before = _programs_of(member.locations)
+    changed: dict[str, Any] = {}
+    if name is not None and _checked_name(name) != member.name:
+        member.name = changed["name"] = _checked_name(name)
     if pin is not None:
         member.pin_hash = _hashed(pin)
     if location_ids is not None:
-        member.locations = _locations(location_ids)
-    if language is not None:
-        member.language = _checked_language(language)
-    if active is not None:
-        member.active = active
+        mine = [loc for loc in member.locations if _replaceable(loc, program_id)]
+        kept = [loc for loc in member.locations if loc not in mine]
+        wanted = _locations(location_ids, program_id=program_id, allow_empty=bool(kept))
+        if [loc.id for loc in mine] != [loc.id for loc in wanted]:
+            member.locations = sorted([*kept, *wanted], key=lambda loc: loc.id)
+            changed["location_ids"] = [loc.id for loc in member.locations]
+    if language is not None and _checked_language(language) != member.language:
+        member.language = changed["language"] = language
+    if active is not None and active != member.active:
+        member.active = changed["active"] = active
+    was_locked = locked_until(member) is not None or member.failed_pin_attempts > 0
     if unlock or pin is not None:
         member.failed_pin_attempts = 0
         member.locked_until = None
+    programs = before | _programs_of(member.locations)
+    if changed:
+        _record("staff.update", member, programs, changed)
+    if pin is not None:
+        _record("staff.pin", member, programs, None)
+    if unlock and was_locked:
+        _record("staff.unlock", member, programs, None)
     db.session.commit()
     return member
+
+
+def unlock(member_id: int) -> StaffMember:
+    """Lift the member's PIN lock and forget their wrong PINs (see :func:`update`)."""
+    return update(member_id, unlock=True)
+
+
+def get_in_reach(member_id: int) -> StaffMember:
+    """The staff member, if they work at a location of one of the caller's programs
+    (:mod:`app.access`); else ``NotFound`` (404), as for one that does not exist."""
+    member = db.session.get(StaffMember, member_id)
+    if member is None or not any(access.current().allows(loc.program_id)
+                                 for loc in member.locations):
+        raise NotFound(f"No staff member with id {member_id}.")
+    return member
+
+
+def in_reach(program_id: int | None = None) -> Sequence[StaffMember]:
+    """The staff members who work at a location of the caller's programs (of ``program_id``
+    only, when given), deactivated ones too, by name."""
+    where = [access.current().where(ProgramLocation.program_id)]
+    if program_id is not None:
+        where.append(ProgramLocation.program_id == program_id)
+    ids = select(staff_member_locations.c.staff_member_id).join(
+        ProgramLocation, ProgramLocation.id == staff_member_locations.c.location_id).where(*where)
+    return db.session.scalars(select(StaffMember).where(StaffMember.id.in_(ids))
+                              .order_by(StaffMember.name, StaffMember.id)).all()
 
 
 def get(member_id: int) -> StaffMember:
@@ -191,16 +247,40 @@ def _checked_language(language: str) -> str:
     return language
 
 
-def _locations(location_ids: Iterable[int]) -> list[ProgramLocation]:
+def _replaceable(location: ProgramLocation, program_id: int | None) -> bool:
+    """Whether an update's ``location_ids`` replaces this location of the member's."""
+    if program_id is not None and location.program_id != program_id:
+        return False
+    return access.current().allows(location.program_id)
+
+
+def _locations(location_ids: Iterable[int], *, program_id: int | None = None,
+               allow_empty: bool = False) -> list[ProgramLocation]:
+    """The locations, each of the caller's programs (and of ``program_id``, when given):
+    others are unknown (422), as ones that do not exist."""
     wanted = sorted(set(location_ids))
-    if not wanted:
+    if not wanted and not allow_empty:
         raise Unprocessable("Give at least one location.", errors=[
             {"location": "json", "field": "location_ids", "message": "At least one."}])
-    found = db.session.scalars(
-        select(ProgramLocation).where(ProgramLocation.id.in_(wanted),
-                                      access.current().where(ProgramLocation.program_id))).all()
+    query = select(ProgramLocation).where(ProgramLocation.id.in_(wanted),
+                                          access.current().where(ProgramLocation.program_id))
+    if program_id is not None:
+        query = query.where(ProgramLocation.program_id == program_id)
+    found = db.session.scalars(query).all()
     missing = sorted(set(wanted) - {loc.id for loc in found})
     if missing:
         raise Unprocessable(f"No location with id {missing[0]}.", errors=[
             {"location": "json", "field": "location_ids", "message": "Unknown location."}])
     return sorted(found, key=lambda loc: loc.id)
+
+
+def _programs_of(locations: Iterable[ProgramLocation]) -> set[int]:
+    return {loc.program_id for loc in locations}
+
+
+def _record(action: str, member: StaffMember, program_ids: set[int],
+            details: dict[str, Any] | None) -> None:
+    """One record per program the member works at: each program's trail shows the change."""
+    for program_id in sorted(program_ids):
+        audit.record(action, program_id=program_id, target=f"staff:{member.id}",
+                     details=details)
