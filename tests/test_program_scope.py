@@ -107,6 +107,8 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, Any]], Request]] = {
         _json(lambda o: {"reason": "wrong cake"}),
     ("PATCH", "/api/v1/staff/{member_id}"): _json(lambda o: {"name": "Renamed"}),
     ("POST", "/api/v1/programs/{program_id}/segments/count"): _json(lambda o: {}),
+    ("PATCH", "/api/v1/programs/{program_id}/locations/{location_id}"):
+        _json(lambda o: {"name": "Renamed"}),
     ("POST", "/api/v1/programs/{program_id}/campaigns"): _json(lambda o: CAMPAIGN),
     ("PATCH", "/api/v1/programs/{program_id}/campaigns/{campaign_id}"):
         _json(lambda o: {"name": "Renamed"}),

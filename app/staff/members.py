@@ -108,25 +108,28 @@ def unlock(member_id: int) -> StaffMember:
 
 
 def get_in_reach(member_id: int) -> StaffMember:
-    """The staff member, if they work at a location of one of the caller's programs
-    (:mod:`app.access`); else ``NotFound`` (404), as for one that does not exist."""
-    member = db.session.get(StaffMember, member_id)
-    if member is None or not any(access.current().allows(loc.program_id)
-                                 for loc in member.locations):
-        raise NotFound(f"No staff member with id {member_id}.")
-    return member
+    """The staff member, if every location they work at is of one of the caller's programs
+    (:mod:`app.access`; who also works for a program out of reach is that program's too);
+    else ``NotFound`` (404), as for one that does not exist."""
+    return get(member_id)
 
 
 def in_reach(program_id: int | None = None) -> Sequence[StaffMember]:
     """The staff members who work at a location of the caller's programs (of ``program_id``
-    only, when given), deactivated ones too, by name."""
-    where = [access.current().where(ProgramLocation.program_id)]
+    only, when given) and at none outside them, deactivated ones too, by name."""
+    scope = access.current()
+    where = [scope.where(ProgramLocation.program_id)]
     if program_id is not None:
         where.append(ProgramLocation.program_id == program_id)
     ids = select(staff_member_locations.c.staff_member_id).join(
         ProgramLocation, ProgramLocation.id == staff_member_locations.c.location_id).where(*where)
-    return db.session.scalars(select(StaffMember).where(StaffMember.id.in_(ids))
-                              .order_by(StaffMember.name, StaffMember.id)).all()
+    query = select(StaffMember).where(StaffMember.id.in_(ids))
+    if scope.program_ids is not None:
+        elsewhere = select(staff_member_locations.c.staff_member_id).join(
+            ProgramLocation, ProgramLocation.id == staff_member_locations.c.location_id).where(
+            ~scope.where(ProgramLocation.program_id))
+        query = query.where(StaffMember.id.not_in(elsewhere))
+    return db.session.scalars(query.order_by(StaffMember.name, StaffMember.id)).all()
 
 
 def get(member_id: int) -> StaffMember:

@@ -182,15 +182,15 @@ def test_the_services_keep_a_scoped_caller_to_its_programs(
         both_id = both.id
     with app.test_request_context():
         access.limit_to(access.Scope(frozenset({kopi["program"]["id"]})))
-        # Naming the other program does not reach its locations: they stay.
-        changed = members.update(both_id, location_ids=[], program_id=teh["program"]["id"])
-        assert [loc.id for loc in changed.locations] == [kopi["location"], teh["location"]]
-        # Taking them off this program's locations leaves them at the other's only.
+        # Who also works for the other program is the other program's too: out of reach.
+        assert [m.name for m in members.in_reach()] == ["Dewi"]
+        with pytest.raises(NotFound):
+            members.update(both_id, location_ids=[], program_id=kopi["program"]["id"])
+        assert members.get_in_reach(kopi["member"]).name == "Dewi"
+    with app.test_request_context():  # a caller of every program (an admin's session)
+        # Naming one program replaces the locations at that program only: the others stay.
         changed = members.update(both_id, location_ids=[], program_id=kopi["program"]["id"])
         assert [loc.id for loc in changed.locations] == [teh["location"]]
-        with pytest.raises(NotFound):
-            members.get_in_reach(both_id)
-        assert members.get_in_reach(kopi["member"]).name == "Dewi"
     with app.app_context():
         assert members.get(teh["member"]).active
         assert devices.status(devices.get(teh["device"])) == "pending"
