@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.console import pages
+from app.console import accounts, audit_trail, pages  # noqa: F401 (accounts, audit trail)
 
 
 def init_app(app: Flask) -> None:
