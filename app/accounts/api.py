@@ -45,6 +45,11 @@ class AccountOut(Schema):
     last_sign_in_at = fields.DateTime(allow_none=True)
 
 
+class ChangedAccountOut(AccountOut):
+    """The account as changed (its own class: the OpenAPI generator registers a schema used
+    both nested and on its own twice)."""
+
+
 class AccountList(Schema):
     accounts = fields.List(fields.Nested(AccountOut))
 
@@ -66,6 +71,10 @@ class LinkFields(Schema):
         "description": "the one-time link to hand over, only when it was not e-mailed "
                        "(null otherwise)"})
     expires_in_seconds = fields.Integer()
+
+
+class LinkOut(LinkFields):
+    """A link on its own (see :class:`ChangedAccountOut`)."""
 
 
 class InvitationOut(Schema):
@@ -128,7 +137,7 @@ def invite(data: dict[str, Any]) -> dict[str, Any]:
 @bp.patch("/<int:account_id>")
 @bp.auth_required(auth, roles=["admin"])
 @bp.input(AccountPatchIn, arg_name="data")
-@bp.output(AccountOut)
+@bp.output(ChangedAccountOut)
 @bp.doc(summary="Change an account: role, programs, active, name, language",
         description="Deactivating ends the account's sessions at once. 409 when the change "
         "would leave no active admin.", responses=[401, 403, 404, 409, 422])
@@ -140,7 +149,7 @@ def update_account(account_id: int, data: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/<int:account_id>/reset-link")
 @bp.auth_required(auth, roles=["admin"])
-@bp.output(LinkFields, status_code=201)
+@bp.output(LinkOut, status_code=201)
 @bp.doc(summary="Make a one-time password reset link for an account (1 hour)",
         description="E-mailed when POINTPASS_SMTP_URL is set; otherwise in the answer. Older "
         "unused reset links of the account stop working.", responses=[401, 403, 404])
@@ -150,7 +159,7 @@ def reset_link(account_id: int) -> dict[str, Any]:
 
 @bp.post("/<int:account_id>/invitation")
 @bp.auth_required(auth, roles=["admin"])
-@bp.output(LinkFields, status_code=201)
+@bp.output(LinkOut, status_code=201)
 @bp.doc(summary="Send an invitation again (a new link; the old one stops working)",
         responses=[401, 403, 404, 409])
 def resend_invitation(account_id: int) -> dict[str, Any]:

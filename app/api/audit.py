@@ -11,7 +11,7 @@ from apiflask.schemas import Schema
 
 from app import access, audit
 from app.auth.security import auth
-from app.schemas import MAX_ID, InputSchema, StrictInteger
+from app.schemas import MAX_ID, InputSchema
 
 bp = APIBlueprint("audit_api", __name__, url_prefix="/api/v1", tag="Audit trail")
 
@@ -19,11 +19,11 @@ MAX_LIMIT = 200
 
 
 class AuditQuery(InputSchema):
-    program_id = StrictInteger(validate=validators.Range(min=1, max=MAX_ID), metadata={
+    program_id = fields.Integer(validate=validators.Range(min=1, max=MAX_ID), metadata={
         "description": "only this program's records"})
-    before = StrictInteger(validate=validators.Range(min=1, max=MAX_ID), metadata={
+    before = fields.Integer(validate=validators.Range(min=1, max=MAX_ID), metadata={
         "description": "only records older than this id (the `next_before` of the last page)"})
-    limit = StrictInteger(load_default=50, validate=validators.Range(min=1, max=MAX_LIMIT))
+    limit = fields.Integer(load_default=50, validate=validators.Range(min=1, max=MAX_LIMIT))
 
 
 class AuditEventOut(Schema):

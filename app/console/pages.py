@@ -37,6 +37,9 @@ from app.web.pagekit import PageForm, use_languages
 from passes.languages import LANGUAGE_NAMES
 
 bp = Blueprint("console", __name__, url_prefix="/console")
+# Pages, not API: APIFlask's OpenAPI document skips it (and, asking every blueprint with a
+# before_request function for this, fails without it).
+bp.enable_openapi = False  # type: ignore[attr-defined]
 
 # Five wrong passwords for an address within 15 minutes hold that account's sign-in for 5
 # minutes; 20 from one network address within 15 minutes hold that address for 15.
