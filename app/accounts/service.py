@@ -25,6 +25,11 @@ from passes.languages import LANGUAGES
 CONSOLE_ROLES = frozenset({AccountRole.ADMIN, AccountRole.MARKETER})
 
 
+def field_error(field: str, message: str) -> list[dict[str, str]]:
+    """A problem's ``errors`` (app.problems.FieldErrorSchema) naming one field at fault."""
+    return [{"location": "json", "field": field, "message": message}]
+
+
 def email_key(email: str) -> str:
     """How addresses are compared: trimmed and lower-cased."""
     return email.strip().lower()
@@ -36,14 +41,14 @@ def check_email(email: str) -> str:
     local, _, domain = email.rpartition("@")
     if not local or "." not in domain or len(email) > 254 or any(c.isspace() for c in email):
         raise Unprocessable(f"{email!r} is not an e-mail address.",
-                            errors={"email": ["Not an e-mail address."]})
+                            errors=field_error("email", "Not an e-mail address."))
     return email
 
 
 def check_password(password: str) -> None:
     problem = passwords.problem_with(password)
     if problem:
-        raise Unprocessable(problem, code="weak-password", errors={"password": [problem]})
+        raise Unprocessable(problem, code="weak-password", errors=field_error("password", problem))
 
 
 def create(email: str, role: AccountRole | str, *, password: str | None = None,
@@ -76,7 +81,7 @@ def add(email: str, role: AccountRole | str, *, password: str | None = None,
     except IntegrityError:
         db.session.rollback()
         raise Conflict(f"An account for {email} exists already.",
-                       errors={"email": ["An account with this address exists already."]}
+                       errors=field_error("email", "An account with this address exists already.")
                        ) from None
     audit.record(action, target=f"account:{account.id}",
                  details={"email": email, "role": role.value,
@@ -87,7 +92,8 @@ def add(email: str, role: AccountRole | str, *, password: str | None = None,
 def check_language(language: str) -> None:
     if language not in LANGUAGES:
         raise Unprocessable(f"Unknown language {language!r}.",
-                            errors={"language": ["Not one of " + ", ".join(LANGUAGES) + "."]})
+                            errors=field_error("language",
+                                               "Not one of " + ", ".join(LANGUAGES) + "."))
 
 
 def check_name(name: str | None) -> str | None:
@@ -95,7 +101,7 @@ def check_name(name: str | None) -> str | None:
     name = (name or "").strip()
     if len(name) > 120:
         raise Unprocessable("A name has at most 120 characters.",
-                            errors={"name": ["At most 120 characters."]})
+                            errors=field_error("name", "At most 120 characters."))
     return name or None
 
 
@@ -155,7 +161,7 @@ def change_password(account: Account, current: str, new: str) -> None:
     its other sessions. Commits."""
     if not passwords.check(current[:passwords.MAX_LENGTH], account.password_hash):
         raise Unprocessable("The current password is not right.", code="wrong-password",
-                            errors={"current_password": ["Not the current password."]})
+                            errors=field_error("current_password", "Not the current password."))
     set_password(account, new)
 
 

@@ -121,14 +121,12 @@ def _program_choices(field: SelectMultipleField) -> None:
 
 def _show_errors(form: PageForm, error: DomainError) -> None:
     """Put a service's refusal on the form: beside the field it names, else above the form."""
-    named = error.extra.get("errors")
     placed = False
-    if isinstance(named, dict):
-        for name, messages in named.items():
-            field = getattr(form, name, None)
-            if field is not None:
-                field.errors = [*field.errors, *messages]
-                placed = True
+    for named in error.extra.get("errors") or []:
+        field = getattr(form, str(named.get("field")), None)
+        if field is not None:
+            field.errors = [*field.errors, named.get("message", error.detail)]
+            placed = True
     if not placed:
         form.form_errors.append(error.detail)
 
