@@ -8,6 +8,7 @@ from typing import Any
 
 from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
+from marshmallow import ValidationError, pre_load
 
 from app import access, audit
 from app.auth.security import auth
@@ -24,6 +25,14 @@ class AuditQuery(InputSchema):
     before = fields.Integer(validate=validators.Range(min=1, max=MAX_ID), metadata={
         "description": "only records older than this id (the `next_before` of the last page)"})
     limit = fields.Integer(load_default=50, validate=validators.Range(min=1, max=MAX_LIMIT))
+
+    @pre_load
+    def _known_parameters(self, data: Any, **kwargs: Any) -> Any:
+        # Query strings reach the schema with unknown names let through: refuse them here.
+        unknown = sorted(set(data.keys()) - set(self.fields))
+        if unknown:
+            raise ValidationError({name: ["Unknown parameter."] for name in unknown})
+        return data
 
 
 class AuditEventOut(Schema):

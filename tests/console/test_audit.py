@@ -93,6 +93,7 @@ def test_the_audit_api_pages_back_and_keeps_to_the_key_s_role(
     assert len(only["events"]) == 5
     assert all(e["program_id"] == program["id"] for e in only["events"])
     assert api.get("/api/v1/audit?program_id=99999").status_code == 404
+    assert api.get("/api/v1/audit?limits=3").status_code == 422
     bad = api.get("/api/v1/audit?limit=0")
     assert bad.status_code == 422 and bad.content_type == "application/problem+json"
     assert api.as_(keys["marketer"]).get("/api/v1/audit").status_code == 200
