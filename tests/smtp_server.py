@@ -31,6 +31,14 @@ class Inbox:
         with self._lock:
             return [m for m in self.messages if m["To"] == address]
 
+    def wait_for(self, address: str, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
+        """The messages to ``address`` once there are ``count`` (fails after ``timeout`` s)."""
+        with self._arrived:
+            arrived = self._arrived.wait_for(
+                lambda: len([m for m in self.messages if m["To"] == address]) >= count, timeout)
+        assert arrived, f"no {count} message(s) to {address} within {timeout} s"
+        return self.to(address)
+
 
 def link_in(message: EmailMessage) -> str:
     """The one https link in a message's text."""

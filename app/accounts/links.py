@@ -104,10 +104,10 @@ def reset_link(account: Account) -> Link:
 
 
 def request_reset(email: str) -> None:
-    """Someone asked for a reset link for ``email`` on the forgotten-password page. The
-    caller answers the same whether or not the address has an account: only an active
-    console account gets a link, and only by e-mail (never shown), so nothing happens
-    without ``POINTPASS_SMTP_URL``."""
+    """Someone asked for a reset link for ``email`` on the forgotten-password page (run as a
+    background job). The page answers the same whether or not the address has an account:
+    only an active console account gets a link, and only by e-mail (never shown), so nothing
+    happens without ``POINTPASS_SMTP_URL``."""
     account = accounts.by_email(email) if len(email) <= 254 else None
     if account is None or not accounts.may_use_console(account) or not mail.configured():
         return

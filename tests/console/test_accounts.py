@@ -21,7 +21,7 @@ from app.audit import AuditEvent
 from app.extensions import db
 from tests.clock import FakeClock
 from tests.console.conftest import PASSWORD, form_token, make_account, sign_in
-from tests.factories import ApiClient, admin_api, create_program, make_app
+from tests.factories import ApiClient, admin_api, create_program, make_app, settle
 from tests.smtp_server import SMTPTestServer, link_in
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -214,8 +214,9 @@ def test_forgot_password_e_mails_a_one_hour_link_and_answers_alike_for_unknown_a
     client = mail_app.test_client()
     assert client.get(known.headers["Location"]).get_data(as_text=True) == \
         client.get(unknown.headers["Location"]).get_data(as_text=True)
+    [message] = smtp.inbox.wait_for("m@example.com")
+    settle(mail_app)  # the unknown address's job has run too: it sent nothing
     assert len(smtp.inbox.messages) == 1
-    [message] = smtp.inbox.to("m@example.com")
     link = link_in(message)
     assert "/console/reset/" in link
 
@@ -228,7 +229,7 @@ def test_forgot_password_e_mails_a_one_hour_link_and_answers_alike_for_unknown_a
 
     # A second link expires after an hour.
     post_form(mail_app.test_client(), "/console/forgot", {"email": "m@example.com"})
-    later = link_in(smtp.inbox.to("m@example.com")[-1])
+    later = link_in(smtp.inbox.wait_for("m@example.com", 2)[-1])
     clock.advance(3601)
     assert mail_app.test_client().get(path_of(later)).status_code == 410
     assert actions(mail_app).count("account.reset-request") == 2
@@ -242,6 +243,7 @@ def test_forgot_password_without_mail_sends_nothing_and_says_to_ask_an_admin(
     assert "ask an administrator for a reset link" in page
     answer = post_form(client, "/console/forgot", {"email": "m@example.com"})
     assert answer.status_code == 303
+    settle(app)
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count()).select_from(AccountToken)) == 0
 
