@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from app import audit
@@ -152,18 +154,26 @@ def accept(token: str, purpose: TokenPurpose, password: str) -> Account:
 
 def _send_invitation(account: Account, url: str) -> mail.Sent:
     hours = int(LIFETIMES[TokenPurpose.INVITE].total_seconds() // 3600)
-    body = (f"Hello{' ' + account.name if account.name else ''},\n\n"
-            "You are invited to the Pointpass console. Choose your password here (the link "
-            f"works once, for {hours} hours):\n\n{url}\n\n"
-            f"You will sign in with this address: {account.email}\n")
-    return mail.send(account.email, "Your invitation to the Pointpass console", body,
-                     purpose="invitation")
+    with force_locale(account.language):
+        greeting = (_("Hello %(name)s,", name=account.name) if account.name
+                    else _("Hello,"))
+        body = "\n\n".join([
+            greeting,
+            _("You are invited to the Pointpass console. Choose your password here (the link "
+              "works once, for %(num)d hours):", num=hours),
+            url,
+            _("You will sign in with this address: %(email)s", email=account.email)]) + "\n"
+        subject = _("Your invitation to the Pointpass console")
+    return mail.send(account.email, subject, body, purpose="invitation")
 
 
 def _send_reset(account: Account, url: str) -> mail.Sent:
-    body = ("Someone asked to reset the password of your Pointpass console account "
-            f"({account.email}). Choose a new password here (the link works once, for one "
-            f"hour):\n\n{url}\n\nIf it was not you, ignore this message: your password "
-            "stays as it is.\n")
-    return mail.send(account.email, "Reset your Pointpass console password", body,
-                     purpose="password reset")
+    with force_locale(account.language):
+        body = "\n\n".join([
+            _("Someone asked to reset the password of your Pointpass console account "
+              "(%(email)s). Choose a new password here (the link works once, for one hour):",
+              email=account.email),
+            url,
+            _("If it was not you, ignore this message: your password stays as it is.")]) + "\n"
+        subject = _("Reset your Pointpass console password")
+    return mail.send(account.email, subject, body, purpose="password reset")
