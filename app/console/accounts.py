@@ -24,6 +24,7 @@ from wtforms import (
     SelectMultipleField,
     StringField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -46,8 +47,8 @@ pages.section(_l("Accounts"), "console.accounts", admin=True, program=False)
 # Forgotten-password requests, per network address and per address asked about.
 DEFAULT_FORGOT_RATE_LIMIT = "5/15minutes"
 
-ROLE_CHOICES = [(AccountRole.MARKETER.value, _l("Marketer: the programs ticked below")),
-                (AccountRole.ADMIN.value, _l("Admin: every program, and the accounts"))]
+ROLE_CHOICES = [SelectChoice(AccountRole.MARKETER.value, _l("Marketer: the programs ticked below")),
+                SelectChoice(AccountRole.ADMIN.value, _l("Admin: every program, and the accounts"))]
 PASSWORD_HINT = _l("At least %(num)d characters.", num=MIN_LENGTH)
 
 
@@ -57,7 +58,8 @@ class CheckboxesField(SelectMultipleField):
 
 
 def _language_field() -> SelectField:
-    return SelectField(_l("Language"), choices=list(LANGUAGE_NAMES.items()))
+    return SelectField(_l("Language"), choices=[SelectChoice(code, name)
+                                                for code, name in LANGUAGE_NAMES.items()])
 
 
 class InviteForm(PageForm):
@@ -117,7 +119,7 @@ class ForgotForm(PageForm):
 
 
 def _program_choices(field: SelectMultipleField) -> None:
-    field.choices = [(p.id, p.name) for p in programs.all_programs()]
+    field.choices = [SelectChoice(p.id, p.name) for p in programs.all_programs()]
 
 
 def _show_errors(form: PageForm, error: DomainError) -> None:
@@ -179,7 +181,8 @@ def _account_form(account: Account) -> AccountForm:
                                           "program_ids": [p.id for p in account.programs]})
     _program_choices(form.program_ids)
     if account.role is AccountRole.STAFF:  # made with create-user: shown as it is
-        form.role.choices = [*ROLE_CHOICES, (AccountRole.STAFF.value, _l("Staff: the till only"))]
+        form.role.choices = [*ROLE_CHOICES,
+                             SelectChoice(AccountRole.STAFF.value, _l("Staff: the till only"))]
     return form
 
 
