@@ -27,7 +27,9 @@ from app import (
 )
 from app import config as config_module
 from app.accounts import models as _account_models  # noqa: F401 - register the tables
+from app.accounts.api import bp as accounts_api
 from app.api.admin import bp as admin_api
+from app.api.audit import bp as audit_api
 from app.api.loyalty import bp as loyalty_api
 from app.api.members import bp as members_api
 from app.audit import AuditEvent as _AuditEvent  # noqa: F401
@@ -131,6 +133,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(keys_api)
     app.register_blueprint(admin_api)
     app.register_blueprint(till_admin_api)
+    app.register_blueprint(accounts_api)
+    app.register_blueprint(audit_api)
     app.register_blueprint(artwork_api)
     app.register_blueprint(rules_api)
     app.register_blueprint(campaigns_api)
@@ -143,6 +147,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     pagekit.exempt_from_csrf(members_api)
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
                              till_admin_api, artwork_api, rules_api, campaigns_api, passkit,
+                             accounts_api, audit_api,
                              google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)

@@ -37,8 +37,8 @@ from app.web.pagekit import PageForm, use_languages
 from passes.languages import LANGUAGE_NAMES
 
 bp = Blueprint("console", __name__, url_prefix="/console")
-# APIFlask reads this of every blueprint with a before_request function while it builds
-# /api/openapi.json; a plain Flask blueprint lacks it (AttributeError: the document is a 500).
+# Pages, not API: APIFlask's OpenAPI document skips it (and, asking every blueprint with a
+# before_request function for this, fails without it).
 bp.enable_openapi = False  # type: ignore[attr-defined]
 
 # Five wrong passwords for an address within 15 minutes hold that account's sign-in for 5

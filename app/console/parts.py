@@ -7,6 +7,8 @@ from flask import Flask
 
 from app.campaigns import views as _campaigns  # noqa: F401 - the Campaigns section
 from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
+    accounts,
+    audit_trail,
     design,
     members,
     pages,
