@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from app.accounts import service as accounts
 from app.audit import AuditEvent
 from app.auth import keys as api_keys
 from app.cli.cli import cli
@@ -47,9 +48,16 @@ WHOLE_SERVICE = {
     ("DELETE", "/api/v1/keys/{key_id}"),
     ("GET", "/api/v1/admin/outbox"),
     ("POST", "/api/v1/admin/outbox/retry"),
+    ("GET", "/api/v1/accounts"),
+    ("POST", "/api/v1/accounts"),
+    ("PATCH", "/api/v1/accounts/{account_id}"),
+    ("POST", "/api/v1/accounts/{account_id}/reset-link"),
+    ("POST", "/api/v1/accounts/{account_id}/invitation"),
+    ("POST", "/api/v1/accounts/{account_id}/sign-out-everywhere"),
 }
 #: Lists, filtered to the caller's programs (checked by test_lists_show_only_reachable_ones).
-LISTS = {("GET", "/api/v1/programs"), ("GET", "/api/v1/devices"), ("GET", "/api/v1/staff")}
+LISTS = {("GET", "/api/v1/programs"), ("GET", "/api/v1/devices"), ("GET", "/api/v1/staff"),
+         ("GET", "/api/v1/audit")}
 #: Operations without a path parameter whose body names another program's object, and what
 #: an unknown one answers there.
 BY_BODY = {("POST", "/api/v1/scans"): 404, ("POST", "/api/v1/redemptions"): 404,
@@ -328,6 +336,12 @@ def test_lists_show_only_reachable_ones(world: World) -> None:
     assert [m["id"] for m in scoped.get("/api/v1/staff").json["staff"]] == [
         world.a["member_id"]]
     assert len(unlimited.get("/api/v1/staff").json["staff"]) == 2
+    # The audit trail: only A's events (those of no program, such as keys, are nobody's).
+    seen = {e["program_id"] for e in scoped.get("/api/v1/audit?limit=200").json["events"]}
+    assert seen == {a}
+    assert {e["program_id"] for e in unlimited.get("/api/v1/audit?limit=200").json["events"]} \
+        >= {a, b, None}
+    assert scoped.get(f"/api/v1/audit?program_id={b}").status_code == 404
 
 
 def test_a_staff_member_of_both_programs_is_out_of_a_limited_keys_reach(world: World) -> None:
@@ -351,15 +365,26 @@ def test_whole_service_operations_need_a_key_of_every_program(world: World) -> N
     program = {"name": "Kopi C", "slug": "kopi-c", "currency": "IDR", "earn_points": 1,
                "earn_amount": 1000}
     key_id = api_key_id(world.app, "A's pos")
-    calls: list[tuple[str, str, dict[str, Any]]] = [
+    with world.app.app_context():
+        account_id = accounts.create("m@example.com", "marketer", password="long enough pass",
+                                     program_ids=[world.a["program_id"]]).id
+    templates: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/api/v1/programs", {"json": program}),
         ("GET", "/api/v1/keys", {}),
-        ("DELETE", f"/api/v1/keys/{key_id}", {}),
+        ("DELETE", "/api/v1/keys/{key_id}", {}),
         ("GET", "/api/v1/admin/outbox", {}),
         ("POST", "/api/v1/admin/outbox/retry", {"json": {}}),
+        ("GET", "/api/v1/accounts", {}),
+        ("POST", "/api/v1/accounts", {"json": {"email": "new@example.com", "role": "marketer",
+                                                "program_ids": [world.a["program_id"]]}}),
+        ("PATCH", "/api/v1/accounts/{account_id}", {"json": {"name": "Ana"}}),
+        ("POST", "/api/v1/accounts/{account_id}/reset-link", {}),
+        ("POST", "/api/v1/accounts/{account_id}/invitation", {}),
+        ("POST", "/api/v1/accounts/{account_id}/sign-out-everywhere", {}),
     ]
-    assert {(method, re.sub(r"/\d+$", "/{key_id}", path)) for method, path, _ in calls} == (
-        WHOLE_SERVICE)
+    assert {(method, path) for method, path, _ in templates} == WHOLE_SERVICE
+    calls = [(method, path.format(key_id=key_id, account_id=account_id), request)
+             for method, path, request in templates]
     before = database_state(world.app)
     for method, path, request in calls:
         refused = scoped.request(method, path, **request)
@@ -368,7 +393,8 @@ def test_whole_service_operations_need_a_key_of_every_program(world: World) -> N
         assert refused.content_type == "application/problem+json"
     assert database_state(world.app) == before
     for method, path, request in calls:
-        assert unlimited.request(method, path, **request).status_code in (200, 201, 204)
+        assert unlimited.request(method, path, **request).status_code in (200, 201, 204, 409), (
+            method, path)
 
 
 def api_key_id(app: Flask, name: str) -> int:

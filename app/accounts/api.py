@@ -10,6 +10,7 @@ from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
 
+from app import access
 from app.accounts import links
 from app.accounts import service as accounts
 from app.accounts.models import Account, AccountRole
@@ -115,6 +116,7 @@ def _link(link: links.Link, purpose: links.TokenPurpose) -> dict[str, Any]:
 @bp.output(AccountList)
 @bp.doc(summary="List console accounts (never passwords or links)", responses=[401, 403])
 def list_accounts() -> dict[str, Any]:
+    access.require_every_program("Managing console accounts")
     return {"accounts": [as_dict(a) for a in accounts.all_accounts()]}
 
 
@@ -128,6 +130,7 @@ def list_accounts() -> dict[str, Any]:
         "sending failed, it is in the answer (`invitation.link`), to hand over.",
         responses=[401, 403, 404, 409, 422])
 def invite(data: dict[str, Any]) -> dict[str, Any]:
+    access.require_every_program("Managing console accounts")
     link = links.invite(data["email"], data["role"], data["program_ids"],
                         name=data.get("name"), language=data["language"])
     return {"account": as_dict(link.account),
@@ -142,6 +145,7 @@ def invite(data: dict[str, Any]) -> dict[str, Any]:
         description="Deactivating ends the account's sessions at once. 409 when the change "
         "would leave no active admin.", responses=[401, 403, 404, 409, 422])
 def update_account(account_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    access.require_every_program("Managing console accounts")
     account = accounts.get(account_id)
     accounts.update(account, **data)
     return as_dict(account)
@@ -154,6 +158,7 @@ def update_account(account_id: int, data: dict[str, Any]) -> dict[str, Any]:
         description="E-mailed when POINTPASS_SMTP_URL is set; otherwise in the answer. Older "
         "unused reset links of the account stop working.", responses=[401, 403, 404])
 def reset_link(account_id: int) -> dict[str, Any]:
+    access.require_every_program("Managing console accounts")
     return _link(links.reset_link(accounts.get(account_id)), links.TokenPurpose.RESET)
 
 
@@ -163,6 +168,7 @@ def reset_link(account_id: int) -> dict[str, Any]:
 @bp.doc(summary="Send an invitation again (a new link; the old one stops working)",
         responses=[401, 403, 404, 409])
 def resend_invitation(account_id: int) -> dict[str, Any]:
+    access.require_every_program("Managing console accounts")
     return _link(links.resend_invitation(accounts.get(account_id)), links.TokenPurpose.INVITE)
 
 
@@ -171,5 +177,6 @@ def resend_invitation(account_id: int) -> dict[str, Any]:
 @bp.output({}, status_code=204)
 @bp.doc(summary="End every console session of an account", responses=[401, 403, 404])
 def sign_out_everywhere(account_id: int) -> tuple[str, int]:
+    access.require_every_program("Managing console accounts")
     accounts.sign_out_everywhere(accounts.get(account_id))
     return "", 204
