@@ -66,6 +66,13 @@ SECTIONS: list[Section] = []
 GLOBAL_SECTIONS: list[Section] = []
 
 
+def order_sections(endpoints: list[str]) -> None:
+    """Put the navigation's links in this order (links not named go last, as added)."""
+    for target in (SECTIONS, GLOBAL_SECTIONS):
+        target.sort(key=lambda s: endpoints.index(s.endpoint) if s.endpoint in endpoints
+                    else len(endpoints))
+
+
 def section(label: Any, endpoint: str, *, admin: bool = False, program: bool = True) -> None:
     """Add a link to the console's navigation (a part calls this once, when imported)."""
     target = SECTIONS if program else GLOBAL_SECTIONS

@@ -16,6 +16,13 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     staff,
 )
 
+# The navigation, in the order a marketer works through a program.
+pages.order_sections([
+    "console.design", "console.rewards", "console.rules", "console.members",
+    "console.campaigns", "console.staff", "console.program_audit",
+    "console.accounts", "console.audit",
+])
+
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(pages.bp)
