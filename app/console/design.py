@@ -45,7 +45,6 @@ HEX = Regexp(r"^#[0-9A-Fa-f]{6}$", message=_l("Write the colour as # and six hex
                                               "e.g. #1F2937."))
 COLOURS = programs.COLOUR_FIELDS
 #: Fields whose new values the audit trail records (the texts are long: only their names).
-AUDITED_VALUES = ("name", "organization_name", *COLOURS, "points_label", "support_contact")
 
 
 class DesignForm(PageForm):
@@ -188,11 +187,10 @@ def design(program: Program) -> ResponseReturnValue:
     if not changed:
         form.form_errors.append(_("Nothing has changed: there is nothing to publish."))
         return _page(program, form, 422, preview=preview)
-    audit.record("program.design", program_id=program.id, target=f"program:{program.id}",
-                 details=_audit_details(changed))
     try:
-        # The pass update below tells every card (once, with progress), not the change.
-        programs.change(program, touch_cards=False, **changed)
+        # The pass update below tells every card (once, with progress), not the change; both
+        # are one transaction (request_update commits), so no change goes untold.
+        programs.change(program, touch_cards=False, commit=False, **changed)
     except LowContrast as exc:  # checked above; the service has the last word
         db.session.rollback()
         form.form_errors.append(exc.detail)
@@ -200,16 +198,6 @@ def design(program: Program) -> ResponseReturnValue:
     pass_update = updates.request_update(program, actor=audit.current_actor().ref)
     return redirect(url_for("console.design_update", program_id=program.id,
                             update_id=pass_update.id), 303)
-
-
-def _audit_details(changed: dict[str, Any]) -> dict[str, Any]:
-    details: dict[str, Any] = {"fields": sorted(changed)}
-    values = {name: changed[name] for name in AUDITED_VALUES if name in changed}
-    if values:
-        details["values"] = values
-    if "texts" in changed:
-        details["languages"] = sorted(changed["texts"])
-    return details
 
 
 @pages.bp.post("/programs/<int:program_id>/design/preview")
@@ -235,8 +223,6 @@ def design_image(program: Program, kind: str) -> ResponseReturnValue:
                      image_errors={kind: form.image.errors})
     upload = form.image.data
     data = upload.read(artwork.max_bytes() + 1)
-    audit.record("program.image.upload", program_id=program.id,
-                 target=f"program:{program.id}", details={"kind": kind})
     try:
         artwork.put(program, kind, data, upload.mimetype or "")
     except DomainError as exc:
@@ -254,11 +240,7 @@ def design_image_remove(program: Program, kind: str) -> ResponseReturnValue:
         abort(404)
     if not RemoveImageForm().validate():
         abort(400)
-    if kind in artwork.hashes_of(program.id):
-        audit.record("program.image.remove", program_id=program.id,
-                     target=f"program:{program.id}", details={"kind": kind})
-        if not artwork.delete(program, kind):
-            db.session.rollback()
+    artwork.delete(program, kind)
     return redirect(url_for("console.design", program_id=program.id) + "#images", 303)
 
 

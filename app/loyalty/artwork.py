@@ -14,7 +14,7 @@ from collections import OrderedDict
 from flask import current_app
 from sqlalchemy import select
 
-from app import dbutil
+from app import audit, dbutil
 from app.errors import ImageTooLarge, InvalidImage, NotFound, UnsupportedMediaType
 from app.extensions import db
 from app.loyalty import programs
@@ -45,7 +45,8 @@ def check_media_type(media_type: str | None) -> str:
 
 
 def put(program: Program, kind: str, data: bytes, media_type: str) -> ProgramImage:
-    """Store ``data`` as the program's ``kind`` of artwork (replacing any) and commit.
+    """Store ``data`` as the program's ``kind`` of artwork (replacing any) and commit; recorded
+    in the audit trail (``program.image.upload``).
 
     Raises ``UnsupportedMediaType`` (415), ``ImageTooLarge`` (413) or ``InvalidImage`` (422,
     ``reason`` saying why) and then writes nothing.
@@ -67,6 +68,8 @@ def put(program: Program, kind: str, data: bytes, media_type: str) -> ProgramIma
                   {"data": artwork.png, "sha256": artwork.sha256, "width": artwork.width,
                    "height": artwork.height, "created_at": utcnow()})
     programs.design_changed(program)
+    audit.record("program.image.upload", program_id=program.id, target=f"program:{program.id}",
+                 details={"kind": kind})
     db.session.commit()
     return get(program, kind)
 
@@ -78,6 +81,8 @@ def delete(program: Program, kind: str) -> bool:
         return False
     db.session.delete(image)
     programs.design_changed(program)
+    audit.record("program.image.remove", program_id=program.id, target=f"program:{program.id}",
+                 details={"kind": kind})
     db.session.commit()
     return True
 

@@ -39,7 +39,8 @@ def create(
     *, tiers: list[dict[str, Any]] | None = None, rewards: list[dict[str, Any]] | None = None,
     **fields: Any,
 ) -> Program:
-    """Create a program, with optional tiers and rewards, and commit."""
+    """Create a program, with optional tiers and rewards, and commit (recorded in the audit
+    trail as ``program.create``)."""
     fields.setdefault("slug", slugify(fields["name"]))
     fields.setdefault("organization_name", fields["name"])
     if "texts" in fields:
@@ -51,6 +52,9 @@ def create(
     program.rewards = [Reward(position=i, **r) for i, r in enumerate(rewards or [])]
     db.session.add(program)
     with _duplicate_is_conflict(f"A program with slug {fields['slug']!r} already exists."):
+        db.session.flush()
+        audit.record("program.create", program_id=program.id, target=f"program:{program.id}",
+                     details={"name": program.name, "slug": program.slug})
         db.session.commit()
     return program
 
@@ -151,13 +155,23 @@ def _default_colour(name: str) -> str:
     return str(Program.__table__.c[name].default.arg)  # type: ignore[union-attr]
 
 
-def change(program: Program, *, touch_cards: bool = True, **fields: Any) -> Program:
+#: Design fields whose new values the audit trail records (of the others, such as the texts,
+#: it records that they changed).
+AUDITED_VALUES = ("name", "organization_name", "background_color", "foreground_color",
+                  "label_color", "points_label", "support_contact")
+
+
+def change(program: Program, *, touch_cards: bool = True, commit: bool = True,
+           **fields: Any) -> Program:
     """Change a program's design (:data:`DESIGN_FIELDS`, see :func:`update_design`) and
-    settings (:data:`SETTINGS_FIELDS`, see :func:`update_settings`) at once. Commits.
+    settings (:data:`SETTINGS_FIELDS`, see :func:`update_settings`) at once, recorded in the
+    audit trail (``program.design``, ``program.settings``). Commits, unless ``commit`` is
+    false (the caller commits more with it).
 
     ``touch_cards=False`` leaves telling the cards of a design change to the caller, which
-    then starts a pass update of every card (``app.wallet.updates.request_update``, as the
-    console's "Publish" does), so each device is told once, with progress to follow."""
+    then starts a pass update of every card in the same transaction
+    (``app.wallet.updates.request_update``, as the console's "Publish" does), so each device
+    is told once, with progress to follow."""
     for name in fields:
         if name not in DESIGN_FIELDS and name not in SETTINGS_FIELDS:
             raise ValueError(f"{name} is neither a design field nor a setting")
@@ -166,7 +180,8 @@ def change(program: Program, *, touch_cards: bool = True, **fields: Any) -> Prog
         _change_design(program, design, touch_cards=touch_cards)
     _change_settings(program, {name: value for name, value in fields.items()
                                if name in SETTINGS_FIELDS}, design_changed_too=bool(design))
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return program
 
 
@@ -184,6 +199,9 @@ def _change_settings(program: Program, settings: dict[str, Any], *,
     zone_changed = "time_zone" in settings and settings["time_zone"] != program.time_zone
     for name, value in settings.items():
         setattr(program, name, value)
+    if settings:
+        audit.record("program.settings", program_id=program.id, target=f"program:{program.id}",
+                     details={"values": settings})
     if zone_changed and not design_changed_too:  # a design change rebuilt the passes already
         changes.touch_cards(Card.program_id == program.id)
 
@@ -212,6 +230,14 @@ def _change_design(program: Program, fields: dict[str, Any], *,
             value = program_texts.merged(program.texts, value) or None
         setattr(program, name, value)
     design_changed(program, touch_cards=touch_cards)
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    values = {name: fields[name] for name in AUDITED_VALUES if name in fields}
+    if values:
+        details["values"] = values
+    if fields.get("texts"):
+        details["languages"] = sorted(fields["texts"])
+    audit.record("program.design", program_id=program.id, target=f"program:{program.id}",
+                 details=details)
 
 
 def design_changed(program: Program, *, touch_cards: bool = True) -> None:

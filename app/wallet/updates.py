@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from app import access, background
+from app import access, audit, background
 from app.errors import NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import changes
@@ -41,6 +41,10 @@ def request_update(program: Program, *, actor: str, message: str | None = None,
                              segment_language=language, requested_by=actor)
     db.session.add(pass_update)
     db.session.flush()
+    audit.record("pass-update.request", program_id=program.id,
+                 target=f"pass_update:{pass_update.id}",
+                 details={k: v for k, v in (("message", message), ("tier", tier),
+                                            ("language", language)) if v is not None} or None)
     background.enqueue_after_commit(run, pass_update.id)
     db.session.commit()
     return pass_update

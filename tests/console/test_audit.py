@@ -88,12 +88,12 @@ def test_the_audit_api_pages_back_and_keeps_to_the_key_s_role(
     assert body["events"][1]["actor_name"] == "nok@example.com"
     rest = api.get(f"/api/v1/audit?limit=3&before={body['next_before']}").get_json()
     assert [e["target"] for e in rest["events"]] == ["reward:2", "reward:1", "reward:0"]
-    # Older still: only the keys the test's fixtures made (key.create), then the end.
+    # Older still: only what the test's fixtures made (keys, the program), then the end.
     older = api.get(f"/api/v1/audit?limit=50&before={rest['next_before']}").get_json()
-    assert {e["action"] for e in older["events"]} == {"key.create"}
+    assert {e["action"] for e in older["events"]} == {"key.create", "program.create"}
     assert older["next_before"] is None
     only = api.get(f"/api/v1/audit?program_id={program['id']}").get_json()
-    assert len(only["events"]) == 5
+    assert [e["action"] for e in only["events"]] == ["reward.create"] * 5 + ["program.create"]
     assert all(e["program_id"] == program["id"] for e in only["events"])
     assert api.get("/api/v1/audit?program_id=99999").status_code == 404
     assert api.get("/api/v1/audit?limits=3").status_code == 422

@@ -78,7 +78,7 @@ def test_add_move_edit_and_retire_a_reward(app: Flask, api: ApiClient, program: 
     # Who did it is on record.
     with app.app_context():
         actors = set(db.session.scalars(select(AuditEvent.actor_name).where(
-            AuditEvent.program_id == program["id"])))
+            AuditEvent.program_id == program["id"], AuditEvent.action.like("reward.%"))))
     assert actors == {"m@example.com"}
     # A retired reward cannot be edited or retired again.
     assert marketer.post(f"{base}/{cake}/retire", data={"csrf_token": token}).status_code == 409
