@@ -186,10 +186,9 @@ class ProgramIn(ProgramSettingsIn):
     rewards = fields.List(fields.Nested(ProgramRewardIn), validate=validators.Length(max=100))
 
 
-class DesignIn(ProgramSettingsIn):
-    """A PATCH of a program: its design, its settings or both."""
+class DesignFieldsIn(InputSchema):
+    """How a program looks: what a PATCH of its design and a design preview take."""
 
-    openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
     name = text(120)
     organization_name = text(120)
     background_color = fields.String(validate=HEX_COLOR)
@@ -199,6 +198,12 @@ class DesignIn(ProgramSettingsIn):
     support_contact = text(200)
     terms = text(5000)
     texts = fields.Nested(ProgramTextsIn, metadata={"description": TEXTS_DESCRIPTION})
+
+
+class DesignIn(DesignFieldsIn, ProgramSettingsIn):
+    """A PATCH of a program: its design, its settings or both."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
     google_rotating_barcode = StrictBoolean()
 
     @validates_schema

@@ -12,9 +12,9 @@ from flask import url_for
 from app import access
 from app.auth.security import actor, auth
 from app.loyalty import programs
-from app.loyalty.schemas import TEXTS_DESCRIPTION, ProgramTextsIn
+from app.loyalty.schemas import DesignFieldsIn
 from app.outbox.models import PassUpdate
-from app.schemas import HEX_COLOR, InputSchema, text
+from app.schemas import InputSchema, text
 from app.wallet import preview, updates
 from passes.languages import LANGUAGES
 
@@ -103,18 +103,8 @@ def get_update(update_id: int) -> dict[str, Any]:
     return _body(updates.get(update_id))
 
 
-class DesignPreviewIn(InputSchema):
+class DesignPreviewIn(DesignFieldsIn):
     """Design fields as ``PATCH /api/v1/programs/<id>`` takes them; none are saved."""
-
-    name = text(120)
-    organization_name = text(120)
-    background_color = fields.String(validate=HEX_COLOR)
-    foreground_color = fields.String(validate=HEX_COLOR)
-    label_color = fields.String(validate=HEX_COLOR)
-    points_label = text(32)
-    support_contact = text(200)
-    terms = text(5000)
-    texts = fields.Nested(ProgramTextsIn, metadata={"description": TEXTS_DESCRIPTION})
 
 
 class ContrastOut(Schema):
