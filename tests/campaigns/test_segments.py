@@ -316,8 +316,8 @@ def test_enrolment_copies_the_members_fields(app: Flask, api: ApiClient,
 
 def test_planner_settings_last_for_the_count_only(app: Flask,
                                                   population: dict[str, Any]) -> None:
-    """On PostgreSQL a count runs without JIT and with SEGMENT_COUNT_WORKERS parallel workers;
-    the transaction's own settings are back afterwards."""
+    """On PostgreSQL a count runs without JIT, with SEGMENT_COUNT_WORKERS parallel workers
+    and random_page_cost 1.1; the transaction's own settings are back afterwards."""
     from app.campaigns import segments
     from app.loyalty.models import Program
 
@@ -329,11 +329,13 @@ def test_planner_settings_last_for_the_count_only(app: Flask,
             assert segments.count(program, segments.Segment()) == 3
             return
         read = text("SELECT current_setting('jit'), "
-                    "current_setting('max_parallel_workers_per_gather')")
+                    "current_setting('max_parallel_workers_per_gather'), "
+                    "current_setting('random_page_cost')")
         db.session.execute(text("SET LOCAL jit = on"))
         db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 3"))
+        db.session.execute(text("SET LOCAL random_page_cost = 3.5"))
         with segments.planner_settings():
-            assert tuple(db.session.execute(read).one()) == ("off", "1")
+            assert tuple(db.session.execute(read).one()) == ("off", "1", "1.1")
         assert segments.count(program, segments.Segment()) == 3
-        assert tuple(db.session.execute(read).one()) == ("on", "3")
+        assert tuple(db.session.execute(read).one()) == ("on", "3", "3.5")
         db.session.rollback()
