@@ -42,6 +42,17 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
+def migrate(url: str) -> None:
+    """Migrate the database at ``url`` to the newest revision."""
+    env = {
+        **os.environ,
+        "POINTPASS_DATABASE_URL": url,
+        "POINTPASS_ENV": "development",
+        "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
+    }
+    subprocess.run([BIN / "pointpass", "db", "upgrade"], env=env, check=True, capture_output=True)
+
+
 @contextmanager
 def scratch_postgres() -> Iterator[str]:
     """A fresh PostgreSQL database, migrated, dropped afterwards. Yields its URL."""
@@ -50,15 +61,7 @@ def scratch_postgres() -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     try:
-        env = {
-            **os.environ,
-            "POINTPASS_DATABASE_URL": url,
-            "POINTPASS_ENV": "development",
-            "POINTPASS_INSTANCE_PATH": "/tmp/pointpass-bench-instance",
-        }
-        subprocess.run(
-            [BIN / "pointpass", "db", "upgrade"], env=env, check=True, capture_output=True
-        )
+        migrate(url)
         yield url
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:

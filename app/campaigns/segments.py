@@ -1,20 +1,25 @@
 """Segments: which of a program's active cards match a set of conditions.
 
 Every condition is optional and they all must hold (AND). A segment is evaluated as one
-set-based query over ``cards`` (joined to ``members``), each condition on another table an
-``EXISTS`` (a semi-join), so a count over a million members is one statement on PostgreSQL
-and on SQLite alike; :func:`card_ids` is the same statement selecting the ids.
+set-based query over ``cards`` (which carries the last visit and copies of the member's
+fields a segment reads), each condition on another table an ``EXISTS`` (a semi-join), so a
+count over a million members is one statement on PostgreSQL and on SQLite alike;
+:func:`card_ids` is the same statement selecting the ids.
 
-A *visit* is an earn or a redemption (the member was at the till).
+A *visit* is an earn or a redemption (the member was at the till); a card's last visit is
+``Card.last_visit_at``, kept by the ledger's postings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, extract, func, not_, select
+from flask import current_app
+from sqlalchemy import ColumnElement, Select, exists, func, not_, select, text
 
 from app.errors import Unprocessable
 from app.extensions import db
@@ -23,7 +28,6 @@ from app.loyalty.models import (
     CardStatus,
     EntryKind,
     LedgerEntry,
-    Member,
     PointLot,
     Program,
     ProgramLocation,
@@ -99,33 +103,28 @@ def _as_moment(value: date | datetime) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
-def _visit(before: datetime | None = None, after: datetime | None = None) -> ColumnElement[bool]:
-    conditions = [LedgerEntry.card_id == Card.id, LedgerEntry.kind.in_(VISITS)]
-    if before is not None:
-        conditions.append(LedgerEntry.created_at < before)
-    if after is not None:
-        conditions.append(LedgerEntry.created_at >= after)
-    return exists().where(*conditions)
-
-
 def conditions(segment: Segment, at: datetime | None = None) -> list[ColumnElement[bool]]:
-    """The segment's conditions as filters on ``cards`` (and ``members``), without the
-    program and status ones."""
+    """The segment's conditions as filters on ``cards``, without the program and status
+    ones."""
     at = at or clock_now()
     where: list[ColumnElement[bool]] = []
     if segment.tier_ids:
         where.append(Card.tier_id.in_(segment.tier_ids))
+    # The member's language, birthday and joining time are copied on the card at enrolment
+    # (Card.member_*): no join of members.
     if segment.languages:
-        where.append(Member.language.in_(segment.languages))
+        where.append(Card.member_language.in_(segment.languages))
     if segment.location_ids:
         where.append(exists().where(LedgerEntry.card_id == Card.id,
                                     LedgerEntry.location_id.in_(segment.location_ids)))
+    # Card.last_visit_at is the latest visit's time (kept by the ledger's postings), so "the
+    # last visit was before the moment" (visited before it and not since) is a range on it,
+    # and so is "visited since the moment"; a card without a visit has None and matches
+    # neither.
     if segment.last_visit_before is not None:
-        # Visited before the moment and not since: the last visit was before it.
-        where.append(_visit(before=segment.last_visit_before))
-        where.append(not_(_visit(after=segment.last_visit_before)))
+        where.append(Card.last_visit_at < segment.last_visit_before)
     if segment.last_visit_after is not None:
-        where.append(_visit(after=segment.last_visit_after))
+        where.append(Card.last_visit_at >= segment.last_visit_after)
     if segment.balance_min is not None:
         where.append(Card.balance >= segment.balance_min)
     if segment.balance_max is not None:
@@ -135,7 +134,7 @@ def conditions(segment: Segment, at: datetime | None = None) -> list[ColumnEleme
             PointLot.card_id == Card.id, PointLot.remaining > 0, PointLot.expires_at > at,
             PointLot.expires_at <= at + timedelta(days=segment.expiring_within_days)))
     if segment.birthday_month is not None:
-        where.append(extract("month", Member.birthday) == segment.birthday_month)
+        where.append(Card.member_birthday_month == segment.birthday_month)
     if segment.apple_installed is not None:
         installed = exists().where(Registration.card_id == Card.id)
         where.append(installed if segment.apple_installed else not_(installed))
@@ -144,9 +143,9 @@ def conditions(segment: Segment, at: datetime | None = None) -> list[ColumnEleme
                                GoogleObjectState.saved.is_(True))
         where.append(saved if segment.google_installed else not_(saved))
     if segment.joined_from is not None:
-        where.append(Member.created_at >= _as_moment(segment.joined_from))
+        where.append(Card.member_joined_at >= _as_moment(segment.joined_from))
     if segment.joined_until is not None:
-        where.append(Member.created_at < _as_moment(segment.joined_until))
+        where.append(Card.member_joined_at < _as_moment(segment.joined_until))
     return where
 
 
@@ -167,13 +166,9 @@ def check(program: Program, segment: Segment) -> None:
 
 def _select(column: Any, program: Program, segment: Segment,
             at: datetime | None) -> Select[Any]:
-    query = select(column).select_from(Card)
-    if segment.languages or segment.birthday_month is not None \
-            or segment.joined_from is not None or segment.joined_until is not None:
-        # Only then: a join over a million members costs as much as the rest of a count.
-        query = query.join(Member, Member.id == Card.member_id)
-    return query.where(Card.program_id == program.id, Card.status == CardStatus.ACTIVE,
-                       *conditions(segment, at))
+    return select(column).select_from(Card).where(
+        Card.program_id == program.id, Card.status == CardStatus.ACTIVE,
+        *conditions(segment, at))
 
 
 def card_ids(program: Program, segment: Segment, at: datetime | None = None) -> Select[Any]:
@@ -187,7 +182,45 @@ def count_statement(program: Program, segment: Segment,
     return _select(func.count(), program, segment, at)
 
 
+@contextmanager
+def planner_settings() -> Iterator[None]:
+    """On PostgreSQL, for the statements run inside (see benchmarks/RESULTS.md):
+
+    - no JIT compilation: a count's plan costs enough to trigger it, and compiling takes
+      longer than it saves;
+    - at most ``SEGMENT_COUNT_WORKERS`` parallel workers (default 0: a count, one request
+      among the postings, keeps to one core);
+    - ``random_page_cost`` 1.1 (PostgreSQL's advice for SSDs; the default 4 is for spinning
+      disks): else the planner scans the whole cards table rather than the covering index
+      that holds the same columns in half the pages.
+
+    The transaction's own settings are back afterwards. Nothing on SQLite."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    wanted = {"jit": "off", "random_page_cost": "1.1",
+              "max_parallel_workers_per_gather":
+                  str(int(current_app.config.get("SEGMENT_COUNT_WORKERS", 0)))}
+    names = {f"name{i}": name for i, name in enumerate(wanted)}
+    before = db.session.execute(text("SELECT " + ", ".join(
+        f"current_setting(:{key})" for key in names)), names).one()
+    _set(wanted)
+    try:
+        yield
+    finally:
+        _set(dict(zip(wanted, before, strict=True)))  # a SET LOCAL would last to the end
+
+
+def _set(settings: dict[str, str]) -> None:
+    db.session.execute(text("SELECT " + ", ".join(
+        f"set_config(:name{i}, :value{i}, true)" for i in range(len(settings)))),
+        {key: value for i, (name, setting) in enumerate(settings.items())
+         for key, value in ((f"name{i}", name), (f"value{i}", setting))})
+
+
 def count(program: Program, segment: Segment, at: datetime | None = None) -> int:
-    """How many of the program's active cards are in the segment."""
+    """How many of the program's active cards are in the segment (with
+    :func:`planner_settings`)."""
     check(program, segment)
-    return int(db.session.scalar(count_statement(program, segment, at)) or 0)
+    with planner_settings():
+        return int(db.session.scalar(count_statement(program, segment, at)) or 0)

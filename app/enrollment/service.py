@@ -14,6 +14,7 @@ from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, earning, ledger, rules
 from app.loyalty.models import Card, Member, Program
+from app.timeutil import utcnow
 from passes.languages import LANGUAGES
 
 # No 0/O or 1/I: referral codes are read aloud and typed on phones.
@@ -43,12 +44,19 @@ def new_referral_code() -> str:
 
 
 def new_card(program: Program, member: Member) -> Card:
+    """The member's card, carrying copies of the member's segment fields (language,
+    birthday's month, joining time: never changed after enrolment) for segment counts."""
+    if member.created_at is None:
+        member.created_at = utcnow()
     return Card(
         program=program,
         member=member,
         serial_number=new_serial_number(),
         authentication_token=secrets.token_urlsafe(24),
         barcode_secret=secrets.token_urlsafe(32),
+        member_language=member.language,
+        member_birthday_month=member.birthday.month if member.birthday else None,
+        member_joined_at=member.created_at,
     )
 
 

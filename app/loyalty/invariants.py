@@ -5,7 +5,8 @@ its lots that are not pending; the sum of its entries' ``pending_points`` = the 
 points of its pending lots. For every lot: ``remaining`` = ``points`` - what consumptions
 took from it, and 0 <= ``remaining`` <= ``points``. Every consumption belongs to a debit
 entry of the lot's own card, and a debit's consumptions add up to what it took
-(``-(points + pending_points)``). See docs/loyalty-engine.md.
+(``-(points + pending_points)``). A card's ``last_visit_at`` is the latest ``created_at``
+of its visits (earn and redeem entries), None without one. See docs/loyalty-engine.md.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
-from app.loyalty.models import Card, LedgerEntry, LotConsumption, PointLot
+from app.loyalty.models import Card, EntryKind, LedgerEntry, LotConsumption, PointLot
 
 CARDS = Card.__table__
 ENTRIES = LedgerEntry.__table__
 LOTS = PointLot.__table__
 CONSUMPTIONS = LotConsumption.__table__
+VISITS = (EntryKind.EARN, EntryKind.REDEEM)
 
 
 def violations(card_ids: Iterable[int] | None = None) -> list[str]:
@@ -34,7 +36,8 @@ def violations(card_ids: Iterable[int] | None = None) -> list[str]:
         return []
     began = not db.session().in_transaction()
     try:
-        return [*_card_sums(ids), *_lot_remainders(ids), *_consumptions(ids)]
+        return [*_card_sums(ids), *_lot_remainders(ids), *_consumptions(ids),
+                *_last_visits(ids)]
     finally:
         if began:
             db.session.rollback()
@@ -132,3 +135,20 @@ def _consumptions(ids: list[int] | None) -> list[str]:
         found.append(f"entry {entry_id} ({kind}, card {card_id}) took {took_points} points "
                      f"but its lot consumptions add up to {taken}")
     return found
+
+
+def _last_visits(ids: list[int] | None) -> list[str]:
+    visits = (select(ENTRIES.c.card_id, func.max(ENTRIES.c.created_at).label("latest"))
+              .where(ENTRIES.c.kind.in_(VISITS)).group_by(ENTRIES.c.card_id).subquery())
+    query = _where(
+        select(CARDS.c.id, CARDS.c.serial_number, CARDS.c.last_visit_at, visits.c.latest)
+        .select_from(CARDS.outerjoin(visits, visits.c.card_id == CARDS.c.id))
+        .where(or_(and_(CARDS.c.last_visit_at.is_(None), visits.c.latest.is_not(None)),
+                   and_(CARDS.c.last_visit_at.is_not(None), visits.c.latest.is_(None)),
+                   CARDS.c.last_visit_at != visits.c.latest)),
+        _only(CARDS.c.id, ids),
+    ).order_by(CARDS.c.id)
+    return [
+        f"card {card_id} ({serial}): last visit {last_visit}, latest visit entry {latest}"
+        for card_id, serial, last_visit, latest in db.session.execute(query)
+    ]

@@ -28,7 +28,18 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from app import access, audit, dbutil, telemetry, timeutil
 from app.errors import (
@@ -222,12 +233,19 @@ def guarded_update(also_set: Callable[[Table], dict[str, Any]] | None = None,
     Build it once, at import: a domain that changes more of the card with its postings (a
     redemption rotates the card's code) passes it to :meth:`PostingTransaction.post`, with
     its own parameters, and the posting stays one statement. Parameters: ``card_id``,
-    ``points`` (signed), ``lifetime_delta``, ``new_tier_id`` and :func:`changes.bump_params`.
+    ``points`` (signed), ``lifetime_delta``, ``new_tier_id``, ``visit_at`` (the entry's
+    time when it is a visit, an earn or a redemption: the card's ``last_visit_at`` moves up
+    to it; else None) and :func:`changes.bump_params`.
     """
 
     def build(dialect: str) -> Any:
         cards = Card.__table__
         points = bindparam("points", type_=BigInteger)
+        visit_at = bindparam("visit_at", type_=cards.c.last_visit_at.type)
+        last_visit_at = case(
+            (and_(visit_at.is_not(None), or_(cards.c.last_visit_at.is_(None),
+                                             cards.c.last_visit_at < visit_at)), visit_at),
+            else_=cards.c.last_visit_at)
         return (
             update(cards)
             .where(cards.c.id == bindparam("card_id"), cards.c.balance + points >= 0)
@@ -236,6 +254,7 @@ def guarded_update(also_set: Callable[[Table], dict[str, Any]] | None = None,
                 lifetime_points=cards.c.lifetime_points
                 + bindparam("lifetime_delta", type_=BigInteger),
                 tier_id=bindparam("new_tier_id", type_=Integer),
+                last_visit_at=last_visit_at,
                 **changes.bump_template(dialect),
                 **(also_set(cards) if also_set else {}),
             )
@@ -311,6 +330,7 @@ class _Write:
 
 
 _CLOCK_KINDS = (EntryKind.RELEASE, EntryKind.EXPIRE)
+_VISITS = (EntryKind.EARN, EntryKind.REDEEM)  # the member was at the till
 _CLOCK_ENTRY = {"actor": CLOCK_ACTOR, "reference": None, "reason": None, "amount": None,
                 "currency": None, "reverses_id": None, "rule_id": None, "purchase_id": None,
                 "staff_member_id": None, "device_id": None, "location_id": None}
@@ -573,6 +593,8 @@ class PostingTransaction:
             # The pass's Last-Modified and the outbox run on the real clock; only the loyalty
             # rules (entry times, lots, expiry) follow the app's clock, which tests move.
             "new_tier_id": tier_id, **changes.bump_params(utcnow()),
+            # The segments' last visit (app.campaigns.segments): kept with the visit itself.
+            "visit_at": write.now if write.kind in _VISITS else None,
         }
         card_update = _UPDATE
         if write.kind not in _CLOCK_KINDS:

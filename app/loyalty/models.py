@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -237,6 +238,16 @@ class Card(db.Model):
     # The marketer's latest message, shown on the back of the pass.
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The latest ``created_at`` of the card's visits (earn and redeem entries), None before
+    # the first: kept by the ledger's guarded update in the posting that writes the visit
+    # (app.loyalty.ledger), checked by app.loyalty.invariants; segments filter on it.
+    last_visit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Copies of the member's segment fields (language, birthday's month, joining time), set
+    # with the card at enrolment (app.enrollment.service.new_card): a member's are never
+    # changed afterwards. Segments filter on them without joining members.
+    member_language: Mapped[str | None] = mapped_column(String(2))
+    member_birthday_month: Mapped[int | None] = mapped_column(SmallInteger)
+    member_joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     program: Mapped[Program] = relationship()
     member: Mapped[Member] = relationship(back_populates="card")

@@ -42,4 +42,11 @@ def test_small_run_counts_what_was_generated(postgres_database: Any) -> None:
         _active(g) and g % 2000 >= 500 and any(
             (g + j) % 3 != 0 and (g * 11 + j * 101) % 365 + 1 <= 14 for j in (1, 2))
         for g in members)
+    # The last visit and the joining time: copies on the card, generated with the ledger's
+    # entries and the members (visits j = 1..3 at ((g * 7 + j * 53) % 365) days and j hours
+    # before the data's instant; joined (g % 730) days and g seconds before it).
+    assert counts["lapsed: last visit over 90 days ago"] == sum(
+        _active(g) and all((g * 7 + j * 53) % 365 >= 90 for j in (1, 2, 3)) for g in members)
+    assert counts["joined this year, saved to Google"] == sum(
+        _active(g) and g % 8 == 0 and (g % 730) * 86400 + g <= 334 * 86400 for g in members)
     assert all(isinstance(found["indexes"], list) for found in result["segments"].values())

@@ -10,8 +10,10 @@ from flask import Flask
 from sqlalchemy import text, update
 
 from app.extensions import db
+from app.loyalty import invariants
 from app.loyalty.models import Card, LedgerEntry, Member, PointLot
 from app.wallet.google.models import GoogleObjectState
+from tests.clock import FakeClock
 from tests.factories import ApiClient, create_card, create_program, register_device
 
 
@@ -64,14 +66,22 @@ def population(app: Flask, api: ApiClient) -> dict[str, Any]:
         for name, visited, joined, expires in (
                 ("A", "2026-01-10", "2025-06-01", now + timedelta(days=5)),
                 ("B", "2026-03-01", "2026-02-01", now + timedelta(days=40))):
+            # History rewritten: the card's copies with it (as the posting and the enrolment
+            # would have written them).
             db.session.execute(update(LedgerEntry).where(LedgerEntry.card_id == ids[name])
                                .values(created_at=_at(visited)))
+            db.session.execute(update(Card).where(Card.id == ids[name])
+                               .values(last_visit_at=_at(visited)))
             db.session.execute(update(Member).where(Member.id == member_ids[name])
                                .values(created_at=_at(joined)))
+            db.session.execute(update(Card).where(Card.id == ids[name])
+                               .values(member_joined_at=_at(joined)))
             db.session.execute(update(PointLot).where(PointLot.card_id == ids[name])
                                .values(expires_at=expires))
         db.session.execute(update(Member).where(Member.id == member_ids["C"])
                            .values(created_at=_at("2026-03-15")))
+        db.session.execute(update(Card).where(Card.id == ids["C"])
+                           .values(member_joined_at=_at("2026-03-15")))
         db.session.add(GoogleObjectState(card_id=ids["B"], synced_version=1, synced_balance=50,
                                          saved=True))
         db.session.commit()
@@ -214,3 +224,118 @@ def test_raw_sql_agrees(app: Flask, population: dict[str, Any]) -> None:
             "AND balance <= 100"), {"p": population["program"]["id"]}).scalar()
         db.session.rollback()
     assert expected == 2
+
+
+# The last-visit conditions as first defined, on the ledger itself: a visit (an earn or a
+# redemption) before the moment and none since; a visit since the moment.
+_LAPSED_SQL = (
+    "SELECT count(*) FROM cards c WHERE c.program_id = :p AND c.status = 'active' "
+    "AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.card_id = c.id "
+    "AND e.kind IN ('earn', 'redeem') AND e.created_at < :t) "
+    "AND NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.card_id = c.id "
+    "AND e.kind IN ('earn', 'redeem') AND e.created_at >= :t)")
+_VISITED_SQL = (
+    "SELECT count(*) FROM cards c WHERE c.program_id = :p AND c.status = 'active' "
+    "AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.card_id = c.id "
+    "AND e.kind IN ('earn', 'redeem') AND e.created_at >= :t)")
+
+
+def test_last_visit_agrees_with_the_ledger(app: Flask, api: ApiClient,
+                                           population: dict[str, Any]) -> None:
+    """The last-visit conditions (on cards.last_visit_at) count what the ledger's entries
+    say, at moments before, between and after the visits."""
+    pid = population["program"]["id"]
+    counted = []
+    for moment in ("2025-01-01", "2026-01-10", "2026-01-11", "2026-03-01", "2026-03-02",
+                   "2027-01-01"):
+        with app.app_context():
+            expected = tuple(db.session.execute(text(sql), {"p": pid, "t": _at(moment)})
+                             .scalar() for sql in (_LAPSED_SQL, _VISITED_SQL))
+            db.session.rollback()
+        found = (_count(api, pid, last_visit_before=_at(moment).isoformat()),
+                 _count(api, pid, last_visit_after=_at(moment).isoformat()))
+        assert found == expected, moment
+        counted.append(found)
+    assert counted[0] == (0, 2) and counted[-1] == (2, 0)  # the moments do tell them apart
+
+
+def test_postings_keep_the_last_visit(app: Flask, api: ApiClient,
+                                      program: dict[str, Any]) -> None:
+    """An earn or a redemption moves the card's last visit up to its entry's time, in the
+    posting; other entries (an adjustment, a reversal) and an earlier time leave it."""
+    clock = FakeClock(start=_at("2026-03-01").timestamp())
+    app.config["CLOCK"] = clock
+    serial = create_card(api, program)["serial_number"]
+
+    def last_visit() -> datetime | None:
+        with app.app_context():
+            found = db.session.scalar(db.select(Card.last_visit_at)
+                                      .where(Card.serial_number == serial))
+            assert invariants.violations() == []
+            return found
+
+    assert last_visit() is None
+    clock.advance(3600)
+    assert api.post(f"/api/v1/cards/{serial}/adjust",
+                    json={"points": 500, "reason": "welcome"}).status_code == 201
+    assert last_visit() is None
+    earned = api.post(f"/api/v1/cards/{serial}/earn", json={"points": 100})
+    assert earned.status_code == 201
+    assert last_visit() == _at("2026-03-01") + timedelta(hours=1)
+    clock.advance(86400)
+    assert api.post(f"/api/v1/cards/{serial}/adjust",
+                    json={"points": -10, "reason": "correction"}).status_code == 201
+    assert last_visit() == _at("2026-03-01") + timedelta(hours=1)
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5}).status_code == 201
+    assert last_visit() == _at("2026-03-02") + timedelta(hours=1)
+    clock.advance(-10 * 86400)  # a clock set back: the latest visit stays the last
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5}).status_code == 201
+    assert last_visit() == _at("2026-03-02") + timedelta(hours=1)
+
+
+def test_enrolment_copies_the_members_fields(app: Flask, api: ApiClient,
+                                             program: dict[str, Any]) -> None:
+    """A new card carries its member's language, birthday month and joining time, which
+    the language, birthday and joining conditions read (against the members table here)."""
+    create_card(api, program, email="x@example.com", language="th", birthday="1990-12-31")
+    create_card(api, program, email="y@example.com")
+    with app.app_context():
+        rows = db.session.execute(text(
+            "SELECT c.member_language, m.language, c.member_birthday_month, m.birthday, "
+            "c.member_joined_at, m.created_at FROM cards c JOIN members m ON m.id = c.member_id "
+            "WHERE c.program_id = :p ORDER BY c.id"), {"p": program["id"]}).all()
+        db.session.rollback()
+    assert [(r[0], r[2]) for r in rows] == [("th", 12), (program["default_language"], None)]
+    for row in rows:
+        assert row[0] == row[1] and row[4] is not None and str(row[4]) == str(row[5])
+    pid = program["id"]
+    assert _count(api, pid, languages=["th"], birthday_month=12) == 1
+    assert _count(api, pid, joined_from="2000-01-01T00:00:00Z") == 2
+    assert _count(api, pid, joined_until="2000-01-01T00:00:00Z") == 0
+
+
+def test_planner_settings_last_for_the_count_only(app: Flask,
+                                                  population: dict[str, Any]) -> None:
+    """On PostgreSQL a count runs without JIT, with SEGMENT_COUNT_WORKERS parallel workers
+    and random_page_cost 1.1; the transaction's own settings are back afterwards."""
+    from app.campaigns import segments
+    from app.loyalty.models import Program
+
+    app.config["SEGMENT_COUNT_WORKERS"] = 1
+    with app.app_context():
+        program = db.session.get(Program, population["program"]["id"])
+        assert program is not None
+        if db.engine.dialect.name != "postgresql":
+            assert segments.count(program, segments.Segment()) == 3
+            return
+        read = text("SELECT current_setting('jit'), "
+                    "current_setting('max_parallel_workers_per_gather'), "
+                    "current_setting('random_page_cost')")
+        db.session.execute(text("SET LOCAL jit = on"))
+        db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 3"))
+        db.session.execute(text("SET LOCAL random_page_cost = 3.5"))
+        with segments.planner_settings():
+            assert tuple(db.session.execute(read).one()) == ("off", "1", "1.1")
+        assert segments.count(program, segments.Segment()) == 3
+        assert tuple(db.session.execute(read).one()) == ("on", "3", "3.5")
+        db.session.rollback()
