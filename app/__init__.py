@@ -35,6 +35,7 @@ from app.api.members import bp as members_api
 from app.audit import AuditEvent as _AuditEvent  # noqa: F401
 from app.auth import models as _auth_models  # noqa: F401
 from app.auth.api import bp as keys_api
+from app.campaigns import service as campaign_service
 from app.campaigns.api import bp as campaigns_api
 from app.console import parts as console_parts
 from app.enrollment.views import bp as enrollment_pages
@@ -125,6 +126,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     # The wallets the outbox tells about card changes (it names none itself).
     channels.register(app, apple_push.CHANNEL)
     channels.register(app, google_sync.CHANNEL)
+    # Scheduled campaigns start from the periodic sweep, once due.
+    sweep.add_task(app, campaign_service.start_due)
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(members_api)

@@ -15,8 +15,6 @@ from flask import g, has_app_context
 from sqlalchemy import ColumnElement, true
 
 from app.errors import DomainError, NotFound
-from app.extensions import db
-from app.loyalty.models import Program
 
 
 @dataclass(frozen=True)
@@ -50,14 +48,6 @@ def current() -> Scope:
         if isinstance(scope, Scope):
             return scope
     return EVERY_PROGRAM
-
-
-def program(program_id: int) -> Program:
-    """The program with this id, if the caller may reach it; else 404 ``not-found``."""
-    found = db.session.get(Program, program_id) if current().allows(program_id) else None
-    if found is None:
-        raise NotFound(f"No program with id {program_id}.")
-    return found
 
 
 def check(program_id: int, what: str) -> None:

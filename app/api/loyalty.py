@@ -159,7 +159,7 @@ RETIRED = ("A retired reward is no longer offered anywhere (the pass, the join a
         description="Current rewards in the program's order, then retired ones. " + RETIRED,
         responses=[401, 404])
 def list_rewards(program_id: int) -> dict[str, Any]:
-    program = access.program(program_id)
+    program = programs.get(program_id)
     return {"rewards": rewards.current(program) + rewards.retired(program)}
 
 
@@ -171,7 +171,7 @@ def list_rewards(program_id: int) -> dict[str, Any]:
         description="409 `reward-retired` for a retired reward.",
         responses=[401, 403, 404, 409, 422])
 def update_reward(program_id: int, reward_id: int, data: dict[str, Any]) -> Reward:
-    return rewards.edit(access.program(program_id), reward_id, **data)
+    return rewards.edit(programs.get(program_id), reward_id, **data)
 
 
 @bp.post(REWARDS + "/<int:reward_id>/retire")
@@ -181,7 +181,7 @@ def update_reward(program_id: int, reward_id: int, data: dict[str, Any]) -> Rewa
         description=RETIRED + " 409 `reward-retired` when it is retired already.",
         responses=[401, 403, 404, 409])
 def retire_reward(program_id: int, reward_id: int) -> Reward:
-    return rewards.retire(access.program(program_id), reward_id)
+    return rewards.retire(programs.get(program_id), reward_id)
 
 
 @bp.put(REWARDS + "/order")
@@ -193,7 +193,7 @@ def retire_reward(program_id: int, reward_id: int) -> Reward:
         "otherwise 422. The answer lists the current rewards in their new order.",
         responses=[401, 403, 404, 422])
 def reorder_rewards(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
-    return {"rewards": rewards.reorder(access.program(program_id), data["reward_ids"])}
+    return {"rewards": rewards.reorder(programs.get(program_id), data["reward_ids"])}
 
 
 @bp.get(TIERS)
@@ -201,7 +201,7 @@ def reorder_rewards(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
 @bp.output(TierList)
 @bp.doc(summary="List a program's tiers", responses=[401, 404])
 def list_tiers(program_id: int) -> dict[str, Any]:
-    return {"tiers": access.program(program_id).tiers}
+    return {"tiers": programs.get(program_id).tiers}
 
 
 @bp.patch(TIERS + "/<int:tier_id>")
@@ -213,7 +213,7 @@ def list_tiers(program_id: int) -> dict[str, Any]:
         "409 `base-tier`: the tier at 0 points stays at 0; 409 `tier-threshold-taken`: "
         "another tier has that threshold.", responses=[401, 403, 404, 409, 422])
 def update_tier(program_id: int, tier_id: int, data: dict[str, Any]) -> Tier:
-    return rewards.edit_tier(access.program(program_id), tier_id, **data)
+    return rewards.edit_tier(programs.get(program_id), tier_id, **data)
 
 
 @bp.delete(TIERS + "/<int:tier_id>")
@@ -223,7 +223,7 @@ def update_tier(program_id: int, tier_id: int, data: dict[str, Any]) -> Tier:
         description="409 `base-tier` for the tier at 0 points; 409 `tier-in-use` while an "
         "earning rule names it in its conditions.", responses=[401, 403, 404, 409])
 def delete_tier(program_id: int, tier_id: int) -> tuple[str, int]:
-    rewards.delete_tier(access.program(program_id), tier_id)
+    rewards.delete_tier(programs.get(program_id), tier_id)
     return "", 204
 
 
@@ -234,7 +234,7 @@ def delete_tier(program_id: int, tier_id: int) -> tuple[str, int]:
 @bp.doc(summary="Add a store location (passes show the first ten)",
         responses=[401, 403, 404, 422])
 def create_location(program_id: int, data: dict[str, Any]) -> Any:
-    return programs.add_location(access.program(program_id), **data)
+    return programs.add_location(programs.get(program_id), **data)
 
 
 @bp.get("/programs/<int:program_id>/locations")
@@ -242,7 +242,7 @@ def create_location(program_id: int, data: dict[str, Any]) -> Any:
 @bp.output(LocationList)
 @bp.doc(summary="List a program's store locations", responses=[401, 404])
 def list_locations(program_id: int) -> dict[str, Any]:
-    return {"locations": access.program(program_id).locations}
+    return {"locations": programs.get(program_id).locations}
 
 
 @bp.patch("/programs/<int:program_id>/locations/<int:location_id>")
@@ -253,7 +253,7 @@ def list_locations(program_id: int) -> dict[str, Any]:
         description="`relevant_text: null` removes the lock-screen text.",
         responses=[401, 403, 404, 422])
 def update_location(program_id: int, location_id: int, data: dict[str, Any]) -> Any:
-    program = access.program(program_id)
+    program = programs.get(program_id)
     return programs.update_location(programs.get_location(program, location_id), **data)
 
 

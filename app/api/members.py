@@ -14,10 +14,10 @@ from app import access, timeutil
 from app.auth.models import Role
 from app.auth.security import auth, current_key
 from app.enrollment import links
-from app.loyalty import balances
-from app.loyalty import members as directory
+from app.loyalty import balances, programs
 from app.loyalty.models import Card, EntryKind
 from app.loyalty.schemas import PointsOnDayOut
+from app.members import directory
 from app.schemas import MAX_ID, InputSchema, text
 from app.wallet import devices
 
@@ -159,7 +159,7 @@ def _card(serial: str) -> Card:
         "under the card's QR code, any case, with or without dashes). Paged, newest members "
         "first.", responses=[401, 403, 404, 422])
 def search_members(program_id: int, query: dict[str, Any]) -> dict[str, Any]:
-    program = access.program(program_id)
+    program = programs.get(program_id)
     page = directory.search(program.id, query["q"], after=query.get("after"),
                             limit=query["limit"])
     return {"members": [_found(f) for f in page.members], "next_after": page.next_after}

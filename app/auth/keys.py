@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, column, insert, or_, select, table, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import audit
 from app.auth.models import ApiKey, Role, api_key_programs
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty.models import Program
 from app.timeutil import utcnow
 
 KEY_PREFIX = "pp_"
@@ -58,6 +57,10 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# The programs' ids, named without the loyalty models (keys know of programs only by id).
+_PROGRAM_ID = table("programs", column("id")).c.id
+
+
 def create(name: str, role: Role | str, program_ids: Iterable[int] = ()) -> tuple[ApiKey, str]:
     """Store a new key and return it with its plaintext, which is not kept anywhere.
 
@@ -65,7 +68,7 @@ def create(name: str, role: Role | str, program_ids: Iterable[int] = ()) -> tupl
     made later). ``NotFound`` for an unknown program. The creation is recorded in the audit
     trail (never the key). Commits."""
     wanted = sorted(set(program_ids))
-    found = set(db.session.scalars(select(Program.id).where(Program.id.in_(wanted))))
+    found = set(db.session.scalars(select(_PROGRAM_ID).where(_PROGRAM_ID.in_(wanted))))
     missing = [program_id for program_id in wanted if program_id not in found]
     if missing:
         raise NotFound(f"No program with id {missing[0]}.")

@@ -8,11 +8,11 @@ from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
 from marshmallow import ValidationError, validates_schema
 
-from app import access
 from app.auth.security import auth
 from app.campaigns import models as _models  # noqa: F401 - register the tables
 from app.campaigns import segments, service
 from app.campaigns.models import Campaign, CampaignStatus
+from app.loyalty import programs
 from app.loyalty.ledger import MAX_POINTS
 from app.schemas import MAX_ID, InputSchema, StrictBoolean, StrictInteger, text
 from passes.languages import LANGUAGES
@@ -74,7 +74,7 @@ class CountOut(Schema):
 @bp.doc(summary="Count a segment's members (writes nothing)", description=SEGMENT_DESCRIPTION,
         responses=[401, 403, 404, 422])
 def count_segment(program_id: int, data: dict[str, Any]) -> dict[str, int]:
-    program = access.program(program_id)
+    program = programs.get(program_id)
     return {"count": segments.count(program, segments.Segment.of(data))}
 
 
@@ -206,7 +206,7 @@ def _fields(data: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(summary="Create a draft campaign", description=SEGMENT_DESCRIPTION,
         responses=[401, 403, 404, 422])
 def create_campaign(program_id: int, data: dict[str, Any]) -> Campaign:
-    return service.create(access.program(program_id), **_fields(data))
+    return service.create(programs.get(program_id), **_fields(data))
 
 
 @bp.get(CAMPAIGNS)
@@ -214,7 +214,7 @@ def create_campaign(program_id: int, data: dict[str, Any]) -> Campaign:
 @bp.output(CampaignList)
 @bp.doc(summary="List a program's campaigns, newest first", responses=[401, 403, 404])
 def list_campaigns(program_id: int) -> dict[str, Any]:
-    return {"campaigns": service.list_campaigns(access.program(program_id))}
+    return {"campaigns": service.list_campaigns(programs.get(program_id))}
 
 
 @bp.get(CAMPAIGNS + "/<int:campaign_id>")
@@ -222,7 +222,7 @@ def list_campaigns(program_id: int) -> dict[str, Any]:
 @bp.output(CampaignOut)
 @bp.doc(summary="Get a campaign (with its progress while sending)", responses=[401, 403, 404])
 def get_campaign(program_id: int, campaign_id: int) -> Campaign:
-    return service.get(access.program(program_id), campaign_id)
+    return service.get(programs.get(program_id), campaign_id)
 
 
 @bp.patch(CAMPAIGNS + "/<int:campaign_id>")
@@ -231,7 +231,7 @@ def get_campaign(program_id: int, campaign_id: int) -> Campaign:
 @bp.output(CampaignOut)
 @bp.doc(summary="Change a draft or scheduled campaign", responses=[401, 403, 404, 409, 422])
 def update_campaign(program_id: int, campaign_id: int, data: dict[str, Any]) -> Campaign:
-    return service.update_campaign(access.program(program_id), campaign_id, **_fields(data))
+    return service.update_campaign(programs.get(program_id), campaign_id, **_fields(data))
 
 
 @bp.post(CAMPAIGNS + "/<int:campaign_id>/dry-run")
@@ -240,7 +240,7 @@ def update_campaign(program_id: int, campaign_id: int, data: dict[str, Any]) -> 
 @bp.doc(summary="Who would get what if the campaign were sent now (writes nothing)",
         responses=[401, 403, 404])
 def dry_run(program_id: int, campaign_id: int) -> service.DryRun:
-    return service.dry_run(access.program(program_id), campaign_id)
+    return service.dry_run(programs.get(program_id), campaign_id)
 
 
 @bp.post(CAMPAIGNS + "/<int:campaign_id>/send")
@@ -251,7 +251,7 @@ def dry_run(program_id: int, campaign_id: int) -> service.DryRun:
         "the bonus once and the message, and the wallets are told), or `scheduled`.",
         responses=[401, 403, 404, 409])
 def send_campaign(program_id: int, campaign_id: int) -> Campaign:
-    return service.send(access.program(program_id), campaign_id)
+    return service.send(programs.get(program_id), campaign_id)
 
 
 @bp.post(CAMPAIGNS + "/<int:campaign_id>/cancel")
@@ -260,7 +260,7 @@ def send_campaign(program_id: int, campaign_id: int) -> Campaign:
 @bp.doc(summary="Cancel a campaign not sent yet (a sending one stops after its batch)",
         responses=[401, 403, 404, 409])
 def cancel_campaign(program_id: int, campaign_id: int) -> Campaign:
-    return service.cancel(access.program(program_id), campaign_id)
+    return service.cancel(programs.get(program_id), campaign_id)
 
 
 @bp.get(CAMPAIGNS + "/<int:campaign_id>/results")
@@ -270,4 +270,4 @@ def cancel_campaign(program_id: int, campaign_id: int) -> Campaign:
         "visits since the send by the campaign group versus the holdout group",
         responses=[401, 403, 404])
 def campaign_results(program_id: int, campaign_id: int) -> service.Results:
-    return service.results(access.program(program_id), campaign_id)
+    return service.results(programs.get(program_id), campaign_id)

@@ -30,8 +30,8 @@ from app.console.pages import bp, console_page
 from app.enrollment import links
 from app.errors import CardVoided, IdempotencyKeyReused, InsufficientPoints, NotFound
 from app.loyalty import balances, cards, ledger
-from app.loyalty import members as directory
 from app.loyalty.models import CardStatus, EntryKind, Program
+from app.members import directory
 from app.wallet import devices
 from app.web.pagekit import PageForm
 

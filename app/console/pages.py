@@ -97,7 +97,7 @@ def console_page(view: View | None = None, *, admin: bool = False) -> Any:
             access.limit_to(accounts.scope_of(account))
             if "program_id" in kwargs:
                 try:
-                    kwargs["program"] = access.program(kwargs.pop("program_id"))
+                    kwargs["program"] = programs.get(kwargs.pop("program_id"))
                 except NotFound:
                     abort(404)
                 g.program = kwargs["program"]

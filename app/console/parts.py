@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.campaigns import views as _campaigns  # noqa: F401 - the Campaigns section
 from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     accounts,
     audit_trail,
+    campaigns,
     design,
     members,
     pages,

@@ -25,7 +25,10 @@ def slugify(name: str) -> str:
 def get(program_id: int) -> Program:
     """The program with this id; ``NotFound`` (404) when there is none or it is outside the
     caller's programs (:mod:`app.access`), alike."""
-    return access.program(program_id)
+    found = db.session.get(Program, program_id) if access.current().allows(program_id) else None
+    if found is None:
+        raise NotFound(f"No program with id {program_id}.")
+    return found
 
 
 def get_by_slug(slug: str) -> Program:

@@ -9,7 +9,6 @@ from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
 from flask import url_for
 
-from app import access
 from app.auth.security import actor, auth
 from app.loyalty import programs
 from app.loyalty.schemas import DesignFieldsIn
@@ -137,7 +136,7 @@ class DesignPreviewOut(Schema):
         "applied to the stored design, and the contrast check a PATCH makes. Nothing is "
         "saved and no pass changes.", tags=["Loyalty"], responses=[401, 403, 404, 422])
 def preview_design(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
-    result = preview.preview(access.program(program_id), data)
+    result = preview.preview(programs.get(program_id), data)
     return {"pass_json": result.pass_json, "google_class": result.google_class,
             "contrast": [{**asdict(pair), "passes": pair.passes} for pair in result.contrast],
             "publishable": result.publishable}

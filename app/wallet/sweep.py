@@ -2,26 +2,38 @@
 
 Every ``POINTPASS_OUTBOX_SWEEP_SECONDS`` a coalesced sweep job resumes the marketer updates
 whose run died (:func:`app.wallet.updates.resume_interrupted`) and asks for an outbox drain,
-which delivers rows a dead drain had leased once their lease runs out. It runs in
-``pointpass worker``, or in the web process when jobs run in-process.
+which delivers rows a dead drain had leased once their lease runs out; in between it runs the
+periodic tasks other parts added with :func:`add_task` (campaigns start the scheduled ones
+that are due). It runs in ``pointpass worker``, or in the web process when jobs run
+in-process.
 """
 
 from __future__ import annotations
 
-from flask import Flask
+from collections.abc import Callable
+
+from flask import Flask, current_app
 
 from app import background
-from app.campaigns import service as campaigns
 from app.outbox import drain as outbox
 from app.wallet import updates
 
 SWEEP_KEY = "sweep"
+TASKS = "pointpass.sweep_tasks"
+
+
+def add_task(app: Flask, task: Callable[[], None]) -> None:
+    """Run ``task`` at every sweep of ``app`` (in the sweep's job, after the updates resume)."""
+    tasks = app.extensions.setdefault(TASKS, [])
+    if task not in tasks:
+        tasks.append(task)
 
 
 def sweep() -> None:
-    """Resume interrupted updates and drain the outbox (a job)."""
+    """Resume interrupted updates, run the added tasks and drain the outbox (a job)."""
     updates.resume_interrupted()
-    campaigns.start_due()
+    for task in current_app.extensions.get(TASKS, ()):
+        task()
     outbox.request_drain()
 
 
