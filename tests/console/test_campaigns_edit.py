@@ -154,3 +154,29 @@ def test_csrf_and_reach(app: Flask, api: ApiClient, program: dict[str, Any]) -> 
     assert api.get(f"/api/v1/programs/{other['id']}/campaigns/{theirs['id']}"
                    ).json["name"] == "Rainy day"
     assert form_token(html)
+
+
+def test_a_sections_link_is_current_on_its_own_pages(app: Flask, api: ApiClient,
+                                                     program: dict[str, Any]) -> None:
+    card = create_card(api, program, email="a@example.com")
+    campaign = _campaign(api, program)
+    client = _signed_in(app, [program["id"]])
+    base = f"/console/programs/{program['id']}"
+    with app.app_context():
+        from app.loyalty.models import Card
+
+        member_id = db.session.scalar(select(Card.member_id).where(
+            Card.serial_number == card["serial_number"]))
+        db.session.rollback()
+    reward = api.get(f"/api/v1/programs/{program['id']}/rewards").json["rewards"][0]["id"]
+    for path, label in ((f"/campaigns/{campaign['id']}", "Campaigns"),
+                        (f"/campaigns/{campaign['id']}/edit", "Campaigns"),
+                        (f"/members/{member_id}", "Members"),
+                        (f"/rewards/{reward}/retire", "Rewards and tiers"),
+                        ("/rewards", "Rewards and tiers")):
+        response = client.get(base + path)
+        assert response.status_code == 200, path
+        html = response.get_data(as_text=True)
+        nav = html[html.index('class="sections"'):html.index("</nav>", html.index(
+            'class="sections"'))]
+        assert re.findall(r'aria-current="page">([^<]+)</a>', nav) == [label], path
