@@ -132,8 +132,11 @@ class CampaignForm(SegmentForm):
         Optional(), NumberRange(1, MAX_POINTS)])
     holdout_percent = IntegerField(_l("Holdout: percent kept as a control group"),
                                    default=0, validators=[Optional(), NumberRange(0, 50)])
+    # Shown as the input's own format (date "T" minutes), as the browser posts it back.
     scheduled_at = DateTimeLocalField(_l("Send at (empty: when you press Send)"),
-                                      validators=[Optional()])
+                                      validators=[Optional()], format=[
+                                          "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S",
+                                          "%Y-%m-%d %H:%M:%S"])
 
     def __init__(self, program: Program, **kwargs: Any) -> None:
         super().__init__(program, **kwargs)

@@ -5,7 +5,9 @@ run; 409 once sent, 422 for bad input, CSRF, another program's campaign 404."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from sqlalchemy import select
@@ -93,7 +95,26 @@ def test_edit_a_draft_changes_its_dry_run(app: Flask, api: ApiClient,
         last = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
         assert last is not None and last.action == "campaign.update"
         assert last.target == f"campaign:{campaign['id']}"
+        assert {"name", "segment", "messages"} <= set(last.details["fields"])
         db.session.rollback()
+
+
+def test_a_scheduled_campaign_keeps_its_time_in_the_programs_zone(
+        app: Flask, api: ApiClient, program: dict[str, Any]) -> None:
+    zone = ZoneInfo(api.get(f"/api/v1/programs/{program['id']}").json["time_zone"])
+    when = datetime(2099, 3, 4, 9, 30, tzinfo=zone)
+    campaign = _campaign(api, program, scheduled_at=when.isoformat(), holdout_percent=10)
+    path = f"/api/v1/programs/{program['id']}/campaigns/{campaign['id']}"
+    assert api.post(path + "/send").json["status"] == "scheduled"
+    client = _signed_in(app, [program["id"]])
+    edit = f"/console/programs/{program['id']}/campaigns/{campaign['id']}/edit"
+    fields = _fields(client.get(edit).get_data(as_text=True))
+    assert fields["scheduled_at"].startswith("2099-03-04T09:30")
+    assert fields["holdout_percent"] == "10"
+    assert client.post(edit, data={**fields, "holdout_percent": "20"}).status_code == 303
+    got = api.get(path).json
+    assert got["status"] == "scheduled" and got["holdout_percent"] == 20
+    assert datetime.fromisoformat(got["scheduled_at"]) == when
 
 
 def test_bad_input_answers_422_with_the_form(app: Flask, api: ApiClient,
