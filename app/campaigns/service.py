@@ -97,17 +97,19 @@ def update_campaign(program: Program, campaign_id: int, **fields: Any) -> Campai
     campaign = get(program, campaign_id)
     if campaign.status not in EDITABLE:
         raise Conflict(f"A {campaign.status.value} campaign cannot be changed.")
+    changed = sorted(fields)
+    # Every check before any change: a refused update leaves the campaign as it was.
+    if "messages" in fields:
+        _check_messages(fields["messages"])
     if "segment" in fields:
         segment = fields.pop("segment")
         segments.check(program, segment)
         campaign.segment = segment.as_json()
-    if "messages" in fields:
-        _check_messages(fields["messages"])
     for name, value in fields.items():
         setattr(campaign, name, value)
     campaign.updated_at = clock_now()
     audit.record("campaign.update", program_id=program.id, target=f"campaign:{campaign.id}",
-                 details={"fields": sorted(fields)})
+                 details={"fields": changed})
     db.session.commit()
     return campaign
 

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import get_month_names
-from flask import abort, current_app, redirect, render_template, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -132,8 +132,11 @@ class CampaignForm(SegmentForm):
         Optional(), NumberRange(1, MAX_POINTS)])
     holdout_percent = IntegerField(_l("Holdout: percent kept as a control group"),
                                    default=0, validators=[Optional(), NumberRange(0, 50)])
+    # Shown as the input's own format (date "T" minutes), as the browser posts it back.
     scheduled_at = DateTimeLocalField(_l("Send at (empty: when you press Send)"),
-                                      validators=[Optional()])
+                                      validators=[Optional()], format=[
+                                          "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S",
+                                          "%Y-%m-%d %H:%M:%S"])
 
     def __init__(self, program: Program, **kwargs: Any) -> None:
         super().__init__(program, **kwargs)
@@ -209,8 +212,12 @@ def campaigns(program: Program) -> ResponseReturnValue:
 
 def _campaigns_page(program: Program, form: CampaignForm, found: int | None,
                     status: int) -> ResponseReturnValue:
-    return render_template("console/campaigns.html", form=form, count=found,
-                           campaigns=service.list_campaigns(program)), status
+    return render_template(
+        "console/campaigns.html", form=form, count=found,
+        campaigns=service.list_campaigns(program),
+        count_url=url_for("console.campaigns", program_id=program.id),
+        save_url=url_for("console.campaign_create", program_id=program.id),
+        save_label=_("Create draft")), status
 
 
 @bp.post("/programs/<int:program_id>/campaigns/new")
@@ -237,10 +244,104 @@ def campaign_create(program: Program) -> ResponseReturnValue:
 def campaign(program: Program, campaign_id: int) -> ResponseReturnValue:
     """A campaign: its dry run before sending, its progress while sending, its results."""
     found = _campaign_or_404(program, campaign_id)
-    dry = service.dry_run(program, campaign_id) if found.status in service.EDITABLE else None
+    return _campaign_page(program, found)
+
+
+def _campaign_page(program: Program, found: Any, problem: str | None = None,
+                   status: int = 200) -> ResponseReturnValue:
+    editable = found.status in service.EDITABLE
+    dry = service.dry_run(program, found.id) if editable else None
     return render_template("console/campaign.html", campaign=found, dry=dry,
-                           results=service.results(program, campaign_id),
-                           action_form=ActionForm())
+                           editable=editable, problem=problem,
+                           results=service.results(program, found.id),
+                           action_form=ActionForm()), status
+
+
+def _form_data(program: Program, campaign: Any) -> dict[str, Any]:
+    """The builder's fields for a stored campaign (days and times in the program's zone)."""
+    zone = ZoneInfo(program.time_zone)
+    segment = segments.Segment.from_json(campaign.segment)
+
+    def day(moment: date | datetime | None) -> date | None:
+        if isinstance(moment, datetime):
+            return moment.astimezone(zone).date()
+        return moment
+
+    def yes_no(value: bool | None) -> str:
+        return {True: "yes", False: "no"}.get(value, "")  # type: ignore[arg-type]
+
+    data: dict[str, Any] = {
+        "name": campaign.name, "bonus_points": campaign.bonus_points,
+        "holdout_percent": campaign.holdout_percent,
+        "scheduled_at": campaign.scheduled_at.astimezone(zone).replace(tzinfo=None)
+        if campaign.scheduled_at else None,
+        "tier_ids": list(segment.tier_ids), "languages": list(segment.languages),
+        "location_ids": list(segment.location_ids),
+        "last_visit_after": day(segment.last_visit_after),
+        "last_visit_before": day(segment.last_visit_before),
+        "balance_min": segment.balance_min, "balance_max": segment.balance_max,
+        "expiring_within_days": segment.expiring_within_days,
+        "birthday_month": str(segment.birthday_month) if segment.birthday_month else "",
+        "apple_installed": yes_no(segment.apple_installed),
+        "google_installed": yes_no(segment.google_installed),
+        "joined_from": day(segment.joined_from), "joined_until": day(segment.joined_until)}
+    for code, message in (campaign.messages or {}).items():
+        if code in LANGUAGE_NAMES:
+            data[f"lock_{code}"] = message.get("lock_screen", "")
+            data[f"back_{code}"] = message.get("back", "")
+    return data
+
+
+def _not_editable(program: Program, found: Any) -> ResponseReturnValue:
+    problem = _("This campaign is %(status)s: it can no longer be edited.",
+                status=str(STATUS_NAMES[found.status.value]).lower())
+    return _campaign_page(program, found, problem, 409)
+
+
+@bp.route("/programs/<int:program_id>/campaigns/<int:campaign_id>/edit",
+          methods=["GET", "POST"])
+@console_page
+def campaign_edit(program: Program, campaign_id: int) -> ResponseReturnValue:
+    """The builder filled with a draft or scheduled campaign: a plain POST with "count"
+    counts the conditions; saving changes it (service.update_campaign, as the API's PATCH)
+    and shows it."""
+    found = _campaign_or_404(program, campaign_id)
+    if found.status not in service.EDITABLE:
+        return _not_editable(program, found)
+    if request.method != "POST":
+        form = CampaignForm(program, data=_form_data(program, found))
+        return _edit_page(program, found, form, segments.count(
+            program, segments.Segment.from_json(found.segment)), 200)
+    form = CampaignForm(program)
+    if "count" in request.form:
+        found_count = _count(SegmentForm(program))
+        form.validate()
+        for name in ("name", "back_en"):
+            form[name].errors = []
+        return _edit_page(program, found, form, found_count,
+                          200 if found_count is not None else 422)
+    if form.validate():
+        try:
+            service.update_campaign(
+                program, campaign_id, name=form.name.data, segment=form.segment(),
+                messages=form.messages(), bonus_points=form.bonus_points.data,
+                holdout_percent=form.holdout_percent.data or 0, scheduled_at=form.when())
+        except Conflict:  # sent or cancelled meanwhile
+            return _not_editable(program, service.get(program, campaign_id))
+        except Unprocessable as error:
+            form.form_errors.append(error.detail)
+        else:
+            return redirect(url_for("console.campaign", program_id=program.id,
+                                    campaign_id=campaign_id), 303)
+    return _edit_page(program, found, form, None, 422)
+
+
+def _edit_page(program: Program, found: Any, form: CampaignForm, count: int | None,
+               status: int) -> ResponseReturnValue:
+    edit_url = url_for("console.campaign_edit", program_id=program.id, campaign_id=found.id)
+    return render_template("console/campaign_edit.html", campaign=found, form=form,
+                           count=count, count_url=edit_url, save_url=edit_url,
+                           save_label=_("Save changes")), status
 
 
 @bp.get("/programs/<int:program_id>/campaigns/<int:campaign_id>/progress")
@@ -298,4 +399,4 @@ def _campaign_words() -> dict[str, Any]:
     return {"status_names": STATUS_NAMES}
 
 
-pages.section(_l("Campaigns"), "console.campaigns")
+pages.section(_l("Campaigns"), "console.campaigns", pages=("console.campaign",))

@@ -39,7 +39,7 @@ from passes.artwork import KINDS, MIN_SIZE
 from passes.contrast import contrast_ratio
 from passes.languages import LANGUAGE_NAMES, LANGUAGES
 
-pages.section(_l("Design"), "console.design")
+pages.section(_l("Design"), "console.design", pages=("console.design",))
 
 HEX = Regexp(r"^#[0-9A-Fa-f]{6}$", message=_l("Write the colour as # and six hex digits, "
                                               "e.g. #1F2937."))

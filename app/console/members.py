@@ -35,7 +35,8 @@ from app.members import directory
 from app.wallet import devices
 from app.web.pagekit import PageForm
 
-pages.section(_l("Members"), "console.members")
+pages.section(_l("Members"), "console.members", pages=(
+    "console.member_page", "console.adjust_points", "console.void_card", "console.send_card_link"))
 
 
 # What the ledger calls each kind of entry.

@@ -58,6 +58,18 @@ class Section:
     label: Any  # a lazy string, translated when shown
     endpoint: str
     admin: bool = False
+    # The section's other pages: endpoints, or their beginnings ("console.campaign" for every
+    # campaign page). The link shows as current on them too.
+    pages: tuple[str, ...] = ()
+
+    def is_current(self, endpoint: str | None) -> bool:
+        """Whether the link is the current page's section (``g.section``, the endpoint of
+        a section a view names, wins over endpoints)."""
+        named = g.get("section")
+        if named:
+            return bool(named == self.endpoint)
+        return endpoint is not None and (
+            endpoint == self.endpoint or (bool(self.pages) and endpoint.startswith(self.pages)))
 
 
 SECTIONS: list[Section] = []
@@ -73,11 +85,13 @@ def order_sections(endpoints: list[str]) -> None:
                     else len(endpoints))
 
 
-def section(label: Any, endpoint: str, *, admin: bool = False, program: bool = True) -> None:
-    """Add a link to the console's navigation (a part calls this once, when imported)."""
+def section(label: Any, endpoint: str, *, admin: bool = False, program: bool = True,
+            pages: tuple[str, ...] = ()) -> None:
+    """Add a link to the console's navigation (a part calls this once, when imported).
+    ``pages``: the section's other pages' endpoints or their beginnings (see Section)."""
     target = SECTIONS if program else GLOBAL_SECTIONS
     if all(s.endpoint != endpoint for s in target):
-        target.append(Section(label, endpoint, admin))
+        target.append(Section(label, endpoint, admin, tuple(pages)))
 
 
 def console_page(view: View | None = None, *, admin: bool = False) -> Any:

@@ -47,8 +47,11 @@ from app.loyalty.models import CURRENCIES, EarningRule, Program, ProgramLocation
 from app.schemas import invisible_character
 from app.web.pagekit import PageForm
 
-pages.section(_l("Rewards and tiers"), "console.rewards")
-pages.section(_l("Earning rules"), "console.rules")
+pages.section(_l("Rewards and tiers"), "console.rewards", pages=(
+    "console.create_reward", "console.edit_reward", "console.move_reward", "console.retire_reward",
+    "console.create_tier", "console.edit_tier", "console.delete_tier"))
+pages.section(_l("Earning rules"), "console.rules", pages=(
+    "console.create_rule", "console.edit_rule", "console.switch_rule", "console.delete_rule"))
 
 
 def plain_text(form: Any, field: Field) -> None:

@@ -48,7 +48,10 @@ from app.web.pagekit import PageForm
 from app.web.qr import qr_svg
 from passes.languages import LANGUAGE_NAMES
 
-pages.section(_l("Staff and devices"), "console.staff", admin=True)
+pages.section(_l("Staff and devices"), "console.staff", admin=True, pages=(
+    "console.add_location", "console.edit_location", "console.add_member", "console.edit_member",
+    "console.reset_pin", "console.unlock_member", "console.enrol_device", "console.device_status",
+    "console.revoke_device"))
 
 PIN_RULE = Regexp(r"^[0-9]{4,8}$", message=_l("The PIN must be 4 to 8 digits."))
 
