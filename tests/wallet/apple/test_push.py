@@ -331,9 +331,17 @@ def test_a_removed_pass_is_neither_pushed_listed_nor_counted_until_added_again(
     assert progress["cards_with_wallet"] == 1 and progress["devices_pushed"] == 1
     assert phone.changed() == [kept]
 
+    other = Phone(push_app)  # another iPhone holds the card: it is pushed, the first is not
+    other.add(removed)
+    settle(push_app)
+    apns.reset()
+    assert api.post(f"/api/v1/cards/{removed}/earn", json={"points": 5}).status_code == 201
+    settle(push_app)
+    assert (len(apns.requests_for(other.token)), apns.requests_for(phone.token)) == (1, [])
+
     phone.add(removed)  # added again: installed, pushed and listed again
     apple = api.get(f"/api/v1/cards/{removed}/devices").json["apple"]
-    assert len(apple) == 1 and apple[0]["installed"] and apple[0]["removed_at"] is None
+    assert [(d["installed"], d["removed_at"]) for d in apple] == [(True, None), (True, None)]
     phone.changed()
     settle(push_app)
     apns.reset()
