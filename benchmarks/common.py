@@ -456,7 +456,8 @@ def floor_announce(conn: Any, card_id: int) -> None:
     conn.execute(
         "INSERT INTO pass_outbox (card_id, channel, update_id, attempts, available_at, "
         "created_at) SELECT c.id, 'apple', NULL, 0, now(), now() FROM cards c WHERE c.id IN "
-        "(%s) AND EXISTS (SELECT 1 FROM apple_registrations r WHERE r.card_id = c.id)",
+        "(%s) AND EXISTS (SELECT 1 FROM apple_registrations r WHERE r.card_id = c.id"
+        " AND r.removed_at IS NULL)",
         (card_id,))
 
 

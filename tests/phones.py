@@ -39,6 +39,13 @@ class Phone:
             json={"pushToken": self.token}, headers=self.auth(serial))
         assert response.status_code in (200, 201)
 
+    def remove(self, serial: str) -> None:
+        """The pass is removed from Wallet: the device unregisters."""
+        response = self.client.delete(
+            f"/passkit/v1/devices/{self.device}/registrations/{self.pass_type}/{serial}",
+            headers=self.auth(serial))
+        assert response.status_code == 200
+
     def changed(self) -> list[str]:
         query = f"?passesUpdatedSince={self.tag}" if self.tag else ""
         response = self.client.get(

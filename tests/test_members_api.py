@@ -95,9 +95,18 @@ def test_a_cards_ledger_lots_and_devices(
     assert marketer.get(f"/api/v1/cards/{serial}/devices").json == {
         "apple": [], "google": {"status": "not-created", "changed_at": None,
                                 "synced_at": None}}
-    register_device(app, serial)
+    phone = register_device(app, serial)
     devices = marketer.get(f"/api/v1/cards/{serial}/devices").json
     assert len(devices["apple"]) == 1 and devices["apple"][0]["registered_at"]
+    assert devices["apple"][0]["installed"] and devices["apple"][0]["removed_at"] is None
+    register_device(app, serial).remove(serial)  # a second iPhone, the pass removed from it
+    devices = marketer.get(f"/api/v1/cards/{serial}/devices").json["apple"]
+    assert [(d["installed"], d["removed_at"] is None) for d in devices] == [
+        (True, True), (False, False)]  # installed ones first
+    phone.remove(serial)
+    phone.add(serial)  # added again: installed since then
+    devices = marketer.get(f"/api/v1/cards/{serial}/devices").json["apple"]
+    assert [d["installed"] for d in devices] == [True, False]
     assert marketer.get("/api/v1/cards/NOSUCHCARD/lots").status_code == 404
 
 

@@ -115,7 +115,10 @@ class LotsOut(Schema):
 
 class AppleDeviceOut(Schema):
     device_id = fields.Integer()
-    registered_at = fields.DateTime()
+    installed = fields.Boolean(metadata={"description": "the pass is on the device now"})
+    registered_at = fields.DateTime(metadata={"description": "installed since"})
+    removed_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when the pass was removed from the device (null while installed)"})
 
 
 class GoogleObjectOut(Schema):
@@ -128,8 +131,8 @@ class GoogleObjectOut(Schema):
 
 class DevicesOut(Schema):
     apple = fields.List(fields.Nested(AppleDeviceOut), metadata={
-        "description": "devices with the pass installed now (removing the pass unregisters "
-        "its device)"})
+        "description": "devices with the pass installed now, then those it was removed "
+        "from (adding it again makes a device installed again)"})
     google = fields.Nested(GoogleObjectOut)
 
 

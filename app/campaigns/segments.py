@@ -136,7 +136,7 @@ def conditions(segment: Segment, at: datetime | None = None) -> list[ColumnEleme
     if segment.birthday_month is not None:
         where.append(Card.member_birthday_month == segment.birthday_month)
     if segment.apple_installed is not None:
-        installed = exists().where(Registration.card_id == Card.id)
+        installed = exists().where(Registration.card_id == Card.id, Registration.installed())
         where.append(installed if segment.apple_installed else not_(installed))
     if segment.google_installed is not None:
         saved = exists().where(GoogleObjectState.card_id == Card.id,

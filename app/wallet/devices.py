@@ -2,8 +2,9 @@
 Google Wallet object is saved.
 
 Apple Wallet registers a device when the pass is added and unregisters it when the pass is
-removed (the PassKit web service deletes the registration then): the registrations listed are
-the devices that have the pass installed now. Google tells us through its callbacks when a
+removed (the PassKit web service keeps the registration then, marked ``removed_at``): the
+registrations listed are the devices that have the pass installed now and those it was removed
+from. Google tells us through its callbacks when a
 holder saves the object or deletes it; ``saved_changed_at`` is when the last of those came.
 """
 
@@ -23,10 +24,16 @@ from app.wallet.google.models import GoogleObjectState
 
 @dataclass(frozen=True)
 class AppleDevice:
-    """A device with the card's pass installed: since ``registered_at``."""
+    """A device the card's pass was installed on since ``registered_at``; ``removed_at`` is when
+    it was removed from it (None while installed)."""
 
     device_id: int
     registered_at: datetime
+    removed_at: datetime | None = None
+
+    @property
+    def installed(self) -> bool:
+        return self.removed_at is None
 
 
 class GoogleStatus(enum.StrEnum):
@@ -50,12 +57,14 @@ class CardDevices:
 
 
 def of_card(card: Card) -> CardDevices:
-    """The card's Apple devices (oldest registration first) and its Google object's state."""
-    apple = [AppleDevice(device_id, at) for device_id, at in db.session.execute(
-        select(Registration.device_id, Registration.created_at)
+    """The card's Apple devices (installed ones first, each part oldest registration first)
+    and its Google object's state."""
+    apple = [AppleDevice(device_id, at, removed) for device_id, at, removed in db.session.execute(
+        select(Registration.device_id, Registration.created_at, Registration.removed_at)
         .join(Device, Device.id == Registration.device_id)
         .where(Registration.card_id == card.id)
-        .order_by(Registration.created_at, Registration.id))]
+        .order_by(Registration.removed_at.is_not(None), Registration.created_at,
+                  Registration.id))]
     state = db.session.get(GoogleObjectState, card.id)
     if state is None:
         google = GoogleObject(GoogleStatus.NOT_CREATED, None, None)

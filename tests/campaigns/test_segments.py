@@ -29,7 +29,8 @@ def population(app: Flask, api: ApiClient) -> dict[str, Any]:
       2026-01-10 (Silver), points expiring in 5 days, an iPhone registered;
     - B: id, July birthday, joined 2026-02-01, 50 points earned on 2026-03-01, expiring in
       40 days, saved to Google Wallet;
-    - C: th, joined 2026-03-15, no visit; D: en, voided; E: en, in another program.
+    - C: th, joined 2026-03-15, no visit, its pass added to an iPhone then removed (not
+      installed); D: en, voided; E: en, in another program.
     """
     program = create_program(api)
     other = create_program(api, slug="other-program", name="Other")
@@ -56,6 +57,7 @@ def population(app: Flask, api: ApiClient) -> dict[str, Any]:
     assert api.post(f"/api/v1/cards/{serial['D']}/void",
                     json={"reason": "lost"}).status_code == 200
     register_device(app, serial["A"])
+    register_device(app, serial["C"]).remove(serial["C"])
     now = datetime.now(UTC)
     with app.app_context():
         ids = {name: db.session.scalar(db.select(Card.id).where(Card.serial_number == s))

@@ -149,6 +149,7 @@ def test_a_members_page_shows_the_card_its_points_ledger_and_wallets(
     assert api.post(f"/api/v1/cards/{serial}/adjust",
                     json={"points": 40, "reason": "Welcome gift"}).status_code == 201
     register_device(app, serial)
+    register_device(app, serial).remove(serial)  # a second iPhone the pass was removed from
     with app.app_context():
         card_id = db.session.scalar(select(Card.id).where(Card.serial_number == serial))
         db.session.add(GoogleObjectState(
@@ -159,6 +160,7 @@ def test_a_members_page_shows_the_card_its_points_ledger_and_wallets(
     for expected in ("Siti Rahma", "siti.rahma@example.com", "+62 812-3456-7890",
                      "Bahasa Indonesia", serial, "receipt-77", "Welcome gift",
                      "API key “test admin”", "Installed on a device since", "Saved",
+                     "Removed from a device at",
                      "<td>earned</td>", "<td>adjusted</td>",
                      # 20 Nov 2026 03:00 UTC is 10:00 in Jakarta
                      "Nov 20, 2026, 10:00:00"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ColumnElement, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -26,16 +26,30 @@ class Device(db.Model):
 
 
 class Registration(db.Model):
-    """A device asked to be told when a card's pass changes."""
+    """A device asked to be told when a card's pass changes.
+
+    Unregistering (the pass removed from the device) keeps the row with ``removed_at`` set,
+    so a member's page can show the device as removed; registering again clears it. Every
+    reader for pushes, serial lists and counts takes only the rows where it is None
+    (``Registration.installed()``).
+    """
 
     __tablename__ = "apple_registrations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("apple_devices.id", ondelete="CASCADE"))
-    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"), index=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     device: Mapped[Device] = relationship()
     card: Mapped[Card] = relationship()
 
-    __table_args__ = (UniqueConstraint("device_id", "card_id"),)
+    # (card_id, removed_at): "the card is installed on a device" is read from the index alone.
+    __table_args__ = (UniqueConstraint("device_id", "card_id"),
+                      Index("ix_apple_registrations_card_id_removed_at", "card_id", "removed_at"))
+
+    @classmethod
+    def installed(cls) -> ColumnElement[bool]:
+        """The condition for a registration whose pass is still on the device."""
+        return cls.removed_at.is_(None)

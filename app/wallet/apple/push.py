@@ -77,7 +77,7 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     targets = db.session.execute(
         select(Device.push_token, Registration.card_id)
         .join(Registration, Registration.device_id == Device.id)
-        .where(Registration.card_id.in_(list(card_rows)))
+        .where(Registration.card_id.in_(list(card_rows)), Registration.installed())
     ).all()
     db.session.rollback()
     cards_of: dict[str, set[int]] = defaultdict(set)
@@ -134,7 +134,8 @@ def forget_token(result: PushResult) -> None:
 
 def audience(card_id: ColumnElement[int], new_cards: bool) -> ColumnElement[bool]:
     """The changed cards a device registered (a new card has none yet)."""
-    return select(Registration.id).where(Registration.card_id == card_id).exists()
+    return select(Registration.id).where(Registration.card_id == card_id,
+                                         Registration.installed()).exists()
 
 
 def enabled() -> bool:

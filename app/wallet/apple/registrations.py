@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -29,28 +29,35 @@ def register(library_identifier: str, card: Card, push_token: str) -> bool:
         device.push_token = push_token
         device.registered_at = now
     db.session.flush()
-    exists = db.session.scalar(select(Registration.id).where(
+    registration = db.session.scalar(select(Registration).where(
         Registration.device_id == device.id, Registration.card_id == card.id))
-    if exists is None:
-        db.session.add(Registration(device_id=device.id, card_id=card.id))
+    if registration is None:
+        db.session.add(Registration(device_id=device.id, card_id=card.id, created_at=now))
+        created = True
+    else:
+        # A pass removed from the device and added again is a new registration to Apple
+        # (201), installed since now.
+        created = registration.removed_at is not None
+        if created:
+            registration.removed_at = None
+            registration.created_at = now
     try:
         db.session.commit()
     except IntegrityError:  # the same device registered the same pass concurrently
         db.session.rollback()
         return False
-    return exists is None
+    return created
 
 
 def unregister(library_identifier: str, card: Card) -> None:
-    """Stop pushes for the card on the device (and forget a device left with none). Commits."""
+    """Stop pushes for the card on the device: its registration is kept, marked removed (the
+    member's page lists it so). Commits."""
     device_id = db.session.scalar(select(Device.id).where(
         Device.library_identifier == library_identifier))
     if device_id is not None:
-        db.session.execute(delete(Registration).where(
-            Registration.device_id == device_id, Registration.card_id == card.id))
-        if db.session.scalar(select(Registration.id).where(
-                Registration.device_id == device_id).limit(1)) is None:
-            db.session.execute(delete(Device).where(Device.id == device_id))
+        db.session.execute(update(Registration).where(
+            Registration.device_id == device_id, Registration.card_id == card.id,
+            Registration.installed()).values(removed_at=utcnow()))
     db.session.commit()
 
 
@@ -62,7 +69,7 @@ def updated_serials(library_identifier: str, since: int | None) -> tuple[list[st
         select(Card.serial_number)
         .join(Registration, Registration.card_id == Card.id)
         .join(Device, Device.id == Registration.device_id)
-        .where(Device.library_identifier == library_identifier)
+        .where(Device.library_identifier == library_identifier, Registration.installed())
         .order_by(Card.serial_number)
     )
     if since is not None:

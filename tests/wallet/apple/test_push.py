@@ -298,3 +298,54 @@ def _pending(app: Flask) -> int:
         count = outbox.pending()
         db.session.rollback()
         return count
+
+
+def test_a_removed_pass_is_neither_pushed_listed_nor_counted_until_added_again(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    api = admin_api(push_app)
+    program = create_program(api)
+    kept, removed = _enroll(api, program), _enroll(api, program)
+    phone = Phone(push_app)
+    phone.add(kept)
+    phone.add(removed)
+    assert sorted(phone.changed()) == sorted([kept, removed])
+    phone.remove(removed)
+    settle(push_app)
+    apns.reset()
+
+    assert api.post(f"/api/v1/cards/{removed}/earn", json={"points": 5}).status_code == 201
+    settle(push_app)
+    assert apns.requests_for(phone.token) == []  # its only registration left is removed
+    assert phone.changed() == []
+    apple = api.get(f"/api/v1/cards/{removed}/devices").json["apple"]
+    assert len(apple) == 1 and not apple[0]["installed"] and apple[0]["removed_at"]
+
+    # A marketer's update counts the cards a wallet holds: the removed one is not among them.
+    response = api.post(f"/api/v1/programs/{program['id']}/updates",
+                        json={"message": "Hello"})
+    assert response.status_code == 202
+    settle(push_app)
+    progress = api.get(response.json["url"]).json
+    assert (progress["status"], progress["cards_total"]) == ("done", 2)
+    assert progress["cards_with_wallet"] == 1 and progress["devices_pushed"] == 1
+    assert phone.changed() == [kept]
+
+    other = Phone(push_app)  # another iPhone holds the card: it is pushed, the first is not
+    other.add(removed)
+    settle(push_app)
+    apns.reset()
+    assert api.post(f"/api/v1/cards/{removed}/earn", json={"points": 5}).status_code == 201
+    settle(push_app)
+    assert (len(apns.requests_for(other.token)), apns.requests_for(phone.token)) == (1, [])
+
+    phone.add(removed)  # added again: installed, pushed and listed again
+    apple = api.get(f"/api/v1/cards/{removed}/devices").json["apple"]
+    assert [(d["installed"], d["removed_at"]) for d in apple] == [(True, None), (True, None)]
+    phone.changed()
+    settle(push_app)
+    apns.reset()
+    assert api.post(f"/api/v1/cards/{removed}/earn", json={"points": 5}).status_code == 201
+    settle(push_app)
+    assert len(apns.requests_for(phone.token)) == 1
+    assert removed in phone.changed()

@@ -232,9 +232,27 @@ def test_unregister(app: Flask, wallet: Wallet, card: dict[str, Any]) -> None:
     assert wallet.unregister(serial, "z" * 32).status_code == 401
     assert row_counts(app, Device, Registration) == (1, 1)
     assert wallet.unregister(serial, auth).status_code == 200
-    assert row_counts(app, Device, Registration) == (0, 0)
+    # The registration is kept, marked removed, and no longer listed.
+    assert row_counts(app, Device, Registration) == (1, 1)
+    removed_at = _removed_at(app)
+    assert removed_at is not None
     assert wallet.unregister(serial, auth).status_code == 200  # already gone: still 200
+    assert _removed_at(app) == removed_at  # the first removal's time stays
+    assert wallet.unregister(serial, auth, device="f" * 32).status_code == 200  # unknown
     assert wallet.serials().status_code == 204
+    # Added again: a new registration to Apple (201), installed again, listed again.
+    assert wallet.register(serial, auth).status_code == 201
+    assert _removed_at(app) is None
+    assert row_counts(app, Device, Registration) == (1, 1)
+    assert wallet.serials().json["serialNumbers"] == [serial]
+    assert wallet.register(serial, auth).status_code == 200
+
+
+def _removed_at(app: Flask) -> Any:
+    with app.app_context():
+        removed_at = db.session.scalar(select(Registration.removed_at))
+        db.session.rollback()
+        return removed_at
 
 
 def test_log_endpoint(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
