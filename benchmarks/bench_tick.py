@@ -51,10 +51,12 @@ GENERATE = [
     """INSERT INTO cards (id, program_id, member_id, serial_number, authentication_token,
                           barcode_secret, barcode_version, status, balance, lifetime_points,
                           tier_id, version, updated_at, created_at, last_modified,
-                          change_stamp, totp_last_counter)
+                          change_stamp, totp_last_counter, last_visit_at, member_language,
+                          member_joined_at)
        SELECT g, %(program)s, g, 'BENCH' || lpad(g::text, 10, '0'), md5(g::text),
               md5('secret' || g), 1, 'active', 360, 400, %(bronze)s, 1, %(t0)s, %(t0)s,
-              extract(epoch FROM %(t0)s::timestamptz)::bigint, 0, 0
+              extract(epoch FROM %(t0)s::timestamptz)::bigint, 0, 0,
+              %(t0)s::timestamptz + interval '6 minutes', 'en', %(t0)s
        FROM generate_series(1, %(cards)s) g""",
     # Earns of lots 1-5 (lot 3 pending), then a redemption of 40 points.
     """INSERT INTO ledger_entries (id, card_id, kind, points, pending_points, balance_after,
