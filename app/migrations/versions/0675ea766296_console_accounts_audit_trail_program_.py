@@ -1,5 +1,7 @@
-"""console accounts and their one-time links, the audit trail, the programs an API key
-reaches, and the order and retirement of rewards
+"""console accounts, one-time links, audit trail, API key programs, reward order
+
+The accounts of the console and their one-time links, the audit trail, the programs an API key
+reaches, and the order and retirement of rewards.
 
 Revision ID: 0675ea766296
 Revises: b230405beaba

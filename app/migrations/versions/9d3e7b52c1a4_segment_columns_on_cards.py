@@ -1,5 +1,7 @@
-"""segment columns on cards: the last visit and copies of the member's language, birthday
-month and joining time, with covering indexes for segment counts
+"""segment columns on cards: last visit, member language, birthday month, joined
+
+The last visit and copies of the member's language, birthday month and joining time, with
+covering indexes for segment counts.
 
 Revision ID: 9d3e7b52c1a4
 Revises: 44f71068c116

@@ -1,5 +1,6 @@
-"""apple registrations: removed_at (a removed pass keeps its registration, marked removed),
-and the card index carries it
+"""apple registrations: removed_at
+
+A removed pass keeps its registration, marked removed, and the card index carries it.
 
 Revision ID: b7e1d4a90c25
 Revises: 9d3e7b52c1a4
