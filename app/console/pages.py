@@ -202,7 +202,8 @@ def login() -> ResponseReturnValue:
         form.form_errors.append(_("That e-mail address and password do not match an account."))
         return _sign_in_page(form, 401)
     if not accounts.may_use_console(account):
-        return render_template("console/forbidden.html", account=account), 403
+        # No session starts, so the page shows no account (nor a sign-out button).
+        return render_template("console/forbidden.html"), 403
     console_session.sign_in(account)
     return redirect(next_url, 303)
 

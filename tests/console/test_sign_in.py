@@ -71,6 +71,7 @@ def test_a_staff_account_cannot_open_the_console(app: Flask) -> None:
     client = app.test_client()
     answer = sign_in(client, "till@example.com")
     assert answer.status_code == 403
+    assert "till@example.com" not in answer.get_data(as_text=True)  # nobody is signed in
     assert client.get("/console").status_code == 303  # and no session was started
 
 
