@@ -146,7 +146,7 @@ def _page_context() -> dict[str, Any]:
     account = g.get("account")
     visible = []
     if account is not None:
-        visible = [p for p in programs.all_programs() if access.current().allows(p.id)]
+        visible = programs.reachable_programs()
     return {"lang": str(get_locale() or "en"), "language_names": LANGUAGE_NAMES,
             "language_url": _language_url, "account": account,
             "program": g.get("program"), "visible_programs": visible,
@@ -235,7 +235,7 @@ def logout() -> ResponseReturnValue:
 @console_page
 def index() -> ResponseReturnValue:
     """The programs this account manages; with just one, that program's page."""
-    visible = [p for p in programs.all_programs() if access.current().allows(p.id)]
+    visible = programs.reachable_programs()
     if len(visible) == 1:
         return redirect(url_for("console.program_home", program_id=visible[0].id), 303)
     return render_template("console/programs.html", programs=visible)

@@ -10,7 +10,7 @@ read on every request, so deactivating it, changing its password or "sign out ev
 
 from __future__ import annotations
 
-from flask import current_app, session
+from flask import current_app, g, session
 
 from app.accounts.models import Account
 from app.extensions import db
@@ -24,11 +24,13 @@ DEFAULT_IDLE_SECONDS = 30 * 60
 DEFAULT_SESSION_SECONDS = 12 * 3600
 # The last-request time is rewritten (a new cookie) at most this often, not on every request.
 SEEN_RESOLUTION_SECONDS = 30
+_CHECKED = "console_signed_in"  # this request's answer of signed_in(), on flask.g
 
 
 def sign_in(account: Account) -> None:
     """Start a fresh session: nothing from before sign-in carries over (a new CSRF token too,
     so a token planted before sign-in is worthless)."""
+    g.pop(_CHECKED, None)
     session.clear()
     now = int(clock().timestamp())
     session[SESSION_ACCOUNT] = account.id
@@ -38,13 +40,20 @@ def sign_in(account: Account) -> None:
 
 
 def sign_out() -> None:
+    g.pop(_CHECKED, None)
     for name in (SESSION_ACCOUNT, SESSION_VERSION, SESSION_SINCE, SESSION_SEEN):
         session.pop(name, None)
 
 
 def signed_in() -> Account | None:
     """The account of this session, if the session is still good; else None (and the session
-    is ended)."""
+    is ended). Checked once per request (the language selector and the page both ask)."""
+    if _CHECKED not in g:
+        g.setdefault(_CHECKED, _check())
+    return g.get(_CHECKED)  # type: ignore[no-any-return]
+
+
+def _check() -> Account | None:
     account_id, version = session.get(SESSION_ACCOUNT), session.get(SESSION_VERSION)
     since, seen = session.get(SESSION_SINCE), session.get(SESSION_SEEN)
     if not all(isinstance(v, int) for v in (account_id, version, since, seen)):

@@ -263,7 +263,7 @@ def add_member(program: Program) -> ResponseReturnValue:
 def _member(program: Program, member_id: int) -> StaffMember:
     """The staff member, if they work at one of this program's locations; else 404."""
     try:
-        member = members.get_in_reach(member_id)
+        member = members.get(member_id)
     except NotFound:
         abort(404)
     if not any(loc.program_id == program.id for loc in member.locations):

@@ -69,7 +69,7 @@ def update(member_id: int, *, name: str | None = None, pin: str | None = None,
     ``staff.update`` (the fields changed, their new values), ``staff.pin`` (never the PIN)
     and ``staff.unlock``.
     """
-    member = get_in_reach(member_id)
+    member = get(member_id)
     before = _programs_of(member.locations)
     changed: dict[str, Any] = {}
     if name is not None and _checked_name(name) != member.name:
@@ -105,13 +105,6 @@ def update(member_id: int, *, name: str | None = None, pin: str | None = None,
 def unlock(member_id: int) -> StaffMember:
     """Lift the member's PIN lock and forget their wrong PINs (see :func:`update`)."""
     return update(member_id, unlock=True)
-
-
-def get_in_reach(member_id: int) -> StaffMember:
-    """The staff member, if every location they work at is of one of the caller's programs
-    (:mod:`app.access`; who also works for a program out of reach is that program's too);
-    else ``NotFound`` (404), as for one that does not exist."""
-    return get(member_id)
 
 
 def in_reach(program_id: int | None = None) -> Sequence[StaffMember]:

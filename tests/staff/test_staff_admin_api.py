@@ -164,7 +164,7 @@ def test_the_services_keep_a_scoped_caller_to_its_programs(
         assert [m.name for m in members.in_reach(teh["program"]["id"])] == []
         assert [d.id for d in devices.all_devices()] == [kopi["device"]]
         with pytest.raises(NotFound):
-            members.get_in_reach(teh["member"])
+            members.get(teh["member"])
         with pytest.raises(NotFound):
             members.update(teh["member"], active=False)
         with pytest.raises(NotFound):
@@ -186,7 +186,7 @@ def test_the_services_keep_a_scoped_caller_to_its_programs(
         assert [m.name for m in members.in_reach()] == ["Dewi"]
         with pytest.raises(NotFound):
             members.update(both_id, location_ids=[], program_id=kopi["program"]["id"])
-        assert members.get_in_reach(kopi["member"]).name == "Dewi"
+        assert members.get(kopi["member"]).name == "Dewi"
     with app.test_request_context():  # a caller of every program (an admin's session)
         # Naming one program replaces the locations at that program only: the others stay.
         changed = members.update(both_id, location_ids=[], program_id=kopi["program"]["id"])
