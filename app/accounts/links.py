@@ -23,7 +23,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 
-from app import audit
+from app import audit, background
 from app.accounts import mail
 from app.accounts import service as accounts
 from app.accounts.models import Account, AccountRole, AccountToken, TokenPurpose
@@ -103,6 +103,14 @@ def reset_link(account: Account) -> Link:
     audit.record("account.reset-link", target=f"account:{account.id}")
     db.session.commit()
     return Link(account, url, _send_reset(account, url))
+
+
+def ask_for_reset(email: str) -> None:
+    """Someone forgot their password: :func:`request_reset` runs as a job once this
+    transaction commits (commits), so the answer takes as long whether or not a message is
+    sent, and its timing does not tell which addresses have accounts."""
+    background.enqueue_after_commit(request_reset, email)
+    db.session.commit()
 
 
 def request_reset(email: str) -> None:

@@ -28,7 +28,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app import background, ratelimit
+from app import ratelimit
 from app.accounts import links, mail
 from app.accounts import service as accounts
 from app.accounts.models import Account, AccountRole, TokenPurpose
@@ -37,7 +37,6 @@ from app.console import pages
 from app.console import session as console_session
 from app.console.pages import bp, console_page, current_account
 from app.errors import DomainError, NotFound
-from app.extensions import db
 from app.loyalty import programs
 from app.web.pagekit import PageForm
 from passes.languages import LANGUAGE_NAMES
@@ -370,10 +369,7 @@ def forgot() -> ResponseReturnValue:
             form.form_errors.append(_("Too many requests. Try again later."))
             return render_template("console/forgot.html", form=form,
                                    mail_configured=mail.configured()), 429, error.headers
-        # In the background: the answer takes as long whether or not a message is sent, so
-        # its timing does not tell which addresses have accounts either.
-        background.enqueue_after_commit(links.request_reset, email)
-        db.session.commit()
+        links.ask_for_reset(email)
         return redirect(url_for("console.forgot", asked="1"), 303)
     status = 422 if request.method == "POST" else 200
     return render_template("console/forgot.html", form=form, asked=bool(request.args.get("asked")),
