@@ -40,6 +40,7 @@ from app.campaigns.api import bp as campaigns_api
 from app.console import parts as console_parts
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
+from app.feedback import models as _feedback_models  # noqa: F401
 from app.loyalty import artwork_views, tick
 from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api
@@ -53,6 +54,7 @@ from app.schemas import MAX_ID
 from app.staff import models as _staff_models  # noqa: F401
 from app.staff.api import bp as till_admin_api
 from app.staff.views import bp as till_pages
+from app.wallet import events as _wallet_events  # noqa: F401
 from app.wallet import sweep
 from app.wallet.api import bp as updates_api
 from app.wallet.apple import models as _apple_models  # noqa: F401

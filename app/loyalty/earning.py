@@ -5,7 +5,7 @@ earning rules on it, in one posting (:mod:`app.loyalty.ledger` for the posting,
 from __future__ import annotations
 
 from app.errors import Unprocessable
-from app.loyalty import rules
+from app.loyalty import rules, visits
 from app.loyalty.ledger import AtTheTill, Posting, fingerprint, points_for_amount, posting
 from app.loyalty.models import EntryKind
 
@@ -66,5 +66,13 @@ def earn(
                         amount=amount, currency=currency, till=till, location_id=location_id)
         if not apply_rules:
             return earned
-        return rules.award_on_earn(p, earned, plan, base_points=points, tiers=tiers,
-                                   actor=actor, till=till, location_id=location_id)
+        result = rules.award_on_earn(p, earned, plan, base_points=points, tiers=tiers,
+                                     actor=actor, till=till, location_id=location_id)
+        if not result.replayed:
+            visits.visited(p, visits.Visit(
+                entry_id=earned.entry.id, kind=EntryKind.EARN, at=earned.entry.created_at,
+                location_id=location_id if location_id is not None else (
+                    till.location_id if till else None),
+                staff_member_id=till.staff_member_id if till else None,
+                device_id=till.device_id if till else None))
+        return result

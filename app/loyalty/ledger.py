@@ -56,6 +56,7 @@ from app.loyalty.lots import OpenLot
 from app.loyalty.models import (
     Card,
     CardStatus,
+    Challenge,
     EarningRule,
     EntryKind,
     LedgerEntry,
@@ -143,6 +144,10 @@ class LockedCard:
     points_expire_after_days: int | None = None
     refund_shortfall: str = "clamp"
     has_purchase_rules: bool = True
+    # For the visit listeners (app.loyalty.visits): the program's feedback setting, and
+    # whether it has challenges that are not retired.
+    feedback_every_days: int | None = None
+    has_challenges: bool = False
 
 
 def fingerprint(**request: Any) -> str:
@@ -178,7 +183,11 @@ _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.li
                      or_(EarningRule.kind == RuleKind.MULTIPLIER,
                          EarningRule.kind == RuleKind.BONUS,
                          EarningRule.kind == RuleKind.REFERRAL),
-                 ).exists().label("has_purchase_rules"))
+                 ).exists().label("has_purchase_rules"),
+                 Program.feedback_every_days,
+                 select(Challenge.id).where(
+                     Challenge.program_id == Card.program_id, Challenge.retired_at.is_(None),
+                 ).exists().label("has_challenges"))
 _LOCKED_CARD_FIELDS = len(_LOCK_COLUMNS)
 _PROGRAM_ID = next(i for i, column in enumerate(_LOCK_COLUMNS) if column is Card.program_id)
 

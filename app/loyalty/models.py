@@ -75,6 +75,14 @@ class Program(db.Model):
                                                   server_default="clamp")
     # The program's IANA time zone: birthdays, days of week and local time windows of rules.
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    # In-card feedback (NPS): after a visit at a location, at most once per this many days per
+    # member, the pass links to a one-question page (None: the program asks for none);
+    # ``feedback_lock_screen``: the pass's field says so on the lock screen too.
+    feedback_every_days: Mapped[int | None] = mapped_column(default=None)
+    feedback_lock_screen: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # What 1,000 points are worth, in minor units of the program's currency (the analytics'
+    # liability in money; None: not set, so no money figure).
+    value_of_1000_points: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     # Every reward, retired ones too, in the program's order (app.loyalty.rewards says which
@@ -102,6 +110,8 @@ class Program(db.Model):
         CheckConstraint("expiry_reminder_days >= 0", name="expiry_reminder_days_non_negative"),
         CheckConstraint("pending_days >= 0", name="pending_days_non_negative"),
         CheckConstraint("refund_shortfall IN ('clamp', 'forgive')", name="refund_shortfall_kind"),
+        CheckConstraint("feedback_every_days > 0", name="feedback_every_days_positive"),
+        CheckConstraint("value_of_1000_points >= 0", name="value_of_1000_points_non_negative"),
     )
 
 
@@ -428,3 +438,51 @@ class EarningRule(PartOfProgram, db.Model):
                         name="referral_points_non_negative"),
     )
 
+
+
+class ChallengeKind(enum.StrEnum):
+    VISITS = "visits"  # ``target`` visits (earns and redemptions)
+    REWARDS = "rewards"  # ``target`` different rewards redeemed
+    LOCATIONS = "locations"  # visits at ``target`` different locations
+
+
+class Challenge(PartOfProgram, db.Model):
+    """A goal a member reaches by visiting (``kind``, ``target``, within ``window_days`` days
+    when given, else ever). Reaching it gives the card the challenge's badge once, and its
+    ``bonus_points`` (if any) as a ``bonus`` entry with idempotency key
+    ``challenge:<id>`` (so once per card). ``texts``: the name in other languages
+    (``{"th": "..."}``). Retired challenges award nothing more; badges stay."""
+
+    __tablename__ = "challenges"
+
+    name: Mapped[str] = mapped_column(String(120))
+    texts: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    kind: Mapped[ChallengeKind] = mapped_column(stored_enum(ChallengeKind, "challenge_kind"))
+    target: Mapped[int]
+    window_days: Mapped[int | None]
+    bonus_points: Mapped[int | None] = mapped_column(BigInteger)
+    position: Mapped[int] = mapped_column(default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("target > 0", name="target_positive"),
+        CheckConstraint("window_days > 0", name="window_days_positive"),
+        CheckConstraint("bonus_points > 0", name="bonus_points_positive"),
+    )
+
+
+class CardBadge(db.Model):
+    """A challenge a card reached, when, and the ``bonus`` entry that paid its points."""
+
+    __tablename__ = "card_badges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
+    challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id"))
+    earned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+
+    __table_args__ = (UniqueConstraint("card_id", "challenge_id"),
+                      Index("ix_card_badges_challenge_id_earned_at", "challenge_id",
+                            "earned_at"))

@@ -30,7 +30,7 @@ from sqlalchemy.orm import joinedload
 from app import access, dbutil
 from app.errors import CardVoided, CodeAlreadyUsed, Conflict, InvalidCode, NotFound, Unprocessable
 from app.extensions import db
-from app.loyalty import ledger
+from app.loyalty import ledger, visits
 from app.loyalty.models import Card, CardStatus, EntryKind, Program, ProgramLocation, Reward
 from app.loyalty.rewards import offered
 from app.redemption import shortcodes
@@ -349,6 +349,10 @@ def redeem(
             "location_id": location_id, "created_at": posting.entry.created_at,
         })
         assert recorded is not None  # INSERT ... RETURNING gives its row
+        visits.visited(p, visits.Visit(
+            entry_id=posting.entry.id, kind=EntryKind.REDEEM, at=posting.entry.created_at,
+            location_id=location_id, staff_member_id=staff.staff_member_id,
+            device_id=staff.device_id, reward_id=reward_id, redemption_id=recorded[0]))
     return RedemptionResult(
         id=recorded[0], serial_number=serial, reward_id=reward_id, reward_name=reward_name,
         points=points, balance=posting.balance, tier=posting.tier, location_id=location_id,

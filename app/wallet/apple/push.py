@@ -23,6 +23,8 @@ from app.outbox.channels import Channel, Claimed, Delivery
 from app.wallet.apple.apns import APNS_URL, APNsClient, Outcome, PushResult
 from app.wallet.apple.models import Device, Registration
 from app.wallet.apple.setup import AppleWallet, apple_wallet
+from app.wallet.events import Platform, WalletEventKind
+from app.wallet.events import record as record_event
 
 log = logging.getLogger("pointpass.apple.push")
 
@@ -126,10 +128,23 @@ def forget_token(result: PushResult) -> None:
         devices = devices.where(Device.registered_at < gone_at)
     ids = list(db.session.scalars(devices))
     if ids:
+        # The passes on a dead device are gone from its wallet: the analytics count them
+        # as removed (app.wallet.events).
+        for device_id, card_ids in _installed_cards(ids).items():
+            record_event(card_ids, Platform.APPLE, WalletEventKind.REMOVED, device_id=device_id)
         db.session.execute(delete(Registration).where(Registration.device_id.in_(ids)))
         db.session.execute(delete(Device).where(Device.id.in_(ids)))
         log.info("APNs said %s for a token: removed %d device(s)", result.outcome.value,
                  len(ids))
+
+
+def _installed_cards(device_ids: list[int]) -> dict[int, list[int]]:
+    cards: dict[int, list[int]] = {}
+    for device_id, card_id in db.session.execute(
+            select(Registration.device_id, Registration.card_id).where(
+                Registration.device_id.in_(device_ids), Registration.installed())):
+        cards.setdefault(device_id, []).append(card_id)
+    return cards
 
 
 def audience(card_id: ColumnElement[int], new_cards: bool) -> ColumnElement[bool]:

@@ -10,6 +10,8 @@ from app.loyalty import changes
 from app.loyalty.models import Card
 from app.timeutil import utcnow
 from app.wallet.apple.models import Device, Registration
+from app.wallet.events import Platform, WalletEventKind
+from app.wallet.events import record as record_event
 
 
 def register(library_identifier: str, card: Card, push_token: str) -> bool:
@@ -41,6 +43,9 @@ def register(library_identifier: str, card: Card, push_token: str) -> bool:
         if created:
             registration.removed_at = None
             registration.created_at = now
+    if created:
+        record_event([card.id], Platform.APPLE, WalletEventKind.INSTALLED, device_id=device.id,
+                     at=now)
     try:
         db.session.commit()
     except IntegrityError:  # the same device registered the same pass concurrently
@@ -55,9 +60,12 @@ def unregister(library_identifier: str, card: Card) -> None:
     device_id = db.session.scalar(select(Device.id).where(
         Device.library_identifier == library_identifier))
     if device_id is not None:
-        db.session.execute(update(Registration).where(
+        removed = db.session.execute(update(Registration).where(
             Registration.device_id == device_id, Registration.card_id == card.id,
-            Registration.installed()).values(removed_at=utcnow()))
+            Registration.installed()).values(removed_at=utcnow())).rowcount
+        if removed:
+            record_event([card.id], Platform.APPLE, WalletEventKind.REMOVED,
+                         device_id=device_id)
     db.session.commit()
 
 

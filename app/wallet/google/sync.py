@@ -43,6 +43,7 @@ from app.loyalty.models import Card, CardStatus, Program
 from app.outbox.channels import Channel, Claimed, Delivery
 from app.outbox.models import OutboxEntry, PassUpdate
 from app.timeutil import utcnow
+from app.wallet import events
 from app.wallet.google.client import RETRYABLE_403_REASONS, GoogleWalletError
 from app.wallet.google.models import (
     GoogleCallbackNonce,
@@ -378,7 +379,12 @@ def record_callback(wallet: GoogleWallet, event: WalletCallback) -> bool:
     if event.object_id.startswith(prefix) and card_id is not None:
         state = db.session.get(GoogleObjectState, card_id)
         if state is not None:
-            state.saved = event.event_type == "save"
+            saved = event.event_type == "save"
+            if state.saved != saved:  # a repeated save (or delete) changes nothing
+                events.record([card_id], events.Platform.GOOGLE,
+                              events.WalletEventKind.INSTALLED if saved
+                              else events.WalletEventKind.REMOVED)
+            state.saved = saved
             state.saved_changed_at = utcnow()
         log.info("Google Wallet %s of card %s", event.event_type, serial)
     else:

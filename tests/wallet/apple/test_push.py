@@ -27,6 +27,7 @@ from app.outbox import drain as outbox
 from app.outbox.models import OutboxEntry
 from app.timeutil import utcnow
 from app.wallet.apple.models import Device
+from app.wallet.events import WalletEvent, WalletEventKind
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     ApiClient,
@@ -135,7 +136,13 @@ def test_410_removes_the_device_unless_it_registered_again_later(
     assert len(apns.requests_for(gone.token)) == 1
     with push_app.app_context():
         tokens = set(db.session.scalars(select(Device.push_token)))
+        # The dead device's pass counts as removed (app.wallet.events); the live one's not.
+        removed = db.session.execute(select(Card.serial_number).join(
+            WalletEvent, WalletEvent.card_id == Card.id).where(
+            WalletEvent.kind == WalletEventKind.REMOVED)).scalars().all()
+        db.session.rollback()
     assert tokens == {back.token}  # registered after Apple's timestamp: kept
+    assert removed == [gone_serial]
 
 
 def test_bad_device_token_is_removed_and_429_is_retried(

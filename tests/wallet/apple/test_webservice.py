@@ -15,6 +15,7 @@ from app.loyalty import changes
 from app.loyalty.models import Card
 from app.timeutil import utcnow
 from app.wallet.apple.models import Device, Registration
+from app.wallet.events import WalletEvent
 from tests.factories import ApiClient, create_api_key, create_card, create_program, row_counts
 
 DEVICE = "8f14e45fceea167a5a36dedd4bea2543"
@@ -246,6 +247,13 @@ def test_unregister(app: Flask, wallet: Wallet, card: dict[str, Any]) -> None:
     assert row_counts(app, Device, Registration) == (1, 1)
     assert wallet.serials().json["serialNumbers"] == [serial]
     assert wallet.register(serial, auth).status_code == 200
+    # The history the analytics count installs and removals from (app.wallet.events).
+    with app.app_context():
+        events = db.session.execute(select(WalletEvent.platform, WalletEvent.kind).order_by(
+            WalletEvent.id)).all()
+        db.session.rollback()
+    assert [tuple(e) for e in events] == [
+        ("apple", "installed"), ("apple", "removed"), ("apple", "installed")]
 
 
 def _removed_at(app: Flask) -> Any:

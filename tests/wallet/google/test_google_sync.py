@@ -12,8 +12,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from flask import Flask
+from sqlalchemy import select
 
 from app.extensions import db
+from app.wallet.events import WalletEvent
 from app.wallet.google.models import GoogleObjectState
 from tests.factories import (
     admin_api,
@@ -207,6 +209,13 @@ def test_save_and_delete_callbacks_are_verified_and_recorded(
                              recipient_id=ISSUER_ID)
     assert client.post("/wallet/google/callback", json=delete).status_code == 200
     assert not saved()
+    # The history the analytics count from: one install and one removal (the duplicate
+    # save, the forged and the expired callbacks added none).
+    with google_app.app_context():
+        events = db.session.execute(select(WalletEvent.platform, WalletEvent.kind).where(
+            WalletEvent.card_id == _card_id(serial)).order_by(WalletEvent.id)).all()
+        db.session.rollback()
+    assert [tuple(e) for e in events] == [("google", "installed"), ("google", "removed")]
 
 
 def test_program_logo_is_served_at_googles_size(google_app: Flask,
