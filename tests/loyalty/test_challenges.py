@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from app.enrollment.links import card_page_path
 from app.extensions import db
 from app.loyalty import invariants
 from app.loyalty.models import CardBadge, EntryKind, LedgerEntry
@@ -280,3 +281,35 @@ def test_concurrent_fifth_visits_award_once(concurrent_app: Flask) -> None:
         assert invariants.violations() == []
         db.session.rollback()
     assert card_json(api, serial)["balance"] == (4 + threads) * 10 + 50
+
+
+def card_page(app: Flask, serial: str, language: str = "en") -> str:
+    with app.app_context():
+        page_path = card_page_path(serial)
+    response = app.test_client().get(f"{page_path}?lang={language}")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_the_card_page_shows_badges_and_the_next_challenge(
+        app: Flask, api: ApiClient, program: dict[str, Any], card: dict[str, Any],
+        clock: FakeClock) -> None:
+    serial = card["serial_number"]
+    add_challenge(api, program, **FIVE_VISITS)
+    add_challenge(api, program, kind="locations", name="2 shops", target=2)
+    add_challenge(api, program, kind="visits", name="First visit", target=1,
+                  texts={"id": "Kunjungan pertama"})
+    page = card_page(app, serial)
+    assert 'id="badges"' not in page and "No badges yet." in page
+    # None started: the first in the program's order is next.
+    assert "Next: 5 visits in 30 days, 0 of 5 visits" in page
+    for visit in range(3):
+        earn(api, serial, f"v{visit}")
+        clock.advance(DAY)
+    page = card_page(app, serial)
+    badges = page[page.index('id="badges"'):page.index("</ul>", page.index('id="badges"'))]
+    assert badges.count("<li>") == 1 and "First visit" in badges
+    # 3 of 5 visits is nearer than 0 of 2 locations.
+    assert "Next: 5 visits in 30 days, 3 of 5 visits" in page
+    assert '<progress max="5" value="3"' in page
+    assert "Kunjungan pertama" in card_page(app, serial, "id")
