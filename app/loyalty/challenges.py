@@ -300,11 +300,11 @@ def check(values: Mapping[str, Any]) -> None:
     if bonus is not None and (not isinstance(bonus, int) or isinstance(bonus, bool)
                               or not 1 <= bonus <= MAX_POINTS):
         errors.append(_problem("bonus_points", f"Must be between 1 and {MAX_POINTS}, or null."))
-    texts = values.get("texts") or {}
+    texts = values.get("texts") or {}  # a language without a text (None, "") has none
     for language, text in texts.items():
         if language not in LANGUAGES:
             errors.append(_problem(f"texts.{language}", "Not a language of Pointpass."))
-        elif not isinstance(text, str) or len(text) > NAME_LENGTH:
+        elif text is not None and (not isinstance(text, str) or len(text) > NAME_LENGTH):
             errors.append(_problem(f"texts.{language}",
                                    f"Give a name of at most {NAME_LENGTH} characters."))
     if errors:
