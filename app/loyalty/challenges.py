@@ -215,10 +215,6 @@ class Progress:
     done: int
     target: int
 
-    @property
-    def percent(self) -> int:
-        return min(self.done * 100 // self.target, 100)
-
 
 @dataclass(frozen=True)
 class Badge:
