@@ -83,15 +83,16 @@ class Counts:
 
 
 def _counts_query(with_since: bool) -> Any:
-    """The card's visits not reversed (since ``:since`` when ``with_since``): how many, at how
-    many locations, and how many different rewards their redemptions (not reversed) gave."""
+    """The card's visits not reversed (since ``:since`` when ``with_since``): how many, how
+    many different rewards their redemptions (not reversed) gave, and at how many different
+    locations they were (one row, in the order of :class:`Counts`)."""
     entries = LedgerEntry.__table__
     undo = LedgerEntry.__table__.alias("undo")
     # app.redemption's table, read by name: this layer imports nothing above it.
     redemptions = db.metadata.tables["redemptions"]
     query = (
         select(func.count(entries.c.id), func.count(distinct(redemptions.c.reward_id)),
-               func.count(distinct(entries.c.location_id)))  # as Counts has them
+               func.count(distinct(entries.c.location_id)))
         .select_from(entries.outerjoin(redemptions, (
             redemptions.c.ledger_entry_id == entries.c.id) & redemptions.c.reversed_at.is_(None)))
         .where(entries.c.card_id == bindparam("card_id"),
