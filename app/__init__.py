@@ -41,9 +41,10 @@ from app.console import parts as console_parts
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
 from app.feedback import models as _feedback_models  # noqa: F401
-from app.loyalty import artwork_views, tick
+from app.loyalty import artwork_views, challenges, tick, visits
 from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api
+from app.loyalty.challenges_api import bp as challenges_api
 from app.loyalty.rules_api import bp as rules_api
 from app.outbox import channels
 from app.outbox import models as _outbox_models  # noqa: F401
@@ -130,6 +131,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     channels.register(app, google_sync.CHANNEL)
     # Scheduled campaigns start from the periodic sweep, once due.
     sweep.add_task(app, campaign_service.start_due)
+    # Visits complete challenges (badges and their bonus, in the visit's transaction).
+    visits.on_visit(challenges.award_on_visit)
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(members_api)
@@ -143,6 +146,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(artwork_api)
     app.register_blueprint(rules_api)
     app.register_blueprint(campaigns_api)
+    app.register_blueprint(challenges_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -152,7 +156,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     pagekit.exempt_from_csrf(members_api)
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
                              till_admin_api, artwork_api, rules_api, campaigns_api, passkit,
-                             accounts_api, audit_api,
+                             accounts_api, audit_api, challenges_api,
                              google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)

@@ -61,6 +61,10 @@ def seeded(contract_app: Any) -> dict[str, Any]:
     assert api.post(f"/api/v1/programs/{program['id']}/rules", json={
         "kind": "bonus", "name": "Weekend treat", "points": 5,
         "conditions": {"days_of_week": [6, 7]}}).status_code == 201
+    # A challenge, so that generated challenge ids (and the hostile bodies' 1) name one.
+    assert api.post(f"/api/v1/programs/{program['id']}/challenges", json={
+        "kind": "visits", "name": "5 visits in 30 days", "target": 5, "window_days": 30,
+        "bonus_points": 50}).status_code == 201
     return {"key": key, "program_id": program["id"], "serial": card["serial_number"]}
 
 
@@ -125,7 +129,7 @@ def test_hostile_bodies_to_every_operation_are_refused_as_documented(
     values = {"program_id": seeded["program_id"], "serial": seeded["serial"],
               "update_id": 1, "redemption_id": 1, "key_id": 1, "device_id": 1, "member_id": 1,
               "rule_id": 1, "campaign_id": 1, "reward_id": 1, "tier_id": 1, "location_id": 1,
-              "account_id": 1,
+              "account_id": 1, "challenge_id": 1,
               "kind": "logo"}
     max_length = contract_app.config["MAX_CONTENT_LENGTH"]
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -39,7 +39,8 @@ LOGO = image_bytes((400, 200))
 MISSING = {"program_id": 999_999, "serial": "NOSUCHCARD0", "rule_id": 999_998,
            "update_id": 999_997, "redemption_id": 999_996, "device_id": 999_995,
            "member_id": 999_994, "location_id": 999_993, "kind": "logo",
-           "campaign_id": 999_992, "reward_id": 999_991, "tier_id": 999_990}
+           "campaign_id": 999_992, "reward_id": 999_991, "tier_id": 999_990,
+           "challenge_id": 999_989}
 
 #: Operations on the whole service rather than on one program's objects.
 WHOLE_SERVICE = {
@@ -128,6 +129,10 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, Any]], Request]] = {
         _json(lambda o: {"name": "Renamed"}),
     ("POST", "/api/v1/programs/{program_id}/design/preview"):
         _json(lambda o: {"background_color": "#102030"}),
+    ("POST", "/api/v1/programs/{program_id}/challenges"):
+        _json(lambda o: {"kind": "visits", "name": "5 visits", "target": 5}),
+    ("PATCH", "/api/v1/programs/{program_id}/challenges/{challenge_id}"):
+        _json(lambda o: {"name": "Renamed", "target": 6}),
     ("POST", "/api/v1/scans"): _json(lambda o: {"code": o["code"]}),
     ("POST", "/api/v1/redemptions"):
         _json(lambda o: {"code": o["code"], "reward_id": o["reward_id"]}),
@@ -207,14 +212,17 @@ def _furnish(app: Flask, api: ApiClient, slug: str) -> dict[str, Any]:
                                             "location_ids": [location_id]})
     tier = api.post(f"/api/v1/programs/{pid}/tiers", json={"name": "Gold", "threshold": 900})
     campaign = api.post(f"/api/v1/programs/{pid}/campaigns", json=CAMPAIGN)
-    for made in (location, rule, logo, update, redemption, device, staff, tier, campaign):
+    challenge = api.post(f"/api/v1/programs/{pid}/challenges", json={
+        "kind": "locations", "name": "3 shops", "target": 3, "bonus_points": 20})
+    for made in (location, rule, logo, update, redemption, device, staff, tier, campaign,
+                 challenge):
         assert made.status_code in (200, 201, 202), made.json
     return {"program_id": pid, "serial": serial, "rule_id": rule.json["id"], "kind": "logo",
             "update_id": update.json["id"], "redemption_id": redemption.json["id"],
             "device_id": device.json["id"], "member_id": staff.json["id"],
             "location_id": location_id, "reward_id": reward_id,
             "app": app, "tier_id": tier.json["id"],
-            "campaign_id": campaign.json["id"],
+            "campaign_id": campaign.json["id"], "challenge_id": challenge.json["id"],
             "code": card_code(app, serial)}
 
 

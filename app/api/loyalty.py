@@ -12,7 +12,16 @@ from apiflask import APIBlueprint
 from app import access, timeutil
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
-from app.loyalty import balances, cards, earning, ledger, programs, refunds, rewards
+from app.loyalty import (
+    balances,
+    cards,
+    challenges,
+    earning,
+    ledger,
+    programs,
+    refunds,
+    rewards,
+)
 from app.loyalty.models import Card, Member, Program, Reward, Tier
 from app.loyalty.schemas import (
     SETTINGS_CHANGES,
@@ -278,13 +287,15 @@ def enroll_member(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/cards/<serial>")
 @bp.auth_required(auth, roles=ALL_ROLES)
 @bp.output(CardDetailOut)
-@bp.doc(summary="Get a card with its recent ledger entries", responses=[401, 404])
+@bp.doc(summary="Get a card with its recent ledger entries and its badges", responses=[401, 404])
 def get_card(serial: str) -> dict[str, Any]:
     card = ledger.get_card(serial)
     return {
         **card_body(card),
         "member_name": card.member.name,
         "recent_entries": ledger.recent_entries(card),
+        "badges": [{"challenge_id": badge.challenge.id, "name": badge.challenge.name,
+                    "earned_at": badge.earned_at} for badge in challenges.badges(card)],
     }
 
 

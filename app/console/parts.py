@@ -9,6 +9,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     accounts,
     audit_trail,
     campaigns,
+    challenges,
     design,
     members,
     pages,
@@ -18,7 +19,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
 
 # The navigation, in the order a marketer works through a program.
 pages.order_sections([
-    "console.design", "console.rewards", "console.rules", "console.members",
+    "console.design", "console.rewards", "console.challenges", "console.rules", "console.members",
     "console.campaigns", "console.staff", "console.program_audit",
     "console.accounts", "console.audit",
 ])

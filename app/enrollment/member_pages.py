@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from flask import current_app, session
-from flask_babel import format_number, get_locale
+from flask_babel import format_number, get_locale, ngettext
 from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import select
@@ -18,10 +18,10 @@ from app.enrollment.forms import JoinForm
 from app.enrollment.service import Enrollment, enroll
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
-from app.loyalty import balances, branding, program_texts, programs
+from app.loyalty import balances, branding, challenges, program_texts, programs
 from app.loyalty.artwork_views import program_image_url
 from app.loyalty.codes import redemption_code, short_code
-from app.loyalty.models import Card, CardStatus, Program
+from app.loyalty.models import Card, CardStatus, ChallengeKind, Program
 from app.loyalty.rewards import offered
 from app.wallet.apple import pass_files as apple_passes
 from app.wallet.google import links as google_links
@@ -95,6 +95,20 @@ class NextReward:
 
 
 @dataclass(frozen=True)
+class ChallengeLine:
+    """Progress toward a challenge: its name and "3 of 5 visits"."""
+
+    name: str
+    done: int
+    target: int
+    progress_text: str
+
+    @property
+    def percent(self) -> int:
+        return min(self.done * 100 // self.target, 100)
+
+
+@dataclass(frozen=True)
 class ProgramShowcase:
     """What the join page shows of a program besides the form."""
 
@@ -135,6 +149,10 @@ class CardView:
     pending_lines: list[str]
     # "120 points expire on 31 Dec 2026", within the program's reminder window only.
     expiry_line: str | None
+    # The challenges the card reached (names in the page's language), and the one it is
+    # nearest to reaching next.
+    badges: list[str]
+    next_challenge: ChallengeLine | None
 
 
 def platform_for(user_agent: str | None) -> VisitorPlatform:
@@ -300,6 +318,36 @@ def points_notes(card: Card) -> tuple[list[str], str | None]:
     return lines, expiry
 
 
+def _progress_text(kind: ChallengeKind, done: int, target: int) -> str:
+    if kind is ChallengeKind.REWARDS:
+        return ngettext("%(done)s of %(num)s different reward",
+                        "%(done)s of %(num)s different rewards", target, done=done)
+    if kind is ChallengeKind.LOCATIONS:
+        return ngettext("%(done)s of %(num)s location", "%(done)s of %(num)s locations",
+                        target, done=done)
+    return ngettext("%(done)s of %(num)s visit", "%(done)s of %(num)s visits", target,
+                    done=done)
+
+
+def next_challenge(card: Card) -> ChallengeLine | None:
+    """The live challenge the card is nearest to reaching (the program's order breaks
+    ties), in the page's language; None when none is left."""
+    open_ones = challenges.progress(card)
+    if not open_ones:
+        return None
+    nearest = max(open_ones, key=lambda p: p.done / p.target)  # max keeps the first of equals
+    language = str(get_locale() or "en")
+    challenge = nearest.challenge
+    return ChallengeLine(challenges.name_in(challenge, language), nearest.done, nearest.target,
+                         _progress_text(challenge.kind, nearest.done, nearest.target))
+
+
+def badge_names(card: Card) -> list[str]:
+    """The names of the card's badges in the page's language, in the order it earned them."""
+    language = str(get_locale() or "en")
+    return [challenges.name_in(badge.challenge, language) for badge in challenges.badges(card)]
+
+
 def card_view(card: Card, user_agent: str | None) -> CardView:
     """What the card page shows to a visitor with ``user_agent``."""
     program = card.program
@@ -334,4 +382,6 @@ def card_view(card: Card, user_agent: str | None) -> CardView:
         join_url=f"{base}/join/{program.slug}?ref={card.member.referral_code}",
         pending_lines=pending_lines,
         expiry_line=expiry_line,
+        badges=badge_names(card),
+        next_challenge=None if voided else next_challenge(card),
     )

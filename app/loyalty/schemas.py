@@ -387,9 +387,17 @@ class CardOut(Schema):
         "(so it may be null in the enrolment's answer and appear moments later)."})
 
 
+class BadgeOut(Schema):
+    challenge_id = fields.Integer()
+    name = fields.String(metadata={"description": "the challenge's name"})
+    earned_at = fields.DateTime()
+
+
 class CardDetailOut(CardOut):
     member_name = fields.String()
     recent_entries = fields.List(fields.Nested(LedgerEntryOut))
+    badges = fields.List(fields.Nested(BadgeOut), metadata={
+        "description": "the challenges the card reached, in the order it reached them"})
 
 
 class MemberOut(Schema):

@@ -47,6 +47,7 @@ REWARD_LABEL = "reward_label"
 PENDING_LABEL = "pending_label"
 EXPIRY_LABEL = "expiry_label"
 EXPIRY_CHANGE = "expiry_change"
+BADGES_LABEL = "badges_label"
 
 #: The fixed words: ``pass.strings`` key -> English msgid of the catalogs.
 FIXED_WORDS: Mapping[str, str] = {
@@ -62,6 +63,8 @@ FIXED_WORDS: Mapping[str, str] = {
     REWARD_LABEL: N_("Rewards"),
     PENDING_LABEL: points_lines.PENDING_LABEL,
     EXPIRY_LABEL: points_lines.EXPIRY_LABEL,
+    # The challenges the member reached (their names are the program's own words).
+    BADGES_LABEL: N_("Badges"),
 }
 # The notification shows the new message itself, in every language (so does the reminder
 # of expiring points).

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from passes.apple.errors import PassValidationError
 from passes.apple.localization import (
+    BADGES_LABEL,
     BALANCE_CHANGE,
     BALANCE_LABEL,
     EXPIRY_CHANGE,
@@ -70,6 +71,7 @@ _SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 _AUTH_TOKEN = re.compile(r"[\x21-\x7e]{16,}")
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 _ENGLISH = LANGUAGES.index(FALLBACK_LANGUAGE)  # where English is in a Texts tuple
+MAX_BADGES = 15  # names on the back (as on Google's); a program has a handful
 
 
 def _https_url(name: str, value: str, *, allow_http: bool) -> None:
@@ -100,7 +102,9 @@ class StoreCardContent:
     Back: ``marketer_message``, ``expiring`` (points that expire soon: give it only within
     the program's reminder window; its field carries a change message: Wallet says it on
     the lock screen when the value changes), ``pending`` (points not spendable yet),
-    ``activity`` (newest first), ``how_to_redeem``, ``support_contact`` and ``terms``.
+    ``activity`` (newest first), ``badges`` (the names of the challenges the member reached,
+    one a line, each a :data:`LocalizedText`), ``how_to_redeem``, ``support_contact`` and
+    ``terms``.
     ``points_label``, ``terms``, ``how_to_redeem`` and ``marketer_message`` are
     :data:`LocalizedText`: a ``str`` for every language, or a mapping from language code
     (``en`` required) to text. So is ``description`` (what VoiceOver reads): ``pass.json``
@@ -123,6 +127,7 @@ class StoreCardContent:
     terms: LocalizedText | None = None
     how_to_redeem: LocalizedText | None = None
     activity: Sequence[ActivityLine | tuple[dt.date, str, int]] = ()
+    badges: Sequence[LocalizedText] = ()
     support_contact: str | None = None
     marketer_message: LocalizedText | None = None
     web_service_url: str | None = None
@@ -152,6 +157,11 @@ class StoreCardContent:
         check_text("tier", self.tier, max_length=40, optional=True)
         check_text("support_contact", self.support_contact, max_length=300, optional=True)
         set_field(self, "activity", check_activity(self.activity))
+        if isinstance(self.badges, str | bytes) or not isinstance(self.badges, Sequence):
+            raise PassValidationError("badges", "must be a sequence of names")
+        if len(self.badges) > MAX_BADGES:
+            raise PassValidationError("badges", f"has more than {MAX_BADGES} names")
+        set_field(self, "badges", tuple(self.badges))
         set_field(self, "locations", check_locations(self.locations))
         if self.progress is not None and not isinstance(self.progress, RewardProgress):
             raise PassValidationError("progress", "must be a RewardProgress")
@@ -245,6 +255,15 @@ class StoreCardContent:
             history = activity_texts(self.activity, self.wording)
             if any(text != history[_ENGLISH] for text in history):
                 card.append((history[_ENGLISH], history))
+        if self.badges:
+            names = [localize(f"badges[{i}]", badge, max_length=120)
+                     for i, badge in enumerate(self.badges)]
+            shelf = tuple("\n".join(name[index] for name in names)
+                          for index in range(len(LANGUAGES)))
+            values["badges"] = shelf[_ENGLISH]
+            if any(text != shelf[_ENGLISH] for text in shelf) and \
+                    all(key != shelf[_ENGLISH] for key, _ in card):
+                card.append((shelf[_ENGLISH], shelf))
         if self.progress is not None:
             status = reward_status_texts(
                 self.progress.points_to_go, self.progress.reward_name,
@@ -354,6 +373,8 @@ class StoreCardContent:
             back.append({"key": "pending", "label": PENDING_LABEL, "value": values["pending"]})
         history = "\n".join([line.line for line in self.activity]) or HISTORY_EMPTY
         back.append({"key": "history", "label": HISTORY_LABEL, "value": history})
+        if "badges" in values:
+            back.append({"key": "badges", "label": BADGES_LABEL, "value": values["badges"]})
         if "how_to_redeem" in values:
             back.append({"key": "redeem", "label": REDEEM_LABEL, "value": values["how_to_redeem"]})
         if self.support_contact is not None:

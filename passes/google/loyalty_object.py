@@ -41,6 +41,8 @@ NOTIFY_ON_UPDATE = "NOTIFY_ON_UPDATE"
 NOTIFY_UNSPECIFIED = "NOTIFICATION_SETTINGS_FOR_UPDATES_UNSPECIFIED"
 
 DEFAULT_TIER_LABEL = N_("Tier")
+BADGES_HEADER = N_("Badges")
+MAX_BADGES = 15  # 120 characters a name: the module's body holds 2,000
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # LoyaltyPointsBalance.int is an int32
 
@@ -62,7 +64,9 @@ class LoyaltyObjectContent:
 
     On the back: ``text_modules``, then, as text modules of their own, ``expiring`` (points
     that expire soon: give it only within the program's reminder window; id ``expiry``) and
-    ``pending`` (points not spendable yet; id ``pending``), translated like the labels.
+    ``pending`` (points not spendable yet; id ``pending``), translated like the labels,
+    and ``badges`` (the names of the challenges the member reached, each a
+    :data:`LocalizedText`; one module, id ``badges``, a name a line).
     """
 
     issuer_id: str
@@ -87,6 +91,7 @@ class LoyaltyObjectContent:
     notify: bool = False
     pending: PendingPoints | None = None
     expiring: ExpiringPoints | None = None
+    badges: Sequence[LocalizedText] = ()
     wording: Wording = field(default=english, repr=False, compare=False)
     _points_label: dict[str, str] = field(init=False, repr=False, compare=False)
     _modules: tuple[TextModule, ...] = field(init=False, repr=False, compare=False)
@@ -135,7 +140,20 @@ class LoyaltyObjectContent:
                 raise GooglePayloadError("pending", "must be a PendingPoints")
             modules.append(self._points_module(
                 "pending", points_lines.PENDING_LABEL, self.pending.texts(self.wording)))
+        if self.badges:
+            modules.append(self._badges_module())
         return nested("text_modules", modules, TextModule, MAX_TEXT_MODULES)
+
+    def _badges_module(self) -> TextModule:
+        if isinstance(self.badges, str | bytes) or not isinstance(self.badges, Sequence):
+            raise GooglePayloadError("badges", "must be a sequence of names")
+        if len(self.badges) > MAX_BADGES:
+            raise GooglePayloadError("badges", f"has more than {MAX_BADGES} names")
+        names = [localized(f"badges[{i}]", badge, max_length=120)
+                 for i, badge in enumerate(self.badges)]
+        return TextModule(id="badges", header=translations(BADGES_HEADER, self.wording),
+                          body={lang: "\n".join(name[lang] for name in names)
+                                for lang in LANGUAGES})
 
     def _points_module(self, module_id: str, label: str,
                        texts: tuple[str, ...]) -> TextModule:

@@ -56,6 +56,11 @@ from passes.apple.localization import escape_strings_literal, localize, render_s
         ({"balance_placement": "footer"}, "balance_placement"),
         ({"voided": "yes"}, "voided"),
         ({"design": "Kopi"}, "design"),
+        ({"badges": "5 visits"}, "badges"),
+        ({"badges": ["Regular"] * 16}, "badges"),
+        ({"badges": [""]}, "badges[0]"),
+        ({"badges": ["Regular", {"th": "ขาประจำ"}]}, "badges[1]"),
+        ({"badges": ["x" * 121]}, "badges[0]"),
     ],
 )
 def test_bad_content_names_the_field(
@@ -133,3 +138,19 @@ def test_localize_fills_missing_languages_from_english() -> None:
 def test_strings_escaping() -> None:
     assert escape_strings_literal('a"b\\c\nd\te') == 'a\\"b\\\\c\\nd\\te'
     assert render_strings_file([('k"ey', 'v"al')]) == b'"k\\"ey" = "v\\"al";\n'
+
+
+def test_badges_are_on_the_back_after_the_activity(
+        make_content: Callable[..., StoreCardContent]) -> None:
+    content = make_content(badges=[{"en": "5 visits", "th": "มา 5 ครั้ง"}, "Explorer"])
+    back = content.pass_dict()["storeCard"]["backFields"]
+    keys = [f["key"] for f in back]
+    assert keys.index("badges") == keys.index("history") + 1
+    badges = back[keys.index("badges")]
+    assert (badges["label"], badges["value"]) == ("badges_label", "5 visits\nExplorer")
+    # The names read in the phone's language, keyed by their English text as the activity.
+    assert ("5 visits\nExplorer", ("5 visits\nExplorer", "5 visits\nExplorer",
+                                     "มา 5 ครั้ง\nExplorer", "5 visits\nExplorer")
+            ) in content.card_strings
+    assert "badges" not in [f["key"] for f in make_content().pass_dict()["storeCard"][
+        "backFields"]]

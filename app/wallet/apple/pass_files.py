@@ -15,7 +15,7 @@ from app import timeutil
 from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
-from app.loyalty import artwork, balances, branding, ledger, program_texts
+from app.loyalty import artwork, balances, branding, challenges, ledger, program_texts
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
 from app.loyalty.rewards import offered
@@ -111,6 +111,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         member_name=card.member.name,
         tier=card.tier.name if card.tier else None,
         activity=[_activity_line(e) for e in entries],
+        badges=challenges.pass_badges(card),
         marketer_message=card.message,
         web_service_url=wallet.web_service_url,
         authentication_token=card.authentication_token,

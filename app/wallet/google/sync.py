@@ -37,7 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app import dbutil, telemetry, timeutil
 from app.extensions import db
-from app.loyalty import artwork, balances, branding
+from app.loyalty import artwork, balances, branding, challenges
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program
 from app.outbox.channels import Channel, Claimed, Delivery
@@ -155,6 +155,7 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         text_modules=modules,
         pending=pending,
         expiring=expiring,
+        badges=challenges.pass_badges(card),
         notify=notify,
         wording=pass_wording(),
     )
