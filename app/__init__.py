@@ -41,6 +41,8 @@ from app.console import parts as console_parts
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
 from app.feedback import models as _feedback_models  # noqa: F401
+from app.feedback import service as _feedback_service  # noqa: F401 (its visit listener)
+from app.feedback.views import bp as feedback_pages
 from app.loyalty import artwork_views, tick
 from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api
@@ -156,6 +158,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
                              google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)
+    app.register_blueprint(feedback_pages)
     app.register_blueprint(staff_pages)
     app.register_blueprint(till_pages)
     artwork_views.init_app(app)

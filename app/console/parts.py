@@ -10,6 +10,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     audit_trail,
     campaigns,
     design,
+    feedback,
     members,
     pages,
     rewards,
@@ -19,7 +20,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
 # The navigation, in the order a marketer works through a program.
 pages.order_sections([
     "console.design", "console.rewards", "console.rules", "console.members",
-    "console.campaigns", "console.staff", "console.program_audit",
+    "console.campaigns", "console.feedback", "console.staff", "console.program_audit",
     "console.accounts", "console.audit",
 ])
 
