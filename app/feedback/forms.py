@@ -8,6 +8,7 @@ from typing import Any
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import Field, Form, RadioField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
 from app.feedback.service import MAX_COMMENT, MAX_SCORE, MIN_SCORE
@@ -46,7 +47,7 @@ class FeedbackForm(PageForm):
 
     score = RadioField(
         _l("How likely are you to recommend us to a friend?"),
-        choices=[(n, str(n)) for n in range(MIN_SCORE, MAX_SCORE + 1)],
+        choices=[SelectChoice(n, str(n)) for n in range(MIN_SCORE, MAX_SCORE + 1)],
         coerce=_score,
         validate_choice=False,  # our own message, in the page's language
         validators=[_score_in_range],
