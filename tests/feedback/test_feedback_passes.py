@@ -56,7 +56,7 @@ def test_the_pass_links_to_the_open_invitation_until_it_is_answered(
         assert _strings(files, language)['"feedback_label'] != ""
     assert _strings(files, "en")['"feedback_label'] == 'How was your visit?"'
 
-    with app.test_request_context():
+    with app.app_context():
         service.answer(invitation.token, 9)
     assert "feedback" not in [f["key"] for f in _back(_pass_files(api, serial))]
 

@@ -141,7 +141,7 @@ def _invited(app: Any, api: ApiClient, program: dict, card: dict) -> str:
 
 
 def _answer(app: Any, token: str, score: Any, comment: Any = None) -> Any:
-    with app.test_request_context():
+    with app.app_context():
         return service.answer(token, score, comment, "id")
 
 

@@ -43,7 +43,7 @@ def test_the_object_links_to_the_open_invitation_until_answered(
     languages = {t["language"] for t in link["localizedDescription"]["translatedValues"]}
     assert languages == {"en", "id", "th", "ms"}
 
-    with google_app.test_request_context():
+    with google_app.app_context():
         service.answer(str(token), 10)
     settle(google_app)
     assert _links(wallet_server, object_id) == []
