@@ -1,7 +1,8 @@
 """The NPS flow end to end (issue 18's "Must show"): a redemption at a location, for a card on
 an iPhone, makes an invitation; the APNs test server gets the push; the pass the phone fetches
 through the PassKit web service has the link on its back; the page records a 9; the NPS
-counts it; a second answer to the same invitation is refused, and the pass drops the link."""
+counts it (the dashboard's figure, app.analytics.stats, and the console's); a second answer
+to the same invitation is refused, and the pass drops the link."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from typing import Any
 from flask import Flask
 
 from app import timeutil
+from app.analytics import stats
+from app.extensions import db
 from app.feedback import service
+from app.loyalty.models import Program
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     admin_api,
@@ -24,6 +28,17 @@ from tests.factories import (
     settle,
 )
 from tests.feedback.conftest import add_location, ask_for_feedback, form_token
+
+
+def _stats_nps(app: Flask, program_id: int) -> dict[str, Any]:
+    """The dashboard's NPS (app.analytics.stats), over its default range (the last 30 days)."""
+    with app.app_context():
+        program = db.session.get(Program, program_id)
+        assert program is not None
+        start, end = stats.default_range(program, timeutil.now())
+        figures = stats.compute(program, start, end)["figures"]
+        db.session.rollback()
+    return {"nps": figures["nps"]["value"], "responses": figures["nps_responses"]["value"]}
 
 
 def _back(pass_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -67,6 +82,8 @@ def test_a_redemption_invites_the_member_and_the_answer_moves_the_nps(
     assert match, field["value"]
     path, token = match.groups()
 
+    assert _stats_nps(push_app, program["id"]) == {"nps": None, "responses": 0}
+
     # The member opens the link and answers 9.
     browser = push_app.test_client()
     page = browser.get(path)
@@ -85,6 +102,7 @@ def test_a_redemption_invites_the_member_and_the_answer_moves_the_nps(
         at_kemang = service.nps(program["id"], now - timedelta(days=30),
                                 now + timedelta(seconds=1), kemang)
         assert at_kemang.answers == 1
+    assert _stats_nps(push_app, program["id"]) == {"nps": 100, "responses": 1}
 
     # A second answer to the same invitation is refused, as a page and by the service.
     again = browser.post(path, data={"csrf_token": form_token(html), "score": "0"})
@@ -99,6 +117,7 @@ def test_a_redemption_invites_the_member_and_the_answer_moves_the_nps(
         now = timeutil.now()
         assert service.nps(program["id"], now - timedelta(days=30),
                            now + timedelta(seconds=1)).score == 100  # unchanged
+    assert _stats_nps(push_app, program["id"]) == {"nps": 100, "responses": 1}
 
     # The answer told the phone again: the pass no longer links to the page.
     settle(push_app)
