@@ -16,9 +16,17 @@ from app import timeutil
 from app.errors import DomainError, NotFound
 from app.feedback import service
 from app.loyalty import visits
-from app.loyalty.ledger import PostingTransaction
+from app.loyalty.ledger import PostingTransaction, posting
+from app.loyalty.models import EntryKind
 from tests.clock import FakeClock
-from tests.factories import ApiClient, card_code, create_card
+from tests.factories import (
+    ApiClient,
+    admin_api,
+    card_code,
+    create_card,
+    create_program,
+    make_app,
+)
 from tests.feedback.conftest import DAY, add_location, ask_for_feedback, earn, invitations
 
 
@@ -213,3 +221,36 @@ def test_nps_counts_promoters_and_detractors(app: Any, api: ApiClient, program: 
                     service.nps_by_location(program["id"], start, end)}
         assert by_place == {"Kemang": 3, "Sudirman": 2}
         assert service.nps(program["id"], end, end + timedelta(days=1)).score is None
+
+
+def _listener_statements(app: Any, serial: str, entry_id: int, location_id: int) -> list[str]:
+    """The statements the feedback listener runs for a visit to ``serial`` (in a posting
+    that is rolled back), from SQLite's statement trace on the posting's own connection."""
+    traced: list[str] = []
+    with app.app_context(), posting(serial) as p:
+        raw = p.tx.connection.dbapi_connection
+        raw.set_trace_callback(traced.append)
+        try:
+            service.invite_after_visit(p, visits.Visit(
+                entry_id=entry_id, kind=EntryKind.EARN, at=timeutil.now(),
+                location_id=location_id))
+        finally:
+            raw.set_trace_callback(None)
+        p.tx.rollback()
+    return traced
+
+
+def test_the_listener_asks_the_database_nothing_when_feedback_is_off(
+        sqlite_database: Any, tmp_path: Any) -> None:
+    """Every earn and redemption tells the listener: without the setting it returns before
+    any statement; with it, one look and one insert."""
+    for app in make_app(sqlite_database, tmp_path):
+        api = admin_api(app)
+        program = create_program(api)
+        serial = create_card(api, program)["serial_number"]
+        kemang = add_location(api, program)
+        entry_id = earn(api, serial)["entry"]["id"]
+        assert _listener_statements(app, serial, entry_id, kemang) == []
+        ask_for_feedback(api, program)
+        asked = _listener_statements(app, serial, entry_id, kemang)
+        assert [s.split()[0] for s in asked] == ["SELECT", "INSERT"], asked
