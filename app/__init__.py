@@ -28,6 +28,8 @@ from app import (
 from app import config as config_module
 from app.accounts import models as _account_models  # noqa: F401 - register the tables
 from app.accounts.api import bp as accounts_api
+from app.analytics import rollup as analytics_rollup
+from app.analytics.api import bp as analytics_api
 from app.api.admin import bp as admin_api
 from app.api.audit import bp as audit_api
 from app.api.loyalty import bp as loyalty_api
@@ -41,6 +43,8 @@ from app.console import parts as console_parts
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
 from app.feedback import models as _feedback_models  # noqa: F401
+from app.feedback import service as _feedback_service  # noqa: F401 (its visit listener)
+from app.feedback.views import bp as feedback_pages
 from app.loyalty import artwork_views, challenges, tick, visits
 from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api
@@ -133,6 +137,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     sweep.add_task(app, campaign_service.start_due)
     # Visits complete challenges (badges and their bonus, in the visit's transaction).
     visits.on_visit(challenges.award_on_visit)
+    # Closed days are rolled up for the analytics from the sweep, never on the earn path.
+    sweep.add_task(app, analytics_rollup.sweep_task)
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(members_api)
@@ -147,6 +153,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(rules_api)
     app.register_blueprint(campaigns_api)
     app.register_blueprint(challenges_api)
+    app.register_blueprint(analytics_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -156,10 +163,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     pagekit.exempt_from_csrf(members_api)
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
                              till_admin_api, artwork_api, rules_api, campaigns_api, passkit,
-                             accounts_api, audit_api, challenges_api,
+                             accounts_api, audit_api, challenges_api, analytics_api,
                              google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)
+    app.register_blueprint(feedback_pages)
     app.register_blueprint(staff_pages)
     app.register_blueprint(till_pages)
     artwork_views.init_app(app)

@@ -181,13 +181,14 @@ def limit(setting: str | None = None, *, fixed: str | None = None,
 def init_app(app: Flask) -> None:
     app.config.setdefault("STAFF_RATE_LIMIT", "120/minute")
     app.config.setdefault("JOIN_RATE_LIMIT", "20/minute")  # sign-ups per address
+    app.config.setdefault("FEEDBACK_RATE_LIMIT", "20/minute")  # feedback answers per address
     # PassKit device log posts per address (the endpoint has no authentication).
     app.config.setdefault("DEVICE_LOG_RATE_LIMIT", "30/minute")
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL")
                           or "pointpass-memory://")
     app.config.setdefault("RATELIMIT_KEY_PREFIX", f"pointpass:{app.config['RQ_QUEUE']}")
     for rate in (app.config["STAFF_RATE_LIMIT"], app.config["JOIN_RATE_LIMIT"],
-                 app.config["DEVICE_LOG_RATE_LIMIT"]):
+                 app.config["DEVICE_LOG_RATE_LIMIT"], app.config["FEEDBACK_RATE_LIMIT"]):
         _parsed(str(rate))  # a malformed setting fails at start-up, not on the first scan
     app.extensions[EXTENSION] = FixedWindowRateLimiter(_storage(app))
 

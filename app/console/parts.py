@@ -11,6 +11,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     campaigns,
     challenges,
     design,
+    feedback,
     members,
     pages,
     rewards,
@@ -19,8 +20,9 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
 
 # The navigation, in the order a marketer works through a program.
 pages.order_sections([
-    "console.design", "console.rewards", "console.challenges", "console.rules", "console.members",
-    "console.campaigns", "console.staff", "console.program_audit",
+    "console.design", "console.rewards", "console.challenges", "console.rules",
+    "console.members", "console.campaigns", "console.feedback", "console.staff",
+    "console.program_audit",
     "console.accounts", "console.audit",
 ])
 

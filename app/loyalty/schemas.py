@@ -132,7 +132,9 @@ def _valid_time_zone(name: str) -> None:
 SETTINGS_CHANGES = (
     "The loyalty engine's settings (docs/loyalty-engine.md) apply to what happens after the "
     "change: `points_expire_after_days` and `pending_days` to new credits, "
-    "`refund_shortfall` to new refunds. Changing only settings leaves the design version "
+    "`refund_shortfall` to new refunds, `feedback_every_days` and `feedback_lock_screen` to "
+    "new visits (links already on passes stay until answered or expired). Changing only "
+    "settings leaves the design version "
     "and the passes as they are, except `time_zone`, in which passes show dates.")
 
 
@@ -160,6 +162,14 @@ class ProgramSettingsIn(InputSchema):
         validate=[validators.Length(max=64), _valid_time_zone],
         metadata={"description": "IANA time zone of birthdays, days of week and time "
                   "windows (default UTC)", "example": "Asia/Jakarta"})
+    feedback_every_days = StrictInteger(
+        allow_none=True, validate=validators.Range(1, 365),
+        metadata={"description": "in-card feedback (NPS): after a visit at a location, at "
+                  "most once per this many days per card, the pass links to a one-question "
+                  "page; null: never (default)"})
+    feedback_lock_screen = StrictBoolean(
+        metadata={"description": "the feedback link is also announced on the lock screen "
+                  "(Apple Wallet; default false)"})
 
 
 class ProgramIn(ProgramSettingsIn):
@@ -287,6 +297,8 @@ class ProgramOut(Schema):
     pending_days = fields.Integer()
     refund_shortfall = fields.String()
     time_zone = fields.String()
+    feedback_every_days = fields.Integer(allow_none=True)
+    feedback_lock_screen = fields.Boolean()
     tiers = fields.List(fields.Nested(ProgramTierOut))
     rewards = fields.List(fields.Nested(ProgramRewardOut), attribute="current_rewards",
                           metadata={"description": "the rewards not retired, in the program's "

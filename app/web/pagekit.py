@@ -33,7 +33,8 @@ LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
 LEGACY_CODES = {"in": "id"}
 
 # Blueprints whose pages are translated, take the ``lang`` cookie and are not cached.
-PAGE_BLUEPRINTS = {"enrollment_pages", "staff_pages", "till_pages", "console"}
+PAGE_BLUEPRINTS = {"enrollment_pages", "staff_pages", "till_pages", "console",
+                   "feedback_pages"}
 
 csrf = CSRFProtect()
 babel = Babel()

@@ -18,7 +18,7 @@ import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from passes import points_lines
+from passes import feedback_link, points_lines
 from passes.apple.archive import PassFile
 from passes.apple.errors import PassValidationError
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
@@ -48,6 +48,8 @@ PENDING_LABEL = "pending_label"
 EXPIRY_LABEL = "expiry_label"
 EXPIRY_CHANGE = "expiry_change"
 BADGES_LABEL = "badges_label"
+FEEDBACK_LABEL = "feedback_label"
+FEEDBACK_CHANGE = "feedback_change"
 
 #: The fixed words: ``pass.strings`` key -> English msgid of the catalogs.
 FIXED_WORDS: Mapping[str, str] = {
@@ -65,6 +67,8 @@ FIXED_WORDS: Mapping[str, str] = {
     EXPIRY_LABEL: points_lines.EXPIRY_LABEL,
     # The challenges the member reached (their names are the program's own words).
     BADGES_LABEL: N_("Badges"),
+    FEEDBACK_LABEL: feedback_link.FEEDBACK_LABEL,
+    FEEDBACK_CHANGE: feedback_link.FEEDBACK_CHANGE,
 }
 # The notification shows the new message itself, in every language (so does the reminder
 # of expiring points).

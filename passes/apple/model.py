@@ -23,6 +23,8 @@ from passes.apple.localization import (
     BALANCE_LABEL,
     EXPIRY_CHANGE,
     EXPIRY_LABEL,
+    FEEDBACK_CHANGE,
+    FEEDBACK_LABEL,
     HISTORY_EMPTY,
     HISTORY_LABEL,
     MEMBER_LABEL,
@@ -57,6 +59,7 @@ from passes.apple.parts import (
     css_rgb,
     set_field,
 )
+from passes.feedback_link import FeedbackLink
 from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
 from passes.points_lines import ExpiringPoints, PendingPoints
 from passes.wording import DEFAULT_POINTS_LABEL, Wording, english, translations
@@ -101,7 +104,9 @@ class StoreCardContent:
     balance is the primary one).
     Back: ``marketer_message``, ``expiring`` (points that expire soon: give it only within
     the program's reminder window; its field carries a change message: Wallet says it on
-    the lock screen when the value changes), ``pending`` (points not spendable yet),
+    the lock screen when the value changes), ``feedback`` (an open feedback invitation:
+    "How was your visit?" with the link to its page, right after the message; said on the
+    lock screen when its ``lock_screen`` is set), ``pending`` (points not spendable yet),
     ``activity`` (newest first), ``badges`` (the names of the challenges the member reached,
     one a line, each a :data:`LocalizedText`), ``how_to_redeem``, ``support_contact`` and
     ``terms``.
@@ -141,6 +146,7 @@ class StoreCardContent:
     progress: RewardProgress | None = None
     pending: PendingPoints | None = None
     expiring: ExpiringPoints | None = None
+    feedback: FeedbackLink | None = None
     wording: Wording = field(default=english, repr=False, compare=False)
     program_strings: ProgramStrings = field(init=False, repr=False, compare=False)
     card_strings: ProgramStrings = field(init=False, repr=False, compare=False)
@@ -169,6 +175,8 @@ class StoreCardContent:
             raise PassValidationError("pending", "must be a PendingPoints")
         if self.expiring is not None and not isinstance(self.expiring, ExpiringPoints):
             raise PassValidationError("expiring", "must be an ExpiringPoints")
+        if self.feedback is not None and not isinstance(self.feedback, FeedbackLink):
+            raise PassValidationError("feedback", "must be a FeedbackLink")
         if self.balance_placement not in ("header", "primary", "both"):
             raise PassValidationError("balance_placement", "must be 'header', 'primary' or 'both'")
         for name in ("allow_insecure_web_service", "sharing_prohibited", "voided"):
@@ -366,6 +374,11 @@ class StoreCardContent:
                     "changeMessage": MESSAGE_CHANGE,
                 }
             )
+        if self.feedback is not None:
+            feedback = {"key": "feedback", "label": FEEDBACK_LABEL, "value": self.feedback.url}
+            if self.feedback.lock_screen:
+                feedback["changeMessage"] = FEEDBACK_CHANGE
+            back.append(feedback)
         if "expiring" in values:
             back.append({"key": "expiry", "label": EXPIRY_LABEL, "value": values["expiring"],
                          "changeMessage": EXPIRY_CHANGE})

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from passes import points_lines
+from passes import feedback_link, points_lines
+from passes.feedback_link import FeedbackLink
 from passes.google.fields import (
     MAX_LINKS,
     MAX_TEXT_MODULES,
@@ -67,6 +68,8 @@ class LoyaltyObjectContent:
     ``pending`` (points not spendable yet; id ``pending``), translated like the labels,
     and ``badges`` (the names of the challenges the member reached, each a
     :data:`LocalizedText`; one module, id ``badges``, a name a line).
+    ``links`` go to the links module, then ``feedback`` (an open feedback invitation) as the
+    link "How was your visit?" (id ``feedback``).
     """
 
     issuer_id: str
@@ -92,10 +95,12 @@ class LoyaltyObjectContent:
     pending: PendingPoints | None = None
     expiring: ExpiringPoints | None = None
     badges: Sequence[LocalizedText] = ()
+    feedback: FeedbackLink | None = None
     wording: Wording = field(default=english, repr=False, compare=False)
     _points_label: dict[str, str] = field(init=False, repr=False, compare=False)
     _modules: tuple[TextModule, ...] = field(init=False, repr=False, compare=False)
     _tier_label: dict[str, str] = field(init=False, repr=False, compare=False)
+    _links: tuple[Link, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_issuer_id(self.issuer_id)
@@ -125,7 +130,23 @@ class LoyaltyObjectContent:
         set_field(self, "text_modules",
              nested("text_modules", self.text_modules, TextModule, MAX_TEXT_MODULES))
         set_field(self, "links", nested("links", self.links, Link, MAX_LINKS))
+        set_field(self, "_links", self._all_links())
         set_field(self, "_modules", self._all_text_modules())
+
+    def _all_links(self) -> tuple[Link, ...]:
+        links = list(self.links)
+        if self.feedback is not None:
+            if not isinstance(self.feedback, FeedbackLink):
+                raise GooglePayloadError("feedback", "must be a FeedbackLink")
+            try:
+                links.append(Link(id="feedback", uri=self.feedback.url, description=translations(
+                    feedback_link.FEEDBACK_LABEL, self.wording)))
+            except GooglePayloadError as error:
+                raise GooglePayloadError(f"feedback.{error.field}", error.problem) from error
+        return nested("links", links, Link, MAX_LINKS)
+
+    def _links_json(self) -> dict[str, Any]:
+        return {"uris": [link.body_json() for link in self._links]}
 
     def _all_text_modules(self) -> tuple[TextModule, ...]:
         modules = list(self.text_modules)
@@ -231,8 +252,8 @@ def loyalty_object_body(content: LoyaltyObjectContent) -> dict[str, Any]:
         body["secondaryLoyaltyPoints"] = secondary
     if content._modules:
         body["textModulesData"] = content._text_modules()
-    if content.links:
-        body["linksModuleData"] = {"uris": [link.body_json() for link in content.links]}
+    if content._links:
+        body["linksModuleData"] = content._links_json()
     return body
 
 
@@ -242,13 +263,15 @@ def loyalty_object_patch_body(
     """A ``loyaltyObject`` PATCH body with only what changed since ``previous``.
 
     Considered: balance and its label (``loyaltyPoints``), tier (``secondaryLoyaltyPoints``),
-    barcode, state, and the text modules (``textModulesData``, replaced as a whole: the
-    pending and expiring points change with the balance); without ``previous`` all five are
-    sent (except a tier the card does not have; text modules even when there are none, so
-    that lines no longer true are removed). ``notifyPreference`` is always sent, because
-    Google forgets it after each request. A tier removed since ``previous`` is sent as
-    ``null``, which PATCH treats as "delete this field". Other fields (links, names) need a
-    full update with :func:`loyalty_object_body`.
+    barcode, state, the text modules (``textModulesData``, replaced as a whole: the
+    pending and expiring points change with the balance) and the links (``linksModuleData``,
+    replaced as a whole: a feedback link comes with a visit and goes with its answer);
+    without ``previous`` all six are sent (except a tier the card does not have; text
+    modules and links even when there are none, so that ones no longer true are removed).
+    ``notifyPreference`` is always sent, because Google forgets it after each request. A
+    tier removed since ``previous`` is sent as ``null``, which PATCH treats as "delete this
+    field". Other fields (names) need a full
+    update with :func:`loyalty_object_body`.
     """
     if previous is not None and previous.object_id != current.object_id:
         raise GooglePayloadError("previous", "describes another object")
@@ -265,5 +288,7 @@ def loyalty_object_patch_body(
         body["state"] = current.state
     if previous is None or previous._text_modules() != current._text_modules():
         body["textModulesData"] = current._text_modules()
+    if previous is None or previous._links_json() != current._links_json():
+        body["linksModuleData"] = current._links_json()
     body["notifyPreference"] = current._notify_preference()
     return body

@@ -15,6 +15,7 @@ from app import timeutil
 from app.auth.security import tokens_match
 from app.errors import NotFound
 from app.extensions import db
+from app.feedback import service as feedback
 from app.loyalty import artwork, balances, branding, challenges, ledger, program_texts
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
@@ -124,6 +125,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         progress=next_reward(program, card.balance),
         pending=pending,
         expiring=expiring,
+        feedback=feedback.pass_link(card),
     )
 
 

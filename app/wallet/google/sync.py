@@ -37,6 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app import dbutil, telemetry, timeutil
 from app.extensions import db
+from app.feedback import service as feedback
 from app.loyalty import artwork, balances, branding, challenges
 from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card, CardStatus, Program
@@ -156,6 +157,7 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         pending=pending,
         expiring=expiring,
         badges=challenges.pass_badges(card),
+        feedback=feedback.pass_link(card),
         notify=notify,
         wording=pass_wording(),
     )

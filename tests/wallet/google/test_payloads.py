@@ -114,7 +114,7 @@ def test_patch_body_sends_only_changes() -> None:
 
     everything = loyalty_object_patch_body(after)
     assert set(everything) == {"loyaltyPoints", "secondaryLoyaltyPoints", "barcode", "state",
-                               "textModulesData", "notifyPreference"}
+                               "textModulesData", "linksModuleData", "notifyPreference"}
 
     with pytest.raises(GooglePayloadError, match="previous"):
         loyalty_object_patch_body(after, object_content(serial="OTHER"))
