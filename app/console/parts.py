@@ -7,6 +7,7 @@ from flask import Flask
 
 from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     accounts,
+    analytics,
     audit_trail,
     campaigns,
     design,
@@ -16,9 +17,9 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     staff,
 )
 
-# The navigation, in the order a marketer works through a program.
+# The navigation, in the order a marketer works through a program (how it is doing first).
 pages.order_sections([
-    "console.design", "console.rewards", "console.rules", "console.members",
+    "console.analytics", "console.design", "console.rewards", "console.rules", "console.members",
     "console.campaigns", "console.staff", "console.program_audit",
     "console.accounts", "console.audit",
 ])
