@@ -16,7 +16,7 @@ from babel.numbers import format_decimal
 from flask import Flask
 
 from tests.console.conftest import form_token, make_account, sign_in
-from tests.factories import ApiClient, create_card, create_program
+from tests.factories import ApiClient, create_card, create_program, settle
 from tests.test_program_scope import database_state
 
 
@@ -75,6 +75,38 @@ def test_the_dashboard_shows_the_apis_figures(app: Flask, api: ApiClient,
     # The CSV link asks for the same range.
     assert f'href="/console/programs/{pid}/analytics.csv?first={first}&amp;last={last}' \
            f'&amp;interval=day"' in html
+
+
+def test_rules_and_campaigns_are_listed(app: Flask, api: ApiClient,
+                                        program: dict[str, Any]) -> None:
+    pid = program["id"]
+    rule = api.post(f"/api/v1/programs/{pid}/rules", json={
+        "kind": "bonus", "name": "Sunny bonus", "points": 5})
+    assert rule.status_code == 201, rule.json
+    for number in range(2):
+        serial = create_card(api, program, email=f"m{number}@example.com")["serial_number"]
+        assert api.post(f"/api/v1/cards/{serial}/earn", json={
+            "amount": 2_000_000, "currency": "IDR"}).status_code == 201
+    campaign = api.post(f"/api/v1/programs/{pid}/campaigns", json={
+        "name": "Rainy day", "messages": {"en": {"lock_screen": "Double points"}}})
+    assert campaign.status_code == 201, campaign.json
+    assert api.post(f"/api/v1/programs/{pid}/campaigns/{campaign.json['id']}/send"
+                    ).status_code == 202
+    settle(app)
+    client = _signed_in(app, [pid])
+    first, last, after = _range()
+    stats = api.get(f"/api/v1/programs/{pid}/stats?from={first}&to={after}").json
+    assert stats["points_issued_by_rule"] == [
+        {"rule_id": rule.json["id"], "name": "Sunny bonus", "points": 10}]
+    [sent] = stats["campaigns"]
+    assert sent["recipients"] == 2
+    html = client.get(f"/console/programs/{pid}/analytics?first={first}&last={last}&lang=en"
+                      ).get_data(as_text=True)
+    by_rule = html[html.index('id="by-rule-heading"'):html.index('id="nps-heading"')]
+    assert re.search(r"<td>Sunny bonus</td><td class=\"number\">10</td>", by_rule)
+    campaigns = html[html.index('id="campaigns-heading"'):]
+    assert f'href="/console/programs/{pid}/campaigns/{sent["id"]}">Rainy day</a>' in campaigns
+    assert re.search(r"<dt>Recipients</dt><dd>2</dd>", campaigns)
 
 
 def test_money_is_in_the_programs_currency_and_the_pages_language(
