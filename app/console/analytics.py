@@ -277,6 +277,7 @@ class Dashboard:
         self.locale = str(get_locale() or "en")
         self.zone = program_zone(program.time_zone)
         self.exponent = CURRENCIES.get(program.currency, 2)
+        self._charts: list[dict[str, Any]] | None = None
 
     # Formatting, in the page's language.
 
@@ -358,7 +359,13 @@ class Dashboard:
 
     def charts(self) -> list[dict[str, Any]]:
         """Each chart's title, series (labels, raw values for the script, formatted values
-        for its table) and the periods' labels."""
+        for its table) and the periods' labels (made once: the tables and the script's
+        block both read them)."""
+        if self._charts is None:
+            self._charts = self._make_charts()
+        return self._charts
+
+    def _make_charts(self) -> list[dict[str, Any]]:
         series = self.found["series"]
         labels = [self.period_label(p) for p in series["periods"]]
         charts = []

@@ -8,8 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.numbers import format_decimal
@@ -126,19 +127,31 @@ def test_money_is_in_the_programs_currency_and_the_pages_language(
     assert _figure(thai.get_data(as_text=True), "purchase_amount") == "฿123,456.00"
 
 
-def test_without_a_range_the_last_30_days(app: Flask, api: ApiClient,
-                                          program: dict[str, Any]) -> None:
+# At any moment one of these is on another day than UTC (+14 from 10:00 UTC, -11 before
+# 11:00 UTC), so the days shown must be the program's.
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_without_a_range_the_last_30_days_of_the_programs_zone(
+        app: Flask, api: ApiClient, program: dict[str, Any], zone: str) -> None:
+    assert api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                       json={"time_zone": zone}).status_code == 200
     client = _signed_in(app, [program["id"]])
-    page = client.get(f"/console/programs/{program['id']}/analytics")
+    page = client.get(f"/console/programs/{program['id']}/analytics?lang=en")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     first = re.search(r'name="first" type="date" value="([^"]+)"', html)
     last = re.search(r'name="last" type="date" value="([^"]+)"', html)
     assert first and last
-    days = (date.fromisoformat(last.group(1)) - date.fromisoformat(first.group(1))).days
-    assert days in (29, 30, 31)  # the API's default range, in the program's days
+    today = datetime.now(ZoneInfo(zone)).date()
+    assert last.group(1) == today.isoformat()
+    assert first.group(1) == (today - timedelta(days=30)).isoformat()  # the API's default
+    assert f"({zone})" in html
     form = re.search(r'<form method="get".*?</form>', html, re.S)
     assert form and "csrf_token" not in form.group(0)  # a GET form: no token in the address
+    # By week: one row per week, each labelled with its first day.
+    weekly = client.get(f"/console/programs/{program['id']}/analytics?first={first.group(1)}"
+                        f"&last={last.group(1)}&interval=week&lang=en").get_data(as_text=True)
+    table = re.search(r'<table data-series-table="points">(.*?)</table>', weekly, re.S)
+    assert table and table.group(1).count("Week of ") == 5  # 31 days: 4 weeks and 3 days
 
 
 @pytest.mark.parametrize("query, message", [
