@@ -119,9 +119,14 @@ def _compute(program: Program) -> tuple[RangeForm, dict[str, Any] | None]:
             if form.last.data else default_end
         form.first.data = start.astimezone(zone).date()
         form.last.data = (end - timedelta(microseconds=1)).astimezone(zone).date()
-        if end <= start:  # one day given against the other's default
+        # One day given against the other's default: check the pair again.
+        if end <= start:
             form.last.errors = [*form.last.errors,
                                 _("The last day must not be before the first.")]
+            return form, None
+        if end - start > timedelta(days=MAX_RANGE_DAYS):
+            form.last.errors = [*form.last.errors,
+                                _("Choose at most %(days)d days.", days=MAX_RANGE_DAYS)]
             return form, None
     try:
         return form, stats.compute(program, start, end, form.interval.data or "day")

@@ -162,6 +162,7 @@ def test_without_a_range_the_last_30_days_of_the_programs_zone(
     ("first=0001-01-01&last=0001-01-02", "Choose a day between 1970-01-01 and 9998-12-31."),
     ("first=2026-01-01&last=9999-12-31", "Choose a day between 1970-01-01 and 9998-12-31."),
     ("first=2999-01-01", "The last day must not be before the first."),
+    ("first=2024-01-01", "Choose at most 400 days."),  # up to today
     ("first=2999-01-01&last=2999-01-02", "The range must start today or earlier."),
     ("interval=month", "Not a valid choice."),
     ("first=" + "9" * 5000, "Please enter a day as YYYY-MM-DD."),
