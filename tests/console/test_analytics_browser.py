@@ -109,6 +109,11 @@ def test_dashboard_draws_the_scenario(app: Flask, api: ApiClient, program: dict[
     assert sum(series["apple_installs"]) == 1
     with serve(app) as base:
         context, page = console_page(browser, base, "m@example.com", screen=screen)
+        # The program's home (one program: sign-in lands there) leads to the dashboard.
+        page.goto(f"{base}/console/programs/{pid}?lang=en")
+        check_page(page, f"program-home-{screen}")
+        page.locator("ul.tiles a").first.click()
+        page.wait_for_url(f"**/console/programs/{pid}/analytics")
         page.goto(f"{base}/console/programs/{pid}/analytics?{query}&lang=en")
         for chart in CHARTS:
             page.wait_for_selector(f'figure[data-chart="{chart}"][data-drawn="true"]',
