@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
@@ -77,19 +77,53 @@ def amount_bucket(amount: int) -> int:
 
 
 # --- One span of time (within one local day) ----------------------------------------------
+# The statements are built once (a day's rollup and every live day run them all); their
+# parameters are the program ``p`` and the span ``[t0, t1)``.
+
+_e = LedgerEntry
+_total = _e.points + _e.pending_points
+_up = case((_total > 0, 1), else_=0)
+_in_span = (Card.program_id == bindparam("p"), _e.created_at >= bindparam("t0"),
+            _e.created_at < bindparam("t1"))
+_reversed = aliased(LedgerEntry)
+ENTRY_SUMS = (
+    select(_e.kind, _e.rule_id, _up, func.count(), func.sum(_e.points), func.sum(_total),
+           func.sum(_e.amount), func.count(_e.amount))
+    .join(Card, Card.id == _e.card_id).where(*_in_span).group_by(_e.kind, _e.rule_id, _up))
+REVERSED_PURCHASES = (
+    select(func.count(), func.sum(_reversed.amount)).select_from(_e)
+    .join(Card, Card.id == _e.card_id).join(_reversed, _reversed.id == _e.reverses_id)
+    .where(*_in_span, _e.kind == EntryKind.REVERSE, _reversed.kind == EntryKind.EARN,
+           _reversed.amount.is_not(None)))
+PURCHASE_AMOUNTS = (
+    select(_e.amount, func.count()).join(Card, Card.id == _e.card_id)
+    .where(*_in_span, _e.kind == EntryKind.EARN, _e.amount.is_not(None)).group_by(_e.amount))
+NEW_MEMBERS = select(func.count()).select_from(Member).where(
+    Member.program_id == bindparam("p"), Member.created_at >= bindparam("t0"),
+    Member.created_at < bindparam("t1"))
+WALLET_EVENTS = (
+    select(WalletEvent.platform, WalletEvent.kind, func.count())
+    .where(WalletEvent.program_id == bindparam("p"), WalletEvent.at >= bindparam("t0"),
+           WalletEvent.at < bindparam("t1"))
+    .group_by(WalletEvent.platform, WalletEvent.kind))
+_f = FeedbackInvitation
+ANSWERS = (
+    select(_f.location_id, _f.score, func.count())
+    .where(_f.program_id == bindparam("p"), _f.answered_at >= bindparam("t0"),
+           _f.answered_at < bindparam("t1"), _f.score.is_not(None))
+    .group_by(_f.location_id, _f.score))
+ACTIVITIES_OF_SPAN = (
+    select(_e.card_id, _e.kind, _e.amount.is_not(None)).distinct()
+    .join(Card, Card.id == _e.card_id)
+    .where(*_in_span, _e.kind.in_([EntryKind.EARN, EntryKind.REDEEM])))
+
 
 def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
     """The additive figures of ``[t0, t1)`` (docs/metrics.md names them)."""
     counts: Counts = Counter()
-    e = LedgerEntry
-    in_span = (Card.program_id == program_id, e.created_at >= t0, e.created_at < t1)
-    total = e.points + e.pending_points
-    up = case((total > 0, 1), else_=0)
-    rows = db.session.execute(
-        select(e.kind, e.rule_id, up, func.count(), func.sum(e.points), func.sum(total),
-               func.sum(e.amount), func.count(e.amount))
-        .join(Card, Card.id == e.card_id).where(*in_span).group_by(e.kind, e.rule_id, up))
-    for kind, rule_id, positive, n, points, moved, amount, with_amount in rows:
+    span = {"p": program_id, "t0": t0, "t1": t1}
+    for kind, rule_id, positive, n, points, moved, amount, with_amount in \
+            db.session.execute(ENTRY_SUMS, span):
         points, moved, amount = int(points or 0), int(moved or 0), int(amount or 0)
         counts["net_points", ""] += points
         if kind is EntryKind.EARN:
@@ -116,35 +150,16 @@ def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
                 counts[f"issued_{name}", ""] += moved
             else:
                 counts[f"clawed_{name}", ""] += -moved
-    reversed_earn = aliased(LedgerEntry)
-    n, amount = db.session.execute(
-        select(func.count(), func.sum(reversed_earn.amount)).select_from(e)
-        .join(Card, Card.id == e.card_id).join(reversed_earn, reversed_earn.id == e.reverses_id)
-        .where(*in_span, e.kind == EntryKind.REVERSE, reversed_earn.kind == EntryKind.EARN,
-               reversed_earn.amount.is_not(None))).one()
+    n, amount = db.session.execute(REVERSED_PURCHASES, span).one()
     counts["purchases_reversed", ""] += int(n or 0)
     counts["purchase_amount_reversed", ""] += int(amount or 0)
-    for amount, n in db.session.execute(
-            select(e.amount, func.count()).join(Card, Card.id == e.card_id)
-            .where(*in_span, e.kind == EntryKind.EARN, e.amount.is_not(None))
-            .group_by(e.amount)):
+    for amount, n in db.session.execute(PURCHASE_AMOUNTS, span):
         counts["purchase_bucket", str(amount_bucket(int(amount)))] += n
-    counts["new_members", ""] += db.session.scalar(
-        select(func.count()).select_from(Member).where(
-            Member.program_id == program_id, Member.created_at >= t0,
-            Member.created_at < t1)) or 0
-    w = WalletEvent
-    for platform, kind, n in db.session.execute(
-            select(w.platform, w.kind, func.count()).where(
-                w.program_id == program_id, w.at >= t0, w.at < t1)
-            .group_by(w.platform, w.kind)):
+    counts["new_members", ""] += db.session.scalar(NEW_MEMBERS, span) or 0
+    for platform, kind, n in db.session.execute(WALLET_EVENTS, span):
         what = "installs" if kind.value == "installed" else "removals"
         counts[f"{platform.value}_{what}", ""] += n
-    f = FeedbackInvitation
-    for location_id, score, n in db.session.execute(
-            select(f.location_id, f.score, func.count()).where(
-                f.program_id == program_id, f.answered_at >= t0, f.answered_at < t1,
-                f.score.is_not(None)).group_by(f.location_id, f.score)):
+    for location_id, score, n in db.session.execute(ANSWERS, span):
         counts["nps_answers", f"{location_id or ''}:{score}"] += n
     return Counts({k: v for k, v in counts.items() if v})
 
@@ -152,13 +167,9 @@ def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
 def span_activities(program_id: int, t0: datetime, t1: datetime) -> dict[int, set[str]]:
     """The cards with a visit in ``[t0, t1)``, and which activities (visit, redeem,
     purchase) they had."""
-    e = LedgerEntry
     found: dict[int, set[str]] = defaultdict(set)
     for card_id, kind, purchase in db.session.execute(
-            select(e.card_id, e.kind, e.amount.is_not(None)).distinct()
-            .join(Card, Card.id == e.card_id)
-            .where(Card.program_id == program_id, e.created_at >= t0, e.created_at < t1,
-                   e.kind.in_([EntryKind.EARN, EntryKind.REDEEM]))):
+            ACTIVITIES_OF_SPAN, {"p": program_id, "t0": t0, "t1": t1}):
         found[card_id].add("visit")
         if kind is EntryKind.REDEEM:
             found[card_id].add("redeem")
