@@ -113,6 +113,9 @@ def test_rules_and_campaigns_are_listed(app: Flask, api: ApiClient,
 def test_money_is_in_the_programs_currency_and_the_pages_language(
         app: Flask, api: ApiClient) -> None:
     program = create_program(api, currency="THB", slug="cha", name="Cha")
+    # 1,000 points are worth 2,500.00 baht.
+    assert api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                       json={"value_of_1000_points": 250_000}).status_code == 200
     serial = create_card(api, program)["serial_number"]
     assert api.post(f"/api/v1/cards/{serial}/earn",
                     json={"amount": 123_456_00, "currency": "THB"}).status_code == 201
@@ -125,6 +128,12 @@ def test_money_is_in_the_programs_currency_and_the_pages_language(
     thai = client.get(f"/console/programs/{program['id']}/analytics?{query}&lang=th")
     assert _figure(english.get_data(as_text=True), "purchase_amount") == "THB123,456.00"
     assert _figure(thai.get_data(as_text=True), "purchase_amount") == "฿123,456.00"
+    # 12 points owed (one per 10,000.00 baht), worth 30.00 baht.
+    assert stats["figures"]["liability_points"]["value"] == 12
+    assert stats["figures"]["liability_money"]["value"] == 30_00
+    assert _figure(english.get_data(as_text=True), "liability_money") == "THB30.00"
+    indonesian = client.get(f"/console/programs/{program['id']}/analytics?{query}&lang=id")
+    assert _figure(indonesian.get_data(as_text=True), "liability_money") == "฿30,00"
 
 
 # At any moment one of these is on another day than UTC (+14 from 10:00 UTC, -11 before
