@@ -36,7 +36,7 @@ class ActivityDay(db.Model):
     their gap: the days since their previous day with it (:data:`~app.analytics.rollup.FIRST`
     for the first ever; capped at :data:`~app.analytics.rollup.CAP`). One row a day and
     activity, whatever the number of members: ``gaps`` are the distinct gaps in increasing
-    order (int16), ``cards`` the number of cards with a gap up to each (cumulative, int64) and
+    order (int16), ``cards`` the number of cards with a gap up to each (cumulative, int32) and
     ``seconds`` the same for the cards whose previous day was their first; all little-endian
     (docs/metrics.md shows the sums that give distinct-member counts)."""
 

@@ -221,7 +221,7 @@ Index = tuple[array, array, array, int]  # gaps, cumulative cards, cumulative se
 def index_of(rows: dict[int, list[int]]) -> Index:
     """A day's activity as sorted gaps with cumulative counts (``rows``: gap -> [cards,
     of them second])."""
-    gaps, cards, seconds = array("h"), array("q"), array("q")
+    gaps, cards, seconds = array("h"), array("i"), array("i")
     total = total_second = 0
     for gap in sorted(rows):
         total += rows[gap][0]
@@ -258,8 +258,8 @@ def _values(typecode: str, data: bytes) -> array:
 
 
 def decode(gaps: bytes, cards: bytes, seconds: bytes) -> Index:
-    cumulative = _values("q", cards)
-    return (_values("h", gaps), cumulative, _values("q", seconds),
+    cumulative = _values("i", cards)
+    return (_values("h", gaps), cumulative, _values("i", seconds),
             cumulative[-1] if cumulative else 0)
 
 
@@ -412,10 +412,13 @@ class DaySeries:
                         d.day >= count_first, d.day <= stored_last, d.key == "")):
                 self.counts[day][name, ""] += value
             a = ActivityDay
+            # Visits reach back furthest (churn of the previous range, 90 days active);
+            # redemptions and purchases are counted in the range and the previous one.
             for day, act, gaps, cards, seconds in db.session.execute(
                     select(a.day, a.activity, a.gaps, a.cards, a.seconds).where(
                         a.program_id == program.id, a.day >= gap_first,
-                        a.day <= stored_last)):
+                        a.day <= stored_last,
+                        (a.activity == "visit") | (a.day >= count_first))):
                 self._index[day, act] = decode(gaps, cards, seconds)
         # Cumulative figures (members, liability) of the stored days before ``count_first``.
         self.before: Counts = Counter()
