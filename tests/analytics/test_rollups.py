@@ -169,3 +169,31 @@ def test_days_are_the_programs_local_days(
     with app.app_context():
         assert db.session.get(Progress, program["id"]).time_zone == "UTC"
         db.session.rollback()
+
+
+def test_rebuild_stats_takes_in_entries_written_into_rolled_up_days(
+        app: Flask, api: ApiClient, clock: FakeClock) -> None:
+    from app.cli.cli import cli
+
+    program = create_program(api, earn_amount=100, time_zone="Asia/Bangkok",
+                             points_expire_after_days=1)
+    serial = create_card(api, program)["serial_number"]
+    _earn(api, serial, 5_000)  # 50 points, expiring a day later
+    _at(clock, datetime(2026, 5, 8, 1, 0, tzinfo=TZ))
+    with app.app_context():
+        sweep.sweep()
+    assert _rows(app, program["id"])[3] == date(2026, 5, 7)
+    # An operator's tick "as of" a past day writes its expiry into a day rolled up already:
+    # the rollups do not see it until they are rebuilt.
+    runner = app.test_cli_runner()
+    as_of = datetime(2026, 5, 5, 12, 0, tzinfo=TZ).isoformat()
+    assert runner.invoke(cli, ["tick", "--as-of", as_of]).exit_code == 0
+    query = "?from=2026-05-04&to=2026-05-08"
+    assert _stats(api, program, query)["figures"]["points_expired"]["value"] == 0
+    result = runner.invoke(cli, ["rebuild-stats", "--program", program["slug"]])
+    assert result.exit_code == 0, result.output
+    body = _stats(api, program, query)
+    assert body["figures"]["points_expired"]["value"] == 50
+    assert body["series"]["points_expired"] == [0, 50, 0, 0]
+    assert body["figures"]["liability_points"]["value"] == 0
+    assert runner.invoke(cli, ["rebuild-stats", "--program", "no-such"]).exit_code == 2
