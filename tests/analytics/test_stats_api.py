@@ -114,3 +114,11 @@ def test_liability_in_money_follows_the_value_of_points(api: ApiClient,
     assert figures["liability_points"]["value"] == 1_234
     assert figures["liability_money"]["value"] == 1_234 * 5_000 // 1000
     assert figures["liability_money"]["previous"] == 0
+
+
+def test_without_from_the_range_is_the_30_days_before_to(api: ApiClient,
+                                                         program: dict[str, Any]) -> None:
+    body = api.get(f"/api/v1/programs/{program['id']}/stats?to=2026-01-15").json
+    assert (body["from"], body["to"]) == ("2025-12-16T00:00:00+00:00",
+                                          "2026-01-15T00:00:00+00:00")
+    assert len(body["series"]["periods"]) == 30
