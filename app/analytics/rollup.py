@@ -16,6 +16,7 @@ instead of a scan of the window's entries (docs/metrics.md explains the sums).
 
 from __future__ import annotations
 
+import logging
 import sys
 from array import array
 from bisect import bisect_right
@@ -34,6 +35,8 @@ from app.feedback.models import FeedbackInvitation
 from app.loyalty.models import Card, EntryKind, LedgerEntry, Member, Program
 from app.timeutil import now as clock_now
 from app.wallet.events import WalletEvent
+
+log = logging.getLogger("pointpass.analytics")
 
 #: How long after a local day ends it is rolled up.
 GRACE = timedelta(minutes=15)
@@ -366,12 +369,19 @@ def rebuild(program: Program, now: datetime | None = None) -> None:
 
 
 def sweep_task() -> None:
-    """The sweep's task: roll up every program's closed days."""
-    for program in db.session.scalars(select(Program).order_by(Program.id)).all():
+    """The sweep's task: roll up every program's closed days. A program whose rollup fails
+    is logged and left for the next sweep (or the next stats request): the sweep's other
+    work goes on."""
+    for program_id in db.session.scalars(select(Program.id).order_by(Program.id)).all():
         try:
-            catch_up(program)
+            program = db.session.get(Program, program_id)
+            if program is not None:
+                catch_up(program)
         except OperationalError:  # another sweep holds the lock, or SQLite is busy
             db.session.rollback()
+        except Exception:
+            db.session.rollback()
+            log.exception("Rolling up the analytics of program %s failed", program_id)
 
 
 # --- Reading ----------------------------------------------------------------------------------
