@@ -95,9 +95,10 @@ def _in_bounds(field: Day) -> None:
 
 
 def _compute(program: Program) -> tuple[RangeForm, dict[str, Any] | None]:
-    """The form, filled from the query string (a missing day is the default range's), and
-    ``compute``'s answer for its range: None when the form is invalid or the stats refuse
-    the range (a first day after today: the form says why)."""
+    """The form, filled from the query string (no last day: up to now; no first day: the
+    30 days up to the last, as the API's defaults), and ``compute``'s answer for its range:
+    None when the form is invalid or the stats refuse the range (a first day after today:
+    the form says why)."""
     # Only the range's own arguments: ?lang= alone is the default range.
     asked = {name: request.args.getlist(name)[:1] for name in ("first", "last", "interval")
              if name in request.args}
@@ -113,10 +114,11 @@ def _compute(program: Program) -> tuple[RangeForm, dict[str, Any] | None]:
     elif not form.validate():
         return form, None
     else:
-        start = datetime.combine(form.first.data, time(), zone) if form.first.data \
-            else default_start
         end = datetime.combine(form.last.data + timedelta(days=1), time(), zone) \
             if form.last.data else default_end
+        # Without a first day, the 30 days up to the last (as the API without `from`).
+        start = datetime.combine(form.first.data, time(), zone) if form.first.data \
+            else stats.default_range(program, end)[0]
         form.first.data = start.astimezone(zone).date()
         form.last.data = (end - timedelta(microseconds=1)).astimezone(zone).date()
         # One day given against the other's default: check the pair again.

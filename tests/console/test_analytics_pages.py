@@ -161,6 +161,9 @@ def test_without_a_range_the_last_30_days_of_the_programs_zone(
                         f"&last={last.group(1)}&interval=week&lang=en").get_data(as_text=True)
     table = re.search(r'<table data-series-table="points">(.*?)</table>', weekly, re.S)
     assert table and table.group(1).count("Week of ") == 5  # 31 days: 4 weeks and 3 days
+    # A last day alone: the 30 days up to it, as the API without `from`.
+    alone = client.get(f"/console/programs/{program['id']}/analytics?last=2026-03-31")
+    assert 'name="first" type="date" value="2026-03-02"' in alone.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("query, message", [
