@@ -122,3 +122,14 @@ def test_without_from_the_range_is_the_30_days_before_to(api: ApiClient,
     assert (body["from"], body["to"]) == ("2025-12-16T00:00:00+00:00",
                                           "2026-01-15T00:00:00+00:00")
     assert len(body["series"]["periods"]) == 30
+
+
+def test_the_median_is_the_lower_one_to_two_significant_digits(
+        api: ApiClient, program: dict[str, Any]) -> None:
+    card = create_card(api, program, name="Tari")
+    for i, amount in enumerate((1_500, 12_345, 13_999, 250_000)):
+        _earn(api, card["serial_number"], amount, f"m{i}")
+    figures = api.get(f"/api/v1/programs/{program['id']}/stats").json["figures"]
+    assert figures["median_purchase"]["value"] == 12_000  # the 2nd of 4, 12,345 rounded
+    assert figures["average_purchase"]["value"] == (1_500 + 12_345 + 13_999 + 250_000) // 4
+    assert figures["median_purchase"]["previous"] is None  # no purchase before
