@@ -7,6 +7,7 @@ from flask import Flask
 
 from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     accounts,
+    analytics,
     audit_trail,
     campaigns,
     challenges,
@@ -18,11 +19,11 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     staff,
 )
 
-# The navigation, in the order a marketer works through a program.
+# The navigation, in the order a marketer works through a program (how it is doing first).
 pages.order_sections([
-    "console.design", "console.rewards", "console.challenges", "console.rules",
-    "console.members", "console.campaigns", "console.feedback", "console.staff",
-    "console.program_audit",
+    "console.analytics", "console.design", "console.rewards", "console.challenges",
+    "console.rules", "console.members", "console.campaigns", "console.feedback",
+    "console.staff", "console.program_audit",
     "console.accounts", "console.audit",
 ])
 

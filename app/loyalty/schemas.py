@@ -170,6 +170,11 @@ class ProgramSettingsIn(InputSchema):
     feedback_lock_screen = StrictBoolean(
         metadata={"description": "the feedback link is also announced on the lock screen "
                   "(Apple Wallet; default false)"})
+    value_of_1000_points = StrictInteger(
+        allow_none=True, validate=validators.Range(0, MAX_AMOUNT),
+        metadata={"description": "what 1,000 points are worth, in minor units of the "
+                  "program's currency: the analytics' liability in money; null: not set "
+                  "(default), so no money figure"})
 
 
 class ProgramIn(ProgramSettingsIn):
@@ -299,6 +304,8 @@ class ProgramOut(Schema):
     time_zone = fields.String()
     feedback_every_days = fields.Integer(allow_none=True)
     feedback_lock_screen = fields.Boolean()
+    value_of_1000_points = fields.Integer(allow_none=True, metadata={
+        "description": "minor units of the currency per 1,000 points (null: not set)"})
     tiers = fields.List(fields.Nested(ProgramTierOut))
     rewards = fields.List(fields.Nested(ProgramRewardOut), attribute="current_rewards",
                           metadata={"description": "the rewards not retired, in the program's "

@@ -90,3 +90,46 @@ def test_the_csv_has_a_row_per_period(api: ApiClient, program: dict[str, Any]) -
     assert rows[0] == ["period", *SHAPE_SERIES]
     assert len(rows) == 1 + 5  # 31 days in weeks of 7
     assert sum(int(row[SHAPE_SERIES.index("purchases") + 1]) for row in rows[1:]) == 1
+
+
+def test_only_admins_and_marketers_read_stats(api: ApiClient, program: dict[str, Any],
+                                             keys: dict[str, str]) -> None:
+    path = f"/api/v1/programs/{program['id']}/stats"
+    assert api.as_(keys["marketer"]).get(path).status_code == 200
+    assert api.as_(keys["marketer"]).get(path + ".csv").status_code == 200
+    for role in ("staff", "pos"):
+        assert api.as_(keys[role]).get(path).status_code == 403
+        assert api.as_(keys[role]).get(path + ".csv").status_code == 403
+    assert api.as_(None).get(path).status_code == 401
+    assert api.get("/api/v1/programs/999999/stats").status_code == 404
+
+
+def test_liability_in_money_follows_the_value_of_points(api: ApiClient,
+                                                        program: dict[str, Any]) -> None:
+    card = create_card(api, program, name="Wulan")
+    _earn(api, card["serial_number"], 123_400, "a")  # 1,234 points
+    path = f"/api/v1/programs/{program['id']}"
+    assert api.request("PATCH", path, json={"value_of_1000_points": 5_000}).status_code == 200
+    figures = api.get(f"{path}/stats").json["figures"]
+    assert figures["liability_points"]["value"] == 1_234
+    assert figures["liability_money"]["value"] == 1_234 * 5_000 // 1000
+    assert figures["liability_money"]["previous"] == 0
+
+
+def test_without_from_the_range_is_the_30_days_before_to(api: ApiClient,
+                                                         program: dict[str, Any]) -> None:
+    body = api.get(f"/api/v1/programs/{program['id']}/stats?to=2026-01-15").json
+    assert (body["from"], body["to"]) == ("2025-12-16T00:00:00+00:00",
+                                          "2026-01-15T00:00:00+00:00")
+    assert len(body["series"]["periods"]) == 30
+
+
+def test_the_median_is_the_lower_one_to_two_significant_digits(
+        api: ApiClient, program: dict[str, Any]) -> None:
+    card = create_card(api, program, name="Tari")
+    for i, amount in enumerate((1_500, 12_345, 13_999, 250_000)):
+        _earn(api, card["serial_number"], amount, f"m{i}")
+    figures = api.get(f"/api/v1/programs/{program['id']}/stats").json["figures"]
+    assert figures["median_purchase"]["value"] == 12_000  # the 2nd of 4, 12,345 rounded
+    assert figures["average_purchase"]["value"] == (1_500 + 12_345 + 13_999 + 250_000) // 4
+    assert figures["median_purchase"]["previous"] is None  # no purchase before
