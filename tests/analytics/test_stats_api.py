@@ -73,7 +73,9 @@ def test_bad_ranges_are_refused(api: ApiClient, program: dict[str, Any]) -> None
     path = f"/api/v1/programs/{program['id']}/stats"
     for query in ("from=yesterday", "to=2026-13-01", "interval=month",
                   "from=2026-01-02&to=2026-01-01", "from=2026-01-01&to=2026-01-01",
-                  "from=2024-01-01&to=2026-01-01", "from=2999-01-01&to=3000-01-01"):
+                  "from=2024-01-01&to=2026-01-01", "from=2999-01-01&to=2999-01-02",
+                  "from=0001-01-01&to=0001-01-02", "to=9999-12-31", "from=2026-01-01T99:00",
+                  "from=2026-01-01T10:00:00%2B25:00", "to=" + "9" * 50):
         response = api.get(f"{path}?{query}")
         assert response.status_code == 422, (query, response.json)
         assert response.mimetype == "application/problem+json"
