@@ -387,7 +387,8 @@ DAILY = ("net_points", "new_members", "visits", "issued_earn", "issued_bonus",
          "purchases_gross", "purchase_amount_gross", "purchases_reversed",
          "purchase_amount_reversed", "apple_installs", "apple_removals", "google_installs",
          "google_removals", "nps_promoters", "nps_passives", "nps_detractors")
-CUMULATIVE = ("net_points", "new_members")
+CUMULATIVE = ("net_points", "new_members", "apple_installs", "apple_removals",
+              "google_installs", "google_removals")
 
 
 class DaySeries:
