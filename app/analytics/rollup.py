@@ -10,8 +10,9 @@ rolled-up day and a live one can never disagree. Nothing here runs on the earn p
 
 The distinct-member figures come from per-day activity gaps (:class:`ActivityDay`): for
 every card with a visit (redemption, purchase) on a day, how many days since its previous
-one. Counting the cards of a window is then a sum over at most a few hundred rows a day
-instead of a scan of the window's entries (docs/metrics.md explains the sums).
+one, kept as one row a day and activity. Counting the cards of a window is then a binary
+search in each day's row instead of a scan of the window's entries (docs/metrics.md
+explains the sums).
 """
 
 from __future__ import annotations
