@@ -37,12 +37,16 @@ class DateOrDateTime(fields.String):
             raise ValidationError("Longer than 40 characters.")
         try:
             if _DATE.match(text):
-                return date.fromisoformat(text)
-            if "T" not in text and " " not in text:
+                value = date.fromisoformat(text)
+            elif "T" not in text and " " not in text:
                 raise ValueError
-            return datetime.fromisoformat(text)
+            else:
+                value = datetime.fromisoformat(text)
         except ValueError as error:
             raise ValidationError("Not an ISO 8601 date or date and time.") from error
+        if not 1970 <= value.year <= 2999:
+            raise ValidationError("Give a year from 1970 to 2999.")
+        return value
 
 
 class StatsQuery(InputSchema):

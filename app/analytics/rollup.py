@@ -10,8 +10,9 @@ rolled-up day and a live one can never disagree. Nothing here runs on the earn p
 
 The distinct-member figures come from per-day activity gaps (:class:`ActivityDay`): for
 every card with a visit (redemption, purchase) on a day, how many days since its previous
-one. Counting the cards of a window is then a sum over at most a few hundred rows a day
-instead of a scan of the window's entries (docs/metrics.md explains the sums).
+one, kept as one row a day and activity. Counting the cards of a window is then a binary
+search in each day's row instead of a scan of the window's entries (docs/metrics.md
+explains the sums).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ GRACE = timedelta(minutes=15)
 FIRST = 9999
 CAP = 1000
 ACTIVITIES = ("visit", "redeem", "purchase")
-CHUNK = 500  # card ids per IN (...) list
 
 Counts = Counter[tuple[str, str]]  # (name, key) -> value
 Gaps = Counter[tuple[str, int, bool]]  # (activity, gap, second) -> cards
@@ -122,9 +122,13 @@ ANSWERS = (
     .where(_f.program_id == bindparam("p"), _f.answered_at >= bindparam("t0"),
            _f.answered_at < bindparam("t1"), _f.score.is_not(None))
     .group_by(_f.location_id, _f.score))
+_a = CardActivity
+# Each card with a visit in the span, what it did, and its rolled-up last days (one query:
+# no lookup per card).
 ACTIVITIES_OF_SPAN = (
-    select(_e.card_id, _e.kind, _e.amount.is_not(None)).distinct()
-    .join(Card, Card.id == _e.card_id)
+    select(_e.card_id, _e.kind, _e.amount.is_not(None), _a.visit_last, _a.visit_prev,
+           _a.redeem_last, _a.redeem_prev, _a.purchase_last, _a.purchase_prev).distinct()
+    .join(Card, Card.id == _e.card_id).outerjoin(_a, _a.card_id == _e.card_id)
     .where(*_in_span, _e.kind.in_([EntryKind.EARN, EntryKind.REDEEM])))
 
 
@@ -175,31 +179,23 @@ def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
     return Counts({k: v for k, v in counts.items() if v})
 
 
-def span_activities(program_id: int, t0: datetime, t1: datetime) -> dict[int, set[str]]:
-    """The cards with a visit in ``[t0, t1)``, and which activities (visit, redeem,
-    purchase) they had."""
+def span_activities(program_id: int, t0: datetime, t1: datetime
+                    ) -> tuple[dict[int, set[str]], dict[int, State]]:
+    """The cards with a visit in ``[t0, t1)``, which activities (visit, redeem, purchase)
+    they had, and the rolled-up last days of those that have some."""
     found: dict[int, set[str]] = defaultdict(set)
-    for card_id, kind, purchase in db.session.execute(
+    states: dict[int, State] = {}
+    for card_id, kind, purchase, *days_of in db.session.execute(
             ACTIVITIES_OF_SPAN, {"p": program_id, "t0": t0, "t1": t1}):
         found[card_id].add("visit")
         if kind is EntryKind.REDEEM:
             found[card_id].add("redeem")
         elif purchase:
             found[card_id].add("purchase")
-    return found
-
-
-def load_states(card_ids: Iterable[int]) -> dict[int, State]:
-    """The rolled-up last days of these cards' activities (cards without any: absent)."""
-    ids = list(card_ids)
-    states: dict[int, State] = {}
-    a = CardActivity
-    for start in range(0, len(ids), CHUNK):
-        for row in db.session.execute(select(a).where(
-                a.card_id.in_(ids[start:start + CHUNK]))).scalars():
-            states[row.card_id] = {act: (getattr(row, f"{act}_last"), getattr(row, f"{act}_prev"))
-                                   for act in ACTIVITIES}
-    return states
+        if any(days_of) and card_id not in states:
+            states[card_id] = {act: (days_of[2 * i], days_of[2 * i + 1])
+                               for i, act in enumerate(ACTIVITIES)}
+    return found, states
 
 
 def day_gaps(day: date, activities: dict[int, set[str]],
@@ -328,8 +324,7 @@ def roll_up(program_id: int, tz: ZoneInfo, day: date) -> None:
     """Write the rows of one closed day (in the caller's transaction)."""
     t0, t1 = day_start(tz, day), day_start(tz, day + timedelta(days=1))
     counts = span_counts(program_id, t0, t1)
-    activities = span_activities(program_id, t0, t1)
-    states = load_states(activities)
+    activities, states = span_activities(program_id, t0, t1)
     known = set(states)
     gaps = day_gaps(day, activities, states)
     if counts:
@@ -393,7 +388,8 @@ DAILY = ("net_points", "new_members", "visits", "issued_earn", "issued_bonus",
          "purchases_gross", "purchase_amount_gross", "purchases_reversed",
          "purchase_amount_reversed", "apple_installs", "apple_removals", "google_installs",
          "google_removals", "nps_promoters", "nps_passives", "nps_detractors")
-CUMULATIVE = ("net_points", "new_members")
+CUMULATIVE = ("net_points", "new_members", "apple_installs", "apple_removals",
+              "google_installs", "google_removals")
 
 
 class DaySeries:
@@ -449,8 +445,9 @@ class DaySeries:
             if t1 <= t0:
                 break
             counts = span_counts(program.id, t0, t1)
-            activities = span_activities(program.id, t0, t1)
-            states.update(load_states(c for c in activities if c not in states))
+            activities, stored = span_activities(program.id, t0, t1)
+            # A card seen on an earlier live day goes on from there, not from its row.
+            states.update({c: state for c, state in stored.items() if c not in states})
             day_gap = day_gaps(day, activities, states)
             if day >= count_first:
                 self.live[day] = counts

@@ -23,8 +23,6 @@ from app.campaigns.models import Campaign
 from app.extensions import db
 from app.loyalty.models import Card, CardStatus, EarningRule, PointLot, Program, ProgramLocation
 from app.timeutil import now as clock_now
-from app.wallet.apple.models import Registration
-from app.wallet.google.models import GoogleObjectState
 
 INTERVALS = ("day", "week")
 MAX_RANGE = timedelta(days=400)
@@ -165,6 +163,13 @@ class _Figures:
             "active_members": visitors,
             "active_members_30d": data.distinct("visit", last - timedelta(days=29), last),
             "active_members_90d": data.distinct("visit", last - timedelta(days=89), last),
+            # Every install and removal is an event (app.wallet.events), so what is
+            # installed at the end is their difference: the registrations not removed and
+            # the saved Google objects, when the range ends now (docs/metrics.md).
+            "apple_installed_now": data.up_to("apple_installs", last)
+            - data.up_to("apple_removals", last),
+            "google_installed_now": data.up_to("google_installs", last)
+            - data.up_to("google_removals", last),
             "liability_points": liability,
             "liability_money": liability * value_1000 // 1000 if value_1000 is not None
             else None,
@@ -239,7 +244,7 @@ def compute(program: Program, start: datetime, end: datetime,
 
 
 def _stock_now(program: Program, end: datetime) -> dict[str, Any]:
-    """The figures read from what the tables hold now (docs/metrics.md: no previous)."""
+    """The points expiring soon, read from the lots as they are now (no previous)."""
     at = min(end, clock_now())
     lots = {}
     for days_ahead in (30, 90):
@@ -250,14 +255,7 @@ def _stock_now(program: Program, end: datetime) -> dict[str, Any]:
                    PointLot.pending.is_(False), PointLot.expires_at.is_not(None),
                    PointLot.expires_at > at,
                    PointLot.expires_at <= at + timedelta(days=days_ahead))) or 0)
-    apple = db.session.scalar(
-        select(func.count()).select_from(Registration).join(Card, Card.id == Registration.card_id)
-        .where(Card.program_id == program.id, Registration.installed())) or 0
-    google = db.session.scalar(
-        select(func.count()).select_from(GoogleObjectState)
-        .join(Card, Card.id == GoogleObjectState.card_id)
-        .where(Card.program_id == program.id, GoogleObjectState.saved.is_(True))) or 0
-    return {**lots, "apple_installed_now": apple, "google_installed_now": google}
+    return lots
 
 
 def _voided(program: Program, before: datetime) -> int:

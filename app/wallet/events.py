@@ -55,7 +55,7 @@ def record(card_ids: Iterable[int], platform: Platform, kind: WalletEventKind, *
         return
     when = at or timeutil.now()
     programs = dict(db.session.execute(
-        select(Card.id, Card.program_id).where(Card.id.in_(ids))).tuples().all())
+        select(Card.id, Card.program_id).where(Card.id.in_(ids))).all())
     db.session.execute(insert(WalletEvent), [
         {"program_id": programs[card_id], "card_id": card_id, "platform": platform,
          "kind": kind, "device_id": device_id, "at": when}

@@ -2,7 +2,8 @@
 
 The sweep rolls up closed program-local days into these tables (docs/metrics.md); a BRIN
 index on ledger_entries.created_at (PostgreSQL) finds one day's entries without a write cost
-on the earn path.
+on the earn path. Google removals backfilled without their save get one (at the card's
+creation), so that installs minus removals is what is installed.
 
 Revision ID: 5d3a9c1e7b20
 Revises: 4941f4835eba
@@ -73,6 +74,20 @@ def upgrade():
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.create_index('ix_members_program_id_created_at', ['program_id', 'created_at'], unique=False)
 
+
+
+    # The analytics count what is installed as installs minus removals. The events backfilled
+    # from Google objects deleted before events existed have a removal without its save:
+    # give each one its save, at the card's creation (the earliest it can have been).
+    op.execute("""
+        INSERT INTO wallet_events (program_id, card_id, platform, kind, device_id, at)
+        SELECT e.program_id, e.card_id, 'google', 'installed', NULL, c.created_at
+        FROM wallet_events e JOIN cards c ON c.id = e.card_id
+        WHERE e.platform = 'google' AND e.kind = 'removed'
+          AND NOT EXISTS (SELECT 1 FROM wallet_events i WHERE i.card_id = e.card_id
+                          AND i.platform = 'google' AND i.kind = 'installed'
+                          AND i.at <= e.at)
+    """)
 
 
 def downgrade():
