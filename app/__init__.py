@@ -40,11 +40,11 @@ from app.auth.api import bp as keys_api
 from app.campaigns import service as campaign_service
 from app.campaigns.api import bp as campaigns_api
 from app.console import parts as console_parts
+from app.enrollment.feedback_page import bp as feedback_pages
 from app.enrollment.views import bp as enrollment_pages
 from app.extensions import db, migrate
 from app.feedback import models as _feedback_models  # noqa: F401
 from app.feedback import service as _feedback_service  # noqa: F401 (its visit listener)
-from app.feedback.views import bp as feedback_pages
 from app.loyalty import artwork_views, challenges, tick, visits
 from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api

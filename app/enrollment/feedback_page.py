@@ -1,6 +1,8 @@
 """The feedback page, ``/feedback/<token>``: one question (0-10) and an optional comment, in
 the member's language; a thanks page after. Server-rendered, CSRF-protected, no script needed.
-An invitation answered already, expired or unknown gets a page saying so (409, 410, 404)."""
+An invitation answered already, expired or unknown gets a page saying so (409, 410, 404).
+A member's page like the join and card pages, so it lives with them; the invitations
+themselves are :mod:`app.feedback`'s."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
+from app.enrollment.feedback_form import FeedbackForm
 from app.enrollment.member_pages import page_branding
 from app.errors import NotFound, Unprocessable
 from app.feedback import service
-from app.feedback.forms import FeedbackForm
 from app.ratelimit import RateLimited, by_address, limit
 from app.web.pagekit import use_languages
 from passes.languages import LANGUAGE_NAMES
