@@ -28,6 +28,8 @@ from app import (
 from app import config as config_module
 from app.accounts import models as _account_models  # noqa: F401 - register the tables
 from app.accounts.api import bp as accounts_api
+from app.analytics import rollup as analytics_rollup
+from app.analytics.api import bp as analytics_api
 from app.api.admin import bp as admin_api
 from app.api.audit import bp as audit_api
 from app.api.loyalty import bp as loyalty_api
@@ -130,6 +132,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     channels.register(app, google_sync.CHANNEL)
     # Scheduled campaigns start from the periodic sweep, once due.
     sweep.add_task(app, campaign_service.start_due)
+    # Closed days are rolled up for the analytics from the sweep, never on the earn path.
+    sweep.add_task(app, analytics_rollup.sweep_task)
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(members_api)
@@ -143,6 +147,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(artwork_api)
     app.register_blueprint(rules_api)
     app.register_blueprint(campaigns_api)
+    app.register_blueprint(analytics_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -152,7 +157,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     pagekit.exempt_from_csrf(members_api)
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
                              till_admin_api, artwork_api, rules_api, campaigns_api, passkit,
-                             accounts_api, audit_api,
+                             accounts_api, audit_api, analytics_api,
                              google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)

@@ -1,0 +1,84 @@
+"""The rollup tables of the analytics (docs/metrics.md, "How the figures are kept").
+
+Every row describes one closed local day of one program and is written once, by the sweep
+(:mod:`app.analytics.rollup`), never by a posting: the earn path writes nothing more.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, SmallInteger, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.loyalty.models import Card, LedgerEntry, Member
+from app.timeutil import UTCDateTime, utcnow
+
+
+class DayCount(db.Model):
+    """One additive figure of one local day: ``name`` (``points_redeemed``, ...) with an
+    optional ``key`` (a rule's id for ``rule_points``, an amount bucket for
+    ``purchase_bucket``, ``<location id>:<score>`` for ``nps_answers``)."""
+
+    __tablename__ = "analytics_day_counts"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class ActivityDay(db.Model):
+    """How many cards had an activity (``visit``, ``redeem``, ``purchase``) on a local day,
+    by the days since their previous day with it (``gap``; :data:`FIRST` for the first
+    ever, capped at :data:`CAP`) and whether that previous day was their first
+    (``second``). Distinct-member counts of any window of days are sums over these rows
+    (docs/metrics.md)."""
+
+    __tablename__ = "analytics_activity_days"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    activity: Mapped[str] = mapped_column(String(8), primary_key=True)
+    gap: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    second: Mapped[bool] = mapped_column(primary_key=True)
+    cards: Mapped[int]
+
+
+class CardActivity(db.Model):
+    """A card's last two days of each activity, as of its program's rolled-up days: what
+    the next day's gaps are measured from."""
+
+    __tablename__ = "analytics_card_activity"
+
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    visit_last: Mapped[date | None] = mapped_column(Date)
+    visit_prev: Mapped[date | None] = mapped_column(Date)
+    redeem_last: Mapped[date | None] = mapped_column(Date)
+    redeem_prev: Mapped[date | None] = mapped_column(Date)
+    purchase_last: Mapped[date | None] = mapped_column(Date)
+    purchase_prev: Mapped[date | None] = mapped_column(Date)
+
+
+class Progress(db.Model):
+    """Which local days of a program are rolled up (all up to ``rolled_through``), in which
+    time zone (a change of the program's zone rolls it up again)."""
+
+    __tablename__ = "analytics_progress"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    time_zone: Mapped[str] = mapped_column(String(64))
+    rolled_through: Mapped[date | None] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# What the rollup of one day reads, without touching the earn path's own indexes: a BRIN
+# index on PostgreSQL (entries are appended in time order; it costs an insert next to
+# nothing), members by joining time, and a program's voided cards.
+Index("ix_ledger_entries_created_at", LedgerEntry.created_at, postgresql_using="brin")
+Index("ix_members_program_id_created_at", Member.program_id, Member.created_at)
+Index("ix_cards_voided", Card.program_id, postgresql_where=text("status = 'voided'"),
+      sqlite_where=text("status = 'voided'"))
