@@ -50,7 +50,7 @@ TABLES = ["members", "cards", "ledger_entries", "point_lots", "lot_consumptions"
           "apple_registrations", "google_objects"]
 
 
-def H(x: str, salt: int) -> str:  # noqa: N802 (the docstring's name)
+def H(x: str, salt: int) -> str:
     """A pseudo-random non-negative int4 of the bigint expression ``x``, per ``salt``."""
     return f"(hashint8(({x})::bigint * 64 + {salt}) & 2147483647)"
 
@@ -187,7 +187,9 @@ INSERT INTO point_lots (id, card_id, entry_id, points, remaining, pending, avail
                         expires_at, reminded_at, created_at)
 SELECT {entry_id('g', 'k')}, g, {entry_id('g', 'k')}, points,
        CASE WHEN t + interval '365 days' <= %(as_of)s THEN 0 ELSE points - taken END,
-       false, t, t + interval '365 days', NULL, t
+       false, t, t + interval '365 days',
+       -- reminded (by the tick) 14 days before expiring, as a live program's lots are
+       CASE WHEN t + interval '351 days' <= %(as_of)s THEN t + interval '351 days' END, t
 FROM st WHERE points > 0
 """
 
@@ -242,7 +244,7 @@ SELECT g, %(program)s, 'Member ' || g, (ARRAY['en', 'id', 'th', 'ms'])[g %% 4 + 
 FROM generate_series(%(g0)s::int, %(g1)s::int) g
 """
 
-CARDS = f"""
+CARDS = """
 INSERT INTO cards (id, program_id, member_id, serial_number, authentication_token,
                    barcode_secret, barcode_version, status, balance, lifetime_points, tier_id,
                    version, updated_at, created_at, last_modified, change_stamp,
