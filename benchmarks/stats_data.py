@@ -394,9 +394,15 @@ def generate(url: str, program: dict[str, Any], members: int, as_of: datetime,
         phases["ledger in time order"] = time.monotonic() - mark
         say(f"  ledger written in time order ({time.monotonic() - started:.0f} s)")
         mark = time.monotonic()
+        built: dict[str, float] = {}
         for statement in recreate:
+            begun = time.monotonic()
             conn.execute(statement)
+            built[statement] = time.monotonic() - begun
         phases["indexes"] = time.monotonic() - mark
+        if os.environ.get("BENCH_PROFILE"):
+            for statement, seconds in sorted(built.items(), key=lambda kv: -kv[1])[:12]:
+                say(f"    {seconds:6.1f} s  {statement[:100]}")
         say(f"  indexes built ({time.monotonic() - started:.0f} s)")
         for table in ("members", "cards", "ledger_entries", "point_lots", "redemptions",
                       "wallet_events", "apple_devices", "apple_registrations",
