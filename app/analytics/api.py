@@ -37,18 +37,23 @@ class DateOrDateTime(fields.String):
             raise ValidationError("Longer than 40 characters.")
         try:
             if _DATE.match(text):
-                return date.fromisoformat(text)
-            if "T" not in text and " " not in text:
+                value = date.fromisoformat(text)
+            elif "T" not in text and " " not in text:
                 raise ValueError
-            return datetime.fromisoformat(text)
+            else:
+                value = datetime.fromisoformat(text)
         except ValueError as error:
             raise ValidationError("Not an ISO 8601 date or date and time.") from error
+        if not 1970 <= value.year <= 2999:
+            raise ValidationError("Give a year from 1970 to 2999.")
+        return value
 
 
 class StatsQuery(InputSchema):
     from_ = DateOrDateTime(data_key="from", metadata={"maxLength": 40,
         "description": "start (included): a date (its local midnight) or a date and time, "
-        "moved back to its local midnight; default: the local midnight 30 days before today",
+        "moved back to its local midnight; default: the local midnight 30 days before the day "
+        "of `to`",
         "example": "2026-10-30"})
     to = DateOrDateTime(metadata={"maxLength": 40,
         "description": "end (excluded): a date (its local midnight) or a date and time, "
@@ -156,9 +161,9 @@ def _instant(value: date | datetime | None, tz: ZoneInfo) -> datetime | None:
 
 def _figures(program: Program, query: dict[str, Any]) -> dict[str, Any]:
     tz = ZoneInfo(program.time_zone)
-    start, end = stats.default_range(program, clock_now())
-    start = _instant(query.get("from_"), tz) or start
-    end = _instant(query.get("to"), tz) or end
+    end = _instant(query.get("to"), tz) or clock_now()
+    # Without `from`: the 30 days before `to` (the last 30 days up to now by default).
+    start = _instant(query.get("from_"), tz) or stats.default_range(program, end)[0]
     try:
         return stats.compute(program, start, end, query["interval"])
     except stats.BadRange as error:

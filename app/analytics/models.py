@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, SmallInteger, String, text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -19,32 +19,35 @@ from app.timeutil import UTCDateTime, utcnow
 class DayCount(db.Model):
     """One additive figure of one local day: ``name`` (``points_redeemed``, ...) with an
     optional ``key`` (a rule's id for ``rule_points``, an amount bucket for
-    ``purchase_bucket``, ``<location id>:<score>`` for ``nps_answers``)."""
+    ``purchase_bucket``, ``<location id>:<score>`` for ``nps_answers``). The key's order
+    (name before day) lets a figure be summed over a range of days in one index range."""
 
     __tablename__ = "analytics_day_counts"
 
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
 
 
 class ActivityDay(db.Model):
-    """How many cards had an activity (``visit``, ``redeem``, ``purchase``) on a local day,
-    by the days since their previous day with it (``gap``; :data:`FIRST` for the first
-    ever, capped at :data:`CAP`) and whether that previous day was their first
-    (``second``). Distinct-member counts of any window of days are sums over these rows
-    (docs/metrics.md)."""
+    """The cards with an activity (``visit``, ``redeem``, ``purchase``) on a local day, by
+    their gap: the days since their previous day with it (:data:`~app.analytics.rollup.FIRST`
+    for the first ever; capped at :data:`~app.analytics.rollup.CAP`). One row a day and
+    activity, whatever the number of members: ``gaps`` are the distinct gaps in increasing
+    order (int16), ``cards`` the number of cards with a gap up to each (cumulative, int32) and
+    ``seconds`` the same for the cards whose previous day was their first; all little-endian
+    (docs/metrics.md shows the sums that give distinct-member counts)."""
 
     __tablename__ = "analytics_activity_days"
 
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     activity: Mapped[str] = mapped_column(String(8), primary_key=True)
-    gap: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    second: Mapped[bool] = mapped_column(primary_key=True)
-    cards: Mapped[int]
+    gaps: Mapped[bytes] = mapped_column(LargeBinary)
+    cards: Mapped[bytes] = mapped_column(LargeBinary)
+    seconds: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class CardActivity(db.Model):

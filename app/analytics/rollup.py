@@ -16,14 +16,16 @@ instead of a scan of the window's entries (docs/metrics.md explains the sums).
 
 from __future__ import annotations
 
+import logging
+import sys
+from array import array
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
@@ -34,6 +36,8 @@ from app.loyalty.models import Card, EntryKind, LedgerEntry, Member, Program
 from app.timeutil import now as clock_now
 from app.wallet.events import WalletEvent
 
+log = logging.getLogger("pointpass.analytics")
+
 #: How long after a local day ends it is rolled up.
 GRACE = timedelta(minutes=15)
 #: The gap of a card's first day with an activity; real gaps are capped at :data:`CAP`
@@ -41,7 +45,6 @@ GRACE = timedelta(minutes=15)
 FIRST = 9999
 CAP = 1000
 ACTIVITIES = ("visit", "redeem", "purchase")
-CHUNK = 500  # card ids per IN (...) list
 
 Counts = Counter[tuple[str, str]]  # (name, key) -> value
 Gaps = Counter[tuple[str, int, bool]]  # (activity, gap, second) -> cards
@@ -67,6 +70,12 @@ def days(first: date, last: date) -> Iterable[date]:
         yield first + timedelta(days=n)
 
 
+def nps_class(score: int) -> str:
+    """Promoters answer 9-10, passives 7-8, detractors 0-6."""
+    return "nps_promoters" if score >= 9 else "nps_detractors" if score <= 6 \
+        else "nps_passives"
+
+
 def amount_bucket(amount: int) -> int:
     """An amount rounded down to two significant digits (12,345 → 12,000): the median's
     resolution (docs/metrics.md)."""
@@ -77,19 +86,57 @@ def amount_bucket(amount: int) -> int:
 
 
 # --- One span of time (within one local day) ----------------------------------------------
+# The statements are built once (a day's rollup and every live day run them all); their
+# parameters are the program ``p`` and the span ``[t0, t1)``.
+
+_e = LedgerEntry
+_total = _e.points + _e.pending_points
+_up = case((_total > 0, 1), else_=0)
+_in_span = (Card.program_id == bindparam("p"), _e.created_at >= bindparam("t0"),
+            _e.created_at < bindparam("t1"))
+_reversed = aliased(LedgerEntry)
+ENTRY_SUMS = (
+    select(_e.kind, _e.rule_id, _up, func.count(), func.sum(_e.points), func.sum(_total),
+           func.sum(_e.amount), func.count(_e.amount))
+    .join(Card, Card.id == _e.card_id).where(*_in_span).group_by(_e.kind, _e.rule_id, _up))
+REVERSED_PURCHASES = (
+    select(func.count(), func.sum(_reversed.amount)).select_from(_e)
+    .join(Card, Card.id == _e.card_id).join(_reversed, _reversed.id == _e.reverses_id)
+    .where(*_in_span, _e.kind == EntryKind.REVERSE, _reversed.kind == EntryKind.EARN,
+           _reversed.amount.is_not(None)))
+PURCHASE_AMOUNTS = (
+    select(_e.amount, func.count()).join(Card, Card.id == _e.card_id)
+    .where(*_in_span, _e.kind == EntryKind.EARN, _e.amount.is_not(None)).group_by(_e.amount))
+NEW_MEMBERS = select(func.count()).select_from(Member).where(
+    Member.program_id == bindparam("p"), Member.created_at >= bindparam("t0"),
+    Member.created_at < bindparam("t1"))
+WALLET_EVENTS = (
+    select(WalletEvent.platform, WalletEvent.kind, func.count())
+    .where(WalletEvent.program_id == bindparam("p"), WalletEvent.at >= bindparam("t0"),
+           WalletEvent.at < bindparam("t1"))
+    .group_by(WalletEvent.platform, WalletEvent.kind))
+_f = FeedbackInvitation
+ANSWERS = (
+    select(_f.location_id, _f.score, func.count())
+    .where(_f.program_id == bindparam("p"), _f.answered_at >= bindparam("t0"),
+           _f.answered_at < bindparam("t1"), _f.score.is_not(None))
+    .group_by(_f.location_id, _f.score))
+_a = CardActivity
+# Each card with a visit in the span, what it did, and its rolled-up last days (one query:
+# no lookup per card).
+ACTIVITIES_OF_SPAN = (
+    select(_e.card_id, _e.kind, _e.amount.is_not(None), _a.visit_last, _a.visit_prev,
+           _a.redeem_last, _a.redeem_prev, _a.purchase_last, _a.purchase_prev).distinct()
+    .join(Card, Card.id == _e.card_id).outerjoin(_a, _a.card_id == _e.card_id)
+    .where(*_in_span, _e.kind.in_([EntryKind.EARN, EntryKind.REDEEM])))
+
 
 def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
     """The additive figures of ``[t0, t1)`` (docs/metrics.md names them)."""
     counts: Counts = Counter()
-    e = LedgerEntry
-    in_span = (Card.program_id == program_id, e.created_at >= t0, e.created_at < t1)
-    total = e.points + e.pending_points
-    up = case((total > 0, 1), else_=0)
-    rows = db.session.execute(
-        select(e.kind, e.rule_id, up, func.count(), func.sum(e.points), func.sum(total),
-               func.sum(e.amount), func.count(e.amount))
-        .join(Card, Card.id == e.card_id).where(*in_span).group_by(e.kind, e.rule_id, up))
-    for kind, rule_id, positive, n, points, moved, amount, with_amount in rows:
+    span = {"p": program_id, "t0": t0, "t1": t1}
+    for kind, rule_id, positive, n, points, moved, amount, with_amount in \
+            db.session.execute(ENTRY_SUMS, span):
         points, moved, amount = int(points or 0), int(moved or 0), int(amount or 0)
         counts["net_points", ""] += points
         if kind is EntryKind.EARN:
@@ -116,68 +163,38 @@ def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
                 counts[f"issued_{name}", ""] += moved
             else:
                 counts[f"clawed_{name}", ""] += -moved
-    reversed_earn = aliased(LedgerEntry)
-    n, amount = db.session.execute(
-        select(func.count(), func.sum(reversed_earn.amount)).select_from(e)
-        .join(Card, Card.id == e.card_id).join(reversed_earn, reversed_earn.id == e.reverses_id)
-        .where(*in_span, e.kind == EntryKind.REVERSE, reversed_earn.kind == EntryKind.EARN,
-               reversed_earn.amount.is_not(None))).one()
+    n, amount = db.session.execute(REVERSED_PURCHASES, span).one()
     counts["purchases_reversed", ""] += int(n or 0)
     counts["purchase_amount_reversed", ""] += int(amount or 0)
-    for amount, n in db.session.execute(
-            select(e.amount, func.count()).join(Card, Card.id == e.card_id)
-            .where(*in_span, e.kind == EntryKind.EARN, e.amount.is_not(None))
-            .group_by(e.amount)):
+    for amount, n in db.session.execute(PURCHASE_AMOUNTS, span):
         counts["purchase_bucket", str(amount_bucket(int(amount)))] += n
-    counts["new_members", ""] += db.session.scalar(
-        select(func.count()).select_from(Member).where(
-            Member.program_id == program_id, Member.created_at >= t0,
-            Member.created_at < t1)) or 0
-    w = WalletEvent
-    for platform, kind, n in db.session.execute(
-            select(w.platform, w.kind, func.count()).where(
-                w.program_id == program_id, w.at >= t0, w.at < t1)
-            .group_by(w.platform, w.kind)):
+    counts["new_members", ""] += db.session.scalar(NEW_MEMBERS, span) or 0
+    for platform, kind, n in db.session.execute(WALLET_EVENTS, span):
         what = "installs" if kind.value == "installed" else "removals"
         counts[f"{platform.value}_{what}", ""] += n
-    f = FeedbackInvitation
-    for location_id, score, n in db.session.execute(
-            select(f.location_id, f.score, func.count()).where(
-                f.program_id == program_id, f.answered_at >= t0, f.answered_at < t1,
-                f.score.is_not(None)).group_by(f.location_id, f.score)):
+    for location_id, score, n in db.session.execute(ANSWERS, span):
         counts["nps_answers", f"{location_id or ''}:{score}"] += n
+        counts[nps_class(score), ""] += n
     return Counts({k: v for k, v in counts.items() if v})
 
 
-def span_activities(program_id: int, t0: datetime, t1: datetime) -> dict[int, set[str]]:
-    """The cards with a visit in ``[t0, t1)``, and which activities (visit, redeem,
-    purchase) they had."""
-    e = LedgerEntry
+def span_activities(program_id: int, t0: datetime, t1: datetime
+                    ) -> tuple[dict[int, set[str]], dict[int, State]]:
+    """The cards with a visit in ``[t0, t1)``, which activities (visit, redeem, purchase)
+    they had, and the rolled-up last days of those that have some."""
     found: dict[int, set[str]] = defaultdict(set)
-    for card_id, kind, purchase in db.session.execute(
-            select(e.card_id, e.kind, e.amount.is_not(None)).distinct()
-            .join(Card, Card.id == e.card_id)
-            .where(Card.program_id == program_id, e.created_at >= t0, e.created_at < t1,
-                   e.kind.in_([EntryKind.EARN, EntryKind.REDEEM]))):
+    states: dict[int, State] = {}
+    for card_id, kind, purchase, *days_of in db.session.execute(
+            ACTIVITIES_OF_SPAN, {"p": program_id, "t0": t0, "t1": t1}):
         found[card_id].add("visit")
         if kind is EntryKind.REDEEM:
             found[card_id].add("redeem")
         elif purchase:
             found[card_id].add("purchase")
-    return found
-
-
-def load_states(card_ids: Iterable[int]) -> dict[int, State]:
-    """The rolled-up last days of these cards' activities (cards without any: absent)."""
-    ids = list(card_ids)
-    states: dict[int, State] = {}
-    a = CardActivity
-    for start in range(0, len(ids), CHUNK):
-        for row in db.session.execute(select(a).where(
-                a.card_id.in_(ids[start:start + CHUNK]))).scalars():
-            states[row.card_id] = {act: (getattr(row, f"{act}_last"), getattr(row, f"{act}_prev"))
-                                   for act in ACTIVITIES}
-    return states
+        if any(days_of) and card_id not in states:
+            states[card_id] = {act: (days_of[2 * i], days_of[2 * i + 1])
+                               for i, act in enumerate(ACTIVITIES)}
+    return found, states
 
 
 def day_gaps(day: date, activities: dict[int, set[str]],
@@ -196,12 +213,52 @@ def day_gaps(day: date, activities: dict[int, set[str]],
     return gaps
 
 
-@dataclass
-class Day:
-    """One local day's figures: additive counts and activity gaps."""
+Index = tuple[array, array, array, int]  # gaps, cumulative cards, cumulative seconds, total
 
-    counts: Counts = field(default_factory=Counter)
-    gaps: Gaps = field(default_factory=Counter)
+
+def index_of(rows: dict[int, list[int]]) -> Index:
+    """A day's activity as sorted gaps with cumulative counts (``rows``: gap -> [cards,
+    of them second])."""
+    gaps, cards, seconds = array("h"), array("i"), array("i")
+    total = total_second = 0
+    for gap in sorted(rows):
+        total += rows[gap][0]
+        total_second += rows[gap][1]
+        gaps.append(gap)
+        cards.append(total)
+        seconds.append(total_second)
+    return gaps, cards, seconds, total
+
+
+def indexes(gaps: Gaps) -> dict[str, Index]:
+    by_act: dict[str, dict[int, list[int]]] = defaultdict(dict)
+    for (act, gap, second), n in gaps.items():
+        row = by_act[act].setdefault(gap, [0, 0])
+        row[0] += n
+        if second:
+            row[1] += n
+    return {act: index_of(rows) for act, rows in by_act.items()}
+
+
+def _bytes(values: array) -> bytes:
+    if sys.byteorder == "big":  # stored little-endian
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _values(typecode: str, data: bytes) -> array:
+    values = array(typecode)
+    values.frombytes(data)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
+
+
+def decode(gaps: bytes, cards: bytes, seconds: bytes) -> Index:
+    cumulative = _values("i", cards)
+    return (_values("h", gaps), cumulative, _values("i", seconds),
+            cumulative[-1] if cumulative else 0)
 
 
 # --- Rolling up -----------------------------------------------------------------------------
@@ -245,6 +302,10 @@ def catch_up(program: Program, now: datetime | None = None) -> date | None:
     tz = zone(program)
     program_id = program.id
     last = last_closed_day(tz, now)
+    progress = db.session.get(Progress, program_id, populate_existing=True)
+    if progress is not None and progress.time_zone == program.time_zone and \
+            progress.rolled_through is not None and progress.rolled_through >= last:
+        return progress.rolled_through  # nothing to do: no lock taken
     while True:
         progress = _locked_progress(program)
         done = progress.rolled_through
@@ -262,8 +323,7 @@ def roll_up(program_id: int, tz: ZoneInfo, day: date) -> None:
     """Write the rows of one closed day (in the caller's transaction)."""
     t0, t1 = day_start(tz, day), day_start(tz, day + timedelta(days=1))
     counts = span_counts(program_id, t0, t1)
-    activities = span_activities(program_id, t0, t1)
-    states = load_states(activities)
+    activities, states = span_activities(program_id, t0, t1)
     known = set(states)
     gaps = day_gaps(day, activities, states)
     if counts:
@@ -272,8 +332,9 @@ def roll_up(program_id: int, tz: ZoneInfo, day: date) -> None:
             for (name, key), value in counts.items()])
     if gaps:
         db.session.execute(insert(ActivityDay), [
-            {"program_id": program_id, "day": day, "activity": act, "gap": gap,
-             "second": second, "cards": n} for (act, gap, second), n in gaps.items()])
+            {"program_id": program_id, "day": day, "activity": act, "gaps": _bytes(g),
+             "cards": _bytes(c), "seconds": _bytes(sec)}
+            for act, (g, c, sec, _) in indexes(gaps).items()])
 
     def row(card_id: int) -> dict[str, object]:
         values: dict[str, object] = {}
@@ -302,52 +363,77 @@ def rebuild(program: Program, now: datetime | None = None) -> None:
 
 
 def sweep_task() -> None:
-    """The sweep's task: roll up every program's closed days."""
-    for program in db.session.scalars(select(Program).order_by(Program.id)).all():
+    """The sweep's task: roll up every program's closed days. A program whose rollup fails
+    is logged and left for the next sweep (or the next stats request): the sweep's other
+    work goes on."""
+    for program_id in db.session.scalars(select(Program.id).order_by(Program.id)).all():
         try:
-            catch_up(program)
+            program = db.session.get(Program, program_id)
+            if program is not None:
+                catch_up(program)
         except OperationalError:  # another sweep holds the lock, or SQLite is busy
             db.session.rollback()
+        except Exception:
+            db.session.rollback()
+            log.exception("Rolling up the analytics of program %s failed", program_id)
 
 
 # --- Reading ----------------------------------------------------------------------------------
 
-class DaySeries:
-    """A program's days from ``first`` to ``last`` (rolled up, else computed up to ``to``),
-    with sums over windows of them."""
+#: The counts without a key: loaded per day (the others are summed in SQL per range).
+DAILY = ("net_points", "new_members", "visits", "issued_earn", "issued_bonus",
+         "issued_adjust", "issued_reverse", "points_redeemed", "points_expired",
+         "clawed_refund", "clawed_adjust", "clawed_reverse", "refunds", "refund_amount",
+         "purchases_gross", "purchase_amount_gross", "purchases_reversed",
+         "purchase_amount_reversed", "apple_installs", "apple_removals", "google_installs",
+         "google_removals", "nps_promoters", "nps_passives", "nps_detractors")
+CUMULATIVE = ("net_points", "new_members")
 
-    def __init__(self, program: Program, first: date, last: date, to: datetime) -> None:
+
+class DaySeries:
+    """A program's days up to ``last`` (rolled up, else computed up to ``to``): the daily
+    counts from ``count_first``, the activity gaps from ``gap_first``, with sums over
+    windows of them."""
+
+    def __init__(self, program: Program, count_first: date, gap_first: date, last: date,
+                 to: datetime) -> None:
         self.program_id = program.id
         self.tz = zone(program)
-        self.first, self.last = first, last
+        self.first, self.last = count_first, last
         progress = db.session.get(Progress, program.id)
         done = progress.rolled_through if progress and \
             progress.time_zone == program.time_zone else None
         self.rolled_through = done
         self.counts: dict[date, Counts] = defaultdict(Counter)
-        gaps: dict[date, Gaps] = defaultdict(Counter)
+        self.live: dict[date, Counts] = {}
+        self._index: dict[tuple[date, str], Index] = {}
         stored_last = min(done, last) if done else None
-        if stored_last is not None and stored_last >= first:
-            for day, name, key, value in db.session.execute(
-                    select(DayCount.day, DayCount.name, DayCount.key, DayCount.value).where(
-                        DayCount.program_id == program.id, DayCount.day >= first,
-                        DayCount.day <= stored_last)):
-                self.counts[day][name, key] += value
+        if stored_last is not None:
+            d = DayCount
+            for day, name, value in db.session.execute(
+                    select(d.day, d.name, d.value).where(
+                        d.program_id == program.id, d.name.in_(DAILY),
+                        d.day >= count_first, d.day <= stored_last, d.key == "")):
+                self.counts[day][name, ""] += value
             a = ActivityDay
-            for day, act, gap, second, n in db.session.execute(
-                    select(a.day, a.activity, a.gap, a.second, a.cards).where(
-                        a.program_id == program.id, a.day >= first, a.day <= stored_last)):
-                gaps[day][act, gap, bool(second)] += n
-        # Cumulative figures (members, liability) of the stored days before ``first``.
+            # Visits reach back furthest (churn of the previous range, 90 days active);
+            # redemptions and purchases are counted in the range and the previous one.
+            for day, act, gaps, cards, seconds in db.session.execute(
+                    select(a.day, a.activity, a.gaps, a.cards, a.seconds).where(
+                        a.program_id == program.id, a.day >= gap_first,
+                        a.day <= stored_last,
+                        (a.activity == "visit") | (a.day >= count_first))):
+                self._index[day, act] = decode(gaps, cards, seconds)
+        # Cumulative figures (members, liability) of the stored days before ``count_first``.
         self.before: Counts = Counter()
         if stored_last is not None:
             for name, value in db.session.execute(
                     select(DayCount.name, func.sum(DayCount.value)).where(
-                        DayCount.program_id == program.id,
-                        DayCount.day < min(first, stored_last + timedelta(days=1)),
-                        DayCount.name.in_(["net_points", "new_members"]))
+                        DayCount.program_id == program.id, DayCount.name.in_(CUMULATIVE),
+                        DayCount.day < min(count_first, stored_last + timedelta(days=1)))
                     .group_by(DayCount.name)):
                 self.before[name, ""] += int(value or 0)
+        self.stored_last = stored_last
         # The days not rolled up: computed now, in order, from the rolled-up card states.
         live_first = done + timedelta(days=1) if done else first_day(program, self.tz)
         states: dict[int, State] = {}
@@ -357,45 +443,40 @@ class DaySeries:
             if t1 <= t0:
                 break
             counts = span_counts(program.id, t0, t1)
-            activities = span_activities(program.id, t0, t1)
-            states.update(load_states(c for c in activities if c not in states))
+            activities, stored = span_activities(program.id, t0, t1)
+            # A card seen on an earlier live day goes on from there, not from its row.
+            states.update({c: state for c, state in stored.items() if c not in states})
             day_gap = day_gaps(day, activities, states)
-            if day >= first:
-                self.counts[day] = counts
-                gaps[day] = day_gap
+            if day >= count_first:
+                self.live[day] = counts
+                self.counts[day] = Counter({k: v for k, v in counts.items() if k[1] == ""})
             else:
-                self.before.update({k: v for k, v in counts.items()
-                                    if k[0] in ("net_points", "new_members")})
-        self._index: dict[tuple[date, str], tuple[list[int], list[int], list[int], int]] = {}
-        for day, rows in gaps.items():
-            by_act: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(
-                lambda: [0, 0]))
-            for (act, gap, second), n in rows.items():
-                by_act[act][gap][0] += n
-                if second:
-                    by_act[act][gap][1] += n
-            for act, by_gap in by_act.items():
-                keys = sorted(by_gap)
-                cum, cum_second, total, total_second = [], [], 0, 0
-                for gap in keys:
-                    total += by_gap[gap][0]
-                    total_second += by_gap[gap][1]
-                    cum.append(total)
-                    cum_second.append(total_second)
-                self._index[day, act] = (keys, cum, cum_second, total)
+                self.before.update({k: v for k, v in counts.items() if k[0] in CUMULATIVE})
+            if day >= gap_first:
+                for act, index in indexes(day_gap).items():
+                    self._index[day, act] = index
 
     # Sums of additive counts -------------------------------------------------------------
-    def total(self, name: str, first: date, last: date, key: str = "") -> int:
-        return sum(self.counts[d].get((name, key), 0) for d in days(first, last)
+    def total(self, name: str, first: date, last: date) -> int:
+        return sum(self.counts[d].get((name, ""), 0) for d in days(first, last)
                    if d in self.counts)
 
     def keyed(self, name: str, first: date, last: date) -> Counter[str]:
+        """A keyed count (rule points, amount buckets, answers) summed over the days."""
         found: Counter[str] = Counter()
-        for d in days(first, last):
-            for (n, key), value in self.counts.get(d, {}).items():
-                if n == name:
-                    found[key] += value
-        return found
+        if self.stored_last is not None and first <= self.stored_last:
+            d = DayCount
+            for key, value in db.session.execute(
+                    select(d.key, func.sum(d.value)).where(
+                        d.program_id == self.program_id, d.name == name, d.day >= first,
+                        d.day <= min(last, self.stored_last)).group_by(d.key)):
+                found[key] += int(value or 0)
+        for day, counts in self.live.items():
+            if first <= day <= last:
+                for (n, key), value in counts.items():
+                    if n == name:
+                        found[key] += value
+        return Counter({k: v for k, v in found.items() if v})
 
     def up_to(self, name: str, last: date) -> int:
         """The sum of a count over every day up to ``last`` (members, liability)."""
@@ -407,8 +488,8 @@ class DaySeries:
         found = self._index.get((day, act))
         if found is None:
             return 0, 0, 0
-        keys, cum, cum_second, total = found
-        i = bisect_right(keys, k)
+        gaps, cum, cum_second, total = found
+        i = bisect_right(gaps, k)
         return (cum[i - 1], cum_second[i - 1], total) if i else (0, 0, total)
 
     def distinct(self, act: str, first: date, last: date) -> int:

@@ -130,10 +130,9 @@ class _Figures:
         }
 
     def nps(self, first: date, last: date) -> dict[str, Any]:
-        answers = self.data.keyed("nps_answers", first, last)
-        promoters = sum(n for key, n in answers.items() if int(key.split(":")[1]) >= 9)
-        detractors = sum(n for key, n in answers.items() if int(key.split(":")[1]) <= 6)
-        responses = sum(answers.values())
+        t = self.data.total
+        promoters, detractors = t("nps_promoters", first, last), t("nps_detractors", first, last)
+        responses = promoters + detractors + t("nps_passives", first, last)
         return {"nps": _nps(promoters, detractors, responses), "nps_responses": responses}
 
     def median_purchase(self, first: date, last: date) -> int | None:
@@ -197,8 +196,8 @@ def compute(program: Program, start: datetime, end: datetime,
         rollup.catch_up(program, now)
     except OperationalError:  # busy: the days not rolled up are computed below instead
         db.session.rollback()
-    load_first = min(r.prev_first - timedelta(days=r.n), r.prev_last - timedelta(days=89))
-    data = DaySeries(program, load_first, r.last, r.end)
+    gap_first = min(r.prev_first - timedelta(days=r.n), r.prev_last - timedelta(days=89))
+    data = DaySeries(program, r.prev_first, gap_first, r.last, r.end)
     figures = _Figures(data, program)
     current = figures.period(r.first, r.last, r.n)
     previous = figures.period(r.prev_first, r.prev_last, r.n)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from app import audit, background, create_app
 from app.accounts.cli import COMMANDS as ACCOUNT_COMMANDS
+from app.analytics.cli import COMMANDS as ANALYTICS_COMMANDS
 from app.auth import keys
 from app.auth.models import ApiKey, Role
 from app.cli.demo import create_demo
@@ -94,7 +95,7 @@ def _database_commands() -> click.Group:
 
 cli.add_command(_database_commands())
 cli.add_command(spec_command)
-for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS, *ACCOUNT_COMMANDS]:
+for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS, *ACCOUNT_COMMANDS, *ANALYTICS_COMMANDS]:
     cli.add_command(_command)
 
 

@@ -9,12 +9,11 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import background
+from app import background, timeutil
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, earning, ledger, rules
 from app.loyalty.models import Card, Member, Program
-from app.timeutil import utcnow
 from passes.languages import LANGUAGES
 
 # No 0/O or 1/I: referral codes are read aloud and typed on phones.
@@ -47,7 +46,7 @@ def new_card(program: Program, member: Member) -> Card:
     """The member's card, carrying copies of the member's segment fields (language,
     birthday's month, joining time: never changed after enrolment) for segment counts."""
     if member.created_at is None:
-        member.created_at = utcnow()
+        member.created_at = timeutil.now()  # the app's clock, as the ledger's (tests move it)
     return Card(
         program=program,
         member=member,

@@ -151,7 +151,7 @@ COLOUR_FIELDS = ("background_color", "foreground_color", "label_color")
 # on, not how the program looks: no design version, and passes are rebuilt only for
 # ``time_zone``, the zone of the dates they show.
 SETTINGS_FIELDS = ("points_expire_after_days", "expiry_reminder_days", "pending_days",
-                   "refund_shortfall", "time_zone")
+                   "refund_shortfall", "time_zone", "value_of_1000_points")
 
 
 def _default_colour(name: str) -> str:

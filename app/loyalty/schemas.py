@@ -160,6 +160,11 @@ class ProgramSettingsIn(InputSchema):
         validate=[validators.Length(max=64), _valid_time_zone],
         metadata={"description": "IANA time zone of birthdays, days of week and time "
                   "windows (default UTC)", "example": "Asia/Jakarta"})
+    value_of_1000_points = StrictInteger(
+        allow_none=True, validate=validators.Range(0, MAX_AMOUNT),
+        metadata={"description": "what 1,000 points are worth, in minor units of the "
+                  "program's currency: the analytics' liability in money; null: not set "
+                  "(default), so no money figure"})
 
 
 class ProgramIn(ProgramSettingsIn):
@@ -287,6 +292,8 @@ class ProgramOut(Schema):
     pending_days = fields.Integer()
     refund_shortfall = fields.String()
     time_zone = fields.String()
+    value_of_1000_points = fields.Integer(allow_none=True, metadata={
+        "description": "minor units of the currency per 1,000 points (null: not set)"})
     tiers = fields.List(fields.Nested(ProgramTierOut))
     rewards = fields.List(fields.Nested(ProgramRewardOut), attribute="current_rewards",
                           metadata={"description": "the rewards not retired, in the program's "

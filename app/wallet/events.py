@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app import timeutil
 from app.extensions import db, stored_enum
 from app.loyalty.models import Card
 from app.timeutil import UTCDateTime, utcnow
@@ -47,11 +48,12 @@ class WalletEvent(db.Model):
 
 def record(card_ids: Iterable[int], platform: Platform, kind: WalletEventKind, *,
            device_id: int | None = None, at: datetime | None = None) -> None:
-    """Add the events of ``card_ids`` to the session's transaction (not committed)."""
+    """Add the events of ``card_ids`` to the session's transaction (not committed), at
+    ``at`` or the app's clock (:func:`app.timeutil.now`, which tests move)."""
     ids = list(card_ids)
     if not ids:
         return
-    when = at or utcnow()
+    when = at or timeutil.now()
     programs = dict(db.session.execute(
         select(Card.id, Card.program_id).where(Card.id.in_(ids))).tuples().all())
     db.session.execute(insert(WalletEvent), [

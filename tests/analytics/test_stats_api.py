@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import ApiClient, create_card, create_program
+from tests.factories import ApiClient, create_card, create_program, settle
 
 SHAPE_FIGURES = {
     "members", "new_members", "apple_installs", "apple_removals", "apple_installed_now",
@@ -73,7 +73,9 @@ def test_bad_ranges_are_refused(api: ApiClient, program: dict[str, Any]) -> None
     path = f"/api/v1/programs/{program['id']}/stats"
     for query in ("from=yesterday", "to=2026-13-01", "interval=month",
                   "from=2026-01-02&to=2026-01-01", "from=2026-01-01&to=2026-01-01",
-                  "from=2024-01-01&to=2026-01-01", "from=2999-01-01&to=3000-01-01"):
+                  "from=2024-01-01&to=2026-01-01", "from=2999-01-01&to=2999-01-02",
+                  "from=0001-01-01&to=0001-01-02", "to=9999-12-31", "from=2026-01-01T99:00",
+                  "from=2026-01-01T10:00:00%2B25:00", "to=" + "9" * 50):
         response = api.get(f"{path}?{query}")
         assert response.status_code == 422, (query, response.json)
         assert response.mimetype == "application/problem+json"
@@ -90,3 +92,67 @@ def test_the_csv_has_a_row_per_period(api: ApiClient, program: dict[str, Any]) -
     assert rows[0] == ["period", *SHAPE_SERIES]
     assert len(rows) == 1 + 5  # 31 days in weeks of 7
     assert sum(int(row[SHAPE_SERIES.index("purchases") + 1]) for row in rows[1:]) == 1
+
+
+def test_only_admins_and_marketers_read_stats(api: ApiClient, program: dict[str, Any],
+                                             keys: dict[str, str]) -> None:
+    path = f"/api/v1/programs/{program['id']}/stats"
+    assert api.as_(keys["marketer"]).get(path).status_code == 200
+    assert api.as_(keys["marketer"]).get(path + ".csv").status_code == 200
+    for role in ("staff", "pos"):
+        assert api.as_(keys[role]).get(path).status_code == 403
+        assert api.as_(keys[role]).get(path + ".csv").status_code == 403
+    assert api.as_(None).get(path).status_code == 401
+    assert api.get("/api/v1/programs/999999/stats").status_code == 404
+
+
+def test_liability_in_money_follows_the_value_of_points(api: ApiClient,
+                                                        program: dict[str, Any]) -> None:
+    card = create_card(api, program, name="Wulan")
+    _earn(api, card["serial_number"], 123_400, "a")  # 1,234 points
+    path = f"/api/v1/programs/{program['id']}"
+    assert api.request("PATCH", path, json={"value_of_1000_points": 5_000}).status_code == 200
+    figures = api.get(f"{path}/stats").json["figures"]
+    assert figures["liability_points"]["value"] == 1_234
+    assert figures["liability_money"]["value"] == 1_234 * 5_000 // 1000
+    assert figures["liability_money"]["previous"] == 0
+
+
+def test_without_from_the_range_is_the_30_days_before_to(api: ApiClient,
+                                                         program: dict[str, Any]) -> None:
+    body = api.get(f"/api/v1/programs/{program['id']}/stats?to=2026-01-15").json
+    assert (body["from"], body["to"]) == ("2025-12-16T00:00:00+00:00",
+                                          "2026-01-15T00:00:00+00:00")
+    assert len(body["series"]["periods"]) == 30
+
+
+def test_the_median_is_the_lower_one_to_two_significant_digits(
+        api: ApiClient, program: dict[str, Any]) -> None:
+    card = create_card(api, program, name="Tari")
+    for i, amount in enumerate((1_500, 12_345, 13_999, 250_000)):
+        _earn(api, card["serial_number"], amount, f"m{i}")
+    figures = api.get(f"/api/v1/programs/{program['id']}/stats").json["figures"]
+    assert figures["median_purchase"]["value"] == 12_000  # the 2nd of 4, 12,345 rounded
+    assert figures["average_purchase"]["value"] == (1_500 + 12_345 + 13_999 + 250_000) // 4
+    assert figures["median_purchase"]["previous"] is None  # no purchase before
+
+
+def test_campaigns_started_in_the_range_come_with_their_results(
+        app: Any, api: ApiClient, program: dict[str, Any]) -> None:
+    create_card(api, program, name="Rina")
+    path = f"/api/v1/programs/{program['id']}"
+    campaign = api.post(f"{path}/campaigns", json={
+        "name": "Rainy season", "messages": {"en": {"lock_screen": "Hot drinks 2x"}}}).json
+    draft = api.post(f"{path}/campaigns", json={
+        "name": "Not sent", "messages": {"en": {"lock_screen": "Later"}}}).json
+    assert api.post(f"{path}/campaigns/{campaign['id']}/send").status_code == 202
+    settle(app)  # the send job starts it
+    listed = api.get(f"{path}/stats").json["campaigns"]
+    assert [c["id"] for c in listed] == [campaign["id"]]  # not the draft
+    assert draft["id"] != campaign["id"]
+    (found,) = listed
+    assert found["name"] == "Rainy season"
+    assert found["status"] == "sent"
+    assert found["recipients"] == 1
+    assert set(found["campaign_group"]) == {"members", "redeemers", "redemptions", "visitors",
+                                            "visits"}

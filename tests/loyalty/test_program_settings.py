@@ -16,9 +16,10 @@ from app.loyalty.models import Card, Program
 from tests.factories import create_card, create_program
 
 DEFAULTS = {"points_expire_after_days": None, "expiry_reminder_days": 14, "pending_days": 0,
-            "refund_shortfall": "clamp", "time_zone": "UTC"}
+            "refund_shortfall": "clamp", "time_zone": "UTC", "value_of_1000_points": None}
 SETTINGS = {"points_expire_after_days": 365, "expiry_reminder_days": 30, "pending_days": 7,
-            "refund_shortfall": "forgive", "time_zone": "Asia/Jakarta"}
+            "refund_shortfall": "forgive", "time_zone": "Asia/Jakarta",
+            "value_of_1000_points": 2_500}
 
 
 def _versions(app: Any, program_id: int) -> tuple[int, list[int]]:
@@ -66,6 +67,12 @@ def test_changing_settings_leaves_the_design_and_the_passes_alone(app: Any, api:
     assert response.json["pending_days"] == 3
     assert _versions(app, program["id"]) == before
 
+    response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                           json={"value_of_1000_points": 3_000})
+    assert response.status_code == 200, response.json
+    assert response.json["value_of_1000_points"] == 3_000
+    assert _versions(app, program["id"]) == before
+
 
 def test_a_new_time_zone_rebuilds_the_passes_but_not_the_design(app: Any, api: Any) -> None:
     program = create_program(api)
@@ -104,6 +111,9 @@ BAD = [
     ("time_zone", "Mars/Olympus"), ("time_zone", ""), ("time_zone", "../../etc/passwd"),
     ("time_zone", "asia/jakarta"), ("time_zone", None), ("time_zone", 7),
     ("time_zone", "Asia/Jakarta" * 10), ("time_zone", "Asia/Jak\x00arta"),
+    ("value_of_1000_points", -1), ("value_of_1000_points", "2500"),
+    ("value_of_1000_points", 2.5), ("value_of_1000_points", True),
+    ("value_of_1000_points", 10**16),
 ]
 
 

@@ -6,11 +6,12 @@ on the earn path.
 
 Revision ID: 5d3a9c1e7b20
 Revises: 4941f4835eba
-Create Date: 2026-11-29 06:50:37.393821
+Create Date: 2026-11-29 07:13:05.503005
 
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 # revision identifiers, used by Alembic.
 revision = '5d3a9c1e7b20'
@@ -24,20 +25,20 @@ def upgrade():
     sa.Column('program_id', sa.Integer(), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('activity', sa.String(length=8), nullable=False),
-    sa.Column('gap', sa.SmallInteger(), nullable=False),
-    sa.Column('second', sa.Boolean(), nullable=False),
-    sa.Column('cards', sa.Integer(), nullable=False),
+    sa.Column('gaps', sa.LargeBinary(), nullable=False),
+    sa.Column('cards', sa.LargeBinary(), nullable=False),
+    sa.Column('seconds', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['program_id'], ['programs.id'], name=op.f('fk_analytics_activity_days_program_id_programs')),
-    sa.PrimaryKeyConstraint('program_id', 'day', 'activity', 'gap', 'second', name=op.f('pk_analytics_activity_days'))
+    sa.PrimaryKeyConstraint('program_id', 'day', 'activity', name=op.f('pk_analytics_activity_days'))
     )
     op.create_table('analytics_day_counts',
     sa.Column('program_id', sa.Integer(), nullable=False),
-    sa.Column('day', sa.Date(), nullable=False),
     sa.Column('name', sa.String(length=32), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
     sa.Column('key', sa.String(length=32), nullable=False),
     sa.Column('value', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['program_id'], ['programs.id'], name=op.f('fk_analytics_day_counts_program_id_programs')),
-    sa.PrimaryKeyConstraint('program_id', 'day', 'name', 'key', name=op.f('pk_analytics_day_counts'))
+    sa.PrimaryKeyConstraint('program_id', 'name', 'day', 'key', name=op.f('pk_analytics_day_counts'))
     )
     op.create_table('analytics_progress',
     sa.Column('program_id', sa.Integer(), nullable=False),

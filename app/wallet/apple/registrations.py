@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from app import timeutil
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card
@@ -21,6 +22,8 @@ def register(library_identifier: str, card: Card, push_token: str) -> bool:
     later 410 carrying an older timestamp does not remove the device.
     """
     now = utcnow()
+    # When the pass was installed: the app's clock (tests move it), as for ledger entries.
+    installed_at = timeutil.now()
     device = db.session.scalar(select(Device).where(
         Device.library_identifier == library_identifier))
     if device is None:
@@ -34,7 +37,8 @@ def register(library_identifier: str, card: Card, push_token: str) -> bool:
     registration = db.session.scalar(select(Registration).where(
         Registration.device_id == device.id, Registration.card_id == card.id))
     if registration is None:
-        db.session.add(Registration(device_id=device.id, card_id=card.id, created_at=now))
+        db.session.add(Registration(device_id=device.id, card_id=card.id,
+                                    created_at=installed_at))
         created = True
     else:
         # A pass removed from the device and added again is a new registration to Apple
@@ -42,10 +46,10 @@ def register(library_identifier: str, card: Card, push_token: str) -> bool:
         created = registration.removed_at is not None
         if created:
             registration.removed_at = None
-            registration.created_at = now
+            registration.created_at = installed_at
     if created:
         record_event([card.id], Platform.APPLE, WalletEventKind.INSTALLED, device_id=device.id,
-                     at=now)
+                     at=installed_at)
     try:
         db.session.commit()
     except IntegrityError:  # the same device registered the same pass concurrently
@@ -60,12 +64,13 @@ def unregister(library_identifier: str, card: Card) -> None:
     device_id = db.session.scalar(select(Device.id).where(
         Device.library_identifier == library_identifier))
     if device_id is not None:
+        removed_at = timeutil.now()
         removed = db.session.execute(update(Registration).where(
             Registration.device_id == device_id, Registration.card_id == card.id,
-            Registration.installed()).values(removed_at=utcnow())).rowcount
+            Registration.installed()).values(removed_at=removed_at)).rowcount
         if removed:
             record_event([card.id], Platform.APPLE, WalletEventKind.REMOVED,
-                         device_id=device_id)
+                         device_id=device_id, at=removed_at)
     db.session.commit()
 
 
