@@ -116,13 +116,13 @@ def make_program(app: Any) -> dict[str, Any]:
 def generated(url: str, members: int) -> tuple[int, datetime] | None:
     """The program and the data's instant of data generated earlier in the database."""
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT id FROM programs WHERE name = %s",
+        row = conn.execute("SELECT id, created_at FROM programs WHERE name = %s",
                            (PROGRAM_NAME,)).fetchone()
         if row is None:
             return None
-        (cards, as_of) = conn.execute(
-            "SELECT count(*), max(updated_at) FROM cards WHERE program_id = %s",
-            (row[0],)).fetchone()
+        as_of = row[1]  # the program is made just before its data
+        (cards,) = conn.execute("SELECT count(*) FROM cards WHERE program_id = %s",
+                                (row[0],)).fetchone()
         if cards != members:
             raise SystemExit(f"the kept database holds {cards} members, not {members}")
     return row[0], as_of
@@ -438,6 +438,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "upkeep_round_seconds_median": round(statistics.median(upkeep_times), 3)
                 if upkeep_times else None,
                 "upkeep_rounds": len(upkeep_times)}
+            if upkeep_times:
+                # At its real cadence the sweep rolls up one day per day: the continuous
+                # cost, scaled by the share of the day that one day's roll-up takes.
+                day_share = statistics.median(upkeep_times) / 86400
+                summary["earn"]["cost_at_real_cadence"] = round((1 - median) * day_share, 6)
+                summary["earn"]["real_cadence_under_budget"] = \
+                    (1 - median) * day_share < UPKEEP_BUDGET
     summary["load_average_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(summary), flush=True)
     return summary
