@@ -91,7 +91,8 @@ def test_schema_behind_the_code_answers_503_not_500(app: Any, api: ApiClient,
              f"/card/{card['serial_number']}/x", "/", "/api/v1/updates/1",
              f"/api/v1/programs/{card['program_id']}/images/logo",
              f"/api/v1/programs/{card['program_id']}/campaigns",
-             f"/api/v1/cards/{card['serial_number']}/devices"]
+             f"/api/v1/cards/{card['serial_number']}/devices",
+             f"/api/v1/programs/{card['program_id']}/stats"]
     with app.app_context():
         downgrade(revision="-1")
     try:

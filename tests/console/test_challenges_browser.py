@@ -32,7 +32,8 @@ def test_add_change_and_retire_a_challenge(app: Flask, api: ApiClient, program: 
     api.request("DELETE", f"/api/v1/programs/{program['id']}/challenges/{old['id']}")
     with serve(app) as base:
         context, page = console_page(browser, base, "m@example.com", screen=screen)
-        page.get_by_role("link", name="Challenges").click()
+        page.get_by_role("navigation", name="Console").get_by_role(
+            "link", name="Challenges").click()
         page.wait_for_url("**/challenges")
         new = page.locator("form", has=page.get_by_role("button", name="Add challenge"))
         new.get_by_label("What members do").select_option("visits")
@@ -90,10 +91,11 @@ def test_the_card_page_with_badges_is_accessible_on_a_phone(
             expect(page.locator("#badges li")).to_have_count(1)
             expect(page.locator("progress[aria-labelledby=next-challenge]")).to_have_attribute(
                 "value", "2")
+            if lang == "en":
+                expect(page.locator("#next-challenge")).to_contain_text("2 of 5")
             assert axe_violations(page) == [], lang
             assert page.console_errors == [] and page.outside_requests == []  # type: ignore[attr-defined]
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"card-badges-{lang}-360x640.png"),
                             full_page=True)
-        expect(page.locator("#next-challenge")).to_contain_text("2 of 5")
         context.close()

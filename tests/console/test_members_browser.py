@@ -35,7 +35,8 @@ def test_find_a_member_by_short_code_and_adjust_their_points(
     make_account(app, "m@example.com", "marketer", programs=[program["id"]])
     with serve(app) as base:
         context, page = console_page(browser, base, "m@example.com", screen=screen)
-        page.get_by_role("link", name="Members").click()
+        page.get_by_role("navigation", name="Console").get_by_role(
+            "link", name="Members").click()
         page.wait_for_url(f"**/console/programs/{program['id']}/members")
         results = page.locator("#member-results")
         expect(results.get_by_role("link", name="Budi Santoso")).to_be_visible()

@@ -29,7 +29,8 @@ def test_add_move_up_and_retire_a_reward(app: Flask, api: ApiClient, program: di
                    "conditions": {"days_of_week": [6, 7]}})
     with serve(app) as base:
         context, page = console_page(browser, base, "m@example.com", screen=screen)
-        page.get_by_role("link", name="Rewards and tiers").click()
+        page.get_by_role("navigation", name="Console").get_by_role(
+            "link", name="Rewards and tiers").click()
         page.wait_for_url("**/rewards")
         new = page.locator("form", has=page.get_by_role("button", name="Add reward"))
         new.get_by_label("Name").fill("Es Kopi Susu")

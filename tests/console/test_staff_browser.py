@@ -32,7 +32,8 @@ def test_add_staff_enrol_a_device_and_revoke_it(
     with serve(app) as base:
         context, page = console_page(browser, base, "admin@example.com", screen=screen)
         page.goto(f"{base}/console/programs/{program['id']}?lang=en")
-        page.get_by_role("link", name="Staff and devices").click()
+        page.get_by_role("navigation", name="Console").get_by_role(
+            "link", name="Staff and devices").click()
         page.wait_for_url(f"**{staff_url}")
 
         # A staff member: two PINs that differ are refused, then the right ones.
