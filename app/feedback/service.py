@@ -116,7 +116,10 @@ def open_invitation(card_id: int, now: datetime | None = None) -> FeedbackInvita
 
 def pass_link(card: Card) -> FeedbackLink | None:
     """What the card's passes (Apple and Google) show of its open invitation, if it has one:
-    the link to its page, said on the lock screen when the program asks for that."""
+    the link to its page, said on the lock screen when the program asks for that. A program
+    that asks for no feedback shows none (and every pass it builds skips the query)."""
+    if card.program.feedback_every_days is None:
+        return None
     invitation = open_invitation(card.id)
     if invitation is None:
         return None
