@@ -34,8 +34,6 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import POSTGRES_ADMIN_URL, bench_app, machine, migrate, scratch_postgres
+from benchmarks.common import bench_app, kept_or_scratch_postgres, machine
 
 TARGET_MS = 500.0
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
@@ -155,23 +153,6 @@ def generate(url: str, app: Any, members: int) -> tuple[int, dict[str, int], lis
     return program_id, tiers, list(range(first, first + 10))
 
 
-@contextmanager
-def _database(keep: str | None) -> Iterator[str]:
-    """A scratch database (dropped afterwards), or with ``keep`` the database of that name,
-    created if missing, migrated to the newest revision and kept."""
-    if keep is None:
-        with scratch_postgres() as url:
-            yield url
-        return
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (keep,)).fetchone() \
-                is None:
-            conn.execute(f'CREATE DATABASE "{keep}"')
-    url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{keep}"
-    migrate(url)
-    yield url
-
-
 def _generated(url: str, members: int) -> tuple[int, dict[str, int], list[int]] | None:
     """The program, tiers and locations of data generated earlier in the database, if it
     holds the benchmark's data for ``members`` members."""
@@ -206,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="keep the database under this name; reuse it if it exists")
     args = parser.parse_args(argv)
 
-    with _database(args.keep) as url:
+    with kept_or_scratch_postgres(args.keep) as url:
         app = bench_app(url, CLOCK=lambda: AS_OF.timestamp(),
                         SEGMENT_COUNT_WORKERS=args.workers)
         from sqlalchemy import text

@@ -53,7 +53,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common, stats_data
-from benchmarks.common import POSTGRES_ADMIN_URL, bench_app, machine, migrate
+from benchmarks.common import bench_app, machine
 
 TARGET_P95_MS = 300.0
 UPKEEP_BUDGET = 0.10
@@ -65,23 +65,6 @@ QUIET = {"OUTBOX_SWEEP_SECONDS": 10**9, "TICK_INTERVAL": 0}
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-@contextmanager
-def database(keep: str | None) -> Iterator[str]:
-    """A scratch database (dropped afterwards), or with ``keep`` the database of that name,
-    created if missing, migrated to the newest revision and kept."""
-    if keep is None:
-        with common.scratch_postgres() as url:
-            yield url
-        return
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (keep,)).fetchone() \
-                is None:
-            conn.execute(f'CREATE DATABASE "{keep}"')
-    url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{keep}"
-    migrate(url)
-    yield url
 
 
 def make_program(app: Any) -> dict[str, Any]:
@@ -351,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "stats", "machine": machine(), "date": datetime.now(UTC).isoformat(),
         "command": " ".join(["benchmarks/bench_stats.py", *(argv or sys.argv[1:])]),
         "members": args.members, "load_average_start": round(os.getloadavg()[0], 1)}
-    with database(args.keep) as url:
+    with common.kept_or_scratch_postgres(args.keep) as url:
         app = bench_app(url, **QUIET)
         found = generated(url, args.members)
         if found is None:

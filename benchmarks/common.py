@@ -68,6 +68,23 @@ def scratch_postgres() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+
+@contextmanager
+def kept_or_scratch_postgres(keep: str | None) -> Iterator[str]:
+    """A scratch database (dropped afterwards), or with ``keep`` the database of that name,
+    created if missing, migrated to the newest revision and kept."""
+    if keep is None:
+        with scratch_postgres() as url:
+            yield url
+        return
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (keep,)).fetchone() \
+                is None:
+            conn.execute(f'CREATE DATABASE "{keep}"')
+    url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{keep}"
+    migrate(url)
+    yield url
+
 def bench_app(url: str, **settings: Any) -> Any:
     """The app on the benchmark's database ``url`` (development settings, ``settings``
     added), for seeding it and reading it back."""
