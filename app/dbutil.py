@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from flask import g
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, Engine
@@ -342,3 +343,38 @@ def check_connections(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["pointpass_checked_in"] = time.monotonic()
+
+
+@contextmanager
+def planner_settings(workers: int = 0) -> Iterator[None]:
+    """On PostgreSQL, for the statements run inside (see benchmarks/RESULTS.md):
+
+    - no JIT compilation: a reading request's plans cost enough to trigger it, and compiling
+      takes longer than it saves;
+    - at most ``workers`` parallel workers (0: one request among the postings keeps to one
+      core);
+    - ``random_page_cost`` 1.1 (PostgreSQL's advice for SSDs; the default 4 is for spinning
+      disks): else the planner scans a whole table rather than a covering index that holds
+      the same columns in half the pages.
+
+    The transaction's own settings are back afterwards. Nothing on SQLite."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    wanted = {"jit": "off", "random_page_cost": "1.1",
+              "max_parallel_workers_per_gather": str(int(workers))}
+    names = {f"name{i}": name for i, name in enumerate(wanted)}
+    before = db.session.execute(text("SELECT " + ", ".join(
+        f"current_setting(:{key})" for key in names)), names).one()
+    _set(wanted)
+    try:
+        yield
+    finally:
+        _set(dict(zip(wanted, before, strict=True)))  # a SET LOCAL would last to the end
+
+
+def _set(settings: dict[str, str]) -> None:
+    db.session.execute(text("SELECT " + ", ".join(
+        f"set_config(:name{i}, :value{i}, true)" for i in range(len(settings)))),
+        {key: value for i, (name, setting) in enumerate(settings.items())
+         for key, value in ((f"name{i}", name), (f"value{i}", setting))})

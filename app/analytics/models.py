@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, LargeBinary, String, text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -66,15 +66,60 @@ class CardActivity(db.Model):
     purchase_prev: Mapped[date | None] = mapped_column(Date)
 
 
+class ExpiryDay(db.Model):
+    """The points of a program's lots (pending ones too) that expire on local day ``day``
+    and were left at the end of its last rolled-up day: what its lots gave minus what
+    debits took from them, day by day. A few hundred rows per program: the expiring points
+    of the next 30 or 90 days are a sum of 30 or 90 of them and today's changes."""
+
+    __tablename__ = "analytics_expiry_days"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+
+
+class OpenDay(db.Model):
+    """The day after the last rolled-up one (today, usually), rolled up by the sweep up to
+    ``through``: its additive counts and its cards' gaps as JSON, so that a request computes
+    only what happened after ``through``. Replaced when its day is rolled up."""
+
+    __tablename__ = "analytics_open_days"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    through: Mapped[datetime] = mapped_column(UTCDateTime)
+    counts: Mapped[str] = mapped_column(Text)
+    gaps: Mapped[str] = mapped_column(Text)
+
+
+class OpenCard(db.Model):
+    """A card's activity (``visit``, ``redeem``, ``purchase``) on its program's open day,
+    counted in :class:`OpenDay` by the sweep's pass up to ``through``: a request counts the
+    card's later activity of the day only if no row with a ``through`` up to the one it read
+    says it was counted already."""
+
+    __tablename__ = "analytics_open_cards"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), primary_key=True)
+    activity: Mapped[str] = mapped_column(String(8), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    through: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Progress(db.Model):
     """Which local days of a program are rolled up (all up to ``rolled_through``), in which
-    time zone (a change of the program's zone rolls it up again)."""
+    time zone (a change of the program's zone rolls it up again), and up to which day its
+    :class:`ExpiryDay` rows are (set from the lots when it differs from ``rolled_through``:
+    the rows were added after the days were)."""
 
     __tablename__ = "analytics_progress"
 
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
     time_zone: Mapped[str] = mapped_column(String(64))
     rolled_through: Mapped[date | None] = mapped_column(Date)
+    expiry_through: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

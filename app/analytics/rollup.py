@@ -17,6 +17,7 @@ explains the sums).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from array import array
@@ -26,14 +27,31 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Date, bindparam, case, cast, delete, func, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 
-from app.analytics.models import ActivityDay, CardActivity, DayCount, Progress
+from app import dbutil
+from app.analytics.models import (
+    ActivityDay,
+    CardActivity,
+    DayCount,
+    ExpiryDay,
+    OpenCard,
+    OpenDay,
+    Progress,
+)
 from app.extensions import db
 from app.feedback.models import FeedbackInvitation
-from app.loyalty.models import Card, EntryKind, LedgerEntry, Member, Program
+from app.loyalty.models import (
+    Card,
+    EntryKind,
+    LedgerEntry,
+    LotConsumption,
+    Member,
+    PointLot,
+    Program,
+)
 from app.timeutil import now as clock_now
 from app.wallet.events import WalletEvent
 
@@ -41,6 +59,12 @@ log = logging.getLogger("pointpass.analytics")
 
 #: How long after a local day ends it is rolled up.
 GRACE = timedelta(minutes=15)
+#: How far behind the clock the sweep rolls up the open day (today): postings stamped
+#: before that have committed; a request computes the rest from the tables.
+OPEN_LAG = timedelta(minutes=2)
+#: The keyed count of the points lots gain (made) and lose (taken by debits) by the local
+#: day they expire on (key: ISO date); kept in :class:`ExpiryDay`, not in day counts.
+EXPIRING = "expiring"
 #: The gap of a card's first day with an activity; real gaps are capped at :data:`CAP`
 #: (longer than any window a figure looks back over: two ranges of at most 401 days).
 FIRST = 9999
@@ -130,10 +154,56 @@ ACTIVITIES_OF_SPAN = (
            _a.redeem_last, _a.redeem_prev, _a.purchase_last, _a.purchase_prev).distinct()
     .join(Card, Card.id == _e.card_id).outerjoin(_a, _a.card_id == _e.card_id)
     .where(*_in_span, _e.kind.in_([EntryKind.EARN, EntryKind.REDEEM])))
+_l, _c = PointLot, LotConsumption
 
 
-def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
-    """The additive figures of ``[t0, t1)`` (docs/metrics.md names them)."""
+def _expiry_day(postgresql: bool):  # type: ignore[no-untyped-def]
+    """A lot's expiry as the program's local day (``tz``) on PostgreSQL; SQLite gives the
+    instant, made a day in Python (:func:`_day_of`)."""
+    return cast(func.timezone(bindparam("tz"), _l.expires_at), Date) if postgresql \
+        else _l.expires_at
+
+
+def _lot_changes(postgresql: bool) -> tuple:  # type: ignore[type-arg]
+    """What the lots made by the span's entries hold, and what the span's debits took from
+    lots, by expiry day (lots that never expire left out)."""
+    day = _expiry_day(postgresql)
+    made = (select(day, func.sum(_l.points)).select_from(_e)
+            .join(Card, Card.id == _e.card_id).join(_l, _l.entry_id == _e.id)
+            .where(*_in_span, _l.expires_at.is_not(None)).group_by(text("1")))
+    taken = (select(day, func.sum(_c.points)).select_from(_e)
+             .join(Card, Card.id == _e.card_id).join(_c, _c.entry_id == _e.id)
+             .join(_l, _l.id == _c.lot_id)
+             .where(*_in_span, _l.expires_at.is_not(None)).group_by(text("1")))
+    return made, taken
+
+
+LOT_CHANGES = {True: _lot_changes(True), False: _lot_changes(False)}
+
+
+def _postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _day_of(tz: ZoneInfo, value: date | datetime) -> date:
+    return local_day(tz, value) if isinstance(value, datetime) else value
+
+
+def expiry_changes(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) -> Counter[date]:
+    """How the points left on lots expiring each local day changed in ``[t0, t1)``."""
+    changes: Counter[date] = Counter()
+    span = {"p": program_id, "t0": t0, "t1": t1, "tz": tz.key}
+    made, taken = LOT_CHANGES[_postgresql()]
+    for value, points in db.session.execute(made, span):
+        changes[_day_of(tz, value)] += int(points or 0)
+    for value, points in db.session.execute(taken, span):
+        changes[_day_of(tz, value)] -= int(points or 0)
+    return changes
+
+
+def span_counts(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) -> Counts:
+    """The additive figures of ``[t0, t1)`` (docs/metrics.md names them), with the changes
+    of the points expiring by day (:data:`EXPIRING`)."""
     counts: Counts = Counter()
     span = {"p": program_id, "t0": t0, "t1": t1}
     for kind, rule_id, positive, n, points, moved, amount, with_amount in \
@@ -176,6 +246,8 @@ def span_counts(program_id: int, t0: datetime, t1: datetime) -> Counts:
     for location_id, score, n in db.session.execute(ANSWERS, span):
         counts["nps_answers", f"{location_id or ''}:{score}"] += n
         counts[nps_class(score), ""] += n
+    for day, points in expiry_changes(program_id, tz, t0, t1).items():
+        counts[EXPIRING, day.isoformat()] += points
     return Counts({k: v for k, v in counts.items() if v})
 
 
@@ -288,11 +360,12 @@ def _locked_progress(program: Program) -> Progress:
     if progress.time_zone != program.time_zone:  # days are the zone's: start again
         _forget(program.id)
         progress.time_zone, progress.rolled_through = program.time_zone, None
+        progress.expiry_through = None
     return progress
 
 
 def _forget(program_id: int) -> None:
-    for model in (DayCount, ActivityDay, CardActivity):
+    for model in (DayCount, ActivityDay, CardActivity, ExpiryDay, OpenCard, OpenDay):
         db.session.execute(delete(model).where(model.program_id == program_id))
 
 
@@ -305,32 +378,74 @@ def catch_up(program: Program, now: datetime | None = None) -> date | None:
     last = last_closed_day(tz, now)
     progress = db.session.get(Progress, program_id, populate_existing=True)
     if progress is not None and progress.time_zone == program.time_zone and \
-            progress.rolled_through is not None and progress.rolled_through >= last:
+            progress.rolled_through is not None and progress.rolled_through >= last and \
+            progress.expiry_through == progress.rolled_through:
         return progress.rolled_through  # nothing to do: no lock taken
     while True:
         progress = _locked_progress(program)
         done = progress.rolled_through
+        if progress.expiry_through != done:
+            seed_expiry(program_id, tz, done)
+            progress.expiry_through = done
         day = done + timedelta(days=1) if done else first_day(program, tz)
         if day > last:
             db.session.commit()
             return done
         roll_up(program_id, tz, day)
-        progress.rolled_through = day
+        progress.rolled_through = progress.expiry_through = day
         progress.updated_at = now
         db.session.commit()
 
 
+def _add_expiry(program_id: int, changes: dict[date, int]) -> None:
+    rows = [{"program_id": program_id, "day": day, "points": points}
+            for day, points in changes.items() if points]
+    if rows:
+        upsert = dbutil.INSERT[db.session.get_bind().dialect.name](ExpiryDay)
+        db.session.execute(upsert.on_conflict_do_update(
+            index_elements=[ExpiryDay.program_id, ExpiryDay.day],
+            set_={"points": ExpiryDay.points + upsert.excluded.points}), rows)
+
+
+def seed_expiry(program_id: int, tz: ZoneInfo, through: date | None) -> None:
+    """Set the program's :class:`ExpiryDay` rows from its lots as they were at the end of
+    ``through`` (None: no day rolled up, no rows): what the lots made by then hold, minus
+    what debits took from them by then (in the caller's transaction)."""
+    db.session.execute(delete(ExpiryDay).where(ExpiryDay.program_id == program_id))
+    if through is None:
+        return
+    end = day_start(tz, through + timedelta(days=1))
+    postgresql = _postgresql()
+    day = _expiry_day(postgresql)
+    ours = (Card.program_id == program_id, _l.expires_at.is_not(None), _e.created_at < end)
+    made = (select(day, func.sum(_l.points)).select_from(_l)
+            .join(Card, Card.id == _l.card_id).join(_e, _e.id == _l.entry_id)
+            .where(*ours).group_by(text("1")))
+    taken = (select(day, func.sum(_c.points)).select_from(_c)
+             .join(_e, _e.id == _c.entry_id).join(_l, _l.id == _c.lot_id)
+             .join(Card, Card.id == _l.card_id).where(*ours).group_by(text("1")))
+    changes: Counter[date] = Counter()
+    for value, points in db.session.execute(made, {"tz": tz.key}):
+        changes[_day_of(tz, value)] += int(points or 0)
+    for value, points in db.session.execute(taken, {"tz": tz.key}):
+        changes[_day_of(tz, value)] -= int(points or 0)
+    _add_expiry(program_id, changes)
+
+
 def roll_up(program_id: int, tz: ZoneInfo, day: date) -> None:
-    """Write the rows of one closed day (in the caller's transaction)."""
+    """Write the rows of one closed day (in the caller's transaction); the day's open-day
+    rows are done with."""
     t0, t1 = day_start(tz, day), day_start(tz, day + timedelta(days=1))
-    counts = span_counts(program_id, t0, t1)
+    counts = span_counts(program_id, tz, t0, t1)
     activities, states = span_activities(program_id, t0, t1)
     known = set(states)
     gaps = day_gaps(day, activities, states)
-    if counts:
-        db.session.execute(insert(DayCount), [
-            {"program_id": program_id, "day": day, "name": name, "key": key, "value": value}
-            for (name, key), value in counts.items()])
+    _add_expiry(program_id, {date.fromisoformat(key): value
+                             for (name, key), value in counts.items() if name == EXPIRING})
+    rows = [{"program_id": program_id, "day": day, "name": name, "key": key, "value": value}
+            for (name, key), value in counts.items() if name != EXPIRING]
+    if rows:
+        db.session.execute(insert(DayCount), rows)
     if gaps:
         db.session.execute(insert(ActivityDay), [
             {"program_id": program_id, "day": day, "activity": act, "gaps": _bytes(g),
@@ -352,26 +467,118 @@ def roll_up(program_id: int, tz: ZoneInfo, day: date) -> None:
         db.session.execute(insert(CardActivity), [
             {"card_id": card_id, "program_id": program_id, **row(card_id)}
             for card_id in new])
+    db.session.execute(delete(OpenCard).where(OpenCard.program_id == program_id,
+                                              OpenCard.day <= day))
+    db.session.execute(delete(OpenDay).where(OpenDay.program_id == program_id,
+                                             OpenDay.day <= day))
 
 
 def rebuild(program: Program, now: datetime | None = None) -> None:
     """Forget a program's rollups and roll up all its closed days again (commits)."""
     progress = _locked_progress(program)
     _forget(program.id)
-    progress.rolled_through = None
+    progress.rolled_through = progress.expiry_through = None
     db.session.commit()
     catch_up(program, now)
 
 
+# --- The open day ---------------------------------------------------------------------------
+# The day after the last rolled-up one is rolled up by the sweep as it goes, up to
+# OPEN_LAG before the clock: its counts and gaps in one row (OpenDay), the cards it counted in
+# OpenCard. Reading it and computing only what came after its ``through`` gives the same as
+# computing the whole day (the scenario test checks it): a card's activity already counted
+# is not counted again, and its gap is measured from the same rolled-up state.
+
+def _dump_counts(counts: Counts) -> str:
+    return json.dumps([[name, key, value] for (name, key), value in counts.items() if value])
+
+
+def _load_counts(data: str) -> Counts:
+    return Counts({(name, key): value for name, key, value in json.loads(data)})
+
+
+def _dump_gaps(gaps: Gaps) -> str:
+    return json.dumps([[act, gap, second, n] for (act, gap, second), n in gaps.items()])
+
+
+def _load_gaps(data: str) -> Gaps:
+    return Gaps({(act, gap, bool(second)): n for act, gap, second, n in json.loads(data)})
+
+
+def counted_on_open_day(program_id: int, day: date, card_ids: Iterable[int],
+                        through: datetime | None = None) -> dict[int, set[str]]:
+    """Which activities of these cards the open day ``day`` counted (up to ``through``:
+    rows a later pass of the sweep added are left out)."""
+    found: dict[int, set[str]] = defaultdict(set)
+    ids = list(card_ids)
+    for i in range(0, len(ids), 5000):
+        query = select(OpenCard.card_id, OpenCard.activity).where(
+            OpenCard.program_id == program_id, OpenCard.day == day,
+            OpenCard.card_id.in_(ids[i:i + 5000]))
+        if through is not None:
+            query = query.where(OpenCard.through <= through)
+        for card_id, act in db.session.execute(query):
+            found[card_id].add(act)
+    return found
+
+
+def advance_open_day(program: Program, now: datetime | None = None) -> datetime | None:
+    """Roll up the program's open day (the one after the last rolled-up day) from where the
+    last pass stopped up to :data:`OPEN_LAG` before ``now`` (commits). Returns where it
+    stopped (None: nothing to do)."""
+    now = now or clock_now()
+    tz = zone(program)
+    progress = _locked_progress(program)  # one pass at a time, and none during a roll-up
+    done = progress.rolled_through
+    if progress.expiry_through != done:  # the caller catches up first
+        db.session.commit()
+        return None
+    day = done + timedelta(days=1) if done else first_day(program, tz)
+    t0 = day_start(tz, day)
+    through = min(day_start(tz, day + timedelta(days=1)), now - OPEN_LAG)
+    open_day = db.session.get(OpenDay, program.id, populate_existing=True)
+    if open_day is not None and open_day.day != day:
+        db.session.execute(delete(OpenCard).where(OpenCard.program_id == program.id))
+        db.session.delete(open_day)
+        open_day = None
+    start = open_day.through if open_day is not None else t0
+    if through <= start:
+        db.session.commit()
+        return None
+    counts = _load_counts(open_day.counts) if open_day is not None else Counts()
+    gaps = _load_gaps(open_day.gaps) if open_day is not None else Gaps()
+    counts.update(span_counts(program.id, tz, start, through))
+    activities, states = span_activities(program.id, start, through)
+    counted = counted_on_open_day(program.id, day, activities) if open_day is not None \
+        else {}
+    new = {card_id: acts - counted.get(card_id, set())
+           for card_id, acts in activities.items()}
+    new = {card_id: acts for card_id, acts in new.items() if acts}
+    gaps.update(day_gaps(day, new, states))
+    if new:
+        db.session.execute(insert(OpenCard), [
+            {"program_id": program.id, "card_id": card_id, "activity": act, "day": day,
+             "through": through} for card_id, acts in new.items() for act in sorted(acts)])
+    if open_day is None:
+        db.session.add(OpenDay(program_id=program.id, day=day, through=through,
+                               counts=_dump_counts(counts), gaps=_dump_gaps(gaps)))
+    else:
+        open_day.through = through
+        open_day.counts, open_day.gaps = _dump_counts(counts), _dump_gaps(gaps)
+    db.session.commit()
+    return through
+
+
 def sweep_task() -> None:
-    """The sweep's task: roll up every program's closed days. A program whose rollup fails
-    is logged and left for the next sweep (or the next stats request): the sweep's other
-    work goes on."""
+    """The sweep's task: roll up every program's closed days, then its open day. A program
+    whose rollup fails is logged and left for the next sweep (or the next stats request):
+    the sweep's other work goes on."""
     for program_id in db.session.scalars(select(Program.id).order_by(Program.id)).all():
         try:
             program = db.session.get(Program, program_id)
             if program is not None:
                 catch_up(program)
+                advance_open_day(program)
         except OperationalError:  # another sweep holds the lock, or SQLite is busy
             db.session.rollback()
         except Exception:
@@ -390,6 +597,17 @@ DAILY = ("net_points", "new_members", "visits", "issued_earn", "issued_bonus",
          "google_removals", "nps_promoters", "nps_passives", "nps_detractors")
 CUMULATIVE = ("net_points", "new_members", "apple_installs", "apple_removals",
               "google_installs", "google_removals")
+
+
+def lots_expiring(program_id: int, tz: ZoneInfo, first: date, last: date) -> int:
+    """The points left on the program's lots (pending ones too) that expire on the local
+    days ``first`` .. ``last``, read from the lots (what :class:`ExpiryDay` saves reading)."""
+    return int(db.session.scalar(
+        select(func.coalesce(func.sum(_l.remaining), 0))
+        .join(Card, Card.id == _l.card_id)
+        .where(Card.program_id == program_id, _l.remaining > 0, _l.expires_at.is_not(None),
+               _l.expires_at >= day_start(tz, first),
+               _l.expires_at < day_start(tz, last + timedelta(days=1)))) or 0)
 
 
 class DaySeries:
@@ -436,19 +654,35 @@ class DaySeries:
                     .group_by(DayCount.name)):
                 self.before[name, ""] += int(value or 0)
         self.stored_last = stored_last
-        # The days not rolled up: computed now, in order, from the rolled-up card states.
+        # The days not rolled up: computed now, in order, from the rolled-up card states (the
+        # open day from the sweep's row and what came after it).
         live_first = done + timedelta(days=1) if done else first_day(program, self.tz)
+        ours = progress is not None and progress.time_zone == program.time_zone
+        self.expiry_through = progress.expiry_through if progress and ours else None
+        self.expiry_live: Counter[date] = Counter()  # changes since the rolled-up days
+        self.live_to = day_start(self.tz, live_first)  # ... up to this instant
+        open_day = db.session.get(OpenDay, program.id) if ours else None
+        if open_day is not None and open_day.day != live_first:
+            open_day = None
+        self.open_day = open_day
         states: dict[int, State] = {}
         for day in days(live_first, last):
             t0 = day_start(self.tz, day)
             t1 = min(day_start(self.tz, day + timedelta(days=1)), to)
             if t1 <= t0:
                 break
-            counts = span_counts(program.id, t0, t1)
-            activities, stored = span_activities(program.id, t0, t1)
-            # A card seen on an earlier live day goes on from there, not from its row.
-            states.update({c: state for c, state in stored.items() if c not in states})
-            day_gap = day_gaps(day, activities, states)
+            if open_day is not None and day == open_day.day and t1 >= open_day.through:
+                counts, day_gap = self._open(open_day, t1, states)
+            else:
+                counts = span_counts(program.id, self.tz, t0, t1)
+                activities, stored = span_activities(program.id, t0, t1)
+                # A card seen on an earlier live day goes on from there, not from its row.
+                states.update({c: state for c, state in stored.items() if c not in states})
+                if open_day is not None and day > open_day.day:
+                    self._carry(open_day, activities, states)
+                day_gap = day_gaps(day, activities, states)
+            self._expiring(counts)
+            self.live_to = t1
             if day >= count_first:
                 self.live[day] = counts
                 self.counts[day] = Counter({k: v for k, v in counts.items() if k[1] == ""})
@@ -457,6 +691,69 @@ class DaySeries:
             if day >= gap_first:
                 for act, index in indexes(day_gap).items():
                     self._index[day, act] = index
+
+    def _open(self, open_day: OpenDay, t1: datetime, states: dict[int, State]
+              ) -> tuple[Counts, Gaps]:
+        """The open day up to ``t1``: the sweep's row, and what came after its ``through``
+        for the activities it did not count yet."""
+        counts, gaps = _load_counts(open_day.counts), _load_gaps(open_day.gaps)
+        if t1 > open_day.through:
+            counts.update(span_counts(self.program_id, self.tz, open_day.through, t1))
+            activities, stored = span_activities(self.program_id, open_day.through, t1)
+            counted = counted_on_open_day(self.program_id, open_day.day, activities,
+                                          open_day.through)
+            new = {card_id: acts - counted.get(card_id, set())
+                   for card_id, acts in activities.items()}
+            new = {card_id: acts for card_id, acts in new.items() if acts}
+            states.update({c: state for c, state in stored.items() if c not in states})
+            gaps.update(day_gaps(open_day.day, new, states))
+        return counts, gaps
+
+    def _carry(self, open_day: OpenDay, activities: dict[int, set[str]],
+               states: dict[int, State]) -> None:
+        """Move the states of a later live day's cards on to the open day where the open
+        day's row counted their activity (those counted after it moved already)."""
+        counted = counted_on_open_day(self.program_id, open_day.day, activities,
+                                      open_day.through)
+        for card_id, acts in counted.items():
+            state = states.setdefault(card_id, {act: (None, None) for act in ACTIVITIES})
+            for act in acts:
+                last, _ = state[act]
+                if last != open_day.day:
+                    state[act] = (open_day.day, last)
+
+    def _expiring(self, counts: Counts) -> None:
+        for (name, key), value in counts.items():
+            if name == EXPIRING:
+                self.expiry_live[date.fromisoformat(key)] += value
+
+    def expiring(self, first: date, n_days: int, now: datetime) -> int:
+        """The points left now on lots expiring on the local days ``first`` ..
+        ``first + n_days - 1`` (docs/metrics.md): the rolled-up rows, and the changes
+        since (those of the live days, then up to ``now``)."""
+        last = first + timedelta(days=n_days - 1)
+        if self.expiry_through != self.rolled_through:  # not set yet (busy): from the lots
+            return lots_expiring(self.program_id, self.tz, first, last)
+        if self.live_to < now:
+            self._expiring_up_to(now)
+        stored = db.session.scalar(select(func.sum(ExpiryDay.points)).where(
+            ExpiryDay.program_id == self.program_id, ExpiryDay.day >= first,
+            ExpiryDay.day <= last)) if self.rolled_through is not None else 0
+        return int(stored or 0) + sum(v for day, v in self.expiry_live.items()
+                                      if first <= day <= last)
+
+    def _expiring_up_to(self, now: datetime) -> None:
+        """The changes of the expiring points after the live days computed (a range ending
+        before now): the open day's row where it covers them, the tables for the rest."""
+        start = self.live_to
+        open_day = self.open_day
+        if open_day is not None and start <= day_start(self.tz, open_day.day) and \
+                open_day.through <= now:
+            self._expiring(_load_counts(open_day.counts))
+            start = open_day.through
+        for day, points in expiry_changes(self.program_id, self.tz, start, now).items():
+            self.expiry_live[day] += points
+        self.live_to = now
 
     # Sums of additive counts -------------------------------------------------------------
     def total(self, name: str, first: date, last: date) -> int:

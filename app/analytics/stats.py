@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from app import dbutil
 from app.analytics import rollup
 from app.analytics.rollup import DaySeries, days
 from app.campaigns import service as campaigns
 from app.campaigns.models import Campaign
 from app.extensions import db
-from app.loyalty.models import Card, CardStatus, EarningRule, PointLot, Program, ProgramLocation
+from app.loyalty.models import Card, CardStatus, EarningRule, Program, ProgramLocation
 from app.timeutil import now as clock_now
 
 INTERVALS = ("day", "week")
@@ -201,13 +202,19 @@ def compute(program: Program, start: datetime, end: datetime,
         rollup.catch_up(program, now)
     except OperationalError:  # busy: the days not rolled up are computed below instead
         db.session.rollback()
+    with dbutil.planner_settings():  # one core per request: dashboards are few, postings many
+        return _compute(program, r, interval, now)
+
+
+def _compute(program: Program, r: Range, interval: str, now: datetime) -> dict[str, Any]:
     gap_first = min(r.prev_first - timedelta(days=r.n), r.prev_last - timedelta(days=89))
     data = DaySeries(program, r.prev_first, gap_first, r.last, r.end)
     figures = _Figures(data, program)
     current = figures.period(r.first, r.last, r.n)
     previous = figures.period(r.prev_first, r.prev_last, r.n)
-    stock_now = _stock_now(program, r.end)
-    current.update(stock_now)
+    today = rollup.local_day(r.tz, r.end)
+    for days_ahead in (30, 90):
+        current[f"expiring_{days_ahead}d_points"] = data.expiring(today, days_ahead, now)
     voided_now = _voided(program, r.end), _voided(program, r.start)
     current["members"] -= voided_now[0]
     previous["members"] -= voided_now[1]
@@ -241,21 +248,6 @@ def compute(program: Program, start: datetime, end: datetime,
     }
     result["campaigns"] = _campaigns(program, r)
     return result
-
-
-def _stock_now(program: Program, end: datetime) -> dict[str, Any]:
-    """The points expiring soon, read from the lots as they are now (no previous)."""
-    at = min(end, clock_now())
-    lots = {}
-    for days_ahead in (30, 90):
-        lots[f"expiring_{days_ahead}d_points"] = int(db.session.scalar(
-            select(func.coalesce(func.sum(PointLot.remaining), 0))
-            .join(Card, Card.id == PointLot.card_id)
-            .where(Card.program_id == program.id, PointLot.remaining > 0,
-                   PointLot.pending.is_(False), PointLot.expires_at.is_not(None),
-                   PointLot.expires_at > at,
-                   PointLot.expires_at <= at + timedelta(days=days_ahead))) or 0)
-    return lots
 
 
 def _voided(program: Program, before: datetime) -> int:

@@ -19,8 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, exists, func, not_, select, text
+from sqlalchemy import ColumnElement, Select, exists, func, not_, select
 
+from app import dbutil
 from app.errors import Unprocessable
 from app.extensions import db
 from app.loyalty.models import (
@@ -184,38 +185,10 @@ def count_statement(program: Program, segment: Segment,
 
 @contextmanager
 def planner_settings() -> Iterator[None]:
-    """On PostgreSQL, for the statements run inside (see benchmarks/RESULTS.md):
-
-    - no JIT compilation: a count's plan costs enough to trigger it, and compiling takes
-      longer than it saves;
-    - at most ``SEGMENT_COUNT_WORKERS`` parallel workers (default 0: a count, one request
-      among the postings, keeps to one core);
-    - ``random_page_cost`` 1.1 (PostgreSQL's advice for SSDs; the default 4 is for spinning
-      disks): else the planner scans the whole cards table rather than the covering index
-      that holds the same columns in half the pages.
-
-    The transaction's own settings are back afterwards. Nothing on SQLite."""
-    if db.session.get_bind().dialect.name != "postgresql":
+    """:func:`app.dbutil.planner_settings` with at most ``SEGMENT_COUNT_WORKERS`` parallel
+    workers (default 0: a count, one request among the postings, keeps to one core)."""
+    with dbutil.planner_settings(int(current_app.config.get("SEGMENT_COUNT_WORKERS", 0))):
         yield
-        return
-    wanted = {"jit": "off", "random_page_cost": "1.1",
-              "max_parallel_workers_per_gather":
-                  str(int(current_app.config.get("SEGMENT_COUNT_WORKERS", 0)))}
-    names = {f"name{i}": name for i, name in enumerate(wanted)}
-    before = db.session.execute(text("SELECT " + ", ".join(
-        f"current_setting(:{key})" for key in names)), names).one()
-    _set(wanted)
-    try:
-        yield
-    finally:
-        _set(dict(zip(wanted, before, strict=True)))  # a SET LOCAL would last to the end
-
-
-def _set(settings: dict[str, str]) -> None:
-    db.session.execute(text("SELECT " + ", ".join(
-        f"set_config(:name{i}, :value{i}, true)" for i in range(len(settings)))),
-        {key: value for i, (name, setting) in enumerate(settings.items())
-         for key, value in ((f"name{i}", name), (f"value{i}", setting))})
 
 
 def count(program: Program, segment: Segment, at: datetime | None = None) -> int:
