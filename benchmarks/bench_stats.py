@@ -135,6 +135,32 @@ def backfill(app: Any, program_id: int) -> dict[str, Any]:
     return {"seconds": round(seconds, 1), "rolled_through": str(last), "days_with_rows": done}
 
 
+def open_day(app: Any, program_id: int) -> dict[str, Any]:
+    """Roll up today so far (the sweep's first pass over the open day), then a second pass
+    (the sweep's steady state: nothing new here, the data stops at its instant)."""
+    from app.analytics import rollup
+    from app.extensions import db
+    from app.loyalty.models import Program
+
+    with app.app_context():
+        passes = []
+        for _ in range(2):
+            program = db.session.get(Program, program_id)
+            started = time.monotonic()
+            through = rollup.advance_open_day(program)
+            passes.append(round(time.monotonic() - started, 2))
+        cards = db.session.execute(text_("SELECT count(*) FROM analytics_open_cards "
+                                         "WHERE program_id = :p"), {"p": program_id}).scalar()
+        day = db.session.execute(text_("SELECT day, through FROM analytics_open_days "
+                                       "WHERE program_id = :p"), {"p": program_id}).first()
+        db.session.remove()
+        db.engine.dispose()
+    return {"first_pass_seconds": passes[0], "second_pass_seconds": passes[1],
+            "day": str(day[0]) if day else None,
+            "through": day[1].isoformat() if day else None, "open_card_rows": cards,
+            "second_pass_through": through.isoformat() if through else None}
+
+
 def text_(sql: str) -> Any:
     from sqlalchemy import text
 
@@ -363,6 +389,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # days since its last run).
         summary["backfill"] = backfill(app, program_id)
         say(f"rollups backfilled: {summary['backfill']}")
+        summary["open_day"] = open_day(app, program_id)
+        say(f"open day rolled up: {summary['open_day']}")
         marketer, pos = keys_for(app, program_id)
         with psycopg.connect(url) as conn:
             serials = [row[0] for row in conn.execute(

@@ -537,9 +537,10 @@ def advance_open_day(program: Program, now: datetime | None = None) -> datetime 
     t0 = day_start(tz, day)
     through = min(day_start(tz, day + timedelta(days=1)), now - OPEN_LAG)
     open_day = db.session.get(OpenDay, program.id, populate_existing=True)
-    if open_day is not None and open_day.day != day:
+    if open_day is not None and open_day.day != day:  # left over (a roll-up removes it)
+        db.session.expunge(open_day)
         db.session.execute(delete(OpenCard).where(OpenCard.program_id == program.id))
-        db.session.delete(open_day)
+        db.session.execute(delete(OpenDay).where(OpenDay.program_id == program.id))
         open_day = None
     start = open_day.through if open_day is not None else t0
     if through <= start:

@@ -10,12 +10,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app.analytics import rollup
-from app.analytics.models import ActivityDay, CardActivity, DayCount, Progress
+from app.analytics.models import (
+    ActivityDay,
+    CardActivity,
+    DayCount,
+    OpenCard,
+    OpenDay,
+    Progress,
+)
 from app.extensions import db
-from app.loyalty.models import Program
+from app.loyalty.models import Card, Program
 from app.wallet import sweep
 from tests.clock import FakeClock
 from tests.factories import ApiClient, card_code, create_card, create_program
@@ -197,3 +204,85 @@ def test_rebuild_stats_takes_in_entries_written_into_rolled_up_days(
     assert body["series"]["points_expired"] == [0, 50, 0, 0]
     assert body["figures"]["liability_points"]["value"] == 0
     assert runner.invoke(cli, ["rebuild-stats", "--program", "no-such"]).exit_code == 2
+
+
+def _without_open_day(app: Flask, program_id: int) -> None:
+    with app.app_context():
+        for model in (OpenCard, OpenDay):
+            db.session.execute(delete(model).where(model.program_id == program_id))
+        db.session.commit()
+
+
+def test_the_open_day_the_sweep_rolls_up_answers_as_the_tables_do(
+        app: Flask, api: ApiClient, program: dict[str, Any], clock: FakeClock) -> None:
+    pid = program["id"]
+    a, b, c, d = (create_card(api, program, name=name)["serial_number"]
+                  for name in ("A", "B", "C", "D"))
+    _earn(api, a, 12_000)
+    _earn(api, b, 30_000)
+    # The sweep rolls up the open day (today, Monday) up to OPEN_LAG before the clock: A's
+    # and B's purchases; then A buys again, C buys and B redeems, after it.
+    clock.advance(rollup.OPEN_LAG.total_seconds() + 60)
+    with app.app_context():
+        sweep.sweep()
+        open_day = db.session.get(OpenDay, pid)
+        assert open_day.day == DAY1
+        assert {(row.card_id, row.activity) for row in db.session.scalars(
+            select(OpenCard).where(OpenCard.program_id == pid))} == {
+            (card_id, act) for card_id in _card_ids(a, b) for act in ("visit", "purchase")}
+        db.session.rollback()
+    _earn(api, a, 20_000)
+    _earn(api, c, 5_000)
+    response = api.post("/api/v1/redemptions", json={"code": card_code(app, b), "points": 50})
+    assert response.status_code == 201, response.json
+    clock.advance(60)
+    today = _stats(api, program)
+    figures = {name: f["value"] for name, f in today["figures"].items()}
+    assert figures["active_members"] == 3 and figures["visits"] == 5
+    assert figures["purchasers"] == 3 and figures["purchases"] == 4
+    assert figures["members_redeemed"] == 1
+    assert figures["repeat_purchase_rate"] == 0  # A bought twice, on one day
+    assert figures["expiring_90d_points"] == 0  # the program's points do not expire
+    _without_open_day(app, pid)
+    assert _stats(api, program) == today  # the same, every entry of today from the tables
+
+    # Five minutes after midnight Monday is in its grace period: the sweep rolls it up as
+    # the open day to its end, and Tuesday is read from the tables. A buys on Tuesday too
+    # (a day after the open day counted its purchase), D for the first time.
+    with app.app_context():
+        sweep.sweep()
+    _at(clock, datetime(2026, 5, 5, 0, 3, tzinfo=TZ))
+    with app.app_context():
+        sweep.sweep()
+        assert db.session.get(OpenDay, pid).through == rollup.day_start(
+            TZ, date(2026, 5, 5))
+        assert db.session.get(Progress, pid).rolled_through is None
+        db.session.rollback()
+    _earn(api, a, 9_000)
+    _earn(api, d, 9_000)
+    clock.advance(60)
+    query = "?from=2026-05-04"
+    both = _stats(api, program, query)
+    figures = {name: f["value"] for name, f in both["figures"].items()}
+    assert figures["active_members"] == 4 and figures["purchases"] == 6
+    assert figures["repeat_purchase_rate"] == 1 / 4
+    assert both["series"]["active_members"] == [3, 2]
+    _without_open_day(app, pid)
+    assert _stats(api, program, query) == both
+    # Monday rolled up (its open rows gone): still the same.
+    _at(clock, datetime(2026, 5, 5, 0, 30, tzinfo=TZ))
+    both = _stats(api, program, query)
+    with app.app_context():
+        sweep.sweep()
+        assert db.session.get(Progress, pid).rolled_through == DAY1
+        assert db.session.get(OpenDay, pid).day == date(2026, 5, 5)
+        assert not db.session.scalar(select(func.count()).select_from(OpenCard).where(
+            OpenCard.program_id == pid, OpenCard.day == DAY1))
+        db.session.rollback()
+    assert _stats(api, program, query) == both
+    _rebuilt(app, pid)
+    assert _stats(api, program, query) == both
+
+
+def _card_ids(*serials: str) -> set[int]:
+    return set(db.session.scalars(select(Card.id).where(Card.serial_number.in_(serials))))
