@@ -5,30 +5,53 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, has_app_context
 
 MIN_LENGTH = 10
 MAX_LENGTH = 256
 
-_hasher = PasswordHasher()  # argon2id with argon2-cffi's current recommended parameters
+#: argon2id with argon2-cffi's current recommended parameters: every hash stored.
+_STRONG = PasswordHasher()
+#: The same scheme at its least cost, for the test suite only (``POINTPASS_ENV=testing``,
+#: never a deployment: it also allows development secrets): the tests make and check
+#: hundreds of passwords, each a third of a second with the strong parameters. A hash made
+#: with one is redone with the other at the next good sign-in (:func:`needs_rehash`).
+_TESTING = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 # Checked when no account has the e-mail given, so that answer takes as long as a wrong
 # password's and does not tell which addresses have accounts.
-_DECOY = _hasher.hash("decoy password, never anyone's")
+_DECOYS: dict[int, str] = {}
+
+
+def _hasher() -> PasswordHasher:
+    if has_app_context() and current_app.config.get("ENV") == "testing":
+        return _TESTING
+    return _STRONG
+
+
+def _decoy(hasher: PasswordHasher) -> str:
+    if id(hasher) not in _DECOYS:
+        _DECOYS[id(hasher)] = hasher.hash("decoy password, never anyone's")
+    return _DECOYS[id(hasher)]
+
+
+_decoy(_STRONG)  # made at start, not in the first sign-in
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def check(password: str, stored: str | None) -> bool:
     """Whether ``password`` matches ``stored`` (None: no password set yet, or no account)."""
+    hasher = _hasher()
     try:
-        return _hasher.verify(stored or _DECOY, password) and stored is not None
+        return hasher.verify(stored or _decoy(hasher), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
 def needs_rehash(stored: str) -> bool:
-    return _hasher.check_needs_rehash(stored)
+    return _hasher().check_needs_rehash(stored)
 
 
 def problem_with(password: str) -> str | None:

@@ -201,3 +201,22 @@ def test_create_user_reads_the_password_from_standard_input(app: Flask,
     short = runner.invoke(cli, ["create-user", "--email", "s@example.com", "--role", "admin"],
                           input="short\nshort\n")
     assert short.exit_code == 1 and "at least 10 characters" in short.output
+
+
+def test_passwords_get_the_strong_parameters_outside_the_test_suite() -> None:
+    from flask import Flask as Bare
+
+    from app.accounts import passwords
+
+    strong = "$m=65536,t=3,p=4$"
+    assert strong in passwords.hash_password("correct horse battery staple")  # no app
+    for env, cost in (("production", strong), ("development", strong),
+                      ("testing", "$m=8,t=1,p=1$")):
+        bare = Bare(__name__)
+        bare.config["ENV"] = env
+        with bare.app_context():
+            stored = passwords.hash_password("correct horse battery staple")
+            assert cost in stored, env
+            assert passwords.check("correct horse battery staple", stored)
+            assert not passwords.check("wrong horse battery staple", stored)
+            assert not passwords.needs_rehash(stored)
