@@ -37,6 +37,31 @@ from tests.factories import (
     make_app,
 )
 
+
+def _one_url_builder_per_rule() -> None:
+    """Every test makes its own app, and ``create_app`` spent most of its time (a quarter of
+    a second per app, minutes over the suite) in werkzeug generating and compiling the Python
+    code of two URL-builder functions per route. A builder depends only on the rule's parts,
+    its defaults and whether it appends unknown arguments (it reaches the rule's converters
+    through the rule it is bound to), so the session compiles each distinct one once. Only
+    the tests do this; a server makes its app once."""
+    from werkzeug.routing.rules import Rule
+
+    original = Rule._compile_builder
+    builders: dict[tuple[Any, ...], Any] = {}
+
+    def compile_builder(self: Rule, append_unknown: bool = True) -> Any:
+        key = (self.rule, tuple(self._trace), repr(sorted((self.defaults or {}).items())),
+               append_unknown)
+        if key not in builders:
+            builders[key] = original(self, append_unknown)
+        return builders[key]
+
+    Rule._compile_builder = compile_builder  # type: ignore[method-assign]
+
+
+_one_url_builder_per_rule()
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "POINTPASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
