@@ -18,7 +18,8 @@ _STRONG = PasswordHasher()
 #: with one is redone with the other at the next good sign-in (:func:`needs_rehash`).
 _TESTING = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 # Checked when no account has the e-mail given, so that answer takes as long as a wrong
-# password's and does not tell which addresses have accounts.
+# password's and does not tell which addresses have accounts. Made at the first such check,
+# not at import: every process imports this (the CLI, workers), few check passwords.
 _DECOYS: dict[int, str] = {}
 
 
@@ -32,9 +33,6 @@ def _decoy(hasher: PasswordHasher) -> str:
     if id(hasher) not in _DECOYS:
         _DECOYS[id(hasher)] = hasher.hash("decoy password, never anyone's")
     return _DECOYS[id(hasher)]
-
-
-_decoy(_STRONG)  # made at start, not in the first sign-in
 
 
 def hash_password(password: str) -> str:
