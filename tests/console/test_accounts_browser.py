@@ -15,7 +15,13 @@ from app.accounts import links
 from app.accounts.models import Account
 from app.extensions import db
 from tests.browser import offline_page, serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 
 NEW_PASSWORD = "a long and new passphrase"
 
@@ -88,7 +94,7 @@ def test_every_accounts_and_audit_page_in_every_language(
     with serve(app) as base:
         context, page = offline_page(browser, **SCREENS[screen])
         for name, path in public_pages.items():
-            for lang in LANGUAGES:
+            for lang in SCREEN_LANGUAGES[screen]:
                 answer = page.goto(f"{base}{path}?lang={lang}")
                 assert page.locator("html").get_attribute("lang") == lang
                 if name == "link-gone":
@@ -101,7 +107,7 @@ def test_every_accounts_and_audit_page_in_every_language(
         context.close()
         context, page = console_page(browser, base, "admin@example.com", screen=screen)
         for name, path in admin_pages.items():
-            for lang in LANGUAGES:
+            for lang in SCREEN_LANGUAGES[screen]:
                 page.goto(f"{base}{path}?lang={lang}")
                 assert page.locator("html").get_attribute("lang") == lang
                 check_page(page, f"{name}-{lang}-{screen}")

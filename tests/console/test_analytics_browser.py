@@ -17,7 +17,13 @@ from playwright.sync_api import Browser, Page
 
 from tests.browser import serve
 from tests.clock import FakeClock
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import ApiClient, card_code, create_card, register_device
 
 ZONE = ZoneInfo("Asia/Jakarta")
@@ -129,7 +135,7 @@ def test_dashboard_draws_the_scenario(app: Flask, api: ApiClient, program: dict[
         assert _column(page, "points", 2) == series["points_redeemed"]
         assert _column(page, "wallets", 1) == series["apple_installs"]
         check_page(page, f"analytics-{screen}")
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{pid}/analytics?{query}&lang={lang}")
             assert page.locator("html").get_attribute("lang") == lang
             page.wait_for_selector('figure[data-chart="points"][data-drawn="true"]',

@@ -11,7 +11,13 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import ApiClient, create_card, register_device
 
 
@@ -59,7 +65,7 @@ def test_live_count_matches_the_api(app: Flask, api: ApiClient, program: dict[st
         page.get_by_label("On Apple Wallet").select_option("no")
         _shown(page, _api_count(api, pid, apple_installed=False))
         check_page(page, f"campaigns-builder-{screen}")
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{pid}/campaigns?lang={lang}")
             assert page.locator("html").get_attribute("lang") == lang
             check_page(page, f"campaigns-{lang}-{screen}")

@@ -12,7 +12,13 @@ from flask import Flask
 from playwright.sync_api import Browser, expect
 
 from tests.browser import serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import ApiClient, create_card
 
 
@@ -56,7 +62,7 @@ def test_edit_a_draft(app: Flask, api: ApiClient, program: dict[str, Any], brows
         got = api.get(f"/api/v1/programs/{pid}/campaigns/{campaign['id']}").json
         assert got["segment"] == {"languages": ["th"]}
         assert got["messages"]["th"] == {"lock_screen": "แต้มสองเท่า"}
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{pid}/campaigns/{campaign['id']}/edit"
                       f"?lang={lang}")
             assert page.locator("html").get_attribute("lang") == lang

@@ -16,7 +16,13 @@ from app.extensions import db
 from app.loyalty.models import Card
 from tests.apns_server import APNsTestServer
 from tests.browser import serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import admin_api, create_card, create_program, register_device, settle
 
 MEMBERS = 30
@@ -76,7 +82,7 @@ def test_send_with_a_ten_percent_holdout(push_app: Flask, apns: APNsTestServer,
         page.goto(f"{base}/console/programs/{pid}/campaigns/{campaign_id}?lang=en")
         expect(page.locator("[data-devices]")).to_have_attribute(
             "data-devices", str(MEMBERS - dry["held_out"]))
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{pid}/campaigns/{campaign_id}?lang={lang}")
             check_page(page, f"campaign-sent-{lang}-{screen}")
         context.close()

@@ -13,7 +13,14 @@ from playwright.sync_api import Browser, expect
 
 from app.enrollment.links import card_page_path
 from tests.browser import ARTIFACTS, PHONE, axe_violations, offline_page, serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    LANGUAGES,
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import ApiClient
 
 
@@ -53,7 +60,7 @@ def test_add_change_and_retire_a_challenge(app: Flask, api: ApiClient, program: 
         panel.get_by_label("How many").fill("6")
         panel.get_by_role("button", name="Save").click()
         expect(page.locator(f"#challenge-{made['id']} p.muted")).to_contain_text("6 within 30")
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{program['id']}/challenges?lang={lang}")
             check_page(page, f"challenges-{lang}-{screen}")
         # Retire, confirmed on its own page.

@@ -15,7 +15,13 @@ from playwright.sync_api import Browser, expect
 
 from tests.apns_server import APNsTestServer
 from tests.browser import serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import admin_api, create_card, create_program, register_device, settle
 from tests.images import image_bytes
 
@@ -42,7 +48,7 @@ def test_change_the_colours_see_the_preview_and_publish_to_every_phone(
 
     with serve(push_app) as base:
         context, page = console_page(browser, base, "m@example.com", screen=screen)
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}{design}?lang={lang}")
             assert page.locator("html").get_attribute("lang") == lang
             check_page(page, f"design-{lang}-{screen}")

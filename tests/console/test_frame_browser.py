@@ -10,7 +10,13 @@ from flask import Flask
 from playwright.sync_api import Browser
 
 from tests.browser import offline_page, serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 
 
 @pytest.fixture
@@ -24,13 +30,13 @@ def test_sign_in_and_the_program_page_in_every_language(
     make_account(app, "m@example.com", "marketer", programs=[program["id"]])
     with serve(app) as base:
         context, page = offline_page(browser, **SCREENS[screen])
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/login?lang={lang}")
             check_page(page, f"login-{lang}-{screen}")
         context.close()
         context, page = console_page(browser, base, "m@example.com", screen=screen)
         assert page.url.endswith(f"/console/programs/{program['id']}")
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{program['id']}?lang={lang}")
             assert page.locator("html").get_attribute("lang") == lang
             check_page(page, f"program-{lang}-{screen}")
@@ -50,13 +56,14 @@ def test_the_program_list_and_the_refusal_in_every_language(
     make_account(app, "till@example.com", "staff")
     with serve(app) as base:
         context, page = console_page(browser, base, "a@example.com", screen=screen)
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console?lang={lang}")
             assert page.get_by_role("link", name="Teh Manis").count() == 1
             check_page(page, f"programs-{lang}-{screen}")
         context.close()
         context, page = offline_page(browser, **SCREENS[screen])
-        for lang in LANGUAGES:  # a staff account signs in and is refused (403), no session
+        # A staff account signs in and is refused (403), no session.
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/login?lang={lang}")
             page.locator("input[name=email]").fill("till@example.com")
             page.locator("input[name=password]").fill("correct horse battery staple")

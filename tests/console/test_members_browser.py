@@ -13,7 +13,13 @@ from flask import Flask
 from playwright.sync_api import Browser, expect
 
 from tests.browser import serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import ApiClient, card_short_code, create_card, ledger_state
 
 
@@ -75,7 +81,7 @@ def test_the_members_pages_in_every_language(
     with serve(app) as base:
         context, page = console_page(browser, base, "m@example.com", screen=screen)
         members = f"{base}/console/programs/{program['id']}/members"
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{members}?lang={lang}")
             assert page.locator("html").get_attribute("lang") == lang
             check_page(page, f"members-{lang}-{screen}")

@@ -11,7 +11,13 @@ from flask import Flask
 from playwright.sync_api import Browser, expect
 
 from tests.browser import serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import ApiClient
 
 
@@ -54,7 +60,7 @@ def test_add_move_up_and_retire_a_reward(app: Flask, api: ApiClient, program: di
         expect(rewards).to_have_text(["Coffee"])
         expect(page.locator("section[aria-labelledby=retired] td").first).to_have_text(
             "Es Kopi Susu")
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{program['id']}/rewards?lang={lang}")
             check_page(page, f"rewards-{lang}-{screen}")
         # The rules page: try a purchase on a Saturday (the bonus applies) in place.
@@ -64,7 +70,7 @@ def test_add_move_up_and_retire_a_reward(app: Flask, api: ApiClient, program: di
         preview.get_by_label("Date and time").fill("2026-11-28T10:00")
         preview.get_by_role("button", name="Preview").click()
         expect(page.locator("#rules-preview [role=status]")).to_contain_text("Total: 8 points")
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}/console/programs/{program['id']}/rules?lang={lang}")
             check_page(page, f"rules-{lang}-{screen}")
         context.close()

@@ -12,7 +12,13 @@ from flask import Flask
 from playwright.sync_api import Browser
 
 from tests.browser import PHONE, offline_page, serve
-from tests.console.conftest import LANGUAGES, SCREENS, check_page, console_page, make_account
+from tests.console.conftest import (
+    SCREEN_LANGUAGES,
+    SCREENS,
+    check_page,
+    console_page,
+    make_account,
+)
 from tests.factories import ApiClient
 
 
@@ -84,7 +90,7 @@ def test_add_staff_enrol_a_device_and_revoke_it(
         page.wait_for_url(f"**{staff_url}#devices")
         device_row = page.locator("#devices tbody tr", has_text="Front till")
         assert "Enrolled" in device_row.inner_text()
-        for lang in LANGUAGES:
+        for lang in SCREEN_LANGUAGES[screen]:
             page.goto(f"{base}{staff_url}?lang={lang}")
             assert page.locator("html").get_attribute("lang") == lang
             check_page(page, f"staff-{lang}-{screen}")
