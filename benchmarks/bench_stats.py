@@ -389,6 +389,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # days since its last run).
         summary["backfill"] = backfill(app, program_id)
         say(f"rollups backfilled: {summary['backfill']}")
+        with psycopg.connect(url, autocommit=True) as conn:  # as autovacuum would, later
+            conn.execute("VACUUM ANALYZE analytics_day_counts, analytics_activity_days, "
+                         "analytics_card_activity, analytics_expiry_days")
         summary["open_day"] = open_day(app, program_id)
         say(f"open day rolled up: {summary['open_day']}")
         marketer, pos = keys_for(app, program_id)
