@@ -201,13 +201,10 @@ def expiry_changes(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) ->
     return changes
 
 
-def span_counts(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) -> Counts:
-    """The additive figures of ``[t0, t1)`` (docs/metrics.md names them), with the changes
-    of the points expiring by day (:data:`EXPIRING`)."""
-    counts: Counts = Counter()
-    span = {"p": program_id, "t0": t0, "t1": t1}
-    for kind, rule_id, positive, n, points, moved, amount, with_amount in \
-            db.session.execute(ENTRY_SUMS, span):
+def _add_entry_sums(counts: Counts, groups: Iterable[tuple]) -> None:  # type: ignore[type-arg]
+    """Count the span's entries from their sums by (kind, rule, positive): rows of
+    :data:`ENTRY_SUMS`."""
+    for kind, rule_id, positive, n, points, moved, amount, with_amount in groups:
         points, moved, amount = int(points or 0), int(moved or 0), int(amount or 0)
         counts["net_points", ""] += points
         if kind is EntryKind.EARN:
@@ -234,11 +231,10 @@ def span_counts(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) -> Co
                 counts[f"issued_{name}", ""] += moved
             else:
                 counts[f"clawed_{name}", ""] += -moved
-    n, amount = db.session.execute(REVERSED_PURCHASES, span).one()
-    counts["purchases_reversed", ""] += int(n or 0)
-    counts["purchase_amount_reversed", ""] += int(amount or 0)
-    for amount, n in db.session.execute(PURCHASE_AMOUNTS, span):
-        counts["purchase_bucket", str(amount_bucket(int(amount)))] += n
+
+
+def _add_other_tables(counts: Counts, span: dict[str, object]) -> None:
+    """The span's new members, wallet events and feedback answers (each table's own index)."""
     counts["new_members", ""] += db.session.scalar(NEW_MEMBERS, span) or 0
     for platform, kind, n in db.session.execute(WALLET_EVENTS, span):
         what = "installs" if kind.value == "installed" else "removals"
@@ -246,9 +242,27 @@ def span_counts(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) -> Co
     for location_id, score, n in db.session.execute(ANSWERS, span):
         counts["nps_answers", f"{location_id or ''}:{score}"] += n
         counts[nps_class(score), ""] += n
-    for day, points in expiry_changes(program_id, tz, t0, t1).items():
+
+
+def _finished(counts: Counts, expiry: Counter[date]) -> Counts:
+    for day, points in expiry.items():
         counts[EXPIRING, day.isoformat()] += points
     return Counts({k: v for k, v in counts.items() if v})
+
+
+def span_counts(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) -> Counts:
+    """The additive figures of ``[t0, t1)`` (docs/metrics.md names them), with the changes
+    of the points expiring by day (:data:`EXPIRING`), added up in SQL (a whole day)."""
+    counts: Counts = Counter()
+    span = {"p": program_id, "t0": t0, "t1": t1}
+    _add_entry_sums(counts, db.session.execute(ENTRY_SUMS, span))
+    n, amount = db.session.execute(REVERSED_PURCHASES, span).one()
+    counts["purchases_reversed", ""] += int(n or 0)
+    counts["purchase_amount_reversed", ""] += int(amount or 0)
+    for amount, n in db.session.execute(PURCHASE_AMOUNTS, span):
+        counts["purchase_bucket", str(amount_bucket(int(amount)))] += n
+    _add_other_tables(counts, span)
+    return _finished(counts, expiry_changes(program_id, tz, t0, t1))
 
 
 def span_activities(program_id: int, t0: datetime, t1: datetime
@@ -265,9 +279,102 @@ def span_activities(program_id: int, t0: datetime, t1: datetime
         elif purchase:
             found[card_id].add("purchase")
         if any(days_of) and card_id not in states:
-            states[card_id] = {act: (days_of[2 * i], days_of[2 * i + 1])
-                               for i, act in enumerate(ACTIVITIES)}
+            states[card_id] = _state(days_of)
     return found, states
+
+
+def _state(days_of: list[date | None]) -> State:
+    return {act: (days_of[2 * i], days_of[2 * i + 1]) for i, act in enumerate(ACTIVITIES)}
+
+
+# --- A short span, read as rows --------------------------------------------------------------
+# The open day's tail (minutes) is read as its entries' rows and added up here: one scan of
+# the ledger's time index, where the statements above scan it once each (on PostgreSQL its
+# BRIN index makes each read its last block range whole). Both ways give the same counts;
+# tests/analytics/test_scenario.py compares them over every day of its scenario.
+
+SPAN_ENTRIES = (
+    select(_e.id, _e.card_id, _e.kind, _e.rule_id, _e.points, _e.pending_points, _e.amount,
+           _e.reverses_id).join(Card, Card.id == _e.card_id).where(*_in_span))
+REVERSED_OF = select(_e.id, _e.kind, _e.amount).where(
+    _e.id.in_(bindparam("ids", expanding=True)))
+LOTS_OF = select(_l.expires_at, _l.points).where(
+    _l.entry_id.in_(bindparam("ids", expanding=True)), _l.expires_at.is_not(None))
+TAKEN_OF = (select(_l.expires_at, _c.points).select_from(_c).join(_l, _l.id == _c.lot_id)
+            .where(_c.entry_id.in_(bindparam("ids", expanding=True)),
+                   _l.expires_at.is_not(None)))
+STATES_OF = select(_a.card_id, _a.visit_last, _a.visit_prev, _a.redeem_last, _a.redeem_prev,
+                   _a.purchase_last, _a.purchase_prev).where(
+    _a.card_id.in_(bindparam("ids", expanding=True)))
+
+
+def span_rows(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime
+              ) -> tuple[Counts, dict[int, set[str]], dict[int, State]]:
+    """What :func:`span_counts` and :func:`span_activities` give, from the span's rows."""
+    counts: Counts = Counter()
+    span = {"p": program_id, "t0": t0, "t1": t1}
+    rows = db.session.execute(SPAN_ENTRIES, span).all()
+    sums: dict[tuple, list[int]] = {}  # type: ignore[type-arg]
+    found: dict[int, set[str]] = defaultdict(set)
+    reversals: list[int] = []
+    expiry: Counter[date] = Counter()
+    for _id, card_id, kind, rule_id, points, pending, amount, reverses_id in rows:
+        moved = points + pending
+        group = sums.setdefault((kind, rule_id, 1 if moved > 0 else 0), [0, 0, 0, 0, 0])
+        group[0] += 1
+        group[1] += points
+        group[2] += moved
+        if amount is not None:
+            group[3] += amount
+            group[4] += 1
+        if kind is EntryKind.EARN or kind is EntryKind.REDEEM:
+            found[card_id].add("visit")
+            if kind is EntryKind.REDEEM:
+                found[card_id].add("redeem")
+            elif amount is not None:
+                found[card_id].add("purchase")
+                counts["purchase_bucket", str(amount_bucket(amount))] += 1
+        if kind is EntryKind.REVERSE and reverses_id is not None:
+            reversals.append(reverses_id)
+    _add_entry_sums(counts, ((kind, rule_id, up, *values)
+                             for (kind, rule_id, up), values in sums.items()))
+    if reversals:
+        undone = {i: (kind, amount) for i, kind, amount in _by_ids(REVERSED_OF, reversals)}
+        for reverses_id in reversals:
+            kind, amount = undone[reverses_id]
+            if kind is EntryKind.EARN and amount is not None:
+                counts["purchases_reversed", ""] += 1
+                counts["purchase_amount_reversed", ""] += amount
+    _add_other_tables(counts, span)
+    states: dict[int, State] = {}
+    if rows:
+        ids = [row[0] for row in rows]
+        for expires_at, points in _by_ids(LOTS_OF, ids):
+            expiry[local_day(tz, expires_at)] += points
+        for expires_at, points in _by_ids(TAKEN_OF, ids):
+            expiry[local_day(tz, expires_at)] -= points
+    for card_id, *days_of in _by_ids(STATES_OF, list(found)):
+        if any(days_of):
+            states[card_id] = _state(days_of)
+    return _finished(counts, expiry), found, states
+
+
+def _by_ids(statement: object, ids: list[int]) -> Iterable[tuple]:  # type: ignore[type-arg]
+    for i in range(0, len(ids), 5000):
+        yield from db.session.execute(statement, {"ids": ids[i:i + 5000]})  # type: ignore[arg-type]
+
+
+#: Spans up to this long are read as rows (:func:`span_rows`), longer ones added up in SQL.
+ROWS_SPAN = timedelta(hours=1)
+
+
+def span_figures(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime
+         ) -> tuple[Counts, dict[int, set[str]], dict[int, State]]:
+    """The counts, cards' activities and their rolled-up states of ``[t0, t1)``."""
+    if t1 - t0 <= ROWS_SPAN:
+        return span_rows(program_id, tz, t0, t1)
+    activities, states = span_activities(program_id, t0, t1)
+    return span_counts(program_id, tz, t0, t1), activities, states
 
 
 def day_gaps(day: date, activities: dict[int, set[str]],
@@ -548,8 +655,8 @@ def advance_open_day(program: Program, now: datetime | None = None) -> datetime 
         return None
     counts = _load_counts(open_day.counts) if open_day is not None else Counts()
     gaps = _load_gaps(open_day.gaps) if open_day is not None else Gaps()
-    counts.update(span_counts(program.id, tz, start, through))
-    activities, states = span_activities(program.id, start, through)
+    more, activities, states = span_figures(program.id, tz, start, through)
+    counts.update(more)
     counted = counted_on_open_day(program.id, day, activities) if open_day is not None \
         else {}
     new = {card_id: acts - counted.get(card_id, set())
@@ -675,8 +782,7 @@ class DaySeries:
             if open_day is not None and day == open_day.day and t1 >= open_day.through:
                 counts, day_gap = self._open(open_day, t1, states)
             else:
-                counts = span_counts(program.id, self.tz, t0, t1)
-                activities, stored = span_activities(program.id, t0, t1)
+                counts, activities, stored = span_figures(program.id, self.tz, t0, t1)
                 # A card seen on an earlier live day goes on from there, not from its row.
                 states.update({c: state for c, state in stored.items() if c not in states})
                 if open_day is not None and day > open_day.day:
@@ -699,8 +805,8 @@ class DaySeries:
         for the activities it did not count yet."""
         counts, gaps = _load_counts(open_day.counts), _load_gaps(open_day.gaps)
         if t1 > open_day.through:
-            counts.update(span_counts(self.program_id, self.tz, open_day.through, t1))
-            activities, stored = span_activities(self.program_id, open_day.through, t1)
+            more, activities, stored = span_figures(self.program_id, self.tz, open_day.through, t1)
+            counts.update(more)
             counted = counted_on_open_day(self.program_id, open_day.day, activities,
                                           open_day.through)
             new = {card_id: acts - counted.get(card_id, set())
