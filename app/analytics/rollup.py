@@ -734,6 +734,8 @@ class DaySeries:
         self.rolled_through = done
         self.counts: dict[date, Counts] = defaultdict(Counter)
         self.live: dict[date, Counts] = {}
+        self._keyed: dict[tuple[str, date, date], Counter[str]] = {}
+        self._running: dict[str, list[int]] = {}  # count name -> running totals by day
         self._index: dict[tuple[date, str], Index] = {}
         stored_last = min(done, last) if done else None
         if stored_last is not None:
@@ -864,13 +866,47 @@ class DaySeries:
 
     # Sums of additive counts -------------------------------------------------------------
     def total(self, name: str, first: date, last: date) -> int:
-        return sum(self.counts[d].get((name, ""), 0) for d in days(first, last)
-                   if d in self.counts)
+        """A count summed over ``first`` .. ``last`` (the days held: ``first`` .. ``last`` of
+        the series): a difference of running totals, computed once per count."""
+        first, last = max(first, self.first), min(last, self.last)
+        if first > last:
+            return 0
+        running = self._running.get(name)
+        if running is None:
+            running, total = [0], 0
+            for day in days(self.first, self.last):
+                counts = self.counts.get(day)
+                total += counts.get((name, ""), 0) if counts else 0
+                running.append(total)
+            self._running[name] = running
+        return running[(last - self.first).days + 1] - running[(first - self.first).days]
+
+    def prefetch_keyed(self, names: list[str], periods: list[tuple[date, date]]) -> None:
+        """Sum the rolled-up keyed counts ``names`` over each of ``periods`` in one statement
+        (what :meth:`keyed` then answers for them without a query of its own)."""
+        if self.stored_last is None:
+            return
+        d = DayCount
+        spans = [(first, min(last, self.stored_last)) for first, last in periods]
+        sums = [func.sum(case((d.day.between(first, last), d.value), else_=0))
+                for first, last in spans]
+        for name in names:
+            for period in periods:
+                self._keyed[name, *period] = Counter()
+        for name, key, *values in db.session.execute(
+                select(d.name, d.key, *sums).where(
+                    d.program_id == self.program_id, d.name.in_(names),
+                    d.day >= min(first for first, _ in spans),
+                    d.day <= max(last for _, last in spans)).group_by(d.name, d.key)):
+            for period, value in zip(periods, values, strict=True):
+                self._keyed[name, *period][key] += int(value or 0)
 
     def keyed(self, name: str, first: date, last: date) -> Counter[str]:
         """A keyed count (rule points, amount buckets, answers) summed over the days."""
         found: Counter[str] = Counter()
-        if self.stored_last is not None and first <= self.stored_last:
+        if (name, first, last) in self._keyed:
+            found.update(self._keyed[name, first, last])
+        elif self.stored_last is not None and first <= self.stored_last:
             d = DayCount
             for key, value in db.session.execute(
                     select(d.key, func.sum(d.value)).where(

@@ -209,6 +209,8 @@ def compute(program: Program, start: datetime, end: datetime,
 def _compute(program: Program, r: Range, interval: str, now: datetime) -> dict[str, Any]:
     gap_first = min(r.prev_first - timedelta(days=r.n), r.prev_last - timedelta(days=89))
     data = DaySeries(program, r.prev_first, gap_first, r.last, r.end)
+    data.prefetch_keyed(["purchase_bucket", "rule_points", "nps_answers"],
+                        [(r.first, r.last), (r.prev_first, r.prev_last)])
     figures = _Figures(data, program)
     current = figures.period(r.first, r.last, r.n)
     previous = figures.period(r.prev_first, r.prev_last, r.n)
