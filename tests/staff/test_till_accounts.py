@@ -60,7 +60,8 @@ def test_the_pin_is_kept_only_as_a_salted_slow_hash(app: Any, api: ApiClient, ti
         assert "135790" not in stored
         scheme, n, r, p, salt, digest = stored.split("$")
         assert len(base64.b64decode(salt)) == 16 and len(base64.b64decode(digest)) == 32
-        assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2**14, 8, 1)
+        # The test suite's cost (POINTPASS_ENV=testing); elsewhere 2^14 (the test below).
+        assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2**4, 8, 1)
     assert hashes[0] != hashes[1]  # salted: the same PIN hashes differently
     listed = api.get("/api/v1/staff").json["staff"]
     assert [m["name"] for m in listed] == ["Ana", "Bea"]
@@ -351,3 +352,18 @@ def test_wrong_pins_at_once_on_many_tills_lock_after_exactly_five(pg_app: Any) -
             zip(clients, tokens, strict=True)))
     assert sorted(statuses) == [422] * 4 + [423] * 4
     assert till.type_pin(clients[0], member["id"], "2468", tokens[0]).status_code == 423
+
+
+def test_pins_get_the_slow_parameters_outside_the_test_suite() -> None:
+    from flask import Flask
+
+    from app.staff import pins
+
+    assert pins.hash_pin("2468").split("$")[1] == str(2**14)  # no app
+    for env, n in (("production", 2**14), ("development", 2**14), ("testing", 2**4)):
+        bare = Flask(__name__)
+        bare.config["ENV"] = env
+        with bare.app_context():
+            stored = pins.hash_pin("2468")
+            assert stored.split("$")[1:4] == [str(n), "8", "1"], env
+            assert pins.check_pin("2468", stored) and not pins.check_pin("2469", stored)
