@@ -62,6 +62,9 @@ GRACE = timedelta(minutes=15)
 #: How far behind the clock the sweep rolls up the open day (today): postings stamped
 #: before that have committed; a request computes the rest from the tables.
 OPEN_LAG = timedelta(minutes=2)
+#: A pass that finds nothing new writes nothing, unless the open day's row is older than this
+#: (an idle program does not write every sweep; a request reads the empty rest as rows).
+OPEN_IDLE = timedelta(minutes=10)
 #: The keyed count of the points lots gain (made) and lose (taken by debits) by the local
 #: day they expire on (key: ISO date); kept in :class:`ExpiryDay`, not in day counts.
 EXPIRING = "expiring"
@@ -653,9 +656,13 @@ def advance_open_day(program: Program, now: datetime | None = None) -> datetime 
     if through <= start:
         db.session.commit()
         return None
+    more, activities, states = span_figures(program.id, tz, start, through)
+    if open_day is not None and not more and not activities and \
+            through - open_day.through < OPEN_IDLE:
+        db.session.commit()  # nothing happened: no write (a request reads the empty tail)
+        return None
     counts = _load_counts(open_day.counts) if open_day is not None else Counts()
     gaps = _load_gaps(open_day.gaps) if open_day is not None else Gaps()
-    more, activities, states = span_figures(program.id, tz, start, through)
     counts.update(more)
     counted = counted_on_open_day(program.id, day, activities) if open_day is not None \
         else {}

@@ -230,6 +230,12 @@ def test_the_open_day_the_sweep_rolls_up_answers_as_the_tables_do(
         assert {(row.card_id, row.activity) for row in db.session.scalars(
             select(OpenCard).where(OpenCard.program_id == pid))} == {
             (card_id, act) for card_id in _card_ids(a, b) for act in ("visit", "purchase")}
+        through = open_day.through
+        db.session.rollback()
+    clock.advance(60)  # a pass that finds nothing new writes nothing
+    with app.app_context():
+        sweep.sweep()
+        assert db.session.get(OpenDay, pid).through == through
         db.session.rollback()
     _earn(api, a, 20_000)
     _earn(api, c, 5_000)
