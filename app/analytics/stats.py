@@ -198,10 +198,15 @@ def compute(program: Program, start: datetime, end: datetime,
         raise BadRange(f"Unknown interval {interval!r}: day or week.")
     now = clock_now()
     r = Range(program, start, end, now)
-    try:
-        rollup.catch_up(program, now)
-    except OperationalError:  # busy: the days not rolled up are computed below instead
-        db.session.rollback()
+    for _attempt in range(3):
+        try:
+            rollup.catch_up(program, now)
+            break
+        except OperationalError:
+            # Busy (another sweep holds the lock; on SQLite, another connection wrote since
+            # this transaction's first read, which fails its write at once): try again in a
+            # new transaction, then give up: the days not rolled up are computed below.
+            db.session.rollback()
     with dbutil.planner_settings():  # one core per request: dashboards are few, postings many
         return _compute(program, r, interval, now)
 
