@@ -163,6 +163,14 @@ def secret_key_bits(key: str) -> float:
     return len(key) * math.log2(pool)
 
 
+def is_test_suite() -> bool:
+    """Whether the current app runs the test suite (``POINTPASS_ENV=testing``): slow hashes
+    (passwords, PINs) then use their schemes' least cost. Never a deployment's setting."""
+    from flask import current_app, has_app_context
+
+    return has_app_context() and current_app.config.get("ENV") == "testing"
+
+
 def is_development(app: Flask) -> bool:
     return app.config.get("ENV") in DEVELOPMENT_ENVS or app.testing
 

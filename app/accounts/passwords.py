@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, has_app_context
+
+from app.config import is_test_suite
 
 MIN_LENGTH = 10
 MAX_LENGTH = 256
@@ -24,7 +25,7 @@ _DECOYS: dict[int, str] = {}
 
 
 def _hasher() -> PasswordHasher:
-    if has_app_context() and current_app.config.get("ENV") == "testing":
+    if is_test_suite():
         return _TESTING
     return _STRONG
 

@@ -194,12 +194,18 @@ def _day_of(tz: ZoneInfo, value: date | datetime) -> date:
 
 def expiry_changes(program_id: int, tz: ZoneInfo, t0: datetime, t1: datetime) -> Counter[date]:
     """How the points left on lots expiring each local day changed in ``[t0, t1)``."""
-    changes: Counter[date] = Counter()
-    span = {"p": program_id, "t0": t0, "t1": t1, "tz": tz.key}
     made, taken = LOT_CHANGES[_postgresql()]
-    for value, points in db.session.execute(made, span):
+    return _made_minus_taken(made, taken, {"p": program_id, "t0": t0, "t1": t1, "tz": tz.key},
+                             tz)
+
+
+def _made_minus_taken(made: object, taken: object, params: dict[str, object],
+                      tz: ZoneInfo) -> Counter[date]:
+    """Points by expiry day: what ``made`` gave lots minus what ``taken`` took from them."""
+    changes: Counter[date] = Counter()
+    for value, points in db.session.execute(made, params):  # type: ignore[call-overload]
         changes[_day_of(tz, value)] += int(points or 0)
-    for value, points in db.session.execute(taken, span):
+    for value, points in db.session.execute(taken, params):  # type: ignore[call-overload]
         changes[_day_of(tz, value)] -= int(points or 0)
     return changes
 
@@ -534,12 +540,7 @@ def seed_expiry(program_id: int, tz: ZoneInfo, through: date | None) -> None:
     taken = (select(day, func.sum(_c.points)).select_from(_c)
              .join(_e, _e.id == _c.entry_id).join(_l, _l.id == _c.lot_id)
              .join(Card, Card.id == _l.card_id).where(*ours).group_by(text("1")))
-    changes: Counter[date] = Counter()
-    for value, points in db.session.execute(made, {"tz": tz.key}):
-        changes[_day_of(tz, value)] += int(points or 0)
-    for value, points in db.session.execute(taken, {"tz": tz.key}):
-        changes[_day_of(tz, value)] -= int(points or 0)
-    _add_expiry(program_id, changes)
+    _add_expiry(program_id, _made_minus_taken(made, taken, {"tz": tz.key}, tz))
 
 
 def roll_up(program_id: int, tz: ZoneInfo, day: date) -> None:
@@ -632,6 +633,13 @@ def counted_on_open_day(program_id: int, day: date, card_ids: Iterable[int],
     return found
 
 
+def not_counted(activities: dict[int, set[str]], counted: dict[int, set[str]]
+                ) -> dict[int, set[str]]:
+    """The cards' activities the open day did not count yet."""
+    left = {card_id: acts - counted.get(card_id, set()) for card_id, acts in activities.items()}
+    return {card_id: acts for card_id, acts in left.items() if acts}
+
+
 def advance_open_day(program: Program, now: datetime | None = None) -> datetime | None:
     """Roll up the program's open day (the one after the last rolled-up day) from where the
     last pass stopped up to :data:`OPEN_LAG` before ``now`` (commits). Returns where it
@@ -666,9 +674,7 @@ def advance_open_day(program: Program, now: datetime | None = None) -> datetime 
     counts.update(more)
     counted = counted_on_open_day(program.id, day, activities) if open_day is not None \
         else {}
-    new = {card_id: acts - counted.get(card_id, set())
-           for card_id, acts in activities.items()}
-    new = {card_id: acts for card_id, acts in new.items() if acts}
+    new = not_counted(activities, counted)
     gaps.update(day_gaps(day, new, states))
     if new:
         db.session.execute(insert(OpenCard), [
@@ -818,9 +824,7 @@ class DaySeries:
             counts.update(more)
             counted = counted_on_open_day(self.program_id, open_day.day, activities,
                                           open_day.through)
-            new = {card_id: acts - counted.get(card_id, set())
-                   for card_id, acts in activities.items()}
-            new = {card_id: acts for card_id, acts in new.items() if acts}
+            new = not_counted(activities, counted)
             states.update({c: state for c, state in stored.items() if c not in states})
             gaps.update(day_gaps(open_day.day, new, states))
         return counts, gaps

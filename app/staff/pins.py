@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 
-from flask import current_app, has_app_context
+from app.config import is_test_suite
 
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")
 # scrypt's cost: N=2^14, r=8, p=1 takes about 50 ms and 16 MiB per check on a server core.
@@ -31,7 +31,7 @@ def _cost() -> int:
     """scrypt's N for new hashes: 2^14, or 2^4 for the test suite only (``POINTPASS_ENV=testing``,
     never a deployment: it also allows development secrets), whose tests sign staff in
     hundreds of times. A check uses the N stored with the hash."""
-    if has_app_context() and current_app.config.get("ENV") == "testing":
+    if is_test_suite():
         return 2**4
     return _N
 
