@@ -50,6 +50,7 @@ from app.loyalty import models as _loyalty_models  # noqa: F401
 from app.loyalty.artwork_api import bp as artwork_api
 from app.loyalty.challenges_api import bp as challenges_api
 from app.loyalty.rules_api import bp as rules_api
+from app.members import models as _member_models  # noqa: F401
 from app.outbox import channels
 from app.outbox import models as _outbox_models  # noqa: F401
 from app.redemption import models as _redemption_models  # noqa: F401

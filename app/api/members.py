@@ -5,10 +5,15 @@ does not exist (:mod:`app.access`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC
+from itertools import chain, islice
 from typing import Any
 
 from apiflask import APIBlueprint, fields, validators
-from apiflask.schemas import Schema
+from apiflask.schemas import FileSchema, Schema
+from flask import Response, stream_with_context
+from marshmallow import ValidationError, validates_schema
 
 from app import access, timeutil
 from app.auth.models import Role
@@ -17,7 +22,7 @@ from app.enrollment import links
 from app.loyalty import balances, programs
 from app.loyalty.models import Card, EntryKind
 from app.loyalty.schemas import PointsOnDayOut
-from app.members import directory
+from app.members import directory, exporting
 from app.schemas import MAX_ID, InputSchema, text
 from app.wallet import devices
 
@@ -237,3 +242,72 @@ def send_card_link(serial: str) -> dict[str, Any]:
     may_see = current_key().role in (Role.ADMIN, Role.MARKETER)
     return {"sent": sent, "result": result.value,
             "link": links.card_page_url(card) if not sent and may_see else None}
+
+
+class ExportQuery(InputSchema):
+    after = fields.Integer(load_default=0, validate=validators.Range(0, MAX_ID), metadata={
+        "description": "only rows with a larger id (the first column's id): to resume an "
+        "interrupted download"})
+
+
+def _plausible(value: Any) -> None:
+    if not 1970 <= value.year <= 2999:
+        raise ValidationError("Give a year from 1970 to 2999.")
+
+
+class LedgerExportQuery(ExportQuery):
+    from_ = fields.AwareDateTime(data_key="from", default_timezone=UTC, validate=_plausible,
+                                 metadata={"description": "entries made at or after this "
+                                           "time (ISO 8601; without an offset: UTC)"})
+    to = fields.AwareDateTime(default_timezone=UTC, validate=_plausible, metadata={
+        "description": "entries made before this time (after `from`)"})
+
+    @validates_schema
+    def _in_order(self, data: dict[str, Any], **kwargs: object) -> None:
+        if data.get("from_") and data.get("to") and data["from_"] >= data["to"]:
+            raise ValidationError("`to` must be after `from`.", "to")
+
+
+def _csv_download(pieces: Iterator[str], filename: str) -> Response:
+    """A streamed CSV answer. The header and the first page are read before the answer
+    starts, so a database that cannot answer is a problem response, not a cut-off file."""
+    ready = list(islice(pieces, 2))
+    body = (piece.encode() for piece in chain(ready, pieces))
+    return Response(stream_with_context(body), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                             "Cache-Control": "no-store"})
+
+
+CSV_FILE = FileSchema(type="string", format="binary")
+INJECTION = ("Text cells starting with `=`, `+`, `-` or `@` get a leading apostrophe (so a "
+             "spreadsheet does not run them as formulas). UTF-8 with a BOM; streamed a page "
+             "at a time, in id order.")
+
+
+@bp.get("/programs/<int:program_id>/members.csv")
+@bp.auth_required(auth, roles=READERS)
+@bp.input(ExportQuery, location="query", arg_name="query")
+@bp.output(CSV_FILE, content_type="text/csv")
+@bp.doc(summary="A program's members as CSV",
+        description="One row per member with their card: "
+        f"`{'`, `'.join(exporting.MEMBER_COLUMNS)}`. " + INJECTION,
+        responses=[401, 403, 404, 422])
+def members_csv(program_id: int, query: dict[str, Any]) -> Response:
+    program = programs.get(program_id)
+    return _csv_download(exporting.members_csv(program.id, after=query["after"]),
+                         f"{program.slug}-members.csv")
+
+
+@bp.get("/programs/<int:program_id>/ledger.csv")
+@bp.auth_required(auth, roles=READERS)
+@bp.input(LedgerExportQuery, location="query", arg_name="query")
+@bp.output(CSV_FILE, content_type="text/csv")
+@bp.doc(summary="A program's ledger as CSV",
+        description="One row per ledger entry of the program's cards: "
+        f"`{'`, `'.join(exporting.LEDGER_COLUMNS)}`; `from` and `to` narrow it to a time "
+        "range. " + INJECTION, responses=[401, 403, 404, 422])
+def ledger_csv(program_id: int, query: dict[str, Any]) -> Response:
+    program = programs.get(program_id)
+    return _csv_download(exporting.ledger_csv(program.id, after=query["after"],
+                                              since=query.get("from_"), until=query.get("to")),
+                         f"{program.slug}-ledger.csv")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -42,21 +43,27 @@ def new_referral_code() -> str:
     return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
 
 
+def card_fields(language: str, birthday: date | None, joined_at: datetime) -> dict[str, Any]:
+    """A new card's own column values: its serial number and secrets, and copies of the
+    member's segment fields (language, birthday's month, joining time: never changed after
+    enrolment) for segment counts. :func:`new_card` and the bulk import
+    (:mod:`app.members.importing`) both make cards with it."""
+    return {
+        "serial_number": new_serial_number(),
+        "authentication_token": secrets.token_urlsafe(24),
+        "barcode_secret": secrets.token_urlsafe(32),
+        "member_language": language,
+        "member_birthday_month": birthday.month if birthday else None,
+        "member_joined_at": joined_at,
+    }
+
+
 def new_card(program: Program, member: Member) -> Card:
-    """The member's card, carrying copies of the member's segment fields (language,
-    birthday's month, joining time: never changed after enrolment) for segment counts."""
+    """The member's card (:func:`card_fields`)."""
     if member.created_at is None:
         member.created_at = timeutil.now()  # the app's clock, as the ledger's (tests move it)
-    return Card(
-        program=program,
-        member=member,
-        serial_number=new_serial_number(),
-        authentication_token=secrets.token_urlsafe(24),
-        barcode_secret=secrets.token_urlsafe(32),
-        member_language=member.language,
-        member_birthday_month=member.birthday.month if member.birthday else None,
-        member_joined_at=member.created_at,
-    )
+    return Card(program=program, member=member,
+                **card_fields(member.language, member.birthday, member.created_at))
 
 
 def enroll(program: Program, data: Enrollment) -> Card:

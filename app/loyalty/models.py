@@ -199,6 +199,9 @@ class Member(PartOfProgram, db.Model):
     referral_code: Mapped[str] = mapped_column(String(16))
     referred_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The member's id in the system they were imported from (app.members.importing): an
+    # import finds them again by it, so importing the same file twice changes nothing.
+    external_id: Mapped[str | None] = mapped_column(String(64))
 
     program: Mapped[Program] = relationship()
     card: Mapped[Card] = relationship(back_populates="member", uselist=False)
@@ -207,6 +210,7 @@ class Member(PartOfProgram, db.Model):
         UniqueConstraint("program_id", "referral_code"),
         # One member per e-mail address in a program (NULLs are distinct on both databases).
         UniqueConstraint("program_id", "email"),
+        UniqueConstraint("program_id", "external_id"),
     )
 
 
