@@ -100,7 +100,7 @@ def _pages(query: Select[Any], key: Any, after: int) -> Iterator[tuple[Any, ...]
     time. Each page is its own statement; between pages no transaction is held."""
     last = after
     while True:
-        rows = db.session.execute(query.where(key > last).limit(PAGE_SIZE)).tuples().all()
+        rows = db.session.execute(query.where(key > last).limit(PAGE_SIZE)).all()
         db.session.rollback()
         yield from rows
         if len(rows) < PAGE_SIZE:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
 import time
@@ -34,8 +35,20 @@ from datetime import time as day_time
 from typing import IO, Any
 
 from marshmallow import ValidationError, validate
-from sqlalchemy import select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Table,
+    Text,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import audit, dbutil, timeutil
 from app.enrollment.service import card_fields, new_referral_code
@@ -454,10 +467,10 @@ class Checker:
         if rows:
             known = set(db.session.scalars(select(Member.external_id).where(
                 Member.program_id == self.program.id,
-                Member.external_id.in_([r.external_id for r in rows]))))
+                _one_of(Member.external_id, [r.external_id for r in rows]))))
             emails = [r.email for r in rows if r.email and r.external_id not in known]
             taken = dict(db.session.execute(select(Member.email, Member.external_id).where(
-                Member.program_id == self.program.id, Member.email.in_(emails))).tuples().all()
+                Member.program_id == self.program.id, _one_of(Member.email, emails))).all()
             ) if emails else {}
             for checked in chunk:
                 row = checked.row
@@ -471,6 +484,17 @@ class Checker:
                         "email-taken", "email", {"value": row.email}),))
         db.session.rollback()  # a read: hold no lock (SQLite) between chunks
         yield from chunk
+
+
+def _one_of(column: Any, values: list[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` as one parameter (on PostgreSQL an array, on SQLite a JSON
+    list): a statement whose text is the same for any number of values, so neither
+    SQLAlchemy nor the driver parses a new one per batch."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        element = BigInteger() if isinstance(column.type, Integer) else Text()
+        return column.in_(select(func.unnest(literal(values, ARRAY(element)))))
+    return column.in_(select(literal_column("value")).select_from(
+        func.json_each(literal(json.dumps(values), Text()))))
 
 
 # --- The file ----------------------------------------------------------------------------
@@ -545,28 +569,28 @@ def run(program: Program, binary: IO[bytes], file_name: str, *,
         on_problem: Callable[[Problem], None] | None = None,
         on_progress: Callable[[Report], None] | None = None,
         batch_size: int = BATCH_SIZE) -> Report:
-    """Import the file's valid new rows, in batches; the bad rows are reported and skipped.
+    """Import the file's valid new rows, in batches; the bad rows are reported (as a dry
+    run reports them) and skipped.
 
-    Every row is checked first (as :func:`check`); then the file is read again and written
-    batch by batch, each batch committed with the import's progress. Returns the report (its
-    ``import_id`` is the record's)."""
+    Each row is checked before it is written; each batch is committed with the import's
+    progress (``rows_done``). Returns the report (its ``import_id`` is the record's, made
+    here unless given: a console upload's)."""
     started = time.monotonic()
-    checked = check(program, binary, file_name, on_problem)
     if record is None:
         record = start(program, binary, file_name)
-    _store_counts(record, checked)
-    record.status = ImportStatus.IMPORTING
-    db.session.commit()
+    else:
+        record.status = ImportStatus.IMPORTING
+        db.session.commit()
     report = Report(file_name=file_name, sha256=record.sha256, size=record.size, dry_run=False,
                     import_id=record.id)
     writer = _Writer(program, record, batch_size)
     binary.seek(0)
     try:
         batch: list[Row] = []
-        for row in Checker(program, timeutil.now()).rows(binary):
-            _count(report, row, None)
-            if row.status == "new" and row.row is not None:
-                batch.append(row.row)
+        for checked in Checker(program, timeutil.now()).rows(binary):
+            _count(report, checked, on_problem)
+            if checked.status == "new" and checked.row is not None:
+                batch.append(checked.row)
             if len(batch) >= batch_size:
                 writer.write(batch, report)
                 batch = []
@@ -576,11 +600,9 @@ def run(program: Program, binary: IO[bytes], file_name: str, *,
         _finish(record, report, ImportStatus.DONE)
     except BaseException as error:
         db.session.rollback()
-        _fail(record.id, repr(error) if not isinstance(error, BadFile) else str(error))
+        _fail(record.id, str(error) if isinstance(error, BadFile) else repr(error))
         raise
     report.seconds = time.monotonic() - started
-    if on_progress is not None:
-        on_progress(report)
     log.info("import %s of program %s: %s rows, %s imported, %s unchanged, %s bad in %.1f s",
              record.id, program.id, report.rows, report.imported, report.unchanged,
              report.bad, report.seconds)
@@ -646,13 +668,21 @@ class _Writer:
             return
 
     def _without_taken_emails(self, rows: list[Row], report: Report) -> list[Row]:
-        emails = [r.email for r in rows if r.email]
+        """The rows still new: without those whose external id a member has now (an import
+        of the same file running at once: ``unchanged``) or whose address is taken now."""
+        pid = self.program.id
+        known = set(db.session.scalars(select(Member.external_id).where(
+            Member.program_id == pid, _one_of(Member.external_id, [r.external_id for r in rows]))))
+        emails = [r.email for r in rows if r.email and r.external_id not in known]
         taken = set(db.session.scalars(select(Member.email).where(
-            Member.program_id == self.program.id, Member.email.in_(emails)))) if emails else set()
+            Member.program_id == pid, _one_of(Member.email, emails)))) if emails else set()
         db.session.rollback()
         kept = []
         for row in rows:
-            if row.email in taken:
+            if row.external_id in known:
+                report.new -= 1
+                report.unchanged += 1
+            elif row.email in taken:
                 report.new -= 1
                 report.bad += 1
                 problem = Problem(row.line, (Reason("email-taken", "email",
@@ -664,54 +694,83 @@ class _Writer:
         return kept
 
     def _insert(self, rows: list[Row]) -> tuple[int, int]:
-        """Members, cards, opening entries and lots, outbox rows; (rows imported, points)."""
+        """Members, cards, opening entries and lots, outbox rows; (rows imported, points).
+        The rows' external ids were found new when checked; one taken since (a concurrent
+        import) fails the batch with an ``IntegrityError``, and :meth:`write` tries again."""
         if not rows:
             return 0, 0
-        session, now = db.session, timeutil.now()
-        real_now = timeutil.utcnow()
-        program_id = self.program.id
-        inserted = session.execute(
-            dbutil.INSERT[self.dialect](MEMBERS)
-            .on_conflict_do_nothing(index_elements=["program_id", "external_id"])
-            .returning(MEMBERS.c.id, MEMBERS.c.external_id),
-            [{"program_id": program_id, "name": r.name, "email": r.email, "phone": r.phone,
-              "language": r.language, "birthday": r.birthday, "consent_marketing": False,
-              "consent_terms": False, "referral_code": new_referral_code(),
-              "referred_by_id": None, "created_at": now, "external_id": r.external_id}
-             for r in rows]).all()
-        member_ids = {external_id: member_id for member_id, external_id in inserted}
-        new_rows = [r for r in rows if r.external_id in member_ids]
-        if not new_rows:
-            return 0, 0
-        cards = session.execute(
-            CARDS.insert().returning(CARDS.c.id, CARDS.c.member_id),
-            [{"program_id": program_id, "member_id": member_ids[r.external_id],
-              **card_fields(r.language, r.birthday, now), "barcode_version": 1,
-              "status": CardStatus.ACTIVE, "balance": r.opening_balance,
-              "lifetime_points": r.lifetime_points, "tier_id": r.tier_id, "version": 1,
-              "updated_at": real_now, "last_modified": int(real_now.timestamp()),
-              "change_stamp": 0, "totp_last_counter": 0, "created_at": now}
-             for r in new_rows]).all()
-        card_of = {member_id: card_id for card_id, member_id in cards}
-        with_points = [(card_of[member_ids[r.external_id]], r) for r in new_rows
+        now, real_now = timeutil.now(), timeutil.utcnow()
+        program_id, dialect = self.program.id, self.dialect
+        member_ids = _bulk_insert(dialect, MEMBERS, _MEMBER_COLUMNS, [
+            (program_id, r.name, r.email, r.phone, r.language, r.birthday, False, False,
+             new_referral_code(), now, r.external_id) for r in rows])
+        cards = []
+        for r, member_id in zip(rows, member_ids, strict=True):
+            card = card_fields(r.language, r.birthday, now)
+            cards.append((program_id, member_id, card["serial_number"],
+                          card["authentication_token"], card["barcode_secret"],
+                          card["member_language"], card["member_birthday_month"],
+                          card["member_joined_at"], 1, CardStatus.ACTIVE.value,
+                          r.opening_balance, r.lifetime_points, r.tier_id, 1, real_now,
+                          int(real_now.timestamp()), 0, 0, now))
+        card_ids = _bulk_insert(dialect, CARDS, _CARD_COLUMNS, cards)
+        with_points = [(card_id, r) for card_id, r in zip(card_ids, rows, strict=True)
                        if r.opening_balance > 0]
         if with_points:
-            entries = session.execute(
-                ENTRIES.insert().returning(ENTRIES.c.id, ENTRIES.c.card_id),
-                [{"card_id": card_id, "kind": EntryKind.ADJUST, "points": r.opening_balance,
-                  "pending_points": 0, "balance_after": r.opening_balance, "actor": self.actor,
-                  "reference": self.reference, "reason": OPENING_REASON,
-                  "idempotency_key": OPENING_KEY, "created_at": now}
-                 for card_id, r in with_points]).all()
-            entry_of = {card_id: entry_id for entry_id, card_id in entries}
-            session.execute(LOTS.insert(), [
-                {"card_id": card_id, "entry_id": entry_of[card_id], "points": r.opening_balance,
-                 "remaining": r.opening_balance, "pending": False, "available_at": now,
-                 "expires_at": r.expires_at, "reminded_at": None, "created_at": now}
+            entry_ids = _bulk_insert(dialect, ENTRIES, _ENTRY_COLUMNS, [
+                (card_id, EntryKind.ADJUST.value, r.opening_balance, 0, r.opening_balance,
+                 self.actor, self.reference, OPENING_REASON, OPENING_KEY, now)
                 for card_id, r in with_points])
+            _bulk_insert(dialect, LOTS, _LOT_COLUMNS, [
+                (card_id, entry_id, r.opening_balance, r.opening_balance, False, now,
+                 r.expires_at, now)
+                for (card_id, r), entry_id in zip(with_points, entry_ids, strict=True)])
         # Every wallet hears of the new cards through the outbox, as after an enrolment.
-        changes.announce(list(card_of.values()), new_cards=True)
-        return len(new_rows), sum(r.opening_balance for _card, r in with_points)
+        changes.announce(select(CARDS.c.id).where(_one_of(CARDS.c.id, card_ids)),
+                         new_cards=True)
+        return len(rows), sum(r.opening_balance for _card, r in with_points)
+
+
+# The columns each insert writes, in the order of its row tuples (the rest: their defaults).
+_MEMBER_COLUMNS = ("program_id", "name", "email", "phone", "language", "birthday",
+                   "consent_marketing", "consent_terms", "referral_code", "created_at",
+                   "external_id")
+_CARD_COLUMNS = ("program_id", "member_id", "serial_number", "authentication_token",
+                 "barcode_secret", "member_language", "member_birthday_month",
+                 "member_joined_at", "barcode_version", "status", "balance", "lifetime_points",
+                 "tier_id", "version", "updated_at", "last_modified", "change_stamp",
+                 "totp_last_counter", "created_at")
+_ENTRY_COLUMNS = ("card_id", "kind", "points", "pending_points", "balance_after", "actor",
+                  "reference", "reason", "idempotency_key", "created_at")
+_LOT_COLUMNS = ("card_id", "entry_id", "points", "remaining", "pending", "available_at",
+                "expires_at", "created_at")
+
+
+def _bulk_insert(dialect: str, table: Table, columns: tuple[str, ...],
+                 rows: list[tuple[Any, ...]]) -> list[int]:
+    """Insert ``rows`` (tuples of the values of ``columns``) in one go; their new ids,
+    in the rows' order.
+
+    PostgreSQL: the ids are drawn from the table's sequence first, then the rows (with
+    them) are sent with ``COPY ... FROM STDIN``, formatted by the driver's C code: no
+    statement whose text grows with the batch, no per-row round trip. SQLite: one INSERT
+    that SQLAlchemy's "insertmanyvalues" sends as multi-row VALUES, ``RETURNING`` the ids."""
+    if not rows:
+        return []
+    if dialect == "postgresql":
+        ids = [int(i) for i in db.session.scalars(
+            select(func.nextval(func.pg_get_serial_sequence(table.name, "id")))
+            .select_from(func.generate_series(1, len(rows))))]
+        names = ", ".join(["id", *columns])
+        cursor = db.session.connection().connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for new_id, row in zip(ids, rows, strict=True):
+                copy.write_row((new_id, *row))
+        return ids
+    result = db.session.execute(
+        dbutil.INSERT[dialect](table).returning(table.c.id, sort_by_parameter_order=True),
+        [dict(zip(columns, row, strict=True)) for row in rows])
+    return [int(new_id) for new_id in result.scalars()]
 
 
 def run_job(import_id: int) -> None:
