@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     # Program artwork uploads (PUT /api/v1/programs/<id>/images/<kind>) only.
     "MAX_IMAGE_BYTES": 2 * 1024 * 1024,
+    # Members CSV uploads in the console (/console/programs/<id>/members/import) only.
+    "IMPORT_MAX_BYTES": 20 * 1024 * 1024,
     "RQ_QUEUE": "pointpass",
     # The session cookie (staff sign-in, form tokens) is not sent on cross-site posts. Set
     # here: Flask's own default (None) exists already, so a setdefault would change nothing.

@@ -19,6 +19,7 @@ from app import access, timeutil
 from app.auth.models import Role
 from app.auth.security import auth, current_key
 from app.enrollment import links
+from app.extensions import db
 from app.loyalty import balances, programs
 from app.loyalty.models import Card, EntryKind
 from app.loyalty.schemas import PointsOnDayOut
@@ -271,6 +272,7 @@ class LedgerExportQuery(ExportQuery):
 def _csv_download(pieces: Iterator[str], filename: str) -> Response:
     """A streamed CSV answer. The header and the first page are read before the answer
     starts, so a database that cannot answer is a problem response, not a cut-off file."""
+    db.session.commit()  # the view's transaction ends here; each page reads in its own
     ready = list(islice(pieces, 2))
     body = (piece.encode() for piece in chain(ready, pieces))
     return Response(stream_with_context(body), mimetype="text/csv",

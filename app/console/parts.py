@@ -13,6 +13,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     challenges,
     design,
     feedback,
+    imports,
     members,
     pages,
     rewards,
@@ -30,4 +31,5 @@ pages.order_sections([
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(pages.bp)
+    imports.init_app(app)
     app.jinja_env.globals["console_sign_out_form"] = pages.sign_out_form
