@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from typing import IO, Any
 
+import psycopg
 from marshmallow import ValidationError, validate
 from sqlalchemy import (
     BigInteger,
@@ -654,9 +655,10 @@ class _Writer:
                     rows_done=report.rows, rows_imported=report.imported + imported,
                     points_imported=report.points + points))
                 db.session.commit()
-            except IntegrityError:
-                # A referral code drawn twice, or an e-mail address enrolled since the check:
-                # again, with new codes and without the rows whose address is taken now.
+            except (IntegrityError, psycopg.IntegrityError):  # (COPY runs on the driver)
+                # A referral code drawn twice, or an external id or e-mail address taken since
+                # the check (an import of the same file at once, an enrolment): again, with new
+                # codes and without the rows that are no longer new.
                 db.session.rollback()
                 if attempt == RETRIES:
                     raise

@@ -218,3 +218,44 @@ def test_variants_bom_crlf_header_names_and_extra_empty_cells(
         assert member is not None and member.email == "ana@example.com"
         assert member.name == "Lee, Ana"
         assert invariants.violations() == []
+
+
+def test_two_imports_of_one_file_at_once_import_each_row_once(
+        pg_app: Flask, tmp_path: Path) -> None:
+    """Both check the same rows as new; the second to write a batch meets the first's
+    members (the unique external id), rolls back and writes only what is still new."""
+    import threading
+
+    from tests.factories import admin_api
+
+    made_program = create_program(admin_api(pg_app))
+    path = tmp_path / "both.csv"
+    with path.open("wb") as out:
+        made = members_csv.write(out, 2500, 0)
+    reports: list[importing.Report] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            with pg_app.app_context():
+                program = db.session.get(Program, made_program["id"])
+                assert program is not None
+                start.wait()
+                with path.open("rb") as binary:
+                    reports.append(importing.run(program, binary, "both.csv"))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert sum(r.imported for r in reports) == made.good
+    assert sum(r.unchanged for r in reports) == made.good
+    assert sum(r.points for r in reports) == made.points
+    with pg_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Member)) == made.good
+        assert invariants.violations() == []
