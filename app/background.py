@@ -44,21 +44,27 @@ Job = Callable[..., Any]
 META_REQUEST_ID = "request_id"
 
 
-def enqueue_after_commit(func: Job, *args: Any, coalesce: str | None = None) -> None:
+def enqueue_after_commit(func: Job, *args: Any, coalesce: str | None = None,
+                         timeout: int | None = None) -> None:
     """Run ``func(*args)`` in the background after the current transaction commits.
 
     Nothing runs if the transaction rolls back. With ``coalesce``, at most one such job waits
     to start at a time: asking again while one waits adds nothing (one that has started does
-    not count, so work committed while it runs gets a run of its own).
+    not count, so work committed while it runs gets a run of its own). ``timeout``: the
+    seconds an rq worker lets the job run (rq's default, 180, when None).
     """
-    dbutil.after_commit(partial(_submit, func, args, coalesce, requestid.current()),
+    dbutil.after_commit(partial(_submit, func, args, coalesce, requestid.current(), timeout),
                         key=None if coalesce is None else (EXTENSION, coalesce))
 
 
-def _submit(func: Job, args: tuple[Any, ...], coalesce: str | None, request_id: str) -> None:
+def _submit(func: Job, args: tuple[Any, ...], coalesce: str | None, request_id: str,
+            timeout: int | None = None) -> None:
     # The dispatchers hand the job the current request id: the one that asked for it.
     with requestid.bound(request_id):
-        dispatcher().submit(func, args, coalesce)
+        if timeout is None:
+            dispatcher().submit(func, args, coalesce)
+        else:
+            dispatcher().submit(func, args, coalesce, timeout=timeout)
 
 
 def run_coalesced(key: str, path: str, *args: Any) -> Any:
@@ -81,7 +87,8 @@ def job_path(func: Job) -> str:
 class Dispatcher:
     """Where committed jobs go."""
 
-    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
+    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None,
+               timeout: int | None = None) -> None:
         raise NotImplementedError
 
     def wait(self, timeout: float = 30) -> None:
@@ -113,7 +120,8 @@ class InProcessDispatcher(Dispatcher):
                 log.exception("job %s%r failed", job_path(func), args)
                 db.session.rollback()
 
-    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
+    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None,
+               timeout: int | None = None) -> None:
         with self._lock:
             if coalesce is not None:
                 if coalesce in self._waiting:
@@ -153,16 +161,18 @@ class RQDispatcher(Dispatcher):
     def coalesce_key(self, key: str) -> str:
         return f"pointpass:{self.queue_name}:waiting:{key}"
 
-    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None) -> None:
+    def submit(self, func: Job, args: tuple[Any, ...], coalesce: str | None = None,
+               timeout: int | None = None) -> None:
         retry = Retry(max=5, interval=[1, 5, 30, 120])
-        meta = {META_REQUEST_ID: requestid.current()}
+        options: dict[str, Any] = {"retry": retry, "meta": {META_REQUEST_ID: requestid.current()}}
+        if timeout is not None:
+            options["job_timeout"] = timeout
         try:
             if coalesce is None:
-                self.queue.enqueue(job_path(func), *args, retry=retry, meta=meta)
+                self.queue.enqueue(job_path(func), *args, **options)
             # The key expires, so a job lost with a killed worker does not block the next one.
             elif self.connection.set(self.coalesce_key(coalesce), 1, nx=True, ex=60):
-                self.queue.enqueue(run_coalesced, coalesce, job_path(func), *args, retry=retry,
-                                   meta=meta)
+                self.queue.enqueue(run_coalesced, coalesce, job_path(func), *args, **options)
         except RedisError as exc:
             log.warning("Redis unreachable (%s); running job %s in-process", exc, job_path(func))
             self._fallback.submit(func, args, coalesce)

@@ -188,7 +188,8 @@ def member_import_run(program: Program, import_id: int) -> ResponseReturnValue:
                                    MemberImport.status == ImportStatus.CHECKED)
         .values(status=ImportStatus.IMPORTING))
     if started.rowcount:  # type: ignore[attr-defined]
-        background.enqueue_after_commit(importing.run_job, record.id)
+        background.enqueue_after_commit(importing.run_job, record.id,
+                                        timeout=importing.JOB_TIMEOUT)
     db.session.commit()
     return redirect(url_for("console.member_import_page", program_id=program.id,
                             import_id=record.id), 303)

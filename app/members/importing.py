@@ -66,6 +66,7 @@ from passes.languages import LANGUAGES
 log = logging.getLogger("pointpass.imports")
 
 BATCH_SIZE = 1000  # rows per transaction (and per database check while validating)
+JOB_TIMEOUT = 3600  # seconds an rq worker gives a console import (20 MiB: ~5 minutes)
 MAX_PROBLEMS_KEPT = 1000  # bad rows kept in the import's record (all are counted)
 OPENING_KEY = "import:opening"  # the idempotency key of a card's opening balance entry
 OPENING_REASON = "Opening balance (import)"

@@ -152,3 +152,40 @@ def test_downloads_and_another_programs_imports(app: Flask, api: ApiClient,
     sign_in(stranger, "o@example.com")
     assert stranger.get(f"/console/programs/{other['id']}/members/imports/"
                         f"{import_id}").status_code == 404
+
+
+@pytest.mark.redis
+def test_a_real_rq_worker_runs_the_import(database: Any, tmp_path: Any) -> None:
+    """With Redis the import goes to rq (with an hour's job timeout, not rq's 3 minutes) and
+    ``pointpass worker --burst`` imports it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from redis import Redis
+    from rq import Queue
+
+    from tests.factories import REDIS_URL, admin_api, make_worker_app
+
+    for rq_app in make_worker_app(database, tmp_path):
+        program = create_program(admin_api(rq_app))
+        make_account(rq_app, "m@example.com", "marketer", programs=[program["id"]])
+        client = rq_app.test_client()
+        assert sign_in(client, "m@example.com").status_code == 303
+        checked = _upload(client, program, b"external_id,name,balance\nA,Ana,40\nB,Budi,\n")
+        page = client.get(checked.headers["Location"]).get_data(as_text=True)
+        started = client.post(checked.headers["Location"] + "/run",
+                              data={"csrf_token": form_token(page)})
+        assert started.status_code == 303
+        queue = Queue(rq_app.config["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL))
+        jobs = [job for job in queue.jobs if job.func_name.endswith("importing.run_job")]
+        assert len(jobs) == 1 and jobs[0].timeout == 3600
+        result = subprocess.run([Path(sys.executable).parent / "pointpass", "worker",
+                                 "--burst"], env=rq_app.config["TEST_WORKER_ENV"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        with rq_app.app_context():
+            record = db.session.scalar(select(MemberImport))
+            assert record is not None and record.status is ImportStatus.DONE
+            assert (record.rows_imported, record.points_imported) == (2, 40)
+            assert invariants.violations() == []
