@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -91,15 +92,14 @@ OUTPUT = click.option("--output", "-o", type=click.Path(dir_okay=False, path_typ
                       help="Write to this file (default: standard output).")
 
 
-def _write(pieces: object, output: Path | None) -> None:
+def _write(pieces: Iterable[str], output: Path | None) -> None:
     if output is None:
-        out = sys.stdout
-        for piece in pieces:  # type: ignore[attr-defined]
-            out.write(piece)
-        out.flush()
+        for piece in pieces:
+            sys.stdout.write(piece)
+        sys.stdout.flush()
         return
     with output.open("w", encoding="utf-8", newline="") as out:
-        for piece in pieces:  # type: ignore[attr-defined]
+        for piece in pieces:
             out.write(piece)
 
 
