@@ -663,14 +663,14 @@ class _Writer:
                 db.session.rollback()
                 if attempt == RETRIES:
                     raise
-                rows = self._without_taken_emails(rows, report)
+                rows = self._still_new(rows, report)
                 continue
             report.imported += imported
             report.points += points
             db.session.expire(self.record)
             return
 
-    def _without_taken_emails(self, rows: list[Row], report: Report) -> list[Row]:
+    def _still_new(self, rows: list[Row], report: Report) -> list[Row]:
         """The rows still new: without those whose external id a member has now (an import
         of the same file running at once: ``unchanged``) or whose address is taken now."""
         pid = self.program.id
