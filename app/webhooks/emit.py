@@ -1,0 +1,126 @@
+"""Emitting events: the webhook outbox rows, written in the transaction of the change.
+
+:func:`emit` sits on hot paths (every ledger posting), so it is cheap when nobody listens:
+one indexed lookup of the program's enabled endpoints subscribed to the type, and nothing
+else when there is none (a posting asks in its locking read instead, and skips even that:
+``LockedCard.has_webhooks``). When someone listens it inserts the event (with the exact body
+every delivery sends) and, in one ``INSERT ... SELECT``, a delivery per subscribed enabled
+endpoint, then asks for a webhook drain once the transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, String, and_, bindparam, insert, literal, select
+
+from app import dbutil
+from app.extensions import db
+from app.timeutil import utcnow
+from app.webhooks import drain
+from app.webhooks.models import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookSubscription,
+)
+
+MEMBER_CREATED = "member.created"
+CARD_BALANCE_CHANGED = "card.balance_changed"
+CARD_INSTALLED = "card.installed"
+CARD_REMOVED = "card.removed"
+REDEMPTION_CREATED = "redemption.created"
+REDEMPTION_REVERSED = "redemption.reversed"
+CARD_VOIDED = "card.voided"
+POINTS_EXPIRING = "points.expiring"
+CAMPAIGN_FINISHED = "campaign.finished"
+MEMBER_ERASED = "member.erased"
+
+EVENT_TYPES = (MEMBER_CREATED, CARD_BALANCE_CHANGED, CARD_INSTALLED, CARD_REMOVED,
+               REDEMPTION_CREATED, REDEMPTION_REVERSED, CARD_VOIDED, POINTS_EXPIRING,
+               CAMPAIGN_FINISHED, MEMBER_ERASED)
+
+def subscribed_condition(program_id: Any, event_type: Any) -> Any:
+    """An EXISTS: an enabled endpoint of the program hears ``event_type`` (for a caller's
+    own read, such as a posting's locking read)."""
+    return select(WebhookSubscription.endpoint_id).join(
+        WebhookEndpoint, WebhookEndpoint.id == WebhookSubscription.endpoint_id,
+    ).where(WebhookSubscription.program_id == program_id,
+            WebhookSubscription.event_type == event_type,
+            WebhookEndpoint.enabled.is_(True)).exists()
+
+
+_SUBSCRIBED = select(subscribed_condition(bindparam("program_id", type_=Integer),
+                                          bindparam("event_type", type_=String)))
+_EVENT_COLUMNS = ("message_id", "program_id", "type", "body", "created_at")
+_INSERT_EVENT = insert(WebhookEvent).values(
+    {name: bindparam(name, type_=WebhookEvent.__table__.c[name].type)
+     for name in _EVENT_COLUMNS}).returning(WebhookEvent.id)
+_INSERT_DELIVERIES = insert(WebhookDelivery).from_select(
+    ["event_id", "endpoint_id", "status", "attempts", "available_at", "created_at"],
+    select(bindparam("event_id", type_=WebhookDelivery.event_id.type),
+           WebhookSubscription.endpoint_id, literal(DeliveryStatus.PENDING), literal(0),
+           bindparam("now", type_=WebhookDelivery.available_at.type),
+           bindparam("now", type_=WebhookDelivery.created_at.type))
+    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookSubscription.endpoint_id)
+    .where(and_(WebhookSubscription.program_id == bindparam("program_id", type_=Integer),
+                WebhookSubscription.event_type == bindparam("event_type", type_=String),
+                WebhookEndpoint.enabled.is_(True))),
+).execution_options(preserve_rowcount=True)
+# The same statements for a posting's driver transaction (compiled once per database).
+_DRIVER = {name: dbutil.DriverStatement(lambda _dialect, s=statement: s) for name, statement in
+           (("subscribed", _SUBSCRIBED), ("event", _INSERT_EVENT),
+            ("deliveries", _INSERT_DELIVERIES))}
+
+
+def body(event_type: str, data: dict[str, Any], at: datetime) -> str:
+    """The JSON body of an event (the specification's ``type``, ``timestamp``, ``data``)."""
+    return json.dumps({"type": event_type, "timestamp": at.isoformat().replace("+00:00", "Z"),
+                       "data": data}, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def emit(program_id: int, event_type: str, data: dict[str, Any], *,
+         tx: dbutil.DriverTransaction | None = None, known_subscribed: bool = False) -> int:
+    """Record event ``event_type`` of program ``program_id`` with ``data`` for every enabled
+    endpoint of the program subscribed to it, in the current transaction (``tx``: a posting's
+    driver transaction; else the Session's). Not committed; a drain is asked for after commit.
+    Returns the number of deliveries written (0, cheaply, when nobody listens).
+
+    ``known_subscribed``: the caller has just seen that someone listens (skip the lookup).
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    params: dict[str, Any] = {"program_id": program_id, "event_type": event_type}
+    if not known_subscribed:
+        if tx is not None:
+            row = tx.first(_DRIVER["subscribed"], params)
+            listening = bool(row and row[0])
+        else:
+            listening = bool(db.session.execute(_SUBSCRIBED, params).scalar())
+        if not listening:
+            return 0
+    now = utcnow()
+    event = {"message_id": "msg_" + secrets.token_hex(16), "program_id": program_id,
+             "type": event_type, "body": body(event_type, data, now), "created_at": now}
+    if tx is not None:
+        (event_id,) = tx.first(_DRIVER["event"], event) or (None,)
+        written = tx.execute(_DRIVER["deliveries"], {**params, "event_id": event_id, "now": now})
+    else:
+        event_id = db.session.execute(_INSERT_EVENT, event).scalar_one()
+        written = int(db.session.execute(
+            _INSERT_DELIVERIES, {**params, "event_id": event_id, "now": now}).rowcount or 0)
+    if written:
+        drain.drain_after_commit()
+    return written
+
+
+def member_erased(program_id: int, member_id: int, *,
+                  tx: dbutil.DriverTransaction | None = None) -> int:
+    """``member.erased``: a member's personal data was erased (the member-erasure feature
+    calls this in its transaction). The event carries only the member's id."""
+    return emit(program_id, MEMBER_ERASED, {"member_id": member_id, "program_id": program_id},
+                tx=tx)
