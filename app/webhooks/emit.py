@@ -57,10 +57,10 @@ def subscribed_condition(program_id: Any, event_type: Any) -> Any:
 _SUBSCRIBED = select(subscribed_condition(bindparam("program_id", type_=Integer),
                                           bindparam("event_type", type_=String)))
 _EVENT_COLUMNS = ("message_id", "program_id", "type", "body", "created_at")
-_INSERT_EVENT = insert(WebhookEvent).values(
+_INSERT_EVENT = insert(WebhookEvent.__table__).values(
     {name: bindparam(name, type_=WebhookEvent.__table__.c[name].type)
-     for name in _EVENT_COLUMNS}).returning(WebhookEvent.id)
-_INSERT_DELIVERIES = insert(WebhookDelivery).from_select(
+     for name in _EVENT_COLUMNS}).returning(WebhookEvent.__table__.c.id)
+_INSERT_DELIVERIES = insert(WebhookDelivery.__table__).from_select(
     ["event_id", "endpoint_id", "status", "attempts", "available_at", "created_at"],
     select(bindparam("event_id", type_=WebhookDelivery.event_id.type),
            WebhookSubscription.endpoint_id, literal(DeliveryStatus.PENDING), literal(0),
