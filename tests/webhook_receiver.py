@@ -69,7 +69,8 @@ class WebhookReceiver:
     to make the next request wait until :meth:`release` (``stalled`` is set meanwhile)."""
 
     def __init__(self, certs: dict[str, Path] | None = None) -> None:
-        self.requests: list[Received] = []
+        self.requests: list[Received] = []  # those answered
+        self.stalled_requests: list[Received] = []  # those held without an answer
         self.answers: list[int] = []
         self.redirect_to: str | None = None
         self.stall = False
@@ -120,15 +121,17 @@ class WebhookReceiver:
         self._release.set()
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        received = Received(handler.path, dict(handler.headers.items()), body,
+                            self._sni.get(id(handler.connection)))
         with self._lock:
             stall, self.stall = self.stall, False
         if stall:
+            self.stalled_requests.append(received)
             self.stalled.set()
             self._release.wait(60)
             return  # no answer: the connection closes
         with self._lock:
-            self.requests.append(Received(handler.path, dict(handler.headers.items()), body,
-                                          self._sni.get(id(handler.connection))))
+            self.requests.append(received)
             status = self.answers.pop(0) if self.answers else 200
         handler.send_response(status)
         if self.redirect_to and 300 <= status < 400:
