@@ -2,10 +2,11 @@
 
 :func:`emit` sits on hot paths (every ledger posting), so it is cheap when nobody listens:
 one indexed lookup of the program's enabled endpoints subscribed to the type, and nothing
-else when there is none (a posting asks in its locking read instead, and skips even that:
-``LockedCard.has_webhooks``). When someone listens it inserts the event (with the exact body
-every delivery sends) and, in one ``INSERT ... SELECT``, a delivery per subscribed enabled
-endpoint, then asks for a webhook drain once the transaction commits.
+else when there is none. A posting asks its locking read whether the program has any enabled
+endpoint (``LockedCard.has_webhooks``) and calls :func:`emit` only then: a posting in a
+program without webhooks runs no statement more. When someone listens it inserts the event
+(with the exact body every delivery sends) and, in one ``INSERT ... SELECT``, a delivery per
+subscribed enabled endpoint, then asks for a webhook drain once the transaction commits.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def subscribed_condition(program_id: Any, event_type: Any) -> Any:
             WebhookEndpoint.enabled.is_(True)).exists()
 
 
+def any_endpoint_condition(program_id: Any) -> Any:
+    """An EXISTS: the program has an enabled endpoint (what a posting's locking read asks, so
+    a posting in a program without webhooks spends nothing more on them)."""
+    return select(WebhookEndpoint.id).where(WebhookEndpoint.program_id == program_id,
+                                            WebhookEndpoint.enabled.is_(True)).exists()
+
+
 _SUBSCRIBED = select(subscribed_condition(bindparam("program_id", type_=Integer),
                                           bindparam("event_type", type_=String)))
 _EVENT_COLUMNS = ("message_id", "program_id", "type", "body", "created_at")
@@ -84,24 +92,31 @@ def body(event_type: str, data: dict[str, Any], at: datetime) -> str:
 
 
 def emit(program_id: int, event_type: str, data: dict[str, Any], *,
-         tx: dbutil.DriverTransaction | None = None, known_subscribed: bool = False) -> int:
+         tx: dbutil.DriverTransaction | None = None, known_subscribed: bool = False,
+         listening: dict[tuple[int, str], bool] | None = None) -> int:
     """Record event ``event_type`` of program ``program_id`` with ``data`` for every enabled
     endpoint of the program subscribed to it, in the current transaction (``tx``: a posting's
     driver transaction; else the Session's). Not committed; a drain is asked for after commit.
     Returns the number of deliveries written (0, cheaply, when nobody listens).
 
     ``known_subscribed``: the caller has just seen that someone listens (skip the lookup).
+    ``listening``: a dict a caller emitting many events in one transaction passes to each
+    call, so the lookup runs once per program and type.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     params: dict[str, Any] = {"program_id": program_id, "event_type": event_type}
     if not known_subscribed:
-        if tx is not None:
-            row = tx.first(_DRIVER["subscribed"], params)
-            listening = bool(row and row[0])
-        else:
-            listening = bool(db.session.execute(_SUBSCRIBED, params).scalar())
-        if not listening:
+        known = None if listening is None else listening.get((program_id, event_type))
+        if known is None:
+            if tx is not None:
+                row = tx.first(_DRIVER["subscribed"], params)
+                known = bool(row and row[0])
+            else:
+                known = bool(db.session.execute(_SUBSCRIBED, params).scalar())
+            if listening is not None:
+                listening[(program_id, event_type)] = known
+        if not known:
             return 0
     now = utcnow()
     event = {"message_id": "msg_" + secrets.token_hex(16), "program_id": program_id,
