@@ -114,8 +114,13 @@ class WebhookCreatedOut(WebhookOut):
                        "now, store it"})
 
 
+class WebhookListedOut(WebhookOut):
+    """A webhook endpoint in a list (its own schema: apispec names a nested schema apart
+    from the same schema answered alone)."""
+
+
 class WebhookList(Schema):
-    webhooks = fields.List(fields.Nested(WebhookOut))
+    webhooks = fields.List(fields.Nested(WebhookListedOut))
 
 
 class AttemptOut(Schema):
@@ -143,8 +148,12 @@ class DeliveryOut(Schema):
     last_error = fields.String(allow_none=True)
 
 
+class DeliveryLoggedOut(DeliveryOut):
+    """A delivery in the log (see WebhookListedOut)."""
+
+
 class DeliveryPage(Schema):
-    deliveries = fields.List(fields.Nested(DeliveryOut))
+    deliveries = fields.List(fields.Nested(DeliveryLoggedOut))
     next_before = fields.Integer(allow_none=True, metadata={
         "description": "pass as `before` for the next (older) page; null on the last page"})
 
@@ -188,6 +197,14 @@ def create_webhook(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return {**as_dict(made.endpoint), "secret": made.secret}, 201
 
 
+@bp.get("/webhooks/<int:webhook_id>")
+@bp.auth_required(auth, roles=ADMINS)
+@bp.output(WebhookOut)
+@bp.doc(summary="Show a webhook endpoint", responses=[401, 403, 404])
+def get_webhook(webhook_id: int) -> dict[str, Any]:
+    return as_dict(endpoints.get(webhook_id))
+
+
 @bp.get("/webhooks")
 @bp.auth_required(auth, roles=ADMINS)
 @bp.input(WebhookQuery, location="query", arg_name="query")
@@ -196,14 +213,6 @@ def create_webhook(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
         responses=[401, 403, 422])
 def list_webhooks(query: dict[str, Any]) -> dict[str, Any]:
     return {"webhooks": [as_dict(e) for e in endpoints.in_reach(query.get("program_id"))]}
-
-
-@bp.get("/webhooks/<int:webhook_id>")
-@bp.auth_required(auth, roles=ADMINS)
-@bp.output(WebhookOut)
-@bp.doc(summary="Show a webhook endpoint", responses=[401, 403, 404])
-def get_webhook(webhook_id: int) -> dict[str, Any]:
-    return as_dict(endpoints.get(webhook_id))
 
 
 @bp.patch("/webhooks/<int:webhook_id>")
@@ -238,6 +247,17 @@ def rotate_webhook_secret(webhook_id: int) -> dict[str, Any]:
     return {**as_dict(made.endpoint), "secret": made.secret}
 
 
+@bp.post("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/replay")
+@bp.auth_required(auth, roles=ADMINS)
+@bp.output(DeliveryOut, status_code=202)
+@bp.doc(summary="Send a delivery's event to the endpoint again",
+        description="A new delivery of the same event (the same `webhook-id`), sent at once "
+        "and retried like any other. 409 `webhook-disabled` while the endpoint is disabled.",
+        responses=[401, 403, 404, 409])
+def replay_delivery(webhook_id: int, delivery_id: int) -> tuple[dict[str, Any], int]:
+    return delivery_dict(endpoints.replay(webhook_id, delivery_id)), 202
+
+
 @bp.get("/webhooks/<int:webhook_id>/deliveries")
 @bp.auth_required(auth, roles=ADMINS)
 @bp.input(DeliveryQuery, location="query", arg_name="query")
@@ -249,14 +269,3 @@ def list_deliveries(webhook_id: int, query: dict[str, Any]) -> dict[str, Any]:
     found = endpoints.deliveries(webhook_id, before_id=query.get("before"), limit=limit + 1)
     return {"deliveries": [delivery_dict(v) for v in found[:limit]],
             "next_before": found[limit - 1].delivery.id if len(found) > limit else None}
-
-
-@bp.post("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/replay")
-@bp.auth_required(auth, roles=ADMINS)
-@bp.output(DeliveryOut, status_code=202)
-@bp.doc(summary="Send a delivery's event to the endpoint again",
-        description="A new delivery of the same event (the same `webhook-id`), sent at once "
-        "and retried like any other. 409 `webhook-disabled` while the endpoint is disabled.",
-        responses=[401, 403, 404, 409])
-def replay_delivery(webhook_id: int, delivery_id: int) -> tuple[dict[str, Any], int]:
-    return delivery_dict(endpoints.replay(webhook_id, delivery_id)), 202
