@@ -187,6 +187,10 @@ def _send(app: Flask, item: _Send) -> sender.Outcome:
         except targets.TargetRefused as refused:
             return sender.Outcome(None, f"refused: {refused.detail}"[:200],
                                   int((time.monotonic() - started) * 1000))
+        except Exception as error:  # a resolver's own failure: an attempt that failed
+            log.exception("webhook target %s could not be checked", item.url)
+            return sender.Outcome(None, f"target check failed: {type(error).__name__}",
+                                  int((time.monotonic() - started) * 1000))
         timestamp = int(time.time())
         headers = {
             "webhook-id": item.message_id,
@@ -234,10 +238,6 @@ def _record(results: list[tuple[_Send, sender.Outcome]], disabled: list[Claimed]
     for item, outcome in results:
         row = item.delivery
         stats.sent += 1
-        db.session.add(WebhookAttempt(
-            delivery_id=row.id, attempted_at=now, duration_ms=outcome.duration_ms,
-            status_code=outcome.status_code, error=outcome.error,
-            succeeded=outcome.succeeded))
         values: dict[str, Any] = {"last_status_code": outcome.status_code,
                                   "last_error": outcome.error}
         if outcome.succeeded:
@@ -252,10 +252,16 @@ def _record(results: list[tuple[_Send, sender.Outcome]], disabled: list[Claimed]
             else:
                 next_at = now + timedelta(seconds=retry_delay(row.attempts))
                 values.update(available_at=min(next_at, row.retry_until))
-        # Only while this drain's lease holds: a replay or an operator may have changed it.
-        db.session.execute(update(WebhookDelivery).where(
+        # Only while this drain's lease holds (a drain that outlived its lease leaves the
+        # delivery to the one that took it over).
+        held = db.session.execute(update(WebhookDelivery).where(
             WebhookDelivery.id == row.id, WebhookDelivery.status == DeliveryStatus.PENDING,
-            WebhookDelivery.attempts == row.attempts).values(**values))
+            WebhookDelivery.attempts == row.attempts).values(**values)).rowcount  # type: ignore[attr-defined]
+        if held or db.session.get(WebhookDelivery, row.id) is not None:  # not deleted since
+            db.session.add(WebhookAttempt(
+                delivery_id=row.id, attempted_at=now, duration_ms=outcome.duration_ms,
+                status_code=outcome.status_code, error=outcome.error,
+                succeeded=outcome.succeeded))
     if succeeded_endpoints:
         db.session.execute(update(WebhookEndpoint).where(
             WebhookEndpoint.id.in_(succeeded_endpoints)).values(failing_since=None))
