@@ -122,7 +122,7 @@ def enroll(program: Program, data: Enrollment) -> Card:
         "card": {"serial_number": card.serial_number, "tier": card.tier.name if card.tier
                  else None, "balance": 0},
         "program_id": program.id,
-    })
+    }, card_serial=card.serial_number)
     try:
         db.session.commit()
     except IntegrityError as exc:

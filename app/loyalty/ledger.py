@@ -664,13 +664,14 @@ class PostingTransaction:
                       "purchase_entry_id": entry["purchase_id"],
                       "staff_member_id": entry["staff_member_id"],
                       "device_id": entry["device_id"], "location_id": entry["location_id"]},
-        }, tx=self.tx)
+        }, card_serial=card.serial_number, tx=self.tx)
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         """Emit a webhook event of the card's program in this transaction (nothing, without
         a statement, when the program has no enabled endpoint)."""
         if self.card.has_webhooks:
-            webhooks.emit(self.card.program_id, event_type, data, tx=self.tx)
+            webhooks.emit(self.card.program_id, event_type, data,
+                          card_serial=self.card.serial_number, tx=self.tx)
 
     def _announced(self, posting: Posting) -> Posting:
         changes.announce_card(self.tx, self.card.id, utcnow())

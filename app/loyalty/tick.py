@@ -449,7 +449,7 @@ def _emit_webhooks(card_ids: set[int], entries: list[tuple[EntryKind, Any]],
                           "amount": None, "currency": None},
                 "cause": {"kind": str(kind), "actor": CLOCK_ACTOR, "reference": None,
                           "reason": None},
-            }, listening=listening)
+            }, card_serial=card.serial_number, listening=listening)
     expiring: dict[int, list[tuple[int, datetime]]] = {}
     for card_id, _at, left, expires_at in reminded_lots:
         if int(card_id) in cards and left > 0 and expires_at is not None:
@@ -462,7 +462,7 @@ def _emit_webhooks(card_ids: set[int], entries: list[tuple[EntryKind, Any]],
             "points": sum(points for points, _ in lots),
             "first_expires_at": lots[0][1].isoformat(),
             "lots": [{"points": points, "expires_at": at.isoformat()} for points, at in lots],
-        }, listening=listening)
+        }, card_serial=card.serial_number, listening=listening)
 
 
 @dataclass(frozen=True)

@@ -69,4 +69,5 @@ def record(card_ids: Iterable[int], platform: Platform, kind: WalletEventKind, *
         if card_id in cards:
             webhooks.emit(cards[card_id].program_id, event_type, {
                 "card": {"serial_number": cards[card_id].serial_number},
-                "platform": str(platform), "device_id": device_id, "at": when.isoformat()})
+                "platform": str(platform), "device_id": device_id, "at": when.isoformat()},
+                card_serial=cards[card_id].serial_number)

@@ -16,7 +16,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, insert, literal, select
+from sqlalchemy import Integer, String, and_, bindparam, delete, insert, literal, select
 
 from app import dbutil
 from app.extensions import db
@@ -64,7 +64,7 @@ def any_endpoint_condition(program_id: Any) -> Any:
 
 _SUBSCRIBED = select(subscribed_condition(bindparam("program_id", type_=Integer),
                                           bindparam("event_type", type_=String)))
-_EVENT_COLUMNS = ("message_id", "program_id", "type", "body", "created_at")
+_EVENT_COLUMNS = ("message_id", "program_id", "type", "body", "card_serial", "created_at")
 _INSERT_EVENT = insert(WebhookEvent.__table__).values(
     {name: bindparam(name, type_=WebhookEvent.__table__.c[name].type)
      for name in _EVENT_COLUMNS}).returning(WebhookEvent.__table__.c.id)
@@ -92,12 +92,15 @@ def body(event_type: str, data: dict[str, Any], at: datetime) -> str:
 
 
 def emit(program_id: int, event_type: str, data: dict[str, Any], *,
-         tx: dbutil.DriverTransaction | None = None, known_subscribed: bool = False,
+         card_serial: str | None = None, tx: dbutil.DriverTransaction | None = None,
+         known_subscribed: bool = False,
          listening: dict[tuple[int, str], bool] | None = None) -> int:
     """Record event ``event_type`` of program ``program_id`` with ``data`` for every enabled
     endpoint of the program subscribed to it, in the current transaction (``tx``: a posting's
     driver transaction; else the Session's). Not committed; a drain is asked for after commit.
     Returns the number of deliveries written (0, cheaply, when nobody listens).
+
+    ``card_serial``: the card the event is about (a member's erasure deletes its events).
 
     ``known_subscribed``: the caller has just seen that someone listens (skip the lookup).
     ``listening``: a dict a caller emitting many events in one transaction passes to each
@@ -120,7 +123,8 @@ def emit(program_id: int, event_type: str, data: dict[str, Any], *,
             return 0
     now = utcnow()
     event = {"message_id": "msg_" + secrets.token_hex(16), "program_id": program_id,
-             "type": event_type, "body": body(event_type, data, now), "created_at": now}
+             "type": event_type, "body": body(event_type, data, now), "card_serial": card_serial,
+             "created_at": now}
     if tx is not None:
         (event_id,) = tx.first(_DRIVER["event"], event) or (None,)
         written = tx.execute(_DRIVER["deliveries"], {**params, "event_id": event_id, "now": now})
@@ -133,9 +137,22 @@ def emit(program_id: int, event_type: str, data: dict[str, Any], *,
     return written
 
 
-def member_erased(program_id: int, member_id: int, *,
-                  tx: dbutil.DriverTransaction | None = None) -> int:
-    """``member.erased``: a member's personal data was erased (the member-erasure feature
-    calls this in its transaction). The event carries only the member's id."""
-    return emit(program_id, MEMBER_ERASED, {"member_id": member_id, "program_id": program_id},
-                tx=tx)
+def forget_card(serial_number: str) -> int:
+    """Delete the webhook events about card ``serial_number`` (their bodies hold the
+    member's personal data), with their deliveries, pending ones included, and attempts.
+    Not committed. Returns how many events."""
+    return int(db.session.execute(delete(WebhookEvent).where(
+        WebhookEvent.card_serial == serial_number)).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def member_erased(program_id: int, member_id: int, *, serial_number: str | None = None,
+                  erased_at: datetime | None = None) -> int:
+    """For the member-erasure feature, in the erasure's transaction (the Session's): delete
+    the webhook events about the member's card (:func:`forget_card`), then emit
+    ``member.erased``, which carries ids only: ``member_id``, ``program_id``,
+    ``serial_number`` and ``erased_at``. Returns the deliveries written."""
+    if serial_number is not None:
+        forget_card(serial_number)
+    return emit(program_id, MEMBER_ERASED, {
+        "member_id": member_id, "program_id": program_id, "serial_number": serial_number,
+        "erased_at": (erased_at or utcnow()).isoformat()})

@@ -67,6 +67,9 @@ class WebhookEvent(db.Model):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(40))
     body: Mapped[str] = mapped_column(Text)
+    # The card the event is about, if any: a member's erasure deletes its events (their
+    # bodies hold personal data such as the name given at enrollment).
+    card_serial: Mapped[str | None] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from app import timeutil
 from app.extensions import db
 from app.loyalty import tick
+from app.loyalty.models import Card
 from app.webhooks import emit
 from app.webhooks.models import WebhookDelivery, WebhookEvent
 from tests.factories import (
@@ -198,13 +199,27 @@ def test_a_finished_campaign_emits_campaign_finished(hook_app: Flask,
     assert finished["data"]["campaign"]["sent_total"] == 1
 
 
-def test_member_erased_is_an_event_type_with_its_emit_function(
+def test_member_erased_deletes_the_member_s_events_and_says_so_with_ids_only(
         hook_app: Flask, receiver: WebhookReceiver) -> None:
+    """The member-erasure feature calls ``emit.member_erased`` in its transaction: the events
+    about the card (whose bodies hold the member's name) go, with their deliveries, and
+    ``member.erased`` carries ids only."""
     api = admin_api(hook_app)
     program = _listening(api, receiver)
+    kept = create_card(api, program, name="Kept")["serial_number"]
+    card = create_card(api, program, name="Rahasia Sekali", email="rahasia@example.com")
+    serial = card["serial_number"]
+    assert api.post(f"/api/v1/cards/{serial}/earn", json={"points": 5}).status_code == 201
+    settle(hook_app)
     with hook_app.app_context():
-        assert emit.member_erased(program["id"], 42) == 1
+        member_id = db.session.scalar(select(Card.member_id).where(Card.serial_number == serial))
+        assert emit.member_erased(program["id"], member_id, serial_number=serial) == 1
         db.session.commit()
-        assert db.session.scalar(select(func.count(WebhookDelivery.id))) == 1
+        left = db.session.scalars(select(WebhookEvent.body)).all()
+        assert not any("Rahasia" in body or "rahasia@" in body for body in left)
+        assert db.session.scalar(select(func.count(WebhookDelivery.id))) == len(left) == 2
     (erased,) = events(hook_app, emit.MEMBER_ERASED)
-    assert erased["data"] == {"member_id": 42, "program_id": program["id"]}
+    assert set(erased["data"]) == {"member_id", "program_id", "serial_number", "erased_at"}
+    assert erased["data"]["member_id"] == member_id and erased["data"]["serial_number"] == serial
+    (still,) = events(hook_app, emit.MEMBER_CREATED)
+    assert still["data"]["card"]["serial_number"] == kept

@@ -44,11 +44,15 @@ def upgrade():
     sa.Column('program_id', sa.Integer(), nullable=False),
     sa.Column('type', sa.String(length=40), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('card_serial', sa.String(length=32), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['program_id'], ['programs.id'], name=op.f('fk_webhook_events_program_id_programs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_events')),
     sa.UniqueConstraint('message_id', name=op.f('uq_webhook_events_message_id'))
     )
+    with op.batch_alter_table('webhook_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_events_card_serial'), ['card_serial'], unique=False)
+
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -114,6 +118,9 @@ def downgrade():
         batch_op.drop_index('ix_webhook_deliveries_endpoint_id_id')
 
     op.drop_table('webhook_deliveries')
+    with op.batch_alter_table('webhook_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_events_card_serial'))
+
     op.drop_table('webhook_events')
     with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_endpoints_program_id'))
