@@ -19,6 +19,9 @@ own coalesced job (``webhook-drain``), so a slow receiver never holds up a walle
 - an endpoint whose attempts have all failed for that period is disabled, with a record in
   the audit trail, and the console tells the program's admins.
 
+Under rq the job only starts the drain in a thread of the worker process (:func:`drain_job`):
+rq runs one job at a time, and a wallet push must not wait behind receivers.
+
 A retry due before the next sweep wakes a drain itself (a timer in the process that ran the
 drain; if that process dies, the sweep still finds the delivery due).
 """
@@ -38,7 +41,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import func, select, update
 
-from app import audit, background
+from app import audit, background, requestid
 from app.extensions import db
 from app.timeutil import utcnow
 from app.webhooks import sender, signing, targets
@@ -105,12 +108,51 @@ def retry_delay(attempts: int) -> float:
 
 def drain_after_commit() -> None:
     """Ask for a webhook drain once the current transaction commits (coalesced)."""
-    background.enqueue_after_commit(drain, coalesce=DRAIN_KEY)
+    background.enqueue_after_commit(drain_job, coalesce=DRAIN_KEY)
 
 
 def request_drain() -> None:
     """Ask for a webhook drain now."""
-    background.dispatcher().submit(drain, (), DRAIN_KEY)
+    background.dispatcher().submit(drain_job, (), DRAIN_KEY)
+
+
+# Under rq: the one thread of this process that drains webhooks, and whether a drain was
+# asked for while it ran (it then drains again before it ends).
+_runner_lock = threading.Lock()
+_runner: dict[str, bool] = {"running": False, "again": False}
+
+
+def drain_job() -> None:
+    """The webhook drain's job. In ``pointpass worker`` (rq runs one job at a time) it hands
+    the drain to a thread of the worker process and ends at once, so the worker goes on with
+    its next job, a wallet push say, while receivers take their time; a dead worker's
+    deliveries come back when their lease runs out. In-process it drains in the job's own
+    thread of the pool."""
+    if not isinstance(background.dispatcher(), background.RQDispatcher):
+        drain()
+        return
+    with _runner_lock:
+        if _runner["running"]:
+            _runner["again"] = True
+            return
+        _runner["running"] = True
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    threading.Thread(target=_run, args=(app, requestid.current()), daemon=True,
+                     name="pointpass-webhook-drain").start()
+
+
+def _run(app: Flask, request_id: str) -> None:
+    while True:
+        try:
+            with requestid.bound(request_id), app.app_context():
+                drain()
+        except Exception:  # the sweep asks again; the deliveries wait, leased or due
+            log.exception("webhook drain failed")
+        with _runner_lock:
+            if not _runner["again"]:
+                _runner["running"] = False
+                return
+            _runner["again"] = False
 
 
 def sweep_task() -> None:

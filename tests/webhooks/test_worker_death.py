@@ -1,6 +1,7 @@
 """A webhook delivery survives the death of the worker sending it (``kill -9``): the delivery
 row was written with the change and leased before the POST; when the lease runs out the
-periodic sweep of a new worker asks for a drain, which sends it again."""
+periodic sweep of a new worker asks for a drain, which sends it again. And while a receiver
+keeps the worker's webhook drain waiting, the same worker still pushes wallet updates."""
 
 from __future__ import annotations
 
@@ -18,17 +19,25 @@ from standardwebhooks import Webhook
 
 from app.extensions import db
 from app.webhooks.models import WebhookDelivery
-from tests.factories import admin_api, create_card, create_program, make_worker_app
+from tests.apns_server import APNsTestServer
+from tests.factories import (
+    admin_api,
+    create_card,
+    create_program,
+    make_worker_app,
+    register_device,
+)
 from tests.processes import group_alive, start_worker, wait_until
 from tests.webhook_receiver import WebhookReceiver
 from tests.webhooks.conftest import deliveries, hook_settings, register
 
 
 @pytest.fixture
-def rq_hook_app(postgres_database: Any, tmp_path: Path,
-                receiver_certs: dict[str, Path]) -> Iterator[Flask]:
-    yield from make_worker_app(postgres_database, tmp_path, **hook_settings(
-        receiver_certs, WEBHOOK_LEASE_SECONDS=2, WEBHOOK_TIMEOUT_SECONDS=60))
+def rq_hook_app(postgres_database: Any, tmp_path: Path, receiver_certs: dict[str, Path],
+                apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    yield from make_worker_app(postgres_database, tmp_path, **apns_app_settings,
+                               **hook_settings(receiver_certs, WEBHOOK_LEASE_SECONDS=2,
+                                               WEBHOOK_TIMEOUT_SECONDS=60))
 
 
 def _delivery(app: Flask) -> WebhookDelivery:
@@ -42,7 +51,7 @@ def _delivery(app: Flask) -> WebhookDelivery:
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_kill_9_of_the_worker_mid_delivery_loses_nothing(
-        rq_hook_app: Flask, receiver: WebhookReceiver) -> None:
+        rq_hook_app: Flask, receiver: WebhookReceiver, apns: APNsTestServer) -> None:
     app = rq_hook_app
     env = app.config["TEST_WORKER_ENV"]
     api = admin_api(app)
@@ -57,6 +66,13 @@ def test_kill_9_of_the_worker_mid_delivery_loses_nothing(
         assert receiver.stalled.wait(120), "the worker never sent the delivery"
         leased = _delivery(app)
         assert (leased.status, leased.attempts) == ("pending", 1)
+        # The receiver holds the webhook drain; the worker still tells the card's iPhone of
+        # an earn (the outbox drain is a job of its own, run while the webhooks wait).
+        phone = register_device(app, card["serial_number"])
+        assert api.post(f"/api/v1/cards/{card['serial_number']}/earn",
+                        json={"points": 5}).status_code == 201
+        wait_until(lambda: apns.requests_for(phone.token), "the wallet push", timeout=30)
+        assert receiver.requests == [] and len(receiver.stalled_requests) == 1
 
         os.kill(workers[0].pid, signal.SIGKILL)
         workers[0].wait(10)
@@ -72,7 +88,11 @@ def test_kill_9_of_the_worker_mid_delivery_loses_nothing(
         for worker in workers:
             if worker.poll() is None:
                 worker.terminate()
-                worker.wait(10)
+                try:
+                    worker.wait(10)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait(10)
             if group_alive(worker.pid):
                 os.killpg(worker.pid, signal.SIGKILL)
 
