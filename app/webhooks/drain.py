@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from app import audit, background, requestid
 from app.extensions import db
@@ -157,13 +157,36 @@ def _run(app: Flask, request_id: str) -> None:
 
 def sweep_task() -> None:
     """The periodic sweep's part: a drain when deliveries are due (those of a dead drain
-    whose lease ran out, retries, replays)."""
+    whose lease ran out, retries, replays), and the log kept to its retention."""
     due = db.session.scalar(select(WebhookDelivery.id).where(
         WebhookDelivery.status == DeliveryStatus.PENDING,
         WebhookDelivery.available_at <= utcnow()).limit(1))
     db.session.rollback()
     if due is not None:
         request_drain()
+    forget_old()
+
+
+RETENTION_DAYS = 30
+FORGET_BATCH = 1000
+
+
+def forget_old() -> int:
+    """Delete (and commit) up to :data:`FORGET_BATCH` events older than
+    ``POINTPASS_WEBHOOK_RETENTION_DAYS`` (30) with nothing left to send, with their
+    deliveries and attempts: the delivery log keeps that long. Returns how many."""
+    days = float(current_app.config.get("WEBHOOK_RETENTION_DAYS", RETENTION_DAYS))
+    pending = select(WebhookDelivery.id).where(
+        WebhookDelivery.event_id == WebhookEvent.id,
+        WebhookDelivery.status == DeliveryStatus.PENDING).exists()
+    old = (select(WebhookEvent.id)
+           .where(WebhookEvent.created_at < utcnow() - timedelta(days=days), ~pending)
+           .order_by(WebhookEvent.created_at).limit(FORGET_BATCH))
+    ids = list(db.session.scalars(old))
+    if ids:
+        db.session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
+    db.session.commit()
+    return len(ids)
 
 
 def claim(limit: int, lease_seconds: float) -> list[Claimed]:
@@ -376,5 +399,7 @@ def _wake(app: Flask) -> None:
     try:
         with app.app_context():
             request_drain()
+    except RuntimeError:  # the in-process pool has shut down (the app is stopping)
+        log.debug("no webhook drain asked for: the app is stopping")
     except Exception:  # the sweep finds the delivery anyway
         log.exception("could not ask for a webhook drain")

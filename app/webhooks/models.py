@@ -70,7 +70,7 @@ class WebhookEvent(db.Model):
     # The card the event is about, if any: a member's erasure deletes its events (their
     # bodies hold personal data such as the name given at enrollment).
     card_serial: Mapped[str | None] = mapped_column(String(32), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class DeliveryStatus:

@@ -213,3 +213,28 @@ def test_emit_is_a_lookup_only_when_nobody_listens(hook_app: Flask,
         from app.webhooks.models import WebhookEvent
 
         assert db.session.scalars(select(WebhookEvent)).all() == []
+
+
+def test_the_sweep_forgets_old_events_with_nothing_left_to_send(
+        hook_app: Flask, hook_api: ApiClient, hook_program: dict[str, Any],
+        receiver: WebhookReceiver) -> None:
+    from datetime import timedelta
+
+    from app.webhooks import drain
+    from app.webhooks.models import WebhookEvent
+
+    made = register(hook_api, hook_program, receiver.url())
+    create_card(hook_api, hook_program)
+    wait_for(hook_app, receiver, 1)
+    receiver.answers = [500] * 100  # the second stays pending (retrying)
+    create_card(hook_api, hook_program)
+    wait_for(hook_app, receiver, 2)
+    with hook_app.app_context():
+        events = db.session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)).all()
+        for event in events:
+            event.created_at -= timedelta(days=31)
+        db.session.commit()
+        assert drain.forget_old() == 1  # the delivered one; the pending one stays
+        assert drain.forget_old() == 0
+        assert db.session.scalars(select(WebhookEvent.id)).all() == [events[1].id]
+    assert [d["status"] for d in deliveries(hook_api, made["id"])] == ["pending"]

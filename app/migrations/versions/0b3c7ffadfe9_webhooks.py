@@ -52,6 +52,7 @@ def upgrade():
     )
     with op.batch_alter_table('webhook_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_events_card_serial'), ['card_serial'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_events_created_at'), ['created_at'], unique=False)
 
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -119,6 +120,7 @@ def downgrade():
 
     op.drop_table('webhook_deliveries')
     with op.batch_alter_table('webhook_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_events_created_at'))
         batch_op.drop_index(batch_op.f('ix_webhook_events_card_serial'))
 
     op.drop_table('webhook_events')
