@@ -75,6 +75,9 @@ from app.wallet.google.views import bp as google_wallet
 from app.wallet.google.views import callback as google_callback
 from app.web import pagekit
 from app.web.views import bp as web
+from app.webhooks import drain as webhook_drain
+from app.webhooks import models as _webhook_models  # noqa: F401
+from app.webhooks.api import bp as webhooks_api
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -140,6 +143,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     visits.on_visit(challenges.award_on_visit)
     # Closed days are rolled up for the analytics from the sweep, never on the earn path.
     sweep.add_task(app, analytics_rollup.sweep_task)
+    # Webhook deliveries due (retries, a dead drain's leased ones) get a drain of their own.
+    sweep.add_task(app, webhook_drain.sweep_task)
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(members_api)
@@ -155,6 +160,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(campaigns_api)
     app.register_blueprint(challenges_api)
     app.register_blueprint(analytics_api)
+    app.register_blueprint(webhooks_api)
     app.register_blueprint(apple_passes)
     app.register_blueprint(passkit)
     app.register_blueprint(google_wallet)
@@ -165,7 +171,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     pagekit.exempt_from_csrf(loyalty_api, updates_api, redemption_api, keys_api, admin_api,
                              till_admin_api, artwork_api, rules_api, campaigns_api, passkit,
                              accounts_api, audit_api, challenges_api, analytics_api,
-                             google_callback)
+                             webhooks_api, google_callback)
     pagekit.init_app(app)
     app.register_blueprint(enrollment_pages)
     app.register_blueprint(feedback_pages)

@@ -6,6 +6,7 @@ Every public setting is an environment variable ``POINTPASS_<NAME>`` read with F
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -89,6 +90,20 @@ def load(app: Flask, overrides: Mapping[str, Any] | None,
     app.config["TRUSTED_PROXIES"] = _trusted_proxies(app.config["TRUSTED_PROXIES"])
     _google_needs_https(app)
     _smtp_url(app.config.get("SMTP_URL"))
+    _webhook_networks(app.config.get("WEBHOOK_ALLOWED_NETWORKS"))
+
+
+def _webhook_networks(value: Any) -> None:
+    """``POINTPASS_WEBHOOK_ALLOWED_NETWORKS``, when set: comma-separated CIDRs."""
+    for item in (value.split(",") if isinstance(value, str) else list(value or ())):
+        if not str(item).strip():
+            continue
+        try:
+            ipaddress.ip_network(str(item).strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                "POINTPASS_WEBHOOK_ALLOWED_NETWORKS must be comma-separated networks such as "
+                f"10.20.0.0/16,fd00::/8 (got {str(item).strip()!r}).") from None
 
 
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")

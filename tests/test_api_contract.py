@@ -33,12 +33,18 @@ from tests.factories import ApiClient, create_api_key, create_card, create_progr
 # Per operation and generation mode (17 operations x 2 modes x 2 databases); raise it for a
 # deeper search: POINTPASS_CONTRACT_EXAMPLES=500 ./scripts/test.sh tests/test_api_contract.py
 EXAMPLES = int(os.environ.get("POINTPASS_CONTRACT_EXAMPLES", "15"))
+# Only the operations whose path contains this (e.g. POINTPASS_CONTRACT_PATHS=/webhooks while
+# working on one part of the API); unset: every operation.
+ONLY = os.environ.get("POINTPASS_CONTRACT_PATHS", "")
 
 
 @pytest.fixture
 def contract_app(database: Any, tmp_path: Path) -> Iterator[Any]:
     # Limits high enough that the generated scans and redemptions are not all 429s.
-    yield from make_app(database, tmp_path, STAFF_RATE_LIMIT="100000/minute")
+    # A webhook the generated requests enable sends to a public address that does not answer
+    # here: a short timeout keeps the test's background jobs short.
+    yield from make_app(database, tmp_path, STAFF_RATE_LIMIT="100000/minute",
+                        WEBHOOK_TIMEOUT_SECONDS=1)
 
 
 @pytest.fixture
@@ -65,6 +71,21 @@ def seeded(contract_app: Any) -> dict[str, Any]:
     assert api.post(f"/api/v1/programs/{program['id']}/challenges", json={
         "kind": "visits", "name": "5 visits in 30 days", "target": 5, "window_days": 30,
         "bonus_points": 50}).status_code == 201
+    # A webhook endpoint (disabled) with a delivery, so that generated ids name them.
+    hook = api.post("/api/v1/webhooks", json={
+        "program_id": program["id"], "url": "https://93.184.215.14/hook",
+        "events": ["card.voided"], "enabled": False})
+    assert hook.status_code == 201, hook.json
+    from app.webhooks.models import WebhookDelivery, WebhookEvent
+
+    with contract_app.app_context():
+        event = WebhookEvent(message_id="msg_contract", program_id=program["id"],
+                             type="card.voided", body="{}")
+        db.session.add(event)
+        db.session.flush()
+        db.session.add(WebhookDelivery(event_id=event.id, endpoint_id=hook.json["id"],
+                                       status="failed"))
+        db.session.commit()
     return {"key": key, "program_id": program["id"], "serial": card["serial_number"]}
 
 
@@ -79,6 +100,8 @@ def test_every_answer_is_documented_and_none_is_a_server_error(contract_app: Any
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 17
     for operation in operations:
+        if ONLY not in operation.path:
+            continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
@@ -129,12 +152,14 @@ def test_hostile_bodies_to_every_operation_are_refused_as_documented(
     values = {"program_id": seeded["program_id"], "serial": seeded["serial"],
               "update_id": 1, "redemption_id": 1, "key_id": 1, "device_id": 1, "member_id": 1,
               "rule_id": 1, "campaign_id": 1, "reward_id": 1, "tier_id": 1, "location_id": 1,
-              "account_id": 1, "challenge_id": 1,
+              "account_id": 1, "challenge_id": 1, "webhook_id": 1, "delivery_id": 1,
               "kind": "logo"}
     max_length = contract_app.config["MAX_CONTENT_LENGTH"]
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 17
     for operation in operations:
+        if ONLY not in operation.path:
+            continue
         path = operation.path.format(**values)
         body_types = operation.definition.raw.get("requestBody", {}).get("content", {})
         reads_a_body = "application/json" in body_types

@@ -27,6 +27,7 @@ from app.auth import keys as api_keys
 from app.cli.cli import cli
 from app.extensions import db
 from app.loyalty.models import Reward
+from app.webhooks.models import WebhookDelivery, WebhookEvent
 from passes.barcode import make_code
 from tests.factories import ApiClient, card_code, create_card, create_program
 from tests.images import image_bytes
@@ -40,7 +41,7 @@ MISSING = {"program_id": 999_999, "serial": "NOSUCHCARD0", "rule_id": 999_998,
            "update_id": 999_997, "redemption_id": 999_996, "device_id": 999_995,
            "member_id": 999_994, "location_id": 999_993, "kind": "logo",
            "campaign_id": 999_992, "reward_id": 999_991, "tier_id": 999_990,
-           "challenge_id": 999_989}
+           "challenge_id": 999_989, "webhook_id": 999_988, "delivery_id": 999_987}
 
 #: Operations on the whole service rather than on one program's objects.
 WHOLE_SERVICE = {
@@ -58,12 +59,17 @@ WHOLE_SERVICE = {
 }
 #: Lists, filtered to the caller's programs (checked by test_lists_show_only_reachable_ones).
 LISTS = {("GET", "/api/v1/programs"), ("GET", "/api/v1/devices"), ("GET", "/api/v1/staff"),
-         ("GET", "/api/v1/audit")}
+         ("GET", "/api/v1/audit"), ("GET", "/api/v1/webhooks")}
 #: Operations without a path parameter whose body names another program's object, and what
 #: an unknown one answers there.
 BY_BODY = {("POST", "/api/v1/scans"): 404, ("POST", "/api/v1/redemptions"): 404,
-           ("POST", "/api/v1/devices"): 422, ("POST", "/api/v1/staff"): 422}
+           ("POST", "/api/v1/devices"): 422, ("POST", "/api/v1/staff"): 422,
+           ("POST", "/api/v1/webhooks"): 422}
+#: The object such a body names (by the name of its field): a location unless said here.
+BY_BODY_NAMES = {("POST", "/api/v1/webhooks"): "program_id"}
 
+# A public address (no name to resolve), disabled: the scope tests send nothing anywhere.
+WEBHOOK = {"url": "https://93.184.215.14/hook", "events": ["card.voided"], "enabled": False}
 CAMPAIGN = {"name": "Rainy season", "messages": {"en": {"lock_screen": "Hot drinks 2x"}},
             "holdout_percent": 10}
 
@@ -139,6 +145,8 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, Any]], Request]] = {
     ("POST", "/api/v1/devices"): _json(lambda o: {"location_id": o["location_id"]}),
     ("POST", "/api/v1/staff"):
         _json(lambda o: {"name": "Ana", "pin": "2468", "location_ids": [o["location_id"]]}),
+    ("POST", "/api/v1/webhooks"): _json(lambda o: {"program_id": o["program_id"], **WEBHOOK}),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): _json(lambda o: {"description": "Renamed"}),
 }
 
 
@@ -214,15 +222,27 @@ def _furnish(app: Flask, api: ApiClient, slug: str) -> dict[str, Any]:
     campaign = api.post(f"/api/v1/programs/{pid}/campaigns", json=CAMPAIGN)
     challenge = api.post(f"/api/v1/programs/{pid}/challenges", json={
         "kind": "locations", "name": "3 shops", "target": 3, "bonus_points": 20})
+    webhook = api.post("/api/v1/webhooks", json={"program_id": pid, **WEBHOOK})
     for made in (location, rule, logo, update, redemption, device, staff, tier, campaign,
-                 challenge):
+                 challenge, webhook):
         assert made.status_code in (200, 201, 202), made.json
+    with app.app_context():  # a delivery of the (disabled) endpoint, to replay
+        event = WebhookEvent(message_id=f"msg_{slug}", program_id=pid, type="card.voided",
+                             body="{}")
+        db.session.add(event)
+        db.session.flush()
+        delivery = WebhookDelivery(event_id=event.id, endpoint_id=webhook.json["id"],
+                                   status="failed")
+        db.session.add(delivery)
+        db.session.commit()
+        delivery_id = delivery.id
     return {"program_id": pid, "serial": serial, "rule_id": rule.json["id"], "kind": "logo",
             "update_id": update.json["id"], "redemption_id": redemption.json["id"],
             "device_id": device.json["id"], "member_id": staff.json["id"],
             "location_id": location_id, "reward_id": reward_id,
             "app": app, "tier_id": tier.json["id"],
             "campaign_id": campaign.json["id"], "challenge_id": challenge.json["id"],
+            "webhook_id": webhook.json["id"], "delivery_id": delivery_id,
             "code": card_code(app, serial)}
 
 
@@ -306,7 +326,8 @@ def test_another_programs_objects_are_not_found(world: World) -> None:
                 _same_problem(answer, nothing, {"serial": world.b["serial"]},
                               {"serial": MISSING["serial"]})
                 continue
-            named = ("location_id",) if by_body else tuple(p for p in op.params if p != "kind")
+            named = ((BY_BODY_NAMES.get((op.method, op.path), "location_id"),) if by_body
+                     else tuple(p for p in op.params if p != "kind"))
             absent = {name: MISSING[name] for name in named}
             nothing = op.call(world.scoped[role], {**world.b, **absent})
             _same_problem(answer, nothing, {name: world.b[name] for name in named}, absent)
@@ -350,6 +371,10 @@ def test_lists_show_only_reachable_ones(world: World) -> None:
     assert {e["program_id"] for e in unlimited.get("/api/v1/audit?limit=200").json["events"]} \
         >= {a, b, None}
     assert scoped.get(f"/api/v1/audit?program_id={b}").status_code == 404
+    assert [w["program_id"] for w in scoped.get("/api/v1/webhooks").json["webhooks"]] == [a]
+    assert [w["program_id"] for w in unlimited.get("/api/v1/webhooks").json["webhooks"]] == [
+        a, b]
+    assert scoped.get(f"/api/v1/webhooks?program_id={b}").json["webhooks"] == []
 
 
 def test_a_staff_member_of_both_programs_is_out_of_a_limited_keys_reach(world: World) -> None:

@@ -33,6 +33,7 @@ from app.loyalty import changes, ledger
 from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Member, Program
 from app.outbox.models import PassUpdate, UpdateStatus
 from app.timeutil import now as clock_now
+from app.webhooks import emit as webhooks
 
 log = logging.getLogger("pointpass.campaigns")
 
@@ -276,8 +277,20 @@ def _send_batch(campaign_id: int) -> bool:
         .where(Recipient.campaign_id == campaign_id, Recipient.outcome.is_(None))
         .order_by(Recipient.card_id).limit(BATCH)).all()
     if not batch:
-        campaign.status = CampaignStatus.SENT
-        campaign.sent_at = campaign.updated_at = clock_now()
+        finished_at = clock_now()
+        # Guarded: of two runs finishing at once, one finishes it (and tells the webhooks).
+        finished = db.session.execute(
+            update(Campaign).where(Campaign.id == campaign_id,
+                                   Campaign.status == CampaignStatus.SENDING)
+            .values(status=CampaignStatus.SENT, sent_at=finished_at, updated_at=finished_at)
+            .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+        if finished:
+            webhooks.emit(campaign.program_id, webhooks.CAMPAIGN_FINISHED, {"campaign": {
+                "id": campaign.id, "name": campaign.name, "sent_at": finished_at.isoformat(),
+                "recipients_total": campaign.recipients_total,
+                "held_out_total": campaign.held_out_total, "sent_total": campaign.sent_total,
+                "skipped_total": campaign.skipped_total,
+                "bonus_points": campaign.bonus_points}})
         db.session.commit()
         return False
     bonus = campaign.bonus_points or 0

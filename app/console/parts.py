@@ -18,6 +18,7 @@ from app.console import (  # noqa: F401 (each part adds its pages to pages.bp)
     pages,
     rewards,
     staff,
+    webhooks,
 )
 
 # The navigation, in the order a marketer works through a program (how it is doing first).

@@ -15,6 +15,7 @@ from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, earning, ledger, rules
 from app.loyalty.models import Card, Member, Program
+from app.webhooks import emit as webhooks
 from passes.languages import LANGUAGES
 
 # No 0/O or 1/I: referral codes are read aloud and typed on phones.
@@ -124,6 +125,15 @@ def enroll(program: Program, data: Enrollment) -> Card:
     # the drain this asks for after commit, never in this request (its save link is withheld
     # until then).
     changes.announce([card.id], new_cards=True)
+    webhooks.emit(program.id, webhooks.MEMBER_CREATED, {
+        "member": {"id": member.id, "name": member.name, "email": member.email,
+                   "phone": member.phone, "language": member.language,
+                   "consent_marketing": member.consent_marketing,
+                   "referred_by_id": member.referred_by_id},
+        "card": {"serial_number": card.serial_number, "tier": card.tier.name if card.tier
+                 else None, "balance": 0},
+        "program_id": program.id,
+    }, card_serial=card.serial_number)
     try:
         db.session.commit()
     except IntegrityError as exc:

@@ -11,6 +11,7 @@ from app.errors import CardVoided
 from app.loyalty import changes, ledger
 from app.loyalty.models import Card, CardStatus
 from app.timeutil import utcnow
+from app.webhooks import emit as webhooks
 
 log = logging.getLogger("pointpass.cards")
 
@@ -32,5 +33,8 @@ def void(serial_number: str, *, reason: str, actor: str) -> Card:
                              **changes.bump_params(now)})
         changes.announce_card(p.tx, p.card.id, now)
         p.record("card.void", details={"reason": reason})
+        p.emit(webhooks.CARD_VOIDED, {"card": {"serial_number": serial_number,
+                                               "balance": p.card.balance},
+                                      "reason": reason, "voided_at": now.isoformat()})
     log.info("card %s voided by %s: %s", serial_number, actor, reason)
     return ledger.get_card(serial_number)

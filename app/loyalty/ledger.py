@@ -66,6 +66,7 @@ from app.loyalty.models import (
     Tier,
 )
 from app.timeutil import utcnow
+from app.webhooks import emit as webhooks
 
 MAX_POINTS = 1_000_000_000  # per posting; far beyond any real purchase, far below int64
 MAX_AMOUNT = 10**15  # minor units
@@ -148,6 +149,9 @@ class LockedCard:
     # whether it has challenges that are not retired.
     feedback_every_days: int | None = None
     has_challenges: bool = False
+    # Whether the program has an enabled webhook endpoint: without one, a posting (and what
+    # else runs in its block) emits no webhook event and spends no statement on it.
+    has_webhooks: bool = False
 
 
 def fingerprint(**request: Any) -> str:
@@ -187,7 +191,8 @@ _LOCK_COLUMNS = (Card.id, Card.serial_number, Card.status, Card.balance, Card.li
                  Program.feedback_every_days,
                  select(Challenge.id).where(
                      Challenge.program_id == Card.program_id, Challenge.retired_at.is_(None),
-                 ).exists().label("has_challenges"))
+                 ).exists().label("has_challenges"),
+                 webhooks.any_endpoint_condition(Card.program_id).label("has_webhooks"))
 _LOCKED_CARD_FIELDS = len(_LOCK_COLUMNS)
 _PROGRAM_ID = next(i for i, column in enumerate(_LOCK_COLUMNS) if column is Card.program_id)
 
@@ -631,6 +636,8 @@ class PostingTransaction:
         self.card = replace(card, balance=balance, lifetime_points=lifetime, tier_id=tier_id,
                             tier_name=tier_name)
         entry = write.entry
+        if card.has_webhooks:
+            self._emit_balance_changed(write, inserted[0], points, pending_points, balance)
         return Posting(
             serial_number=card.serial_number, balance=balance, lifetime_points=lifetime,
             tier=tier_name,
@@ -638,6 +645,33 @@ class PostingTransaction:
                         entry["reason"], entry["amount"], entry["currency"],
                         write.now, pending_points),
         )
+
+    def _emit_balance_changed(self, write: _Write, entry_id: int, points: int,
+                              pending_points: int, balance: int) -> None:
+        """``card.balance_changed`` for the entry just written, with its cause (the kind of
+        entry and who or what made it), in the posting's transaction."""
+        card, entry = self.card, write.entry
+        webhooks.emit(card.program_id, webhooks.CARD_BALANCE_CHANGED, {
+            "card": {"serial_number": card.serial_number, "balance": balance,
+                     "lifetime_points": card.lifetime_points, "tier": card.tier_name},
+            "entry": {"id": entry_id, "kind": str(write.kind), "points": points,
+                      "pending_points": pending_points, "balance_after": balance,
+                      "created_at": write.now.isoformat(), "amount": entry["amount"],
+                      "currency": entry["currency"]},
+            "cause": {"kind": str(write.kind), "actor": entry["actor"],
+                      "reference": entry["reference"], "reason": entry["reason"],
+                      "reverses_entry_id": entry["reverses_id"], "rule_id": entry["rule_id"],
+                      "purchase_entry_id": entry["purchase_id"],
+                      "staff_member_id": entry["staff_member_id"],
+                      "device_id": entry["device_id"], "location_id": entry["location_id"]},
+        }, card_serial=card.serial_number, tx=self.tx)
+
+    def emit(self, event_type: str, data: dict[str, Any]) -> None:
+        """Emit a webhook event of the card's program in this transaction (nothing, without
+        a statement, when the program has no enabled endpoint)."""
+        if self.card.has_webhooks:
+            webhooks.emit(self.card.program_id, event_type, data,
+                          card_serial=self.card.serial_number, tx=self.tx)
 
     def _announced(self, posting: Posting) -> Posting:
         changes.announce_card(self.tx, self.card.id, utcnow())

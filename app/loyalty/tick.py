@@ -63,6 +63,7 @@ from app.loyalty.models import (
     Program,
     Tier,
 )
+from app.webhooks import emit as webhooks
 
 log = logging.getLogger("pointpass.tick")
 
@@ -317,7 +318,7 @@ def _entries_insert(dialect: str, rows: Any) -> Any:
         .from_select(["card_id", "kind", "points", "pending_points", "balance_after", "actor",
                       "idempotency_key", "created_at"], rows)
         .on_conflict_do_nothing(index_elements=["card_id", "idempotency_key"])
-        .returning(ENTRIES.c.card_id, ENTRIES.c.points)
+        .returning(ENTRIES.c.card_id, ENTRIES.c.points, ENTRIES.c.id, ENTRIES.c.balance_after)
     )
 
 
@@ -407,18 +408,61 @@ def _work(batch: Batch) -> Done:
                 remaining=case((due.expire, 0), else_=LOTS.c.remaining),
                 reminded_at=case((reminding, literal(as_of, LOTS.c.reminded_at.type)),
                                  else_=LOTS.c.reminded_at))
-        .returning(LOTS.c.card_id, LOTS.c.reminded_at),
+        .returning(LOTS.c.card_id, LOTS.c.reminded_at, LOTS.c.remaining, LOTS.c.expires_at),
         params).all()
-    reminded = [int(card) for card, at in lots if at == as_of]
-    changed = {int(card) for card, _at in lots}
+    reminded = [int(card) for card, at, _left, _expires in lots if at == as_of]
+    changed = {int(card) for card, *_rest in lots}
     if changed:
         changes.announce(select(CARDS.c.id).where(
             _among(CARDS.c.id, batch.dialect, sorted(changed), "changed")))
+        _emit_webhooks(changed, [(EntryKind.RELEASE, row) for row in released]
+                       + [(EntryKind.EXPIRE, row) for row in expired],
+                       [row for row in lots if row[1] == as_of], as_of)
     return Done(released=len(released),
-                points_released=sum(int(points) for _card, points in released),
+                points_released=sum(int(row[1]) for row in released),
                 expired=len(expired),
-                points_expired=-sum(int(points) for _card, points in expired),
+                points_expired=-sum(int(row[1]) for row in expired),
                 reminded=len(set(reminded)), lots_reminded=len(reminded))
+
+
+def _emit_webhooks(card_ids: set[int], entries: list[tuple[EntryKind, Any]],
+                   reminded_lots: list[Any], as_of: datetime) -> None:
+    """The batch's webhook events, in its transaction: ``card.balance_changed`` for each
+    release and expiry entry (its cause: the clock), and ``points.expiring`` for each card
+    reminded of points that expire soon. Only the cards of programs with an enabled webhook
+    endpoint are looked at (one query; none when no program has one)."""
+    cards = {row.id: row for row in db.session.execute(
+        select(CARDS.c.id, CARDS.c.program_id, CARDS.c.serial_number, CARDS.c.balance)
+        .where(CARDS.c.id.in_(sorted(card_ids)),
+               webhooks.any_endpoint_condition(CARDS.c.program_id)))}
+    if not cards:
+        return
+    listening: dict[tuple[int, str], bool] = {}
+    for kind, (card_id, points, entry_id, balance_after) in entries:
+        card = cards.get(int(card_id))
+        if card is not None:
+            webhooks.emit(card.program_id, webhooks.CARD_BALANCE_CHANGED, {
+                "card": {"serial_number": card.serial_number, "balance": card.balance},
+                "entry": {"id": entry_id, "kind": str(kind), "points": int(points),
+                          "pending_points": -int(points) if kind is EntryKind.RELEASE else 0,
+                          "balance_after": int(balance_after), "created_at": as_of.isoformat(),
+                          "amount": None, "currency": None},
+                "cause": {"kind": str(kind), "actor": CLOCK_ACTOR, "reference": None,
+                          "reason": None},
+            }, card_serial=card.serial_number, listening=listening)
+    expiring: dict[int, list[tuple[int, datetime]]] = {}
+    for card_id, _at, left, expires_at in reminded_lots:
+        if int(card_id) in cards and left > 0 and expires_at is not None:
+            expiring.setdefault(int(card_id), []).append((int(left), expires_at))
+    for card_id, lots in expiring.items():
+        card = cards[card_id]
+        lots.sort(key=lambda lot: lot[1])
+        webhooks.emit(card.program_id, webhooks.POINTS_EXPIRING, {
+            "card": {"serial_number": card.serial_number, "balance": card.balance},
+            "points": sum(points for points, _ in lots),
+            "first_expires_at": lots[0][1].isoformat(),
+            "lots": [{"points": points, "expires_at": at.isoformat()} for points, at in lots],
+        }, card_serial=card.serial_number, listening=listening)
 
 
 @dataclass(frozen=True)

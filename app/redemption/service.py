@@ -37,6 +37,7 @@ from app.redemption import shortcodes
 from app.redemption.models import Redemption
 from app.staff.actor import TillActor
 from app.timeutil import utcnow
+from app.webhooks import emit as webhooks
 from passes.barcode import InvalidCode as InvalidCodeText
 from passes.barcode import is_rotating, read_code, read_rotating_code
 from passes.shortcode import looks_like_short_code
@@ -349,6 +350,13 @@ def redeem(
             "location_id": location_id, "created_at": posting.entry.created_at,
         })
         assert recorded is not None  # INSERT ... RETURNING gives its row
+        p.emit(webhooks.REDEMPTION_CREATED, {
+            "redemption": {"id": recorded[0], "reward_id": reward_id, "reward_name": reward_name,
+                           "points": points, "location_id": location_id,
+                           "staff_member_id": staff.staff_member_id,
+                           "device_id": staff.device_id, "ledger_entry_id": posting.entry.id,
+                           "created_at": posting.entry.created_at.isoformat()},
+            "card": {"serial_number": serial, "balance": posting.balance}})
         visits.visited(p, visits.Visit(
             entry_id=posting.entry.id, kind=EntryKind.REDEEM, at=posting.entry.created_at,
             location_id=location_id, staff_member_id=staff.staff_member_id,
@@ -394,6 +402,13 @@ def reverse(redemption_id: int, *, actor: str, reason: str | None = None,
                          reference=f"redemption:{redemption_id}",
                          reason=reason or "Redemption reversed",
                          reverses_id=redemption.ledger_entry_id, till=till)
+        reversed_now = utcnow()
         p.tx.execute(_MARK_REVERSED, {"redemption_id": redemption_id,
-                                      "reversed_at": utcnow(), "entry_id": posting.entry.id})
+                                      "reversed_at": reversed_now, "entry_id": posting.entry.id})
+        p.emit(webhooks.REDEMPTION_REVERSED, {
+            "redemption": {"id": redemption_id, "reward_id": redemption.reward_id,
+                           "points": redemption.points, "reversed_at": reversed_now.isoformat(),
+                           "reason": reason or "Redemption reversed",
+                           "ledger_entry_id": posting.entry.id},
+            "card": {"serial_number": serial, "balance": posting.balance}})
     return posting

@@ -3,6 +3,7 @@
 The registrations (Apple) and the object states (Google) say what is installed now; these
 rows keep the history the analytics count installs and removals from. An Apple event is one
 device's (``device_id``); a Google event is the object's (saved or deleted by its holder).
+Each event is also a ``card.installed`` or ``card.removed`` webhook (with its platform).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app import timeutil
 from app.extensions import db, stored_enum
 from app.loyalty.models import Card
 from app.timeutil import UTCDateTime, utcnow
+from app.webhooks import emit as webhooks
 
 
 class Platform(enum.StrEnum):
@@ -54,9 +56,18 @@ def record(card_ids: Iterable[int], platform: Platform, kind: WalletEventKind, *
     if not ids:
         return
     when = at or timeutil.now()
-    programs = dict(db.session.execute(
-        select(Card.id, Card.program_id).where(Card.id.in_(ids))).all())
+    cards = {row.id: row for row in db.session.execute(
+        select(Card.id, Card.program_id, Card.serial_number).where(Card.id.in_(ids)))}
     db.session.execute(insert(WalletEvent), [
-        {"program_id": programs[card_id], "card_id": card_id, "platform": platform,
+        {"program_id": cards[card_id].program_id, "card_id": card_id, "platform": platform,
          "kind": kind, "device_id": device_id, "at": when}
-        for card_id in ids if card_id in programs])
+        for card_id in ids if card_id in cards])
+    # ``card.installed`` / ``card.removed`` webhooks, in the same transaction.
+    event_type = webhooks.CARD_INSTALLED if kind is WalletEventKind.INSTALLED \
+        else webhooks.CARD_REMOVED
+    for card_id in ids:
+        if card_id in cards:
+            webhooks.emit(cards[card_id].program_id, event_type, {
+                "card": {"serial_number": cards[card_id].serial_number},
+                "platform": str(platform), "device_id": device_id, "at": when.isoformat()},
+                card_serial=cards[card_id].serial_number)
