@@ -300,6 +300,7 @@ def _record(results: list[tuple[_Send, sender.Outcome]], disabled: list[Claimed]
         stats.failed += 1
     succeeded_endpoints: set[int] = set()
     failed_endpoints: set[int] = set()
+    gave_up: dict[int, int] = {}  # endpoint id: a delivery of it that failed for the period
     for item, outcome in results:
         row = item.delivery
         stats.sent += 1
@@ -314,6 +315,7 @@ def _record(results: list[tuple[_Send, sender.Outcome]], disabled: list[Claimed]
             if now >= row.retry_until:
                 values.update(status=DeliveryStatus.FAILED)
                 stats.failed += 1
+                gave_up[row.endpoint_id] = row.id
             else:
                 next_at = now + timedelta(seconds=retry_delay(row.attempts))
                 values.update(available_at=min(next_at, row.retry_until))
@@ -330,12 +332,20 @@ def _record(results: list[tuple[_Send, sender.Outcome]], disabled: list[Claimed]
     if succeeded_endpoints:
         db.session.execute(update(WebhookEndpoint).where(
             WebhookEndpoint.id.in_(succeeded_endpoints)).values(failing_since=None))
-    _note_failures(failed_endpoints - succeeded_endpoints, now)
+    failing = failed_endpoints - succeeded_endpoints
+    _note_failures(failing, {endpoint: delivery for endpoint, delivery in gave_up.items()
+                             if endpoint in failing}, now)
     db.session.commit()
 
 
-def _note_failures(endpoint_ids: Iterable[int], now: datetime) -> None:
-    """Endpoints that failed: remember since when; disable those failing for the period."""
+def _note_failures(endpoint_ids: Iterable[int], gave_up: dict[int, int],
+                   now: datetime) -> None:
+    """Endpoints that failed: remember since when; disable those failing for the period.
+
+    ``gave_up`` maps endpoints to a delivery of theirs that has just failed for the whole
+    period: such an endpoint is failing for the period too when no attempt succeeded since
+    that delivery's first (its first attempt may have come a little after the event, so the
+    endpoint's first failure a little less than a period ago)."""
     ids = list(endpoint_ids)
     if not ids:
         return
@@ -344,9 +354,15 @@ def _note_failures(endpoint_ids: Iterable[int], now: datetime) -> None:
         .values(failing_since=now))
     limit = now - retry_period()
     for endpoint in db.session.scalars(select(WebhookEndpoint).where(
-            WebhookEndpoint.id.in_(ids), WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.failing_since <= limit)):
-        disable_failing(endpoint, now)
+            WebhookEndpoint.id.in_(ids), WebhookEndpoint.enabled.is_(True))):
+        since = endpoint.failing_since
+        if since is None:
+            continue
+        first = (db.session.scalar(select(func.min(WebhookAttempt.attempted_at)).where(
+            WebhookAttempt.delivery_id == gave_up[endpoint.id]))
+            if endpoint.id in gave_up else None)
+        if since <= limit or (first is not None and since <= first):
+            disable_failing(endpoint, now)
 
 
 def disable_failing(endpoint: WebhookEndpoint, now: datetime) -> None:
