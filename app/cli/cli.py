@@ -30,6 +30,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.loyalty import programs, tick
 from app.loyalty.cli import COMMANDS as LOYALTY_COMMANDS
+from app.members.cli import COMMANDS as MEMBER_COMMANDS
 from app.outbox.status import retry as outbox_retry_rows
 from app.outbox.status import status as outbox_status_of
 from app.redisclient import worker_client
@@ -95,7 +96,8 @@ def _database_commands() -> click.Group:
 
 cli.add_command(_database_commands())
 cli.add_command(spec_command)
-for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS, *ACCOUNT_COMMANDS, *ANALYTICS_COMMANDS]:
+for _command in [*TILL_COMMANDS, *LOYALTY_COMMANDS, *ACCOUNT_COMMANDS, *ANALYTICS_COMMANDS,
+                 *MEMBER_COMMANDS]:
     cli.add_command(_command)
 
 

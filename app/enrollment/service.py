@@ -14,6 +14,7 @@ from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, earning, ledger, rules
 from app.loyalty.models import Card, Member, Program
+from app.members import consent
 from passes.languages import LANGUAGES
 
 # No 0/O or 1/I: referral codes are read aloud and typed on phones.
@@ -31,6 +32,8 @@ class Enrollment:
     referral_code: str | None = None
     consent_marketing: bool = False
     consent_terms: bool = False
+    # Where the consents were given (app.members.consent.SOURCES): the join page or the API.
+    consent_source: str = "api"
 
 
 def new_serial_number() -> str:
@@ -109,6 +112,8 @@ def enroll(program: Program, data: Enrollment) -> Card:
         db.session.flush()
         background.enqueue_after_commit(credit_referral, member.id)
     db.session.flush()
+    # The consents given, with their wording's version, in the enrolment's transaction.
+    consent.at_join(member, source=data.consent_source)
     # Every wallet hears of the new card through the outbox: Google's object is created by
     # the drain this asks for after commit, never in this request (its save link is withheld
     # until then).

@@ -22,8 +22,8 @@ from tests.processes import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = ["check-ledger", "create-key", "create-user", "db", "demo", "dev-certs", "enrol-device",
-            "list-devices", "list-keys", "outbox", "rebuild-stats", "revoke-device", "revoke-key",
-            "routes", "run", "shell", "spec", "staff", "tick", "worker"]
+            "erase-member", "list-devices", "list-keys", "outbox", "rebuild-stats", "revoke-device",
+            "revoke-key", "routes", "run", "shell", "spec", "staff", "tick", "worker"]
 
 
 @pytest.fixture

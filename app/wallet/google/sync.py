@@ -59,6 +59,7 @@ from passes.google.callbacks import WalletCallback
 from passes.google.payloads import (
     LoyaltyClassContent,
     LoyaltyObjectContent,
+    ObjectState,
     TextModule,
     loyalty_class_body,
     loyalty_object_body,
@@ -131,6 +132,13 @@ def class_content(wallet: GoogleWallet, program: Program, *,
     )
 
 
+def object_state(card: Card) -> ObjectState:
+    """``EXPIRED`` for the card of an erased member, ``INACTIVE`` for a voided one."""
+    if card.erased_at is not None:
+        return "EXPIRED"
+    return "INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE"
+
+
 def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObjectContent:
     program = card.program
     rotating = program.google_rotating_barcode
@@ -152,7 +160,7 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         account_name=card.member.name[:100],
         points_label=branding.localized_points_label(program),
         tier=card.tier.name if card.tier else None,
-        state="INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE",
+        state=object_state(card),
         text_modules=modules,
         pending=pending,
         expiring=expiring,
