@@ -171,6 +171,16 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
     )
 
 
+def _patch_body(card: Card, content: LoyaltyObjectContent) -> dict[str, object]:
+    """The PATCH for the card's object. An erased member's also replaces the name (with the
+    pseudonym) and removes the messages added to the object (they may name the member)."""
+    body = loyalty_object_patch_body(content)
+    if card.erased_at is not None:
+        body["accountName"] = loyalty_object_body(content).get("accountName")
+        body["messages"] = []
+    return body
+
+
 def ensure_class(wallet: GoogleWallet, program: Program) -> None:
     """Create or patch the program's class if Google has an older design (or none).
 
@@ -251,8 +261,7 @@ def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> b
         if state is None:
             client.insert_object(loyalty_object_body(content))
         else:
-            client.sync_object(loyalty_object_body(content),
-                               loyalty_object_patch_body(content))
+            client.sync_object(loyalty_object_body(content), _patch_body(card, content))
     except Exception as exc:
         _end_after_failure(card_id, exc, notify)
         raise
