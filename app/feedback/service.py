@@ -55,14 +55,15 @@ class InvitationExpired(DomainError, code="invitation-expired", status=410):
 
 # --- The invitation, in the visit's transaction ---------------------------------------------
 
-_RECENT = dbutil.DriverStatement(lambda _dialect: select(FeedbackInvitation.id).where(
-    FeedbackInvitation.card_id == bindparam("card_id"),
-    FeedbackInvitation.created_at > bindparam("since", type_=FeedbackInvitation.created_at.type),
-).limit(1))
-# The card's member consented to marketing (app.members.consent).
-_CONSENTED = dbutil.DriverStatement(lambda _dialect: select(Card.id).join(
+# One look: the card may be invited when its member consented to marketing (a prompt is a
+# marketing message; app.members.consent) and it got no invitation since ``since``.
+_MAY_INVITE = dbutil.DriverStatement(lambda _dialect: select(Card.id).join(
     Member, Member.id == Card.member_id).where(
-    Card.id == bindparam("card_id"), Member.consent_marketing.is_(True)))
+    Card.id == bindparam("card_id"), Member.consent_marketing.is_(True),
+    ~select(FeedbackInvitation.id).where(
+        FeedbackInvitation.card_id == Card.id,
+        FeedbackInvitation.created_at > bindparam(
+            "since", type_=FeedbackInvitation.created_at.type)).exists()))
 _INVITE = dbutil.DriverStatement(
     lambda _dialect: insert(FeedbackInvitation.__table__),
     ["program_id", "card_id", "token", "entry_id", "location_id", "staff_member_id",
@@ -83,10 +84,8 @@ def invite_after_visit(p: PostingTransaction, visit: visits.Visit) -> None:
     if every is None or visit.location_id is None:
         return
     since = visit.at - timedelta(days=every)
-    if p.tx.first(_RECENT, {"card_id": p.card.id, "since": since}) is not None:
-        return
-    if p.tx.first(_CONSENTED, {"card_id": p.card.id}) is None:
-        return  # a feedback prompt is a marketing message: only with marketing consent
+    if p.tx.first(_MAY_INVITE, {"card_id": p.card.id, "since": since}) is None:
+        return  # invited recently, or no marketing consent
     p.tx.execute(_INVITE, {
         "program_id": p.card.program_id, "card_id": p.card.id, "token": new_token(),
         "entry_id": visit.entry_id, "location_id": visit.location_id,
