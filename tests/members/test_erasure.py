@@ -273,3 +273,34 @@ def test_the_command_line_erases_with_confirmation(app: Flask, api: ApiClient,
         assert db.session.scalar(select(Card.status).where(
             Card.serial_number == joined.json["card"]["serial_number"])).value == "voided"
         db.session.rollback()
+
+
+def test_two_erasures_at_once_erase_once(pg_app: Flask) -> None:
+    """On PostgreSQL, two DELETEs of one member at the same moment: one erases, the other
+    waits for the card's lock and answers 410; one audit record."""
+    import threading
+
+    from app.audit import AuditEvent
+
+    api = admin_api(pg_app)
+    program = create_program(api)
+    joined = api.post(f"/api/v1/programs/{program['id']}/members", json={
+        "name": NAME, "email": EMAIL}).json
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def erase() -> None:
+        client = ApiClient(pg_app.test_client(), api.key)
+        barrier.wait()
+        answers.append(client.request("DELETE", f"/api/v1/members/{joined['id']}").status_code)
+
+    threads = [threading.Thread(target=erase) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers) == [200, 410]
+    with pg_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "member.erase")) == 1
+        db.session.rollback()
