@@ -144,6 +144,8 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_totals(
     object_id = f"{ISSUER_ID}.{serial}"
     assert wallet_server.objects[object_id]["accountName"] == NAME
     assert phone.fetch(serial)["serialNumber"] == serial  # signed and cached
+    cache = Path(app.instance_path) / "pass-cache"
+    assert list(cache.glob(f"{serial}-*.pkpass"))
     assert personal_data_found(app)  # the scan finds what is there
 
     before = _totals(app, api, pid)
@@ -184,6 +186,7 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_totals(
     assert card.status_code == 410 and card.json["type"].endswith("card-erased")
     assert api.get(f"/api/v1/cards/{other}").status_code == 200
 
+    assert not list(cache.glob(f"{serial}-*.pkpass"))  # the signed passes named her
     # Apple: the device and its push token are gone. Google: the object expired.
     assert row_counts(app, Device, Registration) == (0, 0)
     expired = wallet_server.objects[object_id]
@@ -304,3 +307,22 @@ def test_two_erasures_at_once_erase_once(pg_app: Flask) -> None:
         assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "member.erase")) == 1
         db.session.rollback()
+
+
+def test_the_redis_pass_store_forgets_a_cards_passes() -> None:
+    import uuid
+
+    from redis import Redis
+
+    from app.wallet.apple.store import RedisPassStore
+    from tests.factories import REDIS_URL
+
+    store = RedisPassStore(Redis.from_url(REDIS_URL))
+    serial, other = uuid.uuid4().hex.upper(), uuid.uuid4().hex.upper()
+    for key in (f"{serial}-1-x", f"{serial}-2-x", f"{other}-1-x"):
+        store.put(key, b"pass", f"{key.split('-')[0]}-")
+    store.forget(f"{serial}-")
+    assert store.get(f"{serial}-1-x") is None and store.get(f"{serial}-2-x") is None
+    assert store.get(f"{other}-1-x") == b"pass"
+    store.forget(f"{other}-")
+    assert store.get(f"{other}-1-x") is None
