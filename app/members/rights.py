@@ -425,6 +425,7 @@ def _scrub_program_texts(program_id: int, personal: list[str]) -> int:
                          re.IGNORECASE)
     forms = set().union(*(_json_forms(v.lower()) for v in searched))
     scrubbed = 0
+    cards_changed: list[int] = []
     for column, of_program in _texts(program_id):
         table = column.class_
         text = func.lower(cast(column, Text), type_=Text)
@@ -437,6 +438,10 @@ def _scrub_program_texts(program_id: int, personal: list[str]) -> int:
                                    .values({column.key: cleaned})
                                    .execution_options(synchronize_session=False))
                 scrubbed += 1
+                if table is Card:
+                    cards_changed.append(row_id)
+    if cards_changed:  # other cards' passes showed the message: they are told again
+        changes.touch_cards(Card.id.in_(cards_changed))
     return scrubbed
 
 

@@ -149,6 +149,10 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_totals(
     assert personal_data_found(app)  # the scan finds what is there
 
     before = _totals(app, api, pid)
+    with app.app_context():
+        other_version = db.session.scalar(select(Card.version).where(
+            Card.serial_number == other))
+        db.session.rollback()
     erased = api.request("DELETE", f"/api/v1/members/{member_id}")
     assert erased.status_code == 200, erased.json
     assert erased.json["serial_number"] == serial
@@ -185,6 +189,11 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_totals(
     card = api.get(f"/api/v1/cards/{serial}")
     assert card.status_code == 410 and card.json["type"].endswith("card-erased")
     assert api.get(f"/api/v1/cards/{other}").status_code == 200
+    with app.app_context():  # the other card's copy of the marketer's message, told again
+        message, version = db.session.execute(select(Card.message, Card.version).where(
+            Card.serial_number == other)).one()
+        db.session.rollback()
+    assert message == f"Selamat ulang tahun, {rights.REDACTED}!" and version > other_version
 
     assert not list(cache.glob(f"{serial}-*.pkpass"))  # the signed passes named her
     # Apple: the device and its push token are gone. Google: the object expired.
