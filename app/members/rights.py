@@ -29,6 +29,7 @@ nothing changes. The ``member.erased`` webhook goes out from :func:`_announce_er
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 from collections.abc import Iterable
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import Text, cast, delete, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -69,6 +71,8 @@ from app.wallet.apple.models import Device, Registration
 from app.wallet.apple.setup import apple_wallet
 from app.wallet.events import WalletEvent
 from app.wallet.google.models import GoogleNotification
+
+log = logging.getLogger("pointpass.members.rights")
 
 #: What an erased member is called from then on.
 PSEUDONYM = "Erased member"
@@ -464,5 +468,8 @@ def _forget_cached_passes(serial_number: str | None) -> None:
     wallet = apple_wallet()
     if wallet is None or serial_number is None:
         return
-    wallet.store.forget(f"{serial_number}-")
+    try:
+        wallet.store.forget(f"{serial_number}-")
+    except (OSError, RedisError) as exc:  # the erasure stands; the cache expires anyway
+        log.warning("could not delete the cached passes of %s: %s", serial_number, exc)
 
