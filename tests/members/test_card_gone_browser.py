@@ -54,3 +54,29 @@ def test_an_erased_members_card_page_is_gone(app: Any, browser: Browser) -> None
             # Chromium logs the page's own 410; nothing else may fail.
             assert [e for e in page.console_errors if "status of 410" not in e] == []
             context.close()
+
+
+def test_the_console_erase_form_in_the_browser(app: Any, browser: Browser) -> None:
+    """An admin erases a member on the member page (checkbox, button), in Thai: the form and
+    the erased member's page are axe-core clean."""
+    from tests.console.conftest import check_page, console_page, make_account
+
+    api = admin_api(app)
+    program = create_program(api)
+    joined = api.post(f"/api/v1/programs/{program['id']}/members", json={
+        "name": "Nok Srisuk", "email": "nok@example.com"}).json
+    make_account(app, "admin@example.com", "admin", language="th")
+    with serve(app) as url:
+        context, page = console_page(browser, url, "admin@example.com")
+        page.goto(f"{url}/console/programs/{program['id']}/members/{joined['id']}")
+        check_page(page, "member-erase-th")
+        page.get_by_role("button", name="ลบข้อมูลส่วนบุคคล").click()  # unconfirmed
+        page.wait_for_load_state()
+        assert page.locator("#confirm_erase-errors").is_visible()
+        page.console_errors.clear()  # type: ignore[attr-defined]  # Chromium logged the 422
+        page.get_by_label("ฉันเข้าใจว่าข้อมูลส่วนบุคคลของสมาชิกจะถูกลบถาวรและบัตรจะถูกยกเลิก").check()
+        page.get_by_role("button", name="ลบข้อมูลส่วนบุคคล").click()
+        page.wait_for_selector("#erased")
+        assert page.locator("h1").inner_text() == "สมาชิกที่ถูกลบข้อมูล"  # "Erased member"
+        check_page(page, "member-erased-th")
+        context.close()
