@@ -210,9 +210,11 @@ def create_program(api: ApiClient, **overrides: Any) -> dict[str, Any]:
 
 
 def create_card(api: ApiClient, program: Mapping[str, Any], **member: Any) -> dict[str, Any]:
-    """Enroll a member (``name`` "Siti" unless given) in ``program``; the new card's JSON."""
+    """Enroll a member (``name`` "Siti" unless given; consenting to marketing unless
+    ``consent_marketing=False``: campaigns and feedback prompts reach only such members) in
+    ``program``; the new card's JSON."""
     response = api.post(f"/api/v1/programs/{program['id']}/members",
-                        json={"name": "Siti", **member})
+                        json={"name": "Siti", "consent_marketing": True, **member})
     assert response.status_code == 201, response.json
     return response.json["card"]  # type: ignore[no-any-return]
 

@@ -153,6 +153,7 @@ def test_hostile_bodies_to_every_operation_are_refused_as_documented(
               "update_id": 1, "redemption_id": 1, "key_id": 1, "device_id": 1, "member_id": 1,
               "rule_id": 1, "campaign_id": 1, "reward_id": 1, "tier_id": 1, "location_id": 1,
               "account_id": 1, "challenge_id": 1, "webhook_id": 1, "delivery_id": 1,
+              "loyalty_member_id": 1,
               "kind": "logo"}
     max_length = contract_app.config["MAX_CONTENT_LENGTH"]
     operations = [result.ok() for result in schema.get_all_operations()]

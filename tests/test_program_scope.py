@@ -41,7 +41,8 @@ MISSING = {"program_id": 999_999, "serial": "NOSUCHCARD0", "rule_id": 999_998,
            "update_id": 999_997, "redemption_id": 999_996, "device_id": 999_995,
            "member_id": 999_994, "location_id": 999_993, "kind": "logo",
            "campaign_id": 999_992, "reward_id": 999_991, "tier_id": 999_990,
-           "challenge_id": 999_989, "webhook_id": 999_988, "delivery_id": 999_987}
+           "challenge_id": 999_989, "webhook_id": 999_988, "delivery_id": 999_987,
+           "loyalty_member_id": 999_986}
 
 #: Operations on the whole service rather than on one program's objects.
 WHOLE_SERVICE = {
@@ -135,6 +136,8 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, Any]], Request]] = {
         _json(lambda o: {"name": "Renamed"}),
     ("POST", "/api/v1/programs/{program_id}/design/preview"):
         _json(lambda o: {"background_color": "#102030"}),
+    ("POST", "/api/v1/members/{loyalty_member_id}/consents"):
+        _json(lambda o: {"kind": "marketing", "granted": False}),
     ("POST", "/api/v1/programs/{program_id}/challenges"):
         _json(lambda o: {"kind": "visits", "name": "5 visits", "target": 5}),
     ("PATCH", "/api/v1/programs/{program_id}/challenges/{challenge_id}"):
@@ -202,6 +205,7 @@ def _furnish(app: Flask, api: ApiClient, slug: str) -> dict[str, Any]:
     pid = program["id"]
     card = create_card(api, program)
     serial = card["serial_number"]
+    member_id = api.get(f"/api/v1/programs/{pid}/members").json["members"][0]["id"]
     assert api.post(f"/api/v1/cards/{serial}/earn", json={
         "amount": 500_000_000, "currency": "IDR", "reference": "receipt-1"}).status_code == 201
     location = api.post(f"/api/v1/programs/{pid}/locations", json={
@@ -243,7 +247,7 @@ def _furnish(app: Flask, api: ApiClient, slug: str) -> dict[str, Any]:
             "app": app, "tier_id": tier.json["id"],
             "campaign_id": campaign.json["id"], "challenge_id": challenge.json["id"],
             "webhook_id": webhook.json["id"], "delivery_id": delivery_id,
-            "code": card_code(app, serial)}
+            "loyalty_member_id": member_id, "code": card_code(app, serial)}
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from apiflask import APIBlueprint
 from app import access, timeutil
 from app.auth.security import ALL_ROLES, actor, auth
 from app.enrollment import service as enrollment
+from app.errors import CardErased
 from app.loyalty import (
     balances,
     cards,
@@ -287,9 +288,13 @@ def enroll_member(program_id: int, data: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/cards/<serial>")
 @bp.auth_required(auth, roles=ALL_ROLES)
 @bp.output(CardDetailOut)
-@bp.doc(summary="Get a card with its recent ledger entries and its badges", responses=[401, 404])
+@bp.doc(summary="Get a card with its recent ledger entries and its badges",
+        description="A card whose member was erased answers 410 `card-erased`.",
+        responses=[401, 404, 410])
 def get_card(serial: str) -> dict[str, Any]:
     card = ledger.get_card(serial)
+    if card.erased_at is not None:  # its links (passes, card page, Google save link) are gone
+        raise CardErased(f"Card {serial} belonged to an erased member.")
     return {
         **card_body(card),
         "member_name": card.member.name,

@@ -1,7 +1,8 @@
 """The members API: search a program's members, and a card's ledger, lots and wallets; send
-the card link again. What the console's Members pages show and do (:mod:`app.console.members`),
-through the same services. A program or card outside the key's programs is 404, as one that
-does not exist (:mod:`app.access`)."""
+the card link again; a member's data rights (export, erasure, consents:
+:mod:`app.members.rights`). What the console's Members pages show and do
+(:mod:`app.console.members`), through the same services. A program or card outside the
+key's programs is 404, as one that does not exist (:mod:`app.access`)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from app.auth.security import auth, current_key
 from app.enrollment import links
 from app.extensions import db
 from app.loyalty import balances, programs
-from app.loyalty.models import Card, EntryKind
+from app.loyalty.models import Card, ConsentKind, EntryKind
 from app.loyalty.schemas import PointsOnDayOut
-from app.members import directory, exporting
-from app.schemas import MAX_ID, InputSchema, text
+from app.loyalty import consent
+from app.members import directory, exporting, rights
+from app.schemas import MAX_ID, InputSchema, StrictBoolean, text
 from app.wallet import devices
 
 bp = APIBlueprint("members", __name__, url_prefix="/api/v1", tag="Members")
@@ -313,3 +315,120 @@ def ledger_csv(program_id: int, query: dict[str, Any]) -> Response:
     return _csv_download(exporting.ledger_csv(program.id, after=query["after"],
                                               since=query.get("from_"), until=query.get("to")),
                          f"{program.slug}-ledger.csv")
+
+
+# --- Data rights ------------------------------------------------------------------------------
+
+
+def _section(description: str) -> fields.List:
+    return fields.List(fields.Dict(), metadata={"description": description})
+
+
+class MemberExportOut(Schema):
+    format = fields.String(metadata={"description": f"`{rights.EXPORT_FORMAT}`"})
+    exported_at = fields.String(metadata={"description": "ISO 8601, UTC"})
+    member = fields.Dict(metadata={"description": "the profile: name, e-mail, phone, "
+                                   "language, birthday, referral code, consents now, joined"})
+    consents = _section("every consent given or withdrawn: kind (`terms`, `marketing`), "
+                        "granted, wording version, source, time; oldest first")
+    card = fields.Dict(allow_none=True, metadata={"description": "serial number, status, "
+                                                  "balance, pending points, tier, message"})
+    ledger = _section("every ledger entry of the card, oldest first")
+    lots = _section("the card's points by credit, with when they become spendable or expire")
+    redemptions = _section("rewards redeemed, where and when")
+    badges = _section("challenges reached")
+    feedback = _section("feedback invitations and their answers (score, comment)")
+    devices = fields.Dict(allow_none=True, metadata={
+        "description": "`apple`: devices with the pass (push token, registered, removed); "
+        "`google`: the Wallet object's state"})
+    wallet_events = _section("the pass added to or removed from a wallet")
+    google_notifications = fields.List(fields.String(), metadata={
+        "description": "when Google Wallet notified the holder"})
+    campaigns = _section("campaigns sent to the card (or held out), with the outcome")
+    referrals = fields.Dict(metadata={"description": "who referred the member, whom they "
+                                      "referred (member ids)"})
+    audit = _section("the audit trail's records about the member and their card")
+
+
+class ErasureOut(Schema):
+    member_id = fields.Integer()
+    program_id = fields.Integer()
+    serial_number = fields.String(allow_none=True, metadata={
+        "description": "the card, now voided; its pass URLs answer 410 Gone"})
+    erased_at = fields.DateTime()
+    apple_devices_deleted = fields.Integer(metadata={
+        "description": "devices (push tokens) that held only this card"})
+    texts_scrubbed = fields.Integer(metadata={
+        "description": "free-text values (audit details, messages, comments...) in which "
+        "the member's data was found and replaced"})
+
+
+class ConsentIn(InputSchema):
+    kind = fields.Enum(ConsentKind, by_value=True, required=True)
+    granted = StrictBoolean(required=True, metadata={"description": "false: withdrawn"})
+    wording_version = text(consent.MAX_WORDING_VERSION, metadata={
+        "description": "the version of the wording the member agreed to (default: the "
+        "current one, e.g. `marketing-v1`)"})
+
+
+class ConsentOut(Schema):
+    kind = fields.Enum(ConsentKind, by_value=True)
+    granted = fields.Boolean()
+    wording_version = fields.String()
+    source = fields.String()
+    at = fields.DateTime()
+
+
+class ConsentsOut(Schema):
+    consent_terms = fields.Boolean()
+    consent_marketing = fields.Boolean(metadata={
+        "description": "campaigns and feedback prompts reach only members who gave it"})
+    history = fields.List(fields.Nested(ConsentOut), metadata={"description": "oldest first"})
+
+
+@bp.get("/members/<int:loyalty_member_id>/export")
+@bp.auth_required(auth, roles=["admin"])
+@bp.output(MemberExportOut)
+@bp.doc(summary="Everything held about a member (right of access, data portability)",
+        description="Profile, consent history, card, ledger, lots, redemptions, badges, "
+        "feedback, wallets (Apple devices, Google object), wallet events, notifications, "
+        "campaigns, referrals and the audit trail's records about them, as JSON. An erased "
+        "member answers 410 `member-erased`.", responses=[401, 403, 404, 410])
+def export_member(loyalty_member_id: int) -> dict[str, Any]:
+    return rights.export(loyalty_member_id)
+
+
+@bp.delete("/members/<int:loyalty_member_id>")
+@bp.auth_required(auth, roles=["admin"])
+@bp.output(ErasureOut)
+@bp.doc(summary="Erase a member's personal data (right to erasure)",
+        description="In one transaction: the member becomes a pseudonymous record (name "
+        f"`{rights.PSEUDONYM}`, no e-mail, phone or birthday), the card is voided and its "
+        "pass URLs answer 410 Gone, Apple device registrations and push tokens are deleted, "
+        "the Google Wallet object is expired, free text naming the member is scrubbed; the "
+        "ledger keeps its amounts, so balances, totals and the analytics do not change. "
+        "Recorded in the audit trail as `member.erase` (ids only). Erasing again answers "
+        "410 `member-erased` and changes nothing.", responses=[401, 403, 404, 410])
+def erase_member(loyalty_member_id: int) -> dict[str, Any]:
+    erasure = rights.erase(loyalty_member_id)
+    return {"member_id": erasure.member_id, "program_id": erasure.program_id,
+            "serial_number": erasure.serial_number, "erased_at": erasure.erased_at,
+            "apple_devices_deleted": erasure.devices_deleted,
+            "texts_scrubbed": erasure.texts_scrubbed}
+
+
+@bp.post("/members/<int:loyalty_member_id>/consents")
+@bp.auth_required(auth, roles=["admin", "marketer"])
+@bp.input(ConsentIn, arg_name="data")
+@bp.output(ConsentsOut, status_code=201)
+@bp.doc(summary="Record a consent given or withdrawn",
+        description="Appends to the member's consent history (source `api`) and sets the "
+        "consent; withdrawing marketing consent stops campaigns and feedback prompts at "
+        "once. An erased member answers 410 `member-erased`.",
+        responses=[401, 403, 404, 410, 422])
+def record_consent(loyalty_member_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    member = rights.change_consent(loyalty_member_id, data["kind"], data["granted"],
+                                   source="api", wording=data.get("wording_version"))
+    return {"consent_terms": member.consent_terms,
+            "consent_marketing": member.consent_marketing,
+            "history": consent.history(member.id)}

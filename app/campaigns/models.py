@@ -94,6 +94,6 @@ class Recipient(db.Model):
                                          primary_key=True)
     held_out: Mapped[bool] = mapped_column(default=False)
     # None: not done yet; "sent": message (and bonus) given; "held_out"; "skipped" (the
-    # card was voided before its turn).
+    # card was voided, or its member withdrew marketing consent, before its turn).
     outcome: Mapped[str | None] = mapped_column(String(16))
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

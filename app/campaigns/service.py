@@ -1,7 +1,8 @@
 """Campaigns: create, change, dry-run, send (now or when scheduled), cancel, and results.
 
 Sending fixes the recipients first, in one statement: every card of the segment at that
-moment gets a row in ``campaign_recipients``, held out when the hash of the campaign's id and
+moment whose member consented to marketing (``consent_marketing``; app.loyalty.consent) gets
+a row in ``campaign_recipients``, held out when the hash of the campaign's id and
 the card's id falls below the holdout percentage (deterministic: the same campaign holds out
 the same cards, whichever run computes it). Then, batch by batch, each recipient not held out
 gets the bonus (a ``bonus`` ledger entry whose idempotency key is the campaign: at most one per
@@ -129,10 +130,13 @@ class DryRun:
 
 
 def _recipients_now(campaign: Campaign, program: Program) -> Any:
-    """The segment's cards now, with whether each is held out (a subquery)."""
+    """The segment's cards now whose members consented to marketing, with whether each is
+    held out (a subquery)."""
     ids = segments.card_ids(program, segments.Segment.from_json(campaign.segment)).subquery()
     held = holdout_bucket(literal(campaign.id), ids.c.id) < campaign.holdout_percent
-    return select(ids.c.id.label("card_id"), held.label("held_out")).subquery()
+    return (select(ids.c.id.label("card_id"), held.label("held_out"))
+            .join(Card, Card.id == ids.c.id).join(Member, Member.id == Card.member_id)
+            .where(Member.consent_marketing.is_(True)).subquery())
 
 
 def dry_run(program: Program, campaign_id: int, sample_size: int = 10) -> DryRun:
@@ -272,7 +276,7 @@ def _send_batch(campaign_id: int) -> bool:
     program = db.session.get(Program, campaign.program_id)
     batch = db.session.execute(
         select(Recipient.card_id, Recipient.held_out, Card.serial_number, Card.status,
-               Member.language)
+               Member.language, Member.consent_marketing)
         .join(Card, Card.id == Recipient.card_id).join(Member, Member.id == Card.member_id)
         .where(Recipient.campaign_id == campaign_id, Recipient.outcome.is_(None))
         .order_by(Recipient.card_id).limit(BATCH)).all()
@@ -297,10 +301,11 @@ def _send_batch(campaign_id: int) -> bool:
     name, update_id = campaign.name, campaign.pass_update_id
     db.session.rollback()  # the postings below have transactions of their own
     outcomes: dict[int, str] = {}
-    for card_id, held_out, serial, status, _language in batch:
+    for card_id, held_out, serial, status, _language, consented in batch:
         if held_out:
             outcomes[card_id] = "held_out"
-        elif status is not CardStatus.ACTIVE:
+        elif status is not CardStatus.ACTIVE or not consented:
+            # Voided, or the member withdrew marketing consent after the send began.
             outcomes[card_id] = "skipped"
         elif bonus:
             try:
@@ -312,7 +317,7 @@ def _send_batch(campaign_id: int) -> bool:
             outcomes[card_id] = "sent"
     now = clock_now()
     by_language: dict[str, list[int]] = {}
-    for card_id, _held, _serial, _status, language in batch:
+    for card_id, _held, _serial, _status, language, _consented in batch:
         if outcomes[card_id] == "sent":
             by_language.setdefault(language, []).append(card_id)
     campaign = db.session.get(Campaign, campaign_id)

@@ -122,7 +122,7 @@ def create_demo() -> DemoResult:
         card = enrollment.enroll(
             program,
             enrollment.Enrollment(name="Siti Rahayu", email="siti@example.com", language="id",
-                                  consent_terms=True),
+                                  consent_terms=True, consent_source="cli"),
         )
         # Her purchases so far (the welcome gift came with her enrolment); without the
         # rules, so the demo starts the same on a weekend.

@@ -28,10 +28,16 @@ from app import audit, timeutil
 from app.console import pages
 from app.console.pages import bp, console_page
 from app.enrollment import links
-from app.errors import CardVoided, IdempotencyKeyReused, InsufficientPoints, NotFound
+from app.errors import (
+    CardVoided,
+    IdempotencyKeyReused,
+    InsufficientPoints,
+    MemberErased,
+    NotFound,
+)
 from app.loyalty import balances, cards, ledger
 from app.loyalty.models import CardStatus, EntryKind, Program
-from app.members import directory
+from app.members import directory, rights
 from app.wallet import devices
 from app.web.pagekit import PageForm
 
@@ -84,6 +90,13 @@ class VoidForm(PageForm):
                            validators=[DataRequired(_l("Please confirm."))])
 
 
+class EraseForm(PageForm):
+    # Not ``confirm``: the void form on the same page has that id.
+    confirm_erase = BooleanField(
+        _l("I understand that the member's personal data is deleted for good and their card "
+           "voided"), validators=[DataRequired(_l("Please confirm."))])
+
+
 class CardLinkForm(PageForm):
     """Sending the card link: the CSRF token only."""
 
@@ -124,7 +137,8 @@ def _member_or_404(program: Program, member_id: int) -> directory.Found:
 
 
 def _member_page(program: Program, found: directory.Found, *, adjust: AdjustForm | None = None,
-                 void: VoidForm | None = None, link: str | None = None,
+                 void: VoidForm | None = None, erase: EraseForm | None = None,
+                 link: str | None = None,
                  link_result: str | None = None, status: int = 200) -> ResponseReturnValue:
     card = found.card
     if adjust is None:
@@ -137,6 +151,7 @@ def _member_page(program: Program, found: directory.Found, *, adjust: AdjustForm
         lots=balances.summary(card.id, timeutil.now()), open_lots=directory.open_lots(card),
         ledger_page=page, wallets=devices.of_card(card),
         adjust_form=adjust, void_form=void or VoidForm(formdata=None),
+        erase_form=erase or EraseForm(formdata=None),
         link_form=CardLinkForm(), link=link, link_result=link_result,
         voided=card.status is CardStatus.VOIDED, entry_kinds=ENTRY_KINDS,
         when=lambda value: _program_time(value, program)), status
@@ -189,6 +204,21 @@ def void_card(program: Program, member_id: int) -> ResponseReturnValue:
         cards.void(found.card.serial_number, reason=form.reason.data or "",
                    actor=audit.current_actor().ref)
     flash(_("The card is voided."))
+    return redirect(url_for("console.member_page", program_id=program.id,
+                            member_id=member_id), 303)
+
+
+@bp.post("/programs/<int:program_id>/members/<int:member_id>/erase")
+@console_page(admin=True)
+def erase_member(program: Program, member_id: int) -> ResponseReturnValue:
+    """Erase the member's personal data (admins only): :func:`app.members.rights.erase`."""
+    found = _member_or_404(program, member_id)
+    form = EraseForm()
+    if not form.validate():
+        return _member_page(program, found, erase=form, status=422)
+    with contextlib.suppress(MemberErased):  # erased already (a second click): the page says so
+        rights.erase(found.member.id)
+    flash(_("The member's personal data was erased."))
     return redirect(url_for("console.member_page", program_id=program.id,
                             member_id=member_id), 303)
 

@@ -16,7 +16,7 @@ from app import timeutil
 from app.enrollment import links
 from app.enrollment.forms import JoinForm
 from app.enrollment.service import Enrollment, enroll
-from app.errors import Conflict, NotFound, Unprocessable
+from app.errors import CardErased, Conflict, NotFound, Unprocessable
 from app.extensions import db
 from app.loyalty import balances, branding, challenges, program_texts, programs
 from app.loyalty.artwork_views import program_image_url
@@ -257,6 +257,7 @@ def join(program: Program, form: JoinForm) -> Card | None:
             referral_code=form.referral_code.data,
             consent_terms=bool(form.consent_terms.data),
             consent_marketing=bool(form.consent_marketing.data),
+            consent_source="join-page",
         ))
     except Conflict:
         if form.email.data:
@@ -275,13 +276,16 @@ def join(program: Program, form: JoinForm) -> Card | None:
 
 
 def card_for_page(serial_number: str, token: str) -> Card:
-    """The card a page link is for. Raises ``NotFound`` for a wrong token or unknown serial."""
+    """The card a page link is for. Raises ``NotFound`` for a wrong token or unknown serial,
+    ``CardErased`` (410) for the card of an erased member."""
     # The token is checked first, so the database never answers an unsigned guess.
     if not links.token_matches(serial_number, token):
         raise NotFound("No such card.")
     card = db.session.scalar(select(Card).where(Card.serial_number == serial_number))
     if card is None:
         raise NotFound("No such card.")
+    if card.erased_at is not None:
+        raise CardErased("This card was removed at its holder's request.")
     return card
 
 

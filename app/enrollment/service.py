@@ -15,6 +15,7 @@ from app.errors import Conflict, Unprocessable
 from app.extensions import db
 from app.loyalty import changes, earning, ledger, rules
 from app.loyalty.models import Card, Member, Program
+from app.loyalty import consent
 from app.webhooks import emit as webhooks
 from passes.languages import LANGUAGES
 
@@ -33,6 +34,8 @@ class Enrollment:
     referral_code: str | None = None
     consent_marketing: bool = False
     consent_terms: bool = False
+    # Where the consents were given (app.loyalty.consent.SOURCES): the join page or the API.
+    consent_source: str = "api"
 
 
 def new_serial_number() -> str:
@@ -121,6 +124,8 @@ def enroll(program: Program, data: Enrollment) -> Card:
         db.session.flush()
         background.enqueue_after_commit(credit_referral, member.id)
     db.session.flush()
+    # The consents given, with their wording's version, in the enrolment's transaction.
+    consent.at_join(member, source=data.consent_source)
     # Every wallet hears of the new card through the outbox: Google's object is created by
     # the drain this asks for after commit, never in this request (its save link is withheld
     # until then).

@@ -16,7 +16,7 @@ from wtforms.fields.choices import SelectChoice
 from app.enrollment import member_pages
 from app.enrollment.forms import JoinForm
 from app.enrollment.links import card_page_token
-from app.errors import NotFound
+from app.errors import CardErased, NotFound
 from app.loyalty.models import Program
 from app.ratelimit import by_address, limit
 from app.web.pagekit import use_languages
@@ -91,6 +91,14 @@ def _csrf_failed(error: CSRFError) -> tuple[str, int]:
     form.form_errors.append(
         _("Your session expired. Please check your details and send the form again."))
     return _join_form(program, form, 400)
+
+
+@bp.errorhandler(CardErased)
+def _card_erased(error: CardErased) -> tuple[str, int]:
+    # Gone for good, at the member's request: said plainly, in the language of ?lang=, the
+    # cookie or the browser (as the 404 page).
+    use_languages()
+    return render_template("card_gone.html"), 410
 
 
 @bp.errorhandler(NotFound)

@@ -2,9 +2,11 @@
 
 After a visit at a location (an earn or a redemption with a ``location_id``), a program with
 ``feedback_every_days`` set gives the card an invitation, unless the card got one within that
-many days. The invitation is written by a visit listener (:mod:`app.loyalty.visits`) with the
-posting's own transaction, so it commits with the visit or not at all, and the pass the visit
-already announces carries the link (``app.wallet``: the card's :func:`open_invitation`).
+many days or its member did not consent to marketing (``consent_marketing``: a prompt is a
+marketing message). The invitation is written by a visit listener
+(:mod:`app.loyalty.visits`) with the posting's own transaction, so it commits with the visit
+or not at all, and the pass the visit already announces carries the link (``app.wallet``:
+the card's :func:`open_invitation`).
 
 An invitation is answered once: the answer is a guarded ``UPDATE ... WHERE answered_at IS
 NULL AND expires_at > now``, so two answers racing each other cannot both count. Answering
@@ -30,7 +32,7 @@ from app.extensions import db
 from app.feedback.models import FeedbackInvitation
 from app.loyalty import changes, visits
 from app.loyalty.ledger import PostingTransaction
-from app.loyalty.models import Card, Program, ProgramLocation
+from app.loyalty.models import Card, Member, Program, ProgramLocation
 from app.schemas import invisible_character
 from app.staff.models import StaffMember
 from passes.feedback_link import FeedbackLink
@@ -53,10 +55,15 @@ class InvitationExpired(DomainError, code="invitation-expired", status=410):
 
 # --- The invitation, in the visit's transaction ---------------------------------------------
 
-_RECENT = dbutil.DriverStatement(lambda _dialect: select(FeedbackInvitation.id).where(
-    FeedbackInvitation.card_id == bindparam("card_id"),
-    FeedbackInvitation.created_at > bindparam("since", type_=FeedbackInvitation.created_at.type),
-).limit(1))
+# One look: the card may be invited when its member consented to marketing (a prompt is a
+# marketing message; app.loyalty.consent) and it got no invitation since ``since``.
+_MAY_INVITE = dbutil.DriverStatement(lambda _dialect: select(Card.id).join(
+    Member, Member.id == Card.member_id).where(
+    Card.id == bindparam("card_id"), Member.consent_marketing.is_(True),
+    ~select(FeedbackInvitation.id).where(
+        FeedbackInvitation.card_id == Card.id,
+        FeedbackInvitation.created_at > bindparam(
+            "since", type_=FeedbackInvitation.created_at.type)).exists()))
 _INVITE = dbutil.DriverStatement(
     lambda _dialect: insert(FeedbackInvitation.__table__),
     ["program_id", "card_id", "token", "entry_id", "location_id", "staff_member_id",
@@ -77,8 +84,8 @@ def invite_after_visit(p: PostingTransaction, visit: visits.Visit) -> None:
     if every is None or visit.location_id is None:
         return
     since = visit.at - timedelta(days=every)
-    if p.tx.first(_RECENT, {"card_id": p.card.id, "since": since}) is not None:
-        return
+    if p.tx.first(_MAY_INVITE, {"card_id": p.card.id, "since": since}) is None:
+        return  # invited recently, or no marketing consent
     p.tx.execute(_INVITE, {
         "program_id": p.card.program_id, "card_id": p.card.id, "token": new_token(),
         "entry_id": visit.entry_id, "location_id": visit.location_id,

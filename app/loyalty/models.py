@@ -202,6 +202,9 @@ class Member(PartOfProgram, db.Model):
     # The member's id in the system they were imported from (app.members.importing): an
     # import finds them again by it, so importing the same file twice changes nothing.
     external_id: Mapped[str | None] = mapped_column(String(64))
+    # When the member's personal data was erased (app.members.rights): the row stays, as a
+    # pseudonymous record the ledger's entries still belong to.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     program: Mapped[Program] = relationship()
     card: Mapped[Card] = relationship(back_populates="member", uselist=False)
@@ -212,6 +215,27 @@ class Member(PartOfProgram, db.Model):
         UniqueConstraint("program_id", "email"),
         UniqueConstraint("program_id", "external_id"),
     )
+
+
+class ConsentKind(enum.StrEnum):
+    TERMS = "terms"  # the program's terms and conditions
+    MARKETING = "marketing"  # offers and news: campaigns and feedback (NPS) prompts
+
+
+class MemberConsent(db.Model):
+    """One consent given or withdrawn: which (``kind``), when, in which wording (its version,
+    see app.loyalty.consent) and where (``source``: ``join-page``, ``api``, ``cli``...).
+    Append-only: the member's ``consent_*`` columns hold the latest of each kind."""
+
+    __tablename__ = "member_consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    kind: Mapped[ConsentKind] = mapped_column(stored_enum(ConsentKind, "consent_kind"))
+    granted: Mapped[bool]
+    wording_version: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class CardStatus(enum.StrEnum):
@@ -262,6 +286,9 @@ class Card(db.Model):
     member_language: Mapped[str | None] = mapped_column(String(2))
     member_birthday_month: Mapped[int | None] = mapped_column(SmallInteger)
     member_joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its member was erased (app.members.rights): the card is voided too, its pass URLs
+    # answer 410 Gone and its Google object is expired.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     program: Mapped[Program] = relationship()
     member: Mapped[Member] = relationship(back_populates="card")

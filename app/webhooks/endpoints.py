@@ -14,11 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from app import access, audit
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
-from app.loyalty import programs
 from app.timeutil import utcnow
 from app.webhooks import drain, signing, targets
 from app.webhooks.emit import EVENT_TYPES
@@ -64,31 +64,39 @@ def create(program_id: int, url: str, events: Sequence[str],
     """Register ``url`` for ``events`` of the program, with a new secret, and commit.
     ``TargetRefused`` (422) for a URL a webhook may not call; ``NotFound`` for a program out
     of reach."""
-    try:
-        program = programs.get(program_id)
-    except NotFound:
-        raise Unprocessable(f"No program with id {program_id}.", errors=[
-            {"location": "json", "field": "program_id", "message": "Unknown program."}],
-        ) from None
+    # A program outside the caller's programs is refused like one that does not exist (the
+    # endpoint's foreign key finds those): the webhooks sit below the points store, which
+    # emits their events, so they name no program model.
+    if not access.current().allows(program_id):
+        raise _unknown_program(program_id)
     targets.check(url)
     count = db.session.scalar(select(db.func.count()).select_from(WebhookEndpoint).where(
-        WebhookEndpoint.program_id == program.id)) or 0
+        WebhookEndpoint.program_id == program_id)) or 0
     if count >= MAX_ENDPOINTS_PER_PROGRAM:
         raise Conflict(f"A program has at most {MAX_ENDPOINTS_PER_PROGRAM} webhook endpoints.",
                        code="too-many-webhooks")
     now = utcnow()
     secret = signing.new_secret()
-    endpoint = WebhookEndpoint(program_id=program.id, url=url, description=description,
+    endpoint = WebhookEndpoint(program_id=program_id, url=url, description=description,
                                enabled=enabled, secret=secret, created_at=now, updated_at=now,
                                disabled_at=None if enabled else now,
                                disabled_reason=None if enabled else "manual")
     db.session.add(endpoint)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:  # no such program
+        db.session.rollback()
+        raise _unknown_program(program_id) from None
     _subscribe(endpoint, events)
-    audit.record("webhook.create", program_id=program.id, target=f"webhook:{endpoint.id}",
+    audit.record("webhook.create", program_id=program_id, target=f"webhook:{endpoint.id}",
                  details={"url": url, "events": sorted(set(events)), "enabled": enabled})
     db.session.commit()
     return Made(endpoint, secret)
+
+
+def _unknown_program(program_id: int) -> Unprocessable:
+    return Unprocessable(f"No program with id {program_id}.", errors=[
+        {"location": "json", "field": "program_id", "message": "Unknown program."}])
 
 
 def get(endpoint_id: int) -> WebhookEndpoint:

@@ -34,7 +34,9 @@ from passes.languages import FALLBACK_LANGUAGE, LANGUAGES
 from passes.points_lines import ExpiringPoints, PendingPoints
 from passes.wording import DEFAULT_POINTS_LABEL, N_, LocalizedText, Wording, english, translations
 
-ObjectState = Literal["ACTIVE", "INACTIVE"]
+#: ``INACTIVE``: a voided card; ``EXPIRED``: a card whose holder's data was erased (Google
+#: moves it to the wallet's expired passes).
+ObjectState = Literal["ACTIVE", "INACTIVE", "EXPIRED"]
 
 #: ``notifyPreference`` values. The preference lives on the object, is ephemeral, and must be
 #: sent with every PATCH/UPDATE that should trigger a field-update notification.
@@ -123,8 +125,8 @@ class LoyaltyObjectContent:
         tier_label = _or_default(self.tier_label, DEFAULT_TIER_LABEL, self.wording)
         set_field(self, "_points_label", localized("points_label", points_label, max_length=40))
         set_field(self, "_tier_label", localized("tier_label", tier_label, max_length=40))
-        if self.state not in ("ACTIVE", "INACTIVE"):
-            raise GooglePayloadError("state", "must be 'ACTIVE' or 'INACTIVE'")
+        if self.state not in ("ACTIVE", "INACTIVE", "EXPIRED"):
+            raise GooglePayloadError("state", "must be 'ACTIVE', 'INACTIVE' or 'EXPIRED'")
         if not isinstance(self.notify, bool):
             raise GooglePayloadError("notify", "must be True or False")
         set_field(self, "text_modules",

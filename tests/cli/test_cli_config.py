@@ -22,9 +22,9 @@ from tests.processes import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = ["check-ledger", "create-key", "create-user", "db", "demo", "dev-certs", "enrol-device",
-            "export", "import", "list-devices", "list-keys", "outbox", "rebuild-stats",
-            "revoke-device", "revoke-key", "routes", "run", "shell", "spec", "staff", "tick",
-            "worker"]
+            "erase-member", "export", "import", "list-devices", "list-keys", "outbox",
+            "rebuild-stats", "revoke-device", "revoke-key", "routes", "run", "shell", "spec",
+            "staff", "tick", "worker"]
 
 
 @pytest.fixture

@@ -199,11 +199,11 @@ def test_a_finished_campaign_emits_campaign_finished(hook_app: Flask,
     assert finished["data"]["campaign"]["sent_total"] == 1
 
 
-def test_member_erased_deletes_the_member_s_events_and_says_so_with_ids_only(
+def test_erasing_a_member_deletes_their_events_and_says_so_with_ids_only(
         hook_app: Flask, receiver: WebhookReceiver) -> None:
-    """The member-erasure feature calls ``emit.member_erased`` in its transaction: the events
-    about the card (whose bodies hold the member's name) go, with their deliveries, and
-    ``member.erased`` carries ids only."""
+    """``DELETE /api/v1/members/<id>`` emits ``member.erased`` in the erasure's transaction:
+    the events about the card (whose bodies hold the member's name) go, with their
+    deliveries, and ``member.erased`` carries ids only."""
     api = admin_api(hook_app)
     program = _listening(api, receiver)
     kept = create_card(api, program, name="Kept")["serial_number"]
@@ -213,11 +213,15 @@ def test_member_erased_deletes_the_member_s_events_and_says_so_with_ids_only(
     settle(hook_app)
     with hook_app.app_context():
         member_id = db.session.scalar(select(Card.member_id).where(Card.serial_number == serial))
-        assert emit.member_erased(program["id"], member_id, serial_number=serial) == 1
-        db.session.commit()
+        db.session.rollback()
+    erased_now = api.request("DELETE", f"/api/v1/members/{member_id}")
+    assert erased_now.status_code == 200, erased_now.json
+    settle(hook_app)
+    with hook_app.app_context():
         left = db.session.scalars(select(WebhookEvent.body)).all()
         assert not any("Rahasia" in body or "rahasia@" in body for body in left)
         assert db.session.scalar(select(func.count(WebhookDelivery.id))) == len(left) == 2
+        db.session.rollback()
     (erased,) = events(hook_app, emit.MEMBER_ERASED)
     assert set(erased["data"]) == {"member_id", "program_id", "serial_number", "erased_at"}
     assert erased["data"]["member_id"] == member_id and erased["data"]["serial_number"] == serial

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select
 
 from app import timeutil
 from app.auth.security import tokens_match
-from app.errors import NotFound
+from app.errors import CardErased, NotFound
 from app.extensions import db
 from app.feedback import service as feedback
 from app.loyalty import artwork, balances, branding, challenges, ledger, program_texts
@@ -165,7 +165,8 @@ def _activity_line(entry: LedgerEntry) -> ActivityLine:
 def signed_pass(serial_number: str, token: str) -> SignedPass:
     """The card's signed pass for its current version; signs only if this version is new.
 
-    Raises ``NotFound`` for an unknown serial, a wrong token, or when Apple Wallet is off.
+    Raises ``NotFound`` for an unknown serial, a wrong token, or when Apple Wallet is off;
+    ``CardErased`` (410) for the card of an erased member.
     """
     wallet = apple_wallet()
     if wallet is None or not tokens_match(token, download_token(serial_number)):
@@ -176,6 +177,8 @@ def signed_pass(serial_number: str, token: str) -> SignedPass:
         row = connection.execute(_VERSION_QUERY, {"serial": serial_number}).one_or_none()
     if row is None:
         raise NotFound("No such pass.")
+    if row.erased_at is not None:
+        raise CardErased("This pass was removed at its holder's request.")
     key = _store_key(serial_number, row.version, wallet)
     data = wallet.store.get(key)
     if data is not None:
@@ -185,7 +188,7 @@ def signed_pass(serial_number: str, token: str) -> SignedPass:
     return pass_for(card, wallet)
 
 
-_VERSION_QUERY = select(Card.version, Card.last_modified).where(
+_VERSION_QUERY = select(Card.version, Card.last_modified, Card.erased_at).where(
     Card.serial_number == bindparam("serial")
 )
 

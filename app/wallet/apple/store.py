@@ -34,6 +34,10 @@ class PassStore:
         raise NotImplementedError
         yield
 
+    def forget(self, prefix: str) -> None:
+        """Delete every stored pass whose key starts with ``prefix`` (a card's versions)."""
+        raise NotImplementedError
+
     def get_or_build(self, key: str, prefix: str, build: Callable[[], bytes]) -> bytes:
         """The bytes stored under ``key``, building and storing them first if absent.
 
@@ -72,11 +76,14 @@ class FilePassStore(PassStore):
             return None
 
     def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
-        for old in self.directory.glob(f"{replaces_prefix}*.pkpass"):
-            old.unlink(missing_ok=True)
+        self.forget(replaces_prefix)
         tmp = self._path(key).with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(self._path(key))  # readers see the whole file or none of it
+
+    def forget(self, prefix: str) -> None:
+        for old in self.directory.glob(f"{prefix}*.pkpass"):
+            old.unlink(missing_ok=True)
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -100,6 +107,11 @@ class RedisPassStore(PassStore):
 
     def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
         self.redis.set(f"pointpass:pkpass:{key}", data, ex=TTL_SECONDS)
+
+    def forget(self, prefix: str) -> None:
+        keys = list(self.redis.scan_iter(match=f"pointpass:pkpass:{prefix}*", count=100))
+        if keys:
+            self.redis.delete(*keys)
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, json, request
 from sqlalchemy import select
 
 from app.auth.security import tokens_match
-from app.errors import DomainError, NotFound, Unauthorized
+from app.errors import CardErased, DomainError, NotFound, Unauthorized
 from app.extensions import db
 from app.loyalty.models import Card
 from app.problems import problem
@@ -68,6 +68,13 @@ def _authorized_card(serial_number: str) -> Card:
     return card
 
 
+def _not_erased(card: Card) -> None:
+    """410 Gone for the card of an erased member (after its token was checked, so a guess
+    learns nothing): the pass is not served, and no device may register for it again."""
+    if card.erased_at is not None:
+        raise CardErased("This pass was removed at its holder's request.")
+
+
 def _device_id(device_id: str) -> str:
     if not _DEVICE_ID.fullmatch(device_id):
         raise DomainError("Malformed device identifier.", code="bad-device")
@@ -88,6 +95,7 @@ def register(device_id: str, pass_type_id: str, serial_number: str) -> Response:
     _device_id(device_id)
     _pass_type(pass_type_id)
     card = _authorized_card(serial_number)
+    _not_erased(card)
     push_token = _json_object().get("pushToken")
     if not isinstance(push_token, str) or not _PUSH_TOKEN.fullmatch(push_token):
         return problem(400, code="bad-push-token",
@@ -132,6 +140,7 @@ def latest_pass(pass_type_id: str, serial_number: str) -> Response:
     """The latest version of a pass: 200 with Last-Modified, 304 if unchanged (also HEAD)."""
     _pass_type(pass_type_id)
     card = _authorized_card(serial_number)
+    _not_erased(card)
     wallet = apple_wallet()
     assert wallet is not None
     last_modified = datetime.fromtimestamp(card.last_modified, UTC)

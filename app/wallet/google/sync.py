@@ -59,6 +59,7 @@ from passes.google.callbacks import WalletCallback
 from passes.google.payloads import (
     LoyaltyClassContent,
     LoyaltyObjectContent,
+    ObjectState,
     TextModule,
     loyalty_class_body,
     loyalty_object_body,
@@ -131,6 +132,13 @@ def class_content(wallet: GoogleWallet, program: Program, *,
     )
 
 
+def object_state(card: Card) -> ObjectState:
+    """``EXPIRED`` for the card of an erased member, ``INACTIVE`` for a voided one."""
+    if card.erased_at is not None:
+        return "EXPIRED"
+    return "INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE"
+
+
 def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObjectContent:
     program = card.program
     rotating = program.google_rotating_barcode
@@ -152,7 +160,7 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         account_name=card.member.name[:100],
         points_label=branding.localized_points_label(program),
         tier=card.tier.name if card.tier else None,
-        state="INACTIVE" if card.status is CardStatus.VOIDED else "ACTIVE",
+        state=object_state(card),
         text_modules=modules,
         pending=pending,
         expiring=expiring,
@@ -161,6 +169,16 @@ def object_content(wallet: GoogleWallet, card: Card, notify: bool) -> LoyaltyObj
         notify=notify,
         wording=pass_wording(),
     )
+
+
+def _patch_body(card: Card, content: LoyaltyObjectContent) -> dict[str, object]:
+    """The PATCH for the card's object. An erased member's also replaces the name (with the
+    pseudonym) and removes the messages added to the object (they may name the member)."""
+    body = loyalty_object_patch_body(content)
+    if card.erased_at is not None:
+        body["accountName"] = loyalty_object_body(content).get("accountName")
+        body["messages"] = []
+    return body
 
 
 def ensure_class(wallet: GoogleWallet, program: Program) -> None:
@@ -243,8 +261,7 @@ def sync_card(wallet: GoogleWallet, card: Card, message: str | None = None) -> b
         if state is None:
             client.insert_object(loyalty_object_body(content))
         else:
-            client.sync_object(loyalty_object_body(content),
-                               loyalty_object_patch_body(content))
+            client.sync_object(loyalty_object_body(content), _patch_body(card, content))
     except Exception as exc:
         _end_after_failure(card_id, exc, notify)
         raise

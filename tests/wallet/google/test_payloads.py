@@ -233,7 +233,7 @@ def test_class_content_is_validated(overrides: dict[str, Any], field: str) -> No
         ({"balance": "12"}, "balance"),
         ({"balance": True}, "balance"),
         ({"barcode_value": ""}, "barcode_value"),
-        ({"state": "EXPIRED"}, "state"),
+        ({"state": "DELETED"}, "state"),
         ({"points_label": {"th": "แต้ม"}}, "points_label"),
         ({"notify": "yes"}, "notify"),
         ({"text_modules": [TextModule("a", "A", "x")] * 2}, "text_modules[1].id"),
