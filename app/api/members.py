@@ -21,10 +21,9 @@ from app.auth.models import Role
 from app.auth.security import auth, current_key
 from app.enrollment import links
 from app.extensions import db
-from app.loyalty import balances, programs
+from app.loyalty import balances, consent, programs
 from app.loyalty.models import Card, ConsentKind, EntryKind
 from app.loyalty.schemas import PointsOnDayOut
-from app.loyalty import consent
 from app.members import directory, exporting, rights
 from app.schemas import MAX_ID, InputSchema, StrictBoolean, text
 from app.wallet import devices

@@ -13,9 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from app import background, timeutil
 from app.errors import Conflict, Unprocessable
 from app.extensions import db
-from app.loyalty import changes, earning, ledger, rules
+from app.loyalty import changes, consent, earning, ledger, rules
 from app.loyalty.models import Card, Member, Program
-from app.loyalty import consent
 from app.webhooks import emit as webhooks
 from passes.languages import LANGUAGES
 

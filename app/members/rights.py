@@ -48,7 +48,7 @@ from app.enrollment.service import new_referral_code
 from app.errors import MemberErased, NotFound
 from app.extensions import db
 from app.feedback.models import FeedbackInvitation
-from app.loyalty import balances, changes
+from app.loyalty import balances, changes, consent
 from app.loyalty.models import (
     Card,
     CardBadge,
@@ -62,7 +62,6 @@ from app.loyalty.models import (
     ProgramLocation,
     Reward,
 )
-from app.loyalty import consent
 from app.outbox.models import PassUpdate
 from app.redemption.models import Redemption
 from app.timeutil import utcnow

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from app.campaigns import service as campaigns
 from app.extensions import db
 from app.feedback.models import FeedbackInvitation
-from app.loyalty.models import Card, MemberConsent
 from app.loyalty import consent
+from app.loyalty.models import Card, MemberConsent
 from app.members import rights
 from tests.factories import ApiClient, card_code, create_card, register_device, settle
 
