@@ -113,6 +113,18 @@ class InputSchema(Schema):
         return data
 
 
+class QuerySchema(InputSchema):
+    """An input schema for a query string that refuses parameters it does not know (query
+    strings reach the schema with unknown names let through)."""
+
+    @pre_load
+    def _known_parameters(self, data: Any, **kwargs: Any) -> Any:
+        unknown = sorted(set(data.keys()) - set(self.fields))
+        if unknown:
+            raise ValidationError({name: ["Unknown parameter."] for name in unknown})
+        return data
+
+
 def text(max_length: int, **kwargs: Any) -> fields.String:
     """A text field of 1 to ``max_length`` characters, none of them NUL or invisible."""
     return fields.String(validate=[validators.Length(min=1, max=max_length), PlainText()],

@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 
 from apiflask import APIBlueprint, fields, validators
 from apiflask.schemas import Schema
-from marshmallow import ValidationError, pre_load, validates_schema
+from marshmallow import ValidationError, validates_schema
 
 from app.auth.security import auth
-from app.schemas import MAX_ID, InputSchema, StrictBoolean, StrictInteger, text
+from app.schemas import MAX_ID, InputSchema, QuerySchema, StrictBoolean, StrictInteger, text
 from app.webhooks import endpoints
 from app.webhooks.emit import EVENT_TYPES
 from app.webhooks.models import WebhookEndpoint
@@ -69,21 +69,12 @@ class WebhookPatchIn(InputSchema):
             raise ValidationError("Give at least one field to change.")
 
 
-class _Query(InputSchema):
-    @pre_load
-    def _known_parameters(self, data: Any, **kwargs: Any) -> Any:
-        unknown = sorted(set(data.keys()) - set(self.fields))
-        if unknown:
-            raise ValidationError({name: ["Unknown parameter."] for name in unknown})
-        return data
-
-
-class WebhookQuery(_Query):
+class WebhookQuery(QuerySchema):
     program_id = fields.Integer(validate=ID, metadata={
         "description": "only this program's endpoints"})
 
 
-class DeliveryQuery(_Query):
+class DeliveryQuery(QuerySchema):
     before = fields.Integer(validate=ID, metadata={
         "description": "only deliveries older than this id (the `next_before` of the last "
                        "page)"})
