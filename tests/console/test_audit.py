@@ -90,6 +90,9 @@ def test_the_audit_api_pages_back_and_keeps_to_the_key_s_role(
     assert [e["target"] for e in rest["events"]] == ["reward:2", "reward:1", "reward:0"]
     # Older still: only what the test's fixtures made (keys, the program), then the end.
     older = api.get(f"/api/v1/audit?limit=50&before={rest['next_before']}").get_json()
+    misspelt = api.get("/api/v1/audit?limt=3")
+    assert misspelt.status_code == 422
+    assert misspelt.get_json()["errors"][0]["message"] == "Unknown parameter."
     assert {e["action"] for e in older["events"]} == {"key.create", "program.create"}
     assert older["next_before"] is None
     only = api.get(f"/api/v1/audit?program_id={program['id']}").get_json()

@@ -176,4 +176,9 @@ def test_only_admins_manage_webhooks(guarded_app: Flask) -> None:
         assert other.post(f"/api/v1/webhooks/{made['id']}/rotate-secret").status_code == 403
     assert api.get("/api/v1/webhooks/999").status_code == 404
     assert api.get("/api/v1/webhooks?program_id=abc").status_code == 422
+    for query in ("/api/v1/webhooks?programme_id=1",
+                  f"/api/v1/webhooks/{made['id']}/deliveries?bfore=3"):
+        unknown = api.get(query)
+        assert unknown.status_code == 422 and unknown.json["errors"][0]["message"] == \
+            "Unknown parameter.", unknown.json
     assert api.request("PATCH", f"/api/v1/webhooks/{made['id']}", json={}).status_code == 422
