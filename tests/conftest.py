@@ -22,11 +22,12 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from app import create_app
 from app.extensions import db
 from tests.apns_server import APNsTestServer, write_server_certificate
-from tests.browser import serve
+from tests.browser import CHROMIUM, launch, need, serve
 from tests.factories import (
     DEV_CERTS,
     ApiClient,
@@ -231,6 +232,25 @@ def free_port() -> Any:
             return int(sock.getsockname()[1])
 
     return pick
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    """Playwright's driver, started once for the session (when a browser test first needs
+    it): a module that launches browsers of its own (with a fake camera) launches them here."""
+    need(CHROMIUM, "Chromium", "chromium fonts-noto-core")
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium, one for every browser test of the session: each test makes a
+    context of its own (cookies, storage, permissions, viewport), as it did when every test
+    module launched its own Chromium (~2 s each, with the driver, for ~20 modules)."""
+    launched = launch(playwright)
+    yield launched
+    launched.close()
 
 
 @pytest.fixture
