@@ -234,20 +234,21 @@ def free_port() -> Any:
     return pick
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    """Playwright's driver, started once for the session (when a browser test first needs
-    it): a module that launches browsers of its own (with a fake camera) launches them here."""
+    """Playwright's driver, for the test module (started when a browser test first needs
+    it). Not for the session: while the driver runs, its event loop counts as running in
+    this thread, and asyncio.run() in a later test (tests/wallet/apple/test_apns.py) fails.
+    A module that launches browsers of its own (with a fake camera) launches them here."""
     need(CHROMIUM, "Chromium", "chromium fonts-noto-core")
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Debian's Chromium, one for every browser test of the session: each test makes a
-    context of its own (cookies, storage, permissions, viewport), as it did when every test
-    module launched its own Chromium (~2 s each, with the driver, for ~20 modules)."""
+    """Debian's Chromium, one per test module: each test makes a context of its own
+    (cookies, storage, permissions, viewport)."""
     launched = launch(playwright)
     yield launched
     launched.close()

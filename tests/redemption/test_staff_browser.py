@@ -51,7 +51,8 @@ def database(sqlite_database: Any) -> Any:
 
 @pytest.fixture
 def phone(browser: Browser) -> Iterator[Page]:
-    """A phone without a camera: an offline page of the session's Chromium."""
+    """A phone without a camera: an offline page of the module's Chromium (one launch for
+    these tests, not one each)."""
     context, page = offline_page(browser, **PHONE)
     try:
         yield page
