@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cache
 
 import psycopg
 from alembic.script import ScriptDirectory
@@ -60,10 +61,19 @@ def init_app(app: Flask) -> None:
                         "options": f"-c statement_timeout={TIMEOUT_SECONDS * 1000}"}
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args,
                            hide_parameters=True)
-    script = ScriptDirectory(app.extensions["migrate"].directory)
-    app.extensions[EXTENSION] = SchemaCheck(
-        engine=engine, heads=frozenset(script.get_heads()),
-        known=frozenset(revision.revision for revision in script.walk_revisions()))
+    heads, known = _revisions(str(app.extensions["migrate"].directory))
+    app.extensions[EXTENSION] = SchemaCheck(engine=engine, heads=heads, known=known)
+
+
+@cache
+def _revisions(directory: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The head(s) and every revision of the migrations in ``directory``, read once per
+    process: they are part of the code, which does not change while it runs (Alembic reads
+    and executes every migration file, ~10 ms, for each app made, which the tests do for
+    every test)."""
+    script = ScriptDirectory(directory)
+    return (frozenset(script.get_heads()),
+            frozenset(revision.revision for revision in script.walk_revisions()))
 
 
 def _check(app: Flask) -> SchemaCheck:

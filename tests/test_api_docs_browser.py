@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser
 
-from tests.browser import ARTIFACTS, TIMEOUT_MS, launch, serve
+from tests.browser import ARTIFACTS, TIMEOUT_MS, serve
 from tests.factories import make_app
 
 
@@ -23,17 +23,16 @@ def docs_app(sqlite_database: Any, tmp_path: Path) -> Iterator[Any]:
     yield from make_app(sqlite_database, tmp_path)
 
 
-def test_api_docs_render_offline(docs_app: Any) -> None:
+def test_api_docs_render_offline(docs_app: Any, browser: Browser) -> None:
     spec = docs_app.test_client().get("/api/openapi.json").json
     operations = sum(1 for methods in spec["paths"].values() for method in methods
                      if method in ("get", "post", "put", "patch", "delete"))
     outside: list[str] = []
     failed: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as playwright, serve(docs_app) as live_url:
-        browser = launch(playwright)
+    with serve(docs_app) as live_url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.set_default_timeout(TIMEOUT_MS)
             context.route(lambda url: not url.startswith(live_url + "/"),
                           lambda route: (outside.append(route.request.url), route.abort()))
@@ -47,9 +46,8 @@ def test_api_docs_render_offline(docs_app: Any) -> None:
             shown = page.locator(".opblock-summary-path").all_inner_texts()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "api-docs.png"), full_page=False)
-            context.close()
         finally:
-            browser.close()
+            context.close()
     assert outside == [], f"the docs asked other hosts: {outside}"
     assert failed == [] and errors == [], (failed, errors)
     assert len(shown) == operations

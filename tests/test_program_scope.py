@@ -29,7 +29,7 @@ from app.extensions import db
 from app.loyalty.models import Reward
 from app.webhooks.models import WebhookDelivery, WebhookEvent
 from passes.barcode import make_code
-from tests.factories import ApiClient, card_code, create_card, create_program
+from tests.factories import ApiClient, card_code, create_card, create_program, settle
 from tests.images import image_bytes
 from tests.redemption.test_staff_pages import Staff
 
@@ -312,6 +312,7 @@ def test_another_programs_objects_are_not_found(world: World) -> None:
     ops = [op for op in operations(world.scoped["admin"])
            if (op.method, op.path) not in WHOLE_SERVICE | LISTS]
     assert len(ops) >= 25
+    settle(world.app)  # the set-up's background jobs may still be writing
     before = database_state(world.app)
     for op in ops:
         reached = []
@@ -422,6 +423,7 @@ def test_whole_service_operations_need_a_key_of_every_program(world: World) -> N
     assert {(method, path) for method, path, _ in templates} == WHOLE_SERVICE
     calls = [(method, path.format(key_id=key_id, account_id=account_id), request)
              for method, path, request in templates]
+    settle(world.app)  # the set-up's background jobs may still be writing
     before = database_state(world.app)
     for method, path, request in calls:
         refused = scoped.request(method, path, **request)

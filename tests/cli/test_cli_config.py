@@ -55,22 +55,61 @@ def test_dev_certs_needs_no_settings(bare_env: dict[str, str], tmp_path: Path) -
     assert (tmp_path / "certs" / "pass.pem").is_file()
 
 
-@pytest.mark.parametrize(("settings", "named"), [
+CONFIGURATION_ERRORS = [
     ({}, "POINTPASS_DATABASE_URL"),
     ({"DATABASE_URL": "postgresql://db.internal/pointpass"}, "POINTPASS_DATABASE_URL"),
     ({"POINTPASS_DATABASE_URL": "sqlite:///x.db", "POINTPASS_SECRET_KEY": "abc"},
      "POINTPASS_SECRET_KEY"),
-])
+]
+
+
+def in_process(*args: str, env: dict[str, str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
+               capfd: pytest.CaptureFixture[str]) -> tuple[Any, str]:
+    """``pointpass *args`` run by the console script's own ``main`` in this process, with
+    only ``env`` as the environment and ``cwd`` as the working directory: its exit code and
+    what it wrote to stderr. A process of its own costs ~2 s of imports for what the
+    script's main (``sys.exit(cli.main())``) does anyway."""
+    from app.cli.cli import main
+
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr("sys.argv", ["pointpass", *args])
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code, capfd.readouterr().err
+
+
+def one_line_error(code: Any, stderr: str, named: str, tmp_path: Path) -> None:
+    assert code == 1
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_configuration_error_is_one_line_from_the_script(bare_env: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    """The installed script, as on a freshly installed machine (the other commands and
+    settings: below, in this process)."""
+    settings, named = CONFIGURATION_ERRORS[0]
+    result = run("db", "upgrade", env={**bare_env, **settings}, cwd=tmp_path)
+    one_line_error(result.returncode, result.stderr, named, tmp_path)
+
+
+@pytest.mark.parametrize(("settings", "named"), CONFIGURATION_ERRORS)
 @pytest.mark.parametrize("command", [["db", "upgrade"], ["list-keys"], ["spec"]])
 def test_a_configuration_error_is_one_line(bare_env: dict[str, str], tmp_path: Path,
                                            settings: dict[str, str], named: str,
-                                           command: list[str]) -> None:
-    result = run(*command, env={**bare_env, **settings}, cwd=tmp_path)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
-    assert not (tmp_path / "x.db").exists()
+                                           command: list[str],
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capfd: pytest.CaptureFixture[str]) -> None:
+    code, stderr = in_process(*command, env={**bare_env, **settings}, cwd=tmp_path,
+                              monkeypatch=monkeypatch, capfd=capfd)
+    one_line_error(code, stderr, named, tmp_path)
 
 
 def _current_revision(database: Path) -> str:

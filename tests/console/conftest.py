@@ -4,16 +4,16 @@ page (with its CSRF token), the page's form token."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from app.accounts import service as accounts
-from tests.browser import ARTIFACTS, axe_violations, launch, offline_page
+from tests.browser import ARTIFACTS, axe_violations, offline_page
 
 PASSWORD = "correct horse battery staple"
 
@@ -60,15 +60,6 @@ LANGUAGES = ("en", "id", "th", "ms")
 #: on the tablet Bahasa Indonesia (the longest words of the Latin-script ones) and Thai (the
 #: other script): a layout that holds those holds English and Malay. Halves the tablet runs.
 SCREEN_LANGUAGES = {"desktop": LANGUAGES, "tablet": ("id", "th")}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, one per test module."""
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
 
 
 def console_page(browser: Browser, base_url: str, email: str, *, screen: str = "desktop",

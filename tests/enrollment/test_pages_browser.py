@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import zxingcpp
 from PIL import Image, ImageChops
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 from sqlalchemy import select
 
 from app.enrollment.links import card_page_path, card_page_url
@@ -28,7 +28,7 @@ from app.loyalty.codes import redemption_code
 from app.loyalty.models import Card, Member, Program
 from app.wallet.apple.pass_files import pass_url
 from app.wallet.google import links as google_links
-from tests.browser import ARTIFACTS, PHONE, axe_violations, launch, offline_page, serve
+from tests.browser import ARTIFACTS, PHONE, axe_violations, offline_page, serve
 from tests.clock import FakeClock
 from tests.factories import admin_api, create_card, create_program, make_app
 
@@ -49,14 +49,6 @@ DEVICES: dict[str, dict[str, Any]] = {
 def fake_save_url(card: Card) -> str:
     """Stands in for app.wallet.google.links.save_url, built elsewhere."""
     return f"{GOOGLE_SAVE}/{card.serial_number}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from sqlalchemy import select
 
 from app.audit import AuditEvent
 from app.extensions import db
 from app.feedback import service
-from tests.browser import ARTIFACTS, axe_violations, launch, offline_page
+from tests.browser import ARTIFACTS, axe_violations, offline_page
 from tests.clock import FakeClock
 from tests.console.conftest import SCREENS, make_account, sign_in
 from tests.factories import ApiClient, card_code, create_card
@@ -171,14 +171,6 @@ def test_the_api_validates_the_settings(api: ApiClient, program: dict, body: dic
 
 
 # --- In the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.mark.parametrize("screen", ["desktop", "tablet"])

@@ -5,26 +5,17 @@ screenshots in test-artifacts/; it works with JavaScript off."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.browser import ARTIFACTS, axe_violations, launch, offline_page
+from tests.browser import ARTIFACTS, axe_violations, offline_page
 from tests.factories import ApiClient, create_card
 from tests.feedback.conftest import add_location, ask_for_feedback, earn, invitations
 
 SMALL_PHONE = {"viewport": {"width": 360, "height": 640}, "device_scale_factor": 2,
                "is_mobile": True, "has_touch": True}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

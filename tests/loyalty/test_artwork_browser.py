@@ -3,23 +3,14 @@ the page is the same on both databases). Screenshots go to ``test-artifacts/``."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from passes.languages import LANGUAGES
-from tests.browser import ARTIFACTS, PHONE, launch, offline_page
+from tests.browser import ARTIFACTS, PHONE, offline_page
 from tests.images import image_bytes
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import qrcode
 from PIL import Image
-from playwright.sync_api import Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -37,23 +37,27 @@ from app.loyalty.codes import redemption_code, short_code
 from app.loyalty.models import Card
 from app.redemption import shortcodes
 from app.redemption.models import Redemption
-from tests.browser import ARTIFACTS, CHROMIUM, PHONE, launch, need, offline_page
+from tests.browser import ARTIFACTS, PHONE, launch, need, offline_page
 from tests.factories import ApiClient, ledger_state
 
 FFMPEG = os.environ.get("POINTPASS_TEST_FFMPEG") or shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    need(CHROMIUM, "Chromium", "chromium fonts-noto-core")
-    with sync_playwright() as running:
-        yield running
 
 
 @pytest.fixture
 def database(sqlite_database: Any) -> Any:
     """SQLite only (overrides conftest's both-databases parameter for this module)."""
     return sqlite_database
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    """A phone without a camera: an offline page of the module's Chromium (one launch for
+    these tests, not one each)."""
+    context, page = offline_page(browser, **PHONE)
+    try:
+        yield page
+    finally:
+        context.close()
 
 
 @contextmanager
@@ -182,98 +186,98 @@ def test_scan_from_the_camera_and_redeem_with_one_tap(
                 if "409" not in e] == []
 
 
-def test_manual_entry_without_a_camera_in_thai(app: Any, playwright: Playwright, live_url: str,
+def test_manual_entry_without_a_camera_in_thai(app: Any, phone: Page, live_url: str,
                                                keys: dict[str, str],
                                                funded: dict[str, Any]) -> None:
     serial, code, version = scan_target(app, funded)
     # No fake camera: the phone has none, or it was refused.
-    with staff_phone(playwright) as page:
-        page.goto(f"{live_url}/staff/login?lang=th")
-        page.locator("#key").fill(keys["pos"])  # a till's key cannot redeem
-        page.locator("button[type=submit]").click()
-        assert page.locator("#login-errors").inner_text() == (
-            "คีย์นี้ใช้เครื่องสแกนไม่ได้ ต้องใช้คีย์พนักงาน")
-        page.screenshot(path=str(ARTIFACTS / "staff-login-th.png"), full_page=True)
+    page = phone
+    page.goto(f"{live_url}/staff/login?lang=th")
+    page.locator("#key").fill(keys["pos"])  # a till's key cannot redeem
+    page.locator("button[type=submit]").click()
+    assert page.locator("#login-errors").inner_text() == (
+        "คีย์นี้ใช้เครื่องสแกนไม่ได้ ต้องใช้คีย์พนักงาน")
+    page.screenshot(path=str(ARTIFACTS / "staff-login-th.png"), full_page=True)
 
-        sign_in(page, live_url, keys["staff"], language="th")
-        assert page.locator("html").get_attribute("lang") == "th"
-        page.locator("#scanner-app[data-camera=off]").wait_for()
-        camera_status = page.locator("#camera-status").inner_text()
-        assert camera_status in (
-            "ไม่มีกล้องให้ใช้ พิมพ์โค้ดบัตรด้านล่าง",
-            "กล้องถูกบล็อก พิมพ์โค้ดบัตรด้านล่าง หรืออนุญาตให้ใช้กล้องในการตั้งค่าเบราว์เซอร์")
-        assert page.locator("#viewfinder").is_hidden()
+    sign_in(page, live_url, keys["staff"], language="th")
+    assert page.locator("html").get_attribute("lang") == "th"
+    page.locator("#scanner-app[data-camera=off]").wait_for()
+    camera_status = page.locator("#camera-status").inner_text()
+    assert camera_status in (
+        "ไม่มีกล้องให้ใช้ พิมพ์โค้ดบัตรด้านล่าง",
+        "กล้องถูกบล็อก พิมพ์โค้ดบัตรด้านล่าง หรืออนุญาตให้ใช้กล้องในการตั้งค่าเบราว์เซอร์")
+    assert page.locator("#viewfinder").is_hidden()
 
-        # A typo first: the error is plain, and in Thai.
-        page.locator("#manual-code").fill(code[:-1] + ("A" if code[-1] != "A" else "B"))
-        page.locator("#manual button[type=submit]").click()
-        message = page.locator("#message")
-        message.wait_for(state="visible")
-        assert message.inner_text() == "นี่ไม่ใช่โค้ดบัตรที่ถูกต้อง ขอให้ลูกค้าแสดงบัตรอีกครั้ง"
-        assert page.locator("#camera-status").inner_text() == camera_status  # still says why
+    # A typo first: the error is plain, and in Thai.
+    page.locator("#manual-code").fill(code[:-1] + ("A" if code[-1] != "A" else "B"))
+    page.locator("#manual button[type=submit]").click()
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert message.inner_text() == "นี่ไม่ใช่โค้ดบัตรที่ถูกต้อง ขอให้ลูกค้าแสดงบัตรอีกครั้ง"
+    assert page.locator("#camera-status").inner_text() == camera_status  # still says why
 
-        page.locator("#manual-code").fill(code)
-        page.locator("#manual button[type=submit]").click()
-        page.locator("#member-name").wait_for(state="visible")
-        assert message.is_hidden()
-        assert page.locator("#balance").inner_text() == "250"
-        page.locator("button.reward").click()
-        page.locator("#redeemed").wait_for(state="visible")
-        assert page.locator("#new-balance").inner_text() == "150"
-        page.screenshot(path=str(ARTIFACTS / "staff-manual-th.png"), full_page=True)
-        assert card_state(app, serial) == (150, version + 1, 1)
+    page.locator("#manual-code").fill(code)
+    page.locator("#manual button[type=submit]").click()
+    page.locator("#member-name").wait_for(state="visible")
+    assert message.is_hidden()
+    assert page.locator("#balance").inner_text() == "250"
+    page.locator("button.reward").click()
+    page.locator("#redeemed").wait_for(state="visible")
+    assert page.locator("#new-balance").inner_text() == "150"
+    page.screenshot(path=str(ARTIFACTS / "staff-manual-th.png"), full_page=True)
+    assert card_state(app, serial) == (150, version + 1, 1)
 
-        # The next customer shows the old code again (a screenshot): refused, plainly.
-        page.locator("#next").click()
-        page.locator("#manual-code").fill(code)
-        page.locator("#manual button[type=submit]").click()
-        message.wait_for(state="visible")
-        assert message.inner_text().startswith("โค้ดนี้ถูกใช้ไปแล้ว")
-        page.screenshot(path=str(ARTIFACTS / "staff-used-code-th.png"), full_page=True)
-        assert card_state(app, serial) == (150, version + 1, 1)
-        assert page.outside_requests == []  # type: ignore[attr-defined]
+    # The next customer shows the old code again (a screenshot): refused, plainly.
+    page.locator("#next").click()
+    page.locator("#manual-code").fill(code)
+    page.locator("#manual button[type=submit]").click()
+    message.wait_for(state="visible")
+    assert message.inner_text().startswith("โค้ดนี้ถูกใช้ไปแล้ว")
+    page.screenshot(path=str(ARTIFACTS / "staff-used-code-th.png"), full_page=True)
+    assert card_state(app, serial) == (150, version + 1, 1)
+    assert page.outside_requests == []  # type: ignore[attr-defined]
 
 
-def test_a_used_scan_offers_no_more_rewards(app: Any, playwright: Playwright, live_url: str,
+def test_a_used_scan_offers_no_more_rewards(app: Any, phone: Page, live_url: str,
                                             keys: dict[str, str],
                                             funded: dict[str, Any]) -> None:
     serial, code, version = scan_target(app, funded)
-    with staff_phone(playwright) as page:
-        sign_in(page, live_url, keys["staff"])
-        page.locator("#scanner-app[data-camera=off]").wait_for()
-        page.locator("#manual-code").fill(code)
-        page.locator("#manual button[type=submit]").click()
-        page.locator("button.reward").wait_for(state="visible")
+    page = phone
+    sign_in(page, live_url, keys["staff"])
+    page.locator("#scanner-app[data-camera=off]").wait_for()
+    page.locator("#manual-code").fill(code)
+    page.locator("#manual button[type=submit]").click()
+    page.locator("button.reward").wait_for(state="visible")
 
-        # Meanwhile another till redeems with the same code: the page's scan is spent.
-        other_till = ApiClient(app.test_client(), keys["staff"])
-        assert other_till.post("/api/v1/redemptions", json={"code": code, "points": 10}
-                               ).status_code == 201
-        page.locator("button.reward").click()
-        message = page.locator("#message")
-        message.wait_for(state="visible")
-        assert message.inner_text() == "This scan was already used. Scan the card again."
-        assert page.locator("button.reward").count() == 0
-        assert page.locator("#rewards-box").is_hidden()
-        page.screenshot(path=str(ARTIFACTS / "staff-used-scan.png"), full_page=True)
-        assert card_state(app, serial) == (240, version + 1, 1)
+    # Meanwhile another till redeems with the same code: the page's scan is spent.
+    other_till = ApiClient(app.test_client(), keys["staff"])
+    assert other_till.post("/api/v1/redemptions", json={"code": code, "points": 10}
+                           ).status_code == 201
+    page.locator("button.reward").click()
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert message.inner_text() == "This scan was already used. Scan the card again."
+    assert page.locator("button.reward").count() == 0
+    assert page.locator("#rewards-box").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "staff-used-scan.png"), full_page=True)
+    assert card_state(app, serial) == (240, version + 1, 1)
 
-        # Scanning the card's new code offers the rewards again, for one redemption.
-        page.locator("#next").click()
-        page.locator("#manual-code").fill(pass_code(app, funded))
-        page.locator("#manual button[type=submit]").click()
-        page.locator("button.reward").click()
-        page.locator("#redeemed").wait_for(state="visible")
-        assert page.locator("#new-balance").inner_text() == "140"
-        assert page.locator("#scan-again").is_visible()
-        assert page.locator("button.reward").count() == 0
-        assert card_state(app, serial) == (140, version + 2, 2)
-        assert page.outside_requests == []  # type: ignore[attr-defined]
-        assert [e for e in page.console_errors  # type: ignore[attr-defined]
-                if "409" not in e] == []
+    # Scanning the card's new code offers the rewards again, for one redemption.
+    page.locator("#next").click()
+    page.locator("#manual-code").fill(pass_code(app, funded))
+    page.locator("#manual button[type=submit]").click()
+    page.locator("button.reward").click()
+    page.locator("#redeemed").wait_for(state="visible")
+    assert page.locator("#new-balance").inner_text() == "140"
+    assert page.locator("#scan-again").is_visible()
+    assert page.locator("button.reward").count() == 0
+    assert card_state(app, serial) == (140, version + 2, 2)
+    assert page.outside_requests == []  # type: ignore[attr-defined]
+    assert [e for e in page.console_errors  # type: ignore[attr-defined]
+            if "409" not in e] == []
 
 
-def test_typed_short_code_in_indonesian_then_locked_out(app: Any, playwright: Playwright,
+def test_typed_short_code_in_indonesian_then_locked_out(app: Any, phone: Page,
                                                         live_url: str, keys: dict[str, str],
                                                         funded: dict[str, Any]) -> None:
     """The code under the QR code, typed as read out (lower case, spaces), opens the card; a
@@ -284,33 +288,33 @@ def test_typed_short_code_in_indonesian_then_locked_out(app: Any, playwright: Pl
         code = short_code(found)
         db.session.rollback()
     wrong = code[:-1] + ("A" if code[-1] != "A" else "B")
-    with staff_phone(playwright) as page:
-        sign_in(page, live_url, keys["staff"], language="id")
-        page.locator("#scanner-app[data-camera=off]").wait_for()
-        assert page.locator("#manual-code").get_attribute("placeholder") == "XXXX-XXXX-XXXX"
-        page.locator("#manual-code").fill(wrong)
-        page.locator("#manual button[type=submit]").click()
-        message = page.locator("#message")
-        message.wait_for(state="visible")
-        assert message.inner_text() == ("Tidak ada kartu dengan kode ini. Periksa kembali "
-                                        "bersama pelanggan, lalu ketik ulang.")
+    page = phone
+    sign_in(page, live_url, keys["staff"], language="id")
+    page.locator("#scanner-app[data-camera=off]").wait_for()
+    assert page.locator("#manual-code").get_attribute("placeholder") == "XXXX-XXXX-XXXX"
+    page.locator("#manual-code").fill(wrong)
+    page.locator("#manual button[type=submit]").click()
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert message.inner_text() == ("Tidak ada kartu dengan kode ini. Periksa kembali "
+                                    "bersama pelanggan, lalu ketik ulang.")
 
-        page.locator("#manual-code").fill(code.lower().replace("-", " "))
-        page.locator("#manual button[type=submit]").click()
-        page.locator("#member-name").wait_for(state="visible")
-        assert page.locator("#balance").inner_text() == "250"
-        page.screenshot(path=str(ARTIFACTS / "staff-short-code-id.png"), full_page=True)
+    page.locator("#manual-code").fill(code.lower().replace("-", " "))
+    page.locator("#manual button[type=submit]").click()
+    page.locator("#member-name").wait_for(state="visible")
+    assert page.locator("#balance").inner_text() == "250"
+    page.screenshot(path=str(ARTIFACTS / "staff-short-code-id.png"), full_page=True)
 
-        # Eight more wrong codes with the same key elsewhere; the page's next one locks it.
-        other_till = ApiClient(app.test_client(), keys["staff"])
-        for _ in range(shortcodes.MAX_FAILURES - 2):
-            assert other_till.post("/api/v1/scans", json={"code": wrong}).status_code == 422
-        page.locator("#next").click()
-        page.locator("#manual-code").fill(wrong)
-        page.locator("#manual button[type=submit]").click()
-        message.wait_for(state="visible")
-        assert message.inner_text() == (
-            "Terlalu banyak kode salah yang diketik. Kode yang diketik ditolak selama 15 menit; "
-            "memindai kode QR tetap bisa.")
-        page.screenshot(path=str(ARTIFACTS / "staff-short-code-locked-id.png"), full_page=True)
-        assert page.outside_requests == []  # type: ignore[attr-defined]
+    # Eight more wrong codes with the same key elsewhere; the page's next one locks it.
+    other_till = ApiClient(app.test_client(), keys["staff"])
+    for _ in range(shortcodes.MAX_FAILURES - 2):
+        assert other_till.post("/api/v1/scans", json={"code": wrong}).status_code == 422
+    page.locator("#next").click()
+    page.locator("#manual-code").fill(wrong)
+    page.locator("#manual button[type=submit]").click()
+    message.wait_for(state="visible")
+    assert message.inner_text() == (
+        "Terlalu banyak kode salah yang diketik. Kode yang diketik ditolak selama 15 menit; "
+        "memindai kode QR tetap bisa.")
+    page.screenshot(path=str(ARTIFACTS / "staff-short-code-locked-id.png"), full_page=True)
+    assert page.outside_requests == []  # type: ignore[attr-defined]

@@ -2,19 +2,23 @@
 link enrols the device, a staff member signs in with the PIN pad, and five wrong PINs lock
 another member, told plainly in their language. Every page of the till's own is axe-clean.
 
+The whole flow (the PIN pad's buttons, signing in and out) runs once, in English; each other
+language goes through the same pages (enrolment, names, PIN pad, a wrong PIN, the lock, the
+used link) for their wording and axe-core, with the PINs typed into the field.
+
 SQLite only (test_till_accounts.py covers PostgreSQL). Screenshots go to
 ``test-artifacts/till-<language>-*.png``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.browser import ARTIFACTS, CHROMIUM, PHONE, axe_violations, launch, need, offline_page
+from tests.browser import ARTIFACTS, PHONE, axe_violations, offline_page
 from tests.staff.conftest import Till
 
 # What each language must say: the PIN pad's heading word, attempts left, and the lock.
@@ -24,16 +28,6 @@ WORDING = {
     "th": ("รหัส PIN", "เหลืออีก 1 ครั้ง", "ลองอีกครั้งใน 15 นาที"),
     "ms": ("PIN", "Tinggal 1 cubaan lagi", "cuba lagi dalam 15 minit"),
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module; each test has a context (cookies, storage) of its own."""
-    need(CHROMIUM, "Chromium", "chromium fonts-noto-core")
-    with sync_playwright() as running:
-        launched = launch(running)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -67,12 +61,11 @@ def tap_pin(page: Page, pin: str) -> None:
     page.locator(".pinpad button[type=submit]").click()
 
 
-@pytest.mark.parametrize("language", ["en", "id", "th", "ms"])
-def test_enrol_sign_in_with_the_pin_pad_and_lock_after_five_wrong_pins(
-        app: Any, live_url: str, phone: Page, till: Till, program: dict[str, Any],
-        language: str) -> None:
-    page = phone
-    pin_word, one_left, lock_words = WORDING[language]
+def _enrol(page: Page, app: Any, live_url: str, till: Till, program: dict[str, Any],
+           language: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Siti and Ana (who speak ``language``) at a new location, and a device enrolled there
+    with the manager's link, opened on the phone; the names page shows. Returns Siti, Ana and
+    the link."""
     location = till.location(program)
     siti = till.add_staff("Siti", "2468", location, language=language)
     ana = till.add_staff("Ana", "1357", location, language=language)
@@ -94,9 +87,12 @@ def test_enrol_sign_in_with_the_pin_pad_and_lock_after_five_wrong_pins(
     assert box is not None and box["height"] >= 64
     shot(page, language, "names")
     accessible(page)
+    return siti, ana, link
 
-    page.locator(".member-button", has_text="Siti").click()
-    page.wait_for_url(f"**/staff/pin/{siti['id']}*")
+
+def _pin_pad(page: Page, language: str) -> None:
+    """The PIN pad, as opened from the names."""
+    pin_word = WORDING[language][0]
     assert page.locator("html").get_attribute("lang") == language
     assert pin_word in page.locator("label[for=pin]").inner_text()
     assert page.locator("#pin").get_attribute("inputmode") == "numeric"
@@ -104,6 +100,55 @@ def test_enrol_sign_in_with_the_pin_pad_and_lock_after_five_wrong_pins(
     assert key is not None and key["height"] >= 56 and key["width"] >= 56
     shot(page, language, "pin")
     accessible(page)
+
+
+def _wrong_pins_lock(page: Page, language: str,
+                     send_pin: Callable[[Page, str], None]) -> None:
+    """Five wrong PINs (``send_pin``) on Ana's pad: the fourth says one attempt is left, the
+    fifth locks her out."""
+    _, one_left, lock_words = WORDING[language]
+    for attempt in range(1, 5):
+        send_pin(page, "0000")
+        page.locator("#pin-errors").wait_for()
+        assert page.locator("#pin").input_value() == ""
+        assert str(5 - attempt) in page.locator("#pin-errors").inner_text()
+    assert one_left in page.locator("#pin-errors").inner_text()
+    shot(page, language, "wrong-pin")
+    accessible(page)
+    send_pin(page, "0000")
+    locked = page.locator("#pin-locked")
+    locked.wait_for()
+    assert lock_words in locked.inner_text() and "Ana" in locked.inner_text()
+    assert page.locator("#pin").count() == 0
+    shot(page, language, "locked")
+    accessible(page)
+
+
+def _link_used_up(page: Page, link: str) -> None:
+    """The link is used up: opened again, it says so; and nothing went wrong on the way."""
+    page.goto(link)
+    assert page.locator("#link-gone").is_visible()
+    accessible(page)
+    # No script or CSP error (the 422/423/410 answers are logged too, and meant).
+    errors = page.console_errors  # type: ignore[attr-defined]
+    assert [e for e in errors if not e.startswith("Failed to load resource")] == []
+    assert page.outside_requests == []  # type: ignore[attr-defined]
+
+
+def type_pin(page: Page, pin: str) -> None:
+    """Type ``pin`` into the PIN field (as a keyboard does), then OK."""
+    page.locator("#pin").fill(pin)
+    page.locator(".pinpad button[type=submit]").click()
+
+
+def test_enrol_sign_in_with_the_pin_pad_and_lock_after_five_wrong_pins(
+        app: Any, live_url: str, phone: Page, till: Till, program: dict[str, Any]) -> None:
+    page, language = phone, "en"
+    siti, ana, link = _enrol(page, app, live_url, till, program, language)
+
+    page.locator(".member-button", has_text="Siti").click()
+    page.wait_for_url(f"**/staff/pin/{siti['id']}*")
+    _pin_pad(page, language)
     tap_pin(page, "2468")
     page.wait_for_url("**/staff")
     assert "Siti" in page.locator("#staff-name").inner_text()
@@ -113,28 +158,19 @@ def test_enrol_sign_in_with_the_pin_pad_and_lock_after_five_wrong_pins(
     page.locator("form[action='/staff/logout'] button").click()
     page.wait_for_url("**/staff/login")
     page.locator(".member-button", has_text="Ana").click()
-    for attempt in range(1, 5):
-        tap_pin(page, "0000")
-        page.locator("#pin-errors").wait_for()
-        assert page.locator("#pin").input_value() == ""
-        assert str(5 - attempt) in page.locator("#pin-errors").inner_text()
-    assert one_left in page.locator("#pin-errors").inner_text()
-    shot(page, language, "wrong-pin")
-    accessible(page)
-    tap_pin(page, "0000")
-    locked = page.locator("#pin-locked")
-    locked.wait_for()
-    assert lock_words in locked.inner_text() and "Ana" in locked.inner_text()
-    assert page.locator("#pin").count() == 0
-    shot(page, language, "locked")
-    accessible(page)
+    _wrong_pins_lock(page, language, tap_pin)
     assert ana["id"] != siti["id"]
+    _link_used_up(page, link)
 
-    # The link is used up: opened again, it says so.
-    page.goto(link)
-    assert page.locator("#link-gone").is_visible()
-    accessible(page)
-    # No script or CSP error (the 422/423/410 answers are logged too, and meant).
-    errors = page.console_errors  # type: ignore[attr-defined]
-    assert [e for e in errors if not e.startswith("Failed to load resource")] == []
-    assert page.outside_requests == []  # type: ignore[attr-defined]
+
+@pytest.mark.parametrize("language", [language for language in WORDING if language != "en"])
+def test_each_page_of_the_till_in_every_language(app: Any, live_url: str, phone: Page,
+                                                 till: Till, program: dict[str, Any],
+                                                 language: str) -> None:
+    page = phone
+    _, ana, link = _enrol(page, app, live_url, till, program, language)
+    page.locator(".member-button", has_text="Ana").click()
+    page.wait_for_url(f"**/staff/pin/{ana['id']}*")
+    _pin_pad(page, language)
+    _wrong_pins_lock(page, language, type_pin)
+    _link_used_up(page, link)
