@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.console.conftest import browser  # noqa: F401 - the browser tests' fixture
 from tests.factories import ApiClient, admin_api, create_program, make_app, settle
 from tests.processes import wait_until
 from tests.webhook_receiver import WebhookReceiver, write_certificates
