@@ -48,9 +48,10 @@ def import_members(file: Path, program_ref: str, dry_run: bool, as_json: bool) -
     """Import the members of FILE (CSV with a header row: external_id, name, email, phone,
     language, birthday, tier, opening_balance, opening_balance_expires_at).
 
-    Bad rows are listed with their line number and reasons and skipped; a row whose
-    external_id the program knows is left alone, so running the same file again changes
-    nothing."""
+    Every row is checked first (nothing written yet) and the bad ones are listed with their
+    line number and reasons; then the others are imported in batches, with progress. A row
+    whose external_id the program knows is left alone, so running the same file again
+    changes nothing."""
     audit.act_as(audit.CLI)
     program = _program(program_ref)
 
@@ -62,11 +63,12 @@ def import_members(file: Path, program_ref: str, dry_run: bool, as_json: bool) -
 
     with file.open("rb") as binary:
         try:
-            if dry_run:
-                report = importing.check(program, binary, file.name, on_problem=problem)
-            else:
-                report = importing.run(program, binary, file.name, on_problem=problem,
-                                       on_progress=progress)
+            report = importing.check(program, binary, file.name, on_problem=problem)
+            if not dry_run:
+                click.echo(f"Checked {report.rows} rows: {report.bad} bad (listed above, "
+                           f"skipped), {report.new} to import.", err=True)
+                # The bad rows were listed by the check: the import skips them quietly.
+                report = importing.run(program, binary, file.name, on_progress=progress)
         except importing.BadFile as error:
             raise click.ClickException(f"{file.name}, line {error.problem.line}: "
                                        f"{error.problem.text}") from None

@@ -80,6 +80,12 @@ def test_import_writes_members_cards_balances_and_a_rerun_changes_nothing(
     path, made = members_file
     result = _import(app, program, path)
     assert result.exit_code == 0, result.output
+    # Every row is checked first: the bad ones are all listed (once) before anything is
+    # imported.
+    listed = [line for line in result.stderr.splitlines() if line.startswith("line ")]
+    assert len(listed) == BAD
+    checked = result.stderr.index(f"Checked {ROWS} rows: {BAD} bad")
+    assert result.stderr.rindex("\nline ") < checked
     report = _report(result)
     good = ROWS - BAD
     assert (report["imported"], report["unchanged"], report["bad"]) == (good, 0, BAD)
