@@ -110,6 +110,24 @@ def _card_screen(page: Page, screen: dict[str, Any]) -> None:
     assert _small_targets(page) == []
 
 
+def _add_points_and_undo(page: Any, app: Any, serial: str, screen: dict[str, str],
+                         lang: str) -> None:
+    """From the card's screen: add points for an amount (254), then undo it (250)."""
+    _card_screen(page, screen)
+    _shot(page, lang, "1-card")
+    _no_axe_violations(page)
+
+    _add_points_for_an_amount(page, screen)
+    _shot(page, lang, "2-added")
+    _no_axe_violations(page)
+    assert ledger_state(app, serial) == (254, 254, 2)
+
+    _undo(page)
+    assert page.locator("#redeemed-reward").inner_text() == screen["undone"]
+    assert page.locator("#new-balance").inner_text() == "250"
+    _shot(page, lang, "3-undone")
+
+
 def _add_points_for_an_amount(page: Page, screen: dict[str, Any]) -> None:
     """Add points for a purchase of 45 000 rupiah, typed as the language writes it; a double
     tap adds them once."""
@@ -166,19 +184,7 @@ def test_the_whole_till_flow(app: Any, api: ApiClient, program: dict[str, Any],
 
         # Scan: the camera finds the card's code.
         page.locator("#member-name").wait_for(state="visible")
-        _card_screen(page, screen)
-        _shot(page, lang, "1-card")
-        _no_axe_violations(page)
-
-        _add_points_for_an_amount(page, screen)
-        _shot(page, lang, "2-added")
-        _no_axe_violations(page)
-        assert ledger_state(app, serial) == (254, 254, 2)
-
-        _undo(page)
-        assert page.locator("#redeemed-reward").inner_text() == screen["undone"]
-        assert page.locator("#new-balance").inner_text() == "250"
-        _shot(page, lang, "3-undone")
+        _add_points_and_undo(page, app, serial, screen, lang)
         assert ledger_state(app, serial) == (250, 250, 3)
 
         # Next customer is the same one: the camera scans the card again; redeem, then undo.
@@ -244,19 +250,7 @@ def test_the_till_in_every_language(app: Any, api: ApiClient, program: dict[str,
         page.locator("#manual-code").fill(code)
         page.locator("#manual button[type=submit]").click()
         page.locator("#member-name").wait_for(state="visible")
-        _card_screen(page, screen)
-        _shot(page, lang, "1-card")
-        _no_axe_violations(page)
-
-        _add_points_for_an_amount(page, screen)
-        _shot(page, lang, "2-added")
-        _no_axe_violations(page)
-        assert ledger_state(app, serial) == (254, 254, 2)
-
-        _undo(page)
-        assert page.locator("#redeemed-reward").inner_text() == screen["undone"]
-        assert page.locator("#new-balance").inner_text() == "250"
-        _shot(page, lang, "3-undone")
+        _add_points_and_undo(page, app, serial, screen, lang)
 
         page.locator("#next").click()
         page.locator("#manual-code").fill(code)
