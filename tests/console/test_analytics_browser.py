@@ -7,7 +7,7 @@ every language (screenshots, axe-core clean, nothing loaded from another host)."
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,9 +43,14 @@ def scenario(app: Flask, api: ApiClient, program: dict[str, Any]) -> tuple[date,
     the points earned and redeemed in all (as the API answered the postings)."""
     assert api.request("PATCH", f"/api/v1/programs/{program['id']}",
                        json={"time_zone": "Asia/Jakarta"}).status_code == 200
-    clock = FakeClock(datetime.now(ZONE).timestamp())
+    # Each day's activity at the same local time: now, or (late in the evening, when the
+    # entries would run past midnight) tomorrow morning.
+    start = datetime.now(ZONE)
+    if start.hour >= 20:
+        start = datetime.combine(start.date() + timedelta(days=1), time(9), ZONE)
+    clock = FakeClock(start.timestamp())
     app.config["CLOCK"] = clock
-    first = datetime.now(ZONE).date()
+    first = start.date()
     serials: list[str] = []
     earned_points = redeemed_points = 0
     for day in range(DAYS):
