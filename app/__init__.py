@@ -145,6 +145,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     sweep.add_task(app, analytics_rollup.sweep_task)
     # Webhook deliveries due (retries, a dead drain's leased ones) get a drain of their own.
     sweep.add_task(app, webhook_drain.sweep_task)
+    # A Google class patch that failed when the design changed is sent again.
+    sweep.add_task(app, google_sync.sync_classes)
 
     app.register_blueprint(loyalty_api)
     app.register_blueprint(members_api)

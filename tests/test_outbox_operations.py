@@ -16,10 +16,10 @@ from sqlalchemy import update
 from app import background
 from app.cli.cli import cli
 from app.extensions import db
+from app.loyalty import fanout
 from app.outbox import drain as outbox
 from app.outbox.models import OutboxEntry
 from app.timeutil import utcnow
-from app.wallet import updates
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     DEV_CERTS,
@@ -197,7 +197,7 @@ def test_a_row_whose_last_attempt_died_is_given_up_and_its_update_finishes(
     register_device(app, create_card(api, program)["serial_number"])
     pass_update = api.post(f"/api/v1/programs/{program['id']}/updates", json={}).json
     with app.app_context():
-        updates.run(pass_update["id"])  # the update's job, run here: it marks the card
+        fanout.run(pass_update["id"])  # the update's job, run here: it marks the card
         assert len(outbox.claim(100, lease_seconds=0)) == 1  # a drain leases, then dies
         outbox.drain()  # the next drain (the sweep's) finds the lease run out
 
@@ -237,7 +237,7 @@ def test_rows_left_for_a_wallet_no_longer_configured_are_skipped_with_the_reason
     create_card(api, program)  # its Google object is to be created: a "google" row
     pass_update = api.post(f"/api/v1/programs/{program['id']}/updates", json={}).json
     with queued_app.app_context():
-        updates.run(pass_update["id"])  # the update's job, run here: it marks the card
+        fanout.run(pass_update["id"])  # the update's job, run here: it marks the card
 
     (tmp_path / "restarted").mkdir()
     # The same database, served again without Google Wallet configured.

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from apiflask import APIBlueprint
+from apiflask import APIBlueprint, fields
+from flask import url_for
 
 from app import access, timeutil
 from app.auth.security import ALL_ROLES, actor, auth
@@ -126,15 +127,40 @@ def get_program(program_id: int) -> Program:
     return programs.get(program_id)
 
 
+class ProgramChangeOut(ProgramOut):
+    pass_update = fields.String(allow_none=True, metadata={
+        "description": "URL of the pass update telling every card of the change; null when "
+                       "nothing the passes show changed"})
+
+
+class _ProgramChanged:
+    """The changed program, as ``ProgramChangeOut`` reads it."""
+
+    def __init__(self, program: Program, pass_update: str | None) -> None:
+        self._program = program
+        self.pass_update = pass_update
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._program, name)
+
+
 @bp.patch("/programs/<int:program_id>")
 @bp.auth_required(auth, roles=["admin", "marketer"])
 @bp.input(DesignIn, arg_name="data")
-@bp.output(ProgramOut)
+@bp.output(ProgramChangeOut)
 @bp.doc(summary="Change a program's design (every card's passes follow) or settings",
         description=CONTRAST_RULE + " A change of one colour is checked against the others "
-        "as stored. " + SETTINGS_CHANGES, responses=[401, 403, 404, 422])
-def update_program(program_id: int, data: dict[str, Any]) -> Program:
-    return programs.change(programs.get(program_id), **data)
+        "as stored. " + SETTINGS_CHANGES + " When the passes change, `pass_update` is the "
+        "URL of the update telling every card, chunk by chunk: GET it for progress and the "
+        "estimated finish. A change of what Google Wallet keeps on the loyalty class "
+        "(background colour, organization name, logo, hero image) is one PATCH of the class, "
+        "not one per object.",
+        responses=[401, 403, 404, 422])
+def update_program(program_id: int, data: dict[str, Any]) -> Any:
+    program = programs.get(program_id)
+    pass_update = programs.change_and_tell(program, **data)
+    return _ProgramChanged(program, None if pass_update is None else url_for(
+        "wallet_updates.get_update", update_id=pass_update.id))
 
 
 @bp.post("/programs/<int:program_id>/rewards")

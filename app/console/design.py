@@ -195,7 +195,8 @@ def design(program: Program) -> ResponseReturnValue:
         db.session.rollback()
         form.form_errors.append(exc.detail)
         return _page(program, form, 422, preview=preview)
-    pass_update = updates.request_update(program, actor=audit.current_actor().ref)
+    pass_update = updates.request_update(program, actor=audit.current_actor().ref,
+                                         fields=changed)
     return redirect(url_for("console.design_update", program_id=program.id,
                             update_id=pass_update.id), 303)
 

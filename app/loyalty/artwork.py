@@ -67,7 +67,7 @@ def put(program: Program, kind: str, data: bytes, media_type: str) -> ProgramIma
     dbutil.upsert(ProgramImage, {"program_id": program.id, "kind": kind},
                   {"data": artwork.png, "sha256": artwork.sha256, "width": artwork.width,
                    "height": artwork.height, "created_at": utcnow()})
-    programs.design_changed(program)
+    programs.design_changed(program, {kind})
     audit.record("program.image.upload", program_id=program.id, target=f"program:{program.id}",
                  details={"kind": kind})
     db.session.commit()
@@ -80,7 +80,7 @@ def delete(program: Program, kind: str) -> bool:
     if image is None:
         return False
     db.session.delete(image)
-    programs.design_changed(program)
+    programs.design_changed(program, {kind})
     audit.record("program.image.remove", program_id=program.id, target=f"program:{program.id}",
                  details={"kind": kind})
     db.session.commit()

@@ -114,13 +114,14 @@ def _announce_one(wallets: tuple[Channel, ...]) -> dbutil.DriverStatement:
 
 
 def announce(card_ids: Iterable[int] | Any, update_id: int | None = None, *,
-             new_cards: bool = False) -> int:
+             new_cards: bool = False, fields: frozenset[str] | None = None) -> int:
     """Write outbox rows for ``card_ids`` (ids, or a select of ids) on every channel that has
     someone to tell: Apple when a device registered the card, Google once its object exists
     (or, with ``new_cards``, to create it). Not committed; a drain is asked for after commit
-    if any row was written. Returns the number of rows.
+    if any row was written. Returns the number of rows. ``fields``: what changed program-wide
+    (the channels that do not show it card by card get no rows), ``None`` for the cards.
     """
-    wallets = channels.active()
+    wallets = channels.active(fields)
     if not wallets:
         return 0
     params: dict[str, Any] = {"now": utcnow(), "update_id": update_id}
@@ -153,12 +154,14 @@ def announce_card(tx: dbutil.DriverTransaction, card_id: int, now: datetime) -> 
     return written
 
 
-def touch_cards(where: ColumnElement[bool], update_id: int | None = None,
-                **values: Any) -> int:
-    """Record a change on every card matching ``where`` and announce it (not committed)."""
+def touch_cards(where: ColumnElement[bool], update_id: int | None = None, *,
+                fields: frozenset[str] | None = None, **values: Any) -> int:
+    """Record a change on every card matching ``where`` and announce it (not committed).
+    ``fields``: see :func:`announce`. For a program's every card, see
+    :func:`app.loyalty.fanout.start`: this is one statement over all of them."""
     result = db.session.execute(
         update(Card).where(where).values(**values, **bump(utcnow()))
         .execution_options(synchronize_session=False)
     )
-    announce(select(Card.id).where(where), update_id)
+    announce(select(Card.id).where(where), update_id, fields=fields)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

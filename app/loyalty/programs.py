@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from app import access, audit
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.loyalty import branding, changes, program_texts, rewards
-from app.loyalty.models import Card, Program, ProgramLocation, Reward, Tier
+from app.loyalty import branding, fanout, program_texts, rewards
+from app.loyalty.models import Program, ProgramLocation, Reward, Tier
+from app.outbox.models import PassUpdate
 
 
 def slugify(name: str) -> str:
@@ -93,7 +94,7 @@ def add_location(program: Program, **fields: Any) -> ProgramLocation:
     location = ProgramLocation(program=program, **fields)
     db.session.add(location)
     db.session.flush()
-    changes.touch_cards(Card.program_id == program.id)
+    fanout.program_changed(program.id, {"locations"})
     audit.record("location.create", program_id=program.id, target=f"location:{location.id}",
                  details={name: getattr(location, name) for name in LOCATION_FIELDS})
     db.session.commit()
@@ -117,7 +118,7 @@ def update_location(location: ProgramLocation, **fields: Any) -> ProgramLocation
     for name, value in changed.items():
         setattr(location, name, value)
     if changed:
-        changes.touch_cards(Card.program_id == location.program_id)
+        fanout.program_changed(location.program_id, {"locations"})
         audit.record("location.update", program_id=location.program_id,
                      target=f"location:{location.id}", details=changed)
     db.session.commit()
@@ -177,17 +178,36 @@ def change(program: Program, *, touch_cards: bool = True, commit: bool = True,
     then starts a pass update of every card in the same transaction
     (``app.wallet.updates.request_update``, as the console's "Publish" does), so each device
     is told once, with progress to follow."""
+    changed = _apply(program, fields)
+    if changed and touch_cards:
+        fanout.program_changed(program.id, changed)
+    if commit:
+        db.session.commit()
+    return program
+
+
+def change_and_tell(program: Program, **fields: Any) -> PassUpdate | None:
+    """:func:`change`, and return the pass update that tells every card (committed), or
+    ``None`` when nothing the passes show changed."""
+    changed = _apply(program, fields)
+    pass_update = fanout.program_changed(program.id, changed) if changed else None
+    db.session.commit()
+    return pass_update
+
+
+def _apply(program: Program, fields: dict[str, Any]) -> set[str]:
+    """Set and audit ``fields``; returns those whose change the passes show."""
     for name in fields:
         if name not in DESIGN_FIELDS and name not in SETTINGS_FIELDS:
             raise ValueError(f"{name} is neither a design field nor a setting")
     design = {name: value for name, value in fields.items() if name in DESIGN_FIELDS}
+    changed = set(design)
     if design:
-        _change_design(program, design, touch_cards=touch_cards)
-    _change_settings(program, {name: value for name, value in fields.items()
-                               if name in SETTINGS_FIELDS}, design_changed_too=bool(design))
-    if commit:
-        db.session.commit()
-    return program
+        _change_design(program, design)
+    if _change_settings(program, {name: value for name, value in fields.items()
+                                  if name in SETTINGS_FIELDS}):
+        changed.add("time_zone")
+    return changed
 
 
 def update_settings(program: Program, **fields: Any) -> Program:
@@ -199,16 +219,15 @@ def update_settings(program: Program, **fields: Any) -> Program:
     return change(program, **fields)
 
 
-def _change_settings(program: Program, settings: dict[str, Any], *,
-                     design_changed_too: bool) -> None:
+def _change_settings(program: Program, settings: dict[str, Any]) -> bool:
+    """Set and audit the settings; ``True`` if the passes change (the time zone did)."""
     zone_changed = "time_zone" in settings and settings["time_zone"] != program.time_zone
     for name, value in settings.items():
         setattr(program, name, value)
     if settings:
         audit.record("program.settings", program_id=program.id, target=f"program:{program.id}",
                      details={"values": settings})
-    if zone_changed and not design_changed_too:  # a design change rebuilt the passes already
-        changes.touch_cards(Card.program_id == program.id)
+    return zone_changed
 
 
 def update_design(program: Program, **fields: Any) -> Program:
@@ -221,12 +240,13 @@ def update_design(program: Program, **fields: Any) -> Program:
         if name not in DESIGN_FIELDS:
             raise ValueError(f"{name} is not a design field")
     _change_design(program, fields)
+    fanout.program_changed(program.id, fields)
     db.session.commit()
     return program
 
 
-def _change_design(program: Program, fields: dict[str, Any], *,
-                   touch_cards: bool = True) -> None:
+def _change_design(program: Program, fields: dict[str, Any]) -> None:
+    """Set and audit the design ``fields``; the design version goes up (not the cards)."""
     if any(name in fields for name in COLOUR_FIELDS):
         branding.check_contrast({name: fields.get(name, getattr(program, name))
                                  for name in COLOUR_FIELDS})
@@ -234,7 +254,7 @@ def _change_design(program: Program, fields: dict[str, Any], *,
         if name == "texts":
             value = program_texts.merged(program.texts, value) or None
         setattr(program, name, value)
-    design_changed(program, touch_cards=touch_cards)
+    design_changed(program, fields, touch_cards=False)
     details: dict[str, Any] = {"fields": sorted(fields)}
     values = {name: fields[name] for name in AUDITED_VALUES if name in fields}
     if values:
@@ -245,10 +265,12 @@ def _change_design(program: Program, fields: dict[str, Any], *,
                  details=details)
 
 
-def design_changed(program: Program, *, touch_cards: bool = True) -> None:
+def design_changed(program: Program, fields: Iterable[str], *,
+                   touch_cards: bool = True) -> None:
     """Record that how the program looks changed (in the caller's transaction): its design
     version goes up, so the Google class is patched, and (unless ``touch_cards`` is false)
-    every card's passes are rebuilt and their devices told."""
+    every card's passes are rebuilt and their devices told, chunk by chunk after commit
+    (:mod:`app.loyalty.fanout`). ``fields``: the design fields (or artwork kinds) changed."""
     program.design_version = Program.design_version + 1
     if touch_cards:
-        changes.touch_cards(Card.program_id == program.id)
+        fanout.program_changed(program.id, fields)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from app import audit
 from app.errors import Conflict, NotFound, Unprocessable
 from app.extensions import db
-from app.loyalty import changes
+from app.loyalty import changes, fanout
 from app.loyalty.models import Card, EarningRule, Program, Reward, Tier
 from app.timeutil import utcnow
 
@@ -66,7 +66,7 @@ def create(program: Program, *, name: str, points_cost: int, active: bool = True
     db.session.flush()
     audit.record("reward.create", program_id=program.id, target=f"reward:{reward.id}",
                   details=_details(reward))
-    changes.touch_cards(Card.program_id == program.id)
+    fanout.program_changed(program.id, {"rewards"})
     db.session.commit()
     return reward
 
@@ -91,7 +91,7 @@ def edit(program: Program, reward_id: int, **fields: Any) -> Reward:
             setattr(reward, name, value)
         audit.record("reward.update", program_id=program.id, target=f"reward:{reward.id}",
                      details=changed)
-        changes.touch_cards(Card.program_id == program.id)
+        fanout.program_changed(program.id, {"rewards"})
     db.session.commit()
     return reward
 
@@ -151,7 +151,7 @@ def retire(program: Program, reward_id: int) -> Reward:
     reward.retired_at = utcnow()
     audit.record("reward.retire", program_id=program.id, target=f"reward:{reward.id}",
                  details={"name": reward.name})
-    changes.touch_cards(Card.program_id == program.id)
+    fanout.program_changed(program.id, {"rewards"})
     db.session.commit()
     return reward
 
@@ -248,8 +248,8 @@ def edit_tier(program: Program, tier_id: int, **fields: Any) -> Tier:
                      details=changed)
         if "threshold" in changed:
             _retier(program)
-        else:  # the pass shows the tier's name
-            changes.touch_cards(Card.program_id == program.id)
+        else:  # the passes show the tier's name
+            fanout.program_changed(program.id, {"tiers"})
     db.session.commit()
     return tier
 

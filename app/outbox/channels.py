@@ -63,6 +63,9 @@ Audience = Callable[[ColumnElement[int], bool], ColumnElement[bool] | None]
 # ``deliver(rows, outcome)``: tell the wallet about the leased ``rows`` (all of this channel)
 # and commit; record in ``outcome`` the rows to retry and the per-update counts.
 Deliver = Callable[[list[Claimed], Delivery], None]
+# ``program_changed(program_id, fields)``: the program's ``fields`` changed (a design, say);
+# called once per change, in a job, before its cards are marked (may call out; may raise).
+ProgramChanged = Callable[[int, frozenset[str]], None]
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,22 @@ class Channel:
 
     ``name`` is stored in each outbox row (at most 8 characters). ``enabled`` says, in an
     app context, whether the channel is configured: no rows are written for it while not.
+    ``depends_on`` names the program-wide fields its per-card deliveries show (``None``: all
+    of them); a program change of none of them writes no rows for it, and only its
+    ``program_changed`` hook hears of it.
     """
 
     name: str
     audience: Audience
     deliver: Deliver
     enabled: Callable[[], bool] = lambda: True
+    depends_on: frozenset[str] | None = None
+    program_changed: ProgramChanged | None = None
+
+    def shows(self, fields: frozenset[str] | None) -> bool:
+        """Whether a change of ``fields`` (``None``: of the cards themselves) changes what
+        this channel's wallets show card by card."""
+        return fields is None or self.depends_on is None or bool(fields & self.depends_on)
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 8:
@@ -96,9 +109,11 @@ def registered() -> dict[str, Channel]:
     return current_app.extensions.get(EXTENSION, {})  # type: ignore[no-any-return]
 
 
-def active() -> tuple[Channel, ...]:
-    """The current app's channels that are configured: those to write outbox rows for."""
-    return tuple(channel for channel in registered().values() if channel.enabled())
+def active(fields: frozenset[str] | None = None) -> tuple[Channel, ...]:
+    """The current app's channels that are configured: those to write outbox rows for (for
+    a program change of ``fields``, those that show it card by card)."""
+    return tuple(channel for channel in registered().values()
+                 if channel.enabled() and channel.shows(fields))
 
 
 def announce_statement(channels: tuple[Channel, ...], card_id: ColumnElement[int],

@@ -49,7 +49,13 @@ class PassUpdate(db.Model):
     # passed, the run is presumed dead and the sweep may resume the update.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     requested_by: Mapped[str] = mapped_column(String(64))
+    # What changed program-wide, comma-separated (``background_color,logo``), for a design,
+    # artwork, reward, location or time-zone change; NULL for a marketer's update of the
+    # cards. A channel whose per-card content shows none of it is not told card by card.
+    fields: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When its first run started marking: the pace since then gives the estimated finish.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -10,7 +10,7 @@ from apiflask.schemas import Schema
 from flask import url_for
 
 from app.auth.security import actor, auth
-from app.loyalty import programs
+from app.loyalty import fanout, programs
 from app.loyalty.schemas import DesignFieldsIn
 from app.outbox.models import PassUpdate
 from app.schemas import InputSchema, text
@@ -55,12 +55,22 @@ class UpdateOut(Schema):
     failures = fields.Integer(metadata={
         "description": "devices a wallet refused for good, and cards given up on after the "
                        "outbox's retry limit (a later successful retry is no failure)"})
+    changed = fields.List(fields.String(), allow_none=True, metadata={
+        "description": "what changed program-wide (design fields such as background_color, "
+                       "artwork such as logo, rewards, tiers, locations, time_zone) for an "
+                       "update a program change started; null for a marketer's update"})
     created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when marking its cards began"})
+    estimated_finish = fields.DateTime(allow_none=True, metadata={
+        "description": "when it should be done at the pace kept since it started (cards "
+                       "done per second); null before the first card is done and once done"})
     finished_at = fields.DateTime(allow_none=True)
     url = fields.String()
 
 
 def _body(pass_update: PassUpdate) -> dict[str, Any]:
+    changed = fanout.fields_of(pass_update)
     return {
         "id": pass_update.id,
         "program_id": pass_update.program_id,
@@ -73,7 +83,10 @@ def _body(pass_update: PassUpdate) -> dict[str, Any]:
         "devices_skipped": pass_update.devices_skipped,
         "skipped": updates.skipped_by_reason(pass_update.id),
         "failures": pass_update.failures,
+        "changed": None if changed is None else sorted(changed),
         "created_at": pass_update.created_at,
+        "started_at": pass_update.started_at,
+        "estimated_finish": fanout.eta(pass_update),
         "finished_at": pass_update.finished_at,
         "url": url_for("wallet_updates.get_update", update_id=pass_update.id),
     }

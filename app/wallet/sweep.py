@@ -1,7 +1,7 @@
 """The periodic sweep: whatever a dead worker or a lost job left behind is picked up again.
 
 Every ``POINTPASS_OUTBOX_SWEEP_SECONDS`` a coalesced sweep job resumes the marketer updates
-whose run died (:func:`app.wallet.updates.resume_interrupted`) and asks for an outbox drain,
+whose run died (:func:`app.loyalty.fanout.resume_interrupted`) and asks for an outbox drain,
 which delivers rows a dead drain had leased once their lease runs out; in between it runs the
 periodic tasks other parts added with :func:`add_task` (campaigns start the scheduled ones
 that are due). It runs in ``pointpass worker``, or in the web process when jobs run
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from flask import Flask, current_app
 
 from app import background
+from app.loyalty import fanout
 from app.outbox import drain as outbox
-from app.wallet import updates
 
 SWEEP_KEY = "sweep"
 TASKS = "pointpass.sweep_tasks"
@@ -31,7 +31,7 @@ def add_task(app: Flask, task: Callable[[], None]) -> None:
 
 def sweep() -> None:
     """Resume interrupted updates, run the added tasks and drain the outbox (a job)."""
-    updates.resume_interrupted()
+    fanout.resume_interrupted()
     for task in current_app.extensions.get(TASKS, ()):
         task()
     outbox.request_drain()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from app.loyalty.models import ProgramImage
 from tests.enrollment.test_pages import card_path
-from tests.factories import DEV_CERTS, ApiClient, create_card, row_counts
+from tests.factories import DEV_CERTS, ApiClient, create_card, row_counts, settle
 from tests.images import bomb_png, image_bytes
 
 RED_LOGO = image_bytes((400, 200), colour=(200, 30, 30))
@@ -142,6 +142,7 @@ def test_uploaded_images_are_in_the_pass_at_every_scale(
                                      ("strip", GREEN_STRIP, "image/jpeg"),
                                      ("icon", BLUE_ICON, "image/png")):
         assert put_image(api, program["id"], kind, data, content_type).status_code == 200
+    settle(app)  # the cards are marked changed by the update's job
     data = _pkpass(app, card)
     assert data != first  # the upload made a new version of the pass
     with zipfile.ZipFile(io.BytesIO(data)) as archive:

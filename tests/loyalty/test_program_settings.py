@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.loyalty.models import Card, Program
-from tests.factories import create_card, create_program
+from tests.factories import create_card, create_program, settle
 
 DEFAULTS = {"points_expire_after_days": None, "expiry_reminder_days": 14, "pending_days": 0,
             "refund_shortfall": "clamp", "time_zone": "UTC", "value_of_1000_points": None}
@@ -82,9 +82,16 @@ def test_a_new_time_zone_rebuilds_the_passes_but_not_the_design(app: Any, api: A
                            json={"time_zone": "Asia/Bangkok"})
     assert response.status_code == 200, response.json
     assert response.json["time_zone"] == "Asia/Bangkok"
+    update = api.get(response.json["pass_update"]).json
+    assert update["changed"] == ["time_zone"]
+    settle(app)  # the update marks the cards in a job, after the change committed
     assert _versions(app, program["id"]) == (design, [card_version + 1])
+    assert api.get(response.json["pass_update"]).json["status"] == "done"
     # The same zone again changes nothing.
-    api.request("PATCH", f"/api/v1/programs/{program['id']}", json={"time_zone": "Asia/Bangkok"})
+    again = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                        json={"time_zone": "Asia/Bangkok"})
+    assert again.json["pass_update"] is None
+    settle(app)
     assert _versions(app, program["id"]) == (design, [card_version + 1])
 
 
@@ -98,6 +105,9 @@ def test_design_and_settings_in_one_patch(app: Any, api: Any) -> None:
     assert response.status_code == 200, response.json
     assert (response.json["name"], response.json["time_zone"], response.json["pending_days"]) \
         == ("Kopi Baru", "Asia/Kuala_Lumpur", 2)
+    # One update tells the cards of both changes: each pass gets one new version.
+    assert api.get(response.json["pass_update"]).json["changed"] == ["name", "time_zone"]
+    settle(app)
     assert _versions(app, program["id"]) == (design + 1, [card_version + 1])
 
 

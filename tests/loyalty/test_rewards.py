@@ -14,7 +14,7 @@ from app.extensions import db
 from app.loyalty import programs
 from app.loyalty.models import Card
 from app.wallet.apple.pass_files import next_reward
-from tests.factories import ApiClient, card_code, create_card, create_program
+from tests.factories import ApiClient, card_code, create_card, create_program, settle
 
 
 def rewards_of(api: ApiClient, program: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,6 +84,7 @@ def test_edit_a_reward_and_every_pass_follows(
     response = api.request("PATCH", path, json={"name": "Kopi", "points_cost": 120})
     assert response.status_code == 200, response.json
     assert (response.json["name"], response.json["points_cost"]) == ("Kopi", 120)
+    settle(app)  # every card is marked by the update the change started
     assert card_version(app, card["serial_number"]) > before
     assert api.request("PATCH", path, json={}).status_code == 422
     assert api.request("PATCH", path, json={"points_cost": 0}).status_code == 422
@@ -111,6 +112,7 @@ def test_retire_removes_the_reward_everywhere_but_history(
     response = api.post(f"/api/v1/programs/{program['id']}/rewards/{coffee['id']}/retire")
     assert response.status_code == 200, response.json
     assert response.json["retired_at"] is not None
+    settle(app)  # every card is marked by the update the change started
     assert card_version(app, serial) > before
     # Listed as retired, after the current ones; gone from the program's own list.
     listed = rewards_of(api, program)

@@ -323,6 +323,16 @@ class GoogleWalletClient:
         patched = self._request("PATCH", self._path("loyaltyClass", body["id"]), body)
         return dict(patched.json())
 
+    def patch_class(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Patch the loyalty class Google is known to have with ``body`` (one request), or
+        create it if Google says it has none; return it."""
+        response = self._request("PATCH", self._path("loyaltyClass", body["id"]), body,
+                                 allow=(404,))
+        if response.status_code != 404:
+            return dict(response.json())
+        self._count("missing_inserted")
+        return dict(self._request("POST", "loyaltyClass", body).json())
+
     def get_class(self, class_id: str) -> dict[str, Any] | None:
         """The loyalty class, or ``None`` if Google does not know it."""
         response = self._request("GET", self._path("loyaltyClass", class_id), allow=(404,))

@@ -197,7 +197,11 @@ def ensure_class(wallet: GoogleWallet, program: Program) -> None:
         db.session.commit()
         return
     design_version = program.design_version
-    wallet.client().upsert_class(loyalty_class_body(class_content(wallet, program)))
+    body = loyalty_class_body(class_content(wallet, program))
+    if state is None:
+        wallet.client().upsert_class(body)
+    else:  # Google has the class: one PATCH
+        wallet.client().patch_class(body)
     dbutil.upsert(GoogleClassState, {"program_id": program.id},
             {"synced_design_version": design_version, "synced_at": utcnow()})
     db.session.commit()
@@ -376,7 +380,46 @@ def enabled() -> bool:
     return wallet is not None and wallet.sync_enabled
 
 
-CHANNEL = Channel(CHANNEL_NAME, audience=audience, deliver=deliver, enabled=enabled)
+# The program-wide fields a Google object shows (everything else of a program's design lives
+# on its loyalty class, patched once by :func:`program_changed`): the points label (and the
+# texts that translate it), the barcode's kind, the tiers' names, the dates of pending and
+# expiring points (in the program's time zone), and the header of a member's message.
+OBJECT_FIELDS = frozenset({"points_label", "texts", "google_rotating_barcode", "tiers",
+                           "time_zone", "name"})
+
+
+def program_changed(program_id: int, fields: frozenset[str]) -> None:
+    """A program change: one PATCH of the loyalty class, if its design is newer than
+    Google's (objects are patched card by card only for :data:`OBJECT_FIELDS`)."""
+    wallet = google_wallet()
+    program = db.session.get(Program, program_id)
+    if wallet is None or not wallet.sync_enabled or program is None:
+        return
+    ensure_class(wallet, program)
+
+
+def sync_classes() -> None:
+    """Patch every loyalty class whose design Google does not have yet (the periodic sweep:
+    a class patch that failed when its change was made is sent again)."""
+    wallet = google_wallet()
+    if wallet is None or not wallet.sync_enabled:
+        return
+    behind = list(db.session.scalars(
+        select(Program.id).outerjoin(GoogleClassState,
+                                     GoogleClassState.program_id == Program.id)
+        .where(GoogleClassState.program_id.is_not(None),
+               GoogleClassState.synced_design_version < Program.design_version)))
+    db.session.rollback()
+    for program_id in behind:
+        try:
+            program_changed(program_id, frozenset())
+        except (GoogleWalletError, OSError, SyncBusy) as exc:
+            db.session.rollback()
+            log.warning("Google class of program %d not patched yet: %s", program_id, exc)
+
+
+CHANNEL = Channel(CHANNEL_NAME, audience=audience, deliver=deliver, enabled=enabled,
+                  depends_on=OBJECT_FIELDS, program_changed=program_changed)
 
 
 def object_synced(card: Card) -> bool:

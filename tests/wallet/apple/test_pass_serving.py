@@ -19,7 +19,7 @@ from app.config import ConfigError
 from app.wording import pass_wording
 from passes.barcode import read_code
 from passes.languages import LANGUAGES
-from tests.factories import DEV_CERTS, card_short_code
+from tests.factories import DEV_CERTS, card_short_code, settle
 
 
 def _unzip(data: bytes, target: Path) -> dict[str, bytes]:
@@ -148,6 +148,7 @@ def test_new_reward_changes_the_pass(app: Any, api: Any, program: dict[str, Any]
     r = api.post(f"/api/v1/programs/{program['id']}/rewards", json={"name": "Cake",
                                                                     "points_cost": 40})
     assert r.status_code == 201
+    settle(app)  # every card is marked by the update the change started
     after = _download(app, url)
     assert after.data != before.data
     assert after.headers["Last-Modified"] != before.headers["Last-Modified"]

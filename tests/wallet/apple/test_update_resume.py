@@ -128,7 +128,7 @@ def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
     resumes the update and the first one share the work, and each card is marked once."""
     import threading
 
-    from app.wallet import updates
+    from app.loyalty import fanout
 
     app = pg_app
     app.config.update(UPDATE_CHUNK=3, UPDATE_LEASE_SECONDS=0)
@@ -154,7 +154,7 @@ def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
 
     def second_run(update_id: int) -> None:
         with app.app_context():
-            updates.run(update_id)
+            fanout.run(update_id)
 
     try:
         blocker.execute("SELECT id FROM cards WHERE id = %s FOR UPDATE", (card_ids[4],))
@@ -187,9 +187,12 @@ def rq_pg_push_app(postgres_database: Any, tmp_path: Path,
 
 @pytest.mark.redis
 @pytest.mark.postgres
-def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
-    rq_pg_push_app: Flask, apns: APNsTestServer
+@pytest.mark.parametrize("change", ["message", "design"])
+def test_kill_9_of_the_worker_during_an_update_loses_nothing(
+    rq_pg_push_app: Flask, apns: APNsTestServer, change: str
 ) -> None:
+    """A marketer's message, or a design change (the same streamed update, started by the
+    change itself): killed halfway, it resumes, and no device is pushed twice."""
     app = rq_pg_push_app
     env = app.config["TEST_WORKER_ENV"]
     api = admin_api(app)
@@ -207,10 +210,17 @@ def test_kill_9_of_the_worker_during_a_marketer_update_loses_nothing(
     try:
         blocker.execute("SELECT id FROM cards WHERE id = %s FOR UPDATE", (card_ids[12],))
 
-        response = api.post(f"/api/v1/programs/{program['id']}/updates",
-                            json={"message": "Double points this weekend"})
-        assert response.status_code == 202
-        url, update_id = response.json["url"], response.json["id"]
+        if change == "message":
+            response = api.post(f"/api/v1/programs/{program['id']}/updates",
+                                json={"message": "Double points this weekend"})
+            assert response.status_code == 202
+            url = response.json["url"]
+        else:
+            response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                                   json={"background_color": "#123524"})
+            assert response.status_code == 200, response.json
+            url = response.json["pass_update"]
+        update_id = api.get(url).json["id"]
         workers.append(start_worker(env))
 
         def stuck_on_the_third_chunk() -> bool:

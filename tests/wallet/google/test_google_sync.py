@@ -173,6 +173,45 @@ def test_design_change_patches_the_class(google_app: Flask,
     assert api.request("PATCH", f"/api/v1/programs/{program['id']}", json={}).status_code == 422
 
 
+def test_a_design_change_on_the_class_is_one_patch_not_one_per_object(
+        google_app: Flask, wallet_server: GoogleWalletTestServer) -> None:
+    """Colours, the organization's name and the images live on the loyalty class: a change of
+    them is one PATCH of the class, however many objects there are. The points label is on
+    each object: a change of it patches every object, once."""
+    api = admin_api(google_app)
+    program = create_program(api)
+    for i in range(3):
+        api.post(f"/api/v1/programs/{program['id']}/members", json={"name": f"Member {i}"})
+    settle(google_app)
+    class_id = f"{ISSUER_ID}.{program['slug']}"
+    objects = sorted(wallet_server.objects)
+    assert len(objects) == 3
+
+    before = len(wallet_server.api_requests())
+    response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                           json={"background_color": "#112233",
+                                 "organization_name": "Kopi Group"})
+    assert response.status_code == 200, response.json
+    settle(google_app)
+    sent = [(r.operation, r.resource_id) for r in wallet_server.api_requests()[before:]]
+    assert sent == [("patch", class_id)]
+    assert wallet_server.classes[class_id]["issuerName"] == "Kopi Group"
+    progress = api.get(response.json["pass_update"]).json
+    assert (progress["status"], progress["cards_done"], progress["cards_total"]) == (
+        "done", 3, 3)
+    assert progress["changed"] == ["background_color", "organization_name"]
+    assert progress["started_at"] is not None and progress["estimated_finish"] is None
+
+    before = len(wallet_server.api_requests())
+    response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                           json={"points_label": "Beans"})
+    assert response.status_code == 200, response.json
+    settle(google_app)
+    sent = [(r.operation, r.resource_id) for r in wallet_server.api_requests()[before:]]
+    assert sorted(sent) == sorted([("patch", class_id)] + [("patch", o) for o in objects])
+    assert {wallet_server.objects[o]["loyaltyPoints"]["label"] for o in objects} == {"Beans"}
+
+
 def test_save_and_delete_callbacks_are_verified_and_recorded(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
