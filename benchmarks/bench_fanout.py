@@ -157,7 +157,9 @@ def main() -> None:
                "POINTPASS_APPLE_CERT": paths["pass_cert"],
                "POINTPASS_APPLE_KEY": paths["pass_key"],
                "POINTPASS_APPLE_WWDR_CERT": paths["wwdr"],
-               "POINTPASS_APNS_URL": apns_url, "POINTPASS_APNS_CA_FILE": paths["server_ca"]}
+               "POINTPASS_APNS_URL": apns_url, "POINTPASS_APNS_CA_FILE": paths["server_ca"],
+               # The push path alone, as fast as APNs answers (no device fetches here).
+               "POINTPASS_APNS_PUSH_RATE": "0"}
         workers = [subprocess.Popen([BIN / "pointpass", "worker"], env={**os.environ, **env},
                                     cwd=ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)

@@ -85,6 +85,9 @@ class Channel:
     enabled: Callable[[], bool] = lambda: True
     depends_on: frozenset[str] | None = None
     program_changed: ProgramChanged | None = None
+    # ``max_batch(lease_seconds)``: the most rows it can deliver within a lease (a paced
+    # channel), or ``None`` for no limit.
+    max_batch: Callable[[int], int | None] | None = None
 
     def shows(self, fields: frozenset[str] | None) -> bool:
         """Whether a change of ``fields`` (``None``: of the cards themselves) changes what

@@ -100,6 +100,10 @@ def drain() -> DrainStats:
     and sync). Rows of a channel the app has not registered are dropped, with a log line."""
     registry = channels.registered()
     limit, lease = _settings()
+    for channel in registry.values():  # a paced channel must deliver a batch within its lease
+        cap = channel.max_batch(lease) if channel.max_batch is not None else None
+        if cap is not None:
+            limit = min(limit, cap)
     stats = DrainStats()
     _give_up_abandoned()
     while True:

@@ -19,12 +19,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app import telemetry
 from app.extensions import db
+from app.loyalty.models import Card
 from app.outbox.channels import Channel, Claimed, Delivery
+from app.wallet.apple import pacing, pass_files
 from app.wallet.apple.apns import APNS_URL, APNsClient, Outcome, PushResult
 from app.wallet.apple.models import Device, Registration
 from app.wallet.apple.setup import AppleWallet, apple_wallet
 from app.wallet.events import Platform, WalletEventKind
 from app.wallet.events import record as record_event
+from passes.apple import build_pkpass
 
 log = logging.getLogger("pointpass.apple.push")
 
@@ -96,7 +99,13 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
             for update_id in updates_of(cards):
                 outcome.skip(update_id, "apns-not-configured")
         return
-    results = client.push_many(list(cards_of)) if cards_of else []
+    results = []
+    if cards_of:
+        pacer = pacing.pacer_for(current_app._get_current_object(),  # type: ignore[attr-defined]
+                                 lambda: _build_sample(wallet, next(iter(card_rows))))
+        tokens = list(cards_of)
+        for part in (pacer.slices(tokens) if pacer is not None else [tokens]):
+            results.extend(client.push_many(part))
     for result in results:
         telemetry.count_push(result.outcome, result.status, result.reason)
         cards = cards_of[result.token]
@@ -114,6 +123,18 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
         if result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
             forget_token(result)
     db.session.commit()
+
+
+def _build_sample(wallet: AppleWallet, card_id: int) -> bytes:
+    """Build and sign (not store) the pass of card ``card_id`` as a fetch would: what the
+    measured push rate is made of (:mod:`app.wallet.apple.pacing`)."""
+    card = db.session.get(Card, card_id)
+    assert card is not None
+    content = pass_files.content_for(card, wallet)
+    data = build_pkpass(content, wallet.renderer.render(content.design, content.progress),
+                        wallet.signer)
+    db.session.rollback()
+    return data
 
 
 def forget_token(result: PushResult) -> None:
@@ -158,4 +179,5 @@ def enabled() -> bool:
     return apple_wallet() is not None
 
 
-CHANNEL = Channel("apple", audience=audience, deliver=deliver, enabled=enabled)
+CHANNEL = Channel("apple", audience=audience, deliver=deliver, enabled=enabled,
+                  max_batch=pacing.max_batch)

@@ -1,0 +1,115 @@
+"""Pushes are paced to what the web tier can sign (``POINTPASS_APNS_PUSH_RATE``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+
+from app.wallet.apple import pacing
+from tests.apns_server import APNsTestServer
+from tests.factories import REDIS_URL, admin_api, make_app, settle
+from tests.wallet.apple.test_update_resume import _cards_with_phones
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_second_goes_at_once_then_the_rate_holds() -> None:
+    clock = FakeClock()
+    pacer = pacing.Pacer(100, clock=clock)
+    assert pacer.reserve(100) == 0  # a second's worth of burst (the second just gone)
+    assert pacer.reserve(50) == pytest.approx(0.0)
+    assert pacer.reserve(50) == pytest.approx(0.5)  # queued behind the first 50 of the rate
+    clock.now += 0.5
+    assert pacer.reserve(100) == pytest.approx(0.5)
+    clock.now += 60  # idle: the burst is back, no more (a second owed, then this one)
+    assert [pacer.reserve(100) for _ in range(3)] == pytest.approx([0.0, 0.0, 1.0])
+
+
+@pytest.mark.redis
+def test_workers_share_one_rate_through_redis() -> None:
+    connection = redis.Redis.from_url(REDIS_URL)
+    connection.delete(pacing.REDIS_KEY)
+    try:
+        one, two = pacing.Pacer(200, connection), pacing.Pacer(200, connection)
+        waits = [pacer.reserve(100) for _ in range(4) for pacer in (one, two)]
+        # 800 pushes at 200/s, a second's worth at once: the last 100 wait about 2.5 s,
+        # whichever worker reserves them.
+        assert waits[:2] == [0.0, 0.0]
+        assert waits[-1] == pytest.approx(2.5, abs=0.2)
+        assert waits == sorted(waits)
+    finally:
+        connection.delete(pacing.REDIS_KEY)
+
+
+def test_the_rate_is_a_number_auto_or_zero() -> None:
+    app = Flask(__name__)
+    for value, rate in (("auto", None), ("AUTO", None), ("250", 250.0), ("0", 0.0), (12.5, 12.5)):
+        app.config["APNS_PUSH_RATE"] = value
+        assert pacing.configured_rate(app) == rate
+    for bad in ("-1", "fast", "inf"):
+        app.config["APNS_PUSH_RATE"] = bad
+        with pytest.raises(ValueError):
+            pacing.configured_rate(app)
+
+
+def test_the_measured_rate_is_web_cpus_over_the_cost_of_a_fetch() -> None:
+    def build_one() -> None:  # about 2 ms of CPU
+        total = 0
+        for i in range(40_000):
+            total += i * i
+
+    rate = pacing.measured_rate(build_one, cpus=2)
+    one = pacing.measured_rate(build_one, cpus=1)
+    assert 2 * one * 0.5 < rate < 2 * one * 2  # twice the CPUs, twice the rate (noisy box)
+    assert 10 < one < 100_000
+
+
+@pytest.fixture
+def paced_app(database: Any, tmp_path: Path, apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    yield from make_app(database, tmp_path, **apns_app_settings, APNS_PUSH_RATE="10")
+
+
+def test_a_paced_update_pushes_no_faster_than_the_rate(paced_app: Flask,
+                                                       apns: APNsTestServer) -> None:
+    api = admin_api(paced_app)
+    program, phones = _cards_with_phones(paced_app, api, 25)
+    settle(paced_app)
+    apns.reset()
+    response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                           json={"background_color": "#123524"})
+    assert response.status_code == 200, response.json
+    settle(paced_app)
+    times = sorted(r.time for r in apns.requests)
+    assert len(times) == 25 and {r.token for r in apns.requests} == {p.token for p in phones}
+    # 10 a second, the first second's worth at once: the last 15 take at least 1.5 s (less
+    # a slice's rounding).
+    assert times[-1] - times[0] >= 1.3
+    assert api.get(response.json["pass_update"]).json["devices_pushed"] == 25
+
+
+def test_auto_measures_the_rate_from_a_pass_build(push_app: Flask, apns: APNsTestServer,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    api = admin_api(push_app)
+    program, _ = _cards_with_phones(push_app, api, 2)
+    settle(push_app)
+    with caplog.at_level(logging.INFO, logger="pointpass.apple.pacing"):
+        api.post(f"/api/v1/programs/{program['id']}/updates", json={})
+        settle(push_app)
+    assert any("measured" in r.getMessage() for r in caplog.records)
+    with push_app.app_context():
+        pacer = push_app.extensions[pacing.EXTENSION]["pacer"]
+        assert pacer is not None and pacer.rate > 0
+        assert pacing.max_batch(60) == int(pacer.rate * 30)
+
