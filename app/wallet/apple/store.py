@@ -1,7 +1,8 @@
 """Signed passes, kept per card version so an unchanged card is never signed twice.
 
 The store is shared by every process of the service: Redis when ``POINTPASS_REDIS_URL`` is
-set, otherwise files in the instance folder. :meth:`PassStore.get_or_build` holds a lock per
+set (one pass per card, for `POINTPASS_PASS_CACHE_SECONDS`), otherwise files in the instance
+folder. :meth:`PassStore.get_or_build` holds a lock per
 key while it builds, so concurrent fetches of a new version, from any process, sign once.
 """
 
@@ -19,7 +20,7 @@ from flask import Flask
 
 from app.redisclient import redis_for
 
-TTL_SECONDS = 30 * 24 * 3600
+TTL_SECONDS = 60  # POINTPASS_PASS_CACHE_SECONDS: how long Redis keeps a signed pass
 
 
 class PassStore:
@@ -57,7 +58,8 @@ class PassStore:
     def for_app(app: Flask) -> PassStore:
         connection = redis_for(app)
         if connection is not None:
-            return RedisPassStore(connection)
+            return RedisPassStore(connection,
+                                  int(app.config.get("PASS_CACHE_SECONDS", TTL_SECONDS)))
         return FilePassStore(Path(app.instance_path) / "pass-cache")
 
 
@@ -99,16 +101,32 @@ class FilePassStore(PassStore):
 
 
 class RedisPassStore(PassStore):
-    def __init__(self, connection: redis.Redis) -> None:
+    """One Redis key per card (``pointpass:pkpass:<serial>-``) holding its latest signed
+    version, for ``ttl`` seconds: a new version replaces the old one, so a design change of
+    a million cards keeps at most the passes fetched within the TTL, not a million of them.
+    (A device fetches its new pass within seconds of the push, and asks again with
+    ``If-Modified-Since``, which the version answers without the store.)"""
+
+    def __init__(self, connection: redis.Redis, ttl: int = TTL_SECONDS) -> None:
         self.redis = connection
+        self.ttl = ttl
+
+    @staticmethod
+    def _card_key(key: str) -> str:
+        return f"pointpass:pkpass:{key.split('-', 1)[0]}-"
 
     def get(self, key: str) -> bytes | None:
-        return self.redis.get(f"pointpass:pkpass:{key}")  # type: ignore[return-value]
+        value = self.redis.get(self._card_key(key))
+        if value is None:
+            return None
+        stored_key, _, data = bytes(value).partition(b"\n")  # type: ignore[arg-type]
+        return data if stored_key == key.encode() else None
 
     def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
-        self.redis.set(f"pointpass:pkpass:{key}", data, ex=TTL_SECONDS)
+        self.redis.set(self._card_key(key), key.encode() + b"\n" + data, ex=self.ttl)
 
     def forget(self, prefix: str) -> None:
+        # The card's key, and any a release that kept one key per version left behind.
         keys = list(self.redis.scan_iter(match=f"pointpass:pkpass:{prefix}*", count=100))
         if keys:
             self.redis.delete(*keys)
