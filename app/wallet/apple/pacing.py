@@ -117,6 +117,13 @@ def configured_rate(app: Flask) -> float | None:
     return rate
 
 
+def prebuild_enabled(app: Flask) -> bool:
+    """Whether deliveries build and store the passes before they push
+    (``POINTPASS_PASS_PREBUILD``, off by default)."""
+    return str(app.config.get("PASS_PREBUILD", "")).strip().lower() in ("1", "true", "yes",
+                                                                       "on")
+
+
 def web_cpus(app: Flask) -> int:
     """The CPUs serving the web tier (``POINTPASS_WEB_CPUS``, default this machine's)."""
     return max(1, int(app.config.get("WEB_CPUS") or os.cpu_count() or 1))

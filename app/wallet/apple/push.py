@@ -100,6 +100,8 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
                 outcome.skip(update_id, "apns-not-configured")
         return
     results = []
+    if cards_of and pacing.prebuild_enabled(current_app):
+        pass_files.prebuild(sorted({c for cards in cards_of.values() for c in cards}), wallet)
     if cards_of:
         pacer = pacing.pacer_for(current_app._get_current_object(),  # type: ignore[attr-defined]
                                  lambda: _build_sample(wallet, next(iter(card_rows))))

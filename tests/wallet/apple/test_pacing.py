@@ -113,3 +113,28 @@ def test_auto_measures_the_rate_from_a_pass_build(push_app: Flask, apns: APNsTes
         assert pacer is not None and pacer.rate > 0
         assert pacing.max_batch(60) == int(pacer.rate * 30)
 
+
+
+@pytest.fixture
+def prebuild_app(database: Any, tmp_path: Path,
+                 apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    yield from make_app(database, tmp_path, **apns_app_settings, PASS_PREBUILD="1")
+
+
+def test_prebuild_signs_the_passes_before_the_push_and_fetches_find_them(
+        prebuild_app: Flask, apns: APNsTestServer) -> None:
+    app = prebuild_app
+    api = admin_api(app)
+    program, phones = _cards_with_phones(app, api, 4)
+    settle(app)
+    wallet = app.extensions["pointpass.apple"]
+    before = wallet.signatures
+    response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                           json={"background_color": "#123524"})
+    assert response.status_code == 200, response.json
+    settle(app)
+    assert wallet.signatures == before + 4  # built by the delivery, before its pushes
+    for phone in phones:
+        [serial] = phone.changed()
+        assert phone.fetch(serial)["backgroundColor"] == "rgb(18, 53, 36)"
+    assert wallet.signatures == before + 4  # the fetches signed nothing more
