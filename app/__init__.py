@@ -63,6 +63,7 @@ from app.staff.views import bp as till_pages
 from app.wallet import events as _wallet_events  # noqa: F401
 from app.wallet import sweep
 from app.wallet.api import bp as updates_api
+from app.wallet.apple import fastpath as apple_fastpath
 from app.wallet.apple import models as _apple_models  # noqa: F401
 from app.wallet.apple import push as apple_push
 from app.wallet.apple import setup as apple_setup
@@ -113,6 +114,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         "Every answer carries an `X-Request-Id` header (the request's own when it sent a "
         "usable one), also in problem bodies as `request_id` and on the service's log lines.",
     }
+    # Inside every middleware added after it (request ids, metrics): the usual PassKit GETs
+    # are answered before Flask (app/wallet/apple/fastpath.py).
+    apple_fastpath.init_app(app)
     logs.init_app(app)  # POINTPASS_LOG_FORMAT, and a request id per request
     redisclient.init_app(app)
 

@@ -41,7 +41,7 @@ log = logging.getLogger("pointpass.metrics")
 bp = Blueprint("metrics", __name__)
 
 # Where Flask leaves the matched URL rule for the WSGI middleware that counts the request.
-_ROUTE = "pointpass.route"
+ROUTE = "pointpass.route"  # the environ key of the URL rule a request matched
 
 
 @bp.get("/metrics")
@@ -149,7 +149,7 @@ class CountRequests:
         try:
             return self.wsgi_app(environ, start)
         finally:
-            telemetry.count_request(environ.get(_ROUTE, telemetry.UNMATCHED_ROUTE),
+            telemetry.count_request(environ.get(ROUTE, telemetry.UNMATCHED_ROUTE),
                                     environ.get("REQUEST_METHOD", ""), status,
                                     time.perf_counter() - started)
 
@@ -157,7 +157,7 @@ class CountRequests:
 def _note_route(response: Response) -> Response:
     rule = request.url_rule
     if rule is not None:
-        request.environ[_ROUTE] = rule.rule
+        request.environ[ROUTE] = rule.rule
     return response
 
 

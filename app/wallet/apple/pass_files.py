@@ -180,7 +180,7 @@ def signed_pass(serial_number: str, token: str) -> SignedPass:
         raise NotFound("No such pass.")
     if row.erased_at is not None:
         raise CardErased("This pass was removed at its holder's request.")
-    key = _store_key(serial_number, row.version, wallet)
+    key = store_key(serial_number, row.version, wallet)
     data = wallet.store.get(key)
     if data is not None:
         return SignedPass(data, row.last_modified)
@@ -194,7 +194,7 @@ _VERSION_QUERY = select(Card.version, Card.last_modified, Card.erased_at).where(
 )
 
 
-def _store_key(serial_number: str, version: int, wallet: AppleWallet) -> str:
+def store_key(serial_number: str, version: int, wallet: AppleWallet) -> str:
     return f"{serial_number}-{version}-{PASS_FORMAT}-{wallet.signer_fingerprint}"
 
 
@@ -208,7 +208,7 @@ def prebuild(card_ids: list[int], wallet: AppleWallet) -> int:
         select(Card).options(joinedload(Card.member), joinedload(Card.tier),
                              joinedload(Card.program))
         .where(Card.id.in_(card_ids), Card.erased_at.is_(None))).unique().all()
-    keys = [_store_key(card.serial_number, card.version, wallet) for card in cards]
+    keys = [store_key(card.serial_number, card.version, wallet) for card in cards]
     signed = 0
     for card, key, stored in zip(cards, keys, wallet.store.get_many(keys), strict=True):
         if stored is None:
@@ -230,6 +230,6 @@ def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
         wallet.signatures += 1
         return build_pkpass(content, images, wallet.signer)
 
-    key = _store_key(card.serial_number, card.version, wallet)
+    key = store_key(card.serial_number, card.version, wallet)
     data = wallet.store.get_or_build(key, f"{card.serial_number}-", build)
     return SignedPass(data, card.last_modified)

@@ -1,0 +1,169 @@
+"""The two requests every device makes after each push, answered without Flask's machinery.
+
+After a push, Wallet asks which of the device's passes changed
+(``GET /passkit/v1/devices/<device>/registrations/<pass type>?passesUpdatedSince=<tag>``),
+then fetches each (``GET /passkit/v1/passes/<pass type>/<serial>`` with its token and
+``If-Modified-Since``). A design change of a million cards makes a million of each, so their
+usual answers cost one or two indexed queries on a plain connection here, not a Flask
+request, an ORM session and its teardown:
+
+- the list: the device's changed serials and the next tag (200), or nothing changed (204);
+- the pass: 304 when unchanged since ``If-Modified-Since``, or 200 with the signed version
+  the pass store holds (a delivery pre-built it, or another device fetched it first).
+
+Everything else goes to the Flask views (:mod:`app.wallet.apple.webservice`), which stay the
+reference: a malformed identifier or tag, an unknown pass type or serial, a wrong token, an
+erased member's card, ``HEAD``, a version the store lacks (the view builds and signs it), or
+any error here. The answers are the views' own: the same status, headers and content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import BigInteger, Text, bindparam, cast, func, select
+from werkzeug.http import http_date, parse_date
+
+from app.auth.security import tokens_match
+from app.extensions import db
+from app.loyalty.models import Card
+from app.metrics import ROUTE
+from app.wallet.apple import pass_files
+from app.wallet.apple.models import Device, Registration
+from app.wallet.apple.setup import AppleWallet
+from passes.apple import PKPASS_MIME_TYPE
+
+log = logging.getLogger("pointpass.apple.webservice")
+
+PREFIX = "/passkit/v1/"
+_PASS = re.compile(r"/passkit/v1/passes/([^/]+)/([^/]+)")
+_SERIALS = re.compile(r"/passkit/v1/devices/([A-Za-z0-9._-]{1,128})/registrations/([^/]+)")
+# The URL rules of the views these stand for: the request metrics count them alike.
+FETCH_RULE = "/passkit/v1/passes/<pass_type_id>/<serial_number>"
+SERIALS_RULE = "/passkit/v1/devices/<device_id>/registrations/<pass_type_id>"
+
+_CARD = select(Card.authentication_token, Card.version, Card.last_modified, Card.erased_at
+               ).where(Card.serial_number == bindparam("serial"))
+_HORIZON = select(cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text),
+                       BigInteger))
+_CHANGED = (select(Card.serial_number)
+            .join(Registration, Registration.card_id == Card.id)
+            .join(Device, Device.id == Registration.device_id)
+            .where(Device.library_identifier == bindparam("device"), Registration.installed(),
+                   Card.change_stamp >= bindparam("since"))
+            .order_by(Card.serial_number))
+
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+
+class PassKitFastPath:
+    """WSGI middleware: answer the usual list and pass requests directly (see the module's
+    docstring), hand everything else to ``wsgi_app``. Only on PostgreSQL (SQLite's tag is
+    a counter the views keep)."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Any]) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self._engine: Any = None
+        self.enabled = str(app.config.get("PASSKIT_FAST_PATH", "1")).strip().lower() not in (
+            "0", "false", "no", "off")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if (not self.enabled or environ.get("REQUEST_METHOD") != "GET"
+                or not path.startswith(PREFIX)):
+            return self.wsgi_app(environ, start_response)
+        try:
+            answer = self._answer(path, environ)
+        except Exception:  # the view answers it, and reports what went wrong
+            log.debug("fast path declined %s", path, exc_info=True)
+            answer = None
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        status, headers, body = answer
+        if body:
+            headers = [*headers, ("Content-Length", str(len(body)))]
+        start_response(status, headers)
+        return [body]
+
+    def _answer(self, path: str, environ: dict[str, Any]) -> Answer | None:
+        wallet: AppleWallet | None = self.app.extensions.get("pointpass.apple")
+        if wallet is None:
+            return None
+        engine = self._engine
+        if engine is None:
+            with self.app.app_context():
+                engine = self._engine = db.engine
+        if engine.dialect.name != "postgresql":
+            return None
+        match = _PASS.fullmatch(path)
+        if match is not None:
+            if match.group(1) != wallet.pass_type_id:
+                return None
+            environ[ROUTE] = FETCH_RULE
+            return self._pass(engine, wallet, match.group(2), environ)
+        match = _SERIALS.fullmatch(path)
+        if match is not None:
+            if match.group(2) != wallet.pass_type_id:
+                return None
+            environ[ROUTE] = SERIALS_RULE
+            return self._serials(engine, match.group(1), environ.get("QUERY_STRING", ""))
+        return None
+
+    @staticmethod
+    def _pass(engine: Any, wallet: AppleWallet, serial: str,
+              environ: dict[str, Any]) -> Answer | None:
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme != "ApplePass":
+            return None
+        with engine.connect() as connection:
+            row = connection.execute(_CARD, {"serial": serial}).one_or_none()
+        if (row is None or row.erased_at is not None
+                or not tokens_match(token.strip(), row.authentication_token)):
+            return None
+        last_modified = datetime.fromtimestamp(row.last_modified, UTC)
+        since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
+        if since is not None and last_modified <= since:
+            return "304 NOT MODIFIED", [], b""  # as werkzeug sends it: no entity headers
+        data = wallet.store.get(pass_files.store_key(serial, row.version, wallet))
+        if data is None:
+            return None  # the view builds and signs it
+        return "200 OK", [("Content-Type", PKPASS_MIME_TYPE),
+                          ("Last-Modified", http_date(last_modified)),
+                          ("Cache-Control", "no-cache, private")], data
+
+    @staticmethod
+    def _serials(engine: Any, device: str, query: str) -> Answer | None:
+        since = 0
+        if query:
+            name, _, value = query.partition("=")
+            if name != "passesUpdatedSince" or "&" in value or not value.isdigit() \
+                    or len(value) > 20:
+                return None
+            since = int(value)
+        with engine.connect() as connection:
+            # The tag first: every change below it is visible to the query that follows.
+            tag = connection.execute(_HORIZON).scalar_one()
+            serials = list(connection.scalars(_CHANGED, {"device": device, "since": since}))
+            connection.rollback()
+        if not serials:
+            return "204 NO CONTENT", [], b""
+        return "200 OK", [("Content-Type", "application/json")], _json(serials, tag)
+
+
+def _json(serials: Iterable[str], tag: int) -> bytes:
+    # As the view's flask.json writes it: keys sorted.
+    return json.dumps({"serialNumbers": list(serials), "lastUpdated": str(tag)},
+                      sort_keys=True).encode()
+
+
+def init_app(app: Flask) -> None:
+    """Put the fast path in front of ``app``'s views (inside the request-id and metrics
+    middlewares, which wrap it afterwards)."""
+    app.wsgi_app = PassKitFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
