@@ -222,11 +222,13 @@ def _count_updates(finished: list[Claimed], outcome: Delivery) -> None:
 def close_finished_updates(update_ids: list[int]) -> None:
     """Mark ``done`` the updates among ``update_ids`` that are pushing with no outbox row
     left (not committed)."""
-    still_queued = select(OutboxEntry.update_id).where(OutboxEntry.update_id.in_(update_ids))
+    # NOT EXISTS, not NOT IN: it stops at the update's first row left, where NOT IN would
+    # read all of them (hundreds of thousands, at every batch of a big update).
+    still_queued = select(OutboxEntry.id).where(OutboxEntry.update_id == PassUpdate.id)
     db.session.execute(
         update(PassUpdate)
         .where(PassUpdate.id.in_(update_ids), PassUpdate.status == UpdateStatus.PUSHING,
-               PassUpdate.id.not_in(still_queued))
+               ~still_queued.exists())
         .values(status=UpdateStatus.DONE, finished_at=utcnow())
     )
 
