@@ -90,10 +90,14 @@ class OutboxEntry(db.Model):
     # "apple" (push to registered devices) or "google" (patch the object).
     channel: Mapped[str] = mapped_column(String(8), default="apple")
     update_id: Mapped[int | None] = mapped_column(
-        ForeignKey("pass_updates.id", ondelete="SET NULL"), index=True
-    )
+        ForeignKey("pass_updates.id", ondelete="SET NULL"))
     attempts: Mapped[int] = mapped_column(default=0)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_pass_outbox_available_at_id", "available_at", "id"),)
+    __table_args__ = (
+        Index("ix_pass_outbox_available_at_id", "available_at", "id"),
+        # An update's rows, and which of a chunk's cards have one: a marking chunk asks that
+        # of its 2,000 cards however many rows the update has (update_id alone read them all).
+        Index("ix_pass_outbox_update_id_card_id", "update_id", "card_id"),
+    )
