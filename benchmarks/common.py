@@ -103,11 +103,14 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:app",
-             ) -> Iterator[tuple[int, int]]:
+             error_log: Path | None = None) -> Iterator[tuple[int, int]]:
     """Start gunicorn serving ``app`` on a free port once every worker has loaded it; yields
-    ``(port, master pid)``."""
+    ``(port, master pid)``. With ``error_log`` its standard error (the error log and the
+    app's log lines) goes to that file rather than to a pipe nobody reads during the run,
+    which a long run could fill."""
     port = free_port()
     ready = Path(tempfile.mkdtemp(prefix="pointpass-bench-ready-"))
+    errors = error_log.open("wb") if error_log is not None else None
     proc = subprocess.Popen(
         [
             BIN / "gunicorn",
@@ -128,12 +131,14 @@ def gunicorn(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:a
         env={**os.environ, **env, "BENCH_READY_DIR": str(ready)},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors or subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
         while len(list(ready.iterdir())) < workers:
             if proc.poll() is not None or time.monotonic() > deadline:
+                if error_log is not None:
+                    raise RuntimeError(error_log.read_text(errors="replace")[-5000:])
                 raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "")
             time.sleep(0.1)
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -142,6 +147,8 @@ def gunicorn(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:a
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(ready, ignore_errors=True)
+        if errors is not None:
+            errors.close()
 
 
 def _cpu_of(pid: int) -> float:

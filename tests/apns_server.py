@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,9 @@ class APNsTestServer:
     answer is ``400 TopicDisallowed``, as APNs does for certificate-authenticated clients.
     ``strict_headers`` runs h2's checks of every request header (lowercase names, pseudo-header
     order, no connection headers); benchmarks turn it off to spend less time in the server, and
-    ``record=False`` stops keeping requests.
+    ``record=False`` stops keeping requests. ``on_push``, when given, is called with the token
+    of every push answered ``200``, on the server's event loop (:attr:`loop`) as the answer is
+    decided: a benchmark's devices wake from it, so it must return quickly.
     """
 
     def __init__(
@@ -310,6 +313,7 @@ class APNsTestServer:
         check_topic: bool = True,
         record: bool = True,
         strict_headers: bool = True,
+        on_push: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -318,6 +322,7 @@ class APNsTestServer:
         self.check_topic = check_topic
         self.strict_headers = strict_headers
         self.record = record
+        self.on_push = on_push
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ssl.load_cert_chain(str(server_cert_path), str(server_key_path))
         self._ssl.load_verify_locations(cafile=str(client_ca_path))
@@ -403,6 +408,11 @@ class APNsTestServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The server's event loop while it runs (``on_push`` is called on it)."""
+        return self._loop
 
     @property
     def url(self) -> str:
@@ -532,6 +542,7 @@ class APNsTestServer:
         now = time.monotonic()
         answers = []
         records = []
+        pushed: list[str] = []
         with self._lock:  # one acquisition per read, not per request
             for stream_id, stream in completed:
                 headers = {
@@ -543,6 +554,8 @@ class APNsTestServer:
                 if reason is None and token:
                     status, reason, timestamp_ms = self._scripted(token)
                 answers.append((stream_id, status, *_response(status, reason, timestamp_ms)))
+                if status == 200:
+                    pushed.append(token)
                 if self.record:
                     records.append(
                         RecordedRequest(
@@ -559,6 +572,9 @@ class APNsTestServer:
                         )
                     )
             self._requests.extend(records)
+        if self.on_push is not None:
+            for token in pushed:
+                self.on_push(token)
         return answers
 
     def _validate(
