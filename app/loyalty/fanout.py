@@ -17,6 +17,7 @@ hook is called once instead.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from app.timeutil import utcnow
 log = logging.getLogger("pointpass.updates")
 
 CHUNK = 2000  # cards marked per transaction (POINTPASS_UPDATE_CHUNK)
+RUN_SECONDS = 60.0  # then a run hands over to the next (POINTPASS_UPDATE_RUN_SECONDS)
 LEASE_SECONDS = 60  # how long a run may go without progress before it is presumed dead
 
 
@@ -117,9 +119,17 @@ def run(update_id: int) -> None:
     changed = fields_of(pass_update)
     position: int | None = pass_update.last_card_id
     db.session.commit()
+    budget = float(current_app.config.get("UPDATE_RUN_SECONDS", RUN_SECONDS))
+    started = time.monotonic()
     try:
         while position is not None and position >= 0:
             position = _mark_chunk(update_id, where, values, changed, position, chunk, lease)
+            if position is not None and position >= 0 and time.monotonic() - started > budget:
+                # Hand over to a fresh run (rq kills a job after 180 s): it claims the
+                # update at once, the lease given up.
+                _release(update_id, position)
+                background.dispatcher().submit(run, (update_id,), f"update-{update_id}")
+                return
     except Exception:
         # Let the retry (or the next sweep) resume at once rather than when the lease ends.
         db.session.rollback()

@@ -18,6 +18,7 @@ operators to see and retry (:mod:`app.outbox.status`, ``pointpass outbox``).
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,7 @@ from app.timeutil import utcnow
 log = logging.getLogger("pointpass.outbox")
 
 DRAIN_KEY = "outbox-drain"
+DRAIN_SECONDS = 60.0  # then a drain hands over to the next (rq kills a job after 180 s)
 MAX_ATTEMPTS = 20  # 2 + 4 + ... + 512 s, then ten-minute steps: about two hours of retries
 
 
@@ -97,9 +99,16 @@ def claim(limit: int, lease_seconds: int) -> list[Claimed]:
 
 def drain() -> DrainStats:
     """Deliver every available outbox row through its channel (the job behind every push
-    and sync). Rows of a channel the app has not registered are dropped, with a log line."""
+    and sync). Rows of a channel the app has not registered are dropped, with a log line.
+
+    A paced drain of a big update goes on for a long while: after
+    ``POINTPASS_OUTBOX_DRAIN_SECONDS`` (default :data:`DRAIN_SECONDS`) it asks for the next
+    drain and ends after its batch, so no job runs into rq's timeout, which would kill it
+    between its pushes and their bookkeeping (and push those devices again)."""
     registry = channels.registered()
     limit, lease = _settings()
+    budget = float(current_app.config.get("OUTBOX_DRAIN_SECONDS", DRAIN_SECONDS))
+    started = time.monotonic()
     for channel in registry.values():  # a paced channel must deliver a batch within its lease
         cap = channel.max_batch(lease) if channel.max_batch is not None else None
         if cap is not None:
@@ -124,6 +133,9 @@ def drain() -> DrainStats:
         _finish(batch, outcome)
         stats.rows += len(batch)
         stats.retried += len(outcome.retry)
+        if time.monotonic() - started > budget:
+            request_drain()  # the rest in a job of its own
+            return stats
 
 
 def _finish(batch: list[Claimed], outcome: Delivery) -> None:

@@ -32,6 +32,7 @@ from tests.factories import (
     admin_api,
     create_card,
     create_program,
+    make_app,
     make_worker_app,
     register_device,
     settle,
@@ -256,6 +257,34 @@ def test_kill_9_of_the_worker_during_an_update_loses_nothing(
                 os.killpg(worker.pid, signal.SIGKILL)
 
     _assert_done_with_true_counts(api, url, phones, apns)
+    with app.app_context():
+        assert set(db.session.scalars(select(Card.version))) == {2}
+        assert outbox.pending() == 0
+
+
+@pytest.fixture
+def short_jobs_app(database: Any, tmp_path: Path,
+                   apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    """Runs and drains that hand over after every chunk and batch (0 s budgets)."""
+    yield from make_app(database, tmp_path, **apns_app_settings, UPDATE_CHUNK=2,
+                        UPDATE_RUN_SECONDS=0, OUTBOX_BATCH=2, OUTBOX_DRAIN_SECONDS=0)
+
+
+def test_long_runs_and_drains_hand_over_to_fresh_jobs(short_jobs_app: Flask,
+                                                      apns: APNsTestServer) -> None:
+    """A big update's run and its drains stop after their time budget and ask for the next
+    job (rq would kill a job at its timeout, between pushes and their bookkeeping): every
+    card is marked once and every device pushed once all the same."""
+    app = short_jobs_app
+    api = admin_api(app)
+    program, phones = _cards_with_phones(app, api, 7)
+    settle(app)
+    apns.reset()
+    response = api.request("PATCH", f"/api/v1/programs/{program['id']}",
+                           json={"background_color": "#123524"})
+    assert response.status_code == 200, response.json
+    settle(app)
+    _assert_done_with_true_counts(api, response.json["pass_update"], phones, apns)
     with app.app_context():
         assert set(db.session.scalars(select(Card.version))) == {2}
         assert outbox.pending() == 0
