@@ -165,12 +165,13 @@ def pacer_for(app: Flask, build_one: Callable[[], Any]) -> Pacer | None:
 
 
 def max_batch(lease_seconds: int) -> int | None:
-    """The most outbox rows one paced delivery may take: half its lease's worth of pushes
-    (``None``: no limit, when not paced or not measured yet)."""
-    pacer = current_app.extensions.get(EXTENSION, {}).get("pacer")
-    if pacer is None:
-        rate = configured_rate(current_app._get_current_object())  # type: ignore[attr-defined]
-        if not rate:
-            return None
-        return max(1, int(rate * lease_seconds / 2))
-    return max(1, int(pacer.rate * lease_seconds / 2))
+    """The most outbox rows one paced delivery may take: half its lease's worth of pushes,
+    a quarter when it also pre-builds their passes (``None``: no limit, when not paced or
+    not measured yet)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    pacer = app.extensions.get(EXTENSION, {}).get("pacer")
+    rate = pacer.rate if pacer is not None else configured_rate(app)
+    if not rate:
+        return None
+    share = 4 if prebuild_enabled(app) else 2
+    return max(1, int(rate * lease_seconds / share))
