@@ -172,6 +172,7 @@ def test_days_are_the_programs_local_days(
     # In another zone the days are rolled up again, in that zone's days.
     assert api.request("PATCH", f"/api/v1/programs/{program['id']}",
                        json={"time_zone": "UTC"}).status_code == 200
+    settle(app)  # the passes' update the change started
     body = _stats(api, program, "?from=2026-05-04&to=2026-05-06")
     assert body["series"]["purchase_amount"] == [3_000, 0]
     with app.app_context():

@@ -56,7 +56,9 @@ _CHANGED = (select(Card.serial_number)
             .join(Registration, Registration.card_id == Card.id)
             .join(Device, Device.id == Registration.device_id)
             .where(Device.library_identifier == bindparam("device"), Registration.installed(),
-                   Card.change_stamp >= bindparam("since"))
+                   # "+ 0": through the device's registrations, never the stamp's
+                   # index (see app.wallet.apple.registrations.updated_serials)
+                   Card.change_stamp + 0 >= bindparam("since"))
             .order_by(Card.serial_number))
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
