@@ -8,8 +8,8 @@ class and every card's object before the change).
 
 1. Data. ``--cards`` cards (default 1,000,000) of one program made with
    ``app.loyalty.programs.create`` (rewards, two tiers, expiring points), generated with
-   set-based SQL: members in en/id/th/ms who joined in the last 120 days, 0 to 3 purchases
-   each in the last 90 days (ledger entries and their point lots, so balances, tiers and the
+   set-based SQL: members in en/id/th/ms who joined in the last 40 days, 0 to 3 purchases
+   each in the last 30 days (ledger entries and their point lots, so balances, tiers and the
    pass's activity lines vary; no lot expires or is due for a reminder), and the analytics
    rollups brought up to date, as a live service's sweep keeps them. Three cards in five are
    held by one registered Apple device each, two in five have a Google object already synced
@@ -162,15 +162,16 @@ def generate(dsn: str, program_id: int, cards: int) -> None:
             " SELECT %(program)s, 'Member ' || g, (ARRAY['id','id','id','id','en','en','en',"
             f" 'th','th','ms'])[1 + {_h('g', 1)} %% 10], {_h('g', 2)} %% 3 = 0, true,"
             " 'M' || lpad(g::text, 9, '0'),"
-            f" now() - interval '1 day' - ({_h('g', 3)} %% 120) * interval '1 day'"
+            f" now() - interval '1 day' - ({_h('g', 3)} %% 40) * interval '1 day'"
             " FROM generate_series(1, %(cards)s) g", p)
-        # 0 to 3 purchases per member, in the last 90 days (so no lot expires or is due for a
-        # reminder while the benchmark runs: the tick would change passes of its own).
+        # 0 to 3 purchases per member, in the last 30 days (so no lot expires or is due for a
+        # reminder while the benchmark runs: the tick would change passes of its own). Short
+        # spans, because the analytics rollups are brought up to date day by day.
         conn.execute(
             "CREATE TEMP TABLE purchases AS SELECT m.id AS member_id, j,"
             f" 20 + {_h('m.id * 4 + j', 4)} %% 380 AS points,"
-            " greatest(m.created_at, now() - interval '90 days') + (now() - interval '1 hour'"
-            " - greatest(m.created_at, now() - interval '90 days')) * (j / 4.0) AS t"
+            " greatest(m.created_at, now() - interval '30 days') + (now() - interval '1 hour'"
+            " - greatest(m.created_at, now() - interval '30 days')) * (j / 4.0) AS t"
             " FROM members m, generate_series(1, 3) j"
             f" WHERE m.program_id = %(program)s AND j <= {_h('m.id', 5)} %% 4", p)
         conn.execute("CREATE INDEX ON purchases (member_id)")
