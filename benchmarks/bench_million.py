@@ -894,6 +894,27 @@ def google_state(dsn: str, program_id: int, since_update: int) -> dict[str, Any]
             "update_id": row[3]}
 
 
+def forget_queue(redis_url: str, name: str) -> None:
+    """Delete the run's rq queue with its jobs, results and registries (rq keeps failed jobs
+    for a year), and the service's coalescing keys for it."""
+    from redis import Redis
+    from rq import Queue
+
+    with Redis.from_url(redis_url) as connection:
+        queue = Queue(name, connection=connection)
+        ids = set(queue.job_ids)
+        for registry in (queue.started_job_registry, queue.finished_job_registry,
+                         queue.failed_job_registry, queue.scheduled_job_registry,
+                         queue.deferred_job_registry, queue.canceled_job_registry):
+            ids.update(registry.get_job_ids())
+        queue.delete(delete_jobs=True)
+        keys = [f"rq:{kind}:{i}" for i in ids for kind in ("job", "results")]
+        keys += connection.scan_iter(match=f"rq:*:{name}")
+        keys += connection.scan_iter(match=f"pointpass:{name}:*")
+        for start in range(0, len(keys), 1000):
+            connection.delete(*keys[start:start + 1000])
+
+
 def redis_used_mb(redis_url: str) -> float:
     from redis import Redis
 
@@ -1118,13 +1139,7 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     worker.kill()
                     worker.wait()
-            from redis import Redis
-            from rq import Queue
-
-            connection = Redis.from_url(redis_url)
-            Queue(queue, connection=connection).delete(delete_jobs=True)
-            for stale in connection.scan_iter(match=f"pointpass:{queue}:*"):
-                connection.delete(stale)
+            forget_queue(redis_url, queue)
             summary["pass_store"] = pass_store(redis_url, delete=True)
             devices("stop")
             google("stop")
@@ -1308,7 +1323,8 @@ def change(args: Any, dsn: str, port: int, key: str, program_id: int, colour: st
     if results["fetched"] < n_devices:
         failed.append(f"{n_devices - results['fetched']:,} devices never got their pass")
     if state["apple_rows"]:
-        failed.append(f"{state['apple_rows']:,} Apple outbox rows left")
+        failed.append(f"{state['apple_rows']:,} Apple outbox rows left (a drain deletes a "
+                      "batch's rows together, Google's in it too)")
     if update is not None and update.get("status") != "done":
         failed.append(f"update {state['update_id']} is {update.get('status')}, not done")
     if google_done_at is None:
