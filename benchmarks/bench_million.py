@@ -8,8 +8,10 @@ class and every card's object before the change).
 
 1. Data. ``--cards`` cards (default 1,000,000) of one program made with
    ``app.loyalty.programs.create`` (rewards, two tiers, expiring points), generated with
-   set-based SQL: members in en/id/th/ms, 0 to 3 purchases each (ledger entries and their
-   point lots, so balances, tiers and the pass's activity lines vary). Three cards in five are
+   set-based SQL: members in en/id/th/ms who joined in the last 40 days, 0 to 3 purchases
+   each in the last 30 days (ledger entries and their point lots, so balances, tiers and the
+   pass's activity lines vary; no lot expires or is due for a reminder), and the analytics
+   rollups brought up to date, as a live service's sweep keeps them. Three cards in five are
    held by one registered Apple device each, two in five have a Google object already synced
    (``google_objects`` at the card's version, ``google_classes`` at the program's design
    version). ``--keep NAME`` keeps the database for later runs, which reuse it (after
@@ -52,6 +54,7 @@ The last line of output is one JSON object. The exit status is 1 when something 
 complete (a device without its pass, the update or the Google side not done).
 
     python benchmarks/bench_million.py --cards 20000          # a quick run
+    python benchmarks/bench_million.py --keep pointpass_million --setup-only  # made once
     python benchmarks/bench_million.py --keep pointpass_million  # 1,000,000 cards, kept
         [--web-workers 2] [--threads 4] [--workers 1] [--clients 32] [--kill-worker]
         [--env POINTPASS_NAME=VALUE ...] [--google-timeout 30] [--apns-latency 0.005]
@@ -159,15 +162,16 @@ def generate(dsn: str, program_id: int, cards: int) -> None:
             " SELECT %(program)s, 'Member ' || g, (ARRAY['id','id','id','id','en','en','en',"
             f" 'th','th','ms'])[1 + {_h('g', 1)} %% 10], {_h('g', 2)} %% 3 = 0, true,"
             " 'M' || lpad(g::text, 9, '0'),"
-            f" now() - interval '10 days' - ({_h('g', 3)} %% 700) * interval '1 day'"
+            f" now() - interval '1 day' - ({_h('g', 3)} %% 40) * interval '1 day'"
             " FROM generate_series(1, %(cards)s) g", p)
-        # 0 to 3 purchases per member, in the last 300 days (so no lot expires or is due for
-        # a reminder while the benchmark runs: the tick would change passes of its own).
+        # 0 to 3 purchases per member, in the last 30 days (so no lot expires or is due for a
+        # reminder while the benchmark runs: the tick would change passes of its own). Short
+        # spans, because the analytics rollups are brought up to date day by day.
         conn.execute(
             "CREATE TEMP TABLE purchases AS SELECT m.id AS member_id, j,"
             f" 20 + {_h('m.id * 4 + j', 4)} %% 380 AS points,"
-            " greatest(m.created_at, now() - interval '300 days') + (now() - interval '1 hour'"
-            " - greatest(m.created_at, now() - interval '300 days')) * (j / 4.0) AS t"
+            " greatest(m.created_at, now() - interval '30 days') + (now() - interval '1 hour'"
+            " - greatest(m.created_at, now() - interval '30 days')) * (j / 4.0) AS t"
             " FROM members m, generate_series(1, 3) j"
             f" WHERE m.program_id = %(program)s AND j <= {_h('m.id', 5)} %% 4", p)
         conn.execute("CREATE INDEX ON purchases (member_id)")
@@ -250,6 +254,24 @@ def scratch_database() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def roll_up_analytics(app: Any, program_id: int) -> float:
+    """Bring the program's analytics rollups up to date, as the sweep of a live service has
+    (otherwise the workers' first sweep would do it during the change). Returns seconds."""
+    from app.analytics import rollup
+    from app.extensions import db
+    from app.loyalty.models import Program
+
+    began = time.monotonic()
+    with app.app_context():
+        program = db.session.get(Program, program_id)
+        assert program is not None
+        rollup.catch_up(program)
+        rollup.advance_open_day(program)
+        db.session.remove()
+        db.engine.dispose()
+    return time.monotonic() - began
 
 
 def existing_program(dsn: str) -> tuple[int, int] | None:
@@ -601,10 +623,10 @@ class Devices:
             "first_push": self.pushed_at[pushed[0]] if pushed else None,
             "last_fetch": max(self.fetched_at) if n else None,
             "fetch_ms": {"p50": percentile(waits, 50), "p99": percentile(waits, 99),
-                         "max": max(waits) if waits else None},
+                         "max": percentile(waits, 100)},
             "request_ms": {"p50": percentile(self.latencies, 50),
                            "p99": percentile(self.latencies, 99),
-                           "max": max(self.latencies) if self.latencies else None},
+                           "max": percentile(self.latencies, 100)},
             "slices": slices,
             "statuses": dict(self.statuses),
             "requests": len(self.latencies),
@@ -872,6 +894,27 @@ def google_state(dsn: str, program_id: int, since_update: int) -> dict[str, Any]
             "update_id": row[3]}
 
 
+def forget_queue(redis_url: str, name: str) -> None:
+    """Delete the run's rq queue with its jobs, results and registries (rq keeps failed jobs
+    for a year), and the service's coalescing keys for it."""
+    from redis import Redis
+    from rq import Queue
+
+    with Redis.from_url(redis_url) as connection:
+        queue = Queue(name, connection=connection)
+        ids = set(queue.job_ids)
+        for registry in (queue.started_job_registry, queue.finished_job_registry,
+                         queue.failed_job_registry, queue.scheduled_job_registry,
+                         queue.deferred_job_registry, queue.canceled_job_registry):
+            ids.update(registry.get_job_ids())
+        queue.delete(delete_jobs=True)
+        keys = [f"rq:{kind}:{i}" for i in ids for kind in ("job", "results")]
+        keys += connection.scan_iter(match=f"rq:*:{name}")
+        keys += connection.scan_iter(match=f"pointpass:{name}:*")
+        for start in range(0, len(keys), 1000):
+            connection.delete(*keys[start:start + 1000])
+
+
 def redis_used_mb(redis_url: str) -> float:
     from redis import Redis
 
@@ -924,6 +967,9 @@ def main() -> int:
                         default=0.4 * os.sysconf("SC_PHYS_PAGES") * _PAGE / 2**20,
                         help="stop the run when Redis uses more memory than this (default "
                         "40%% of the machine's): the service stores every signed pass there")
+    parser.add_argument("--setup-only", action="store_true",
+                        help="generate (or reuse and settle) the data, then stop: with --keep, "
+                        "a 1,000,000-card database made ahead of the runs")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds to wait for every device's pass (default 120 + 10 ms a "
                         "card)")
@@ -989,6 +1035,8 @@ def main() -> int:
         settled = settle(dsn, program_id)
         if any(settled.values()):
             say(f"settled what the last run left: {settled}")
+        summary["rollup_seconds"] = round(roll_up_analytics(app, program_id), 1)
+        say(f"analytics rollups brought up to date in {summary['rollup_seconds']} s")
         stand_in = None
         if autovacuum_off(dsn) and args.autovacuum_naptime > 0:
             stand_in = AutovacuumStandIn(dsn, args.autovacuum_naptime)
@@ -999,6 +1047,13 @@ def main() -> int:
             stand_in.actions.clear()
         summary["autovacuum_stand_in"] = stand_in is not None
         summary.update(counts(dsn, program_id))
+        if args.setup_only:
+            say(f"set up in {time.monotonic() - began:.1f} s: {summary['cards']:,} cards, "
+                f"{summary['apple_devices']:,} Apple devices, {summary['google_objects']:,} "
+                "Google objects")
+            print(json.dumps(summary), flush=True)
+            google("stop")
+            return 0
 
         from app.auth import keys
         from app.extensions import db
@@ -1084,13 +1139,7 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     worker.kill()
                     worker.wait()
-            from redis import Redis
-            from rq import Queue
-
-            connection = Redis.from_url(redis_url)
-            Queue(queue, connection=connection).delete(delete_jobs=True)
-            for stale in connection.scan_iter(match=f"pointpass:{queue}:*"):
-                connection.delete(stale)
+            forget_queue(redis_url, queue)
             summary["pass_store"] = pass_store(redis_url, delete=True)
             devices("stop")
             google("stop")
@@ -1274,7 +1323,8 @@ def change(args: Any, dsn: str, port: int, key: str, program_id: int, colour: st
     if results["fetched"] < n_devices:
         failed.append(f"{n_devices - results['fetched']:,} devices never got their pass")
     if state["apple_rows"]:
-        failed.append(f"{state['apple_rows']:,} Apple outbox rows left")
+        failed.append(f"{state['apple_rows']:,} Apple outbox rows left (a drain deletes a "
+                      "batch's rows together, Google's in it too)")
     if update is not None and update.get("status") != "done":
         failed.append(f"update {state['update_id']} is {update.get('status')}, not done")
     if google_done_at is None:
