@@ -58,13 +58,15 @@ def stamp_expression(dialect: str | None = None) -> Any:
     return stamps
 
 
+# PostgreSQL's horizon: the oldest transaction still running when the snapshot was taken.
+PG_HORIZON = select(cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text),
+                         BigInteger))
+
+
 def horizon() -> int:
     """The tag for "updated since": every change with a smaller stamp is visible now."""
     if _is_postgres():
-        return int(db.session.execute(
-            select(cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text),
-                        BigInteger))
-        ).scalar_one())
+        return int(db.session.execute(PG_HORIZON).scalar_one())
     return int(db.session.execute(
         select(func.coalesce(func.max(Card.change_stamp), 0) + 1)
     ).scalar_one())

@@ -27,15 +27,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import BigInteger, Text, bindparam, cast, func, select
+from sqlalchemy import bindparam, select
 from werkzeug.http import http_date, parse_date
 
 from app.auth.security import tokens_match
 from app.extensions import db
+from app.loyalty import changes
 from app.loyalty.models import Card
 from app.metrics import ROUTE
-from app.wallet.apple import pass_files
-from app.wallet.apple.models import Device, Registration
+from app.wallet.apple import pass_files, registrations
 from app.wallet.apple.setup import AppleWallet
 from passes.apple import PKPASS_MIME_TYPE
 
@@ -50,16 +50,6 @@ SERIALS_RULE = "/passkit/v1/devices/<device_id>/registrations/<pass_type_id>"
 
 _CARD = select(Card.authentication_token, Card.version, Card.last_modified, Card.erased_at
                ).where(Card.serial_number == bindparam("serial"))
-_HORIZON = select(cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text),
-                       BigInteger))
-_CHANGED = (select(Card.serial_number)
-            .join(Registration, Registration.card_id == Card.id)
-            .join(Device, Device.id == Registration.device_id)
-            .where(Device.library_identifier == bindparam("device"), Registration.installed(),
-                   # "+ 0": through the device's registrations, never the stamp's
-                   # index (see app.wallet.apple.registrations.updated_serials)
-                   Card.change_stamp + 0 >= bindparam("since"))
-            .order_by(Card.serial_number))
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
 
@@ -73,8 +63,7 @@ class PassKitFastPath:
         self.app = app
         self.wsgi_app = wsgi_app
         self._engine: Any = None
-        self.enabled = str(app.config.get("PASSKIT_FAST_PATH", "1")).strip().lower() not in (
-            "0", "false", "no", "off")
+        self.enabled = bool(app.config.get("PASSKIT_FAST_PATH", True))  # env: 0 / false
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -151,8 +140,9 @@ class PassKitFastPath:
             since = int(value)
         with engine.connect() as connection:
             # The tag first: every change below it is visible to the query that follows.
-            tag = connection.execute(_HORIZON).scalar_one()
-            serials = list(connection.scalars(_CHANGED, {"device": device, "since": since}))
+            tag = connection.execute(changes.PG_HORIZON).scalar_one()
+            serials = list(connection.scalars(registrations.CHANGED_SERIALS,
+                                              {"device": device, "since": since}))
             connection.rollback()
         if not serials:
             return "204 NO CONTENT", [], b""

@@ -120,8 +120,7 @@ def configured_rate(app: Flask) -> float | None:
 def prebuild_enabled(app: Flask) -> bool:
     """Whether deliveries build and store the passes before they push
     (``POINTPASS_PASS_PREBUILD``, off by default)."""
-    return str(app.config.get("PASS_PREBUILD", "")).strip().lower() in ("1", "true", "yes",
-                                                                       "on")
+    return bool(app.config.get("PASS_PREBUILD", False))  # the env's 1/0, true/false
 
 
 def web_cpus(app: Flask) -> int:

@@ -212,24 +212,26 @@ def prebuild(card_ids: list[int], wallet: AppleWallet) -> int:
     signed = 0
     for card, key, stored in zip(cards, keys, wallet.store.get_many(keys), strict=True):
         if stored is None:
-            content = content_for(card, wallet)
-            images = wallet.renderer.render(content.design, content.progress)
             wallet.signatures += 1
-            wallet.store.put(key, build_pkpass(content, images, wallet.signer),
-                             f"{card.serial_number}-")
+            wallet.store.put(key, build(card, wallet), f"{card.serial_number}-")
             signed += 1
     db.session.rollback()
     return signed
 
 
+def build(card: Card, wallet: AppleWallet) -> bytes:
+    """The signed ``.pkpass`` of ``card`` as it is now (not stored, not counted)."""
+    content = content_for(card, wallet)
+    images = wallet.renderer.render(content.design, content.progress)
+    return build_pkpass(content, images, wallet.signer)
+
+
 def pass_for(card: Card, wallet: AppleWallet) -> SignedPass:
     """The signed pass of ``card`` as it is now, from the store or freshly signed."""
-    def build() -> bytes:
-        content = content_for(card, wallet)
-        images = wallet.renderer.render(content.design, content.progress)
+    def build_counted() -> bytes:
         wallet.signatures += 1
-        return build_pkpass(content, images, wallet.signer)
+        return build(card, wallet)
 
     key = store_key(card.serial_number, card.version, wallet)
-    data = wallet.store.get_or_build(key, f"{card.serial_number}-", build)
+    data = wallet.store.get_or_build(key, f"{card.serial_number}-", build_counted)
     return SignedPass(data, card.last_modified)

@@ -27,7 +27,6 @@ from app.wallet.apple.models import Device, Registration
 from app.wallet.apple.setup import AppleWallet, apple_wallet
 from app.wallet.events import Platform, WalletEventKind
 from app.wallet.events import record as record_event
-from passes.apple import build_pkpass
 
 log = logging.getLogger("pointpass.apple.push")
 
@@ -132,9 +131,7 @@ def _build_sample(wallet: AppleWallet, card_id: int) -> bytes:
     measured push rate is made of (:mod:`app.wallet.apple.pacing`)."""
     card = db.session.get(Card, card_id)
     assert card is not None
-    content = pass_files.content_for(card, wallet)
-    data = build_pkpass(content, wallet.renderer.render(content.design, content.progress),
-                        wallet.signer)
+    data = pass_files.build(card, wallet)
     db.session.rollback()
     return data
 

@@ -119,12 +119,16 @@ class RedisPassStore(PassStore):
     def _card_key(key: str) -> str:
         return f"pointpass:pkpass:{key.split('-', 1)[0]}-"
 
-    def get(self, key: str) -> bytes | None:
-        value = self.redis.get(self._card_key(key))
-        if value is None:
+    @staticmethod
+    def _unpack(key: str, value: object) -> bytes | None:
+        """The pass in a card's ``value`` (``<key>\\n<bytes>``) if it is version ``key``."""
+        if not value:
             return None
-        stored_key, _, data = bytes(value).partition(b"\n")  # type: ignore[arg-type]
+        stored_key, _, data = bytes(value).partition(b"\n")  # type: ignore[call-overload]
         return data if stored_key == key.encode() else None
+
+    def get(self, key: str) -> bytes | None:
+        return self._unpack(key, self.redis.get(self._card_key(key)))
 
     def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
         self.redis.set(self._card_key(key), key.encode() + b"\n" + data, ex=self.ttl)
@@ -135,11 +139,8 @@ class RedisPassStore(PassStore):
         if not keys:
             return []
         values = self.redis.mget([self._card_key(key) for key in keys])
-        found: list[bytes | None] = []
-        for key, value in zip(keys, values, strict=True):  # type: ignore[arg-type]
-            stored_key, _, data = bytes(value).partition(b"\n") if value else (b"", b"", b"")
-            found.append(data if value and stored_key == key.encode() else None)
-        return found
+        return [self._unpack(key, value)
+                for key, value in zip(keys, values, strict=True)]  # type: ignore[arg-type]
 
     def forget(self, prefix: str) -> None:
         # The card's key, and any a release that kept one key per version left behind.

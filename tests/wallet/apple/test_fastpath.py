@@ -26,7 +26,7 @@ def _answer(app: Flask, phone: Phone, url: str, headers: dict[str, str]) -> tupl
 @pytest.mark.postgres
 def test_the_fast_path_answers_as_the_views_do(postgres_database: Any, tmp_path: Path) -> None:
     for fast in make_app(postgres_database, tmp_path):
-        for views in make_app(postgres_database, tmp_path, PASSKIT_FAST_PATH="0"):
+        for views in make_app(postgres_database, tmp_path, PASSKIT_FAST_PATH=False):
             api = admin_api(fast)
             program, phones = _cards_with_phones(fast, api, 2)
             settle(fast)

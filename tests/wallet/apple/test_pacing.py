@@ -118,7 +118,7 @@ def test_auto_measures_the_rate_from_a_pass_build(push_app: Flask, apns: APNsTes
 @pytest.fixture
 def prebuild_app(database: Any, tmp_path: Path,
                  apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
-    yield from make_app(database, tmp_path, **apns_app_settings, PASS_PREBUILD="1")
+    yield from make_app(database, tmp_path, **apns_app_settings, PASS_PREBUILD=True)
 
 
 def test_prebuild_signs_the_passes_before_the_push_and_fetches_find_them(
