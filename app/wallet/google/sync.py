@@ -405,10 +405,8 @@ def sync_classes() -> None:
     if wallet is None or not wallet.sync_enabled:
         return
     behind = list(db.session.scalars(
-        select(Program.id).outerjoin(GoogleClassState,
-                                     GoogleClassState.program_id == Program.id)
-        .where(GoogleClassState.program_id.is_not(None),
-               GoogleClassState.synced_design_version < Program.design_version)))
+        select(Program.id).join(GoogleClassState, GoogleClassState.program_id == Program.id)
+        .where(GoogleClassState.synced_design_version < Program.design_version)))
     db.session.rollback()
     for program_id in behind:
         try:
