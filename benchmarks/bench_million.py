@@ -1255,6 +1255,9 @@ def change(args: Any, dsn: str, port: int, key: str, program_id: int, colour: st
         if now - apple_done > args.google_timeout:
             break
         time.sleep(0.25)
+    # Read once more: the rows counted above were read before the update's status, so a
+    # drain that finished in between left them counted.
+    state = google_state(dsn, program_id, last_update)
     end = meter.rss_now / 2**20
     out["redis_used_mb_max"] = round(redis_max)
     if stand_in is not None:

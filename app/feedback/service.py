@@ -6,7 +6,7 @@ many days or its member did not consent to marketing (``consent_marketing``: a p
 marketing message). The invitation is written by a visit listener
 (:mod:`app.loyalty.visits`) with the posting's own transaction, so it commits with the visit
 or not at all, and the pass the visit already announces carries the link (``app.wallet``:
-the card's :func:`open_invitation`).
+the card's :func:`pass_link`).
 
 An invitation is answered once: the answer is a guarded ``UPDATE ... WHERE answered_at IS
 NULL AND expires_at > now``, so two answers racing each other cannot both count. Answering
@@ -19,6 +19,7 @@ window (``answered_at``); docs/metrics.md defines it for the dashboard alike.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,29 +110,31 @@ def page_url(token: str) -> str:
     return current_app.config["BASE_URL"] + page_path(token)
 
 
-def open_invitation(card_id: int, now: datetime | None = None) -> FeedbackInvitation | None:
-    """The card's newest invitation that is neither answered nor expired, if any (what its
-    passes link to)."""
-    now = now or timeutil.now()
-    return db.session.scalar(
-        select(FeedbackInvitation)
-        .where(FeedbackInvitation.card_id == card_id, FeedbackInvitation.answered_at.is_(None),
-               FeedbackInvitation.expires_at > now)
-        .order_by(FeedbackInvitation.created_at.desc(), FeedbackInvitation.id.desc())
-        .limit(1))
-
-
 def pass_link(card: Card) -> FeedbackLink | None:
     """What the card's passes (Apple and Google) show of its open invitation, if it has one:
     the link to its page, said on the lock screen when the program asks for that. A program
     that asks for no feedback shows none (and every pass it builds skips the query)."""
-    if card.program.feedback_every_days is None:
-        return None
-    invitation = open_invitation(card.id)
-    if invitation is None:
-        return None
-    return FeedbackLink(page_url(invitation.token),
-                        lock_screen=bool(card.program.feedback_lock_screen))
+    return pass_links_of([card]).get(card.id)
+
+
+def pass_links_of(cards: Sequence[Card]) -> dict[int, FeedbackLink]:
+    """:func:`pass_link` of each of ``cards`` that has one, in one query at most."""
+    asking = {card.id: card for card in cards if card.program.feedback_every_days is not None}
+    if not asking:
+        return {}
+    links: dict[int, FeedbackLink] = {}
+    for invitation in db.session.scalars(
+            select(FeedbackInvitation)
+            .where(FeedbackInvitation.card_id.in_(list(asking)),
+                   FeedbackInvitation.answered_at.is_(None),
+                   FeedbackInvitation.expires_at > timeutil.now())
+            .order_by(FeedbackInvitation.card_id, FeedbackInvitation.created_at.desc(),
+                      FeedbackInvitation.id.desc())):
+        if invitation.card_id not in links:  # the newest open one
+            program = asking[invitation.card_id].program
+            links[invitation.card_id] = FeedbackLink(
+                page_url(invitation.token), lock_screen=bool(program.feedback_lock_screen))
+    return links
 
 
 def find(token: str) -> FeedbackInvitation:

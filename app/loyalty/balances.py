@@ -14,11 +14,14 @@ instant.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, select
+from sqlalchemy import Row, and_, select
 
 from app.errors import NotFound
 from app.extensions import db
@@ -76,9 +79,23 @@ _QUERY = (
 def summary(card_id: int, now: datetime) -> LotSummary:
     """The card's available and pending points, its next release and next expiry at ``now``
     (aware). One query. Raises ``NotFound`` for an unknown card."""
-    rows = db.session.execute(_QUERY.where(Card.id == card_id)).all()
-    if not rows:
+    found = summaries([card_id], now)
+    if card_id not in found:
         raise NotFound(f"No card with id {card_id}.")
+    return found[card_id]
+
+
+def summaries(card_ids: Collection[int], now: datetime) -> dict[int, LotSummary]:
+    """:func:`summary` of each of ``card_ids`` that exists, in one query (a pre-build of a
+    batch of passes reads them all at once)."""
+    rows_of: dict[int, list[Row[Any]]] = defaultdict(list)
+    for row in db.session.execute(_QUERY.add_columns(Card.id.label("card_id"))
+                                  .where(Card.id.in_(list(card_ids)))):
+        rows_of[row.card_id].append(row)
+    return {card_id: _summarize(rows, now) for card_id, rows in rows_of.items()}
+
+
+def _summarize(rows: list[Row[Any]], now: datetime) -> LotSummary:
     first = rows[0]
     zone = program_zone(first.time_zone)
     pending = 0

@@ -29,7 +29,7 @@ the visit's own answer (the earn's or redemption's ``balance``): the card shows 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -257,7 +257,20 @@ PASS_BADGES = 15
 
 def pass_badges(card: Card) -> list[dict[str, str]]:
     """The names of the card's latest badges in every language, for its passes' backs."""
-    return [localized_name(badge.challenge) for badge in badges(card)[-PASS_BADGES:]]
+    return pass_badges_of([card.id]).get(card.id, [])
+
+
+def pass_badges_of(card_ids: Collection[int]) -> dict[int, list[dict[str, str]]]:
+    """:func:`pass_badges` of each of ``card_ids`` (those with badges), in one query."""
+    earned: dict[int, list[Challenge]] = {}
+    for card_id, challenge in db.session.execute(
+            select(CardBadge.card_id, Challenge)
+            .join(Challenge, CardBadge.challenge_id == Challenge.id)
+            .where(CardBadge.card_id.in_(list(card_ids)))
+            .order_by(CardBadge.card_id, CardBadge.earned_at, CardBadge.id)):
+        earned.setdefault(card_id, []).append(challenge)
+    return {card_id: [localized_name(challenge) for challenge in challenges[-PASS_BADGES:]]
+            for card_id, challenges in earned.items()}
 
 
 def name_in(challenge: Challenge, language: str) -> str:

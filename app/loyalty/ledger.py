@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -767,14 +767,24 @@ def adjust(
 
 def recent_entries(card: Card, limit: int = 10) -> list[LedgerEntry]:
     """The card's latest ledger entries, newest first."""
-    return list(
-        db.session.scalars(
-            select(LedgerEntry)
-            .where(LedgerEntry.card_id == card.id)
-            .order_by(LedgerEntry.id.desc())
-            .limit(limit)
-        )
+    return recent_entries_of([card.id], limit).get(card.id, [])
+
+
+def recent_entries_of(card_ids: Collection[int], limit: int) -> dict[int, list[LedgerEntry]]:
+    """:func:`recent_entries` of each of ``card_ids`` (those with entries), in one query."""
+    ranked = (
+        select(LedgerEntry.id, func.row_number().over(
+            partition_by=LedgerEntry.card_id, order_by=LedgerEntry.id.desc()).label("rank"))
+        .where(LedgerEntry.card_id.in_(list(card_ids)))
+        .subquery()
     )
+    found: dict[int, list[LedgerEntry]] = {}
+    for entry in db.session.scalars(
+            select(LedgerEntry).join(ranked, ranked.c.id == LedgerEntry.id)
+            .where(ranked.c.rank <= limit)
+            .order_by(LedgerEntry.card_id, LedgerEntry.id.desc())):
+        found.setdefault(entry.card_id, []).append(entry)
+    return found
 
 
 def get_card(serial_number: str) -> Card:

@@ -90,7 +90,10 @@ class PassKitFastPath:
         engine = self._engine
         if engine is None:
             with self.app.app_context():
-                engine = self._engine = db.engine
+                # Each statement its own transaction: no BEGIN and ROLLBACK round trips
+                # around the one or two reads of a request (the pool is the app's own).
+                engine = self._engine = db.engine.execution_options(
+                    isolation_level="AUTOCOMMIT")
         if engine.dialect.name != "postgresql":
             return None
         match = _PASS.fullmatch(path)
@@ -139,11 +142,11 @@ class PassKitFastPath:
                 return None
             since = int(value)
         with engine.connect() as connection:
-            # The tag first: every change below it is visible to the query that follows.
+            # The tag first: every change below it is committed, so visible to the query
+            # that follows (a later snapshot).
             tag = connection.execute(changes.PG_HORIZON).scalar_one()
             serials = list(connection.scalars(registrations.CHANGED_SERIALS,
                                               {"device": device, "since": since}))
-            connection.rollback()
         if not serials:
             return "204 NO CONTENT", [], b""
         return "200 OK", [("Content-Type", "application/json")], _json(serials, tag)

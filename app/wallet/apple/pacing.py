@@ -17,7 +17,8 @@ builds passes keeps every fetch as fast as a single one.
 
 The rate is shared by every worker through Redis when there is one (a GCRA: each delivery
 reserves its pushes' slots and waits for the first), else within this process. A delivery may
-burst up to a second's worth at once; one batch of the outbox is never more than half of its
+burst up to :data:`BURST_SECONDS`' worth at once (a second's made the fetches that followed
+queue for a connection, benchmarks/RESULTS.md); one batch of the outbox is never more than half of its
 lease's worth (:func:`max_batch`), so a paced batch never outlives its lease.
 """
 
@@ -46,7 +47,7 @@ AUTO = "auto"
 # CPU of building and signing the pass alone (measured: benchmarks/RESULTS.md, issue 20).
 FETCH_COST_FACTOR = 2.0
 SAMPLES = 5  # passes built to measure the cost of one
-BURST_SECONDS = 1.0
+BURST_SECONDS = 0.2  # at most this much of the rate at once (after an idle spell)
 REDIS_KEY = "pointpass:apns-pace"
 
 # GCRA over Redis: the key holds the theoretical arrival time (TAT, in seconds, Redis clock)

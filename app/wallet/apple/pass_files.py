@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from passes.apple import (
     StoreCardContent,
     build_pkpass,
 )
+from passes.feedback_link import FeedbackLink
 from passes.wording import N_, translations
 
 # Bump when what a pass shows changes shape, so passes stored by an older release are rebuilt.
@@ -98,22 +99,56 @@ def next_reward(program: Program, balance: int) -> RewardProgress | None:
                           ready_reward=affordable[-1] if affordable else None)
 
 
-def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
-    """What the card's pass shows, from the points store."""
+@dataclass(frozen=True)
+class CardFacts:
+    """What a card's pass shows beyond the card itself: read by :func:`facts_of` for many
+    cards at once, in a query per kind of fact, not per card."""
+
+    program: dict[str, Any]  # program_content(): alike for every card of its program
+    lots: balances.LotSummary
+    entries: list[LedgerEntry]
+    badges: list[dict[str, str]]
+    feedback: FeedbackLink | None
+
+
+def facts_of(cards: Sequence[Card]) -> dict[int, CardFacts]:
+    """The :class:`CardFacts` of each of ``cards`` (by card id): six queries, however many
+    cards, and each program's part built once."""
+    ids = [card.id for card in cards]
+    lots = balances.summaries(ids, timeutil.now())
+    entries = ledger.recent_entries_of(ids, ACTIVITY_LINES)
+    badges = challenges.pass_badges_of(ids)
+    links = feedback.pass_links_of(cards)
+    programs: dict[int, dict[str, Any]] = {}
+    for card in cards:
+        if card.program_id not in programs:
+            programs[card.program_id] = program_content(card.program,
+                                                        artwork.images_of(card.program_id))
+    return {card.id: CardFacts(programs[card.program_id], lots[card.id],
+                               entries.get(card.id, []), badges.get(card.id, []),
+                               links.get(card.id))
+            for card in cards}
+
+
+def content_for(card: Card, wallet: AppleWallet,
+                facts: CardFacts | None = None) -> StoreCardContent:
+    """What the card's pass shows, from the points store (``facts``: read beforehand with
+    :func:`facts_of`)."""
+    if facts is None:
+        facts = facts_of([card])[card.id]
     program = card.program
-    pending, expiring = balances.pass_lines(balances.summary(card.id, timeutil.now()))
-    entries = ledger.recent_entries(card, ACTIVITY_LINES)
+    pending, expiring = balances.pass_lines(facts.lots)
     return StoreCardContent(
         pass_type_identifier=wallet.pass_type_id,
         team_identifier=wallet.team_id,
         serial_number=card.serial_number,
-        **program_content(program, artwork.images_of(program.id)),
+        **facts.program,
         balance=card.balance,
         barcode=Barcode(redemption_code(card), alt_text=short_code(card)),
         member_name=card.member.name,
         tier=card.tier.name if card.tier else None,
-        activity=[_activity_line(e) for e in entries],
-        badges=challenges.pass_badges(card),
+        activity=[_activity_line(e) for e in facts.entries],
+        badges=facts.badges,
         marketer_message=card.message,
         web_service_url=wallet.web_service_url,
         authentication_token=card.authentication_token,
@@ -126,7 +161,7 @@ def content_for(card: Card, wallet: AppleWallet) -> StoreCardContent:
         progress=next_reward(program, card.balance),
         pending=pending,
         expiring=expiring,
-        feedback=feedback.pass_link(card),
+        feedback=facts.feedback,
     )
 
 
@@ -201,27 +236,30 @@ def store_key(serial_number: str, version: int, wallet: AppleWallet) -> str:
 def prebuild(card_ids: list[int], wallet: AppleWallet) -> int:
     """Build, sign and store the current passes of ``card_ids`` that the store lacks, just
     before their devices are pushed (``POINTPASS_PASS_PREBUILD``): the fetches that follow
-    then find them made. The cards come in one query with their members and tiers, and
-    their program's rewards, locations and artwork are read once for all of them. Returns
-    how many passes it signed. Ends the session's transaction."""
+    then find them made. The cards come in one query with their members, tiers and
+    programs, what else their passes show in a query per kind (:func:`facts_of`), and the
+    passes go to the store together. Returns how many passes it signed. Ends the session's
+    transaction."""
     cards = db.session.scalars(
         select(Card).options(joinedload(Card.member), joinedload(Card.tier),
                              joinedload(Card.program))
         .where(Card.id.in_(card_ids), Card.erased_at.is_(None))).unique().all()
     keys = [store_key(card.serial_number, card.version, wallet) for card in cards]
-    signed = 0
-    for card, key, stored in zip(cards, keys, wallet.store.get_many(keys), strict=True):
-        if stored is None:
-            wallet.signatures += 1
-            wallet.store.put(key, build(card, wallet), f"{card.serial_number}-")
-            signed += 1
+    missing = [(card, key) for card, key, stored
+               in zip(cards, keys, wallet.store.get_many(keys), strict=True) if stored is None]
+    facts = facts_of([card for card, _ in missing])
+    built = []
+    for card, key in missing:
+        wallet.signatures += 1
+        built.append((key, build(card, wallet, facts[card.id]), f"{card.serial_number}-"))
+    wallet.store.put_many(built)
     db.session.rollback()
-    return signed
+    return len(built)
 
 
-def build(card: Card, wallet: AppleWallet) -> bytes:
+def build(card: Card, wallet: AppleWallet, facts: CardFacts | None = None) -> bytes:
     """The signed ``.pkpass`` of ``card`` as it is now (not stored, not counted)."""
-    content = content_for(card, wallet)
+    content = content_for(card, wallet, facts)
     images = wallet.renderer.render(content.design, content.progress)
     return build_pkpass(content, images, wallet.signer)
 

@@ -31,6 +31,8 @@ from app.wallet.events import record as record_event
 log = logging.getLogger("pointpass.apple.push")
 
 EXTENSION = "pointpass.apns"
+# Devices per part of a pre-building delivery: their passes are built and stored, then pushed.
+PREBUILD_PART = 200
 _client_lock = threading.Lock()
 
 
@@ -99,14 +101,21 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
                 outcome.skip(update_id, "apns-not-configured")
         return
     results = []
-    if cards_of and pacing.prebuild_enabled(current_app):
-        pass_files.prebuild(sorted({c for cards in cards_of.values() for c in cards}), wallet)
     if cards_of:
-        pacer = pacing.pacer_for(current_app._get_current_object(),  # type: ignore[attr-defined]
-                                 lambda: _build_sample(wallet, next(iter(card_rows))))
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        prebuild = pacing.prebuild_enabled(app)
+        pacer = pacing.pacer_for(app, lambda: _build_sample(wallet, next(iter(card_rows))))
         tokens = list(cards_of)
-        for part in (pacer.slices(tokens) if pacer is not None else [tokens]):
-            results.extend(client.push_many(part))
+        # With pre-building, a part's passes are made just before its pushes: the store
+        # holds them when the fetches come, and the worker holds one part's bytes at a time.
+        step = PREBUILD_PART if prebuild else len(tokens)
+        for start in range(0, len(tokens), step):
+            part = tokens[start:start + step]
+            if prebuild:
+                pass_files.prebuild(sorted({c for token in part for c in cards_of[token]}),
+                                    wallet)
+            for pushes in (pacer.slices(part) if pacer is not None else [part]):
+                results.extend(client.push_many(pushes))
     for result in results:
         telemetry.count_push(result.outcome, result.status, result.reason)
         cards = cards_of[result.token]

@@ -34,6 +34,11 @@ class PassStore:
         """:meth:`get` of each key, in order."""
         return [self.get(key) for key in keys]
 
+    def put_many(self, passes: list[tuple[str, bytes, str]]) -> None:
+        """:meth:`put` of each ``(key, data, replaces_prefix)``."""
+        for key, data, prefix in passes:
+            self.put(key, data, prefix)
+
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         raise NotImplementedError
@@ -120,6 +125,10 @@ class RedisPassStore(PassStore):
         return f"pointpass:pkpass:{key.split('-', 1)[0]}-"
 
     @staticmethod
+    def _pack(key: str, data: bytes) -> bytes:
+        return key.encode() + b"\n" + data
+
+    @staticmethod
     def _unpack(key: str, value: object) -> bytes | None:
         """The pass in a card's ``value`` (``<key>\\n<bytes>``) if it is version ``key``."""
         if not value:
@@ -131,7 +140,7 @@ class RedisPassStore(PassStore):
         return self._unpack(key, self.redis.get(self._card_key(key)))
 
     def put(self, key: str, data: bytes, replaces_prefix: str) -> None:
-        self.redis.set(self._card_key(key), key.encode() + b"\n" + data, ex=self.ttl)
+        self.redis.set(self._card_key(key), self._pack(key, data), ex=self.ttl)
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         """:meth:`get` of each key, in one round trip (the passes stored are read whole, so a
@@ -141,6 +150,13 @@ class RedisPassStore(PassStore):
         values = self.redis.mget([self._card_key(key) for key in keys])
         return [self._unpack(key, value)
                 for key, value in zip(keys, values, strict=True)]  # type: ignore[arg-type]
+
+    def put_many(self, passes: list[tuple[str, bytes, str]]) -> None:
+        """:meth:`put` of each pass, in one round trip."""
+        pipeline = self.redis.pipeline(transaction=False)
+        for key, data, _ in passes:
+            pipeline.set(self._card_key(key), self._pack(key, data), ex=self.ttl)
+        pipeline.execute()
 
     def forget(self, prefix: str) -> None:
         # The card's key, and any a release that kept one key per version left behind.

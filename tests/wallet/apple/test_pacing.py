@@ -11,7 +11,7 @@ import pytest
 import redis
 from flask import Flask
 
-from app.wallet.apple import pacing
+from app.wallet.apple import pacing, push
 from tests.apns_server import APNsTestServer
 from tests.factories import REDIS_URL, admin_api, make_app, settle
 from tests.wallet.apple.test_update_resume import _cards_with_phones
@@ -25,16 +25,16 @@ class FakeClock:
         return self.now
 
 
-def test_a_second_goes_at_once_then_the_rate_holds() -> None:
+def test_a_fifth_of_a_second_goes_at_once_then_the_rate_holds() -> None:
     clock = FakeClock()
     pacer = pacing.Pacer(100, clock=clock)
-    assert pacer.reserve(100) == 0  # a second's worth of burst (the second just gone)
-    assert pacer.reserve(50) == pytest.approx(0.0)
-    assert pacer.reserve(50) == pytest.approx(0.5)  # queued behind the first 50 of the rate
-    clock.now += 0.5
-    assert pacer.reserve(100) == pytest.approx(0.5)
-    clock.now += 60  # idle: the burst is back, no more (a second owed, then this one)
-    assert [pacer.reserve(100) for _ in range(3)] == pytest.approx([0.0, 0.0, 1.0])
+    assert pacer.reserve(20) == 0  # the burst: 0.2 s worth (the 0.2 s just gone)
+    assert pacer.reserve(10) == pytest.approx(0.0)
+    assert pacer.reserve(10) == pytest.approx(0.1)  # queued behind the first 10 of the rate
+    clock.now += 0.1
+    assert pacer.reserve(10) == pytest.approx(0.1)
+    clock.now += 60  # idle: the burst is back, no more (0.2 s owed, then this one)
+    assert [pacer.reserve(20) for _ in range(3)] == pytest.approx([0.0, 0.0, 0.2])
 
 
 @pytest.mark.redis
@@ -44,10 +44,10 @@ def test_workers_share_one_rate_through_redis() -> None:
     try:
         one, two = pacing.Pacer(200, connection), pacing.Pacer(200, connection)
         waits = [pacer.reserve(100) for _ in range(4) for pacer in (one, two)]
-        # 800 pushes at 200/s, a second's worth at once: the last 100 wait about 2.5 s,
+        # 800 pushes at 200/s, 0.2 s worth at once: the last 100 wait about 3.3 s,
         # whichever worker reserves them.
-        assert waits[:2] == [0.0, 0.0]
-        assert waits[-1] == pytest.approx(2.5, abs=0.2)
+        assert waits[0] == 0.0 and waits[1] == pytest.approx(0.3, abs=0.1)
+        assert waits[-1] == pytest.approx(3.3, abs=0.2)
         assert waits == sorted(waits)
     finally:
         connection.delete(pacing.REDIS_KEY)
@@ -93,9 +93,9 @@ def test_a_paced_update_pushes_no_faster_than_the_rate(paced_app: Flask,
     settle(paced_app)
     times = sorted(r.time for r in apns.requests)
     assert len(times) == 25 and {r.token for r in apns.requests} == {p.token for p in phones}
-    # 10 a second, the first second's worth at once: the last 15 take at least 1.5 s (less
-    # a slice's rounding).
-    assert times[-1] - times[0] >= 1.3
+    # 10 a second, 0.2 s worth at once: the last 23 take at least 2.3 s (less a slice's
+    # rounding).
+    assert times[-1] - times[0] >= 2.1
     assert api.get(response.json["pass_update"]).json["devices_pushed"] == 25
 
 
@@ -122,7 +122,8 @@ def prebuild_app(database: Any, tmp_path: Path,
 
 
 def test_prebuild_signs_the_passes_before_the_push_and_fetches_find_them(
-        prebuild_app: Flask, apns: APNsTestServer) -> None:
+        prebuild_app: Flask, apns: APNsTestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(push, "PREBUILD_PART", 3)  # two parts: built, pushed, built, pushed
     app = prebuild_app
     api = admin_api(app)
     program, phones = _cards_with_phones(app, api, 4)
