@@ -98,9 +98,13 @@ from benchmarks.common import (
     POSTGRES_ADMIN_URL,
     ROOT,
     SECRET_KEY,
+    Connection,
+    _descendants,
     _machine_busy,
     _postgres_pids,
+    _stat,
     bench_app,
+    granian,
     gunicorn,
     kept_or_scratch_postgres,
     machine,
@@ -371,61 +375,6 @@ def _google(sa_file: str, log: str, pipe: Any) -> None:
 
 # --- the devices: APNs test server and Wallet simulator on one event loop -------------------
 
-class _Connection(asyncio.Protocol):
-    """A keep-alive HTTP/1.1 client connection: one request at a time, answers with a
-    Content-Length body (or none), one future per request and no stream buffers, so that
-    simulating the devices takes little of the CPU the service also needs."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[tuple[int, bytes, bytes]] | None = None
-        self.closed = False
-        self.head = b""
-        self.length = -1  # the body's length once the head is in
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def request(self, data: bytes) -> asyncio.Future[tuple[int, bytes, bytes]]:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return self.waiter
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        if self.length < 0:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            self.head = head = bytes(buffer[:end + 2])
-            del buffer[:end + 4]
-            at = head.lower().find(b"\r\ncontent-length:")
-            self.length = int(head[at + 17:head.index(b"\r\n", at + 2)]) if at >= 0 else 0
-        if len(buffer) < self.length:
-            return
-        body = bytes(buffer[:self.length])
-        del buffer[:self.length]
-        self.length = -1
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result((int(self.head[9:12]), self.head, body))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionResetError("the server closed the connection"))
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
 class Devices:
     """Every Apple device of the program, woken by pushes, fetching as Wallet does."""
 
@@ -508,12 +457,12 @@ class Devices:
         for _ in range(self.clients):
             self.tasks.append(asyncio.get_running_loop().create_task(self._client()))
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> Connection:
         _transport, connection = await asyncio.get_running_loop().create_connection(
-            _Connection, "127.0.0.1", self.port)
+            Connection, "127.0.0.1", self.port)
         return connection
 
-    async def _request(self, client: list[_Connection], data: bytes
+    async def _request(self, client: list[Connection], data: bytes
                        ) -> tuple[int, bytes, bytes]:
         """Send one request on the client's connection and wait for its answer; reconnect
         and send again once if the server had closed the keep-alive connection."""
@@ -534,7 +483,7 @@ class Devices:
 
     async def _client(self) -> None:
         assert self.queue is not None
-        connection: list[_Connection] = []
+        connection: list[Connection] = []
         queue = self.queue
         monotonic = time.monotonic
         latencies = self.latencies
@@ -570,7 +519,7 @@ class Devices:
                 self.state[i] = 1
                 queue.put_nowait(i)
 
-    async def _fetch(self, connection: list[_Connection], i: int, serial: bytes) -> None:
+    async def _fetch(self, connection: list[Connection], i: int, serial: bytes) -> None:
         if serial != self.serial[i]:
             self.statuses["unexpected serial"] += 1
             return
@@ -677,30 +626,6 @@ def _devices(conf: dict[str, Any], shared: Any, pipe: Any) -> None:
 
 # --- CPU and memory from /proc -------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _stat(pid: int) -> tuple[float, int] | None:
-    """CPU seconds (user + system) and RSS in bytes of ``pid``; None if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICK, int(fields[21]) * _PAGE
-
-
-def _tree(pid: int) -> list[int]:
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            for child in task.read_text().split():
-                found.extend(_tree(int(child)))
-        except OSError:
-            pass
-    return found
-
-
 def _named(name: str) -> list[int]:
     pids = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
@@ -737,7 +662,7 @@ class Meter:
         self._scanned_at = 0.0
 
     def pids(self) -> dict[str, list[int]]:
-        found = {kind: [p for root in roots for p in _tree(root)]
+        found = {kind: [p for root in roots for p in _descendants(root)]
                  for kind, roots in self.roots.items()}
         ours = {row[0] for row in self.conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
@@ -946,6 +871,8 @@ def main() -> int:
                         help="keep the database under this name; reuse its data if it exists")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
+                        help="the web server (README: Deployment)")
     parser.add_argument("--workers", type=int, default=1, help="pointpass worker processes")
     parser.add_argument("--clients", type=int, default=32,
                         help="simulated Wallet connections (the bounded client pool)")
@@ -964,7 +891,8 @@ def main() -> int:
                         help="when the PostgreSQL server runs without autovacuum, do its "
                         "work this often from the change on (0: do not)")
     parser.add_argument("--redis-limit-mb", type=float,
-                        default=0.4 * os.sysconf("SC_PHYS_PAGES") * _PAGE / 2**20,
+                        default=0.4 * os.sysconf("SC_PHYS_PAGES")
+                        * os.sysconf("SC_PAGE_SIZE") / 2**20,
                         help="stop the run when Redis uses more memory than this (default "
                         "40%% of the machine's): the service stores every signed pass there")
     parser.add_argument("--setup-only", action="store_true",
@@ -1109,8 +1037,9 @@ def main() -> int:
         workers = [start_worker(env, worker_log) for _ in range(args.workers)]
         meter.roots["worker"] = [w.pid for w in workers]
         try:
-            with gunicorn(env, workers=args.web_workers, threads=args.threads,
-                          error_log=tmp / "gunicorn.log") as (port, master):
+            serve = granian if args.server == "granian" else gunicorn
+            with serve(env, workers=args.web_workers, threads=args.threads,
+                       error_log=tmp / "web.log") as (port, master):
                 meter.roots["web"] = [master]
                 meter.roots["simulator"] = [device_proc.pid]
                 meter.roots["Google server"] = [google_proc.pid]
@@ -1378,7 +1307,7 @@ def report(s: dict[str, Any], failed: list[str], tmp: Path) -> None:
     if s.get("autovacuum_actions"):
         say("autovacuum stand-in (t, action, seconds): " + "; ".join(
             f"{t} s {action} {took} s" for t, action, took in s["autovacuum_actions"]))
-    say(f"logs: {tmp}/gunicorn.log, {tmp}/worker.log, {tmp}/google.log")
+    say(f"logs: {tmp}/web.log, {tmp}/worker.log, {tmp}/google.log")
     for problem in failed:
         say(f"INCOMPLETE: {problem}")
     keys = ("cards", "apple_devices", "google_objects", "seconds_to_all_pushed",

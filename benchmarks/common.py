@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import shutil
@@ -147,6 +148,47 @@ def gunicorn(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:a
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(ready, ignore_errors=True)
+        if errors is not None:
+            errors.close()
+
+
+@contextmanager
+def granian(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:app",
+            error_log: Path | None = None) -> Iterator[tuple[int, int]]:
+    """Start granian (WSGI, HTTP/1.1) serving ``app`` on a free port, ``threads`` blocking
+    threads per worker, once it answers; yields ``(port, pid)`` as :func:`gunicorn` does."""
+    port = free_port()
+    errors = error_log.open("wb") if error_log is not None else None
+    proc = subprocess.Popen(
+        [BIN / "granian", "--interface", "wsgi", "--http", "1", "--no-ws", "--host",
+         "127.0.0.1", "--port", str(port), "--workers", str(workers), "--blocking-threads",
+         str(threads), "--log-level", "warning", app],
+        env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=errors or subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        answered = 0
+        while answered < 4 * workers:  # every worker has the app loaded (a guess: 4 each)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(error_log.read_text(errors="replace")[-5000:]
+                                   if error_log is not None else "granian did not start")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                    probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                  b"Connection: close\r\n\r\n")
+                    if probe.recv(12).startswith(b"HTTP/1.1"):
+                        answered += 1
+            except OSError:
+                time.sleep(0.1)
+        yield port, proc.pid
+    finally:
+        proc.terminate()  # granian waits for open keep-alive connections: not for long
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         if errors is not None:
             errors.close()
 
@@ -503,3 +545,71 @@ def floor_redeem(conn: Any, serial: str, key: str, staff_key_id: int) -> int:
             (card_id, entry_id, version - 1, staff_key_id)).fetchone()
         floor_announce(conn, card_id)
     return balance
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat(pid: int) -> tuple[float, int] | None:
+    """CPU seconds (user + system) and RSS in bytes of ``pid``; None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK, int(fields[21]) * _PAGE
+
+
+class Connection(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 client connection: one request at a time, answers with a
+    Content-Length body (or none), one future per request and no stream buffers, so that
+    simulating the devices takes little of the CPU the service also needs."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes, bytes]] | None = None
+        self.closed = False
+        self.head = b""
+        self.length = -1  # the body's length once the head is in
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def request(self, data: bytes) -> asyncio.Future[tuple[int, bytes, bytes]]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if self.length < 0:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.head = head = bytes(buffer[:end + 2])
+            del buffer[:end + 4]
+            at = head.lower().find(b"\r\ncontent-length:")
+            self.length = int(head[at + 17:head.index(b"\r\n", at + 2)]) if at >= 0 else 0
+        if len(buffer) < self.length:
+            return
+        body = bytes(buffer[:self.length])
+        del buffer[:self.length]
+        self.length = -1
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result((int(self.head[9:12]), self.head, body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("the server closed the connection"))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()

@@ -18,8 +18,8 @@ builds passes keeps every fetch as fast as a single one.
 The rate is shared by every worker through Redis when there is one (a GCRA: each delivery
 reserves its pushes' slots and waits for the first), else within this process. A delivery may
 burst up to :data:`BURST_SECONDS`' worth at once (a second's made the fetches that followed
-queue for a connection, benchmarks/RESULTS.md); one batch of the outbox is never more than half of its
-lease's worth (:func:`max_batch`), so a paced batch never outlives its lease.
+queue for a connection, benchmarks/RESULTS.md); one batch of the outbox is never more than
+half of its lease's worth (:func:`max_batch`), so a paced batch never outlives its lease.
 """
 
 from __future__ import annotations

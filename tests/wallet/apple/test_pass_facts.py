@@ -34,7 +34,8 @@ def test_facts_of_a_batch_are_each_cards_own_in_a_bounded_number_of_queries(
     for _ in range(7):  # more entries than the pass shows, a badge and an invitation
         earn(api, busy, location, points=10)
     earn(api, quiet, points=3)
-    other = create_card(api, create_program(api, name="Teh Kampung", slug="teh-kampung"))["serial_number"]
+    second = create_program(api, name="Teh Kampung", slug="teh-kampung")
+    other = create_card(api, second)["serial_number"]
     serials = [busy, quiet, new, other]
 
     with app.app_context():
