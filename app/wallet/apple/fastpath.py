@@ -22,12 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from flask import Flask
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from werkzeug.http import http_date, parse_date
 
 from app.auth.security import tokens_match
@@ -50,6 +52,24 @@ SERIALS_RULE = "/passkit/v1/devices/<device_id>/registrations/<pass_type_id>"
 
 _CARD = select(Card.authentication_token, Card.version, Card.last_modified, Card.erased_at
                ).where(Card.serial_number == bindparam("serial"))
+# The tag and the changed serials in one statement: one snapshot, so every change below the
+# tag (the snapshot's oldest running transaction) is committed, and visible to the serials.
+_TAG_AND_SERIALS = select(changes.PG_HORIZON.scalar_subquery(),
+                          func.array(registrations.CHANGED_SERIALS.scalar_subquery()))
+
+
+class _Statement:
+    """A statement compiled once for psycopg, with the values of its own literals."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.defaults = dict(compiled.params)
+
+    def run(self, connection: Any, **params: Any) -> tuple[Any, ...] | None:
+        return connection.execute(  # type: ignore[no-any-return]
+            self.sql, {**self.defaults, **params}).fetchone()
+
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
 
@@ -87,53 +107,71 @@ class PassKitFastPath:
         wallet: AppleWallet | None = self.app.extensions.get("pointpass.apple")
         if wallet is None:
             return None
-        engine = self._engine
-        if engine is None:
+        if self._engine is None:
             with self.app.app_context():
-                # Each statement its own transaction: no BEGIN and ROLLBACK round trips
-                # around the one or two reads of a request (the pool is the app's own).
-                engine = self._engine = db.engine.execution_options(
-                    isolation_level="AUTOCOMMIT")
-        if engine.dialect.name != "postgresql":
+                engine = db.engine
+            if engine.dialect.name == "postgresql":
+                self._card = _Statement(_CARD, engine.dialect)
+                self._tag_and_serials = _Statement(_TAG_AND_SERIALS, engine.dialect)
+            self._engine = engine
+        if self._engine.dialect.name != "postgresql":
             return None
         match = _PASS.fullmatch(path)
         if match is not None:
             if match.group(1) != wallet.pass_type_id:
                 return None
             environ[ROUTE] = FETCH_RULE
-            return self._pass(engine, wallet, match.group(2), environ)
+            return self._pass(wallet, match.group(2), environ)
         match = _SERIALS.fullmatch(path)
         if match is not None:
             if match.group(2) != wallet.pass_type_id:
                 return None
             environ[ROUTE] = SERIALS_RULE
-            return self._serials(engine, match.group(1), environ.get("QUERY_STRING", ""))
+            return self._serials(match.group(1), environ.get("QUERY_STRING", ""))
         return None
 
-    @staticmethod
-    def _pass(engine: Any, wallet: AppleWallet, serial: str,
-              environ: dict[str, Any]) -> Answer | None:
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A psycopg connection of the app's pool, in autocommit while the fast path holds it
+        (no BEGIN and ROLLBACK around its one read; the SQLAlchemy Connection would cost as
+        much again as the read itself)."""
+        pooled = self._engine.raw_connection()
+        try:
+            connection = pooled.driver_connection
+            connection.autocommit = True
+            try:
+                yield connection
+            finally:
+                connection.autocommit = False
+        except psycopg.OperationalError:
+            pooled.invalidate()  # not back to the pool: the view gets a sound one
+            raise
+        finally:
+            pooled.close()
+
+    def _pass(self, wallet: AppleWallet, serial: str, environ: dict[str, Any]) -> Answer | None:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme != "ApplePass":
             return None
-        with engine.connect() as connection:
-            row = connection.execute(_CARD, {"serial": serial}).one_or_none()
-        if (row is None or row.erased_at is not None
-                or not tokens_match(token.strip(), row.authentication_token)):
+        with self._connection() as connection:
+            row = self._card.run(connection, serial=serial)
+        if row is None:
             return None
-        last_modified = datetime.fromtimestamp(row.last_modified, UTC)
+        authentication_token, version, modified, erased_at = row
+        if erased_at is not None or not tokens_match(token.strip(), authentication_token):
+            return None
+        last_modified = datetime.fromtimestamp(modified, UTC)
         since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
         if since is not None and last_modified <= since:
             return "304 NOT MODIFIED", [], b""  # as werkzeug sends it: no entity headers
-        data = wallet.store.get(pass_files.store_key(serial, row.version, wallet))
+        data = wallet.store.get(pass_files.store_key(serial, version, wallet))
         if data is None:
             return None  # the view builds and signs it
         return "200 OK", [("Content-Type", PKPASS_MIME_TYPE),
                           ("Last-Modified", http_date(last_modified)),
                           ("Cache-Control", "no-cache, private")], data
 
-    @staticmethod
-    def _serials(engine: Any, device: str, query: str) -> Answer | None:
+    def _serials(self, device: str, query: str) -> Answer | None:
         since = 0
         if query:
             name, _, value = query.partition("=")
@@ -141,12 +179,10 @@ class PassKitFastPath:
                     or len(value) > 20:
                 return None
             since = int(value)
-        with engine.connect() as connection:
-            # The tag first: every change below it is committed, so visible to the query
-            # that follows (a later snapshot).
-            tag = connection.execute(changes.PG_HORIZON).scalar_one()
-            serials = list(connection.scalars(registrations.CHANGED_SERIALS,
-                                              {"device": device, "since": since}))
+        with self._connection() as connection:
+            row = self._tag_and_serials.run(connection, device=device, since=since)
+        assert row is not None
+        tag, serials = row
         if not serials:
             return "204 NO CONTENT", [], b""
         return "200 OK", [("Content-Type", "application/json")], _json(serials, tag)

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.feedback import service as feedback
 from app.loyalty import artwork, balances, branding, challenges, ledger, program_texts
 from app.loyalty.codes import redemption_code, short_code
-from app.loyalty.models import Card, CardStatus, EntryKind, LedgerEntry, Program
+from app.loyalty.models import Card, CardStatus, EntryKind, Program
 from app.loyalty.rewards import offered
 from app.wallet.apple.setup import AppleWallet, apple_wallet
 from app.wording import pass_wording
@@ -106,7 +106,7 @@ class CardFacts:
 
     program: dict[str, Any]  # program_content(): alike for every card of its program
     lots: balances.LotSummary
-    entries: list[LedgerEntry]
+    entries: list[Any]  # rows of ledger.ACTIVITY_COLUMNS, newest first
     badges: list[dict[str, str]]
     feedback: FeedbackLink | None
 
@@ -116,7 +116,7 @@ def facts_of(cards: Sequence[Card]) -> dict[int, CardFacts]:
     cards, and each program's part built once."""
     ids = [card.id for card in cards]
     lots = balances.summaries(ids, timeutil.now())
-    entries = ledger.recent_entries_of(ids, ACTIVITY_LINES)
+    entries = ledger.recent_activity_of(ids, ACTIVITY_LINES)
     badges = challenges.pass_badges_of(ids)
     links = feedback.pass_links_of(cards)
     programs: dict[int, dict[str, Any]] = {}
@@ -183,7 +183,7 @@ def program_content(program: Any, images: Mapping[str, bytes]) -> dict[str, Any]
     }
 
 
-def _activity_line(entry: LedgerEntry) -> ActivityLine:
+def _activity_line(entry: Any) -> ActivityLine:
     # A reason may be longer than a line of the pass takes (500 against 120 characters).
     detail = (entry.reason or entry.reference or "").strip()[:120].strip() or None
     pending = entry.pending_points or 0
