@@ -50,6 +50,21 @@ class Delivery:
     # update id -> reason (e.g. "apns-not-configured") -> devices not told for that reason
     skipped: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
+    # Set by the drain: ``finish_now(rows, part)`` finishes some of the batch's rows with
+    # their own outcome ``part`` at once (deleted, counted, committed), so a long delivery
+    # killed midway repeats only what it had not finished; the drain finishes the rest.
+    finish_now: Callable[[list[Claimed], Delivery], None] | None = None
+
+    def add(self, other: Delivery) -> None:
+        """Count ``other``'s outcome in this one."""
+        self.retry |= other.retry
+        for update_id, devices in other.devices_pushed.items():
+            self.devices_pushed[update_id] += devices
+        for update_id, failures in other.failures.items():
+            self.failures[update_id] += failures
+        for update_id, reasons in other.skipped.items():
+            self.skipped[update_id].update(reasons)
+
     def skip(self, update_id: int, reason: str, count: int = 1) -> None:
         """Record that ``count`` devices (or wallet objects) of the update were not told,
         for ``reason`` (such as ``apns-not-configured``); their rows are finished anyway."""

@@ -123,19 +123,30 @@ def drain() -> DrainStats:
         by_channel: dict[str, list[Claimed]] = defaultdict(list)
         for row in batch:
             by_channel[row.channel].append(row)
-        outcome = Delivery()
+        outcome, finished = _delivery()
         for channel, rows in by_channel.items():
             target = registry.get(channel)
             if target is None:
                 log.error("outbox rows for unknown channel %r dropped", channel)
                 continue
             target.deliver(rows, outcome)
-        _finish(batch, outcome)
+        _finish([row for row in batch if row.id not in finished], outcome)
         stats.rows += len(batch)
         stats.retried += len(outcome.retry)
         if time.monotonic() - started > budget:
             request_drain()  # the rest in a job of its own
             return stats
+
+
+def _delivery() -> tuple[Delivery, set[int]]:
+    """A batch's :class:`Delivery`, and the ids of the rows its channels finish early."""
+    finished: set[int] = set()
+
+    def finish_now(rows: list[Claimed], part: Delivery) -> None:
+        _finish(rows, part)
+        finished.update(row.id for row in rows)
+
+    return Delivery(finish_now=finish_now), finished
 
 
 def _finish(batch: list[Claimed], outcome: Delivery) -> None:

@@ -31,8 +31,9 @@ from app.wallet.events import record as record_event
 log = logging.getLogger("pointpass.apple.push")
 
 EXTENSION = "pointpass.apns"
-# Devices per part of a pre-building delivery: their passes are built and stored, then pushed.
-PREBUILD_PART = 200
+# Cards per part of a delivery: their passes built and stored together (with pre-building),
+# then their devices pushed.
+PART = 200
 _client_lock = threading.Lock()
 
 
@@ -90,49 +91,74 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     for token, card_id in targets:
         cards_of[token].add(card_id)
 
-    def updates_of(cards: set[int]) -> set[int]:
-        return {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
-
     if client is None:  # development stand-ins and no POINTPASS_APNS_URL (logged once)
         if cards_of:
             telemetry.APNS_PUSHES[("skipped", "not-configured")].inc(len(cards_of))
         for cards in cards_of.values():
-            for update_id in updates_of(cards):
+            for update_id in {r.update_id for c in cards for r in card_rows[c]
+                              if r.update_id is not None}:
                 outcome.skip(update_id, "apns-not-configured")
         return
-    results = []
-    if cards_of:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        prebuild = pacing.prebuild_enabled(app)
-        pacer = pacing.pacer_for(app, lambda: _build_sample(wallet, next(iter(card_rows))))
-        tokens = list(cards_of)
-        # With pre-building, a part's passes are made just before its pushes: the store
-        # holds them when the fetches come, and the worker holds one part's bytes at a time.
-        step = PREBUILD_PART if prebuild else len(tokens)
-        for start in range(0, len(tokens), step):
-            part = tokens[start:start + step]
-            if prebuild:
-                pass_files.prebuild(sorted({c for token in part for c in cards_of[token]}),
-                                    wallet)
-            for pushes in (pacer.slices(part) if pacer is not None else [part]):
-                results.extend(client.push_many(pushes))
-    for result in results:
-        telemetry.count_push(result.outcome, result.status, result.reason)
-        cards = cards_of[result.token]
-        updates = updates_of(cards)
-        if result.outcome is Outcome.DELIVERED:
-            for update_id in updates:
-                outcome.devices_pushed[update_id] += 1
-            continue
-        if result.outcome is Outcome.RETRY_EXHAUSTED:
-            # Not a failure yet: the outbox tries again, and counts one if it gives up.
-            outcome.retry.update(r.id for c in cards for r in card_rows[c])
-            continue
-        for update_id in updates:
-            outcome.failures[update_id] += 1
-        if result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
-            forget_token(result)
+    if not cards_of:
+        return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    prebuild = pacing.prebuild_enabled(app)
+    pacer = pacing.pacer_for(app, lambda: _build_sample(wallet, next(iter(card_rows))))
+    tokens_of: dict[int, list[str]] = defaultdict(list)
+    for token, cards in cards_of.items():
+        for card_id in cards:
+            tokens_of[card_id].append(token)
+    # In parts of cards: a part's passes are built (with pre-building) just before its
+    # pushes, so the store holds them when the fetches come and the worker holds one part's
+    # bytes. A card's rows are finished as soon as all its devices are pushed (after each
+    # slice of pushes), so a worker killed mid-batch pushes again at most the slice it was
+    # sending, not the whole batch.
+    cards = sorted(tokens_of)
+    unpushed = {card_id: len(tokens) for card_id, tokens in tokens_of.items()}
+    pushed: set[str] = set()
+    for start in range(0, len(cards), PART):
+        part_cards = [c for c in cards[start:start + PART] if unpushed[c]]
+        if prebuild and part_cards:
+            pass_files.prebuild(part_cards, wallet)
+        tokens = list(dict.fromkeys(t for c in part_cards for t in tokens_of[c]
+                                    if t not in pushed))
+        pushed.update(tokens)
+        for pushes in (pacer.slices(tokens) if pacer is not None else [tokens]):
+            told = Delivery()  # this slice's outcome
+            done = []
+            for result in client.push_many(pushes):
+                _record(result, cards_of[result.token], card_rows, outcome, told)
+                for card_id in cards_of[result.token]:  # a device fetches all its passes
+                    unpushed[card_id] -= 1
+                    if not unpushed[card_id]:
+                        done.append(card_id)
+            rows_done = [r for c in done for r in card_rows[c]]
+            if outcome.finish_now is not None:
+                told.retry = outcome.retry & {r.id for r in rows_done}
+                outcome.finish_now(rows_done, told)
+            else:
+                outcome.add(told)
     db.session.commit()
+
+
+def _record(result: PushResult, cards: set[int], card_rows: dict[int, list[Claimed]],
+            batch: Delivery, told: Delivery) -> None:
+    """Count a push's outcome for its cards' updates in ``told``; a retry marks the rows of
+    all its cards in ``batch``."""
+    telemetry.count_push(result.outcome, result.status, result.reason)
+    updates = {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
+    if result.outcome is Outcome.DELIVERED:
+        for update_id in updates:
+            told.devices_pushed[update_id] += 1
+        return
+    if result.outcome is Outcome.RETRY_EXHAUSTED:
+        # Not a failure yet: the outbox tries again, and counts one if it gives up.
+        batch.retry.update(r.id for c in cards for r in card_rows[c])
+        return
+    for update_id in updates:
+        told.failures[update_id] += 1
+    if result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
+        forget_token(result)
 
 
 def _build_sample(wallet: AppleWallet, card_id: int) -> bytes:

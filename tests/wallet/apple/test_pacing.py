@@ -123,7 +123,7 @@ def prebuild_app(database: Any, tmp_path: Path,
 
 def test_prebuild_signs_the_passes_before_the_push_and_fetches_find_them(
         prebuild_app: Flask, apns: APNsTestServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(push, "PREBUILD_PART", 3)  # two parts: built, pushed, built, pushed
+    monkeypatch.setattr(push, "PART", 3)  # two parts: built, pushed, built, pushed
     app = prebuild_app
     api = admin_api(app)
     program, phones = _cards_with_phones(app, api, 4)

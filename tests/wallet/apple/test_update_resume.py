@@ -26,6 +26,7 @@ from app.loyalty import changes
 from app.loyalty.models import Card
 from app.outbox import drain as outbox
 from app.outbox.models import OutboxEntry
+from app.wallet.apple import pass_files, push
 from tests.apns_server import APNsTestServer
 from tests.factories import (
     ApiClient,
@@ -121,6 +122,47 @@ def test_an_update_interrupted_while_marking_is_resumed_by_the_sweep(
         # Each card was marked once: created at version 1, one bump for the update.
         assert set(db.session.scalars(select(Card.version))) == {2}
         assert outbox.pending() == 0
+
+
+def test_a_drain_killed_mid_batch_pushes_again_only_the_part_it_was_on(
+    push_app: Flask, apns: APNsTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is pushed in parts, each finished (rows deleted, counted, committed) right
+    after its pushes: a drain that dies in the third part leaves the first two done, and the
+    next drain pushes the rest; no device is pushed twice."""
+    app = push_app
+    app.config.update(OUTBOX_LEASE_SECONDS=0, PASS_PREBUILD=True)
+    api = admin_api(app)
+    program, phones = _cards_with_phones(app, api, 12)
+    settle(app)
+    apns.reset()
+    monkeypatch.setattr(push, "PART", 5)  # three parts: 5, 5 and 2 cards
+    prebuild = pass_files.prebuild
+    parts = []
+
+    def dies_on_the_third_part(card_ids: list[int], wallet: Any) -> int:
+        parts.append(card_ids)
+        if len(parts) == 3:
+            raise WorkerKilled
+        return prebuild(card_ids, wallet)
+
+    monkeypatch.setattr(pass_files, "prebuild", dies_on_the_third_part)
+    response = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Hi"})
+    assert response.status_code == 202
+    url = response.json["url"]
+    settle(app)
+    monkeypatch.undo()
+
+    assert [len(part) for part in parts] == [5, 5, 2]  # one batch, killed in its last part
+    assert len(apns.requests) == 10
+    progress = api.get(url).json
+    assert (progress["status"], progress["cards_done"], progress["devices_pushed"]) == (
+        "pushing", 10, 10)
+    assert _update_rows(app, progress["id"]) == 2  # leased by the dead drain
+
+    with app.app_context():
+        outbox.drain()  # the next drain (the lease is over at once here)
+    _assert_done_with_true_counts(api, url, phones, apns)
 
 
 @pytest.mark.postgres
