@@ -29,9 +29,10 @@ from app.console import pages
 from app.console.pages import console_page
 from app.errors import DomainError, LowContrast, NotFound, UnsupportedMediaType
 from app.extensions import db
-from app.loyalty import artwork, program_texts, programs
+from app.loyalty import artwork, fanout, program_texts, programs
 from app.loyalty.models import Program
 from app.outbox.models import UpdateStatus
+from app.timeutil import utcnow
 from app.wallet import preview as design_preview
 from app.wallet import updates
 from app.web.pagekit import PageForm
@@ -301,16 +302,26 @@ def _update_of(program: Program, update_id: int) -> Any:
 @console_page
 def design_update(program: Program, update_id: int) -> ResponseReturnValue:
     """The progress of publishing: every card's passes being updated."""
-    return render_template("console/design_update.html",
-                           update=_update_of(program, update_id), UpdateStatus=UpdateStatus)
+    return render_template("console/design_update.html", UpdateStatus=UpdateStatus,
+                           **_progress(program, update_id))
 
 
 @pages.bp.get("/programs/<int:program_id>/design/updates/<int:update_id>/progress")
 @console_page
 def design_update_progress(program: Program, update_id: int) -> ResponseReturnValue:
     """The progress bar alone, polled every second by htmx until the update is done."""
-    return render_template("console/_design_progress.html",
-                           update=_update_of(program, update_id), UpdateStatus=UpdateStatus)
+    return render_template("console/_design_progress.html", UpdateStatus=UpdateStatus,
+                           **_progress(program, update_id))
+
+
+def _progress(program: Program, update_id: int) -> dict[str, Any]:
+    """The update, and the whole minutes left at its pace so far (``None``: not known yet,
+    or done)."""
+    pass_update = _update_of(program, update_id)
+    now = utcnow()
+    finish = fanout.eta(pass_update, now)
+    minutes = None if finish is None else int((finish - now).total_seconds() // 60)
+    return {"update": pass_update, "minutes_left": minutes}
 
 
 @pages.bp.get("/programs/<int:program_id>/design/preview.css")

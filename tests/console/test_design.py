@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ from sqlalchemy import select
 from app.audit import AuditEvent
 from app.extensions import db
 from app.loyalty.models import Program
-from app.outbox.models import PassUpdate
+from app.outbox.models import PassUpdate, UpdateStatus
+from app.timeutil import utcnow
 from tests.console.conftest import form_token, make_account, sign_in
 from tests.factories import ApiClient, create_card, create_program, settle
 from tests.images import image_bytes
@@ -163,6 +165,25 @@ def test_a_pass_update_while_it_runs_is_polled(
     assert 'hx-trigger="every 1s"' in part and "Updating: 0 of 0" in part
     page = marketer.get(_url(program, f"/updates/{update_id}")).get_data(as_text=True)
     assert ">Refresh</a>" in page  # without scripts: a link that loads it again
+
+
+def test_the_progress_says_how_long_is_left_at_the_pace_so_far(
+        app: Flask, marketer: FlaskClient, program: dict[str, Any]) -> None:
+    with app.app_context():
+        pass_update = PassUpdate(program_id=program["id"], requested_by="test",
+                                 status=UpdateStatus.PUSHING, cards_total=400, cards_done=100,
+                                 started_at=utcnow() - timedelta(minutes=10))
+        db.session.add(pass_update)
+        db.session.commit()
+        update_id = pass_update.id
+    url = _url(program, f"/updates/{update_id}/progress")
+    part = marketer.get(url).get_data(as_text=True)
+    assert "About 30 minutes left." in part  # a quarter done in ten minutes
+    assert "Sekitar 30 menit lagi." in marketer.get(url + "?lang=id").get_data(as_text=True)
+    with app.app_context():
+        db.session.get(PassUpdate, update_id).cards_done = 399
+        db.session.commit()
+    assert "Less than a minute left." in marketer.get(url + "?lang=en").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("change, field, message", [
