@@ -120,8 +120,9 @@ def configured_rate(app: Flask) -> float | None:
 
 def prebuild_enabled(app: Flask) -> bool:
     """Whether deliveries build and store the passes before they push
-    (``POINTPASS_PASS_PREBUILD``, off by default)."""
-    return bool(app.config.get("PASS_PREBUILD", False))  # the env's 1/0, true/false
+    (``POINTPASS_PASS_PREBUILD``, on by default: the signatures are the same, made by the
+    worker in bulk instead of by the first fetch, one by one)."""
+    return bool(app.config.get("PASS_PREBUILD", True))  # the env's 1/0, true/false
 
 
 def web_cpus(app: Flask) -> int:
