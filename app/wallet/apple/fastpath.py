@@ -22,8 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +32,7 @@ from sqlalchemy import bindparam, func, select
 from werkzeug.http import http_date, parse_date
 
 from app.auth.security import tokens_match
+from app.dbutil import DriverStatement
 from app.extensions import db
 from app.loyalty import changes
 from app.loyalty.models import Card
@@ -50,25 +50,16 @@ _SERIALS = re.compile(r"/passkit/v1/devices/([A-Za-z0-9._-]{1,128})/registration
 FETCH_RULE = "/passkit/v1/passes/<pass_type_id>/<serial_number>"
 SERIALS_RULE = "/passkit/v1/devices/<device_id>/registrations/<pass_type_id>"
 
-_CARD = select(Card.authentication_token, Card.version, Card.last_modified, Card.erased_at
-               ).where(Card.serial_number == bindparam("serial"))
+# Compiled once and run on the driver (app.dbutil): SQLAlchemy's execution layer would cost
+# as much again as the read itself.
+_CARD = DriverStatement(lambda _dialect: select(
+    Card.authentication_token, Card.version, Card.last_modified, Card.erased_at
+).where(Card.serial_number == bindparam("serial")))
 # The tag and the changed serials in one statement: one snapshot, so every change below the
 # tag (the snapshot's oldest running transaction) is committed, and visible to the serials.
-_TAG_AND_SERIALS = select(changes.PG_HORIZON.scalar_subquery(),
-                          func.array(registrations.CHANGED_SERIALS.scalar_subquery()))
-
-
-class _Statement:
-    """A statement compiled once for psycopg, with the values of its own literals."""
-
-    def __init__(self, statement: Any, dialect: Any) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.defaults = dict(compiled.params)
-
-    def run(self, connection: Any, **params: Any) -> tuple[Any, ...] | None:
-        return connection.execute(  # type: ignore[no-any-return]
-            self.sql, {**self.defaults, **params}).fetchone()
+_TAG_AND_SERIALS = DriverStatement(lambda _dialect: select(
+    changes.PG_HORIZON.scalar_subquery(),
+    func.array(registrations.CHANGED_SERIALS.scalar_subquery())))
 
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
@@ -109,11 +100,7 @@ class PassKitFastPath:
             return None
         if self._engine is None:
             with self.app.app_context():
-                engine = db.engine
-            if engine.dialect.name == "postgresql":
-                self._card = _Statement(_CARD, engine.dialect)
-                self._tag_and_serials = _Statement(_TAG_AND_SERIALS, engine.dialect)
-            self._engine = engine
+                self._engine = db.engine
         if self._engine.dialect.name != "postgresql":
             return None
         match = _PASS.fullmatch(path)
@@ -130,17 +117,15 @@ class PassKitFastPath:
             return self._serials(match.group(1), environ.get("QUERY_STRING", ""))
         return None
 
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        """A psycopg connection of the app's pool, in autocommit while the fast path holds it
-        (no BEGIN and ROLLBACK around its one read; the SQLAlchemy Connection would cost as
-        much again as the read itself)."""
+    def _first(self, statement: DriverStatement, **params: Any) -> tuple[Any, ...] | None:
+        """The statement's first row, read on a connection of the app's pool in autocommit
+        while the fast path holds it (no BEGIN and ROLLBACK around its one read)."""
         pooled = self._engine.raw_connection()
         try:
             connection = pooled.driver_connection
             connection.autocommit = True
             try:
-                yield connection
+                return statement(self._engine.dialect).first(connection.cursor(), params)
             finally:
                 connection.autocommit = False
         except psycopg.OperationalError:
@@ -153,8 +138,7 @@ class PassKitFastPath:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme != "ApplePass":
             return None
-        with self._connection() as connection:
-            row = self._card.run(connection, serial=serial)
+        row = self._first(_CARD, serial=serial)
         if row is None:
             return None
         authentication_token, version, modified, erased_at = row
@@ -179,8 +163,7 @@ class PassKitFastPath:
                     or len(value) > 20:
                 return None
             since = int(value)
-        with self._connection() as connection:
-            row = self._tag_and_serials.run(connection, device=device, since=since)
+        row = self._first(_TAG_AND_SERIALS, device=device, since=since)
         assert row is not None
         tag, serials = row
         if not serials:
