@@ -51,9 +51,18 @@ class Delivery:
     skipped: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     # Set by the drain: ``finish_now(rows, part)`` finishes some of the batch's rows with
-    # their own outcome ``part`` at once (deleted, counted, committed), so a long delivery
-    # killed midway repeats only what it had not finished; the drain finishes the rest.
+    # their own outcome ``part`` at once (deleted, counted, committed).
     finish_now: Callable[[list[Claimed], Delivery], None] | None = None
+
+    def finish(self, rows: list[Claimed], part: Delivery) -> None:
+        """``rows`` of the batch are delivered, with the outcome ``part``: finished now when
+        the drain allows it (so a long delivery killed midway repeats only what it had not
+        finished), else counted in this outcome, for the drain to finish with the batch."""
+        if self.finish_now is None:
+            self.add(part)
+            return
+        part.retry = self.retry & {row.id for row in rows}
+        self.finish_now(rows, part)
 
     def add(self, other: Delivery) -> None:
         """Count ``other``'s outcome in this one."""

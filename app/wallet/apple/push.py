@@ -132,12 +132,7 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
                     unpushed[card_id] -= 1
                     if not unpushed[card_id]:
                         done.append(card_id)
-            rows_done = [r for c in done for r in card_rows[c]]
-            if outcome.finish_now is not None:
-                told.retry = outcome.retry & {r.id for r in rows_done}
-                outcome.finish_now(rows_done, told)
-            else:
-                outcome.add(told)
+            outcome.finish([r for c in done for r in card_rows[c]], told)
     db.session.commit()
 
 
