@@ -788,16 +788,21 @@ def recent_activity_of(card_ids: Collection[int], limit: int) -> dict[int, list[
 
 
 def _recent(card_ids: Collection[int], limit: int, *columns: Any) -> dict[int, list[Any]]:
-    ranked = (
-        select(LedgerEntry.id, func.row_number().over(
-            partition_by=LedgerEntry.card_id, order_by=LedgerEntry.id.desc()).label("rank"))
-        .where(LedgerEntry.card_id.in_(list(card_ids)))
-        .subquery()
-    )
-    result = db.session.execute(
-        select(*columns).join(ranked, ranked.c.id == LedgerEntry.id)
-        .where(ranked.c.rank <= limit)
-        .order_by(LedgerEntry.card_id, LedgerEntry.id.desc()))
+    ids = list(card_ids)
+    if len(ids) == 1:  # the index's newest rows, where a window would number them all
+        statement = (select(*columns).where(LedgerEntry.card_id == ids[0])
+                     .order_by(LedgerEntry.id.desc()).limit(limit))
+    else:
+        ranked = (
+            select(LedgerEntry.id, func.row_number().over(
+                partition_by=LedgerEntry.card_id, order_by=LedgerEntry.id.desc()).label("rank"))
+            .where(LedgerEntry.card_id.in_(ids))
+            .subquery()
+        )
+        statement = (select(*columns).join(ranked, ranked.c.id == LedgerEntry.id)
+                     .where(ranked.c.rank <= limit)
+                     .order_by(LedgerEntry.card_id, LedgerEntry.id.desc()))
+    result = db.session.execute(statement)
     found: dict[int, list[Any]] = {}
     for entry in (result.scalars() if len(columns) == 1 else result):
         found.setdefault(entry.card_id, []).append(entry)

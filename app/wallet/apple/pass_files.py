@@ -114,6 +114,8 @@ class CardFacts:
 def facts_of(cards: Sequence[Card]) -> dict[int, CardFacts]:
     """The :class:`CardFacts` of each of ``cards`` (by card id): six queries, however many
     cards, and each program's part built once."""
+    if not cards:
+        return {}
     ids = [card.id for card in cards]
     lots = balances.summaries(ids, timeutil.now())
     entries = ledger.recent_activity_of(ids, ACTIVITY_LINES)
