@@ -195,11 +195,8 @@ def granian(env: dict[str, str], workers: int, threads: int, app: str = "wsgi:ap
 
 def _cpu_of(pid: int) -> float:
     """CPU seconds (user + system) used so far by process ``pid``; 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    found = _stat(pid)
+    return found[0] if found is not None else 0.0
 
 
 def _descendants(pid: int) -> list[int]:

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import Connection, _descendants, _stat, granian, gunicorn, machine
+from benchmarks.common import Connection, _cpu_of, _descendants, granian, gunicorn, machine
 
 PASS_BYTES = 30 * 1024  # a pass as bench_million's program signs it (about 30 KB)
 _LIST = b'{"lastUpdated": "2", "serialNumbers": ["S0000000001"]}'
@@ -80,9 +80,9 @@ def measure(server: str = "gunicorn", workers: int = 2, threads: int = 4,
                app="benchmarks.wsgi_floor:app") as (port, master):
         asyncio.run(_drive(port, min(devices, 500), clients))  # warm: connections, imports
         pids = _descendants(master)
-        before = sum(_stat(pid)[0] for pid in pids if _stat(pid) is not None)  # type: ignore[index]
+        before = sum(_cpu_of(pid) for pid in pids)
         seconds = asyncio.run(_drive(port, devices, clients))
-        after = sum(_stat(pid)[0] for pid in pids if _stat(pid) is not None)  # type: ignore[index]
+        after = sum(_cpu_of(pid) for pid in pids)
     cpu = after - before
     return {"server": server, "devices": devices, "seconds": round(seconds, 2),
             "web_cpu_s": round(cpu, 2),
