@@ -198,7 +198,7 @@ def test_a_row_whose_last_attempt_died_is_given_up_and_its_update_finishes(
     pass_update = api.post(f"/api/v1/programs/{program['id']}/updates", json={}).json
     with app.app_context():
         fanout.run(pass_update["id"])  # the update's job, run here: it marks the card
-        assert len(outbox.claim(100, lease_seconds=0)) == 1  # a drain leases, then dies
+        assert len(outbox.claim("apple", 100, lease_seconds=0)) == 1  # leased, then it dies
         outbox.drain()  # the next drain (the sweep's) finds the lease run out
 
     progress = api.get(pass_update["url"]).json

@@ -18,8 +18,10 @@ operators to see and retry (:mod:`app.outbox.status`, ``pointpass outbox``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,7 +29,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import background
+from app import background, requestid
 from app.dbutil import insert
 from app.extensions import db
 from app.outbox import channels
@@ -47,6 +49,11 @@ class DrainStats:
     rows: int = 0
     retried: int = 0
     batches: int = 0
+
+    def add(self, other: DrainStats) -> None:
+        self.rows += other.rows
+        self.retried += other.retried
+        self.batches += other.batches
 
 
 def drain_after_commit() -> None:
@@ -74,12 +81,13 @@ def past_limit() -> ColumnElement[bool]:
     return OutboxEntry.attempts >= max_attempts()
 
 
-def claim(limit: int, lease_seconds: int) -> list[Claimed]:
-    """Lease up to ``limit`` available rows and commit; other drains skip them."""
+def claim(channel: str, limit: int, lease_seconds: int) -> list[Claimed]:
+    """Lease up to ``limit`` available rows of ``channel`` and commit; other drains skip
+    them."""
     now = utcnow()
     available = (
         select(OutboxEntry.id)
-        .where(OutboxEntry.available_at <= now, ~past_limit())
+        .where(OutboxEntry.channel == channel, OutboxEntry.available_at <= now, ~past_limit())
         .order_by(OutboxEntry.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -99,43 +107,72 @@ def claim(limit: int, lease_seconds: int) -> list[Claimed]:
 
 def drain() -> DrainStats:
     """Deliver every available outbox row through its channel (the job behind every push
-    and sync). Rows of a channel the app has not registered are dropped, with a log line.
+    and sync). Rows of a channel this app does not register stay for a release that does
+    (a rolling deploy), in ``pointpass outbox status``'s sight.
+
+    Each channel drains its own rows in batches of its own size, on PostgreSQL at the same
+    time as the others (a thread each): Google's objects go at its quota's pace (20 a second)
+    while Apple's pushes go at theirs, neither waiting for the other's batch.
 
     A paced drain of a big update goes on for a long while: after
     ``POINTPASS_OUTBOX_DRAIN_SECONDS`` (default :data:`DRAIN_SECONDS`) it asks for the next
     drain and ends after its batch, so no job runs into rq's timeout, which would kill it
     between its pushes and their bookkeeping (and push those devices again)."""
     registry = channels.registered()
+    _give_up_abandoned()
+    stats = DrainStats()
+    names = sorted(registry)
+    if len(names) < 2 or db.engine.dialect.name != "postgresql":
+        # SQLite: one writer at a time anyway.
+        for name in names:
+            stats.add(_drain_channel(registry[name], threading.Event()))
+        return stats
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def drain_one(channel: channels.Channel, request_id: str) -> DrainStats:
+        with app.app_context(), requestid.bound(request_id):
+            try:
+                return _drain_channel(channel, stop)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(len(names), thread_name_prefix="pointpass-drain") as pool:
+        futures = [pool.submit(drain_one, registry[name], requestid.current())
+                   for name in names]
+        try:
+            for future in futures:
+                stats.add(future.result())
+        finally:
+            stop.set()  # this job is ending (an error, rq's timeout): the others end too
+    return stats
+
+
+def _drain_channel(channel: channels.Channel, stop: threading.Event) -> DrainStats:
+    """Deliver ``channel``'s available rows, batch after batch, until none is left, the
+    drain's time is up (then the next drain is asked for) or ``stop`` is set."""
     limit, lease = _settings()
     budget = float(current_app.config.get("OUTBOX_DRAIN_SECONDS", DRAIN_SECONDS))
     started = time.monotonic()
-    for channel in registry.values():  # a paced channel must deliver a batch within its lease
-        cap = channel.max_batch(lease) if channel.max_batch is not None else None
-        if cap is not None:
-            limit = min(limit, cap)
+    # A paced channel must deliver a batch within its lease.
+    cap = channel.max_batch(lease) if channel.max_batch is not None else None
+    if cap is not None:
+        limit = min(limit, cap)
     stats = DrainStats()
-    _give_up_abandoned()
-    while True:
-        batch = claim(limit, lease)
+    while not stop.is_set():
+        batch = claim(channel.name, limit, lease)
         if not batch:
-            return stats
+            break
         stats.batches += 1
-        by_channel: dict[str, list[Claimed]] = defaultdict(list)
-        for row in batch:
-            by_channel[row.channel].append(row)
         outcome, finished = _delivery()
-        for channel, rows in by_channel.items():
-            target = registry.get(channel)
-            if target is None:
-                log.error("outbox rows for unknown channel %r dropped", channel)
-                continue
-            target.deliver(rows, outcome)
+        channel.deliver(batch, outcome)
         _finish([row for row in batch if row.id not in finished], outcome)
         stats.rows += len(batch)
         stats.retried += len(outcome.retry)
         if time.monotonic() - started > budget:
             request_drain()  # the rest in a job of its own
-            return stats
+            break
+    return stats
 
 
 def _delivery() -> tuple[Delivery, set[int]]:
@@ -216,6 +253,15 @@ def _count_updates(finished: list[Claimed], outcome: Delivery) -> None:
     for row in finished:
         if row.update_id is not None:
             touched[row.update_id].add(row.card_id)
+    counted = sorted(set(touched) | set(outcome.devices_pushed) | set(outcome.failures)
+                     | set(outcome.skipped))
+    if counted:
+        # Channels drain at the same time: the update rows are locked first, in id order, so
+        # the other channel's transaction on them has committed and what follows sees its
+        # deleted rows (a card in both wallets, finished by both at once, counts once, not
+        # never), and no two transactions wait for each other.
+        db.session.execute(select(PassUpdate.id).where(PassUpdate.id.in_(counted))
+                           .order_by(PassUpdate.id).with_for_update())
     if touched:
         pending = db.session.execute(select(OutboxEntry.update_id, OutboxEntry.card_id).where(
             OutboxEntry.update_id.in_(list(touched)),
@@ -224,8 +270,7 @@ def _count_updates(finished: list[Claimed], outcome: Delivery) -> None:
         for update_id, card_id in pending:
             touched[update_id].discard(card_id)
     finished_cards = {update_id: len(cards) for update_id, cards in touched.items()}
-    for update_id in (set(finished_cards) | set(outcome.devices_pushed) | set(outcome.failures)
-                      | set(outcome.skipped)):
+    for update_id in counted:
         skipped = outcome.skipped.get(update_id, {})
         db.session.execute(
             update(PassUpdate).where(PassUpdate.id == update_id).values(

@@ -96,7 +96,9 @@ class OutboxEntry(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
-        Index("ix_pass_outbox_available_at_id", "available_at", "id"),
+        # Each channel leases its own rows, oldest first (app.outbox.drain.claim): read in
+        # the index's order, they need no sort however many wait.
+        Index("ix_pass_outbox_channel_id", "channel", "id"),
         # An update's rows, and which of a chunk's cards have one: a marking chunk asks that
         # of its 2,000 cards however many rows the update has (update_id alone read them all).
         Index("ix_pass_outbox_update_id_card_id", "update_id", "card_id"),
