@@ -43,6 +43,8 @@ from passes.apple import PKPASS_MIME_TYPE
 
 log = logging.getLogger("pointpass.apple.webservice")
 
+EXTENSION = "pointpass.apple.fastpath"
+
 PREFIX = "/passkit/v1/"
 _PASS = re.compile(r"/passkit/v1/passes/([^/]+)/([^/]+)")
 _SERIALS = re.compile(r"/passkit/v1/devices/([A-Za-z0-9._-]{1,128})/registrations/([^/]+)")
@@ -82,7 +84,7 @@ class PassKitFastPath:
                 or not path.startswith(PREFIX)):
             return self.wsgi_app(environ, start_response)
         try:
-            answer = self._answer(path, environ)
+            answer = self.answer(path, environ)
         except Exception:  # the view answers it, and reports what went wrong
             log.debug("fast path declined %s", path, exc_info=True)
             answer = None
@@ -94,7 +96,9 @@ class PassKitFastPath:
         start_response(status, headers)
         return [body]
 
-    def _answer(self, path: str, environ: dict[str, Any]) -> Answer | None:
+    def answer(self, path: str, environ: dict[str, Any]) -> Answer | None:
+        """The answer to a GET of ``path`` under :data:`PREFIX` (``environ`` as WSGI gives
+        it), or ``None`` when the views must answer it."""
         wallet: AppleWallet | None = self.app.extensions.get("pointpass.apple")
         if wallet is None:
             return None
@@ -180,4 +184,6 @@ def _json(serials: Iterable[str], tag: int) -> bytes:
 def init_app(app: Flask) -> None:
     """Put the fast path in front of ``app``'s views (inside the request-id and metrics
     middlewares, which wrap it afterwards)."""
-    app.wsgi_app = PassKitFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
+    fast = PassKitFastPath(app, app.wsgi_app)
+    app.extensions[EXTENSION] = fast  # pacing "auto" times its answers (app.wallet.apple.push)
+    app.wsgi_app = fast  # type: ignore[method-assign]

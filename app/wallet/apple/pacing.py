@@ -7,11 +7,16 @@ builds passes keeps every fetch as fast as a single one.
 
 ``POINTPASS_APNS_PUSH_RATE`` sets that rate, in pushes per second over all workers:
 
-- ``auto`` (the default): measured. The first delivery of a process times the building and
-  signing of a few passes of the cards it pushes for (CPU time of one thread), and the rate is
-  ``POINTPASS_WEB_CPUS`` (default: this machine's CPUs) / (that time ×
-  :data:`FETCH_COST_FACTOR`), the cost of a whole fetch relative to building its pass
-  (measured by ``benchmarks/bench_million.py``, see ``benchmarks/RESULTS.md``).
+- ``auto`` (the default): measured. The first delivery of a process times, in CPU time of
+  one thread, what one device's fetch after its push costs the web tier, and the rate is
+  ``POINTPASS_WEB_CPUS`` (default: this machine's CPUs) / that cost. With pre-building (the
+  default, ``POINTPASS_PASS_PREBUILD``) the web tier signs nothing: the cost is the device's
+  two requests answered from the pass store in process (:class:`Sample` ``serve``), plus
+  :data:`SERVER_COST` for the HTTP server's own share. Without it, each fetch signs its pass:
+  the cost is a pass built through the views times :data:`FETCH_COST_FACTOR` (``build``).
+  Both were measured by ``benchmarks/bench_million.py`` and ``benchmarks/wsgi_floor.py``
+  (``benchmarks/RESULTS.md``); a pre-building delivery can push no faster than it builds,
+  so the rate only has to keep the web tier from queueing.
 - a number: that many pushes per second.
 - ``0``: no pacing (as fast as APNs answers).
 
@@ -30,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
@@ -46,6 +52,10 @@ AUTO = "auto"
 # requests through the web tier, the database reads, the signature) costs this many times the
 # CPU of building and signing the pass alone (measured: benchmarks/RESULTS.md, issue 20).
 FETCH_COST_FACTOR = 2.0
+# What the HTTP server itself costs per device (two requests) besides the app, in CPU
+# seconds: 0.48 ms under gunicorn's gthread workers, 0.06 ms under granian
+# (benchmarks/wsgi_floor.py). The larger, so auto never overruns a gunicorn tier.
+SERVER_COST = 0.0005
 SAMPLES = 5  # passes built to measure the cost of one
 BURST_SECONDS = 0.2  # at most this much of the rate at once (after an idle spell)
 REDIS_KEY = "pointpass:apns-pace"
@@ -130,22 +140,43 @@ def web_cpus(app: Flask) -> int:
     return max(1, int(app.config.get("WEB_CPUS") or os.cpu_count() or 1))
 
 
-def measured_rate(build_one: Callable[[], Any], cpus: int) -> float:
+@dataclass(frozen=True)
+class Sample:
+    """What ``auto`` times: ``fetch_one()`` does in process what one device's fetch after its
+    push costs the web tier, which costs ``factor`` times that plus ``overhead`` seconds."""
+
+    fetch_one: Callable[[], Any]
+    factor: float
+    overhead: float
+    what: str  # for the log line
+
+    @classmethod
+    def serve(cls, fetch_one: Callable[[], Any]) -> Sample:
+        """Passes pre-built: ``fetch_one`` answers a device's two requests from the store."""
+        return cls(fetch_one, 1.0, SERVER_COST, "a pre-built pass served")
+
+    @classmethod
+    def build(cls, build_one: Callable[[], Any]) -> Sample:
+        """Passes signed by their first fetch: ``build_one`` builds and signs one."""
+        return cls(build_one, FETCH_COST_FACTOR, 0.0, "a pass built")
+
+
+def measured_rate(sample: Sample, cpus: int) -> float:
     """The pushes per second ``cpus`` web CPUs can absorb, from the CPU time of
-    ``build_one()`` (one pass built and signed), the median of :data:`SAMPLES`."""
-    build_one()  # warm: images rendered, caches filled
+    ``sample.fetch_one()``, the median of :data:`SAMPLES`."""
+    sample.fetch_one()  # warm: images rendered, caches filled, statements prepared
     costs = []
     for _ in range(SAMPLES):
         start = time.thread_time()
-        build_one()
+        sample.fetch_one()
         costs.append(time.thread_time() - start)
-    cost = max(sorted(costs)[len(costs) // 2], 1e-5)
-    return cpus / (cost * FETCH_COST_FACTOR)
+    cost = max(sorted(costs)[len(costs) // 2], 1e-6)
+    return cpus / (cost * sample.factor + sample.overhead)
 
 
-def pacer_for(app: Flask, build_one: Callable[[], Any]) -> Pacer | None:
-    """The process's pacer (made on first use; ``build_one`` measures the rate when it is
-    ``auto``), or ``None`` when pushes are not paced."""
+def pacer_for(app: Flask, sample: Callable[[], Sample]) -> Pacer | None:
+    """The process's pacer (made on first use; ``sample()`` gives what to measure when the
+    rate is ``auto``), or ``None`` when pushes are not paced."""
     state = app.extensions.setdefault(EXTENSION, {})
     if "pacer" in state:
         return state["pacer"]  # type: ignore[no-any-return]
@@ -154,8 +185,9 @@ def pacer_for(app: Flask, build_one: Callable[[], Any]) -> Pacer | None:
             rate = configured_rate(app)
             how = "configured"
             if rate is None:
-                rate = measured_rate(build_one, web_cpus(app))
-                how = f"measured ({web_cpus(app)} web CPUs)"
+                measured = sample()
+                rate = measured_rate(measured, web_cpus(app))
+                how = f"measured from {measured.what} ({web_cpus(app)} web CPUs)"
             pacer = Pacer(rate, redis_for(app)) if rate > 0 else None
             if pacer is None:
                 log.info("APNs pushes are not paced (POINTPASS_APNS_PUSH_RATE=0)")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import delete, select
@@ -21,7 +23,7 @@ from app import telemetry
 from app.extensions import db
 from app.loyalty.models import Card
 from app.outbox.channels import Channel, Claimed, Delivery
-from app.wallet.apple import pacing, pass_files
+from app.wallet.apple import fastpath, pacing, pass_files
 from app.wallet.apple.apns import APNS_URL, APNsClient, Outcome, PushResult
 from app.wallet.apple.models import Device, Registration
 from app.wallet.apple.setup import AppleWallet, apple_wallet
@@ -103,11 +105,11 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
         return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     prebuild = pacing.prebuild_enabled(app)
-    pacer = pacing.pacer_for(app, lambda: _build_sample(wallet, next(iter(card_rows))))
     tokens_of: dict[int, list[str]] = defaultdict(list)
     for token, cards in cards_of.items():
         for card_id in cards:
             tokens_of[card_id].append(token)
+    pacer = pacing.pacer_for(app, lambda: _sample(app, wallet, next(iter(tokens_of)), prebuild))
     # In parts of cards: a part's passes are built (with pre-building) just before its
     # pushes, so the store holds them when the fetches come and the worker holds one part's
     # bytes. A card's rows are finished as soon as all its devices are pushed (after each
@@ -156,9 +158,48 @@ def _record(result: PushResult, cards: set[int], card_rows: dict[int, list[Claim
         forget_token(result)
 
 
+def _sample(app: Flask, wallet: AppleWallet, card_id: int, prebuild: bool) -> pacing.Sample:
+    """What pacing ``auto`` times (:mod:`app.wallet.apple.pacing`), on card ``card_id``: a
+    device's two requests answered from the pass store when deliveries pre-build and the fast
+    path answers them, else the card's pass built and signed as a fetch would."""
+    if prebuild:
+        serve = _serve_one(app, wallet, card_id)
+        if serve is not None:
+            return pacing.Sample.serve(serve)
+    return pacing.Sample.build(lambda: _build_sample(wallet, card_id))
+
+
+def _serve_one(app: Flask, wallet: AppleWallet,
+               card_id: int) -> Callable[[], list[Any]] | None:
+    """The requests a device of card ``card_id`` makes after its push (the list of changed
+    serials, then the pass), answered by the fast path in process from the pass pre-built
+    here (the delivery finds it stored); ``None`` when the fast path leaves them to the views
+    (SQLite, ``POINTPASS_PASSKIT_FAST_PATH=0``)."""
+    fast = app.extensions.get(fastpath.EXTENSION)
+    row = db.session.execute(
+        select(Card.serial_number, Card.authentication_token, Device.library_identifier)
+        .join(Registration, Registration.card_id == Card.id)
+        .join(Device, Device.id == Registration.device_id)
+        .where(Card.id == card_id, Registration.installed()).limit(1)).first()
+    db.session.rollback()
+    if fast is None or row is None:
+        return None
+    serial, token, device = row
+    pass_files.prebuild([card_id], wallet)
+    pass_type = wallet.pass_type_id
+    listed = (f"{fastpath.PREFIX}devices/{device}/registrations/{pass_type}",
+              {"REQUEST_METHOD": "GET", "QUERY_STRING": "passesUpdatedSince=0"})
+    fetched = (f"{fastpath.PREFIX}passes/{pass_type}/{serial}",
+               {"REQUEST_METHOD": "GET", "HTTP_AUTHORIZATION": f"ApplePass {token}"})
+
+    def requests() -> list[Any]:
+        return [fast.answer(path, dict(environ)) for path, environ in (listed, fetched)]
+
+    return requests if None not in requests() else None
+
+
 def _build_sample(wallet: AppleWallet, card_id: int) -> bytes:
-    """Build and sign (not store) the pass of card ``card_id`` as a fetch would: what the
-    measured push rate is made of (:mod:`app.wallet.apple.pacing`)."""
+    """Build and sign (not store) the pass of card ``card_id`` as a fetch would."""
     card = db.session.get(Card, card_id)
     assert card is not None
     data = pass_files.build(card, wallet)
