@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/services.sh
 scripts/browser.sh
-exec .venv/bin/python -m pytest "$@"
+# Two processes (pytest-xdist), a file's tests in one of them (its browser and servers
+# shared); POINTPASS_TEST_PROCESSES=0 runs them all in this one.
+exec .venv/bin/python -m pytest -n "${POINTPASS_TEST_PROCESSES:-2}" --dist loadfile "$@"

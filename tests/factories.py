@@ -36,7 +36,23 @@ from tests.phones import Phone
 
 T = TypeVar("T")
 
-REDIS_URL = os.environ.get("POINTPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url() -> str:
+    """The test Redis: database 15 (``POINTPASS_TEST_REDIS_URL`` names another), and under
+    pytest-xdist one database per test process below it (15, 14, ...), so no two processes'
+    tests share a key (the pacing rate, a lock, the Google issuer's limit)."""
+    url = os.environ.get("POINTPASS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    if not worker.startswith("gw"):
+        return url
+    base, _, number = url.rpartition("/")
+    if not number.isdigit():
+        base, number = url.rstrip("/"), "15"
+    return f"{base}/{(int(number) - int(worker[2:])) % 16}"
+
+
+REDIS_URL = _redis_url()
 
 #: The development certificates of the session (``pass_cert``, ``pass_key``, ``wwdr``, ...),
 #: filled by the session fixture ``dev_certs`` in conftest.

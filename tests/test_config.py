@@ -81,7 +81,8 @@ def test_development_warns_about_unprefixed_settings(
 
 
 @pytest.mark.parametrize("key", ["abc", "k" * 64, secrets.token_urlsafe(24),
-                                 "correct horse battery"])
+                                 "correct horse battery"],
+                         ids=["short", "one-letter", "18-random-bytes", "words"])
 def test_weak_secret_key_is_refused(tmp_path: Path, started: list[Flask], key: str) -> None:
     with pytest.raises(ConfigError) as refused:
         production(tmp_path, started, SECRET_KEY=key)
@@ -90,7 +91,8 @@ def test_weak_secret_key_is_refused(tmp_path: Path, started: list[Flask], key: s
     assert key not in message
 
 
-@pytest.mark.parametrize("key", [secrets.token_urlsafe(32), secrets.token_hex(32)])
+@pytest.mark.parametrize("key", [secrets.token_urlsafe(32), secrets.token_hex(32)],
+                         ids=["urlsafe", "hex"])
 def test_32_random_bytes_are_enough(tmp_path: Path, started: list[Flask], key: str) -> None:
     assert production(tmp_path, started, SECRET_KEY=key).config["SECRET_KEY"] == key
 
