@@ -151,16 +151,15 @@ def drain() -> DrainStats:
 def _drain_channel(channel: channels.Channel, stop: threading.Event) -> DrainStats:
     """Deliver ``channel``'s available rows, batch after batch, until none is left, the
     drain's time is up (then the next drain is asked for) or ``stop`` is set."""
-    limit, lease = _settings()
+    most, lease = _settings()
     budget = float(current_app.config.get("OUTBOX_DRAIN_SECONDS", DRAIN_SECONDS))
     started = time.monotonic()
-    # A paced channel must deliver a batch within its lease.
-    cap = channel.max_batch(lease) if channel.max_batch is not None else None
-    if cap is not None:
-        limit = min(limit, cap)
     stats = DrainStats()
     while not stop.is_set():
-        batch = claim(channel.name, limit, lease)
+        # A paced channel must deliver a batch within its lease: its size, asked before each
+        # batch, follows the pace its deliveries keep.
+        cap = channel.max_batch(lease) if channel.max_batch is not None else None
+        batch = claim(channel.name, most if cap is None else min(most, cap), lease)
         if not batch:
             break
         stats.batches += 1

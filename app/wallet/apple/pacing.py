@@ -59,6 +59,9 @@ SERVER_COST = 0.0005
 SAMPLES = 5  # passes built to measure the cost of one
 BURST_SECONDS = 0.2  # at most this much of the rate at once (after an idle spell)
 REDIS_KEY = "pointpass:apns-pace"
+# The pushes per second :func:`max_batch` assumes a delivery keeps before one has shown it
+# (a slow machine's: a pass built through the views in 10 ms).
+UNOBSERVED_RATE = 100.0
 
 # GCRA over Redis: the key holds the theoretical arrival time (TAT, in seconds, Redis clock)
 # after the last reservation. A reservation of ``cost`` seconds starts at max(TAT, now -
@@ -83,6 +86,9 @@ class Pacer:
     def __init__(self, rate: float, redis: Redis | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
+        # The pushes per second this process's deliveries kept (building, pushing and
+        # booking included), once one ran long enough to tell: see :func:`max_batch`.
+        self.kept: float | None = None
         self._redis = redis
         self._script = redis.register_script(_RESERVE) if redis is not None else None
         self._clock = clock
@@ -103,6 +109,14 @@ class Pacer:
             start = max(self._tat, now - BURST_SECONDS)
             self._tat = start + cost
             return max(0.0, start - now)
+
+    def observe(self, pushes: int, seconds: float) -> None:
+        """A delivery pushed ``pushes`` devices in ``seconds`` (wall time, from its first part
+        to its last push); deliveries shorter than a second say too little."""
+        if seconds < 1.0 or pushes <= 0:
+            return
+        kept = pushes / seconds
+        self.kept = kept if self.kept is None else (self.kept + kept) / 2
 
     def slices(self, tokens: Sequence[str]) -> Iterator[Sequence[str]]:
         """``tokens`` in slices of a tenth of a second's worth, each once its slots are
@@ -199,12 +213,18 @@ def pacer_for(app: Flask, sample: Callable[[], Sample]) -> Pacer | None:
 
 def max_batch(lease_seconds: int) -> int | None:
     """The most outbox rows one paced delivery may take: half its lease's worth of pushes,
-    a quarter when it also pre-builds their passes (``None``: no limit, when not paced or
-    not measured yet)."""
+    a quarter when it also pre-builds their passes (``None``: no limit, when not paced).
+
+    Its worth at the pace the process's deliveries have kept when that is below the rate
+    (a worker that pre-builds may push slower than the web tier could take), and at no more
+    than :data:`UNOBSERVED_RATE` until one has run: a batch still held when its lease runs
+    out would be taken again by another worker's drain, and its devices pushed twice."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     pacer = app.extensions.get(EXTENSION, {}).get("pacer")
     rate = pacer.rate if pacer is not None else configured_rate(app)
     if not rate:
         return None
+    kept = pacer.kept if pacer is not None else None
+    rate = min(rate, kept if kept is not None else UNOBSERVED_RATE)
     share = 4 if prebuild_enabled(app) else 2
     return max(1, int(rate * lease_seconds / share))

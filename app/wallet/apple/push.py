@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -118,6 +119,7 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     cards = sorted(tokens_of)
     unpushed = {card_id: len(tokens) for card_id, tokens in tokens_of.items()}
     pushed: set[str] = set()
+    started = time.monotonic()
     for start in range(0, len(cards), PART):
         part_cards = [c for c in cards[start:start + PART] if unpushed[c]]
         if prebuild and part_cards:
@@ -135,6 +137,8 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
                     if not unpushed[card_id]:
                         done.append(card_id)
             outcome.finish([r for c in done for r in card_rows[c]], told)
+    if pacer is not None:
+        pacer.observe(len(pushed), time.monotonic() - started)
     db.session.commit()
 
 

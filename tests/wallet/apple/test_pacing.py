@@ -130,8 +130,34 @@ def test_auto_measures_the_rate_from_what_a_fetch_costs(push_app: Flask, apns: A
     with push_app.app_context():
         pacer = push_app.extensions[pacing.EXTENSION]["pacer"]
         assert pacer is not None and pacer.rate > 0
-        # A quarter of the lease's worth: it pre-builds (the default) before it pushes.
-        assert pacing.max_batch(60) == int(pacer.rate * 15)
+        # A quarter of the lease's worth: it pre-builds (the default) before it pushes; at
+        # most at the assumed pace until a delivery has run for a second.
+        assert pacer.kept is None
+        assert pacing.max_batch(60) == int(min(pacer.rate, pacing.UNOBSERVED_RATE) * 15)
+
+
+def test_a_batch_is_what_the_deliveries_keep_up_with_within_a_lease() -> None:
+    """A rate the worker cannot keep up with must not size the batches: a batch still held
+    when its lease ends is taken again by another worker's drain (its devices pushed twice)."""
+    app = Flask(__name__)
+    app.config.update(APNS_PUSH_RATE="2000", PASS_PREBUILD=True)
+    pacer = pacing.Pacer(2000)
+    app.extensions[pacing.EXTENSION] = {"pacer": pacer}
+    with app.app_context():
+        assert pacing.max_batch(60) == 1500  # 100 a second assumed: 15 s of a 60-s lease
+        pacer.observe(10, 0.5)  # too short to tell
+        assert pacer.kept is None
+        pacer.observe(1600, 2.0)  # 800 a second kept
+        assert pacing.max_batch(60) == 12_000
+        pacer.observe(2400, 2.0)
+        assert pacer.kept == 1000 and pacing.max_batch(60) == 15_000
+        pacer.observe(50_000, 5.0)  # faster than the rate: the rate holds
+        assert pacing.max_batch(60) == 30_000
+        app.config["PASS_PREBUILD"] = False  # no pre-building: half the lease's worth
+        assert pacing.max_batch(60) == 60_000
+        app.config["APNS_PUSH_RATE"] = "0"
+        app.extensions[pacing.EXTENSION] = {"pacer": None}  # not paced: no limit
+        assert pacing.max_batch(60) is None
 
 
 
