@@ -24,7 +24,8 @@ The rate is shared by every worker through Redis when there is one (a GCRA: each
 reserves its pushes' slots and waits for the first), else within this process. A delivery may
 burst up to :data:`BURST_SECONDS`' worth at once (a second's made the fetches that followed
 queue for a connection, benchmarks/RESULTS.md); one batch of the outbox is never more than
-half of its lease's worth (:func:`max_batch`), so a paced batch never outlives its lease.
+half of its lease's worth (a quarter with pre-building) at the pace this process's deliveries
+have kept (:func:`max_batch`), so a paced batch never outlives its lease.
 """
 
 from __future__ import annotations
