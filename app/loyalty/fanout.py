@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import audit, background
 from app.extensions import db
@@ -74,6 +75,54 @@ def fields_of(pass_update: PassUpdate) -> frozenset[str] | None:
     return frozenset(name for name in pass_update.fields.split(",") if name)
 
 
+# What a marketer's message to every card of a program changes program-wide for the
+# channels (:func:`told`): a wallet that can show one message to all its program's passes (a
+# Google loyalty class) needs no row per card for it.
+MESSAGE = frozenset({"message"})
+
+
+# The updates that are a marketer's message to the whole program: no fields, no segment.
+_TO_EVERYONE = (PassUpdate.message.is_not(None) & PassUpdate.fields.is_(None)
+                & PassUpdate.segment_tier_id.is_(None) & PassUpdate.segment_language.is_(None))
+
+
+def told(pass_update: PassUpdate) -> frozenset[str] | None:
+    """What the channels are told changed program-wide: :func:`fields_of`, or
+    :data:`MESSAGE` for a marketer's message to every card of the program (``None``: the
+    cards themselves)."""
+    changed = fields_of(pass_update)
+    if changed is None and pass_update.message is not None and (
+            pass_update.segment_tier_id is None and pass_update.segment_language is None):
+        return MESSAGE
+    return changed
+
+
+def _messages_after(program_id: Any, after: Any) -> Any:
+    return and_(PassUpdate.program_id == program_id, PassUpdate.id > after, _TO_EVERYONE,
+                PassUpdate.status != UpdateStatus.QUEUED)
+
+
+def messages_to_everyone(program_id: int, after: int) -> list[tuple[int, str]]:
+    """The program's messages to every card (update id, text) after update ``after``, oldest
+    first, of the updates that have started (a queued one is told when its run starts)."""
+    return [(update_id, message) for update_id, message in db.session.execute(
+        select(PassUpdate.id, PassUpdate.message)
+        .where(_messages_after(program_id, after)).order_by(PassUpdate.id))]
+
+
+def any_message_to_everyone(program_id: ColumnElement[int],
+                            after: ColumnElement[int]) -> ColumnElement[bool]:
+    """Whether program ``program_id`` (a column) has a started message to every card after
+    update ``after`` (a column): :func:`messages_to_everyone` as an SQL condition."""
+    return select(PassUpdate.id).where(_messages_after(program_id, after)).exists()
+
+
+def last_update(program_id: int) -> int:
+    """The id of the program's newest update (0 when none)."""
+    return int(db.session.scalar(select(func.max(PassUpdate.id))
+                                 .where(PassUpdate.program_id == program_id)) or 0)
+
+
 def eta(pass_update: PassUpdate, now: datetime | None = None) -> datetime | None:
     """When the update should be done at the pace it has kept since it started: ``None``
     before any card is done, and once it is done."""
@@ -119,7 +168,7 @@ def run(update_id: int) -> None:
         return  # finished, or another run holds it
     where = _segment(pass_update)
     values = {"message": pass_update.message} if pass_update.message is not None else {}
-    changed = fields_of(pass_update)
+    changed = told(pass_update)
     position: int | None = pass_update.last_card_id
     db.session.commit()
     budget = float(current_app.config.get("UPDATE_RUN_SECONDS", RUN_SECONDS))
@@ -167,7 +216,7 @@ def _claim(update_id: int, lease: int) -> PassUpdate | None:
                            .values(cards_total=total or 0, started_at=now))
     db.session.commit()
     pass_update = db.session.get(PassUpdate, update_id, populate_existing=True)
-    changed = fields_of(pass_update) if pass_update is not None else None
+    changed = told(pass_update) if pass_update is not None else None
     if first and pass_update is not None and changed is not None:
         _program_changed(pass_update.program_id, changed)
     return pass_update

@@ -28,7 +28,9 @@ class SegmentIn(InputSchema):
 
 class UpdateIn(InputSchema):
     message = text(500, metadata={"description": "shown on the pass back and announced on "
-                                                 "the lock screen"})
+                                                 "the lock screen; in Google Wallet added "
+                                                 "to each card's object, or once to the "
+                                                 "program's class when there is no segment"})
     segment = fields.Nested(SegmentIn)
 
 

@@ -397,15 +397,19 @@ class GoogleWalletClient:
         return self.insert_object(full)
 
     def add_message(self, object_id: str, message: Mapping[str, Any],
-                    notify: bool) -> dict[str, Any]:
-        """Add ``message`` (header, body, ...) to the object; return the updated object.
+                    notify: bool, *, kind: str = "loyaltyObject") -> dict[str, Any]:
+        """Add ``message`` (header, body, ...) to the object (or, with ``kind``
+        ``"loyaltyClass"``, to the class: every holder of its passes sees it); return the
+        updated resource.
 
         With ``notify`` the message type is ``TEXT_AND_NOTIFY`` (a push notification); when
         Google refuses that with 403 ``quotaExceeded`` (3 notifications per pass per 24 h) the
         message is added as plain ``TEXT`` instead.
         """
+        if kind not in ("loyaltyObject", "loyaltyClass"):
+            raise ValueError(f"no messages on {kind!r}")
         message_type = "TEXT_AND_NOTIFY" if notify else "TEXT"
-        path = self._path("loyaltyObject", object_id, "/addMessage")
+        path = self._path(kind, object_id, "/addMessage")
         try:
             response = self._request("POST", path,
                                      {"message": {**message, "messageType": message_type}})

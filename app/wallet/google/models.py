@@ -26,7 +26,8 @@ class GoogleObjectState(db.Model):
 
 
 class GoogleClassState(db.Model):
-    """The program's loyalty class as last sent to Google (by design version)."""
+    """The program's loyalty class as last sent to Google (by design version), and the last
+    of the program's messages to every card that Google shows on it (by update id)."""
 
     __tablename__ = "google_classes"
 
@@ -34,6 +35,7 @@ class GoogleClassState(db.Model):
                                             primary_key=True)
     synced_design_version: Mapped[int]
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    messages_through: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class GoogleNotification(db.Model):

@@ -42,7 +42,9 @@ def _enroll(api: ApiClient, program: dict[str, Any]) -> str:
 
 
 def _update(api: ApiClient, app: Flask, program: dict[str, Any]) -> dict[str, Any]:
-    response = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Hi"})
+    # To a segment (every member here speaks English): Google gets it object by object.
+    response = api.post(f"/api/v1/programs/{program['id']}/updates",
+                        json={"message": "Hi", "segment": {"language": "en"}})
     assert response.status_code == 202, response.json
     settle(app)
     progress: dict[str, Any] = api.get(response.json["url"]).json
@@ -114,8 +116,8 @@ def test_apple_pushes_do_not_wait_for_google(both_rq_app: Flask, apns: APNsTestS
         wait_until(lambda: _outbox_empty(app), "the Google objects to be made", timeout=120)
         apns.reset()
         held = wallet_server.hold("addMessage", None)  # Google takes one message, no more
-        response = api.post(f"/api/v1/programs/{program['id']}/updates",
-                            json={"message": "Hi"})
+        response = api.post(f"/api/v1/programs/{program['id']}/updates",  # to a segment:
+                            json={"message": "Hi", "segment": {"language": "en"}})  # per object
         assert response.status_code == 202, response.json
         assert held.arrived.wait(60)
         try:
