@@ -17,7 +17,8 @@ class and every card's object before the change).
    version). ``--keep NAME`` keeps the database for later runs, which reuse it (after
    settling what the last run left: outbox rows, Google objects behind, unfinished updates).
 2. The change: ``PATCH /api/v1/programs/<id>`` with a new ``background_color`` (a marketer
-   key); every time is measured from that call.
+   key), or with ``--change message`` ``POST /api/v1/programs/<id>/updates`` with a message
+   to every card; every time is measured from that call.
 3. The devices: one process runs the APNs test server and the Wallet simulator on one event
    loop. A push wakes the device with that token, which asks
    ``GET /passkit/v1/devices/<device>/registrations/<type>?passesUpdatedSince=<tag>`` (its tag
@@ -29,7 +30,8 @@ class and every card's object before the change).
    ``fetch_p99_ms`` is the p99 of push received -> pass in hand (the phone's wait);
    ``request_p99_ms`` that of single requests.
 4. Google: requests the test server received after the call (token exchanges apart), and when
-   the Google side was done (no Google outbox row left, the class at the new design, and the
+   the Google side was done (no Google outbox row left, the class at the new design (with
+   ``--change message``: holding the message), and the
    pass update ``done`` when the change made one), waiting at most ``--google-timeout``
    seconds after the last Apple pass was fetched.
 5. CPU and memory from /proc, sampled every 0.5 s: ``service_cpu_s`` is the user+system CPU of
@@ -117,6 +119,7 @@ BASE_URL = "https://pointpass.bench.invalid"
 # Dark backgrounds with AA contrast for white text and the light labels; each run picks the
 # next one that differs from the program's current colour.
 COLOURS = ("#14532D", "#1E3A8A", "#7C2D12", "#4C1D95")
+MESSAGE = "Double points this weekend at every outlet"  # --change message
 SAMPLE_SECONDS = 0.5
 RSS_MARK = 100_000  # devices with their pass when rss_mb_at_100k is taken
 
@@ -812,11 +815,12 @@ def google_state(dsn: str, program_id: int, since_update: int) -> dict[str, Any]
             " (SELECT count(*) FROM pass_outbox WHERE channel = 'apple'),"
             " (SELECT g.synced_design_version >= p.design_version FROM programs p"
             "  LEFT JOIN google_classes g ON g.program_id = p.id WHERE p.id = %s),"
-            " (SELECT max(id) FROM pass_updates WHERE program_id = %s AND id > %s)",
-            (program_id, program_id, since_update)).fetchone()
+            " (SELECT max(id) FROM pass_updates WHERE program_id = %s AND id > %s),"
+            " (SELECT messages_through FROM google_classes WHERE program_id = %s)",
+            (program_id, program_id, since_update, program_id)).fetchone()
     assert row is not None
     return {"google_rows": row[0], "apple_rows": row[1], "class_synced": bool(row[2]),
-            "update_id": row[3]}
+            "update_id": row[3], "messages_through": row[4] or 0}
 
 
 def forget_queue(redis_url: str, name: str) -> None:
@@ -867,6 +871,9 @@ def pass_store(redis_url: str, delete: bool) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cards", type=int, default=1_000_000)
+    parser.add_argument("--change", choices=("design", "message"), default="design",
+                        help="a new background colour (default), or a marketer's message "
+                             "to every card (POST /programs/<id>/updates)")
     parser.add_argument("--keep", metavar="DBNAME",
                         help="keep the database under this name; reuse its data if it exists")
     parser.add_argument("--web-workers", type=int, default=2)
@@ -1096,8 +1103,14 @@ def change(args: Any, dsn: str, port: int, key: str, program_id: int, colour: st
 
     def call() -> None:
         began = time.monotonic()
-        patch["status"], patch["body"] = api(port, "PATCH", f"/api/v1/programs/{program_id}",
-                                             key, {"background_color": colour}, timeout=3600)
+        if args.change == "message":  # a marketer's message to every card
+            patch["status"], patch["body"] = api(
+                port, "POST", f"/api/v1/programs/{program_id}/updates", key,
+                {"message": MESSAGE}, timeout=3600)
+        else:
+            patch["status"], patch["body"] = api(
+                port, "PATCH", f"/api/v1/programs/{program_id}", key,
+                {"background_color": colour}, timeout=3600)
         patch["seconds"] = time.monotonic() - began
 
     meter.start()
@@ -1107,7 +1120,9 @@ def change(args: Any, dsn: str, port: int, key: str, program_id: int, colour: st
     if stand_in is not None:
         stand_in.t0 = t0
         stand_in.start()
-    say(f"design change: PATCH background_color {colour} at t=0 (devices hold tag {tag})")
+    say(f"message to every card: POST updates at t=0 (devices hold tag {tag})"
+        if args.change == "message" else
+        f"design change: PATCH background_color {colour} at t=0 (devices hold tag {tag})")
     killed: list[int] = []
     rss_at_mark: float | None = None
     cpu_at_fetched: dict[str, float] | None = None
@@ -1160,8 +1175,8 @@ def change(args: Any, dsn: str, port: int, key: str, program_id: int, colour: st
                           "devices have their pass")
             break
         time.sleep(0.05)
-    if "status" in patch and patch["status"] != 200:
-        failed.append(f"PATCH answered {patch['status']}: {str(patch['body'])[:300]}")
+    if "status" in patch and patch["status"] != (202 if args.change == "message" else 200):
+        failed.append(f"the change answered {patch['status']}: {str(patch['body'])[:300]}")
     apple_done = time.monotonic()
 
     # The Google side and the update (if the change made one), at most --google-timeout more.
@@ -1178,7 +1193,9 @@ def change(args: Any, dsn: str, port: int, key: str, program_id: int, colour: st
             status, body = api(port, "GET", f"/api/v1/updates/{state['update_id']}", key)
             update = body if status == 200 and isinstance(body, dict) else {"status": None}
         update_done = update is None or update.get("status") == "done"
-        if state["google_rows"] == 0 and state["class_synced"] and update_done:
+        told = args.change != "message" or (
+            state["update_id"] is not None and state["messages_through"] >= state["update_id"])
+        if state["google_rows"] == 0 and state["class_synced"] and told and update_done:
             google_done_at = now
             break
         if now - apple_done > args.google_timeout:
