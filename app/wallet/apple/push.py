@@ -186,7 +186,7 @@ def _serve_one(app: Flask, wallet: AppleWallet,
         .join(Device, Device.id == Registration.device_id)
         .where(Card.id == card_id, Registration.installed()).limit(1)).first()
     db.session.rollback()
-    if fast is None or row is None:
+    if fast is None or not fast.enabled or row is None:
         return None
     serial, token, device = row
     pass_files.prebuild([card_id], wallet)

@@ -136,6 +136,26 @@ def test_auto_measures_the_rate_from_what_a_fetch_costs(push_app: Flask, apns: A
         assert pacing.max_batch(60) == int(min(pacer.rate, pacing.UNOBSERVED_RATE) * 15)
 
 
+@pytest.fixture
+def views_app(database: Any, tmp_path: Path,
+              apns_app_settings: dict[str, Any]) -> Iterator[Flask]:
+    yield from make_app(database, tmp_path, **apns_app_settings, PASSKIT_FAST_PATH=False)
+
+
+def test_auto_times_a_pass_built_when_the_views_serve_the_fetches(
+        views_app: Flask, apns: APNsTestServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Without the fast path (``POINTPASS_PASSKIT_FAST_PATH=0``) the views answer Wallet,
+    so a pre-built pass served by the fast path is not what a fetch costs."""
+    api = admin_api(views_app)
+    program, _ = _cards_with_phones(views_app, api, 1)
+    settle(views_app)
+    with caplog.at_level(logging.INFO, logger="pointpass.apple.pacing"):
+        api.post(f"/api/v1/programs/{program['id']}/updates", json={})
+        settle(views_app)
+    [line] = [r.getMessage() for r in caplog.records if "measured" in r.getMessage()]
+    assert "a pass built" in line, line
+
+
 def test_a_batch_is_what_the_deliveries_keep_up_with_within_a_lease() -> None:
     """A rate the worker cannot keep up with must not size the batches: a batch still held
     when its lease ends is taken again by another worker's drain (its devices pushed twice)."""
