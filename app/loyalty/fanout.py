@@ -261,13 +261,16 @@ def _mark_chunk(update_id: int, where: Any, values: dict[str, Any],
     this_update = update(PassUpdate).where(PassUpdate.id == update_id)
     if ids:
         changes.touch_cards(Card.id.in_(ids), update_id=update_id, fields=changed, **values)
-        # A card no wallet holds has nobody to tell: it is done once marked. The others are
-        # counted by the drain when their last outbox row is finished.
+        # A card with no outbox row has nobody to tell card by card (no wallet holds it, or
+        # its wallets were told program-wide: a Google class): it is done once marked. The
+        # others are counted by the drain when their last outbox row is finished.
         told = db.session.scalar(select(func.count(func.distinct(OutboxEntry.card_id))).where(
             OutboxEntry.update_id == update_id, OutboxEntry.card_id.in_(ids))) or 0
+        holding = told if changed is None else db.session.scalar(
+            select(func.count(Card.id)).where(Card.id.in_(ids), channels.held(Card.id))) or 0
         db.session.execute(this_update.values(
             last_card_id=ids[-1], cards_done=PassUpdate.cards_done + len(ids) - told,
-            cards_with_wallet=PassUpdate.cards_with_wallet + told))
+            cards_with_wallet=PassUpdate.cards_with_wallet + holding))
     else:
         db.session.execute(this_update.values(status=UpdateStatus.PUSHING, lease_until=None))
         outbox.close_finished_updates([update_id])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Integer, bindparam, insert, literal, select, union_all
+from sqlalchemy import Integer, bindparam, false, insert, literal, or_, select, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.outbox.models import OutboxEntry
@@ -141,6 +141,18 @@ def active(fields: frozenset[str] | None = None) -> tuple[Channel, ...]:
     a program change of ``fields``, those that show it card by card)."""
     return tuple(channel for channel in registered().values()
                  if channel.enabled() and channel.shows(fields))
+
+
+def held(card_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """The condition on ``card_id`` for cards some configured wallet holds (a device
+    registered them, a Google object exists), whether or not a change is told card by card."""
+    holds = []
+    for channel in active():
+        condition = channel.audience(card_id, False)
+        if condition is None:
+            return true()
+        holds.append(condition)
+    return or_(*holds) if holds else false()
 
 
 def announce_statement(channels: tuple[Channel, ...], card_id: ColumnElement[int],
