@@ -37,7 +37,6 @@ from tests.phones import Phone
 T = TypeVar("T")
 
 
-
 def _redis_url() -> str:
     """The test Redis: database 15 (``POINTPASS_TEST_REDIS_URL`` names another), and under
     pytest-xdist one database per test process below it (15, 14, ...), so no two processes'

@@ -76,8 +76,8 @@ def fields_of(pass_update: PassUpdate) -> frozenset[str] | None:
 
 
 # What a marketer's message to every card of a program changes program-wide for the
-# channels (:func:`told`): a wallet that can show one message to all its program's passes (a
-# Google loyalty class) needs no row per card for it.
+# channels (:func:`changed_for_channels`): a wallet that can show one message to all its
+# program's passes (a Google loyalty class) needs no row per card for it.
 MESSAGE = frozenset({"message"})
 
 
@@ -86,10 +86,10 @@ _TO_EVERYONE = (PassUpdate.message.is_not(None) & PassUpdate.fields.is_(None)
                 & PassUpdate.segment_tier_id.is_(None) & PassUpdate.segment_language.is_(None))
 
 
-def told(pass_update: PassUpdate) -> frozenset[str] | None:
+def changed_for_channels(pass_update: PassUpdate) -> frozenset[str] | None:
     """What the channels are told changed program-wide: :func:`fields_of`, or
     :data:`MESSAGE` for a marketer's message to every card of the program (``None``: the
-    cards themselves)."""
+    cards themselves). The test is :data:`_TO_EVERYONE`'s, on one update."""
     changed = fields_of(pass_update)
     if changed is None and pass_update.message is not None and (
             pass_update.segment_tier_id is None and pass_update.segment_language is None):
@@ -168,7 +168,7 @@ def run(update_id: int) -> None:
         return  # finished, or another run holds it
     where = _segment(pass_update)
     values = {"message": pass_update.message} if pass_update.message is not None else {}
-    changed = told(pass_update)
+    changed = changed_for_channels(pass_update)
     position: int | None = pass_update.last_card_id
     db.session.commit()
     budget = float(current_app.config.get("UPDATE_RUN_SECONDS", RUN_SECONDS))
@@ -216,7 +216,7 @@ def _claim(update_id: int, lease: int) -> PassUpdate | None:
                            .values(cards_total=total or 0, started_at=now))
     db.session.commit()
     pass_update = db.session.get(PassUpdate, update_id, populate_existing=True)
-    changed = told(pass_update) if pass_update is not None else None
+    changed = changed_for_channels(pass_update) if pass_update is not None else None
     if first and pass_update is not None and changed is not None:
         _program_changed(pass_update.program_id, changed)
     return pass_update

@@ -131,11 +131,8 @@ def drain() -> DrainStats:
     stop = threading.Event()
 
     def drain_one(channel: channels.Channel, request_id: str) -> DrainStats:
-        with app.app_context(), requestid.bound(request_id):
-            try:
-                return _drain_channel(channel, stop)
-            finally:
-                db.session.remove()
+        with app.app_context(), requestid.bound(request_id):  # a session of its own
+            return _drain_channel(channel, stop)
 
     with ThreadPoolExecutor(len(names), thread_name_prefix="pointpass-drain") as pool:
         futures = [pool.submit(drain_one, registry[name], requestid.current())

@@ -180,13 +180,15 @@ def _serve_one(app: Flask, wallet: AppleWallet,
     here (the delivery finds it stored); ``None`` when the fast path leaves them to the views
     (SQLite, ``POINTPASS_PASSKIT_FAST_PATH=0``)."""
     fast = app.extensions.get(fastpath.EXTENSION)
+    if fast is None or not fast.enabled:
+        return None
     row = db.session.execute(
         select(Card.serial_number, Card.authentication_token, Device.library_identifier)
         .join(Registration, Registration.card_id == Card.id)
         .join(Device, Device.id == Registration.device_id)
         .where(Card.id == card_id, Registration.installed()).limit(1)).first()
     db.session.rollback()
-    if fast is None or not fast.enabled or row is None:
+    if row is None:
         return None
     serial, token, device = row
     pass_files.prebuild([card_id], wallet)

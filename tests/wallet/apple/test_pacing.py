@@ -180,7 +180,6 @@ def test_a_batch_is_what_the_deliveries_keep_up_with_within_a_lease() -> None:
         assert pacing.max_batch(60) is None
 
 
-
 @pytest.fixture
 def prebuild_app(database: Any, tmp_path: Path,
                  apns_app_settings: dict[str, Any]) -> Iterator[Flask]:

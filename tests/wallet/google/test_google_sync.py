@@ -19,6 +19,7 @@ from app.wallet.events import WalletEvent
 from app.wallet.google.models import GoogleObjectState
 from app.wallet.google.sync import sync_classes
 from tests.factories import (
+    ApiClient,
     admin_api,
     card_short_code,
     create_api_key,
@@ -344,18 +345,29 @@ def test_hostile_json_callbacks_are_a_400(google_app: Flask, body: str,
     assert not [r for r in caplog.records if r.levelno >= 40 or r.exc_info]
 
 
+def _program_with_cards(app: Flask, *names: str) -> tuple[ApiClient, dict[str, Any],
+                                                         list[str], str]:
+    """A program with a card (and its Google object) for each of ``names``: the admin API
+    client, the program, the cards' serials and the program's class id."""
+    api = admin_api(app)
+    program = create_program(api)
+    serials = [create_card(api, program, name=name)["serial_number"] for name in names]
+    settle(app)
+    return api, program, serials, f"{ISSUER_ID}.{program['slug']}"
+
+
+def _sweep_classes(app: Flask) -> None:
+    with app.app_context():
+        sync_classes()  # what the periodic sweep runs
+
+
 def test_a_message_to_everyone_is_one_request_to_the_class(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
     """A marketer's message to every card goes on the loyalty class, which every holder's
     pass shows: one request, not two per object (at Google's 20 a second, 400,000 objects
     took eleven hours)."""
-    api = admin_api(google_app)
-    program = create_program(api)
-    serials = [create_card(api, program, name=name)["serial_number"]
-               for name in ("Ari", "Budi", "Citra")]
-    settle(google_app)
-    class_id = f"{ISSUER_ID}.{program['slug']}"
+    api, program, serials, class_id = _program_with_cards(google_app, "Ari", "Budi", "Citra")
     before = len(wallet_server.api_requests())
     response = api.post(f"/api/v1/programs/{program['id']}/updates",
                         json={"message": "Double points on Friday"})
@@ -377,19 +389,14 @@ def test_a_message_to_everyone_is_one_request_to_the_class(
     # Once added it is not added again: another update, the sweep.
     api.post(f"/api/v1/programs/{program['id']}/updates", json={})
     settle(google_app)
-    with google_app.app_context():
-        sync_classes()
+    _sweep_classes(google_app)
     assert len(wallet_server.classes[class_id]["messages"]) == 1
 
 
 def test_a_class_message_google_missed_is_sent_by_the_sweep(
     google_app: Flask, wallet_server: GoogleWalletTestServer
 ) -> None:
-    api = admin_api(google_app)
-    program = create_program(api)
-    create_card(api, program, name="Ari")
-    settle(google_app)
-    class_id = f"{ISSUER_ID}.{program['slug']}"
+    api, program, _, class_id = _program_with_cards(google_app, "Ari")
     wallet_server.fail("addMessage", class_id, 503, "backendError", times=None)
     first = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "One"})
     second = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Two"})
@@ -398,13 +405,11 @@ def test_a_class_message_google_missed_is_sent_by_the_sweep(
     assert api.get(first.json["url"]).json["status"] == "done"  # Apple's side and the cards
 
     wallet_server.clear_failures()
-    with google_app.app_context():
-        sync_classes()  # the periodic sweep
+    _sweep_classes(google_app)
     messages = wallet_server.classes[class_id]["messages"]
     assert [(m["body"], m["id"]) for m in messages] == [
         ("One", f"update-{first.json['id']}"), ("Two", f"update-{second.json['id']}")]
-    with google_app.app_context():
-        sync_classes()
+    _sweep_classes(google_app)
     assert len(wallet_server.classes[class_id]["messages"]) == 2
 
 
@@ -418,8 +423,7 @@ def test_a_new_class_does_not_get_the_programs_earlier_messages(
     settle(google_app)
     create_card(api, program, name="Ari")
     settle(google_app)
-    with google_app.app_context():
-        sync_classes()
+    _sweep_classes(google_app)
     class_id = f"{ISSUER_ID}.{program['slug']}"
     assert not wallet_server.classes[class_id].get("messages")
     api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Hello Ari"})
