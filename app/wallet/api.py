@@ -49,11 +49,13 @@ class UpdateOut(Schema):
                        "Google Wallet object (a card in both counts once)"})
     devices_pushed = fields.Integer(metadata={"description": "APNs pushes sent"})
     devices_skipped = fields.Integer(metadata={
-        "description": "devices (Google: wallet objects) not told because their wallet is "
-                       "not configured to send; the reasons are in skipped"})
+        "description": "devices (Google: wallet objects) not told: their wallet is not "
+                       "configured to send, or (Apple) the device had already asked for "
+                       "its changed passes since the change, so a push would tell it "
+                       "nothing new; the reasons are in skipped"})
     skipped = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
         "description": "devices skipped by reason, e.g. {\"apns-not-configured\": 10} "
-                       "(apns-not-configured, google-not-configured)"})
+                       "(apns-not-configured, google-not-configured, already-current)"})
     failures = fields.Integer(metadata={
         "description": "devices a wallet refused for good, and cards given up on after the "
                        "outbox's retry limit (a later successful retry is no failure)"})

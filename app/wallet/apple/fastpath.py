@@ -57,11 +57,27 @@ SERIALS_RULE = "/passkit/v1/devices/<device_id>/registrations/<pass_type_id>"
 _CARD = DriverStatement(lambda _dialect: select(
     Card.authentication_token, Card.version, Card.last_modified, Card.erased_at
 ).where(Card.serial_number == bindparam("serial")))
-# The tag and the changed serials in one statement: one snapshot, so every change below the
-# tag (the snapshot's oldest running transaction) is committed, and visible to the serials.
-_TAG_AND_SERIALS = DriverStatement(lambda _dialect: select(
-    changes.PG_HORIZON.scalar_subquery(),
-    func.array(registrations.CHANGED_SERIALS.scalar_subquery())))
+
+def _tag_and_serials(record: bool) -> Callable[[str], Any]:
+    """The tag and the changed serials in one statement: one snapshot, so every change below
+    the tag (the snapshot's oldest running transaction) is committed, and visible to the
+    serials. With ``record``, the same statement records the tag as the device's
+    ``listed_through``, committed without waiting for the disk (``synchronous_commit`` off
+    for it alone): a crash that loses it costs a push a later drain might have skipped."""
+    def build(_dialect: str) -> Any:
+        tag = changes.PG_HORIZON.scalar_subquery()
+        statement = select(tag, func.array(registrations.CHANGED_SERIALS.scalar_subquery()),
+                           func.set_config("synchronous_commit", "off", True))
+        return statement.add_cte(registrations.listed(tag).cte("listed")) if record \
+            else statement
+    return build
+
+
+_TAG_AND_SERIALS = DriverStatement(_tag_and_serials(record=True))
+_TAG_AND_SERIALS_UNRECORDED = DriverStatement(_tag_and_serials(record=False))
+# In an environ given to PassKitFastPath.answer: answer a list request without recording it
+# as the device's (pacing's sample times a real device's requests; the device asked nothing).
+UNRECORDED = "pointpass.unrecorded"
 
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
@@ -118,7 +134,8 @@ class PassKitFastPath:
             if match.group(2) != wallet.pass_type_id:
                 return None
             environ[ROUTE] = SERIALS_RULE
-            return self._serials(match.group(1), environ.get("QUERY_STRING", ""))
+            return self._serials(match.group(1), environ.get("QUERY_STRING", ""),
+                                 record=not environ.get(UNRECORDED))
         return None
 
     def _first(self, statement: DriverStatement, **params: Any) -> tuple[Any, ...] | None:
@@ -159,7 +176,7 @@ class PassKitFastPath:
                           ("Last-Modified", http_date(last_modified)),
                           ("Cache-Control", "no-cache, private")], data
 
-    def _serials(self, device: str, query: str) -> Answer | None:
+    def _serials(self, device: str, query: str, record: bool) -> Answer | None:
         since = 0
         if query:
             name, _, value = query.partition("=")
@@ -167,9 +184,10 @@ class PassKitFastPath:
                     or len(value) > 20:
                 return None
             since = int(value)
-        row = self._first(_TAG_AND_SERIALS, device=device, since=since)
+        row = self._first(_TAG_AND_SERIALS if record else _TAG_AND_SERIALS_UNRECORDED,
+                          device=device, since=since)
         assert row is not None
-        tag, serials = row
+        tag, serials, _ = row
         if not serials:
             return "204 NO CONTENT", [], b""
         return "200 OK", [("Content-Type", "application/json")], _json(serials, tag)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ColumnElement, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -23,6 +23,11 @@ class Device(db.Model):
     # When the push token was last given: a 410 older than this does not remove the device.
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The tag its last list of changed serials was computed at (app.loyalty.changes): every
+    # change with a smaller stamp was in its view then, so a push for it would tell the device
+    # nothing new. A drain that resumes a dead drain's rows does not push again the devices
+    # that have since asked (app.wallet.apple.push). NULL: it never asked.
+    listed_through: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Registration(db.Model):

@@ -85,21 +85,34 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
     for row in rows:
         card_rows[row.card_id].append(row)
     targets = db.session.execute(
-        select(Device.push_token, Registration.card_id)
+        select(Device.push_token, Registration.card_id, Device.listed_through,
+               Card.change_stamp)
         .join(Registration, Registration.device_id == Device.id)
+        .join(Card, Card.id == Registration.card_id)
         .where(Registration.card_id.in_(list(card_rows)), Registration.installed())
     ).all()
     db.session.rollback()
     cards_of: dict[str, set[int]] = defaultdict(set)
-    for token, card_id in targets:
-        cards_of[token].add(card_id)
+    current: dict[str, set[int]] = defaultdict(set)
+    for token, card_id, listed_through, stamp in targets:
+        # A device that asked for its changed serials since the card's change was told of
+        # it: a push would tell it nothing new. (A drain that died between its pushes and
+        # their bookkeeping leaves its rows to the next: the devices it pushed have asked
+        # since, and are not pushed twice.)
+        if listed_through is not None and listed_through > stamp:
+            current[token].add(card_id)
+        else:
+            cards_of[token].add(card_id)
+    for token, cards in current.items():
+        if token not in cards_of:
+            for update_id in _updates(cards, card_rows):
+                outcome.skip(update_id, "already-current")
 
     if client is None:  # development stand-ins and no POINTPASS_APNS_URL (logged once)
         if cards_of:
             telemetry.APNS_PUSHES[("skipped", "not-configured")].inc(len(cards_of))
         for cards in cards_of.values():
-            for update_id in {r.update_id for c in cards for r in card_rows[c]
-                              if r.update_id is not None}:
+            for update_id in _updates(cards, card_rows):
                 outcome.skip(update_id, "apns-not-configured")
         return
     if not cards_of:
@@ -147,7 +160,7 @@ def _record(result: PushResult, cards: set[int], card_rows: dict[int, list[Claim
     """Count a push's outcome for its cards' updates in ``told``; a retry marks the rows of
     all its cards in ``batch``."""
     telemetry.count_push(result.outcome, result.status, result.reason)
-    updates = {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
+    updates = _updates(cards, card_rows)
     if result.outcome is Outcome.DELIVERED:
         for update_id in updates:
             told.devices_pushed[update_id] += 1
@@ -160,6 +173,11 @@ def _record(result: PushResult, cards: set[int], card_rows: dict[int, list[Claim
         told.failures[update_id] += 1
     if result.outcome in (Outcome.UNREGISTERED, Outcome.BAD_TOKEN):
         forget_token(result)
+
+
+def _updates(cards: set[int], card_rows: dict[int, list[Claimed]]) -> set[int]:
+    """The updates the rows of ``cards`` belong to."""
+    return {r.update_id for c in cards for r in card_rows[c] if r.update_id is not None}
 
 
 def _sample(app: Flask, wallet: AppleWallet, card_id: int, prebuild: bool) -> pacing.Sample:
@@ -193,8 +211,10 @@ def _serve_one(app: Flask, wallet: AppleWallet,
     serial, token, device = row
     pass_files.prebuild([card_id], wallet)
     pass_type = wallet.pass_type_id
+    # Not recorded as the device's list: it asked nothing, and must still be pushed.
     listed = (f"{fastpath.PREFIX}devices/{device}/registrations/{pass_type}",
-              {"REQUEST_METHOD": "GET", "QUERY_STRING": "passesUpdatedSince=0"})
+              {"REQUEST_METHOD": "GET", "QUERY_STRING": "passesUpdatedSince=0",
+               fastpath.UNRECORDED: True})
     fetched = (f"{fastpath.PREFIX}passes/{pass_type}/{serial}",
                {"REQUEST_METHOD": "GET", "HTTP_AUTHORIZATION": f"ApplePass {token}"})
 

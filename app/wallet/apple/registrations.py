@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import IntegrityError
+import logging
+from typing import Any
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.sql.dml import Update
 
 from app import timeutil
 from app.extensions import db
@@ -13,6 +17,8 @@ from app.timeutil import utcnow
 from app.wallet.apple.models import Device, Registration
 from app.wallet.events import Platform, WalletEventKind
 from app.wallet.events import record as record_event
+
+log = logging.getLogger("pointpass.apple.webservice")
 
 
 def register(library_identifier: str, card: Card, push_token: str) -> bool:
@@ -76,11 +82,31 @@ def unregister(library_identifier: str, card: Card) -> None:
 
 def updated_serials(library_identifier: str, since: int | None) -> tuple[list[str], int]:
     """Serials of the device's cards changed since tag ``since`` (all without one), and the
-    tag to hand out next."""
+    tag to hand out next. Records the tag as the device's ``listed_through`` and commits."""
     tag = changes.horizon()
-    serials = db.session.scalars(CHANGED_SERIALS, {"device": library_identifier,
-                                                   "since": since or 0})
-    return list(serials), tag
+    serials = list(db.session.scalars(CHANGED_SERIALS, {"device": library_identifier,
+                                                        "since": since or 0}))
+    # The record is a write of its own, after the read: SQLite refuses to turn a read into a
+    # write once another writer has committed. The answer does not depend on it, so a
+    # database too busy to take it loses only the record (a drain may push the device again).
+    db.session.rollback()
+    try:
+        db.session.execute(listed(tag), {"device": library_identifier})
+        db.session.commit()
+    except OperationalError:
+        db.session.rollback()
+        log.info("a device's list of changed serials was not recorded (database busy)",
+                 exc_info=True)
+    return serials, tag
+
+
+def listed(tag: Any) -> Update:
+    """Record that the device (bind parameter ``device``) asked for its changed serials at
+    ``tag`` (a value or an expression): ``Device.listed_through`` never goes back."""
+    return (update(Device)
+            .where(Device.library_identifier == bindparam("device"),
+                   or_(Device.listed_through.is_(None), Device.listed_through < tag))
+            .values(listed_through=tag))
 
 
 # The serials of a device's cards changed since tag ``since`` (stamps are never negative, so

@@ -166,6 +166,76 @@ def test_a_drain_killed_mid_batch_pushes_again_only_the_part_it_was_on(
     _assert_done_with_true_counts(api, url, phones, apns)
 
 
+def test_the_devices_a_dead_drain_pushed_and_that_have_asked_since_are_not_pushed_again(
+    push_app: Flask, apns: APNsTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drain killed between its pushes and their bookkeeping leaves its rows to the next.
+    The devices it pushed ask for their changed serials at once, as Wallet does: the next
+    drain does not push them again (they count as skipped, already current) and pushes only
+    the devices that have not asked (their push may never have left)."""
+    app = push_app
+    app.config.update(OUTBOX_LEASE_SECONDS=0, APNS_PUSH_RATE="0")
+    api = admin_api(app)
+    program, phones = _cards_with_phones(app, api, 6)
+    for phone in phones:
+        phone.changed()  # each has its pass: a tag from before the update
+    settle(app)
+    apns.reset()
+    client_for = push.client_for
+
+    class DiesAfterPushing:
+        def __init__(self, client: Any) -> None:
+            self.client = client
+
+        def push_many(self, tokens: Any) -> Any:
+            self.client.push_many(tokens)
+            raise WorkerKilled
+
+    monkeypatch.setattr(push, "client_for",
+                        lambda *args: DiesAfterPushing(client_for(*args)))
+    response = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Hi"})
+    assert response.status_code == 202
+    url = response.json["url"]
+    settle(app)
+    monkeypatch.undo()
+
+    assert len(apns.requests) == 6  # every device pushed; none of it recorded
+    progress = api.get(url).json
+    assert (progress["status"], progress["cards_done"], progress["devices_pushed"]) == (
+        "pushing", 0, 0)
+    asked, offline = phones[:4], phones[4:]
+    for phone in asked:
+        assert len(phone.changed()) == 1  # Wallet asks what changed, on the push
+
+    with app.app_context():
+        outbox.drain()  # the next drain (the lease is over at once here)
+    progress = api.get(url).json
+    assert (progress["status"], progress["cards_done"]) == ("done", 6), progress
+    assert (progress["devices_pushed"], progress["devices_skipped"]) == (2, 4), progress
+    assert progress["skipped"] == {"already-current": 4}
+    assert {phone.token: len(apns.requests_for(phone.token)) for phone in phones} == {
+        **{phone.token: 1 for phone in asked}, **{phone.token: 2 for phone in offline}}
+
+
+def test_a_device_that_asked_before_the_change_is_pushed(
+    push_app: Flask, apns: APNsTestServer
+) -> None:
+    """Asking for changed serials skips the pushes of the changes made before, not after."""
+    app = push_app
+    api = admin_api(app)
+    program, phones = _cards_with_phones(app, api, 2)
+    settle(app)
+    for phone in phones:
+        phone.changed()
+    apns.reset()
+    response = api.post(f"/api/v1/programs/{program['id']}/updates", json={"message": "Hi"})
+    settle(app)
+    progress = api.get(response.json["url"]).json
+    assert (progress["status"], progress["devices_pushed"], progress["devices_skipped"]) == (
+        "done", 2, 0), progress
+    assert len(apns.requests) == 2
+
+
 @pytest.mark.postgres
 def test_two_runs_of_one_update_never_mark_a_card_twice(pg_app: Flask) -> None:
     """A run presumed dead (its lease ran out) may still be alive: the second run that
