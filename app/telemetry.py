@@ -54,7 +54,8 @@ POSTINGS = Children(Counter("pointpass_ledger_postings", "Ledger postings commit
                             registry=REGISTRY))
 APNS_PUSHES = Children(Counter("pointpass_apns_pushes", "APNs pushes by outcome and reason "
                                "(APNs' reason, 'connection' for a connection failure, "
-                               "'not-configured' when pushes are skipped).",
+                               "'not-configured' or 'already-current' when pushes are "
+                               "skipped).",
                                ["outcome", "reason"], registry=REGISTRY))
 GOOGLE_SYNCS = Children(Counter("pointpass_google_syncs", "Google Wallet syncs of a card by "
                                 "outcome (sent, current, busy, retry, refused, unreachable).",

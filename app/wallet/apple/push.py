@@ -103,10 +103,12 @@ def deliver(rows: list[Claimed], outcome: Delivery) -> None:
             current[token].add(card_id)
         else:
             cards_of[token].add(card_id)
-    for token, cards in current.items():
-        if token not in cards_of:
-            for update_id in _updates(cards, card_rows):
-                outcome.skip(update_id, "already-current")
+    told_already = [cards for token, cards in current.items() if token not in cards_of]
+    if told_already:
+        telemetry.APNS_PUSHES[("skipped", "already-current")].inc(len(told_already))
+    for cards in told_already:
+        for update_id in _updates(cards, card_rows):
+            outcome.skip(update_id, "already-current")
 
     if client is None:  # development stand-ins and no POINTPASS_APNS_URL (logged once)
         if cards_of:

@@ -40,6 +40,7 @@ from tests.factories import (
 )
 from tests.phones import Phone
 from tests.processes import group_alive, start_worker, wait_until
+from tests.prometheus import moved, scrape
 
 BIN = Path(sys.executable).parent
 
@@ -207,8 +208,11 @@ def test_the_devices_a_dead_drain_pushed_and_that_have_asked_since_are_not_pushe
     for phone in asked:
         assert len(phone.changed()) == 1  # Wallet asks what changed, on the push
 
+    before = scrape(api.client)
     with app.app_context():
         outbox.drain()  # the next drain (the lease is over at once here)
+    assert moved(before, scrape(api.client), "pointpass_apns_pushes_total",
+                 outcome="skipped", reason="already-current") == 4
     progress = api.get(url).json
     assert (progress["status"], progress["cards_done"]) == ("done", 6), progress
     assert (progress["devices_pushed"], progress["devices_skipped"]) == (2, 4), progress
