@@ -66,10 +66,11 @@ def _tag_and_serials(record: bool) -> Callable[[str], Any]:
     for it alone): a crash that loses it costs a push a later drain might have skipped."""
     def build(_dialect: str) -> Any:
         tag = changes.PG_HORIZON.scalar_subquery()
-        statement = select(tag, func.array(registrations.CHANGED_SERIALS.scalar_subquery()),
-                           func.set_config("synchronous_commit", "off", True))
-        return statement.add_cte(registrations.listed(tag).cte("listed")) if record \
-            else statement
+        columns = [tag, func.array(registrations.CHANGED_SERIALS.scalar_subquery())]
+        if not record:
+            return select(*columns)
+        return (select(*columns, func.set_config("synchronous_commit", "off", True))
+                .add_cte(registrations.listed(tag).cte("listed")))
     return build
 
 
@@ -187,7 +188,7 @@ class PassKitFastPath:
         row = self._first(_TAG_AND_SERIALS if record else _TAG_AND_SERIALS_UNRECORDED,
                           device=device, since=since)
         assert row is not None
-        tag, serials, _ = row
+        tag, serials = row[:2]
         if not serials:
             return "204 NO CONTENT", [], b""
         return "200 OK", [("Content-Type", "application/json")], _json(serials, tag)
